@@ -1,0 +1,44 @@
+# Two commands do all set-up on a fresh machine (Python 3.11):
+#   make demo   — the main job end to end on Fashion-MNIST
+#   make test   — the default test suite (CI runs this via .ci/run)
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data demo test test-slow bench clean
+
+setup: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[test]'
+	touch $@
+
+# Offline copy of Fashion-MNIST from Debian (best effort: without it Keras downloads).
+data:
+	@if [ ! -e $(FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+	  { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; } || \
+	  echo "note: dataset-fashion-mnist not installed; Keras will try to download Fashion-MNIST"; \
+	fi
+
+demo: setup data
+	$(BIN)/python -m examples.demo
+
+test: setup data
+	$(BIN)/python -m pytest
+
+test-slow: setup data
+	$(BIN)/python -m pytest -m slow
+
+bench: setup data
+	$(BIN)/python -m benchmarks.train_throughput
+	$(BIN)/python -m benchmarks.inference_latency
+	$(BIN)/python -m benchmarks.compression
+
+clean:
+	rm -rf $(VENV) demo_output artifacts .pytest_cache
