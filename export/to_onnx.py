@@ -1,0 +1,252 @@
+"""Export a Keras model to ONNX with tf2onnx, for ONNX Runtime.
+
+`tf2onnx.convert.from_keras` targets Keras 2 objects; Keras 3 models are
+converted from their serving `tf.function` (`export.to_savedmodel.
+serving_function`) with `tf2onnx.convert.from_function`, tf2onnx's graph
+optimisers on (its default: transposes folded, BatchNormalization fused into
+convolutions, identities removed). The graph has one input `inputs` and one
+output `logits`, both with a symbolic batch dimension `batch`.
+
+The result is checked under ONNX Runtime with full graph optimisation, on
+`CUDAExecutionProvider` when onnxruntime-gpu provides it, else on
+`CPUExecutionProvider`. Ops tf2onnx leaves unconverted (it keeps them as
+unknown ONNX nodes and only logs) are reported as a one-line error; `Erfc`
+(used by Keras' exact GELU) is rewritten as `1 - Erf` (`CUSTOM_OP_HANDLERS`).
+
+Command line:
+
+    python -m export.to_onnx student.keras               # -> student.onnx
+    python -m export.to_onnx student/ --opset 17         # -> student.onnx
+    python -m export.to_onnx student.keras --output out/model.onnx
+"""
+
+import os
+
+from export import loading
+from export import pipeline
+from export import runtimes
+from export import staging
+from export import to_savedmodel
+
+MIN_OPSET = 9
+
+
+class ConversionError(ValueError):
+    """tf2onnx could not convert the model."""
+
+
+def supported_opsets():
+    """`(lowest, highest)` opset accepted (highest = tf2onnx's newest)."""
+    from tf2onnx import constants
+
+    return MIN_OPSET, max(constants.OPSET_TO_IR_VERSION)
+
+
+def check_opset(opset):
+    """Validates `opset` (None = tf2onnx's preferred); returns it."""
+    if opset is None:
+        return None
+    lowest, highest = supported_opsets()
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise TypeError(f"--opset must be an integer, got {opset!r}")
+    if not lowest <= opset <= highest:
+        import tf2onnx
+
+        raise ValueError(
+            f"--opset {opset} is not supported by tf2onnx {tf2onnx.__version__}; "
+            f"expected {lowest}..{highest}"
+        )
+    return opset
+
+
+def default_output_path(model_path):
+    """`student.keras` -> `student.onnx`; `student/` -> `student.onnx` beside it."""
+    path = os.path.normpath(os.fspath(model_path))
+    if os.path.isdir(path):
+        return path + ".onnx"
+    return os.path.splitext(path)[0] + ".onnx"
+
+
+def _erfc_as_one_minus_erf(ctx, node, name, args):
+    """tf2onnx handler: `Erfc(x)` -> `1 - Erf(x)` (ONNX has Erf, not Erfc).
+
+    Keras' exact GELU (`tf.nn.gelu(approximate=False)`) computes
+    `0.5 * x * erfc(-x / sqrt(2))`, which tf2onnx 1.17 cannot convert. `1 -
+    erf` loses relative precision only where erfc underflows towards 0, i.e.
+    where GELU's output itself is ~0, so the absolute error stays ~1e-7.
+    """
+    import numpy as np
+    from tf2onnx import utils
+
+    output = node.output[0]
+    dtype = ctx.get_dtype(output)
+    node.type = "Erf"
+    one = ctx.make_const(
+        utils.make_name(f"{name}_one"),
+        np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)),
+    )
+    minus = ctx.insert_new_node_on_output(
+        "Sub", output, name=utils.make_name(f"{name}_one_minus"),
+        inputs=[one.output[0], output],
+    )
+    ctx.set_dtype(minus.output[0], dtype)
+    ctx.copy_shape(output, minus.output[0])
+    return minus
+
+
+# TF ops tf2onnx lacks, rewritten here (old-style `custom_op_handlers`).
+CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
+
+
+def convert(model, opset=None):
+    """Converts `model` to an optimised `onnx.ModelProto` (no checks).
+
+    Raises:
+        ConversionError: tf2onnx fails, or leaves ops it cannot convert.
+    """
+    import onnx
+    import tf2onnx
+
+    function = to_savedmodel.serving_function(model)
+    try:
+        model_proto, _ = tf2onnx.convert.from_function(
+            function,
+            input_signature=function.input_signature,
+            opset=opset,
+            custom_op_handlers=CUSTOM_OP_HANDLERS,
+        )
+    except Exception as error:
+        first = next(
+            (line.strip() for line in str(error).splitlines() if line.strip()),
+            type(error).__name__,
+        )
+        raise ConversionError(f"tf2onnx failed: {first}") from None
+    unconverted = sorted(
+        {
+            node.op_type
+            for node in model_proto.graph.node
+            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type)
+        }
+    )
+    if unconverted:
+        raise ConversionError(
+            f"tf2onnx cannot convert TF op(s) {', '.join(unconverted)} to ONNX "
+            f"(opset {_opset_of(model_proto)})"
+        )
+    for value in list(model_proto.graph.input) + list(model_proto.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    return model_proto
+
+
+def _opset_of(model_proto):
+    return next(
+        (o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")),
+        None,
+    )
+
+
+def export_onnx(
+    model,
+    output_path=None,
+    opset=None,
+    overwrite=False,
+    labelled_data=None,
+    seed=0,
+    unsafe=False,
+):
+    """Exports `model` as a verified `.onnx` file.
+
+    Args:
+        model: A `keras.Model`, or a path to a `.keras` file / SavedModel.
+        output_path: Destination; default (for a path `model`) the model path
+            with the extension `.onnx` (a directory `d/` gives `d.onnx`).
+        opset: ONNX opset; None uses tf2onnx's preferred opset.
+        overwrite: Replace an existing `output_path`.
+        labelled_data: Optional `.npz` (`x`, `y`) or `(x, y)` for accuracy.
+        seed: Seed of the random parity inputs.
+        unsafe: Allow Lambda layers when loading a `.keras` path.
+
+    Returns:
+        An `export.pipeline.ExportResult`; sidecar `<output_path>.json`.
+
+    Raises:
+        ValueError: bad `opset`, missing `output_path` for an in-memory
+            model, or an op tf2onnx cannot convert.
+        export.verify.ParityError: relative error >= 1e-5 against Keras.
+
+    Example:
+
+    >>> result = export_onnx("student.keras")        # writes student.onnx
+    >>> result.sidecar["parity"]["max_relative_error"] < 1e-5
+    True
+    """
+    opset = check_opset(opset)
+    is_path = isinstance(model, (str, os.PathLike))
+    if output_path is None:
+        if not is_path:
+            raise ValueError("output_path is required when model is a keras.Model")
+        output_path = default_output_path(model)
+    # Refuse a bad destination before the (slow) load and conversion.
+    staging.check_output_path(output_path, overwrite)
+    source = os.fspath(model) if is_path else None
+    model = loading.resolve_model(model, unsafe=unsafe)
+
+    def write(path):
+        model_proto = convert(model, opset)
+        metadata = model_proto.metadata_props.add()
+        metadata.key, metadata.value = "source", source or model.name
+        with open(path, "wb") as handle:
+            handle.write(model_proto.SerializeToString())
+        return {
+            "opset": _opset_of(model_proto),
+            "providers": runtimes.onnx_providers(),
+        }
+
+    return pipeline.export_artifact(
+        model,
+        output_path,
+        "onnx",
+        write,
+        options={
+            "input_name": to_savedmodel.INPUT_NAME,
+            "output_name": to_savedmodel.OUTPUT_NAME,
+            "tf2onnx_optimizers": True,
+            "ort_graph_optimization": "ORT_ENABLE_ALL (at session creation)",
+        },
+        overwrite=overwrite,
+        labelled_data=labelled_data,
+        seed=seed,
+        source=source,
+    )
+
+
+def main(argv=None):
+    """`python -m export.to_onnx MODEL [--output FILE] [--opset N]`."""
+    from absl import flags
+
+    from export import cli
+
+    cli.define_common_flags(
+        "Output .onnx file (default: MODEL with extension .onnx, beside it)."
+    )
+    flags.DEFINE_integer("opset", None, "ONNX opset (default: tf2onnx's).")
+
+    def export_from_flags(model_path):
+        value = cli.flag_value
+        return export_onnx(
+            model_path,
+            value("output"),
+            opset=value("opset"),
+            overwrite=value("overwrite"),
+            labelled_data=value("labelled-data"),
+            seed=value("seed"),
+            unsafe=value("unsafe"),
+        )
+
+    cli.run("export.to_onnx", export_from_flags, argv)
+
+
+if __name__ == "__main__":
+    main()

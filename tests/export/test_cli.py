@@ -1,0 +1,178 @@
+"""The export CLIs on bad input: one-line error, non-zero exit, nothing written.
+
+Each case runs `python -m export.to_*` as a subprocess and checks what a user
+sees: exit status, exactly one `<tool>: error: ...` line naming the problem,
+no traceback, and the output folder unchanged (no artifact, no temp files).
+"""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
+
+
+def run_tool(tool, *args):
+    return subprocess.run(
+        [sys.executable, "-m", f"export.{tool}", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_refused(completed, tool, *keywords, code=1):
+    """Non-zero exit, one error line containing `keywords`, no traceback."""
+    assert completed.returncode == code, completed.stderr
+    assert "Traceback" not in completed.stderr
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(f"export.{tool}: error: ")]
+    assert len(errors) == 1, completed.stderr
+    others = [line for line in lines if line not in errors]
+    assert all(line.startswith(f"export.{tool}: warning: ") for line in others), (
+        completed.stderr
+    )
+    for keyword in keywords:
+        assert keyword in errors[0], errors[0]
+    assert completed.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    """A valid tiny model, a Lambda model and an unconvertible-op model."""
+    import keras
+
+    folder = tmp_path_factory.mktemp("cli_models")
+    inputs = keras.Input((28, 28, 1))
+    flat = keras.layers.Flatten()(inputs)
+    keras.Model(inputs, keras.layers.Dense(10)(flat)).save(folder / "tiny.keras")
+    doubled = keras.layers.Lambda(lambda t: t * 2.0, output_shape=(784,))(flat)
+    keras.Model(inputs, keras.layers.Dense(10)(doubled)).save(folder / "lambda.keras")
+    logits = keras.layers.Dense(10)(flat)
+    # Erfinv is neither a TFLite builtin nor convertible by tf2onnx. The
+    # lambda reaches Keras via __import__ so its bytecode needs no globals.
+    unconvertible = keras.layers.Lambda(
+        lambda t: __import__("keras").ops.erfinv(t * 0.01), output_shape=(10,)
+    )(logits)
+    keras.Model(inputs, unconvertible).save(folder / "erfinv.keras")
+    (folder / "not_a_zip.keras").write_bytes(b"this is not a zip archive")
+    with zipfile.ZipFile(folder / "no_config.keras", "w") as archive:
+        archive.writestr("model.weights.h5", b"")
+    return folder
+
+
+def output_args(tool, folder):
+    name = {"to_savedmodel": "out", "to_tflite": "out.tflite", "to_onnx": "out.onnx"}
+    return folder / name[tool], ["--output", folder / name[tool]]
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_missing_model_path(tool, tmp_path):
+    target, args = output_args(tool, tmp_path)
+    completed = run_tool(tool, tmp_path / "missing.keras", *args)
+    assert_refused(completed, tool, "missing.keras", "does not exist")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    "name,problem",
+    [("not_a_zip.keras", "not a .keras zip"), ("no_config.keras", "no config.json")],
+)
+def test_corrupt_keras_file(tool, name, problem, models_dir, tmp_path):
+    target, args = output_args(tool, tmp_path)
+    completed = run_tool(tool, models_dir / name, *args)
+    assert_refused(completed, tool, name, "corrupt", problem)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_existing_output_refused_and_untouched(tool, models_dir, tmp_path):
+    target, args = output_args(tool, tmp_path)
+    if tool == "to_savedmodel":
+        target.mkdir()
+        (target / "saved_model.pb").write_bytes(b"previous export")
+    else:
+        target.write_bytes(b"previous export")
+    before = sorted(os.listdir(tmp_path))
+    completed = run_tool(tool, models_dir / "tiny.keras", *args)
+    assert_refused(completed, tool, str(target), "already exists", "--overwrite")
+    assert sorted(os.listdir(tmp_path)) == before
+    kept = target / "saved_model.pb" if tool == "to_savedmodel" else target
+    assert kept.read_bytes() == b"previous export"
+
+
+def test_int8_without_representative_data(models_dir, tmp_path):
+    completed = run_tool(
+        "to_tflite", models_dir / "tiny.keras", "--output", tmp_path / "q.tflite",
+        "--quantize", "int8",
+    )
+    assert_refused(completed, "to_tflite", "int8", "--representative-data")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unknown_quantize_mode(models_dir, tmp_path):
+    completed = run_tool(
+        "to_tflite", models_dir / "tiny.keras", "--output", tmp_path / "q.tflite",
+        "--quantize", "int4",
+    )
+    assert_refused(completed, "to_tflite", "--quantize", "int4", "none|float16|dynamic|int8")
+    assert os.listdir(tmp_path) == []
+
+
+def test_representative_data_of_wrong_shape(models_dir, tmp_path):
+    data = tmp_path / "wrong.npy"
+    np.save(data, np.zeros((8, 28, 28), np.float32))
+    completed = run_tool(
+        "to_tflite", models_dir / "tiny.keras", "--output", tmp_path / "q.tflite",
+        "--quantize", "int8", "--representative-data", data,
+    )
+    assert_refused(completed, "to_tflite", "--representative-data", "(8, 28, 28)")
+    assert os.listdir(tmp_path) == ["wrong.npy"]
+
+
+@pytest.mark.parametrize(
+    "args,keywords",
+    [
+        ([], ["exactly one MODEL", "got 0"]),
+        (["a.keras", "b.keras"], ["exactly one MODEL", "got 2"]),
+        (["a.keras", "--no-such-flag"], ["no-such-flag"]),
+        (["a.keras", "--opset", "seven"], ["--opset", "seven"]),
+    ],
+)
+def test_usage_errors(args, keywords):
+    completed = run_tool("to_onnx", *args)
+    assert_refused(completed, "to_onnx", *keywords, code=2)
+
+
+@pytest.mark.parametrize("tool", ["to_tflite", "to_onnx"])
+def test_op_the_converter_cannot_handle(tool, models_dir, tmp_path):
+    target, args = output_args(tool, tmp_path)
+    completed = run_tool(tool, models_dir / "erfinv.keras", *args, "--unsafe")
+    assert_refused(completed, tool, "cannot", "Erfinv")
+    assert "safe_mode=False" in completed.stderr  # The --unsafe warning.
+    assert os.listdir(tmp_path) == []
+
+
+def test_lambda_refused_without_unsafe(models_dir, tmp_path):
+    completed = run_tool(
+        "to_onnx", models_dir / "lambda.keras", "--output", tmp_path / "l.onnx"
+    )
+    assert_refused(completed, "to_onnx", "Lambda", "safe mode", "--unsafe")
+    assert os.listdir(tmp_path) == []
+
+
+def test_verbose_shows_the_traceback(tmp_path):
+    completed = run_tool(
+        "to_onnx", tmp_path / "missing.keras", "--output", tmp_path / "m.onnx",
+        "--verbose",
+    )
+    assert completed.returncode != 0
+    assert "Traceback" in completed.stderr
+    assert "FileNotFoundError" in completed.stderr

@@ -1,0 +1,161 @@
+"""export.verify: the parity figures and the gates built on them."""
+
+import numpy as np
+import pytest
+
+from export import runtimes
+from export import verify
+from tests.export import trained_cnn
+
+
+def test_relative_error_matches_its_definition_in_float64():
+    rng = np.random.default_rng(0)
+    expected = rng.normal(size=(7, 10)).astype(np.float32)
+    actual = expected + rng.normal(scale=1e-3, size=(7, 10)).astype(np.float32)
+    a64, b64 = actual.astype(np.float64), expected.astype(np.float64)
+    reference = np.abs(a64 - b64).max() / np.abs(b64).max()
+    assert verify.relative_error(actual, expected) == pytest.approx(reference, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "actual,expected,error",
+    [
+        ([1.0, 2.0], [1.0, 2.5], 0.2),  # 0.5 / 2.5
+        ([0.0, 0.0], [0.0, 0.0], 0.0),
+        ([100.0, -3.0], [100.0, -3.001], 0.001 / 100.0),  # scale = max|b|
+    ],
+)
+def test_relative_error_hand_computed(actual, expected, error):
+    assert verify.relative_error(np.array(actual), np.array(expected)) == pytest.approx(
+        error, rel=1e-9
+    )
+
+
+def test_relative_error_all_zero_reference_uses_tiny():
+    assert verify.relative_error(np.array([1e-30]), np.array([0.0])) == pytest.approx(
+        1e-30 / verify.TINY
+    )
+
+
+def test_relative_error_non_finite_and_shape_mismatch():
+    assert verify.relative_error(np.array([np.nan]), np.array([1.0])) == float("inf")
+    with pytest.raises(verify.ParityError, match="shape"):
+        verify.relative_error(np.zeros((2, 10)), np.zeros((3, 10)))
+
+
+def test_top1_agreement_and_accuracy():
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    other = np.array([[0.2, 0.8], [0.1, 0.9], [0.4, 0.6], [0.9, 0.1]])
+    assert verify.top1_agreement(logits, other) == 0.75
+    assert verify.accuracy(logits, np.array([1, 0, 0, 0])) == 0.75
+    assert verify.accuracy(logits, np.eye(2)[[1, 0, 0, 0]]) == 0.75  # one-hot
+
+
+@pytest.fixture(scope="module")
+def model():
+    return trained_cnn.trained_cnn()[0]
+
+
+def scaled_runner(model, factor):
+    """A fake artifact whose outputs are Keras' times `factor`."""
+    reference = runtimes.keras_runner(model)
+    return lambda x: reference(x) * np.float32(factor)
+
+
+@pytest.mark.parametrize("factor,passes", [(1 + 2e-6, True), (1 + 5e-5, False)])
+def test_float_gate_at_relative_error_1e_5(model, factor, passes):
+    run = scaled_runner(model, factor)
+    if passes:
+        report = verify.verify_artifact(model, None, "onnx", runner=run)
+        assert report["max_relative_error"] == pytest.approx(factor - 1, rel=0.05)
+        assert report["random_inputs"]["count"] == 17
+    else:
+        with pytest.raises(verify.ParityError, match="relative error"):
+            verify.verify_artifact(model, None, "onnx", runner=run)
+
+
+def test_quantised_gate_is_top1_agreement_on_real_inputs(model):
+    _, _, (x_test, _) = trained_cnn.trained_cnn()
+    reference = runtimes.keras_runner(model)
+
+    def disagree_on_one_in_ten(x):
+        logits = reference(x)
+        flipped = logits.copy()
+        flipped[::10] = -logits[::10]  # argmax changes on every 10th row
+        return flipped
+
+    report = verify.verify_artifact(
+        model, None, "tflite", quantize="int8", real_inputs=x_test,
+        runner=disagree_on_one_in_ten, min_agreement=0.85,
+    )
+    assert report["top1_agreement"] == pytest.approx(0.9, abs=0.005)
+    with pytest.raises(verify.ParityError, match="top-1 agreement"):
+        verify.verify_artifact(
+            model, None, "tflite", quantize="int8", real_inputs=x_test,
+            runner=disagree_on_one_in_ten,
+        )
+
+
+def test_quantised_gate_defaults_to_fashion_mnist_test_images(model):
+    report = verify.verify_artifact(
+        model, None, "tflite", quantize="float16", runner=runtimes.keras_runner(model)
+    )
+    assert report["real_inputs"].startswith("Fashion-MNIST test")
+    assert report["real_inputs_count"] == verify.DEFAULT_REAL_INPUTS
+    assert report["top1_agreement"] == 1.0
+
+
+def test_accuracy_drop_gate(model):
+    _, _, (x_test, y_test) = trained_cnn.trained_cnn()
+    reference = runtimes.keras_runner(model)
+    report = verify.verify_artifact(
+        model, None, "onnx", labelled=(x_test, y_test), runner=reference
+    )
+    assert report["accuracy"]["keras"] == report["accuracy"]["exported"] > 0.6
+
+    def always_class_zero(x):
+        out = np.zeros_like(reference(x))
+        out[:, 0] = 1.0
+        return out
+
+    with pytest.raises(verify.ParityError, match="accuracy .* below Keras"):
+        verify.verify_artifact(
+            model, None, "tflite", quantize="int8", labelled=(x_test, y_test),
+            runner=always_class_zero, min_agreement=0.0,
+        )
+
+
+def test_load_inputs_sources(tmp_path):
+    shape = (None, 28, 28, 1)
+    x = np.random.default_rng(1).random((6, 28, 28, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "named.npz", x=x, y=np.zeros(6))
+    np.savez(tmp_path / "single.npz", images=x)
+    for source in (x, tmp_path / "x.npy", tmp_path / "named.npz", tmp_path / "single.npz"):
+        np.testing.assert_array_equal(verify.load_inputs(source, shape), x)
+    assert verify.load_inputs("fashion-mnist:5", shape).shape == (5, 28, 28, 1)
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (lambda p: p / "missing.npy", "does not exist"),
+        (lambda p: (np.save(p / "bad.npy", np.zeros((3, 28, 28))), p / "bad.npy")[1], "do not match"),
+        (lambda p: (p / "x.csv").write_text("1") and p / "x.csv", "expected a .npy or .npz"),
+        (lambda p: (np.savez(p / "two.npz", a=1, b=2), p / "two.npz")[1], "expected one named 'x'"),
+        (lambda p: "fashion-mnist:zero", "fashion-mnist:N"),
+    ],
+)
+def test_load_inputs_errors_name_the_flag(tmp_path, make, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as info:
+        verify.load_inputs(make(tmp_path), (None, 28, 28, 1))
+    assert "--representative-data" in str(info.value)
+
+
+def test_load_labelled_requires_x_and_y(tmp_path):
+    np.savez(tmp_path / "only_x.npz", x=np.zeros((2, 28, 28, 1)))
+    with pytest.raises(ValueError, match="--labelled-data.*expected x and y"):
+        verify.load_labelled(tmp_path / "only_x.npz", (None, 28, 28, 1))
+    np.savez(tmp_path / "short.npz", x=np.zeros((2, 28, 28, 1)), y=np.zeros(3))
+    with pytest.raises(ValueError, match="2 inputs but 3 labels"):
+        verify.load_labelled(tmp_path / "short.npz", (None, 28, 28, 1))
