@@ -5,9 +5,11 @@ Public API:
     Hint                 a FitNets feature-matching term for the Distiller
     kd_loss              T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
     losses, hints, data  the modules behind them
+    distribute           strategy from the environment (TF_CONFIG, local GPUs)
 """
 
 from kdkeras import data
+from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses
 from kdkeras.distiller import Distiller

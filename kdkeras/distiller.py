@@ -23,6 +23,7 @@ from keras.src.trainers.data_adapters.data_adapter_utils import (
 )
 from keras.src.trainers.trainer import model_supports_jit
 
+from kdkeras import _multi_worker
 from kdkeras import hints as hints_lib
 from kdkeras import losses as losses_lib
 
@@ -435,15 +436,20 @@ class Distiller(keras.Model):
         self._update_trackers(parts)
         return self.compute_metrics(x, labels, student_logits, sample_weight)
 
-    def fit(self, *args, **kwargs):
-        if isinstance(
-            self.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy
-        ):
-            # Keras 3's fit fails under this strategy (keras-team/keras#20585).
-            from kdkeras import _multi_worker
+    def fit(self, x=None, y=None, **kwargs):
+        """`keras.Model.fit`, also under MultiWorkerMirroredStrategy.
 
-            return _multi_worker.fit(self, *args, **kwargs)
-        return super().fit(*args, **kwargs)
+        Keras 3's own `fit` fails under MultiWorkerMirroredStrategy
+        (keras-team/keras#20585) and cannot resume a `BackupAndRestore`
+        backup taken mid-epoch; those runs go through the small distributed
+        loop in `kdkeras._multi_worker` (see BUILD.md), the others through
+        Keras' `fit` unchanged.
+        """
+        if _multi_worker.needs_multi_worker_fit(
+            self.distribute_strategy, kwargs.get("callbacks")
+        ):
+            return _multi_worker.fit(self, x, y, **kwargs)
+        return super().fit(x, y, **kwargs)
 
     # ---------------------------------------------------------- serialisation
 
