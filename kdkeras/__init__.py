@@ -1,20 +1,31 @@
 """kdkeras: knowledge distillation for Keras 3 on TensorFlow.
 
 Public API:
-    Distiller            the keras.Model whose train_step blends hard and soft losses
-    Hint                 a FitNets feature-matching term for the Distiller
-    kd_loss              T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
-    losses, hints, data  the modules behind them
-    distribute           strategy from the environment (TF_CONFIG, local GPUs)
+    Distiller             the keras.Model whose train_step blends hard and soft losses
+    Hint                  a FitNets feature-matching term for the Distiller
+    Ensemble              several teachers as one (arithmetic / geometric mean)
+    kd_loss               T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
+    cache_soft_targets    run the teacher once; train on its cached logits
+    soft_target_dataset   batches (x, {"labels", "teacher_logits"}) for the Distiller
+    data, distribute, hints, losses, soft_targets, teachers: the modules behind them
 """
 
 from kdkeras import data
 from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses
+from kdkeras import soft_targets
+from kdkeras import teachers
 from kdkeras.distiller import Distiller
 from kdkeras.hints import Hint
 from kdkeras.losses import KnowledgeDistillation
 from kdkeras.losses import kd_loss
+from kdkeras.soft_targets import StaleSoftTargetsError
+from kdkeras.soft_targets import cache_soft_targets
+from kdkeras.soft_targets import load_soft_targets
+from kdkeras.soft_targets import soft_target_dataset
+from kdkeras.teachers import Ensemble
+from kdkeras.teachers import logits_model
+from kdkeras.teachers import outputs_probabilities
 
 __version__ = "0.1.0"

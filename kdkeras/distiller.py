@@ -14,6 +14,7 @@ global batch.
 """
 
 import numbers
+import warnings
 
 import keras
 import tensorflow as tf
@@ -21,11 +22,12 @@ from keras import ops
 from keras.src.trainers.data_adapters.data_adapter_utils import (
     unpack_x_y_sample_weight,
 )
-from keras.src.trainers.trainer import model_supports_jit
+from tensorflow.python.framework.config import is_op_determinism_enabled
 
 from kdkeras import _multi_worker
 from kdkeras import hints as hints_lib
 from kdkeras import losses as losses_lib
+from kdkeras import soft_targets
 
 #: Keys of a target dict carrying cached soft targets (see `soft_targets`).
 LABELS_KEY = "labels"
@@ -300,7 +302,50 @@ class Distiller(keras.Model):
             tf.distribute.MultiWorkerMirroredStrategy,
         ):
             return False
-        return model_supports_jit(self)
+        return self._supports_jit()
+
+    def _supports_jit(self):
+        """Whether XLA can compile what a step actually runs.
+
+        Keras asks every layer, the teacher's included; but the teacher runs
+        only in inference, where random augmentation layers (the paper
+        teacher's `RandomTranslation` jitter, `supports_jit=False`) return
+        their input untouched. Those do not veto XLA; every other layer of
+        the student, the projections and the teacher does. As in Keras,
+        op determinism turns XLA off.
+        """
+        if is_op_determinism_enabled():
+            return False
+        inactive = {
+            id(layer)
+            for layer in soft_targets.random_augmentation_layers(self.teacher)
+        }
+        layers = [self.student, self.teacher] + [
+            projection for projection in self.projections if projection
+        ]
+        return all(
+            layer.supports_jit
+            for model in layers
+            for layer in model._flatten_layers()
+            if id(layer) not in inactive
+        )
+
+    @property
+    def jit_compile(self):
+        if self._jit_compile is None:
+            self._jit_compile = self._auto_jit_compile(False)
+        return self._jit_compile
+
+    @jit_compile.setter
+    def jit_compile(self, value):
+        # Keras' setter checks the teacher's training-only layers too.
+        if value and not self._supports_jit():
+            warnings.warn(
+                "The student, teacher or hint projections contain a layer "
+                "that XLA cannot compile: proceeding with jit_compile=False."
+            )
+            value = False
+        self._jit_compile = value
 
     @property
     def metrics(self):
@@ -415,6 +460,9 @@ class Distiller(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         labels, teacher_logits = _split_targets(y)
+        if teacher_logits is not None:
+            # At trace time: cached targets are wrong for augmented inputs.
+            soft_targets.check_no_augmentation(student=self.student)
         with tf.GradientTape() as tape:
             parts, student_logits = self._loss_parts(
                 x, labels, teacher_logits, sample_weight, training=True

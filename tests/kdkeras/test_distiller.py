@@ -359,3 +359,89 @@ def test_bad_compile_arguments_name_the_argument(kwargs, error, match):
     distiller = kdkeras.Distiller(student=_mlp(8), teacher=_mlp(32))
     with pytest.raises(error, match=match):
         distiller.compile(optimizer="adam", **kwargs)
+
+
+# ---------------------------------------------------------- mixed precision
+
+
+def test_mixed_float16_student_trains_with_loss_scaling_and_float32_losses():
+    """The GPU recipe (mixed_float16) on CPU: same losses as float32."""
+    x, y = _data()
+    float32 = _distiller(jit_compile=False)
+    expected = float32.evaluate(x, y, verbose=0, return_dict=True)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        student, teacher = _mlp(8, seed=1), _mlp(32, seed=2)
+        distiller = kdkeras.Distiller(student=student, teacher=teacher)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.05),
+                          metrics=["accuracy"], alpha=0.1, temperature=4.0,
+                          jit_compile=False)
+        assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+        assert student.compute_dtype == "float16"
+        result = distiller.evaluate(x, y, verbose=0, return_dict=True)
+        history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for name in ("student_loss", "distillation_loss", "loss"):
+        np.testing.assert_allclose(result[name], expected[name], rtol=2e-2)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["loss"][1] < history.history["loss"][0]
+
+
+# ---------------------------------------------------------------------- XLA
+
+
+def _paper_like_teacher():
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([
+        keras.Input((6, 6, 1)),
+        keras.layers.RandomTranslation(0.1, 0.1),  # supports_jit=False
+        keras.layers.Flatten(),
+        keras.layers.Dense(16, activation="relu"),
+        keras.layers.Dense(NUM_CLASSES)])
+
+
+def _image_student(*extra_layers):
+    keras.utils.set_random_seed(4)
+    return keras.Sequential([keras.Input((6, 6, 1)), *extra_layers,
+                             keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES)])
+
+
+def test_teacher_augmentation_does_not_turn_xla_off():
+    """Inactive in inference, the teacher's jitter must not veto XLA."""
+    from tensorflow.python.framework.config import is_op_determinism_enabled
+
+    assert not is_op_determinism_enabled()
+    distiller = kdkeras.Distiller(student=_image_student(),
+                                  teacher=_paper_like_teacher())
+    distiller.compile(optimizer="adam")
+    assert distiller.jit_compile is True
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(32, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, NUM_CLASSES, size=32)
+    history = distiller.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_student_layer_without_xla_support_turns_xla_off_with_a_warning():
+    distiller = kdkeras.Distiller(
+        student=_image_student(keras.layers.RandomRotation(0.1)),
+        teacher=_paper_like_teacher())
+    with pytest.warns(UserWarning, match="jit_compile=False"):
+        distiller.compile(optimizer="adam", jit_compile=True)
+    assert distiller.jit_compile is False
+
+
+def test_cached_targets_with_an_augmenting_student_are_refused():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(16, 6, 6, 1)).astype("float32")
+    y = rng.integers(0, NUM_CLASSES, size=16)
+    distiller = kdkeras.Distiller(
+        student=_image_student(keras.layers.RandomFlip()),
+        teacher=_paper_like_teacher())
+    distiller.compile(optimizer="adam")
+    logits = distiller.teacher.predict(x, verbose=0)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (x, {"labels": y, "teacher_logits": logits})).batch(8)
+    with pytest.raises(ValueError, match="augment"):
+        distiller.fit(dataset, epochs=1, verbose=0)

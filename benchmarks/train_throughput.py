@@ -1,0 +1,535 @@
+"""Training throughput: plain student fit vs keras.distillation vs kdkeras.
+
+Fashion-MNIST, the paper's MLPs (teacher 784-1200-1200-10, student
+784-800-800-10), batch 128, Adam. Every variant is built and warmed up
+(one full epoch: tracing / XLA compilation) in ONE process, then timed
+round-robin (the starting variant rotates every repeat) for `--repeats`
+epochs each; the table reports the median samples/s of one `fit` epoch
+(timed from `on_epoch_begin` to `on_epoch_end`, so input-pipeline work is
+included and the per-`fit` setup is not).
+
+Core variants (the issue's goals are checked on these):
+  plain              student `fit` on NumPy arrays, Keras' default jit
+  plain_xla          same, `jit_compile=True`
+  keras_distillation keras.distillation.Distiller with
+                     LogitsDistillation(T, loss=keras.losses.KLDivergence())
+  kdkeras_online     kdkeras.Distiller, teacher forward every step
+  kdkeras_cached     kdkeras.Distiller on cached soft targets
+                     (kdkeras.soft_targets.soft_target_dataset)
+Extra variants (`--variants=all`, or list them): see `VARIANTS` below.
+"forcexla" variants set the private `model._jit_compile = True` after
+`compile`: Keras turns `jit_compile=True` into False (with a warning) for any
+model holding a layer with `supports_jit=False`, and the paper teacher's
+`RandomTranslation` jitter is one, although it is an identity in the
+teacher's inference-mode forward pass, which XLA compiles fine.
+
+Goals: kdkeras_online >= 1.30x keras_distillation; kdkeras_cached >= 1.8x
+keras_distillation and >= 0.9x the fastest plain-fit variant.
+
+Usage:
+  python benchmarks/train_throughput.py                  # 20k examples
+  python benchmarks/train_throughput.py --examples=60000 --repeats=5
+  python benchmarks/train_throughput.py --variants=all
+  python benchmarks/train_throughput.py --quick          # smoke test
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import platform  # noqa: E402
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("examples", 20000, "Training examples per epoch (<= 60000).")
+flags.DEFINE_integer("repeats", 3, "Timed epochs per variant (median reported).")
+flags.DEFINE_integer("batch_size", 128, "Batch size.")
+flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
+flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label student loss.")
+flags.DEFINE_list(
+    "variants", "core", "Comma-separated variant names, 'core' or 'all'."
+)
+flags.DEFINE_integer(
+    "steps_per_execution", 1, "Keras steps_per_execution for every variant."
+)
+flags.DEFINE_bool(
+    "quick", False, "Smoke test: 512 examples, 1 timed repeat, core variants."
+)
+flags.DEFINE_integer(
+    "threads",
+    0,
+    "TensorFlow intra- and inter-op threads (0: TF's default). With 1, the "
+    "CPU column measures work per sample with little sensitivity to other "
+    "processes on a shared machine.",
+)
+flags.DEFINE_bool("verbose", False, "Show tracebacks on errors.")
+
+CORE = (
+    "plain",
+    "plain_xla",
+    "keras_distillation",
+    "kdkeras_online",
+    "kdkeras_cached",
+)
+# name: (kind, description)
+VARIANTS = {
+    "plain": ("plain", "student fit, NumPy input, Keras default jit"),
+    "plain_xla": ("plain", "student fit, NumPy input, jit_compile=True"),
+    "plain_dataset": (
+        "plain",
+        "student fit, Keras default jit, tf.data index-gather pipeline",
+    ),
+    "plain_xla_dataset": (
+        "plain",
+        "student fit, jit_compile=True, tf.data index-gather pipeline",
+    ),
+    "keras_distillation": (
+        "keras",
+        "keras.distillation.Distiller, KLDivergence(), Keras default jit",
+    ),
+    "keras_distillation_forcexla": (
+        "keras",
+        "keras.distillation.Distiller, KLDivergence(), XLA forced",
+    ),
+    "kdkeras_online": ("online", "kdkeras.Distiller online, jit 'auto'"),
+    "kdkeras_online_nojit": (
+        "online",
+        "kdkeras.Distiller online, jit_compile=False",
+    ),
+    "kdkeras_online_forcexla": (
+        "online",
+        "kdkeras.Distiller online, XLA forced",
+    ),
+    "kdkeras_online_dataset": (
+        "online",
+        "kdkeras.Distiller online, jit 'auto', tf.data index-gather pipeline",
+    ),
+    "kdkeras_online_forcexla_dataset": (
+        "online",
+        "kdkeras.Distiller online, XLA forced, tf.data index-gather pipeline",
+    ),
+    "kdkeras_cached": (
+        "cached",
+        "kdkeras.Distiller, cached logits, soft_target_dataset, jit 'auto'",
+    ),
+    "kdkeras_cached_nojit": (
+        "cached",
+        "kdkeras.Distiller, cached logits, soft_target_dataset, jit off",
+    ),
+    "kdkeras_cached_forcexla": (
+        "cached",
+        "kdkeras.Distiller, cached logits, soft_target_dataset, XLA forced",
+    ),
+    "kdkeras_cached_numpy": (
+        "cached",
+        "kdkeras.Distiller, cached logits as NumPy dict y, jit 'auto'",
+    ),
+    "kdkeras_cached_slices": (
+        "cached",
+        "kdkeras.Distiller, cached logits, from_tensor_slices+shuffle+batch",
+    ),
+}
+
+
+def _variant_names():
+    names = []
+    for name in FLAGS.variants:
+        if name == "core":
+            names += CORE
+        elif name == "all":
+            names += list(VARIANTS)
+        elif name in VARIANTS:
+            names.append(name)
+        else:
+            raise ValueError(
+                f"--variants: unknown variant {name!r}; expected 'core', "
+                f"'all' or names from {sorted(VARIANTS)}"
+            )
+    return list(dict.fromkeys(names))
+
+
+def _command(examples, repeats, names):
+    arguments = [
+        f"--examples={examples}",
+        f"--repeats={repeats}",
+        f"--batch_size={FLAGS.batch_size}",
+        f"--temperature={FLAGS.temperature:g}",
+        f"--alpha={FLAGS.alpha:g}",
+        f"--variants={','.join(names)}",
+        f"--steps_per_execution={FLAGS.steps_per_execution}",
+        f"--threads={FLAGS.threads}",
+    ]
+    return "cd /work/main && .venv/bin/python benchmarks/train_throughput.py " + (
+        " ".join(shlex.quote(a) for a in arguments)
+    )
+
+
+def _machine():
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return model
+
+
+def _models():
+    try:
+        import models
+
+        return models.build_mlp_teacher(seed=0), models.build_mlp_student()
+    except ImportError:  # models/ not available: the same architectures.
+        import keras
+
+        def mlp(hidden, dropout, jitter, name):
+            inputs = keras.Input((28, 28, 1))
+            x = inputs
+            if jitter:
+                x = keras.layers.RandomTranslation(
+                    2 / 28, 2 / 28, fill_mode="constant",
+                    interpolation="nearest",
+                )(x)
+            x = keras.layers.Flatten()(x)
+            if dropout:
+                x = keras.layers.Dropout(0.2)(x)
+            for units in hidden:
+                x = keras.layers.Dense(units, activation="relu")(x)
+                if dropout:
+                    x = keras.layers.Dropout(0.5)(x)
+            return keras.Model(inputs, keras.layers.Dense(10)(x), name=name)
+
+        return (
+            mlp((1200, 1200), True, True, "mlp_teacher"),
+            mlp((800, 800), False, False, "mlp_student"),
+        )
+
+
+def _gather_dataset(x, y, batch_size, seed):
+    """(x, y) batches: shuffled indices, batched, gathered (like Keras)."""
+    import tensorflow as tf
+
+    x_tensor, y_tensor = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    indices = tf.data.Dataset.range(len(x)).shuffle(
+        len(x), seed=seed, reshuffle_each_iteration=True
+    )
+    return (
+        indices.batch(batch_size)
+        .map(
+            lambda i: (tf.gather(x_tensor, i), tf.gather(y_tensor, i)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _slices_dataset(x, y, logits, batch_size, seed):
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (x, {"labels": y, "teacher_logits": logits})
+    )
+    return (
+        dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _force_xla(model):
+    """XLA despite a `supports_jit=False` layer (used in inference only)."""
+    model._jit_compile = True
+    model.train_function = None
+
+
+def _setup(name, x, y, teacher_logits):
+    """Builds and compiles variant `name`; returns (model, fit arguments)."""
+    import keras
+
+    import kdkeras
+    from kdkeras import soft_targets
+
+    keras.utils.set_random_seed(0)
+    teacher, student = _models()
+    batch_size = FLAGS.batch_size
+    spe = FLAGS.steps_per_execution
+    label_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    arrays = {"x": x, "y": y, "batch_size": batch_size}
+    kind = VARIANTS[name][0]
+
+    if kind == "plain":
+        jit = "auto" if name in ("plain", "plain_dataset") else True
+        student.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=label_loss,
+            metrics=["accuracy"],
+            jit_compile=jit,
+            steps_per_execution=spe,
+        )
+        if name.endswith("_dataset"):
+            return student, {"x": _gather_dataset(x, y, batch_size, seed=0)}
+        return student, arrays
+
+    if kind == "keras":
+        distiller = keras.distillation.Distiller(
+            teacher=teacher,
+            student=student,
+            distillation_losses=keras.distillation.LogitsDistillation(
+                temperature=FLAGS.temperature,
+                loss=keras.losses.KLDivergence(),
+            ),
+            student_loss_weight=FLAGS.alpha,
+        )
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            loss=label_loss,
+            metrics=["accuracy"],
+            steps_per_execution=spe,
+        )
+        if name.endswith("_forcexla"):
+            _force_xla(distiller)
+        return distiller, arrays
+
+    distiller = kdkeras.Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+        alpha=FLAGS.alpha,
+        temperature=FLAGS.temperature,
+        jit_compile=False if name.endswith("_nojit") else "auto",
+        steps_per_execution=spe,
+    )
+    if "_forcexla" in name:
+        _force_xla(distiller)
+    if name in (
+        "kdkeras_online", "kdkeras_online_nojit", "kdkeras_online_forcexla"
+    ):
+        return distiller, arrays
+    if name in ("kdkeras_online_dataset", "kdkeras_online_forcexla_dataset"):
+        return distiller, {"x": _gather_dataset(x, y, batch_size, seed=0)}
+    if name == "kdkeras_cached_numpy":
+        targets = {"labels": y, "teacher_logits": teacher_logits}
+        return distiller, dict(arrays, y=targets)
+    if name == "kdkeras_cached_slices":
+        return distiller, {
+            "x": _slices_dataset(x, y, teacher_logits, batch_size, seed=0)
+        }
+    dataset = soft_targets.soft_target_dataset(
+        x, y, teacher_logits, batch_size=batch_size, shuffle=True, seed=0
+    )
+    return distiller, {"x": dataset}
+
+
+def _epoch_seconds(model, fit_arguments):
+    """(wall seconds, process CPU seconds) of one `fit` epoch."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = (time.perf_counter(), time.process_time())
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds = (
+                time.perf_counter() - self.start[0],
+                time.process_time() - self.start[1],
+            )
+
+    timer = EpochTimer()
+    if "y" not in fit_arguments:  # A tf.data pipeline shuffles by itself.
+        fit_arguments = dict(fit_arguments, shuffle=False)
+    model.fit(**fit_arguments, epochs=1, verbose=0, callbacks=[timer])
+    return timer.seconds
+
+
+def _resolved_jit(model):
+    return getattr(model, "jit_compile", "?")
+
+
+def _ratio(value, reference):
+    return f"{value / reference:.2f}" if reference else "n/a"
+
+
+def run():
+    examples = 512 if FLAGS.quick else FLAGS.examples
+    repeats = 1 if FLAGS.quick else FLAGS.repeats
+    names = list(CORE) if FLAGS.quick else _variant_names()
+    if not 1 <= examples <= 60000:
+        raise ValueError(f"--examples must be in [1, 60000], got {examples}")
+    if repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {repeats}")
+    if FLAGS.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+    if FLAGS.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {FLAGS.threads}")
+
+    import tensorflow as tf
+
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    import keras
+
+    from kdkeras import data
+    from kdkeras import soft_targets
+
+    load_before = os.getloadavg()
+    (x, y), _ = data.load_fashion_mnist(limit_train=examples, limit_test=1)
+
+    # One-off cost of the cached variants: the teacher's forward over x.
+    keras.utils.set_random_seed(0)
+    teacher, _ = _models()
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        teacher_logits = soft_targets.cache_soft_targets(
+            teacher, x, os.path.join(folder, "targets.npz"), batch_size=1024
+        )
+        cache_seconds = time.perf_counter() - start
+
+    setups = {}
+    for name in names:
+        start = time.perf_counter()
+        model, fit_arguments = _setup(name, x, y, teacher_logits)
+        _epoch_seconds(model, fit_arguments)  # warm-up: trace / compile
+        setups[name] = (model, fit_arguments)
+        print(
+            f"warm-up {name}: {time.perf_counter() - start:.1f} s "
+            f"(jit_compile={_resolved_jit(model)})",
+            flush=True,
+        )
+
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            model, fit_arguments = setups[name]
+            wall_seconds, cpu_seconds = _epoch_seconds(model, fit_arguments)
+            wall[name].append(examples / wall_seconds)
+            cpu[name].append(examples / cpu_seconds)
+    load_after = os.getloadavg()
+
+    # Three statistics: the median samples/s (the reported figure), the best
+    # epoch (interference from other processes only slows an epoch down, so
+    # the best is the least disturbed), and the median samples per CPU-second
+    # of this process (insensitive to time slicing on a contended machine).
+    statistic = {
+        "median": {n: statistics.median(v) for n, v in wall.items()},
+        "best": {n: max(v) for n, v in wall.items()},
+        "cpu": {n: statistics.median(v) for n, v in cpu.items()},
+    }
+
+    def reference(kind_names, which):
+        values = [statistic[which][n] for n in kind_names]
+        return max(values, default=None)
+
+    keras_names = [n for n in names if n == "keras_distillation"]
+    plain_names = [n for n in names if VARIANTS[n][0] == "plain"]
+    keras_rate = {w: reference(keras_names, w) for w in statistic}
+    fastest_plain = {w: reference(plain_names, w) for w in statistic}
+
+    contended = (
+        max(load_before[0], load_after[0]) > 0.75 * (os.cpu_count() or 1)
+    )
+    print()
+    print(
+        f"## Training throughput: {examples} Fashion-MNIST examples, batch "
+        f"{FLAGS.batch_size}, T={FLAGS.temperature:g}, alpha={FLAGS.alpha:g}, "
+        f"{repeats} timed epoch(s) per variant after a warm-up epoch"
+        + (f", TF threads {FLAGS.threads}" if FLAGS.threads else "")
+    )
+    print()
+    print(
+        f"Machine: {_machine()}, {os.cpu_count()} logical CPUs; "
+        f"TF {tf.__version__}, Keras {keras.__version__}; load average "
+        f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
+        + (" (CPU contended: trust 'best' and 'CPU' more than 'median')"
+           if contended else "")
+    )
+    print(
+        f"Cached soft targets: teacher forward over {examples} examples "
+        f"(batch 1024, one-off) took {cache_seconds:.2f} s."
+    )
+    print()
+    print(
+        "samples/s: median and best epoch (wall clock); CPU: median samples "
+        "per CPU-second of this process. Ratios: median / best / CPU."
+    )
+    print()
+    print(
+        "| variant | what | jit | samples/s median | best | min | CPU "
+        "| vs keras.distillation | vs fastest plain fit |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    def ratios(name, references):
+        return " / ".join(
+            _ratio(statistic[w][name], references[w]) for w in statistic
+        )
+
+    for name in names:
+        print(
+            f"| {name} | {VARIANTS[name][1]} | "
+            f"{_resolved_jit(setups[name][0])} | "
+            f"{statistic['median'][name]:.0f} | {statistic['best'][name]:.0f} "
+            f"| {min(wall[name]):.0f} | {statistic['cpu'][name]:.0f} | "
+            f"{ratios(name, keras_rate)} | {ratios(name, fastest_plain)} |"
+        )
+    print()
+
+    goals = []
+    if keras_names and "kdkeras_online" in names:
+        goals.append(
+            ("kdkeras_online >= 1.30x keras_distillation",
+             "kdkeras_online", keras_rate, 1.30)
+        )
+    if keras_names and "kdkeras_cached" in names:
+        goals.append(
+            ("kdkeras_cached >= 1.80x keras_distillation",
+             "kdkeras_cached", keras_rate, 1.80)
+        )
+    if plain_names and "kdkeras_cached" in names:
+        goals.append(
+            ("kdkeras_cached within 10% of the fastest plain fit",
+             "kdkeras_cached", fastest_plain, 0.90)
+        )
+    for text, name, references, target in goals:
+        measured = {
+            w: statistic[w][name] / references[w] for w in statistic
+        }
+        verdict = "PASS" if measured["median"] >= target else "MISS"
+        print(
+            f"{verdict}: {text} (median {measured['median']:.2f}x; "
+            f"best {measured['best']:.2f}x, CPU {measured['cpu']:.2f}x)"
+        )
+    if FLAGS.quick:
+        print("(--quick: smoke test only, the numbers are not meaningful)")
+    print()
+    print("Reproduce:")
+    print(_command(examples, repeats, names) + (" --quick" if FLAGS.quick else ""))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        run()
+    except Exception as error:  # One line, no traceback, non-zero exit.
+        if FLAGS.verbose:
+            raise
+        print(f"train_throughput: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)
