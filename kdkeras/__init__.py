@@ -8,6 +8,7 @@ Public API:
     cache_soft_targets    run the teacher once; train on its cached logits
     soft_target_dataset   batches (x, {"labels", "teacher_logits"}) for the Distiller
     data, distribute, hints, losses, soft_targets, teachers: the modules behind them
+    compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)
 """
 
 from kdkeras import data
@@ -29,3 +30,12 @@ from kdkeras.teachers import logits_model
 from kdkeras.teachers import outputs_probabilities
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `kdkeras.compress` loads TFMOT and tf_keras (seconds): import it on use.
+    if name == "compress":
+        import importlib
+
+        return importlib.import_module("kdkeras.compress")
+    raise AttributeError(f"module 'kdkeras' has no attribute {name!r}")

@@ -1,0 +1,425 @@
+"""Compressing the distilled student: pruned, clustered, QAT int8, PTQ int8.
+
+Fashion-MNIST. A CNN teacher (`models.build_cnn_teacher()`) is trained once;
+its logits over the training set are cached (`--cache_dir`) and the 800-800
+MLP student (`models.build_mlp_student()`) is distilled from them with
+`kdkeras.Distiller` (cached soft targets). From that dense distilled student,
+every compressed variant keeps distilling from the same soft targets
+(`kdkeras.compress`):
+
+  pruned      magnitude pruning to --target_sparsity (polynomial decay), fp32
+  clustered   --clusters weight clusters per kernel (k-means++), fp32
+  qat_int8    quantization-aware training, int8 TFLite (weights+activations)
+  ptq_int8    full-integer post-training quantization (--calibration images)
+
+Each artifact is measured by `export.measure.measure_artifact` in its own
+subprocess (test-set accuracy, file size, gzip size, batch-1 latency); the
+dense student is also measured with ONNX Runtime and the NumPy forward pass,
+so "best fp32" is the fastest fp32 runtime, not just fp32 TFLite.
+
+Goals (issue 7): int8 <= 0.27x the fp32 file, <= 0.5 pp accuracy drop against
+the dense distilled student, batch-1 p50 <= 0.5x the best fp32 runtime;
+pruned <= 1 pp drop and gzip size <= 0.35x the dense one.
+
+Usage:
+  python benchmarks/compression.py --quick     # smoke test, ~3 minutes
+  python benchmarks/compression.py             # full run
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import shlex  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+# Run from a checkout without installing: the repository root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
+flags.DEFINE_integer("teacher_epochs", 8, "CNN teacher epochs.")
+flags.DEFINE_integer("student_epochs", 15, "Distillation epochs of the dense student.")
+flags.DEFINE_integer("prune_epochs", 6, "Pruning fine-tune epochs.")
+flags.DEFINE_float(
+    "pruning_end", 0.6, "Fraction of the pruning epochs by which the target is reached."
+)
+flags.DEFINE_integer("cluster_epochs", 2, "Clustering fine-tune epochs.")
+flags.DEFINE_integer("qat_epochs", 2, "Quantization-aware fine-tune epochs.")
+flags.DEFINE_float("prune_learning_rate", 1e-4, "Adam learning rate, pruning.")
+flags.DEFINE_float("cluster_learning_rate", 1e-4, "Adam learning rate, clustering.")
+flags.DEFINE_float("qat_learning_rate", 1e-4, "Adam learning rate, QAT.")
+flags.DEFINE_float("target_sparsity", 0.8, "Pruning target sparsity.")
+flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
+flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
+flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
+flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
+flags.DEFINE_integer("batch_size", 128, "Training batch size.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_float("min_time_s", 1.0, "Minimum timing per artifact (measure_artifact).")
+flags.DEFINE_integer("repeats", 3, "Timing rounds per artifact (median p50).")
+flags.DEFINE_integer(
+    "threads", None, "Runtime threads for every artifact (default: every core)."
+)
+flags.DEFINE_string(
+    "cache_dir",
+    os.path.join(tempfile.gettempdir(), "kdkeras-compression-cache"),
+    "Trained teacher, its logits and the dense student are cached here.",
+)
+flags.DEFINE_string("output_dir", None, "Artifacts folder (default: a temp dir).")
+flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
+
+QUICK = {
+    "train": 6000,
+    "test": 2000,
+    "teacher_epochs": 1,
+    "student_epochs": 2,
+    "prune_epochs": 1,
+    "cluster_epochs": 1,
+    "qat_epochs": 1,
+    "min_time_s": 0.3,
+    "repeats": 1,
+}
+
+
+def _setting(name):
+    if FLAGS.quick and name in QUICK:
+        return QUICK[name]
+    return getattr(FLAGS, name)
+
+
+def _command():
+    names = (
+        "teacher_epochs student_epochs prune_epochs pruning_end cluster_epochs "
+        "qat_epochs "
+        "prune_learning_rate cluster_learning_rate qat_learning_rate "
+        "target_sparsity clusters calibration temperature alpha batch_size "
+        "seed min_time_s repeats"
+    ).split()
+    arguments = [f"--{name}={getattr(FLAGS, name):g}" for name in names]
+    if FLAGS.threads is not None:
+        arguments.append(f"--threads={FLAGS.threads}")
+    if FLAGS.quick:
+        arguments.append("--quick")
+    return "cd /work/main && .venv/bin/python benchmarks/compression.py " + (
+        " ".join(shlex.quote(a) for a in arguments)
+    )
+
+
+def _log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _teacher_and_logits(x_train, y_train, cache_dir):
+    import keras
+    import numpy as np
+
+    import models
+
+    epochs = _setting("teacher_epochs")
+    stem = os.path.join(cache_dir, f"cnn_teacher_e{epochs}_n{len(x_train)}_s{FLAGS.seed}")
+    if os.path.exists(stem + ".npz"):
+        _log(f"teacher logits from cache {stem}.npz")
+        return np.load(stem + ".npz")["teacher_logits"], stem
+    _log(f"training the CNN teacher for {epochs} epochs")
+    keras.utils.set_random_seed(FLAGS.seed)
+    teacher = models.build_cnn_teacher(seed=FLAGS.seed)
+    teacher.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    teacher.fit(
+        x_train, y_train, epochs=epochs, batch_size=FLAGS.batch_size,
+        verbose=2 if FLAGS.verbose else 0,
+    )
+    teacher_logits = teacher.predict(x_train, batch_size=1024, verbose=0)
+    teacher.save(stem + ".keras")
+    np.savez(stem + ".partial.npz", teacher_logits=teacher_logits)
+    os.replace(stem + ".partial.npz", stem + ".npz")
+    return teacher_logits, stem
+
+
+def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
+    import keras
+
+    import kdkeras
+    import models
+
+    epochs = _setting("student_epochs")
+    path = (
+        f"{teacher_stem}_mlp800_e{epochs}_T{FLAGS.temperature:g}"
+        f"_a{FLAGS.alpha:g}.keras"
+    )
+    if os.path.exists(path):
+        _log(f"dense distilled student from cache {path}")
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    _log(f"distilling the 800-800 student for {epochs} epochs")
+    keras.utils.set_random_seed(FLAGS.seed)
+    teacher = keras.saving.load_model(
+        teacher_stem + ".keras", safe_mode=True, compile=False
+    )
+    distiller = kdkeras.Distiller(
+        student=models.build_mlp_student(), teacher=teacher
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+        alpha=FLAGS.alpha,
+        temperature=FLAGS.temperature,
+    )
+    distiller.fit(
+        x_train,
+        {"labels": y_train, "teacher_logits": teacher_logits},
+        epochs=epochs,
+        batch_size=FLAGS.batch_size,
+        verbose=2 if FLAGS.verbose else 0,
+    )
+    student = distiller.student
+    student.save(path)
+    return student
+
+
+def _mb(size):
+    return f"{size / 1e6:.3f}"
+
+
+def _ratio(value, reference):
+    return f"{value / reference:.3f}x" if reference else "n/a"
+
+
+def run():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from export.measure import measure_artifact
+    from export.to_onnx import export_onnx
+    from export.to_tflite import export_tflite
+    from kdkeras import compress
+    from kdkeras.data import load_fashion_mnist
+
+    limit_train = QUICK["train"] if FLAGS.quick else None
+    limit_test = QUICK["test"] if FLAGS.quick else None
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist(limit_train, limit_test)
+    os.makedirs(FLAGS.cache_dir, exist_ok=True)
+    output_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="kdkeras-compression-")
+    os.makedirs(output_dir, exist_ok=True)
+    load_before = os.getloadavg()
+
+    teacher_logits, teacher_stem = _teacher_and_logits(
+        x_train, y_train, FLAGS.cache_dir
+    )
+    student = _dense_student(x_train, y_train, teacher_logits, teacher_stem)
+    common = {
+        "teacher_logits": teacher_logits,
+        "batch_size": FLAGS.batch_size,
+        "temperature": FLAGS.temperature,
+        "alpha": FLAGS.alpha,
+        "verbose": 2 if FLAGS.verbose else 0,
+    }
+    artifacts = {}  # name -> (path, format, what, notes)
+
+    def path_of(name, extension):
+        return os.path.join(output_dir, f"{name}{extension}")
+
+    dense_keras = path_of("dense", ".keras")
+    student.save(dense_keras)
+    export_tflite(student, path_of("dense", ".tflite"), overwrite=True)
+    export_onnx(student, path_of("dense", ".onnx"), overwrite=True)
+    artifacts["dense fp32 (TFLite)"] = (path_of("dense", ".tflite"), "tflite", "")
+    artifacts["dense fp32 (ONNX Runtime)"] = (path_of("dense", ".onnx"), "onnx", "")
+    artifacts["dense fp32 (NumPy)"] = (dense_keras, "numpy", "")
+
+    timings = {}
+    start = time.perf_counter()
+    keras.utils.set_random_seed(FLAGS.seed)
+    _log(f"pruning to {FLAGS.target_sparsity:g} ({_setting('prune_epochs')} epochs)")
+    pruned = compress.prune(
+        student, None, x_train, y_train,
+        target_sparsity=FLAGS.target_sparsity,
+        pruning_end=FLAGS.pruning_end,
+        epochs=_setting("prune_epochs"),
+        learning_rate=FLAGS.prune_learning_rate,
+        **common,
+    )
+    timings["pruned"] = time.perf_counter() - start
+    sparsity = compress.kernel_sparsity(pruned)
+    export_tflite(pruned, path_of("pruned", ".tflite"), overwrite=True)
+    artifacts[f"{FLAGS.target_sparsity:.0%} pruned fp32 (TFLite)"] = (
+        path_of("pruned", ".tflite"),
+        "tflite",
+        f"kernel sparsity {min(sparsity.values()):.3f}-{max(sparsity.values()):.3f}; "
+        f"{timings['pruned']:.0f} s fine-tune",
+    )
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(FLAGS.seed)
+    _log(f"clustering to {FLAGS.clusters} values ({_setting('cluster_epochs')} epochs)")
+    clustered = compress.cluster(
+        student, None, x_train, y_train,
+        number_of_clusters=FLAGS.clusters,
+        epochs=_setting("cluster_epochs"),
+        learning_rate=FLAGS.cluster_learning_rate,
+        **common,
+    )
+    timings["clustered"] = time.perf_counter() - start
+    unique = compress.unique_kernel_values(clustered)
+    export_tflite(clustered, path_of("clustered", ".tflite"), overwrite=True)
+    artifacts[f"{FLAGS.clusters}-cluster fp32 (TFLite)"] = (
+        path_of("clustered", ".tflite"),
+        "tflite",
+        f"<= {max(unique.values())} values per kernel; "
+        f"{timings['clustered']:.0f} s fine-tune",
+    )
+
+    start = time.perf_counter()
+    keras.utils.set_random_seed(FLAGS.seed)
+    _log(f"quantization-aware training ({_setting('qat_epochs')} epochs)")
+    qat_model = compress.quantization_aware(
+        student, None, x_train, y_train,
+        epochs=_setting("qat_epochs"),
+        learning_rate=FLAGS.qat_learning_rate,
+        **common,
+    )
+    compress.qat_to_tflite(qat_model, path_of("qat_int8", ".tflite"))
+    timings["qat"] = time.perf_counter() - start
+    artifacts["QAT int8 (TFLite)"] = (
+        path_of("qat_int8", ".tflite"),
+        "tflite",
+        f"{timings['qat']:.0f} s fine-tune + convert",
+    )
+
+    start = time.perf_counter()
+    _log("post-training int8")
+    export_tflite(
+        student, path_of("ptq_int8", ".tflite"), quantize="int8",
+        representative_data=x_train[: FLAGS.calibration], overwrite=True,
+    )
+    timings["ptq"] = time.perf_counter() - start
+    artifacts["post-training int8 (TFLite)"] = (
+        path_of("ptq_int8", ".tflite"),
+        "tflite",
+        f"{FLAGS.calibration} calibration images; {timings['ptq']:.0f} s",
+    )
+
+    # Round-robin over the artifacts, --repeats rounds; each artifact's p50 is
+    # the median of its rounds' p50s (accuracy from the first round).
+    results, p50s = {}, {name: [] for name in artifacts}
+    for round_index in range(_setting("repeats")):
+        for name, (path, fmt, _) in artifacts.items():
+            _log(f"measuring {name} (round {round_index + 1})")
+            first = round_index == 0
+            result = measure_artifact(
+                path, fmt, batch_sizes=(1,),
+                x=x_test if first else None, y=y_test if first else None,
+                min_time_s=_setting("min_time_s"),
+                max_time_s=max(3.0, _setting("min_time_s")),
+                threads=FLAGS.threads,
+            )
+            results.setdefault(name, result)
+            p50s[name].append(result["latency"]["1"]["p50_ms"])
+    for name, result in results.items():
+        result["latency"]["1"]["p50_ms"] = statistics.median(p50s[name])
+    load_after = os.getloadavg()
+
+    dense = results["dense fp32 (TFLite)"]
+    dense_accuracy = dense["accuracy"]
+    fp32 = [r for n, r in results.items() if n.startswith("dense fp32")]
+    best_fp32 = min(fp32, key=lambda r: r["latency"]["1"]["p50_ms"])
+    best_fp32_p50 = best_fp32["latency"]["1"]["p50_ms"]
+
+    print()
+    print(
+        f"## Compression of the distilled 800-800 student: Fashion-MNIST, "
+        f"{len(x_train)} train / {len(x_test)} test"
+        + (" (--quick: smoke test, numbers not meaningful)" if FLAGS.quick else "")
+    )
+    print()
+    print(
+        f"Teacher: CNN ({_setting('teacher_epochs')} epochs); dense student "
+        f"distilled {_setting('student_epochs')} epochs, T={FLAGS.temperature:g}, "
+        f"alpha={FLAGS.alpha:g}; compression fine-tunes distil from the same "
+        f"cached soft targets. TF {tf.__version__}, Keras {keras.__version__}, "
+        f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after. Latency: export.measure.measure_artifact, "
+        f"batch 1, {dense['threads']} thread(s), median over "
+        f"{_setting('repeats')} round-robin round(s) of the p50 over >= "
+        f"{dense['latency']['1']['iterations']} calls; "
+        f"best fp32 = {best_fp32['format']} ({best_fp32_p50:.4f} ms)."
+    )
+    print()
+    print(
+        "| variant | accuracy | Δ vs dense (pp) | file MB | × dense file "
+        "| gzip MB | × dense gzip | batch-1 p50 ms | × best fp32 | notes |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, result in results.items():
+        p50 = result["latency"]["1"]["p50_ms"]
+        print(
+            f"| {name} | {result['accuracy']:.4f} | "
+            f"{100 * (result['accuracy'] - dense_accuracy):+.2f} | "
+            f"{_mb(result['size_bytes'])} | "
+            f"{_ratio(result['size_bytes'], dense['size_bytes'])} | "
+            f"{_mb(result['gzip_bytes'])} | "
+            f"{_ratio(result['gzip_bytes'], dense['gzip_bytes'])} | "
+            f"{p50:.4f} | {_ratio(p50, best_fp32_p50)} | "
+            f"{artifacts[name][2]} |"
+        )
+    print()
+
+    goals = []
+
+    def delta(result):
+        return 100 * (result["accuracy"] - dense_accuracy)
+
+    for name in ("QAT int8 (TFLite)", "post-training int8 (TFLite)"):
+        result = results[name]
+        size_ratio = result["size_bytes"] / dense["size_bytes"]
+        latency_ratio = result["latency"]["1"]["p50_ms"] / best_fp32_p50
+        goals += [
+            (f"{name}: file <= 0.27x fp32", size_ratio <= 0.27,
+             f"{size_ratio:.3f}x"),
+            (f"{name}: accuracy within -0.5 pp of dense", delta(result) >= -0.5,
+             f"{delta(result):+.2f} pp"),
+            (f"{name}: batch-1 p50 <= 0.5x best fp32", latency_ratio <= 0.5,
+             f"{latency_ratio:.3f}x"),
+        ]
+    pruned_name = f"{FLAGS.target_sparsity:.0%} pruned fp32 (TFLite)"
+    result = results[pruned_name]
+    gzip_ratio = result["gzip_bytes"] / dense["gzip_bytes"]
+    goals += [
+        (f"{pruned_name}: accuracy within -1 pp of dense", delta(result) >= -1.0,
+         f"{delta(result):+.2f} pp"),
+        (f"{pruned_name}: gzip <= 0.35x dense", gzip_ratio <= 0.35,
+         f"{gzip_ratio:.3f}x"),
+    ]
+    for text, passed, measured in goals:
+        print(f"{'PASS' if passed else 'MISS'}: {text} (measured {measured})")
+    print()
+    print(f"Artifacts: {output_dir}")
+    print("Reproduce:")
+    print(_command())
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        run()
+    except Exception as error:  # One line, no traceback, non-zero exit.
+        if FLAGS.verbose:
+            raise
+        print(f"compression: error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,70 @@
+"""Compress a distilled Keras 3 student with TFMOT and TFLite, still distilling.
+
+TensorFlow Model Optimization 0.8.1 works only on `tf_keras` (Keras 2)
+models, so every compression step goes over a bridge
+(`kdkeras.compress.bridge`): the Keras 3 student is rebuilt as a `tf_keras`
+model from its layer configs and weights (outputs bit-identical), wrapped by
+TFMOT, fine-tuned with the distillation loss `alpha * student_loss +
+(1 - alpha) * T² · KL` on the teacher's soft targets (`TfKerasDistiller`),
+stripped and carried back to Keras 3 for the exporters.
+
+- `prune`: magnitude pruning to a target sparsity (polynomial decay).
+- `cluster`: weight clustering, `number_of_clusters` values per kernel.
+- `quantization_aware` + `qat_to_tflite`: int8 quantization-aware training.
+- `post_training_int8`: full-integer post-training quantization.
+
+Example:
+
+```python
+import kdkeras.compress as compress
+
+pruned = compress.prune(student, teacher, x_train, y_train,
+                        target_sparsity=0.8, epochs=2)
+clustered = compress.cluster(student, teacher, x_train, y_train,
+                             number_of_clusters=16)
+qat_model = compress.quantization_aware(student, teacher, x_train, y_train)
+compress.qat_to_tflite(qat_model, "student_int8.tflite")
+```
+"""
+
+from kdkeras.compress.bridge import INFERENCE_IDENTITY_LAYERS
+from kdkeras.compress.bridge import SUPPORTED_LAYERS
+from kdkeras.compress.bridge import from_tf_keras
+from kdkeras.compress.bridge import to_tf_keras
+from kdkeras.compress.cluster import cluster
+from kdkeras.compress.cluster import unique_kernel_values
+from kdkeras.compress.distill import TfKerasDistiller
+from kdkeras.compress.distill import fit_distilling
+from kdkeras.compress.distill import soft_targets
+from kdkeras.compress.prune import kernel_sparsity
+from kdkeras.compress.prune import prune
+from kdkeras.compress.prune import pruning_schedule
+from kdkeras.compress.qat import qat_to_tflite
+from kdkeras.compress.qat import quantization_aware
+from kdkeras.compress.tflite import convert as convert_to_tflite
+from kdkeras.compress.tflite import post_training_int8
+from kdkeras.compress.tflite import predict as tflite_predict
+from kdkeras.compress.tflite import save as save_tflite
+from kdkeras.compress.tflite import weight_tensors as tflite_weight_tensors
+
+__all__ = [
+    "INFERENCE_IDENTITY_LAYERS",
+    "SUPPORTED_LAYERS",
+    "TfKerasDistiller",
+    "cluster",
+    "convert_to_tflite",
+    "fit_distilling",
+    "from_tf_keras",
+    "kernel_sparsity",
+    "post_training_int8",
+    "prune",
+    "pruning_schedule",
+    "qat_to_tflite",
+    "quantization_aware",
+    "save_tflite",
+    "soft_targets",
+    "tflite_predict",
+    "tflite_weight_tensors",
+    "to_tf_keras",
+    "unique_kernel_values",
+]

@@ -1,0 +1,182 @@
+"""Magnitude pruning of a Keras 3 student while it keeps distilling.
+
+The student crosses the bridge to `tf_keras`, its `Dense` and `Conv2D`
+kernels are wrapped by `tfmot.sparsity.keras.prune_low_magnitude` on a
+polynomial-decay schedule (sparsity rising from `initial_sparsity` to
+`target_sparsity` over the first `pruning_end` fraction of the steps, then
+held while the student recovers), it is fine-tuned with the distillation
+loss, the wrappers are stripped and the student comes back as Keras 3.
+(`DepthwiseConv2D` kernels are not prunable in TFMOT and stay dense.)
+"""
+
+import math
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+import tf_keras
+
+from kdkeras.compress import bridge
+from kdkeras.compress import distill
+
+PRUNABLE_LAYERS = ("Dense", "Conv2D")
+
+
+def kernel_sparsity(model):
+    """Fraction of exactly-zero kernel weights, per `Dense`/`Conv2D` layer.
+
+    Args:
+        model: A Keras 3 or `tf_keras` model (without TFMOT wrappers).
+
+    Returns:
+        Dict `{layer name: fraction of zeros}`.
+    """
+    return {
+        layer.name: float(np.mean(layer.get_weights()[0] == 0))
+        for layer in model.layers
+        if type(layer).__name__ in PRUNABLE_LAYERS
+    }
+
+
+def pruning_schedule(
+    num_examples,
+    batch_size,
+    epochs,
+    target_sparsity=0.8,
+    initial_sparsity=0.0,
+    pruning_end=0.7,
+    updates=10,
+):
+    """A `PolynomialDecay` schedule that reaches `target_sparsity` in time.
+
+    The masks are updated `updates` times, every `frequency` steps, the last
+    update at `end_step` (a multiple of `frequency`), so the final sparsity is
+    exactly the target.
+
+    Args:
+        num_examples: Training examples per epoch.
+        batch_size: Batch size.
+        epochs: Number of fine-tuning epochs.
+        target_sparsity: Final fraction of zero weights per kernel, in [0, 1).
+        initial_sparsity: Sparsity at step 0, at most `target_sparsity`.
+        pruning_end: Fraction in (0, 1] of the steps by which the target is
+            reached; the remaining steps fine-tune at the target sparsity.
+        updates: Number of mask updates.
+
+    Returns:
+        `tfmot.sparsity.keras.PolynomialDecay`.
+    """
+    target_sparsity = distill._check_fraction(
+        "target_sparsity", target_sparsity, upper_inclusive=False
+    )
+    initial_sparsity = distill._check_fraction(
+        "initial_sparsity", initial_sparsity, upper_inclusive=False
+    )
+    if initial_sparsity > target_sparsity:
+        raise ValueError(
+            "`initial_sparsity` must be <= `target_sparsity`. Received: "
+            f"initial_sparsity={initial_sparsity}, "
+            f"target_sparsity={target_sparsity}"
+        )
+    pruning_end = distill._check_fraction("pruning_end", pruning_end)
+    if pruning_end == 0:
+        raise ValueError("`pruning_end` must be in (0, 1]. Received: 0")
+    updates = distill._check_positive_int("updates", updates)
+    total_steps = math.ceil(num_examples / batch_size) * epochs
+    # The pruning step counts from 0 to total_steps - 1.
+    last_step = max(1, min(total_steps - 1, round(total_steps * pruning_end)))
+    frequency = max(1, last_step // updates)
+    end_step = max(frequency, (last_step // frequency) * frequency)
+    return tfmot.sparsity.keras.PolynomialDecay(
+        initial_sparsity=initial_sparsity,
+        final_sparsity=target_sparsity,
+        begin_step=0,
+        end_step=end_step,
+        frequency=frequency,
+    )
+
+
+def prune(
+    student,
+    teacher,
+    x,
+    y,
+    *,
+    teacher_logits=None,
+    target_sparsity=0.8,
+    initial_sparsity=0.0,
+    pruning_end=0.7,
+    epochs=2,
+    batch_size=128,
+    temperature=3.0,
+    alpha=0.1,
+    learning_rate=1e-4,
+    validation_data=None,
+    verbose=0,
+):
+    """Prunes a Keras 3 student to `target_sparsity` while distilling.
+
+    Args:
+        student: Keras 3 student returning logits (see `to_tf_keras` for
+            the layers it may use).
+        teacher: Keras 3 teacher returning logits, run once in inference
+            mode on `x`; `None` when `teacher_logits` are given.
+        x: Training inputs `(N, ...)`.
+        y: Integer labels `(N,)`.
+        teacher_logits: Optional precomputed teacher logits `(N, classes)`.
+        target_sparsity: Final fraction of zero weights in each `Dense` and
+            `Conv2D` kernel.
+        initial_sparsity: Sparsity at the first step.
+        pruning_end: Fraction of the steps by which the target is reached.
+        epochs: Fine-tuning epochs.
+        batch_size: Batch size.
+        temperature: Softmax temperature of the soft-target loss.
+        alpha: Weight of the hard-label loss; `1 - alpha` weighs `T² · KL`.
+        learning_rate: Adam learning rate.
+        validation_data: Optional `(x_val, y_val)` reported each epoch.
+        verbose: `fit` verbosity.
+
+    Returns:
+        The pruned Keras 3 student (wrappers stripped; zeros in the kernels).
+
+    Example:
+
+    ```python
+    pruned = kdkeras.compress.prune(student, teacher, x_train, y_train,
+                                    target_sparsity=0.8, epochs=2)
+    kdkeras.compress.kernel_sparsity(pruned)  # {'hidden_1': 0.8, ...}
+    ```
+    """
+    teacher_logits = distill.soft_targets(teacher, x, teacher_logits)
+    schedule = pruning_schedule(
+        len(x),
+        distill._check_positive_int("batch_size", batch_size),
+        distill._check_positive_int("epochs", epochs),
+        target_sparsity,
+        initial_sparsity,
+        pruning_end,
+    )
+    legacy = bridge.to_tf_keras(student)
+
+    def wrap(layer):
+        if type(layer).__name__ in PRUNABLE_LAYERS:
+            return tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=schedule
+            )
+        return layer
+
+    wrapped = tf_keras.models.clone_model(legacy, clone_function=wrap)
+    distill.fit_distilling(
+        wrapped,
+        x,
+        y,
+        teacher_logits,
+        epochs=epochs,
+        batch_size=batch_size,
+        temperature=temperature,
+        alpha=alpha,
+        learning_rate=learning_rate,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        validation_data=validation_data,
+        verbose=verbose,
+    )
+    return bridge.from_tf_keras(tfmot.sparsity.keras.strip_pruning(wrapped))

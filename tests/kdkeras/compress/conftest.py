@@ -1,0 +1,51 @@
+"""Small trained models and a Fashion-MNIST slice shared by the compression tests."""
+
+import keras
+import numpy as np
+import pytest
+
+from kdkeras.data import load_fashion_mnist
+
+NUM_TRAIN = 1024
+NUM_TEST = 256
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """`(x_train, y_train), (x_test, y_test)`, a small Fashion-MNIST slice."""
+    return load_fashion_mnist(limit_train=NUM_TRAIN, limit_test=NUM_TEST)
+
+
+def build_mlp(hidden_units=64, name="mlp"):
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(hidden_units, activation="relu", name="hidden"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name=name,
+    )
+
+
+def _fit(model, x, y, epochs):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def teacher_and_student(fashion):
+    """A 784-128-10 teacher and a 784-64-10 student, each briefly trained."""
+    (x, y), _ = fashion
+    keras.utils.set_random_seed(7)
+    teacher = _fit(build_mlp(128, name="teacher"), x, y, epochs=4)
+    student = _fit(build_mlp(64, name="student"), x, y, epochs=2)
+    return teacher, student
+
+
+def accuracy(logits, labels):
+    return float(np.mean(np.argmax(logits, axis=-1) == labels))

@@ -1,0 +1,132 @@
+import gzip
+
+import keras
+import numpy as np
+import pytest
+from tensorflow.python.framework import config as tf_config
+
+from kdkeras import compress
+from tests.kdkeras.compress.conftest import accuracy
+
+TARGET_SPARSITY = 0.8
+
+
+@pytest.fixture(scope="module")
+def pruned(fashion, teacher_and_student):
+    (x, y), _ = fashion
+    teacher, student = teacher_and_student
+    keras.utils.set_random_seed(11)
+    return compress.prune(
+        student,
+        teacher,
+        x,
+        y,
+        target_sparsity=TARGET_SPARSITY,
+        epochs=2,
+        batch_size=64,
+        learning_rate=1e-3,
+    )
+
+
+def test_target_sparsity_is_reached_in_every_kernel(pruned):
+    assert isinstance(pruned, keras.Model)
+    sparsity = compress.kernel_sparsity(pruned)
+    assert sorted(sparsity) == ["hidden", "logits"]
+    for name, fraction in sparsity.items():
+        assert fraction >= TARGET_SPARSITY - 0.01, (name, fraction)
+        assert fraction <= TARGET_SPARSITY + 0.01, (name, fraction)
+
+
+def test_pruned_student_still_distils(pruned, fashion, teacher_and_student):
+    _, (x_test, y_test) = fashion
+    _, student = teacher_and_student
+    dense_accuracy = accuracy(student.predict(x_test, verbose=0), y_test)
+    pruned_accuracy = accuracy(pruned.predict(x_test, verbose=0), y_test)
+    assert pruned_accuracy > 0.5  # 10 classes: chance is 0.1.
+    assert pruned_accuracy > dense_accuracy - 0.1
+
+
+def test_sparsity_survives_tflite_export_and_shrinks_gzip(
+    pruned, teacher_and_student, tmp_path
+):
+    _, student = teacher_and_student
+    pruned_flatbuffer = compress.convert_to_tflite(pruned)
+    dense_flatbuffer = compress.convert_to_tflite(student)
+    path = compress.save_tflite(pruned_flatbuffer, str(tmp_path / "pruned.tflite"))
+    with open(path, "rb") as file:
+        written = file.read()
+    assert written == pruned_flatbuffer
+
+    kernels = {
+        name: value
+        for name, value in compress.tflite_weight_tensors(written).items()
+        if "MatMul" in name and value.ndim == 2
+    }
+    assert len(kernels) == 2
+    for name, value in kernels.items():
+        assert np.mean(value == 0) >= TARGET_SPARSITY - 0.01, name
+
+    x = np.random.default_rng(12).uniform(size=(32, 28, 28, 1)).astype("float32")
+    np.testing.assert_allclose(
+        compress.tflite_predict(written, x),
+        pruned.predict(x, verbose=0),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    assert len(gzip.compress(pruned_flatbuffer)) < 0.5 * len(
+        gzip.compress(dense_flatbuffer)
+    )
+
+
+def test_teacher_logits_give_the_same_student_as_the_teacher(
+    fashion, teacher_and_student
+):
+    (x, y), _ = fashion
+    x, y = x[:256], y[:256]
+    teacher, student = teacher_and_student
+    was_deterministic = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        results = []
+        for arguments in (
+            {"teacher": teacher},
+            {"teacher": None, "teacher_logits": teacher.predict(x, verbose=0)},
+        ):
+            keras.utils.set_random_seed(13)
+            results.append(
+                compress.prune(
+                    student, x=x, y=y, target_sparsity=0.5, epochs=1,
+                    batch_size=64, **arguments,
+                ).get_weights()
+            )
+    finally:
+        if not was_deterministic:
+            tf_config.disable_op_determinism()
+    for first, second in zip(*results):
+        np.testing.assert_array_equal(first, second)
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        ({"target_sparsity": 1.0}, r"`target_sparsity` must be in \[0, 1\)"),
+        (
+            {"target_sparsity": 0.5, "initial_sparsity": 0.6},
+            "`initial_sparsity` must be <= `target_sparsity`",
+        ),
+        ({"pruning_end": 0.0}, r"`pruning_end` must be in \(0, 1\]"),
+    ],
+)
+def test_bad_schedule_arguments(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        compress.pruning_schedule(1000, 100, 2, **arguments)
+
+
+def test_schedule_reaches_the_target_on_an_update_step():
+    schedule = compress.pruning_schedule(1000, 100, 2, 0.8, pruning_end=0.7)
+    config = schedule.get_config()["config"]
+    assert config["end_step"] <= 19
+    assert config["end_step"] % config["frequency"] == 0
+    should_prune, sparsity = schedule(config["end_step"])
+    assert bool(should_prune)
+    assert float(sparsity) == pytest.approx(0.8)
