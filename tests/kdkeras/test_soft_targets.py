@@ -10,7 +10,7 @@ import keras
 from kdkeras import soft_targets
 from kdkeras import teachers
 
-tf.config.experimental.enable_op_determinism()
+pytestmark = pytest.mark.usefixtures("deterministic")
 
 FEATURES = 6
 CLASSES = 4

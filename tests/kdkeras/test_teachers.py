@@ -10,7 +10,7 @@ import tensorflow as tf
 import keras
 from kdkeras import teachers
 
-tf.config.experimental.enable_op_determinism()
+pytestmark = pytest.mark.usefixtures("deterministic")
 
 FEATURES = 6
 CLASSES = 5
