@@ -28,6 +28,14 @@ _LAZY = {
     "ParityError": "export.verify",
     "ExportResult": "export.pipeline",
     "OutputExistsError": "export.staging",
+    "measure_artifact": "export.measure",
+    "measure_best_threads": "export.measure",
+    "measure_floor": "export.measure",
+    "summarize": "export.measure",
+    "build_report": "export.report",
+    "load_budget": "export.budgets",
+    "check_budget": "export.budgets",
+    "BudgetError": "export.budgets",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,272 @@
+"""Release budgets: limits on latency, size, memory and accuracy, checked against a report.
+
+A budget is a YAML or JSON mapping; every key is optional, unknown keys are an error (a
+typo must not silently disable a gate):
+
+```yaml
+max_p99_ms: {1: 0.5, 64: 4.0}   # per batch size; a single number applies to every batch size
+max_p50_ms: 2.0
+max_size_mb: 6.0                # artifact bytes on disk / 1e6 (a directory: all its files)
+max_gzip_size_mb: 5.0
+max_memory_mb: 400              # peak resident memory of the process that ran it
+min_accuracy: 0.85              # test-set accuracy, 0..1
+max_accuracy_drop: 0.02         # teacher accuracy - student accuracy (same format), 0..1
+model: student                  # which model is gated: student (default), teacher or both
+formats: [tflite, onnx]         # which formats are gated (default: every measured format)
+```
+
+Example:
+    >>> budget = load_budget("budget.yaml")
+    >>> violations = check_budget(budget, report["results"])
+"""
+
+import json
+import os
+
+LIMIT_KEYS = (
+    "max_p99_ms",
+    "max_p50_ms",
+    "max_size_mb",
+    "max_gzip_size_mb",
+    "max_memory_mb",
+    "min_accuracy",
+    "max_accuracy_drop",
+)
+SCOPE_KEYS = ("model", "formats")
+PER_BATCH_KEYS = ("max_p99_ms", "max_p50_ms")
+MODELS = ("student", "teacher", "both")
+# Accuracies are ratios of counts: 0.92 - 0.90 must not exceed a 0.02 limit by rounding.
+_TOLERANCE = 1e-9
+
+
+class BudgetError(ValueError):
+    """A budget file that cannot be read or does not follow the schema."""
+
+
+def _number(value, key, low=0.0, high=None):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BudgetError(f"budget {key} must be a number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise BudgetError(f"budget {key} must be {bounds}, got {value!r}")
+    return float(value)
+
+
+def parse_budget(content, source="budget"):
+    """Validates a budget mapping; returns it normalised.
+
+    Args:
+        content: The parsed YAML/JSON object.
+        source: Name used in error messages.
+
+    Returns:
+        A dict with the limits given; per-batch limits become `{batch_size: ms}` dicts
+        (`"*"` for every batch size); `model` defaults to `"student"`, `formats` to None.
+
+    Raises:
+        BudgetError: one line naming the key and what was expected.
+    """
+    if not isinstance(content, dict):
+        raise BudgetError(
+            f"{source} must be a mapping of limits (e.g. max_p99_ms: 5), got {type(content).__name__}"
+        )
+    unknown = sorted(str(k) for k in content if k not in LIMIT_KEYS + SCOPE_KEYS)
+    if unknown:
+        raise BudgetError(
+            f"{source} has unknown key(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join(LIMIT_KEYS + SCOPE_KEYS)}"
+        )
+    budget = {"model": "student", "formats": None}
+    for key, value in content.items():
+        if key in PER_BATCH_KEYS:
+            if isinstance(value, dict):
+                limits = {}
+                for batch, limit in value.items():
+                    try:
+                        batch_size = int(batch)
+                    except (TypeError, ValueError):
+                        batch_size = 0
+                    if batch_size < 1 or str(batch_size) != str(batch).strip():
+                        raise BudgetError(
+                            f"budget {key} keys must be positive batch sizes, got {batch!r}"
+                        )
+                    limits[batch_size] = _number(limit, f"{key}[{batch}]")
+                budget[key] = limits
+            else:
+                budget[key] = {"*": _number(value, key)}
+        elif key in ("min_accuracy", "max_accuracy_drop"):
+            budget[key] = _number(value, key, 0.0, 1.0)
+        elif key in LIMIT_KEYS:
+            budget[key] = _number(value, key)
+        elif key == "model":
+            if value not in MODELS:
+                raise BudgetError(f"budget model must be one of {', '.join(MODELS)}, got {value!r}")
+            budget[key] = value
+        elif key == "formats":
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                raise BudgetError(f"budget formats must be a non-empty list of format names, got {value!r}")
+            budget[key] = list(value)
+    if not any(key in budget for key in LIMIT_KEYS):
+        raise BudgetError(f"{source} sets no limit; expected some of {', '.join(LIMIT_KEYS)}")
+    return budget
+
+
+def load_budget(path):
+    """Reads and validates a `.yaml`/`.yml`/`.json` budget file (see module docstring).
+
+    Raises:
+        BudgetError: missing file, unparsable content or a schema error (one line).
+    """
+    if not os.path.isfile(path):
+        raise BudgetError(f"--budget must be an existing .yaml or .json file, got {path!r}")
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    extension = os.path.splitext(path)[1].lower()
+    try:
+        if extension == ".json":
+            content = json.loads(text)
+        elif extension in (".yaml", ".yml"):
+            import yaml
+
+            content = yaml.safe_load(text)
+        else:
+            raise BudgetError(f"--budget must end in .yaml, .yml or .json, got {path!r}")
+    except BudgetError:
+        raise
+    except Exception as error:  # yaml.YAMLError, json.JSONDecodeError
+        first = " ".join(str(error).split())
+        raise BudgetError(f"--budget {path} is not valid {extension[1:].upper()}: {first}") from None
+    return parse_budget(content, source=f"budget {path}")
+
+
+def check_requested(budget, formats, batch_sizes):
+    """Errors (BudgetError) when the budget gates formats / batch sizes not measured."""
+    if budget.get("formats"):
+        missing = [f for f in budget["formats"] if f not in formats]
+        if missing:
+            raise BudgetError(
+                f"budget formats {', '.join(missing)} are not measured; --formats is {','.join(formats)}"
+            )
+    for key in PER_BATCH_KEYS:
+        for batch in budget.get(key, {}):
+            if batch != "*" and batch not in batch_sizes:
+                raise BudgetError(
+                    f"budget {key} sets batch size {batch}, which is not in --batch-sizes "
+                    f"{','.join(str(b) for b in batch_sizes)}"
+                )
+
+
+def _mb(value):
+    return value / 1e6
+
+
+def check_budget(budget, results):
+    """The budget's violations for a list of report results.
+
+    Args:
+        budget: From `load_budget` / `parse_budget`.
+        results: Report result entries: dicts with `model`, `format`, `latency`,
+            `size_bytes`, `gzip_bytes`, `peak_rss_bytes`, `accuracy` (and `error` when a
+            measurement failed). The NumPy floor (`format == "numpy"`) is never gated.
+
+    Returns:
+        A list of dicts `{model, format, metric, value, limit, message}`; empty if met.
+    """
+    models = ("student", "teacher") if budget["model"] == "both" else (budget["model"],)
+    gated_formats = budget.get("formats")
+    teacher = {r["format"]: r for r in results if r["model"] == "teacher" and not r.get("error")}
+    violations = []
+
+    def violate(entry, metric, value, limit, unit, text):
+        violations.append(
+            {
+                "model": entry["model"],
+                "format": entry["format"],
+                "metric": metric,
+                "value": value,
+                "limit": limit,
+                "message": f"{entry['model']} {entry['format']}: {text} "
+                f"({_format(value)}{unit} vs limit {_format(limit)}{unit})",
+            }
+        )
+
+    for entry in results:
+        if entry["model"] not in models or entry["format"] == "numpy":
+            continue
+        if gated_formats and entry["format"] not in gated_formats:
+            continue
+        if entry.get("error"):
+            violations.append(
+                {
+                    "model": entry["model"],
+                    "format": entry["format"],
+                    "metric": "measured",
+                    "value": None,
+                    "limit": None,
+                    "message": f"{entry['model']} {entry['format']}: not measured ({entry['error']})",
+                }
+            )
+            continue
+        for key in PER_BATCH_KEYS:
+            percentile = key.split("_")[1]  # p99 / p50
+            for batch, stats in entry["latency"].items():
+                limits = budget.get(key, {})
+                limit = limits.get(int(batch), limits.get("*"))
+                value = stats[f"{percentile}_ms"]
+                if limit is not None and value > limit:
+                    violate(entry, f"{percentile}_ms@{batch}", value, limit, " ms",
+                            f"{percentile} latency at batch {batch} too high")
+        for key, field, what in (
+            ("max_size_mb", "size_bytes", "size"),
+            ("max_gzip_size_mb", "gzip_bytes", "gzip size"),
+            ("max_memory_mb", "peak_rss_bytes", "peak memory"),
+        ):
+            if key in budget and entry.get(field) is not None:
+                value = _mb(entry[field])
+                if value > budget[key]:
+                    violate(entry, key[4:], value, budget[key], " MB", f"{what} too large")
+        accuracy = entry.get("accuracy")
+        if "min_accuracy" in budget:
+            if accuracy is None:
+                violate(entry, "accuracy", None, budget["min_accuracy"], "",
+                        "accuracy not measured")
+            elif accuracy < budget["min_accuracy"] - _TOLERANCE:
+                violate(entry, "accuracy", accuracy, budget["min_accuracy"], "", "accuracy too low")
+        if "max_accuracy_drop" in budget and entry["model"] == "student":
+            reference = teacher.get(entry["format"]) or teacher.get("keras")
+            if accuracy is None or reference is None or reference.get("accuracy") is None:
+                violate(entry, "accuracy_drop", None, budget["max_accuracy_drop"], "",
+                        "accuracy drop against the teacher not measurable")
+            else:
+                drop = reference["accuracy"] - accuracy
+                if drop > budget["max_accuracy_drop"] + _TOLERANCE:
+                    violate(entry, "accuracy_drop", drop, budget["max_accuracy_drop"], "",
+                            f"accuracy drop against the teacher ({reference['format']}) too large")
+    return violations
+
+
+def _format(value):
+    if value is None:
+        return "n/a"
+    return f"{value:.4g}"
+
+
+def describe(budget):
+    """Budget limits as `(name, limit)` strings for the report."""
+    rows = []
+    for key in LIMIT_KEYS:
+        if key not in budget:
+            continue
+        value = budget[key]
+        if isinstance(value, dict):
+            value = ", ".join(
+                f"{'every batch' if b == '*' else f'batch {b}'}: {v:g}" for b, v in value.items()
+            )
+        else:
+            value = f"{value:g}"
+        rows.append((key, value))
+    rows.append(("model", budget["model"]))
+    rows.append(("formats", ", ".join(budget["formats"]) if budget.get("formats") else "all measured"))
+    return rows
