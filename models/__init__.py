@@ -1,0 +1,23 @@
+"""Model builders for 28×28 images (Fashion-MNIST / MNIST); all output logits.
+
+Each builder's docstring states its parameter count and FLOPs per example
+(`models.flops.count_flops`: 2 × multiply-accumulates).
+"""
+
+from models import flops
+from models.cnn import build_cnn_student
+from models.cnn import build_cnn_teacher
+from models.flops import count_flops
+from models.mlp import build_mlp_small_student
+from models.mlp import build_mlp_student
+from models.mlp import build_mlp_teacher
+
+__all__ = [
+    "build_cnn_student",
+    "build_cnn_teacher",
+    "build_mlp_small_student",
+    "build_mlp_student",
+    "build_mlp_teacher",
+    "count_flops",
+    "flops",
+]

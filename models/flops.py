@@ -1,0 +1,99 @@
+"""FLOPs per example of a Keras model, counted from its layers.
+
+Convention (the one the builders' docstrings use): FLOPs = 2 × the
+multiply-accumulates of `Dense`, `Conv1D/2D/3D`, `DepthwiseConv1D/2D` and
+`SeparableConv2D` layers for one example. Bias additions, activations,
+pooling, normalisation, dropout and augmentation layers are not counted
+(they are small next to the matrix products, and they vary by runtime:
+BatchNormalization folds into the preceding convolution when exported).
+"""
+
+import math
+
+import keras
+
+
+def _spatial_size(output_shape):
+    # (batch, *spatial, channels) in channels_last; drop batch and channels.
+    return math.prod(int(d) for d in output_shape[1:-1])
+
+
+def _layer_macs(layer):
+    """Multiply-accumulates for one example through `layer` (0 if none)."""
+    if isinstance(layer, keras.layers.Dense):
+        input_units = int(layer.input.shape[-1])
+        # A Dense on a rank > 2 input applies to every leading position.
+        positions = math.prod(int(d) for d in layer.output.shape[1:-1])
+        return positions * input_units * layer.units
+    if isinstance(
+        layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+    ):
+        _check_channels_last(layer)
+        kernel = layer.kernel.shape  # (*k, in, multiplier)
+        return _spatial_size(layer.output.shape) * math.prod(kernel)
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        _check_channels_last(layer)
+        depthwise = layer.depthwise_kernel.shape
+        pointwise = layer.pointwise_kernel.shape
+        depthwise_output = math.prod(depthwise)
+        return _spatial_size(layer.output.shape) * (
+            depthwise_output + math.prod(pointwise)
+        )
+    if isinstance(
+        layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    ):
+        _check_channels_last(layer)
+        # kernel (*k, in / groups, out): every output position costs its size.
+        return _spatial_size(layer.output.shape) * math.prod(layer.kernel.shape)
+    return 0
+
+
+def _check_channels_last(layer):
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise ValueError(
+            "count_flops supports channels_last convolutions only. "
+            f"Received: layer {layer.name!r} with "
+            f"data_format={layer.data_format!r}"
+        )
+
+
+def _layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+        else:
+            yield layer
+
+
+def count_flops(model):
+    """FLOPs per example of a built functional/Sequential Keras model.
+
+    Counts 2 × multiply-accumulates in Dense and convolution layers (see the
+    module docstring); nested models are counted recursively.
+
+    Args:
+        model: A built `keras.Model` (Functional or Sequential), e.g. from
+            `models.build_mlp_student()`.
+
+    Returns:
+        Int, FLOPs for one example.
+
+    Raises:
+        TypeError: `model` is not a built Keras model.
+
+    Example:
+
+    >>> import models
+    >>> count_flops(models.build_mlp_student())
+    2550400
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be a keras.Model. Received: model={model!r}"
+        )
+    if not model.built:
+        raise TypeError(
+            "`model` must be built (call it once or give it an Input). "
+            f"Received: unbuilt model {model.name!r}"
+        )
+    return 2 * sum(_layer_macs(layer) for layer in _layers(model))

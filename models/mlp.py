@@ -1,0 +1,192 @@
+"""Multilayer perceptrons from Hinton, Vinyals & Dean (2015), §3 (MNIST).
+
+Teacher: 784-1200-1200-10 with dropout and ±2-pixel input jitter. Student:
+784-800-800-10 without regularisation. A tiny 784-64-10 student for
+compression experiments. All output logits (no softmax).
+"""
+
+import keras
+
+from models import _checks
+
+DEFAULT_INPUT_SHAPE = (28, 28, 1)
+DEFAULT_NUM_CLASSES = 10
+
+
+def _build_mlp(
+    hidden_units,
+    input_dropout,
+    hidden_dropout,
+    jitter_pixels,
+    num_classes,
+    input_shape,
+    seed,
+    name,
+):
+    hidden_units = _checks.check_units("hidden_units", hidden_units)
+    input_dropout = _checks.check_rate("input_dropout", input_dropout)
+    hidden_dropout = _checks.check_rate("hidden_dropout", hidden_dropout)
+    jitter_pixels = _checks.check_positive_int(
+        "jitter_pixels", jitter_pixels, minimum=0
+    )
+    num_classes = _checks.check_positive_int("num_classes", num_classes, 2)
+    input_shape = _checks.check_input_shape(input_shape)
+    seed = _checks.check_seed(seed)
+
+    inputs = keras.Input(shape=input_shape, name="images")
+    x = inputs
+    if jitter_pixels:
+        height, width = input_shape[:2]
+        # A translation of up to `jitter_pixels` in each direction, only in
+        # training; nearest-neighbour so the shifts are whole pixels.
+        x = keras.layers.RandomTranslation(
+            height_factor=jitter_pixels / height,
+            width_factor=jitter_pixels / width,
+            fill_mode="constant",
+            interpolation="nearest",
+            seed=_checks.layer_seed(seed, 0),
+            name="jitter",
+        )(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    if input_dropout:
+        x = keras.layers.Dropout(
+            input_dropout, seed=_checks.layer_seed(seed, 1), name="input_dropout"
+        )(x)
+    for index, units in enumerate(hidden_units, start=1):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(x)
+        if hidden_dropout:
+            x = keras.layers.Dropout(
+                hidden_dropout,
+                seed=_checks.layer_seed(seed, 1 + index),
+                name=f"dropout_{index}",
+            )(x)
+    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def build_mlp_teacher(
+    hidden_units=(1200, 1200),
+    input_dropout=0.2,
+    hidden_dropout=0.5,
+    jitter_pixels=2,
+    num_classes=DEFAULT_NUM_CLASSES,
+    input_shape=DEFAULT_INPUT_SHAPE,
+    seed=None,
+    name="mlp_teacher",
+):
+    """The paper's MNIST teacher: 784-1200-1200-10, dropout, input jitter.
+
+    Layers: `jitter` (RandomTranslation by up to `jitter_pixels` pixels,
+    training only) → `flatten` → `input_dropout` → `hidden_1` (ReLU) →
+    `dropout_1` → `hidden_2` (ReLU) → `dropout_2` → `logits`.
+    Dropout and jitter are active only when called with `training=True`.
+
+    With the defaults: Parameters: 2,395,210. FLOPs per example: 4,785,600
+    (2 × multiply-accumulates of the Dense layers, see `models.flops`).
+
+    Note: on Fashion-MNIST this recipe is a weak teacher (it does not beat
+    `build_mlp_student()` trained alone); use `build_cnn_teacher()` there.
+
+    Args:
+        hidden_units: Sequence of ints, width of each ReLU hidden layer.
+        input_dropout: Float in [0, 1), dropout rate on the flattened pixels.
+        hidden_dropout: Float in [0, 1), dropout rate after each hidden layer.
+        jitter_pixels: Int >= 0, maximum random translation in pixels; 0
+            disables the jitter layer.
+        num_classes: Int >= 2, number of output logits.
+        input_shape: `(height, width, channels)` of the images.
+        seed: Optional int seeding the dropout and jitter layers.
+        name: Model name.
+
+    Returns:
+        A functional `keras.Model` mapping images to logits
+        `(batch, num_classes)`.
+
+    Example:
+
+    >>> teacher = build_mlp_teacher(seed=0)
+    >>> teacher.count_params()
+    2395210
+    >>> teacher.get_layer("hidden_2").units
+    1200
+    """
+    return _build_mlp(
+        hidden_units,
+        input_dropout,
+        hidden_dropout,
+        jitter_pixels,
+        num_classes,
+        input_shape,
+        seed,
+        name,
+    )
+
+
+def build_mlp_student(
+    hidden_units=(800, 800),
+    num_classes=DEFAULT_NUM_CLASSES,
+    input_shape=DEFAULT_INPUT_SHAPE,
+    name="mlp_student",
+):
+    """The paper's MNIST student: 784-800-800-10, no regularisation.
+
+    Layers: `flatten` → `hidden_1` (ReLU) → `hidden_2` (ReLU) → `logits`.
+    Deterministic (no random layers), so it takes no seed.
+
+    With the defaults: Parameters: 1,276,810. FLOPs per example: 2,550,400
+    (2 × multiply-accumulates of the Dense layers, see `models.flops`).
+
+    Args:
+        hidden_units: Sequence of ints, width of each ReLU hidden layer.
+        num_classes: Int >= 2, number of output logits.
+        input_shape: `(height, width, channels)` of the images.
+        name: Model name.
+
+    Returns:
+        A functional `keras.Model` mapping images to logits
+        `(batch, num_classes)`.
+
+    Example:
+
+    >>> student = build_mlp_student()
+    >>> student.count_params()
+    1276810
+    >>> student.output.shape
+    (None, 10)
+    """
+    return _build_mlp(
+        hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name
+    )
+
+
+def build_mlp_small_student(
+    hidden_units=(64,),
+    num_classes=DEFAULT_NUM_CLASSES,
+    input_shape=DEFAULT_INPUT_SHAPE,
+    name="mlp_small_student",
+):
+    """A tiny MLP student: 784-64-10, no regularisation.
+
+    Layers: `flatten` → `hidden_1` (ReLU) → `logits`.
+
+    With the defaults: Parameters: 50,890. FLOPs per example: 101,632
+    (2 × multiply-accumulates of the Dense layers, see `models.flops`).
+
+    Args:
+        hidden_units: Sequence of ints, width of each ReLU hidden layer.
+        num_classes: Int >= 2, number of output logits.
+        input_shape: `(height, width, channels)` of the images.
+        name: Model name.
+
+    Returns:
+        A functional `keras.Model` mapping images to logits
+        `(batch, num_classes)`.
+
+    Example:
+
+    >>> build_mlp_small_student().count_params()
+    50890
+    """
+    return _build_mlp(
+        hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name
+    )
