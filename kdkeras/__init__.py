@@ -7,16 +7,20 @@ Public API:
     kd_loss               T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
     cache_soft_targets    run the teacher once; train on its cached logits
     soft_target_dataset   batches (x, {"labels", "teacher_logits"}) for the Distiller
-    data, distribute, hints, losses, soft_targets, teachers: the modules behind them
+    adjust_class_bias     raise one class's output bias (paper §3), amount chosen on held-out data
+    bias, data, distribute, hints, losses, soft_targets, teachers: the modules behind them
     compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)
 """
 
+from kdkeras import bias
 from kdkeras import data
 from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses
 from kdkeras import soft_targets
 from kdkeras import teachers
+from kdkeras.bias import adjust_class_bias
+from kdkeras.bias import choose_bias_shift
 from kdkeras.distiller import Distiller
 from kdkeras.hints import Hint
 from kdkeras.losses import KnowledgeDistillation

@@ -1,0 +1,121 @@
+"""Smoke test of `python -m kdkeras.experiments.table --quick` and its parts."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from kdkeras.experiments import report
+from kdkeras.experiments import table
+
+ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+TRAIN, TEST = 600, 300
+
+
+def _run(*arguments):
+    return subprocess.run(
+        [sys.executable, "-m", "kdkeras.experiments.table", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _table_rows(markdown):
+    rows = {}
+    for line in markdown.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0] in table.ROW_NAMES:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_quick_run_writes_the_results_table(tmp_path):
+    output = tmp_path / "RESULTS.md"
+    output.write_text("# Results\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
+    completed = _run(
+        "--quick", f"--limit_train={TRAIN}", f"--limit_test={TEST}",
+        f"--output={output}",
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    content = output.read_text()
+    assert "kept" in content  # other experiments' sections survive
+    section = report.read_section(str(output), table.SECTION)
+    assert "python -m kdkeras.experiments.table --quick" in section
+    rows = _table_rows(section)
+    assert list(rows) == list(table.ROW_NAMES)
+    for name, (_, _, errors, parameters, seconds, gap) in rows.items():
+        mean = float(errors.split("±")[0])
+        assert 0 <= mean <= TEST, (name, errors)
+        if name.startswith("Student"):
+            assert parameters == "1,276,810"
+            assert float(seconds.split("±")[0]) > 0
+    assert rows[table.ROW_TEACHER][3] == "824,458"
+    assert rows[table.ROW_ENSEMBLE][3] == "1,648,916"  # two CNN teachers
+    assert rows[table.ROW_ALONE][5] == "0% (reference)"
+    for name in (table.ROW_KDKERAS, table.ROW_KERAS, table.ROW_KDKERAS_ENSEMBLE):
+        assert re.fullmatch(r"-?\d+%|n/a \(teacher not better\)", rows[name][5])
+    per_seed = re.findall(r"- Student alone: (\d+)$", section, re.M)
+    assert per_seed and 0 <= int(per_seed[0]) <= TEST
+
+
+def test_render_markdown_reports_mean_std_and_gap_over_seeds():
+    from kdkeras.experiments.recipe import Recipe
+
+    def row(name, errors, teacher=""):
+        return table.Row(name, "how", 1000, list(errors), [1.0] * len(errors),
+                         teacher)
+
+    rows = [
+        row(table.ROW_TEACHER, [80]),
+        row(table.ROW_ENSEMBLE, [70]),
+        row(table.ROW_ALONE, [100, 104]),
+        row(table.ROW_KDKERAS, [90, 92], table.ROW_TEACHER),
+        row(table.ROW_KERAS, [96, 98], table.ROW_TEACHER),
+        row(table.ROW_KDKERAS_ENSEMBLE, [110, 110], table.ROW_ENSEMBLE),
+    ]
+    info = {
+        "train_size": 10, "test_size": 200, "student_recipe": Recipe(),
+        "teacher_recipe": Recipe(), "seeds": [0], "all_seeds": [0, 1],
+        "single_cache_seconds": 1.0, "cache_seconds": 2.0,
+        "teachers_cached": True,
+    }
+    cells = _table_rows(table.render_markdown(rows, info, "cmd"))
+    assert cells[table.ROW_ALONE][2] == "102.0 ± 2.8"
+    assert cells[table.ROW_KDKERAS][5] == "50%"  # (102 - 91) / (102 - 80)
+    assert cells[table.ROW_KERAS][5] == "23%"  # (102 - 97) / 22
+    assert cells[table.ROW_KDKERAS_ENSEMBLE][5] == "-25%"  # worse than alone
+    assert "Partial results: 1 of 2 seeds" in table.render_markdown(
+        rows, info, "cmd"
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--seeds=a,b"], "--seeds"),
+        (["--quick", "--temperature=-1"], "temperature"),
+    ],
+)
+def test_bad_flags_exit_non_zero_with_one_line(tmp_path, arguments, message):
+    output = tmp_path / "RESULTS.md"
+    completed = _run(*arguments, f"--output={output}", "--limit_train=10")
+    assert completed.returncode != 0
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert not output.exists()
+
+
+@pytest.mark.parametrize(
+    "alone, distilled, teacher, expected",
+    [(146, 74, 67, 72 / 79), (1187, 989, 775, 198 / 412), (100, 100, 80, 0.0),
+     (100, 110, 80, -0.5), (100, 90, 100, None), (100, 90, 120, None)],
+)
+def test_gap_closed(alone, distilled, teacher, expected):
+    result = table.gap_closed(alone, distilled, teacher)
+    assert result == (pytest.approx(expected) if expected is not None else None)
