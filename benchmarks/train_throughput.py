@@ -352,6 +352,31 @@ def _epoch_seconds(model, fit_arguments):
     return timer.seconds
 
 
+def _teacher_forward_rate(teacher, x, repeats):
+    """Median samples/s of the teacher's inference forward pass alone.
+
+    XLA-compiled, over `x` in batches of `--batch_size`: the work an online
+    distillation step adds to a student training step.
+    """
+    import tensorflow as tf
+
+    forward = tf.function(
+        lambda batch: teacher(batch, training=False), jit_compile=True
+    )
+    size = FLAGS.batch_size
+    batches = [tf.constant(x[i:i + size]) for i in range(0, len(x), size)]
+    forward(batches[0]).numpy()  # trace the full and the last batch shapes
+    forward(batches[-1]).numpy()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in batches:
+            logits = forward(batch)
+        logits.numpy()
+        rates.append(len(x) / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
 def _resolved_jit(model):
     return getattr(model, "jit_compile", "?")
 
@@ -417,6 +442,7 @@ def run():
             wall_seconds, cpu_seconds = _epoch_seconds(model, fit_arguments)
             wall[name].append(examples / wall_seconds)
             cpu[name].append(examples / cpu_seconds)
+    teacher_rate = _teacher_forward_rate(teacher, x, repeats)
     load_after = os.getloadavg()
 
     # Three statistics: the median samples/s (the reported figure), the best
@@ -511,6 +537,23 @@ def run():
         print(
             f"{verdict}: {text} (median {measured['median']:.2f}x; "
             f"best {measured['best']:.2f}x, CPU {measured['cpu']:.2f}x)"
+        )
+    if "plain_xla" in names and keras_names:
+        # Online, a step cannot cost less than a student step plus a teacher
+        # forward pass; both measured here, in this run.
+        floor = 1.0 / (
+            1.0 / statistic["median"]["plain_xla"] + 1.0 / teacher_rate
+        )
+        print(
+            f"Online floor: teacher forward alone (XLA, batch "
+            f"{FLAGS.batch_size}) {teacher_rate:.0f} samples/s; plus the "
+            f"plain_xla student step: {floor:.0f} samples/s = "
+            f"{floor / keras_rate['median']:.2f}x keras_distillation "
+            f"(kdkeras_online reaches "
+            f"{statistic['median'].get('kdkeras_online', float('nan')) / floor:.2f}"
+            "x this floor). The ceiling of any cached-target distiller is the "
+            f"fastest plain fit: {fastest_plain['median'] / keras_rate['median']:.2f}"
+            "x keras_distillation."
         )
     if FLAGS.quick:
         print("(--quick: smoke test only, the numbers are not meaningful)")
