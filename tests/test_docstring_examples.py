@@ -1,0 +1,27 @@
+"""The Example sections of the public docstrings run and give what they show."""
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "kdkeras.bias",
+    "kdkeras.data",
+    "kdkeras.distiller",
+    "kdkeras.hints",
+    "kdkeras.losses",
+    "kdkeras.soft_targets",
+    "kdkeras.teachers",
+    "models.cnn",
+    "models.flops",
+    "models.mlp",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no docstring example"
+    assert result.failed == 0
