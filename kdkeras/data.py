@@ -36,12 +36,14 @@ NUM_CLASSES = 10
 
 
 def keras_cache_dir():
-    """The folder `keras.datasets.fashion_mnist` reads from (as `get_file`)."""
-    import keras  # noqa: F401  (importing Keras creates its home folder)
+    """The folder `keras.datasets.fashion_mnist` reads from (as `get_file`).
 
-    home = os.path.expanduser(
-        os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-    )
+    Keras fixes its home folder (`$KERAS_HOME`, else `~/.keras`) when it is
+    imported; ask Keras for it rather than reading the environment again.
+    """
+    from keras.src.backend import config  # keras_home() is not public.
+
+    home = os.path.expanduser(config.keras_home())
     if not os.access(home, os.W_OK):
         home = os.path.join("/tmp", ".keras")  # Keras' own fallback.
     return os.path.join(home, "datasets", "fashion-mnist")
