@@ -88,11 +88,19 @@ elif fmt == "numpy":
     ws = [np.ascontiguousarray(data["kernel_%d" % i], np.float32) for i in range(n)]
     bs = [np.ascontiguousarray(data["bias_%d" % i], np.float32) for i in range(n)]
     flat = np.ascontiguousarray(x.reshape(batch, -1))
-    outs = [np.empty((batch, w.shape[1]), np.float32) for w in ws]
+    if batch == 1:  # the same computation as the worker's: (out, in) kernels, GEMV
+        ws = [np.ascontiguousarray(w.T) for w in ws]
+        flat = flat[0]
+        outs = [np.empty(w.shape[0], np.float32) for w in ws]
+    else:
+        outs = [np.empty((batch, w.shape[1]), np.float32) for w in ws]
     def call():
         h = flat
         for w, b, a, o in zip(ws, bs, acts, outs):
-            np.dot(h, w, out=o)
+            if batch == 1:
+                np.dot(w, h, out=o)
+            else:
+                np.dot(h, w, out=o)
             o += b
             if a == "relu":
                 np.maximum(o, 0, out=o)
