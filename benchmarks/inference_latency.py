@@ -20,7 +20,7 @@ and checks the goal: the fastest fp32 runtime at <= 0.8x the NumPy floor (the fl
 own best thread count: it is the reference, it is not sandbagged) at batch 1 and 64.
 
 Usage:
-  python benchmarks/inference_latency.py                   # 3 repeats, all formats, sweep
+  python benchmarks/inference_latency.py                   # 5 repeats, all formats, sweep
   python benchmarks/inference_latency.py --quick           # 1 repeat, short timing
   python benchmarks/inference_latency.py --student s.keras --formats onnx,tflite,numpy
 """
@@ -49,7 +49,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("student", None, ".keras student; default: models.build_mlp_student((800, 800)).")
 flags.DEFINE_list("formats", ["numpy", "onnx", "tflite", "savedmodel", "keras"], "Formats to compare.")
 flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.")
-flags.DEFINE_integer("repeats", 3, "Repeats (rotating order); medians reported.")
+flags.DEFINE_integer("repeats", 5, "Repeats (rotating order, alternating pairs); medians reported.")
 flags.DEFINE_integer("threads", None, "Threads per runtime (default: all available cores).")
 flags.DEFINE_float("seconds", 1.0, "Timing seconds per batch size, per method.")
 flags.DEFINE_boolean("sweep", True, "Search thread settings for the floor goal.")
@@ -120,9 +120,11 @@ else:
         model = keras.saving.load_model(path)
         function = tf.function(lambda t: model(t, training=False))
         call = lambda: function(tensor)
+# Warm-up as long as a timing window (thread pools awake, caches and clocks settled),
+# like the report's worker, which has run other batch sizes before this one.
 start = time.perf_counter()
 calls = 0
-while calls < 5 or time.perf_counter() - start < 0.3:
+while calls < 5 or time.perf_counter() - start < max(0.3, seconds):
     call(); calls += 1
 per_call = (time.perf_counter() - start) / calls
 # (a) one clock read pair per call: the per-call median, as the report states it.
@@ -193,16 +195,27 @@ def _agreement(paths, formats, batch_sizes, threads, repeats, seconds):
     for repeat in range(repeats):
         order = formats[repeat % len(formats):] + formats[: repeat % len(formats)]
         for fmt in order:
-            result = measure.measure_artifact(
-                paths[fmt], fmt, batch_sizes=batch_sizes, threads=threads,
-                min_time_s=seconds, max_time_s=max(3 * seconds, 1.0),
-            )
+            # Alternate which of the pair runs first, so that a drift of the machine's
+            # speed during a repeat does not always favour the same side.
+            def report():
+                return measure.measure_artifact(
+                    paths[fmt], fmt, batch_sizes=batch_sizes, threads=threads,
+                    min_time_s=seconds, max_time_s=max(3 * seconds, 1.0),
+                )
+
+            def independent():
+                return {b: _independent(fmt, paths[fmt], b, threads, seconds) for b in batch_sizes}
+
+            if repeat % 2 == 0:
+                result, independents = report(), independent()
+            else:
+                independents = independent()
+                result = report()
             for b in batch_sizes:
-                independent = _independent(fmt, paths[fmt], b, threads, seconds)
                 rows[(fmt, b)]["report"].append(result["latency"][str(b)]["p50_ms"])
                 rows[(fmt, b)]["report_mean"].append(result["latency"][str(b)]["mean_ms"])
-                rows[(fmt, b)]["independent"].append(independent["median_ms"])
-                rows[(fmt, b)]["independent_block_mean"].append(independent["block_mean_ms"])
+                rows[(fmt, b)]["independent"].append(independents[b]["median_ms"])
+                rows[(fmt, b)]["independent_block_mean"].append(independents[b]["block_mean_ms"])
             print(f"  repeat {repeat + 1}/{repeats} {fmt}: " + ", ".join(
                 f"b{b} p50 report {rows[(fmt, b)]['report'][-1]:.4f} ms / independent "
                 f"{rows[(fmt, b)]['independent'][-1]:.4f} ms" for b in batch_sizes), flush=True)

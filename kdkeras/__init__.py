@@ -7,8 +7,11 @@ Public API:
     kd_loss               T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
     cache_soft_targets    run the teacher once; train on its cached logits
     soft_target_dataset   batches (x, {"labels", "teacher_logits"}) for the Distiller
+    online_soft_target_dataset
+                          the same batches with the teacher run per batch in the
+                          input pipeline (prefetched; consistent augmentation)
     adjust_class_bias     raise one class's output bias (paper §3), amount chosen on held-out data
-    bias, data, distribute, hints, losses, soft_targets, teachers: the modules behind them
+    bias, data, distribute, hints, losses, online_soft_targets, soft_targets, teachers: the modules behind them
     compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)
 """
 
@@ -17,6 +20,7 @@ from kdkeras import data
 from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses
+from kdkeras import online_soft_targets
 from kdkeras import soft_targets
 from kdkeras import teachers
 from kdkeras.bias import adjust_class_bias
@@ -25,6 +29,7 @@ from kdkeras.distiller import Distiller
 from kdkeras.hints import Hint
 from kdkeras.losses import KnowledgeDistillation
 from kdkeras.losses import kd_loss
+from kdkeras.online_soft_targets import online_soft_target_dataset
 from kdkeras.soft_targets import StaleSoftTargetsError
 from kdkeras.soft_targets import cache_soft_targets
 from kdkeras.soft_targets import load_soft_targets

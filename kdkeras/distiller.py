@@ -316,18 +316,13 @@ class Distiller(keras.Model):
         """
         if is_op_determinism_enabled():
             return False
-        inactive = {
-            id(layer)
-            for layer in soft_targets.random_augmentation_layers(self.teacher)
-        }
-        layers = [self.student, self.teacher] + [
+        trained = [self.student] + [
             projection for projection in self.projections if projection
         ]
-        return all(
+        return soft_targets.inference_supports_jit(self.teacher) and all(
             layer.supports_jit
-            for model in layers
+            for model in trained
             for layer in model._flatten_layers()
-            if id(layer) not in inactive
         )
 
     @property

@@ -379,6 +379,27 @@ def random_augmentation_layers(model):
     return [layer for layer in _layers(model) if isinstance(layer, classes)]
 
 
+def inference_supports_jit(model):
+    """Whether XLA can compile `model`'s inference-mode forward pass.
+
+    Keras' `supports_jit` check vetoes XLA for random augmentation layers
+    (`RandomTranslation`, ...), but at inference those return their input
+    untouched, so they are left out; every other layer must support XLA.
+
+    Args:
+        model: A `keras.Model`.
+
+    Returns:
+        Bool.
+    """
+    inactive = {id(layer) for layer in random_augmentation_layers(model)}
+    return all(
+        layer.supports_jit
+        for layer in model._flatten_layers()
+        if id(layer) not in inactive
+    )
+
+
 def check_no_augmentation(student=None, augmentation=None):
     """Raises if cached soft targets would meet randomly augmented inputs.
 
@@ -519,6 +540,30 @@ def soft_target_dataset(
         if weight_tensor is None:
             return batch_x, targets
         return batch_x, targets, tf.gather(weight_tensor, indices)
+
+    return index_batches(
+        count, gather, batch_size, shuffle, seed, drop_remainder
+    )
+
+
+def index_batches(count, gather, batch_size, shuffle, seed, drop_remainder):
+    """Batches of example indices (reshuffled every epoch), mapped by `gather`.
+
+    Gathering whole batches by index keeps every array of an example
+    together under shuffling, and is faster than per-example slicing.
+
+    Args:
+        count: Number of examples.
+        gather: Maps an int64 index vector to a batch element.
+        batch_size: Positive int.
+        shuffle: Whether to reshuffle every epoch.
+        seed: Optional shuffle seed.
+        drop_remainder: Drop the last incomplete batch.
+
+    Returns:
+        A prefetched `tf.data.Dataset`.
+    """
+    import tensorflow as tf
 
     indices = tf.data.Dataset.range(count)
     if shuffle:

@@ -33,3 +33,11 @@ def sparse_cross_entropy_gradient(labels, logits):
     probs = np.exp(log_softmax(logits))
     probs[np.arange(len(labels)), labels] -= 1.0
     return probs
+
+
+def dense_relu_logits(model, x):
+    """float64 logits of a Dense(relu) → Dense network (its two kernel/bias pairs)."""
+    dense = [layer for layer in model.layers if len(layer.weights) == 2]
+    k1, b1 = (w.numpy().astype(np.float64) for w in dense[0].weights)
+    k2, b2 = (w.numpy().astype(np.float64) for w in dense[1].weights)
+    return np.maximum(x.astype(np.float64) @ k1 + b1, 0.0) @ k2 + b2

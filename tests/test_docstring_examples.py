@@ -11,6 +11,7 @@ MODULES = [
     "kdkeras.distiller",
     "kdkeras.hints",
     "kdkeras.losses",
+    "kdkeras.online_soft_targets",
     "kdkeras.soft_targets",
     "kdkeras.teachers",
     "models.cnn",

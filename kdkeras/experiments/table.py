@@ -83,6 +83,19 @@ def define_flags():
         "Folder caching trained teachers (.keras) between runs; empty: none.",
     )
     flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
+    flags.DEFINE_integer(
+        "jobs", 1,
+        "Seeds trained at once, each in its own process with CPUs/jobs "
+        "TensorFlow threads (the teachers are trained or loaded first).",
+    )
+    flags.DEFINE_integer(
+        "threads", 0, "TensorFlow intra-/inter-op threads (0: TF's default)."
+    )
+    flags.DEFINE_string(
+        "worker_json", "",
+        "Internal (used by --jobs): write this process's rows as JSON here "
+        "instead of the markdown file.",
+    )
 
 
 QUICK = {
@@ -169,7 +182,8 @@ def _settings():
         ) from None
     if not settings["seeds"]:
         raise ValueError("`--seeds` must name at least one seed.")
-    for name in ("epochs", "teacher_epochs", "ensemble_size"):
+    settings["jobs"] = FLAGS.jobs
+    for name in ("epochs", "teacher_epochs", "ensemble_size", "jobs"):
         if settings[name] < 1:
             raise ValueError(
                 f"`--{name}` must be >= 1. Received: {settings[name]}"
@@ -444,6 +458,13 @@ def render_markdown(rows, info, command):
         "and a from-logits cross-entropy instance as the student loss, "
         "`student_loss_weight=alpha`.",
     ]
+    if info.get("parallel"):
+        jobs, threads = info["parallel"]
+        lines.append(
+            f"- Seeds ran {jobs} at a time, each in its own process with "
+            f"{threads} TensorFlow thread{'s' if threads > 1 else ''} "
+            "(`--jobs`), so a row's training time is per process."
+        )
     if info["teachers_cached"]:
         lines.append(
             "- Teachers were loaded from `--cache_dir` (trained by an earlier "
@@ -457,11 +478,123 @@ def _teacher_text(recipe):
     return text.rsplit(", T=", 1)[0]
 
 
+def _worker_command(settings, seed, threads, json_path):
+    """The command line of one `--jobs` worker: these settings, one seed."""
+    arguments = [sys.executable, "-m", "kdkeras.experiments.table"]
+    for name in SETTINGS:
+        value = settings[name]
+        if name == "seeds":
+            value = [seed]
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            arguments.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, list):
+            arguments.append(f"--{name}={','.join(map(str, value))}")
+        else:
+            arguments.append(f"--{name}={value}")
+    return arguments + [f"--threads={threads}", f"--worker_json={json_path}"]
+
+
+def run_parallel(settings, jobs, log=print, on_seed=None):
+    """`run` with up to `jobs` seeds at once, one process each.
+
+    The teachers are trained (or loaded) here first and cached in
+    `settings["cache_dir"]` (a temporary folder when empty), so every worker
+    loads the same teachers. Each worker runs `run` for one seed with
+    `cpu_count // jobs` TensorFlow threads and writes its rows as JSON.
+    """
+    import json
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kdkeras-table-") as scratch:
+        settings = dict(settings, cache_dir=settings["cache_dir"] or scratch)
+        rows, info = run(dict(settings, seeds=[]), log=log)
+        by_name = {row.name: row for row in rows}
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        pending = list(settings["seeds"])
+        running, results = {}, {}
+        while pending or running:
+            while pending and len(running) < jobs:
+                seed = pending.pop(0)
+                json_path = os.path.join(scratch, f"seed{seed}.json")
+                command = _worker_command(settings, seed, threads, json_path)
+                log(f"seed {seed}: started in its own process ({threads} threads)")
+                # stderr to a file, not a pipe: a full pipe would block the worker.
+                with open(json_path + ".log", "w") as stderr:
+                    process = subprocess.Popen(
+                        command, stdout=subprocess.DEVNULL, stderr=stderr
+                    )
+                running[seed] = (process, json_path)
+            time.sleep(1.0)
+            for seed, (process, json_path) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[seed]
+                if process.returncode != 0:
+                    with open(json_path + ".log", encoding="utf-8") as stream:
+                        errors = stream.read().strip().splitlines()
+                    for other, _ in running.values():
+                        other.kill()
+                    raise RuntimeError(
+                        f"the worker for seed {seed} failed: "
+                        f"{errors[-1] if errors else process.returncode}"
+                    )
+                with open(json_path, encoding="utf-8") as stream:
+                    results[seed] = json.load(stream)
+                for name, values in results[seed]["rows"].items():
+                    log(f"seed {seed}: {name}: {values['errors'][0]} errors, "
+                        f"{values['seconds'][0]:.0f} s")
+                if on_seed is not None:
+                    on_seed(*_merge(by_name, info, settings, results))
+        rows, info = _merge(by_name, info, settings, results)
+        return rows, dict(info, parallel=(jobs, threads))
+
+
+def _merge(by_name, info, settings, results):
+    """Rows and info with the finished workers' seeds, in seed order."""
+    rows = {name: dataclasses.replace(row) for name, row in by_name.items()}
+    done = [seed for seed in settings["seeds"] if seed in results]
+    for name in (ROW_ALONE, ROW_KDKERAS, ROW_KERAS, ROW_KDKERAS_ENSEMBLE):
+        rows[name].errors, rows[name].seconds = [], []
+        for seed in done:
+            values = results[seed]["rows"][name]
+            rows[name].errors += values["errors"]
+            rows[name].seconds += values["seconds"]
+    merged = dict(info, seeds=done, all_seeds=settings["seeds"])
+    if done:
+        merged["single_cache_seconds"] = results[done[0]]["single_cache_seconds"]
+        merged["cache_seconds"] = results[done[0]]["cache_seconds"]
+    return [rows[name] for name in ROW_NAMES], merged
+
+
+def _write_worker_json(path, rows, info):
+    import json
+
+    students = (ROW_ALONE, ROW_KDKERAS, ROW_KERAS, ROW_KDKERAS_ENSEMBLE)
+    payload = {
+        "rows": {
+            row.name: {"errors": row.errors, "seconds": row.seconds}
+            for row in rows
+            if row.name in students
+        },
+        "single_cache_seconds": info["single_cache_seconds"],
+        "cache_seconds": info["cache_seconds"],
+    }
+    report.write_atomically(path, json.dumps(payload))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     try:
         settings = _settings()
+        if FLAGS.threads:
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
         log = (
             (lambda message: print(message, flush=True))
             if FLAGS.verbose
@@ -469,17 +602,24 @@ def main(argv):
         )
         start = time.perf_counter()
         command = _command()
+        timed_log = lambda m: log(f"[{time.perf_counter() - start:6.0f} s] {m}")  # noqa: E731
+
+        if FLAGS.worker_json:
+            rows, info = run(settings, log=timed_log)
+            _write_worker_json(FLAGS.worker_json, rows, info)
+            return 0
 
         def write(rows, info):
             report.update_section(
                 FLAGS.output, SECTION, render_markdown(rows, info, command)
             )
 
-        rows, info = run(
-            settings,
-            log=lambda m: log(f"[{time.perf_counter() - start:6.0f} s] {m}"),
-            on_seed=write,
-        )
+        if settings["jobs"] > 1 and len(settings["seeds"]) > 1:
+            rows, info = run_parallel(
+                settings, settings["jobs"], log=timed_log, on_seed=write
+            )
+        else:
+            rows, info = run(settings, log=timed_log, on_seed=write)
         write(rows, info)
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         if FLAGS.verbose:

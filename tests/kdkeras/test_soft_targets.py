@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 import keras
+from tests import reference
 from kdkeras import soft_targets
 from kdkeras import teachers
 
@@ -33,14 +34,6 @@ def build_teacher(seed, activation="relu", augment=False, softmax=False):
         ),
     ]
     return keras.Sequential(layers)
-
-
-def numpy_logits(teacher, x):
-    """float64 logits of a `build_teacher(..., activation="relu")` model."""
-    dense = [layer for layer in teacher.layers if layer.weights]
-    k1, b1 = (w.numpy().astype(np.float64) for w in dense[0].weights)
-    k2, b2 = (w.numpy().astype(np.float64) for w in dense[1].weights)
-    return np.maximum(x.astype(np.float64) @ k1 + b1, 0.0) @ k2 + b2
 
 
 def random_x(seed, count=50):
@@ -74,7 +67,7 @@ def test_cache_computes_teacher_logits_then_reuses_them(
     second = soft_targets.cache_soft_targets(teacher, x, path, batch_size=8)
 
     # Logits (also for a softmax teacher), in inference mode (no dropout).
-    np.testing.assert_allclose(first, numpy_logits(teacher, x), atol=1e-5)
+    np.testing.assert_allclose(first, reference.dense_relu_logits(teacher, x), atol=1e-5)
     np.testing.assert_array_equal(second, first)
     assert first.dtype == np.float32 and first.shape == (37, CLASSES)
     assert len(teacher_calls) == 1
@@ -150,7 +143,7 @@ def test_stale_cache_is_never_used(tmp_path, teacher_calls, change, word):
         soft_targets.load_soft_targets(path, teacher, x, dtype=dtype)
 
     recomputed = soft_targets.cache_soft_targets(teacher, x, path, dtype=dtype)
-    expected = numpy_logits(teacher, x).astype(dtype)
+    expected = reference.dense_relu_logits(teacher, x).astype(dtype)
     np.testing.assert_allclose(recomputed, expected, rtol=1e-3, atol=1e-3)
     assert len(teacher_calls) == 2
     # The rewritten cache now matches and is reused.
@@ -166,7 +159,7 @@ def test_corrupt_cache_is_recomputed_or_rejected(tmp_path):
     with pytest.raises(soft_targets.StaleSoftTargetsError, match="`path`"):
         soft_targets.cache_soft_targets(teacher, x, path, on_stale="error")
     logits = soft_targets.cache_soft_targets(teacher, x, path)
-    np.testing.assert_allclose(logits, numpy_logits(teacher, x), atol=1e-5)
+    np.testing.assert_allclose(logits, reference.dense_relu_logits(teacher, x), atol=1e-5)
 
 
 def test_failed_write_leaves_previous_cache_and_no_temporary(
@@ -284,7 +277,7 @@ def test_shuffled_dataset_keeps_each_example_with_its_targets(with_weights):
         np.testing.assert_array_equal(labels, y[order])
         # Every element's targets are the teacher's logits for THAT x.
         np.testing.assert_allclose(
-            logits, numpy_logits(teacher, batch_x), rtol=1e-5, atol=1e-5
+            logits, reference.dense_relu_logits(teacher, batch_x), rtol=1e-5, atol=1e-5
         )
         if with_weights:
             np.testing.assert_array_equal(batch_weights, weights[order])

@@ -64,6 +64,23 @@ def test_quick_run_writes_the_results_table(tmp_path):
     assert per_seed and 0 <= int(per_seed[0]) <= TEST
 
 
+def test_parallel_seeds_run_in_their_own_processes_and_are_merged(tmp_path):
+    output = tmp_path / "RESULTS.md"
+    completed = _run(
+        "--quick", "--seeds=0,1", "--jobs=2", "--epochs=1",
+        f"--limit_train={TRAIN // 2}", f"--limit_test={TEST}",
+        f"--output={output}",
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    section = report.read_section(str(output), table.SECTION)
+    assert "Seeds ran 2 at a time, each in its own process" in section
+    assert "seeds 0, 1 (mean ± std over seeds)" in section
+    for name in table.ROW_NAMES[2:]:
+        per_seed = re.findall(rf"^- {re.escape(name)}: (\d+), (\d+)$", section, re.M)
+        assert per_seed, name  # both seeds' errors, merged in seed order
+        assert all(0 <= int(e) <= TEST for e in per_seed[0])
+
+
 def test_render_markdown_reports_mean_std_and_gap_over_seeds():
     from kdkeras.experiments.recipe import Recipe
 
