@@ -291,24 +291,28 @@ def run(settings, log=print, on_seed=None):
         f"ensemble errors {rows[ROW_ENSEMBLE].errors[0]}"
     )
 
-    # Soft targets on every epoch's augmented images, computed once.
-    start = time.perf_counter()
-    teacher_logits = training.teacher_logits_by_epoch(
-        teacher, x_train, student_recipe
-    )
-    single_cache_seconds = time.perf_counter() - start
-    member_logits = [teacher_logits] + [
-        training.teacher_logits_by_epoch(member, x_train, student_recipe)
-        for member in members[1:]
-    ]
-    mean_layer = teachers.EnsembleMean(settings["ensemble_mean"])
-    ensemble_logits = [
-        keras.ops.convert_to_numpy(
-            mean_layer([logits[epoch] for logits in member_logits])
+    # Soft targets on every epoch's augmented images, computed once (not
+    # here when no seed trains: `run_parallel`'s workers compute their own).
+    teacher_logits = ensemble_logits = None
+    single_cache_seconds = cache_seconds = 0.0
+    if settings["seeds"]:
+        start = time.perf_counter()
+        teacher_logits = training.teacher_logits_by_epoch(
+            teacher, x_train, student_recipe
         )
-        for epoch in range(student_recipe.epochs)
-    ]
-    cache_seconds = time.perf_counter() - start
+        single_cache_seconds = time.perf_counter() - start
+        member_logits = [teacher_logits] + [
+            training.teacher_logits_by_epoch(member, x_train, student_recipe)
+            for member in members[1:]
+        ]
+        mean_layer = teachers.EnsembleMean(settings["ensemble_mean"])
+        ensemble_logits = [
+            keras.ops.convert_to_numpy(
+                mean_layer([logits[epoch] for logits in member_logits])
+            )
+            for epoch in range(student_recipe.epochs)
+        ]
+        cache_seconds = time.perf_counter() - start
 
     student_parameters = models.build_mlp_student().count_params()
     description = "`models.build_mlp_student()` (784-800-800-10)"
