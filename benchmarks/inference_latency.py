@@ -17,7 +17,9 @@ contention the mean is dominated by stalls, so (b) is shown for information; the
 what the report states.) Then, with `--sweep`, it searches thread settings (ONNX Runtime
 intra-op threads x spinning x execution mode, LiteRT num_threads, NumPy/OpenBLAS threads)
 and checks the goal: the fastest fp32 runtime at <= 0.8x the NumPy floor (the floor at its
-own best thread count: it is the reference, it is not sandbagged) at batch 1 and 64.
+own best thread count: it is the reference, it is not sandbagged) at batch 1 and 64. The
+floor is the report's, `x @ W` with the kernels as stored; the ratio to a tuned floor
+(batch 1 on transposed kernels, OpenBLAS' faster GEMV) is printed beside it.
 
 Usage:
   python benchmarks/inference_latency.py                   # 5 repeats, all formats, sweep
@@ -88,19 +90,12 @@ elif fmt == "numpy":
     ws = [np.ascontiguousarray(data["kernel_%d" % i], np.float32) for i in range(n)]
     bs = [np.ascontiguousarray(data["bias_%d" % i], np.float32) for i in range(n)]
     flat = np.ascontiguousarray(x.reshape(batch, -1))
-    if batch == 1:  # the same computation as the worker's: (out, in) kernels, GEMV
-        ws = [np.ascontiguousarray(w.T) for w in ws]
-        flat = flat[0]
-        outs = [np.empty(w.shape[0], np.float32) for w in ws]
-    else:
-        outs = [np.empty((batch, w.shape[1]), np.float32) for w in ws]
+    # x @ W with the kernels as stored, like the report's floor (its default).
+    outs = [np.empty((batch, w.shape[1]), np.float32) for w in ws]
     def call():
         h = flat
         for w, b, a, o in zip(ws, bs, acts, outs):
-            if batch == 1:
-                np.dot(w, h, out=o)
-            else:
-                np.dot(h, w, out=o)
+            np.matmul(h, w, out=o)
             o += b
             if a == "relu":
                 np.maximum(o, 0, out=o)
@@ -227,6 +222,7 @@ def _sweep_configs(threads_max, quick):
     configs = []
     for t in thread_counts:
         configs.append(("numpy", t, {}))
+        configs.append(("numpy", t, {"transposed_gemv": True}))
         configs.append(("tflite", t, {}))
         for spinning in (True, False):
             modes = ("sequential",) if quick else ("sequential", "parallel")
@@ -298,18 +294,24 @@ def main(argv):
             opts = ", ".join(f"{k}={v}" for k, v in options.items()) or "–"
             print(f"| {fmt} | {t} | {opts} | " + " | ".join(f"{p50[b]:.4f}" for b in batch_sizes) + " |")
         print()
-        print("| batch | NumPy floor p50 (best threads) | fastest fp32 runtime | p50 ms | x floor | goal <= 0.8 |")
-        print("|---|---|---|---|---|---|")
+        print("| batch | NumPy floor p50 (best threads) | fastest fp32 runtime | p50 ms | x floor | goal <= 0.8 "
+              "| tuned floor p50 (transposed GEMV) | x tuned floor |")
+        print("|---|---|---|---|---|---|---|---|")
         for b in batch_sizes:
-            floor = min((p for p in sweep if p[0][0] == "numpy"), key=lambda p: p[1][b])
+            # The goal's floor is the report's: x @ W with the stored kernels. The tuned
+            # floor (batch 1 on transposed kernels, GEMV) is shown beside it.
+            floor = min((p for p in sweep if p[0][0] == "numpy" and not p[0][2]), key=lambda p: p[1][b])
+            tuned = min((p for p in sweep if p[0][0] == "numpy"), key=lambda p: p[1][b])
             best = min((p for p in sweep if p[0][0] != "numpy"), key=lambda p: p[1][b])
             ratio = best[1][b] / floor[1][b]
-            goal[b] = {"floor": floor, "best": best, "ratio": ratio}
+            goal[b] = {"floor": floor, "best": best, "ratio": ratio,
+                       "tuned_floor_ratio": best[1][b] / tuned[1][b]}
             (bf, bt, bo) = best[0]
             opts = ", ".join(f"{k}={v}" for k, v in bo.items())
             print(f"| {b} | {floor[1][b]:.4f} ({floor[0][1]} threads) | {bf}, {bt} threads"
                   f"{', ' + opts if opts else ''} | {best[1][b]:.4f} | {ratio:.2f} | "
-                  f"{'yes' if ratio <= 0.8 else 'NO'} |")
+                  f"{'yes' if ratio <= 0.8 else 'NO'} | {tuned[1][b]:.4f} ({tuned[0][1]} threads) | "
+                  f"{goal[b]['tuned_floor_ratio']:.2f} |")
     load_end = os.getloadavg()
     print()
     print(f"load average start {load_start[0]:.2f} / end {load_end[0]:.2f} "
@@ -322,7 +324,8 @@ def main(argv):
                 "command": command, "threads": threads, "load_average": [load_start, load_end],
                 "agreement": [{"format": f, "batch": b, **v} for (f, b), v in agreement.items()],
                 "sweep": [{"format": c[0], "threads": c[1], "options": c[2], "p50_ms": p} for c, p in sweep],
-                "goal": {str(b): {"ratio": g["ratio"], "best": g["best"][0][:2],
+                "goal": {str(b): {"ratio": g["ratio"], "tuned_floor_ratio": g["tuned_floor_ratio"],
+                                  "best": g["best"][0][:2],
                                   "best_options": g["best"][0][2], "floor_threads": g["floor"][0][1]}
                          for b, g in goal.items()},
             }, handle, indent=2, default=str)

@@ -392,6 +392,29 @@ def _teacher_forward_rate(teacher, x, repeats):
     return statistics.median(rates)
 
 
+def _matmul_work(teacher, student):
+    """Multiply-accumulates per example: (student training step, teacher forward).
+
+    Counts the Dense kernels only (the MLPs' work; biases, activations, the loss
+    and the optimizer are small beside them). A training step is the forward
+    pass, the kernel gradients (as many MACs again) and the input gradients of
+    every Dense layer but the first (nothing upstream needs that one).
+    """
+    import keras
+
+    def kernels(model):
+        return [
+            int(layer.kernel.shape[0]) * int(layer.kernel.shape[1])
+            for layer in model.layers
+            if isinstance(layer, keras.layers.Dense)
+        ]
+
+    student_kernels = kernels(student)
+    forward = sum(student_kernels)
+    step = 3 * forward - (student_kernels[0] if student_kernels else 0)
+    return step, sum(kernels(teacher))
+
+
 def _resolved_jit(model):
     return getattr(model, "jit_compile", "?")
 
@@ -571,6 +594,16 @@ def run():
             f"fastest plain fit: {fastest_plain['median'] / keras_rate['median']:.2f}"
             "x keras_distillation."
         )
+    step_macs, teacher_macs = _matmul_work(*_models())
+    print(
+        f"Matmul work per example: student training step {step_macs / 1e6:.2f} M "
+        f"MACs, teacher forward {teacher_macs / 1e6:.2f} M. keras.distillation "
+        f"and any exact online step do both ({(step_macs + teacher_macs) / 1e6:.2f} M); "
+        "a cached-target step or a plain fit does the student step only, so at "
+        "equal kernel speed it can be at most "
+        f"{(step_macs + teacher_macs) / step_macs:.2f}x keras_distillation, and "
+        "an online step 1.00x."
+    )
     if FLAGS.quick:
         print("(--quick: smoke test only, the numbers are not meaningful)")
     print()

@@ -56,9 +56,16 @@ class NumpyDenseForward:
     buffer is preallocated per batch size, and the bias add and activation run in place,
     so one call is exactly `len(layers)` GEMMs plus elementwise passes over the outputs.
 
+    By default every batch size runs `x @ W` with the kernels as Keras stores them
+    (`(in, out)`): the straightforward NumPy forward pass. `transposed_gemv=True` makes
+    one-example calls use `(out, in)` copies of the kernels and a matrix-vector product,
+    OpenBLAS' faster non-transposed GEMV (about 10-15% faster at batch 1 on 2 cores):
+    a tuned floor, which `benchmarks/inference_latency.py` reports beside the plain one.
+
     Args:
         layers: Sequence of `(kernel, bias, activation)`; `kernel` is `(in, out)`,
             `bias` is `(out,)` or None, `activation` one of `SUPPORTED_ACTIVATIONS`.
+        transposed_gemv: Whether batch-1 calls use transposed kernels and GEMV.
 
     Example:
         >>> forward = NumpyDenseForward([(w1, b1, "relu"), (w2, b2, "linear")])
@@ -66,9 +73,10 @@ class NumpyDenseForward:
         >>> logits = call()
     """
 
-    def __init__(self, layers):
+    def __init__(self, layers, transposed_gemv=False):
         import numpy as np
 
+        self.transposed_gemv = bool(transposed_gemv)
         self.layers = []
         for kernel, bias, activation in layers:
             if activation not in SUPPORTED_ACTIVATIONS:
@@ -84,7 +92,7 @@ class NumpyDenseForward:
         self._kernels_t = None
 
     @classmethod
-    def from_npz(cls, path):
+    def from_npz(cls, path, transposed_gemv=False):
         """Loads the layers written by `export.measure.save_dense_layers`."""
         import numpy as np
 
@@ -95,7 +103,7 @@ class NumpyDenseForward:
             for i in range(count):
                 bias = data[f"bias_{i}"] if f"bias_{i}" in data else None
                 layers.append((data[f"kernel_{i}"], bias, activations[i]))
-        return cls(layers)
+        return cls(layers, transposed_gemv=transposed_gemv)
 
     def parameters(self):
         """Number of weights and biases."""
@@ -114,10 +122,10 @@ class NumpyDenseForward:
                 f"x must have {self.input_units} features per example, "
                 f"got shape {tuple(x.shape)}"
             )
-        if batch == 1:
-            # One example: a matrix-vector product with the kernel stored (out, in),
-            # OpenBLAS' faster non-transposed GEMV (about 15% faster than x @ W with two
-            # threads here). Built on first use; the floor then holds both layouts.
+        gemv = batch == 1 and self.transposed_gemv
+        if gemv:
+            # One example: a matrix-vector product with the kernel stored (out, in).
+            # Built on first use; the floor then holds both layouts.
             if self._kernels_t is None:
                 self._kernels_t = [np.ascontiguousarray(k.T) for k, _, _ in self.layers]
             kernels = self._kernels_t
@@ -132,7 +140,7 @@ class NumpyDenseForward:
         ]
         matmul, dot, add, maximum = np.matmul, np.dot, np.add, np.maximum
 
-        if batch == 1:
+        if gemv:
 
             def call():
                 hidden = flat
@@ -581,7 +589,11 @@ class NumpyRuntime:
         self.np = np
         self.version = f"numpy {np.__version__}"
         self.baseline_rss = peak_rss_bytes()
-        self.forward = NumpyDenseForward.from_npz(path)
+        self.forward = NumpyDenseForward.from_npz(
+            path, transposed_gemv=bool(options.get("transposed_gemv", False))
+        )
+        if self.forward.transposed_gemv:
+            self.label += "; batch 1: (out, in) kernels, GEMV"
         blas = "unknown"
         try:
             config = np.show_config(mode="dicts")
@@ -618,7 +630,7 @@ RUNTIME_OPTIONS = {
     "savedmodel": ("signature", "inter_op_threads"),
     "tflite": (),
     "onnx": ("allow_spinning", "execution_mode", "graph_optimization_level", "io_binding"),
-    "numpy": (),
+    "numpy": ("transposed_gemv",),
 }
 
 RUNTIMES = {

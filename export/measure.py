@@ -34,7 +34,7 @@ DEFAULT_BATCH_SIZES = (1, 64)
 DEFAULT_MIN_TIME_S = 0.5
 DEFAULT_MIN_ITERATIONS = 200
 DEFAULT_MAX_TIME_S = 3.0
-DEFAULT_WARMUP_S = 0.1
+DEFAULT_WARMUP_S = 0.5  # per batch size: a 0.1 s warm-up left batch 1, timed first, 10-30% slow
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
 
@@ -282,11 +282,11 @@ def save_dense_layers(layers, path):
     return path
 
 
-def numpy_forward(model):
+def numpy_forward(model, transposed_gemv=False):
     """A `NumpyDenseForward` of a dense Keras `model` (see `dense_layers`)."""
     from export._runner import NumpyDenseForward
 
-    return NumpyDenseForward(dense_layers(model))
+    return NumpyDenseForward(dense_layers(model), transposed_gemv=transposed_gemv)
 
 
 # ------------------------------------------------------------------- measurement

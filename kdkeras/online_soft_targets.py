@@ -23,6 +23,7 @@ import keras
 
 from kdkeras import soft_targets
 from kdkeras import teachers
+from kdkeras import xla
 
 
 def _check_teacher(teacher):
@@ -84,8 +85,9 @@ def online_soft_target_dataset(
             student both see it.
         jit_compile: Compile the teacher's forward pass with XLA. `None`:
             when every teacher layer supports XLA (random augmentation
-            layers, inactive at inference, excepted) and op determinism is
-            off.
+            layers, inactive at inference, excepted), op determinism is
+            off and, on a CPU-only machine, the teacher has no convolution
+            or pooling layer (`kdkeras.xla`: XLA runs those slower there).
         drop_remainder: Drop the last incomplete batch.
 
     Returns:
@@ -123,9 +125,11 @@ def online_soft_target_dataset(
                 f"Received: {name} with {soft_targets._length(array, name)} rows"
             )
     if jit_compile is None:
-        jit_compile = soft_targets.inference_supports_jit(
-            teacher
-        ) and not is_op_determinism_enabled()
+        jit_compile = (
+            soft_targets.inference_supports_jit(teacher)
+            and not is_op_determinism_enabled()
+            and (not xla.cpu_only() or xla.xla_helps_on_cpu(inference=[teacher]))
+        )
 
     if teachers.outputs_probabilities(teacher):
         teacher = teachers.logits_model(teacher)

@@ -14,6 +14,7 @@ MODULES = [
     "kdkeras.online_soft_targets",
     "kdkeras.soft_targets",
     "kdkeras.teachers",
+    "kdkeras.xla",
     "models.cnn",
     "models.flops",
     "models.mlp",

@@ -173,8 +173,9 @@ def test_gzip_size_small_for_sparse_file_and_directory(tmp_path):
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "linear", "softmax", "relu6"]
 
 
+@pytest.mark.parametrize("transposed_gemv", [False, True])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-def test_numpy_forward_equals_keras(activation):
+def test_numpy_forward_equals_keras(activation, transposed_gemv):
     keras.utils.set_random_seed(3)
     model = keras.Sequential(
         [
@@ -193,8 +194,8 @@ def test_numpy_forward_equals_keras(activation):
     batch_norm.moving_mean.assign(rng.normal(0, 1, 16))
     batch_norm.moving_variance.assign(rng.uniform(0.5, 2, 16))
     batch_norm.gamma.assign(rng.normal(1, 0.3, 16))
-    forward = measure.numpy_forward(model)
-    for batch in (1, 7):  # batch 1 takes the matrix-vector path
+    forward = measure.numpy_forward(model, transposed_gemv=transposed_gemv)
+    for batch in (1, 7):  # with transposed_gemv, batch 1 takes the matrix-vector path
         x = np.random.default_rng(5).random((batch, 28, 28, 1), dtype=np.float32)
         expected = np.asarray(model(x, training=False), dtype=np.float64)
         np.testing.assert_allclose(forward(x), expected, rtol=1e-5, atol=1e-5)
@@ -302,7 +303,7 @@ def test_floor_keeps_the_faster_thread_count_per_batch_size(artifacts):
 @pytest.mark.parametrize(
     "fmt, options",
     [("keras", {}), ("savedmodel", {}), ("tflite", {}), ("onnx", {}), ("onnx", {"io_binding": True}),
-     ("numpy", {})],
+     ("numpy", {}), ("numpy", {"transposed_gemv": True})],
 )
 def test_timed_call_computes_the_models_output(artifacts, tmp_path, fmt, options):
     """What is timed is the real inference: its output equals Keras on fresh inputs."""
@@ -311,15 +312,18 @@ def test_timed_call_computes_the_models_output(artifacts, tmp_path, fmt, options
     if fmt == "numpy":
         path = measure.save_dense_layers(measure.dense_layers(model), str(tmp_path / "w.npz"))
     runtime = _runner.RUNTIMES[fmt](path, 1, options)
-    x = np.random.default_rng(7).random((3, 6, 6, 1), dtype=np.float32)
-    x = x.reshape(runtime.input_shape(3, x.shape[1:]))
-    _, call, args = runtime.timed(x)
-    output = call(*args)
-    if options.get("io_binding"):
-        output = runtime._bound[1]
-    elif isinstance(output, dict):
-        output = next(iter(output.values()))
-    elif isinstance(output, list):
-        output = output[0]
-    expected = np.asarray(model(x.reshape(3, 6, 6, 1), training=False))
-    np.testing.assert_allclose(np.asarray(output).reshape(3, -1), expected, rtol=1e-4, atol=1e-5)
+    for batch in (1, 3):  # batch 1: the GEMV path of the floor's transposed_gemv option
+        x = np.random.default_rng(7).random((batch, 6, 6, 1), dtype=np.float32)
+        x = x.reshape(runtime.input_shape(batch, x.shape[1:]))
+        _, call, args = runtime.timed(x)
+        output = call(*args)
+        if options.get("io_binding"):
+            output = runtime._bound[1]
+        elif isinstance(output, dict):
+            output = next(iter(output.values()))
+        elif isinstance(output, list):
+            output = output[0]
+        expected = np.asarray(model(x.reshape(batch, 6, 6, 1), training=False))
+        np.testing.assert_allclose(
+            np.asarray(output).reshape(batch, -1), expected, rtol=1e-4, atol=1e-5
+        )

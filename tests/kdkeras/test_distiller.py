@@ -442,3 +442,31 @@ def test_cached_targets_with_an_augmenting_student_are_refused():
         (x, {"labels": y, "teacher_logits": logits})).batch(8)
     with pytest.raises(ValueError, match="augment"):
         distiller.fit(dataset, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize(
+    "student_layers, teacher_layers, expected",
+    [
+        ([], [], True),  # dense networks: XLA is faster on CPU
+        ([keras.layers.Dropout(0.5)], [], False),  # XLA's random draws are slow on CPU
+        ([], [keras.layers.Dropout(0.5)], True),  # a teacher's dropout never runs
+        ([keras.layers.Conv2D(2, 3, padding="same")], [], False),  # slower convolutions
+        # The teacher is not asked: from cached soft targets it never runs.
+        ([], [keras.layers.MaxPooling2D()], True),
+    ],
+)
+def test_auto_jit_on_cpu_uses_xla_only_where_it_is_faster(
+    student_layers, teacher_layers, expected
+):
+    from kdkeras import xla
+
+    assert xla.cpu_only()  # these machines have no GPU; the rule is CPU-only
+    teacher = keras.Sequential([keras.Input((6, 6, 1)), *teacher_layers,
+                                keras.layers.Flatten(), keras.layers.Dense(NUM_CLASSES)])
+    distiller = kdkeras.Distiller(student=_image_student(*student_layers),
+                                  teacher=teacher)
+    distiller.compile(optimizer="adam")
+    assert distiller.jit_compile is expected
+    # An explicit request is honoured: the rule only shapes "auto".
+    distiller.compile(optimizer="adam", jit_compile=True)
+    assert distiller.jit_compile is True

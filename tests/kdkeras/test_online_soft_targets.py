@@ -188,3 +188,34 @@ def test_bad_input_is_refused_with_a_clear_message(kwargs, message):
         online_soft_target_dataset(**arguments)
     assert message in str(raised.value)
     assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("convolutional, expected_jit", [(True, False), (False, True)])
+def test_auto_jit_leaves_a_convolutional_teacher_to_tf_on_cpu(
+    monkeypatch, convolutional, expected_jit
+):
+    """On CPU, XLA convolutions are slower: "auto" compiles only a dense teacher."""
+    from tensorflow.python.framework import config
+
+    config.disable_op_determinism()  # which would turn XLA off for both
+    compiled = []
+    original = tf.function
+
+    def recording_function(*args, **kwargs):
+        compiled.append(kwargs.get("jit_compile"))
+        return original(*args, **kwargs)
+
+    x, y = labelled_data()
+    keras.utils.set_random_seed(0)
+    middle = ([keras.layers.Reshape((FEATURES, 1)),
+               keras.layers.Conv1D(4, 3, padding="same"), keras.layers.Flatten()]
+              if convolutional else [keras.layers.Dense(4, activation="relu")])
+    teacher = keras.Sequential([keras.Input((FEATURES,)), *middle,
+                                keras.layers.Dense(CLASSES)])
+    monkeypatch.setattr(tf, "function", recording_function)
+    dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
+    monkeypatch.undo()
+    assert compiled[0] is expected_jit
+    (_, targets), = list(dataset)
+    np.testing.assert_allclose(targets["teacher_logits"].numpy(),
+                               teacher.predict(x, verbose=0), rtol=1e-5, atol=1e-5)

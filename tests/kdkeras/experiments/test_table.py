@@ -35,12 +35,16 @@ def _table_rows(markdown):
     return rows
 
 
-def test_quick_run_writes_the_results_table(tmp_path):
+@pytest.mark.parametrize(
+    "teacher, label, teacher_parameters",
+    [("cnn", "CNN", 824_458), ("mlp", "MLP 1200-1200", 2_395_210)],
+)
+def test_quick_run_writes_the_results_table(tmp_path, teacher, label, teacher_parameters):
     output = tmp_path / "RESULTS.md"
     output.write_text("# Results\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
     completed = _run(
         "--quick", f"--limit_train={TRAIN}", f"--limit_test={TEST}",
-        f"--output={output}",
+        f"--output={output}", f"--teacher={teacher}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     content = output.read_text()
@@ -55,8 +59,11 @@ def test_quick_run_writes_the_results_table(tmp_path):
         if name.startswith("Student"):
             assert parameters == "1,276,810"
             assert float(seconds.split("±")[0]) > 0
-    assert rows[table.ROW_TEACHER][3] == "824,458"
-    assert rows[table.ROW_ENSEMBLE][3] == "1,648,916"  # two CNN teachers
+    assert rows[table.ROW_TEACHER][3] == f"{teacher_parameters:,}"
+    assert rows[table.ROW_ENSEMBLE][3] == f"{2 * teacher_parameters:,}"  # two teachers
+    assert rows[table.ROW_TEACHER][1].startswith(f"{label}: ")
+    for name in (table.ROW_KDKERAS, table.ROW_KERAS):
+        assert f", {label} teacher, " in rows[name][1]
     assert rows[table.ROW_ALONE][5] == "0% (reference)"
     for name in (table.ROW_KDKERAS, table.ROW_KERAS, table.ROW_KDKERAS_ENSEMBLE):
         assert re.fullmatch(r"-?\d+%|n/a \(teacher not better\)", rows[name][5])

@@ -1,0 +1,90 @@
+"""When kdkeras compiles a step with XLA (`jit_compile="auto"`).
+
+Keras' `"auto"` turns XLA off on every machine without a GPU or TPU. For the
+networks distillation is most often benchmarked with, stacks of dense layers,
+that leaves speed behind: on 2 CPU cores, XLA runs the 800-800 MLP student's
+training step about 1.25x faster (`benchmarks/train_throughput.py`). But Keras
+has reasons for its rule, and on CPU they hold for two kinds of layers:
+
+- convolutions and pooling: a small CNN student trained 4x slower with XLA,
+  and a CNN teacher's forward pass 1.24x slower (TF 2.21, 1 thread);
+- random draws in training (`Dropout`, `GaussianNoise`, ...): XLA's random
+  number generation on CPU made the 1200-1200 MLP teacher with dropout train
+  4x slower.
+
+So on a CPU-only machine, kdkeras' `"auto"` uses XLA only for models free of
+both (`xla_helps_on_cpu`): the Distiller asks the models that train (student,
+hint projections), and `online_soft_target_dataset` asks the teacher it runs
+in inference (where dropout is the identity). With an accelerator, `"auto"`
+uses XLA whenever every layer allows it, as Keras does.
+"""
+
+import keras
+import tensorflow as tf
+
+# Layers that XLA runs slower than TensorFlow's own CPU kernels (oneDNN).
+CPU_SLOW_LAYERS = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+)
+
+
+def cpu_only():
+    """Whether TensorFlow sees no device but CPUs (no GPU, no TPU).
+
+    Returns:
+        Bool.
+    """
+    return all(
+        device.device_type == "CPU"
+        for device in tf.config.list_physical_devices()
+    )
+
+
+def xla_helps_on_cpu(trained=(), inference=()):
+    """Whether XLA is expected to speed these models up on a CPU.
+
+    Args:
+        trained: Models (or layers) that train in the step: their random
+            draws (dropout, noise) run.
+        inference: Models (or layers) run in inference only (a teacher).
+
+    Returns:
+        False if any of them holds a convolution or pooling layer, or if a
+        trained one holds a layer that draws random numbers; True otherwise.
+
+    Example:
+
+    >>> mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> xla_helps_on_cpu(trained=[mlp])
+    True
+    >>> with_dropout = keras.Sequential(
+    ...     [keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(3)])
+    >>> xla_helps_on_cpu(trained=[with_dropout]), xla_helps_on_cpu(inference=[with_dropout])
+    (False, True)
+    """
+    for model in list(trained) + list(inference):
+        if any(isinstance(layer, CPU_SLOW_LAYERS) for layer in _layers(model)):
+            return False
+    for model in trained:
+        if any(layer._seed_generators for layer in _layers(model)):
+            return False
+    return True
+
+
+def _layers(model):
+    return model._flatten_layers(include_self=True)
