@@ -513,7 +513,8 @@ def tables(report):
         "Fastest runtime against the NumPy floor",
         headers,
         rows,
-        "The NumPy floor is a float32 forward pass of the same weights (contiguous arrays, "
+        "The NumPy floor is a float32 forward pass of the same weights (`x @ W` with the "
+        "kernels as stored, contiguous arrays, "
         "preallocated buffers, in-place bias and activation), measured with 1 and with "
         f"{report['settings']['threads']} BLAS threads, keeping the faster per batch size: "
         "what a runtime must beat to earn its place. Runtimes in "
