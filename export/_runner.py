@@ -59,7 +59,7 @@ class NumpyDenseForward:
     By default every batch size runs `x @ W` with the kernels as Keras stores them
     (`(in, out)`): the straightforward NumPy forward pass. `transposed_gemv=True` makes
     one-example calls use `(out, in)` copies of the kernels and a matrix-vector product,
-    OpenBLAS' faster non-transposed GEMV (about 10-15% faster at batch 1 on 2 cores):
+    OpenBLAS' faster non-transposed GEMV (20-35% faster at batch 1 with 2 threads here):
     a tuned floor, which `benchmarks/inference_latency.py` reports beside the plain one.
 
     Args:

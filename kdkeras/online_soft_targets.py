@@ -128,7 +128,7 @@ def online_soft_target_dataset(
         jit_compile = (
             soft_targets.inference_supports_jit(teacher)
             and not is_op_determinism_enabled()
-            and (not xla.cpu_only() or xla.xla_helps_on_cpu(inference=[teacher]))
+            and xla.auto_jit(inference=[teacher])
         )
 
     if teachers.outputs_probabilities(teacher):

@@ -86,5 +86,21 @@ def xla_helps_on_cpu(trained=(), inference=()):
     return True
 
 
+def auto_jit(trained=(), inference=()):
+    """Whether `jit_compile="auto"` should use XLA for these models.
+
+    Always on a machine with an accelerator; on a CPU-only machine only where
+    `xla_helps_on_cpu` says XLA is faster. (Layers XLA cannot compile and op
+    determinism are the callers' checks.)
+
+    Args:
+        trained, inference: As in `xla_helps_on_cpu`.
+
+    Returns:
+        Bool.
+    """
+    return not cpu_only() or xla_helps_on_cpu(trained, inference)
+
+
 def _layers(model):
     return model._flatten_layers(include_self=True)
