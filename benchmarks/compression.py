@@ -197,7 +197,6 @@ def _ratio(value, reference):
 
 def run():
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from export.measure import measure_artifact

@@ -1,29 +1,34 @@
 """Inference latency: does export.measure report what the runtime really does?
 
 For the 800-800 student (784-800-800-10 MLP, fp32) exported to every format, this runs,
-side by side and repeated (the order rotates every repeat):
+in one process run, for every format and batch size:
 
-1. `export.measure.measure_artifact` (the report's numbers: p50 of per-call
-   `perf_counter_ns` samples taken in a subprocess by `export/_runner.py`), and
-2. an INDEPENDENT minimal timing of the same raw runtime call, written here without
-   any code from `export/`: a fresh subprocess, the runtime set up by hand with the same
+1. the report's measurement worker (`export.worker.MeasurementWorker` running
+   `export/_runner.py`: p50 of per-call `perf_counter_ns` samples, summarised by the
+   report's own code), and
+2. an INDEPENDENT minimal timer of the same raw runtime call, written here without any
+   code from `export/`: its own subprocess, the runtime set up by hand with the same
    thread settings, (a) a bare loop with `perf_counter` around each call (median), and
    (b) blocks of K calls with one clock pair per block (mean per call, no per-call timing
    code at all),
 
+in alternating short windows (`--rounds` of them; which side goes first alternates),
 and prints the report's p50 against (a) and the report's mean against (b), with ratios:
-the report's harness adds nothing if the p50 ratio stays within 10%. (Under CPU
-contention the mean is dominated by stalls, so (b) is shown for information; the p50 is
-what the report states.) Then, with `--sweep`, it searches thread settings (ONNX Runtime
-intra-op threads x spinning x execution mode, LiteRT num_threads, NumPy/OpenBLAS threads)
-and checks the goal: the fastest fp32 runtime at <= 0.8x the NumPy floor (the floor at its
-own best thread count: it is the reference, it is not sandbagged) at batch 1 and 64. The
-floor is the report's, `x @ W` with the kernels as stored; the ratio to a tuned floor
-(batch 1 on transposed kernels, OpenBLAS' faster GEMV) is printed beside it.
+the report's harness adds nothing if the p50 ratio stays within 10%. The windows are
+interleaved because this cloud machine's speed moves in steps that last seconds (see
+BENCHMARKS.md): two timings taken one after the other measure two different machines.
+(Under CPU contention the mean is dominated by stalls, so (b) is for information; the
+p50 is what the report states.) Then, with `--sweep`, it measures thread settings (ONNX
+Runtime intra-op threads x spinning x execution mode x io_binding, LiteRT num_threads,
+NumPy/OpenBLAS threads), all interleaved in one `export.measure.measure_artifacts` run,
+and checks the goal: the fastest fp32 runtime at <= 0.8x the NumPy floor (the floor at
+its own best thread count: it is the reference, it is not sandbagged) at batch 1 and 64.
+The floor is the report's, `x @ W` with the kernels as stored; the ratio to a tuned
+floor (batch 1 on transposed kernels, OpenBLAS' faster GEMV) is printed beside it.
 
 Usage:
-  python benchmarks/inference_latency.py                   # 5 repeats, all formats, sweep
-  python benchmarks/inference_latency.py --quick           # 1 repeat, short timing
+  python benchmarks/inference_latency.py                   # 20 rounds, all formats, sweep
+  python benchmarks/inference_latency.py --quick           # 2 rounds, short timing
   python benchmarks/inference_latency.py --student s.keras --formats onnx,tflite,numpy
 """
 
@@ -51,110 +56,152 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("student", None, ".keras student; default: models.build_mlp_student((800, 800)).")
 flags.DEFINE_list("formats", ["numpy", "onnx", "tflite", "savedmodel", "keras"], "Formats to compare.")
 flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.")
-flags.DEFINE_integer("repeats", 5, "Repeats (rotating order, alternating pairs); medians reported.")
+flags.DEFINE_integer("rounds", 20, "Interleaved windows per format, batch size and side.")
 flags.DEFINE_integer("threads", None, "Threads per runtime (default: all available cores).")
-flags.DEFINE_float("seconds", 1.0, "Timing seconds per batch size, per method.")
+flags.DEFINE_float("seconds", 4.0, "Timing seconds per batch size and side, over all rounds.")
 flags.DEFINE_boolean("sweep", True, "Search thread settings for the floor goal.")
-flags.DEFINE_boolean("quick", False, "Smoke test: 1 repeat, 0.3 s timing, small sweep.")
+flags.DEFINE_boolean("quick", False, "Smoke test: 2 rounds, 0.6 s timing, small sweep.")
 flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
 
-# The independent timer: no import from export/, its own runtime setup, block timing.
+# The independent timer: no import from export/, its own runtime setup. It loads once,
+# then times a window each time the parent writes "BATCH SECONDS WARMUP" on its stdin,
+# and answers one JSON line: (a) per-call samples, a bare loop with one perf_counter
+# pair around each call, and (b) blocks of K calls with one clock pair per block.
 INDEPENDENT = r"""
-import json, os, statistics, sys, time
+import json, os, sys, time
 import numpy as np
-fmt, path, batch, threads, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-x = np.random.default_rng(123).random((batch, 28, 28, 1), dtype=np.float32)
+fmt, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rng = np.random.default_rng(123)
+inputs = {}
+def prepare(batch):
+    if batch not in inputs:
+        inputs[batch] = rng.random((batch, 28, 28, 1), dtype=np.float32)
+    x = inputs[batch]
+    if fmt == "onnx":
+        feed = {session.get_inputs()[0].name: x}
+        return lambda: session.run(None, feed)
+    if fmt == "tflite":
+        index = interpreter.get_input_details()[0]["index"]
+        out = interpreter.get_output_details()[0]["index"]
+        interpreter.resize_tensor_input(index, list(x.shape))
+        interpreter.allocate_tensors()
+        def call():
+            interpreter.set_tensor(index, x)
+            interpreter.invoke()
+            return interpreter.get_tensor(out)
+        return call
+    if fmt == "numpy":
+        flat = np.ascontiguousarray(x.reshape(batch, -1))
+        # x @ W with the kernels as stored, like the report's floor (its default).
+        outs = [np.empty((batch, w.shape[1]), np.float32) for w in ws]
+        def call():
+            h = flat
+            for w, b, a, o in zip(ws, bs, acts, outs):
+                np.matmul(h, w, out=o)
+                o += b
+                if a == "relu":
+                    np.maximum(o, 0, out=o)
+                h = o
+            return h
+        return call
+    tensor = tf.constant(x)
+    if fmt == "savedmodel":
+        return lambda: function(**{name: tensor})
+    return lambda: function(tensor)
 if fmt == "onnx":
     import onnxruntime as ort
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x}
-    call = lambda: session.run(None, feed)
 elif fmt == "tflite":
     from ai_edge_litert.interpreter import Interpreter
     interpreter = Interpreter(model_path=path, num_threads=threads)
-    index = interpreter.get_input_details()[0]["index"]
-    out = interpreter.get_output_details()[0]["index"]
-    interpreter.resize_tensor_input(index, list(x.shape))
-    interpreter.allocate_tensors()
-    def call():
-        interpreter.set_tensor(index, x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out)
 elif fmt == "numpy":
     data = np.load(path)
     n = int(data["num_layers"])
     acts = [str(a) for a in data["activations"]]
     ws = [np.ascontiguousarray(data["kernel_%d" % i], np.float32) for i in range(n)]
     bs = [np.ascontiguousarray(data["bias_%d" % i], np.float32) for i in range(n)]
-    flat = np.ascontiguousarray(x.reshape(batch, -1))
-    # x @ W with the kernels as stored, like the report's floor (its default).
-    outs = [np.empty((batch, w.shape[1]), np.float32) for w in ws]
-    def call():
-        h = flat
-        for w, b, a, o in zip(ws, bs, acts, outs):
-            np.matmul(h, w, out=o)
-            o += b
-            if a == "relu":
-                np.maximum(o, 0, out=o)
-            h = o
-        return h
 else:
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    tensor = tf.constant(x)
     if fmt == "savedmodel":
         function = tf.saved_model.load(path).signatures["serving_default"]
         name = list(function.structured_input_signature[1])[0]
-        call = lambda: function(**{name: tensor})
     else:
         import keras
         model = keras.saving.load_model(path)
         function = tf.function(lambda t: model(t, training=False))
-        call = lambda: function(tensor)
-# Warm-up as long as a timing window (thread pools awake, caches and clocks settled),
-# like the report's worker, which has run other batch sizes before this one.
-start = time.perf_counter()
-calls = 0
-while calls < 5 or time.perf_counter() - start < max(0.3, seconds):
-    call(); calls += 1
-per_call = (time.perf_counter() - start) / calls
-# (a) one clock read pair per call: the per-call median, as the report states it.
-singles = []
-start = time.perf_counter()
-while time.perf_counter() - start < seconds / 2 or len(singles) < 20:
-    t0 = time.perf_counter()
-    call()
-    singles.append((time.perf_counter() - t0) * 1e3)
-# (b) blocks of K calls, one clock pair per block: the mean per call with no per-call
-# timing code at all (compared with the report's mean).
-block = max(1, int(0.005 / per_call))
-block_means = []
-start = time.perf_counter()
-while time.perf_counter() - start < seconds / 2 or len(block_means) < 5:
-    t0 = time.perf_counter()
-    for _ in range(block):
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    batch, seconds, warmup = int(line.split()[0]), float(line.split()[1]), float(line.split()[2])
+    call = prepare(batch)
+    start = time.perf_counter()
+    calls = 0
+    while calls < 3 or time.perf_counter() - start < warmup:
+        call(); calls += 1
+    per_call = (time.perf_counter() - start) / calls
+    singles = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 2 or len(singles) < 10:
+        t0 = time.perf_counter()
         call()
-    block_means.append((time.perf_counter() - t0) / block * 1e3)
-print(json.dumps({"median_ms": statistics.median(singles), "block_mean_ms": statistics.mean(block_means),
-                  "calls": len(singles), "blocks": len(block_means), "block": block}))
+        singles.append((time.perf_counter() - t0) * 1e3)
+    block = max(1, int(0.005 / per_call))
+    block_means = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 2 or len(block_means) < 2:
+        t0 = time.perf_counter()
+        for _ in range(block):
+            call()
+        block_means.append((time.perf_counter() - t0) / block * 1e3)
+    # Answer once this process is idle (thread pools spin after their last task), so that
+    # the report's worker, timed next, has the cores to itself.
+    quiet = time.perf_counter()
+    while time.perf_counter() - quiet < 0.5:
+        cpu = time.process_time()
+        time.sleep(0.01)
+        if time.process_time() - cpu < 0.001:
+            break
+    print(json.dumps({"singles_ms": singles, "block_means_ms": block_means, "block": block}), flush=True)
 """
 
 
-def _independent(fmt, path, batch, threads, seconds):
-    environment = dict(os.environ)
-    blas = str(threads) if fmt == "numpy" else "1"
-    environment.update(OPENBLAS_NUM_THREADS=blas, OMP_NUM_THREADS=blas, MKL_NUM_THREADS=blas)
-    completed = subprocess.run(
-        [sys.executable, "-c", INDEPENDENT, fmt, path, str(batch), str(threads), str(seconds)],
-        capture_output=True, text=True, env=environment, check=False,
-    )
-    if completed.returncode:
-        raise RuntimeError(f"independent {fmt} timing failed: {completed.stderr.strip().splitlines()[-1]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+class _Independent:
+    """The independent timer's process (the INDEPENDENT script above)."""
+
+    def __init__(self, fmt, path, threads):
+        environment = dict(os.environ)
+        blas = str(threads) if fmt == "numpy" else "1"
+        environment.update(OPENBLAS_NUM_THREADS=blas, OMP_NUM_THREADS=blas, MKL_NUM_THREADS=blas)
+        self.fmt = fmt
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", INDEPENDENT, fmt, path, str(threads)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment, text=True,
+        )
+        self.singles, self.block_means = {}, {}
+
+    def _read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"independent {self.fmt} timer exited with code {self.process.wait()}")
+        return json.loads(line)
+
+    def wait_ready(self):
+        self._read()
+
+    def time(self, batch, seconds, warmup):
+        self.process.stdin.write(f"{batch} {seconds} {warmup}\n")
+        self.process.stdin.flush()
+        answer = self._read()
+        self.singles.setdefault(batch, []).extend(answer["singles_ms"])
+        self.block_means.setdefault(batch, []).extend(answer["block_means_ms"])
+
+    def close(self):
+        self.process.kill()
+        self.process.wait()
 
 
 def _artifacts(folder, student_path):
@@ -182,39 +229,64 @@ def _artifacts(folder, student_path):
     return paths
 
 
-def _agreement(paths, formats, batch_sizes, threads, repeats, seconds):
+def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
+    """The report's worker and the independent timer, timed in alternating windows.
+
+    For every format both processes are loaded first; then, `rounds` times, for every
+    format (rotating order) and batch size, the report's worker times one window and the
+    independent timer one, which of the two goes first alternating. The machine's speed
+    moves in steps lasting seconds, so windows interleaved this finely see the same
+    states, and what is left of a difference is the harness's. The report's side is
+    summarised by the report's own code (`Session.finish`): its p50 is the report's figure.
+    """
     from export import measure
+    from export import worker as worker_lib
 
-    keys = ("report", "independent", "report_mean", "independent_block_mean")
-    rows = {(f, b): {k: [] for k in keys} for f in formats for b in batch_sizes}
-    for repeat in range(repeats):
-        order = formats[repeat % len(formats):] + formats[: repeat % len(formats)]
-        for fmt in order:
-            # Alternate which of the pair runs first, so that a drift of the machine's
-            # speed during a repeat does not always favour the same side.
-            def report():
-                return measure.measure_artifact(
-                    paths[fmt], fmt, batch_sizes=batch_sizes, threads=threads,
-                    min_time_s=seconds, max_time_s=max(3 * seconds, 1.0),
-                )
-
-            def independent():
-                return {b: _independent(fmt, paths[fmt], b, threads, seconds) for b in batch_sizes}
-
-            if repeat % 2 == 0:
-                result, independents = report(), independent()
-            else:
-                independents = independent()
-                result = report()
-            for b in batch_sizes:
-                rows[(fmt, b)]["report"].append(result["latency"][str(b)]["p50_ms"])
-                rows[(fmt, b)]["report_mean"].append(result["latency"][str(b)]["mean_ms"])
-                rows[(fmt, b)]["independent"].append(independents[b]["median_ms"])
-                rows[(fmt, b)]["independent_block_mean"].append(independents[b]["block_mean_ms"])
-            print(f"  repeat {repeat + 1}/{repeats} {fmt}: " + ", ".join(
-                f"b{b} p50 report {rows[(fmt, b)]['report'][-1]:.4f} ms / independent "
-                f"{rows[(fmt, b)]['independent'][-1]:.4f} ms" for b in batch_sizes), flush=True)
-    return {key: {k: statistics.median(v) for k, v in value.items()} for key, value in rows.items()}
+    window = seconds / rounds
+    timing = {"min_time_s": seconds, "min_iterations": 1, "max_time_s": max(3 * seconds, 1.0),
+              "warmup_s": measure.DEFAULT_WARMUP_S}
+    with tempfile.TemporaryDirectory(prefix="kdkeras-agreement-") as scratch:
+        report_workers, independents = {}, {}
+        try:
+            for fmt in formats:
+                spec, _ = measure.build_spec(paths[fmt], fmt, batch_sizes, threads, scratch,
+                                             timing=timing, name=fmt)
+                report_workers[fmt] = worker_lib.MeasurementWorker(spec, os.path.join(scratch, fmt + ".json"))
+                independents[fmt] = _Independent(fmt, paths[fmt], threads)
+            for fmt in formats:
+                report_workers[fmt].wait_ready()
+                independents[fmt].wait_ready()
+            for round_index in range(rounds):
+                shift = round_index % len(formats)
+                for fmt in formats[shift:] + formats[:shift]:
+                    for batch in batch_sizes:
+                        warmup = measure.DEFAULT_WARMUP_S if round_index == 0 else worker_lib.REWARM_S
+                        sides = [
+                            lambda: report_workers[fmt].time(batch, window, 1, 3 * window, warmup),
+                            lambda: independents[fmt].time(batch, window, warmup),
+                        ]
+                        if (round_index + batch_sizes.index(batch)) % 2:
+                            sides.reverse()
+                        for side in sides:
+                            side()
+                print(f"  round {round_index + 1}/{rounds} done", flush=True)
+            rows = {}
+            for fmt in formats:
+                result = report_workers[fmt].finish()
+                for batch in batch_sizes:
+                    singles = independents[fmt].singles[batch]
+                    rows[(fmt, batch)] = {
+                        "report": result["latency"][str(batch)]["p50_ms"],
+                        "report_mean": result["latency"][str(batch)]["mean_ms"],
+                        "report_calls": result["latency"][str(batch)]["iterations"],
+                        "independent": statistics.median(singles),
+                        "independent_block_mean": statistics.mean(independents[fmt].block_means[batch]),
+                        "independent_calls": len(singles),
+                    }
+            return rows
+        finally:
+            for handle in list(report_workers.values()) + list(independents.values()):
+                handle.close()
 
 
 def _sweep_configs(threads_max, quick):
@@ -232,23 +304,22 @@ def _sweep_configs(threads_max, quick):
     return configs
 
 
-def _sweep(paths, batch_sizes, threads_max, repeats, seconds, quick):
+def _sweep(paths, batch_sizes, threads_max, rounds, seconds, quick):
+    """Every configuration measured by the report's code, all interleaved in one run."""
     from export import measure
 
     configs = _sweep_configs(threads_max, quick)
-    samples = {i: {b: [] for b in batch_sizes} for i in range(len(configs))}
-    for repeat in range(repeats):
-        shift = repeat % len(configs)
-        for i in list(range(shift, len(configs))) + list(range(shift)):
-            fmt, t, options = configs[i]
-            result = measure.measure_artifact(
-                paths[fmt], fmt, batch_sizes=batch_sizes, threads=t, options=options,
-                min_time_s=seconds, max_time_s=max(3 * seconds, 1.0),
-            )
-            for b in batch_sizes:
-                samples[i][b].append(result["latency"][str(b)]["p50_ms"])
+    jobs = [(paths[fmt], fmt, t, options) for fmt, t, options in configs]
+    results = measure.measure_artifacts(
+        jobs, batch_sizes, min_time_s=seconds, max_time_s=max(3 * seconds, 1.0), rounds=rounds,
+        on_step=lambda label: print(f"  sweep: {label}", flush=True),
+    )
+    for (fmt, t, options), result in zip(configs, results):
+        if isinstance(result, Exception):
+            raise RuntimeError(f"sweep {fmt} {t} threads {options}: {result}")
     return [
-        (configs[i], {b: statistics.median(v) for b, v in samples[i].items()}) for i in samples
+        (config, {b: result["latency"][str(b)]["p50_ms"] for b in batch_sizes})
+        for config, result in zip(configs, results)
     ]
 
 
@@ -257,8 +328,8 @@ def main(argv):
     from export import measure
 
     quick = FLAGS.quick
-    repeats = 1 if quick else FLAGS.repeats
-    seconds = 0.3 if quick else FLAGS.seconds
+    rounds = 2 if quick else FLAGS.rounds
+    seconds = 0.6 if quick else FLAGS.seconds
     threads = FLAGS.threads or measure.available_threads()
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     formats = list(FLAGS.formats)
@@ -269,9 +340,9 @@ def main(argv):
           f"load average at start {load_start[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="kdkeras-latency-") as folder:
         paths = _artifacts(folder, FLAGS.student)
-        print("## report harness vs independent timing (median p50 over repeats)", flush=True)
-        agreement = _agreement(paths, formats, batch_sizes, threads, repeats, seconds)
-        sweep = _sweep(paths, batch_sizes, threads, repeats, seconds, quick) if FLAGS.sweep else []
+        print(f"## report harness vs independent timing ({rounds} interleaved rounds)", flush=True)
+        agreement = _agreement(paths, formats, batch_sizes, threads, rounds, seconds)
+        sweep = _sweep(paths, batch_sizes, threads, rounds, seconds, quick) if FLAGS.sweep else []
     print()
     print("| runtime | batch | report p50 ms | independent p50 ms | ratio | within 10% | "
           "report mean ms | independent block mean ms | ratio |")

@@ -29,6 +29,8 @@ _LAZY = {
     "ExportResult": "export.pipeline",
     "OutputExistsError": "export.staging",
     "measure_artifact": "export.measure",
+    "measure_artifacts": "export.measure",
+    "Job": "export.worker",
     "measure_best_threads": "export.measure",
     "measure_floor": "export.measure",
     "summarize": "export.measure",

@@ -1,18 +1,22 @@
 """Per-runtime measurement worker: one artifact, one runtime, one process.
 
-`export.measure` starts this file as a script (`python .../export/_runner.py SPEC.json`),
+`export.worker` starts this file as a script (`python .../export/_runner.py SPEC.json`),
 not as `python -m export._runner`, so that the child imports nothing but the runtime
 under test: importing the `export` package could pull in TensorFlow and inflate the
 peak resident memory of an ONNX Runtime or LiteRT process by hundreds of megabytes.
 
 The child:
 1. imports its runtime and records the resident-memory high-water mark (`baseline`);
-2. loads the artifact and, per batch size, preallocates one input, warms up, then times
-   exactly the raw runtime call with `time.perf_counter_ns` around it;
-3. records the peak resident memory (Linux `VmHWM`, see `peak_rss_bytes`) *before*
-   anything else is loaded (the labelled test set, the `onnx` package for counting);
-4. computes test-set accuracy when labelled data was given, and the stored parameter count;
-5. prints one JSON object on its (otherwise silenced) standard output.
+2. loads the artifact, says it is ready, and waits (blocked, using no CPU);
+3. times windows when the parent asks (`serve`): per window one batch size, its
+   preallocated input, a warm-up, then exactly the raw runtime call with
+   `time.perf_counter_ns` around it. The parent interleaves the windows of several
+   workers, so that every runtime is timed under the same machine conditions;
+4. on `finish`, records the peak resident memory (Linux `VmHWM`, see `peak_rss_bytes`)
+   *before* anything else is loaded (the labelled test set, the `onnx` package for
+   counting), computes test-set accuracy when labelled data was given and the stored
+   parameter count, and prints the result as one JSON object on its (otherwise
+   silenced) standard output.
 
 This module only imports the standard library at module level, and NumPy in the
 functions that need it, so that the NumPy floor (`NumpyDenseForward`) can be imported by
@@ -226,6 +230,24 @@ def time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s):
         if len(samples) >= min_iterations and elapsed >= min_ns:
             break
     return samples, warmup
+
+
+def settle(max_s=0.5, interval_s=0.01):
+    """Waits until this process uses no CPU; returns the seconds waited.
+
+    Thread pools keep spinning after their last task, waiting for the next one: here
+    OpenBLAS' workers spin about 130 ms of CPU, ONNX Runtime's about 35 ms. A worker
+    replies to its parent only once its own CPU time stops growing (less than 10% of an
+    interval), so that the runtime timed next does not share the cores with a spinning
+    pool. Bounded by `max_s`.
+    """
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_s:
+        cpu = time.process_time()
+        time.sleep(interval_s)
+        if time.process_time() - cpu < 0.1 * interval_s:
+            break
+    return time.perf_counter() - start
 
 
 def latency_summary(samples_ns, batch_size):
@@ -658,97 +680,180 @@ def _accuracy(runtime, x, y, chunk):
     return correct / len(x)
 
 
-def run(spec):
-    """Runs one measurement described by `spec` (a dict); returns the result dict."""
-    import numpy as np
+class Session:
+    """One loaded runtime, timed in windows on request, then summarised.
 
-    fmt = spec["format"]
-    threads = int(spec["threads"])
-    options = spec.get("options") or {}
-    load_start = time.perf_counter()
-    runtime = RUNTIMES[fmt](spec["path"], threads, options)
-    load_s = time.perf_counter() - load_start
-    rng = np.random.default_rng(spec.get("seed", 0))
-    example_shape = spec.get("example_shape")
-    latency, alternatives, samples = {}, {}, {}
-    label = runtime.label
-    for batch_size in spec["batch_sizes"]:
-        shape = runtime.input_shape(batch_size, example_shape)
-        x = np.ascontiguousarray(rng.random(shape, dtype=np.float32))
-        label, call, args = runtime.timed(x)
-        taken, warmup = time_call(
-            call,
-            args,
-            spec["min_iterations"],
-            spec["min_time_s"],
-            spec["max_time_s"],
-            spec["warmup_s"],
-        )
-        summary = latency_summary(taken, batch_size)
-        summary["warmup_iterations"] = warmup
-        latency[str(batch_size)] = summary
-        samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
-        for alt_label, alt_call, alt_args, alt_kwargs in getattr(
-            runtime, "alternatives", lambda x: []
-        )(x):
-            bound = (lambda c, k: (lambda *a: c(*a, **k)))(alt_call, alt_kwargs)
-            # Alternatives are slow calls shown for honesty (model.predict): bounded to
-            # 1 s so that they do not dominate the measurement time.
-            alt_max = min(spec["max_time_s"], 1.0)
-            taken, warmup = time_call(
-                bound,
-                alt_args,
-                spec["min_iterations"],
-                min(spec["min_time_s"], alt_max),
-                alt_max,
-                spec["warmup_s"],
-            )
+    A window times one batch size: a warm-up (excluded), then the raw call with
+    `perf_counter_ns` around it (`time_call`). Samples of every window of a batch size
+    are pooled; `finish` turns them into the percentiles, so a batch size timed in five
+    windows spread over a minute reports the p50 of all its calls. The input of each
+    batch size is drawn once from `spec["seed"]` and reused by every window.
+
+    Args:
+        spec: The measurement spec (see `export.measure.measure_artifact`).
+    """
+
+    def __init__(self, spec):
+        import numpy as np
+
+        self.spec = spec
+        self.threads = int(spec["threads"])
+        load_start = time.perf_counter()
+        self.runtime = RUNTIMES[spec["format"]](spec["path"], self.threads, spec.get("options") or {})
+        self.load_s = time.perf_counter() - load_start
+        self.label = self.runtime.label
+        self.rng = np.random.default_rng(spec.get("seed", 0))
+        self.inputs, self.samples, self.warmups = {}, {}, {}
+        self.windows = []
+
+    def _input(self, batch_size):
+        import numpy as np
+
+        if batch_size not in self.inputs:
+            shape = self.runtime.input_shape(batch_size, self.spec.get("example_shape"))
+            self.inputs[batch_size] = np.ascontiguousarray(self.rng.random(shape, dtype=np.float32))
+        return self.inputs[batch_size]
+
+    def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
+        """Times one window of `batch_size`, then waits until this process is idle.
+
+        Returns:
+            The window's record: `batch_size`, `calls`, `warmup_iterations`,
+            `start_ns`/`end_ns` (`time.perf_counter_ns`, the system's monotonic clock on
+            Linux: comparable between processes; warm-up included, settling not) and
+            `settle_s`.
+        """
+        batch_size = int(batch_size)
+        start = time.perf_counter_ns()
+        # The runtime prepares the call for this shape each window (LiteRT resizes and
+        # re-allocates, ONNX Runtime re-binds): other batch sizes may have run between.
+        self.label, call, args = self.runtime.timed(self._input(batch_size))
+        taken, warmup = time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s)
+        end = time.perf_counter_ns()
+        self.samples.setdefault(batch_size, []).extend(taken)
+        self.warmups[batch_size] = self.warmups.get(batch_size, 0) + warmup
+        window = {
+            "batch_size": batch_size,
+            "calls": len(taken),
+            "warmup_iterations": warmup,
+            "start_ns": start,
+            "end_ns": end,
+            "settle_s": settle(),
+        }
+        self.windows.append(window)
+        return window
+
+    def finish(self):
+        """Alternatives, peak memory, accuracy and parameters; returns the result dict."""
+        import numpy as np
+
+        spec = self.spec
+        latency, alternatives, samples = {}, {}, {}
+        for batch_size, taken in self.samples.items():
             summary = latency_summary(taken, batch_size)
-            summary["warmup_iterations"] = warmup
-            alternatives.setdefault(alt_label, {})[str(batch_size)] = summary
-    peak = peak_rss_bytes()
-    result = {
-        "format": fmt,
-        "path": spec["path"],
-        "pid": os.getpid(),
-        "runtime": runtime.version,
-        "timed_call": label,
-        "threads": threads,
-        "runtime_settings": runtime.settings,
-        "load_s": load_s,
-        "baseline_rss_bytes": int(runtime.baseline_rss),
-        "peak_rss_bytes": int(peak),
-        "latency": latency,
-        "alternatives": alternatives,
-        "samples_ms": samples,
-        "python": platform.python_version(),
-    }
-    if spec.get("data_path"):
-        with np.load(spec["data_path"], allow_pickle=False) as data:
-            x_data, y_data = data["x"], data["y"]
-        result["accuracy"] = _accuracy(runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)))
-        result["accuracy_examples"] = int(len(y_data))
-    else:
-        result["accuracy"] = None
-        result["accuracy_examples"] = 0
-    result["parameters"] = runtime.parameters()
-    return result
+            summary["warmup_iterations"] = self.warmups[batch_size]
+            latency[str(batch_size)] = summary
+            samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
+        for batch_size in self.samples:
+            for alt_label, alt_call, alt_args, alt_kwargs in getattr(
+                self.runtime, "alternatives", lambda x: []
+            )(self._input(batch_size)):
+                bound = (lambda c, k: (lambda *a: c(*a, **k)))(alt_call, alt_kwargs)
+                # Alternatives are slow calls shown for honesty (model.predict): bounded
+                # to 1 s so that they do not dominate the measurement time.
+                alt_max = min(spec["max_time_s"], 1.0)
+                taken, warmup = time_call(
+                    bound,
+                    alt_args,
+                    spec["min_iterations"],
+                    min(spec["min_time_s"], alt_max),
+                    alt_max,
+                    spec["warmup_s"],
+                )
+                summary = latency_summary(taken, batch_size)
+                summary["warmup_iterations"] = warmup
+                alternatives.setdefault(alt_label, {})[str(batch_size)] = summary
+        peak = peak_rss_bytes()
+        runtime = self.runtime
+        result = {
+            "format": spec["format"],
+            "path": spec["path"],
+            "pid": os.getpid(),
+            "runtime": runtime.version,
+            "timed_call": self.label,
+            "threads": self.threads,
+            "runtime_settings": runtime.settings,
+            "load_s": self.load_s,
+            "baseline_rss_bytes": int(runtime.baseline_rss),
+            "peak_rss_bytes": int(peak),
+            "latency": latency,
+            "alternatives": alternatives,
+            "samples_ms": samples,
+            "windows": self.windows,
+            "python": platform.python_version(),
+        }
+        if spec.get("data_path"):
+            with np.load(spec["data_path"], allow_pickle=False) as data:
+                x_data, y_data = data["x"], data["y"]
+            result["accuracy"] = _accuracy(runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)))
+            result["accuracy_examples"] = int(len(y_data))
+        else:
+            result["accuracy"] = None
+            result["accuracy_examples"] = 0
+        result["parameters"] = runtime.parameters()
+        return result
+
+
+def serve(spec, commands, replies):
+    """Loads the runtime, then times windows as the parent asks (see `export.worker`).
+
+    Protocol, one JSON object per line: this process writes `{"ready": true}` once the
+    runtime is loaded; then for each `{"op": "time", "batch_size", "min_time_s",
+    "min_iterations", "max_time_s", "warmup_s"}` it times one window and writes
+    the window's record (`Session.time`); `{"op": "finish"}` makes it write the result dict and return. While it
+    waits for a command it blocks on `commands`, using no CPU, so that the process being
+    timed has the cores to itself.
+    """
+
+    def reply(message):
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    session = Session(spec)
+    reply({"ready": True, "load_s": session.load_s})
+    for line in commands:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        if command["op"] == "time":
+            window = session.time(
+                command["batch_size"],
+                command["min_time_s"],
+                command["min_iterations"],
+                command["max_time_s"],
+                command["warmup_s"],
+            )
+            reply(window)
+        elif command["op"] == "finish":
+            reply(session.finish())
+            return
+        else:
+            raise ValueError(f"unknown op {command['op']!r}")
+    raise RuntimeError("the parent closed the command stream before finish")
 
 
 def main(argv):
     if len(argv) != 2:
-        sys.stderr.write("usage: _runner.py SPEC.json\n")
+        sys.stderr.write("usage: _runner.py SPEC.json  (then commands on stdin)\n")
         return 2
-    # Keep the real stdout for the one JSON line; everything else (runtime logs,
-    # Keras progress) goes to stderr.
+    # Keep the real stdout for the JSON lines; everything else (runtime logs, Keras
+    # progress) goes to stderr.
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     with open(argv[1]) as handle:
         spec = json.load(handle)
-    result = run(spec)
-    json_out.write(json.dumps(result) + "\n")
-    json_out.flush()
+    serve(spec, sys.stdin, json_out)
     return 0
 
 

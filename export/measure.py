@@ -8,6 +8,8 @@ Every runtime runs in its own subprocess (`export/_runner.py`), so that its peak
 memory is its own and runtimes cannot slow each other down through shared thread pools.
 The child times exactly the raw runtime call, `time.perf_counter_ns()` on either side of
 it, with the input preallocated; see `export._runner` for what "the call" is per runtime.
+Artifacts measured together (`measure_artifacts`) are timed in interleaved windows, so
+that all of them see the same machine conditions (`export.worker`).
 
 Example:
     >>> from export.measure import measure_artifact
@@ -16,10 +18,7 @@ Example:
 """
 
 import io
-import json
 import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -35,8 +34,9 @@ DEFAULT_MIN_TIME_S = 0.5
 DEFAULT_MIN_ITERATIONS = 200
 DEFAULT_MAX_TIME_S = 3.0
 DEFAULT_WARMUP_S = 0.5  # per batch size: a 0.1 s warm-up left batch 1, timed first, 10-30% slow
-
-RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
+# Timing windows per artifact and batch size, interleaved with the other artifacts'
+# (`export.worker`): a shared machine's speed moves in steps lasting seconds.
+DEFAULT_ROUNDS = 5
 
 # Layers that compute the identity at inference (training-only noise, augmentation).
 _IDENTITY_LAYERS = {
@@ -332,6 +332,161 @@ def _check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=
     return tuple(int(b) for b in batch_sizes)
 
 
+def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing=None, labelled=None,
+               seed=0, eval_batch_size=500, name="spec"):
+    """The spec a measurement worker (`export.worker.MeasurementWorker`) runs from.
+
+    Args:
+        path: The artifact, as `measure_artifact` takes it; a dense `.keras` model for
+            `numpy` has its weights extracted to `scratch` here.
+        fmt, batch_sizes, threads, options: As `measure_artifact` (checked there).
+        scratch: A folder that outlives the worker (weights extracted for `numpy`).
+        timing: `min_time_s`, `min_iterations`, `max_time_s`, `warmup_s` (defaults
+            `DEFAULT_*`).
+        labelled: Optional `{"path": .npz with x and y, "example_shape": [...]}`.
+        seed: Seed of the random timing inputs.
+        eval_batch_size: Batch size of the accuracy pass.
+        name: Stem of the extracted weight file, unique within `scratch`.
+
+    Returns:
+        `(spec, runtime_path)`: the spec dict and the file the runtime loads.
+    """
+    runtime_path = path
+    if fmt == "numpy" and not path.lower().endswith(".npz"):
+        import keras
+
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+        runtime_path = save_dense_layers(dense_layers(model), os.path.join(scratch, f"{name}.npz"))
+    spec = {
+        "format": fmt,
+        "path": os.path.abspath(runtime_path),
+        "batch_sizes": [int(b) for b in batch_sizes],
+        "threads": int(threads),
+        "options": dict(options or {}),
+        "eval_batch_size": int(eval_batch_size),
+        "seed": int(seed),
+        "example_shape": None,
+        "min_time_s": DEFAULT_MIN_TIME_S,
+        "min_iterations": DEFAULT_MIN_ITERATIONS,
+        "max_time_s": DEFAULT_MAX_TIME_S,
+        "warmup_s": DEFAULT_WARMUP_S,
+        **(timing or {}),
+    }
+    if labelled is not None:
+        spec["example_shape"] = list(labelled["example_shape"])
+        spec["data_path"] = labelled["path"]
+    return spec, runtime_path
+
+
+def measure_artifacts(
+    jobs,
+    batch_sizes=DEFAULT_BATCH_SIZES,
+    min_time_s=DEFAULT_MIN_TIME_S,
+    x=None,
+    y=None,
+    *,
+    rounds=DEFAULT_ROUNDS,
+    min_iterations=DEFAULT_MIN_ITERATIONS,
+    max_time_s=DEFAULT_MAX_TIME_S,
+    warmup_s=DEFAULT_WARMUP_S,
+    eval_batch_size=500,
+    seed=0,
+    timeout_s=900,
+    on_step=None,
+):
+    """Measures several artifacts, each in its own subprocess, timed interleaved.
+
+    Every artifact's runtime is loaded in its own process first; then the processes are
+    timed in `rounds` rounds of short windows, one at a time, in rotating order (see
+    `export.worker.measure_interleaved`): each runtime is timed under the same machine
+    conditions as the others, so their ratios are fair even on a machine whose speed
+    drifts. Each batch size's percentiles are over all of its windows.
+
+    Args:
+        jobs: Sequence of `export.worker.Job(path, fmt, threads, options)`; `fmt` None
+            infers it from `path`, `threads` None means every available core. `path` is a
+            `.keras`, `.tflite`, `.onnx` file or SavedModel directory; for `numpy` a dense
+            `.keras` model (its weights are extracted here) or an `.npz` from
+            `save_dense_layers`.
+        batch_sizes: Batch sizes to time; each is timed separately.
+        min_time_s: Each batch size is timed for at least this long in all (split over
+            the rounds) *and* at least `min_iterations` calls, unless `max_time_s`
+            passes first.
+        x: Optional labelled inputs (N, ...) for test-set accuracy.
+        y: Integer labels (N,) matching `x`.
+        rounds: Windows per artifact and batch size (1: one contiguous window each).
+        min_iterations: Minimum timed calls per batch size (see `min_time_s`).
+        max_time_s: Upper bound on timing one batch size (keeps `model.predict` bounded).
+        warmup_s: Untimed warm-up before an artifact's first window of each batch size
+            (at least 3 calls); later windows warm up for `export.worker.REWARM_S`.
+        eval_batch_size: Batch size of the accuracy pass.
+        seed: Seed of the random timing inputs.
+        timeout_s: A subprocess is killed after this many seconds loading, or on one
+            window.
+        on_step: Optional `callable(label)` told of each phase (a progress bar).
+
+    Returns:
+        One entry per job, in order: a result dict as `measure_artifact` returns, or the
+        `RuntimeError` that ended that artifact's measurement (the others go on).
+
+    Raises:
+        ValueError / TypeError: for bad arguments (one line naming the argument).
+    """
+    from export import worker
+
+    jobs = [worker.Job(*job) for job in jobs]
+    if not jobs:
+        raise ValueError("jobs must name at least one artifact, got none")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+    checked = []
+    for job in jobs:
+        fmt = infer_format(job.path) if job.fmt is None else job.fmt
+        sizes = _check_arguments(job.path, fmt, batch_sizes, job.threads, min_time_s, x, y, job.options)
+        threads = available_threads() if job.threads is None else int(job.threads)
+        checked.append(job._replace(fmt=fmt, threads=threads))
+    if not max_time_s >= min_time_s:
+        raise ValueError(f"max_time_s must be >= min_time_s, got {max_time_s!r} < {min_time_s!r}")
+    timing = {
+        "min_time_s": float(min_time_s),
+        "min_iterations": int(min_iterations),
+        "max_time_s": float(max_time_s),
+        "warmup_s": float(warmup_s),
+    }
+    with tempfile.TemporaryDirectory(prefix="kdkeras-measure-") as scratch:
+        labelled = None
+        if x is not None:
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            labelled = {"example_shape": list(x.shape[1:]), "path": os.path.join(scratch, "labelled.npz")}
+            np.savez(labelled["path"], x=x, y=np.asarray(y, dtype=np.int64))
+        specs, runtime_paths = [], []
+        for index, job in enumerate(checked):
+            spec, runtime_path = build_spec(
+                job.path, job.fmt, sizes, job.threads, scratch, options=job.options, timing=timing,
+                labelled=labelled, seed=seed, eval_batch_size=eval_batch_size, name=f"dense_layers_{index}",
+            )
+            specs.append(spec)
+            runtime_paths.append(runtime_path)
+        started = time.perf_counter()
+        outcomes = worker.measure_interleaved(specs, scratch, rounds=rounds, timeout_s=timeout_s, on_step=on_step)
+        wall_s = time.perf_counter() - started
+        for job, runtime_path, outcome in zip(checked, runtime_paths, outcomes):
+            if isinstance(outcome, Exception):
+                continue
+            # Size of what the runtime loaded: for the NumPy floor, the weight file.
+            outcome["size_bytes"] = artifact_size(runtime_path)
+            outcome["gzip_bytes"] = gzip_size(runtime_path)
+            outcome["path"] = job.path
+            outcome["measurement_wall_s"] = wall_s
+            outcome["timing"] = {
+                **timing,
+                "rounds": rounds,
+                "interleaved_with": len(checked) - 1,
+                "clock": "time.perf_counter_ns around the call only",
+            }
+    return outcomes
+
+
 def measure_artifact(
     path,
     fmt=None,
@@ -341,13 +496,8 @@ def measure_artifact(
     x=None,
     y=None,
     *,
-    min_iterations=DEFAULT_MIN_ITERATIONS,
-    max_time_s=DEFAULT_MAX_TIME_S,
-    warmup_s=DEFAULT_WARMUP_S,
     options=None,
-    eval_batch_size=500,
-    seed=0,
-    timeout_s=900,
+    **kwargs,
 ):
     """Measures one artifact in a fresh subprocess.
 
@@ -364,15 +514,12 @@ def measure_artifact(
             `min_iterations` calls, unless `max_time_s` passes first.
         x: Optional labelled inputs (N, ...) for test-set accuracy.
         y: Integer labels (N,) matching `x`.
-        min_iterations: Minimum timed calls per batch size (see `min_time_s`).
-        max_time_s: Upper bound on timing one batch size (keeps `model.predict` bounded).
-        warmup_s: Untimed warm-up per batch size (at least 3 calls).
         options: Runtime-specific settings (`export._runner.RUNTIME_OPTIONS`), e.g.
             `{"allow_spinning": False, "execution_mode": "parallel", "io_binding": True}`
             for ONNX Runtime, `{"jit_compile": True}` for Keras.
-        eval_batch_size: Batch size of the accuracy pass.
-        seed: Seed of the random timing inputs.
-        timeout_s: The subprocess is killed after this many seconds.
+        **kwargs: Timing and other settings of `measure_artifacts`: `rounds` (the batch
+            sizes' windows alternate), `min_iterations`, `max_time_s`, `warmup_s`,
+            `eval_batch_size`, `seed`, `timeout_s`.
 
     Returns:
         A dict: `format`, `path`, `pid` (the child's), `runtime`, `timed_call`,
@@ -383,92 +530,43 @@ def measure_artifact(
         `alternatives` (other calls timed the same way, e.g. Keras `model.predict`),
         `samples_ms` (every timed sample), `accuracy` (None without `x`/`y`),
         `accuracy_examples`, `load_s` (runtime import + artifact load, in the child),
-        `process_wall_s` (the whole subprocess), `timing` (the settings above).
+        `measurement_wall_s` (the whole measurement), `timing` (the settings above).
 
     Raises:
         ValueError / TypeError: for bad arguments (one line naming the argument).
         RuntimeError: when the runtime fails in the child (last line of its error).
     """
-    if fmt is None:
-        fmt = infer_format(path)
-    batch_sizes = _check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options)
+    (outcome,) = measure_artifacts(
+        [(path, fmt, threads, options)], batch_sizes, min_time_s, x, y, **kwargs
+    )
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def thread_counts(threads=None):
+    """The thread counts a search tries: 1 and `threads` (None: every available core)."""
     threads = available_threads() if threads is None else int(threads)
-    if not max_time_s >= min_time_s:
-        raise ValueError(f"max_time_s must be >= min_time_s, got {max_time_s!r} < {min_time_s!r}")
-    with tempfile.TemporaryDirectory(prefix="kdkeras-measure-") as scratch:
-        runtime_path = path
-        if fmt == "numpy" and not path.lower().endswith(".npz"):
-            import keras
-
-            model = keras.saving.load_model(path, safe_mode=True, compile=False)
-            runtime_path = save_dense_layers(
-                dense_layers(model), os.path.join(scratch, "dense_layers.npz")
-            )
-        spec = {
-            "format": fmt,
-            "path": os.path.abspath(runtime_path),
-            "batch_sizes": list(batch_sizes),
-            "threads": threads,
-            "min_time_s": float(min_time_s),
-            "min_iterations": int(min_iterations),
-            "max_time_s": float(max_time_s),
-            "warmup_s": float(warmup_s),
-            "options": dict(options or {}),
-            "eval_batch_size": int(eval_batch_size),
-            "seed": int(seed),
-            "example_shape": None,
-        }
-        if x is not None:
-            x = np.ascontiguousarray(x, dtype=np.float32)
-            spec["example_shape"] = list(x.shape[1:])
-            spec["data_path"] = os.path.join(scratch, "labelled.npz")
-            np.savez(spec["data_path"], x=x, y=np.asarray(y, dtype=np.int64))
-        spec_path = os.path.join(scratch, "spec.json")
-        with open(spec_path, "w") as handle:
-            json.dump(spec, handle)
-        child_start = time.perf_counter()
-        result = _run_child(spec_path, fmt, threads, path, timeout_s)
-        result["process_wall_s"] = time.perf_counter() - child_start
-        # Size of what the runtime loaded: for the NumPy floor, the weight file.
-        result["size_bytes"] = artifact_size(runtime_path)
-        result["gzip_bytes"] = gzip_size(runtime_path)
-    result["path"] = path
-    result["timing"] = {
-        "min_time_s": float(min_time_s),
-        "min_iterations": int(min_iterations),
-        "max_time_s": float(max_time_s),
-        "warmup_s": float(warmup_s),
-        "clock": "time.perf_counter_ns around the call only",
-    }
-    return result
+    return sorted({1, threads})
 
 
-def measure_best_threads(path, fmt=None, batch_sizes=DEFAULT_BATCH_SIZES, threads=None, **kwargs):
-    """`measure_artifact` with 1 and with `threads` threads; per batch size the faster.
+def best_of_threads(runs):
+    """Per batch size, the run with the lowest p50, from runs of one artifact.
 
     Multi-threaded kernels can lose to one thread on small products, and lose badly when
     other processes compete for the cores (a worker thread that is descheduled stalls
-    every call). This measures the artifact once per thread count (each in its own
-    subprocess) and keeps, per batch size, the run with the lower p50;
-    `latency[b]["threads"]` records which.
+    every call), so the thread count is chosen per batch size by measurement.
 
     Args:
-        path, fmt, batch_sizes: As `measure_artifact`.
-        threads: Largest thread count tried; None: all available cores.
-        **kwargs: Passed to `measure_artifact` (`x`, `y`, `options`, timing settings...).
+        runs: `measure_artifact` results of one artifact at different thread counts.
 
     Returns:
-        A `measure_artifact` result whose `latency`/`samples_ms` come from the winning
-        run per batch size; `threads` is the winner at the first batch size;
-        `peak_rss_bytes` the larger of the runs; `pid` the list of child PIDs;
+        A result whose `latency`/`samples_ms` come from the winning run per batch size;
+        `latency[b]["threads"]` records which; `threads` is the winner at the first batch
+        size; `peak_rss_bytes` the larger of the runs; `pid` the list of child PIDs;
         `runtime_settings["threads_tried"]`, `runtime_settings["threads_per_batch"]` and
         `thread_runs` (p50 per thread count) record the search.
     """
-    if fmt is None:
-        fmt = infer_format(path)
-    threads = available_threads() if threads is None else int(threads)
-    counts = sorted({1, threads})
-    runs = [measure_artifact(path, fmt, batch_sizes, threads=t, **kwargs) for t in counts]
     best = dict(runs[0])
     best["latency"], best["samples_ms"] = {}, {}
     for batch in runs[0]["latency"]:
@@ -484,7 +582,7 @@ def measure_best_threads(path, fmt=None, batch_sizes=DEFAULT_BATCH_SIZES, thread
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "num_threads",
                  "intra_op_num_threads", "intra_op_parallelism_threads"):
         settings.pop(name, None)
-    settings["threads_tried"] = counts
+    settings["threads_tried"] = [run["threads"] for run in runs]
     settings["threads_per_batch"] = {b: stats["threads"] for b, stats in best["latency"].items()}
     best["runtime_settings"] = settings
     best["thread_runs"] = {
@@ -492,6 +590,32 @@ def measure_best_threads(path, fmt=None, batch_sizes=DEFAULT_BATCH_SIZES, thread
         for run in runs
     }
     return best
+
+
+def measure_best_threads(path, fmt=None, batch_sizes=DEFAULT_BATCH_SIZES, threads=None, *, options=None, **kwargs):
+    """`measure_artifact` with 1 and with `threads` threads; per batch size the faster.
+
+    The thread counts run in separate processes, timed interleaved (`measure_artifacts`),
+    and `best_of_threads` keeps the faster per batch size.
+
+    Args:
+        path, fmt, batch_sizes: As `measure_artifact`.
+        threads: Largest thread count tried; None: all available cores.
+        options: Runtime options, as `measure_artifact`.
+        **kwargs: Passed to `measure_artifacts` (`x`, `y`, timing settings...).
+
+    Returns:
+        See `best_of_threads`.
+
+    Raises:
+        RuntimeError: when the runtime fails at any thread count.
+    """
+    jobs = [(path, fmt, count, options) for count in thread_counts(threads)]
+    runs = measure_artifacts(jobs, batch_sizes, **kwargs)
+    for run in runs:
+        if isinstance(run, Exception):
+            raise run
+    return best_of_threads(runs)
 
 
 def measure_floor(path, batch_sizes=DEFAULT_BATCH_SIZES, threads=None, **kwargs):
@@ -505,38 +629,6 @@ def measure_floor(path, batch_sizes=DEFAULT_BATCH_SIZES, threads=None, **kwargs)
         batch_sizes, threads, **kwargs: As `measure_best_threads`.
     """
     return measure_best_threads(path, "numpy", batch_sizes, threads, **kwargs)
-
-
-def _child_environment(fmt, threads):
-    environment = dict(os.environ)
-    blas_threads = str(threads) if fmt == "numpy" else "1"
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        environment[name] = blas_threads
-    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    environment.setdefault("KERAS_BACKEND", "tensorflow")
-    return environment
-
-
-def _run_child(spec_path, fmt, threads, path, timeout_s):
-    command = [sys.executable, "-P", RUNNER, spec_path]
-    try:
-        completed = subprocess.run(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=_child_environment(fmt, threads),
-            timeout=timeout_s,
-            check=False,
-            text=True,
-        )
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"measuring {fmt} {path} timed out after {timeout_s} s") from None
-    lines = [line for line in completed.stdout.splitlines() if line.strip()]
-    if completed.returncode != 0 or not lines:
-        errors = [line for line in completed.stderr.splitlines() if line.strip()]
-        last = errors[-1] if errors else f"exit code {completed.returncode}"
-        raise RuntimeError(f"measuring {fmt} {path} failed: {last}")
-    return json.loads(lines[-1])
 
 
 def summarize(result):

@@ -63,6 +63,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
         self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._running = False
 
     def step(self, label):
         """Announces the step now starting."""
@@ -71,7 +72,17 @@ class Progress:
     def advance(self):
         self.done += 1
 
+    def next_step(self, label):
+        """Marks the running step done (if any) and announces the next."""
+        if self._running:
+            self.done += 1
+        self._running = True
+        self._draw(label)
+
     def finish(self):
+        if self._running:
+            self.done += 1
+            self._running = False
         self._draw("done")
         if self.interactive:
             self.stream.write("\n")
@@ -157,14 +168,14 @@ def build_report(
         labelled: Optional `(x, y, source)` for test-set accuracy.
         budget: Optional budget from `export.budgets.load_budget`.
         threads: Threads per runtime; None: all available cores.
-        timing: Optional dict of `export.measure.measure_artifact` timing keywords
-            (`min_time_s`, `min_iterations`, `max_time_s`, `warmup_s`).
+        timing: Optional dict of `export.measure.measure_artifacts` timing keywords
+            (`min_time_s`, `min_iterations`, `max_time_s`, `warmup_s`, `rounds`).
         progress: Show a progress bar on stderr.
         command: The command line, recorded for reproduction.
         runtime_options: Optional `{format: options}` passed to `measure_artifact`
             (e.g. `{"onnx": {"allow_spinning": False}}`).
         search_threads: Formats measured with 1 and with `threads` threads, keeping the
-            faster per batch size (`export.measure.measure_best_threads`). The NumPy
+            faster per batch size (`export.measure.best_of_threads`). The NumPy
             floor is always searched. TensorFlow formats are left out by default: each
             extra process pays TensorFlow's import (seconds).
 
@@ -182,56 +193,49 @@ def build_report(
     os.makedirs(artifacts, exist_ok=True)
     sources = {"teacher": teacher_path, "student": student_path}
     models = {name: load_model(path) for name, path in sources.items()}
-    steps = len(MODELS) * (len(formats) + 1)
-    bar = Progress(steps) if progress else None
+    exports = len(MODELS) * (len(formats) + 1)
+    rounds = timing.get("rounds", measure.DEFAULT_ROUNDS)
+    searched = thread_search_formats(search_threads)
+    bar = Progress(exports) if progress else None  # the measurement's steps are added below
     x, y = (labelled[0], labelled[1]) if labelled else (None, None)
     results = []
     for name in MODELS:
         model = models[name]
         for fmt in tuple(formats) + ("numpy",):
-            entry = {"model": name, "format": fmt, "error": None, "export": None}
             if bar:
                 bar.step(f"{name} {fmt}: exporting")
-            not_applicable = None
-            layers = None
-            if fmt == "keras" and os.path.isdir(sources[name]):
-                not_applicable = "the model was given as a SavedModel, not a .keras file"
-            elif fmt == "numpy":
-                try:
-                    layers = measure.dense_layers(model)
-                except ValueError as error:
-                    not_applicable = _one_line(error)
-            if not_applicable:
-                entry.update(error=not_applicable, not_applicable=True)
-                results.append(entry)
-                if bar:
-                    bar.advance()
-                continue
-            try:
-                if fmt == "keras":
-                    path = sources[name]
-                elif fmt == "numpy":
-                    path = measure.save_dense_layers(layers, _artifact_path(artifacts, name, fmt))
-                else:
-                    path = _artifact_path(artifacts, name, fmt)
-                    entry["export"] = _export(model, fmt, path, labelled)
-                entry["artifact"] = path
-                if bar:
-                    bar.step(f"{name} {fmt}: measuring")
-                # The floor always at its best BLAS thread count (it is the reference);
-                # the runtimes in `search_threads` too, the others at `threads`.
-                search = fmt == "numpy" or fmt in search_threads
-                measured = (measure.measure_best_threads if search else measure.measure_artifact)(
-                    path, fmt, batch_sizes=batch_sizes, threads=threads, x=x, y=y,
-                    options=(runtime_options or {}).get(fmt), **timing
-                )
-                entry.update(measured)
-                entry["artifact"] = path
-            except Exception as error:  # recorded in the report; exit status 3
-                entry["error"] = f"{type(error).__name__}: {_one_line(error)}"
-            results.append(entry)
+            results.append(_exported_entry(name, fmt, model, sources[name], artifacts, labelled))
             if bar:
                 bar.advance()
+    # Every runtime of both models in one interleaved measurement, so that the
+    # student/teacher and floor ratios are taken under the same machine conditions.
+    jobs, owners = [], []
+    for entry in results:
+        if entry.get("error"):
+            continue
+        fmt = entry["format"]
+        counts = measure.thread_counts(threads) if fmt in searched else [threads]
+        for count in counts:
+            jobs.append((entry["artifact"], fmt, count, (runtime_options or {}).get(fmt)))
+            owners.append(entry)
+    if bar:  # loading the runtimes, the timing rounds, one finish per process
+        bar.total = exports + 1 + rounds + len(jobs)
+    outcomes = []
+    if jobs:
+        outcomes = measure.measure_artifacts(
+            jobs, batch_sizes, x=x, y=y, on_step=(bar.next_step if bar else None), **timing
+        )
+    for entry in results:
+        runs = [outcome for owner, outcome in zip(owners, outcomes) if owner is entry]
+        if not runs:
+            continue
+        failed = [run for run in runs if isinstance(run, Exception)]
+        if failed:
+            entry["error"] = f"{type(failed[0]).__name__}: {_one_line(failed[0])}"
+            continue
+        artifact = entry["artifact"]
+        entry.update(measure.best_of_threads(runs) if entry["format"] in searched else runs[0])
+        entry["artifact"] = artifact
     if bar:
         bar.finish()
     _add_floor_ratios(results, batch_sizes)
@@ -245,7 +249,7 @@ def build_report(
             "batch_sizes": [int(b) for b in batch_sizes],
             "threads": threads,
             "runtime_options": dict(runtime_options or {}),
-            "thread_search": sorted(set(search_threads) | {"numpy"}),
+            "thread_search": sorted(searched),
             "timing": _timing_settings(timing),
         },
         "data": {
@@ -273,12 +277,42 @@ def build_report(
     return report
 
 
+def thread_search_formats(search_threads):
+    """The formats measured at 1 and at all threads: `search_threads` and the NumPy floor."""
+    return set(search_threads) | {"numpy"}
+
+
+def _exported_entry(name, fmt, model, source, artifacts, labelled):
+    """Exports `model` to `fmt` (verified); returns its report entry, `artifact` set."""
+    entry = {"model": name, "format": fmt, "error": None, "export": None}
+    if fmt == "keras" and os.path.isdir(source):
+        entry.update(error="the model was given as a SavedModel, not a .keras file", not_applicable=True)
+        return entry
+    try:
+        if fmt == "keras":
+            entry["artifact"] = source
+        elif fmt == "numpy":
+            try:
+                layers = measure.dense_layers(model)
+            except ValueError as error:
+                entry.update(error=_one_line(error), not_applicable=True)
+                return entry
+            entry["artifact"] = measure.save_dense_layers(layers, _artifact_path(artifacts, name, fmt))
+        else:
+            entry["artifact"] = _artifact_path(artifacts, name, fmt)
+            entry["export"] = _export(model, fmt, entry["artifact"], labelled)
+    except Exception as error:  # recorded in the report; exit status 3
+        entry["error"] = f"{type(error).__name__}: {_one_line(error)}"
+    return entry
+
+
 def _timing_settings(timing):
     return {
         "min_time_s": timing.get("min_time_s", measure.DEFAULT_MIN_TIME_S),
         "min_iterations": timing.get("min_iterations", measure.DEFAULT_MIN_ITERATIONS),
         "max_time_s": timing.get("max_time_s", measure.DEFAULT_MAX_TIME_S),
         "warmup_s": timing.get("warmup_s", measure.DEFAULT_WARMUP_S),
+        "rounds": timing.get("rounds", measure.DEFAULT_ROUNDS),
     }
 
 
@@ -564,8 +598,11 @@ def _environment_lines(report):
         "competed for the CPU and the tails (p99, max) are inflated.",
         f"- Timing: at least {settings['timing']['min_iterations']} calls and "
         f"{settings['timing']['min_time_s']} s per batch size, at most "
-        f"{settings['timing']['max_time_s']} s; warm-up {settings['timing']['warmup_s']} s "
-        "(at least 3 calls) excluded; each runtime in its own process.",
+        f"{settings['timing']['max_time_s']} s, in {settings['timing'].get('rounds', 1)} windows; "
+        f"warm-up {settings['timing']['warmup_s']} s before a runtime's first window "
+        "(at least 3 calls) excluded; each runtime in its own process, all loaded first, then "
+        "timed one at a time in interleaved windows (rotating order), so that every figure "
+        "and ratio is taken under the same machine conditions.",
         f"- Accuracy data: {report['data']['source'] or 'none'} ({report['data']['examples']} examples)",
         f"- Report wall time: {report['wall_time_s']:.1f} s",
     ]
@@ -815,6 +852,10 @@ def _define_flags(flags):
     flags.DEFINE_float("min-time", measure.DEFAULT_MIN_TIME_S, "Minimum seconds timed per batch size.")
     flags.DEFINE_integer("min-iterations", measure.DEFAULT_MIN_ITERATIONS,
                          "Minimum timed calls per batch size.")
+    flags.DEFINE_integer(
+        "rounds", measure.DEFAULT_ROUNDS,
+        "Timing windows per runtime and batch size; every runtime's windows are interleaved "
+        "with the others', so that all see the same machine conditions.")
     flags.DEFINE_float("max-time", measure.DEFAULT_MAX_TIME_S,
                        "Maximum seconds timed per batch size (bounds slow calls).")
     flags.DEFINE_string(
@@ -883,6 +924,8 @@ def _main(flag_values, argv):
         raise UsageError(f"--threads must be a positive integer, got {threads}")
     if not value("min-time") > 0 or value("max-time") < value("min-time"):
         raise UsageError("--min-time must be > 0 and --max-time >= --min-time")
+    if value("rounds") < 1:
+        raise UsageError(f"--rounds must be >= 1, got {value('rounds')}")
     runtime_options = {}
     if value("runtime-options"):
         try:
@@ -936,7 +979,7 @@ def _main(flag_values, argv):
             labelled=labelled, budget=budget, threads=threads, runtime_options=runtime_options,
             search_threads=search_threads,
             timing={"min_time_s": value("min-time"), "min_iterations": value("min-iterations"),
-                    "max_time_s": value("max-time")},
+                    "max_time_s": value("max-time"), "rounds": value("rounds")},
             progress=True, command=command,
         )
         written = write_report(report, output_dir, json_only=json_only)

@@ -15,6 +15,7 @@ MODULES = [
     "kdkeras.soft_targets",
     "kdkeras.teachers",
     "kdkeras.xla",
+    "export.worker",
     "models.cnn",
     "models.flops",
     "models.mlp",

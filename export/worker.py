@@ -1,0 +1,257 @@
+"""Measurement workers, and timing several of them interleaved.
+
+Each artifact is measured in its own process (`export/_runner.py`), so that its peak
+resident memory is its own and runtimes cannot slow each other down through shared
+thread pools. A `MeasurementWorker` is the parent's handle on one such process: it loads
+the runtime once, then times windows of one batch size when asked.
+
+`measure_interleaved` keeps every worker of a measurement alive and times them in
+rounds, one short window per worker and batch size per round, in a rotating order, and
+pools each worker's samples. A shared cloud machine's speed moves in steps that last
+seconds (on the 2-core machine of BENCHMARKS.md the NumPy floor's p50 at batch 64 sat at
+0.88 ms for seconds, then at 1.85 ms): a runtime timed in one contiguous window would be
+measured in whichever state the machine was in, and two runtimes timed one after the
+other could differ by 2x for no reason of their own. Interleaved, every runtime sees the
+same states, so their ratios (student against teacher, runtime against the NumPy floor)
+hold, and each p50 is the p50 over the whole measurement, not over one moment of it.
+Only the process being timed runs: the others block on a pipe read.
+
+`export.measure.measure_artifacts` is the entry point: it checks the arguments, builds
+the specs and calls `measure_interleaved`.
+
+Example (the NumPy floor of a small dense network, at 1 and at 2 BLAS threads):
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from export import measure
+    >>> rng = np.random.default_rng(0)
+    >>> layers = [(rng.standard_normal((784, 64), dtype=np.float32), np.zeros(64, np.float32), "relu"),
+    ...           (rng.standard_normal((64, 10), dtype=np.float32), np.zeros(10, np.float32), "linear")]
+    >>> path = measure.save_dense_layers(layers, os.path.join(tempfile.mkdtemp(), "mlp.npz"))
+    >>> one, two = measure.measure_artifacts(
+    ...     [Job(path, "numpy", threads=1), Job(path, "numpy", threads=2)],
+    ...     batch_sizes=(1, 8), min_time_s=0.05, rounds=3, warmup_s=0.01)
+    >>> [w["batch_size"] for w in one["windows"]]  # the batch-size order alternates by round
+    [1, 8, 8, 1, 1, 8]
+    >>> one["latency"]["8"]["iterations"] == sum(w["calls"] for w in one["windows"] if w["batch_size"] == 8)
+    True
+    >>> one["windows"][0]["end_ns"] <= two["windows"][0]["start_ns"]  # never both at once
+    True
+"""
+
+import collections
+import json
+import math
+import os
+import select
+import subprocess
+import sys
+import tempfile
+
+RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
+
+# Warm-up of every window after a worker's first one per batch size: another process has
+# just had the cores and the caches, so the first calls would be slow. The first window
+# of each batch size warms up for the full `warmup_s`.
+REWARM_S = 0.05
+
+Job = collections.namedtuple("Job", ["path", "fmt", "threads", "options"], defaults=(None,))
+Job.__doc__ = """One measurement: an artifact `path` (as the runtime loads it), its format
+`fmt`, the `threads` the runtime may use and runtime `options`
+(`export._runner.RUNTIME_OPTIONS`)."""
+
+
+def child_environment(fmt, threads):
+    """The worker's environment: BLAS threads for the NumPy floor, one for the others."""
+    environment = dict(os.environ)
+    blas_threads = str(threads) if fmt == "numpy" else "1"
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        environment[name] = blas_threads
+    environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environment.setdefault("KERAS_BACKEND", "tensorflow")
+    return environment
+
+
+class MeasurementWorker:
+    """A running `export/_runner.py` process holding one loaded runtime.
+
+    Args:
+        spec: The measurement spec (`export.measure.measure_artifact` builds it); it is
+            written to `spec_path` here.
+        spec_path: Where to write the spec for the child.
+        timeout_s: Seconds the child may take to load, and to answer any one command.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from export import measure
+        >>> folder = tempfile.mkdtemp()
+        >>> kernel = np.random.default_rng(0).standard_normal((784, 10), dtype=np.float32)
+        >>> path = measure.save_dense_layers([(kernel, None, "linear")], os.path.join(folder, "linear.npz"))
+        >>> spec, _ = measure.build_spec(path, "numpy", (1,), 1, folder)
+        >>> with MeasurementWorker(spec, os.path.join(folder, "spec.json")) as worker:
+        ...     load_s = worker.wait_ready()
+        ...     window = worker.time(1, min_time_s=0.05, min_iterations=50, max_time_s=1, warmup_s=0.01)
+        ...     result = worker.finish()
+        >>> window["calls"] >= 50, result["latency"]["1"]["iterations"] == window["calls"]
+        (True, True)
+    """
+
+    def __init__(self, spec, spec_path, timeout_s=900):
+        self.spec, self.timeout_s = spec, timeout_s
+        self.label = f"{spec['format']} {spec['path']}"
+        with open(spec_path, "w") as handle:
+            json.dump(spec, handle)
+        # stderr goes to a file: a chatty runtime cannot fill a pipe and block.
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "-P", RUNNER, spec_path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=child_environment(spec["format"], spec["threads"]),
+            text=True,
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def _last_error(self):
+        self._stderr.seek(0)
+        lines = [line.strip() for line in self._stderr.read().splitlines() if line.strip()]
+        code = self.process.poll()
+        return lines[-1] if lines else f"exit code {code}"
+
+    def _read(self, what):
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout_s)
+        if not ready:
+            self.close()
+            raise RuntimeError(f"measuring {self.label} timed out after {self.timeout_s} s ({what})")
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            raise RuntimeError(f"measuring {self.label} failed: {self._last_error()}")
+        return json.loads(line)
+
+    def _send(self, command, what):
+        try:
+            self.process.stdin.write(json.dumps(command) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.process.wait()
+            raise RuntimeError(f"measuring {self.label} failed: {self._last_error()}") from None
+        return self._read(what)
+
+    def wait_ready(self):
+        """Blocks until the runtime is loaded; returns the child's load time in seconds."""
+        return self._read("loading")["load_s"]
+
+    def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
+        """Times one window of `batch_size` in the child; returns its record.
+
+        The record (`export._runner.Session.time`) holds `calls`, `start_ns`, `end_ns`
+        and `settle_s`: the child answers only once its thread pools stopped spinning.
+        """
+        command = {
+            "op": "time",
+            "batch_size": int(batch_size),
+            "min_time_s": float(min_time_s),
+            "min_iterations": int(min_iterations),
+            "max_time_s": float(max_time_s),
+            "warmup_s": float(warmup_s),
+        }
+        return self._send(command, f"batch {batch_size}")
+
+    def finish(self):
+        """The child's result dict (percentiles over all its windows); it then exits."""
+        result = self._send({"op": "finish"}, "finishing")
+        self.process.wait(timeout=self.timeout_s)
+        return result
+
+    def close(self):
+        """Stops the child if it still runs (it is killed: it holds nothing to save)."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._stderr.close()
+
+
+def windows(rounds, min_time_s, min_iterations, max_time_s):
+    """One window's share of a batch size's timing: `(min_time_s, min_iterations, max_time_s)`."""
+    return min_time_s / rounds, max(1, math.ceil(min_iterations / rounds)), max_time_s / rounds
+
+
+def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
+    """Measures several specs, their timing windows interleaved round by round.
+
+    Every worker is started and loaded first (loading is not timed, so the workers load
+    in parallel). Then, `rounds` times, each worker times one window of each batch size;
+    the worker order rotates every round, and so does the batch-size order. A window is
+    `1/rounds` of the spec's `min_time_s`, `min_iterations` and `max_time_s`, after a
+    warm-up of the spec's `warmup_s` the first time a worker runs a batch size and of
+    `REWARM_S` afterwards. Last, each worker in turn finishes (alternative calls such as
+    `model.predict`, peak memory, accuracy).
+
+    Args:
+        specs: Measurement specs (`export.measure` builds them).
+        scratch: A folder for the spec files.
+        rounds: Windows per worker and batch size (>= 1).
+        timeout_s: Seconds a worker may take to load, or to answer one command.
+        on_step: Optional `callable(label)` told of each phase (a progress bar).
+
+    Returns:
+        One entry per spec, in order: the result dict, or the `RuntimeError` that ended
+        that worker (the other workers go on).
+    """
+    outcomes = [None] * len(specs)
+    workers = {}
+    try:
+        for index, spec in enumerate(specs):
+            path = os.path.join(scratch, f"spec_{index}.json")
+            workers[index] = MeasurementWorker(spec, path, timeout_s=timeout_s)
+        if on_step:
+            on_step(f"loading {len(specs)} runtimes")
+        for index in list(workers):
+            try:
+                workers[index].wait_ready()
+            except RuntimeError as error:
+                outcomes[index] = error
+                workers.pop(index).close()
+        for round_index in range(rounds):
+            if on_step:
+                on_step(f"timing round {round_index + 1}/{rounds}")
+            order = sorted(workers)
+            shift = round_index % max(len(order), 1)
+            for index in order[shift:] + order[:shift]:
+                spec = specs[index]
+                sizes = list(spec["batch_sizes"])
+                if round_index % 2:
+                    sizes.reverse()
+                min_time, min_iterations, max_time = windows(
+                    rounds, spec["min_time_s"], spec["min_iterations"], spec["max_time_s"]
+                )
+                warmup = spec["warmup_s"] if round_index == 0 else min(spec["warmup_s"], REWARM_S)
+                try:
+                    for batch_size in sizes:
+                        workers[index].time(batch_size, min_time, min_iterations, max_time, warmup)
+                except RuntimeError as error:
+                    outcomes[index] = error
+                    workers.pop(index).close()
+        for index in sorted(workers):
+            if on_step:
+                on_step(f"finishing {specs[index]['format']}")
+            try:
+                outcomes[index] = workers[index].finish()
+            except RuntimeError as error:
+                outcomes[index] = error
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return outcomes
