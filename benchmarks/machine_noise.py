@@ -1,0 +1,137 @@
+"""How steady is this machine? The two facts export.worker is built on.
+
+1. Step noise: one process times the same NumPy forward pass (the 800-800 student's
+   shapes, `x @ W`, batch 64) in back-to-back windows for `--seconds`, and prints each
+   window's p50 and how far window p50s spread at several window lengths. On a shared
+   cloud VM the speed moves in steps lasting seconds: two timings taken one after the
+   other can differ by 2x though nothing in either changed. That is why
+   `export.measure.measure_artifacts` interleaves the runtimes it compares.
+2. Spinning pools: after a runtime's last call, how much CPU its process still burns
+   while it sits idle (its thread pool spinning for the next task), for OpenBLAS (the
+   NumPy floor) and ONNX Runtime. That is why a worker settles before it answers
+   (`export._runner.settle`).
+
+Usage:
+  python benchmarks/machine_noise.py                 # 60 s trace, then the spin tails
+  python benchmarks/machine_noise.py --seconds=20 --threads=1
+"""
+
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_float("seconds", 60.0, "Length of the step-noise trace.")
+flags.DEFINE_float("window", 0.25, "Seconds per window of the trace.")
+flags.DEFINE_integer("batch", 64, "Batch size of the traced forward pass.")
+flags.DEFINE_integer("threads", 2, "BLAS / ONNX Runtime threads.")
+flags.DEFINE_boolean("spin", True, "Also measure the spin tails.")
+
+# Runs in a child with the BLAS thread count set before NumPy loads.
+TRACE = r"""
+import json, sys, time
+import numpy as np
+batch, seconds, window = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+rng = np.random.default_rng(0)
+kernels = [rng.standard_normal(shape, dtype=np.float32) * 0.03 for shape in ((784, 800), (800, 800), (800, 10))]
+x = rng.random((batch, 784), dtype=np.float32)
+outs = [np.empty((batch, k.shape[1]), np.float32) for k in kernels]
+def call():
+    h = x
+    for k, o in zip(kernels, outs):
+        np.matmul(h, k, out=o); np.maximum(o, 0.0, out=o); h = o
+start = time.perf_counter()
+while time.perf_counter() - start < 1.0:
+    call()
+p50s = []
+begin = time.perf_counter()
+while time.perf_counter() - begin < seconds:
+    samples, start = [], time.perf_counter()
+    while time.perf_counter() - start < window:
+        t0 = time.perf_counter(); call(); samples.append((time.perf_counter() - t0) * 1e3)
+    samples.sort()
+    p50s.append(samples[len(samples) // 2])
+print(json.dumps(p50s))
+"""
+
+# CPU the process burns in 300 ms of idleness after 0.3 s of calls.
+SPIN = r"""
+import json, sys, time
+import numpy as np
+runtime, threads = sys.argv[1], int(sys.argv[2])
+x = np.random.default_rng(0).random((64, 784), dtype=np.float32)
+if runtime == "openblas":
+    w = np.random.default_rng(1).random((784, 800), dtype=np.float32)
+    call = lambda: x @ w
+else:
+    import onnxruntime as ort
+    options = ort.SessionOptions(); options.intra_op_num_threads = threads; options.inter_op_num_threads = 1
+    session = ort.InferenceSession(sys.argv[3], options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.reshape(64, 28, 28, 1)}
+    call = lambda: session.run(None, feed)
+start = time.perf_counter()
+while time.perf_counter() - start < 0.3:
+    call()
+cpu = time.process_time()
+time.sleep(0.3)
+print(json.dumps((time.process_time() - cpu) * 1e3))
+"""
+
+
+def _child(script, *args, threads):
+    environment = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                       TF_CPP_MIN_LOG_LEVEL="2")
+    completed = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
+                               text=True, env=environment, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _spread(p50s, per_window):
+    groups = [statistics.median(p50s[i:i + per_window]) for i in range(0, len(p50s) - per_window + 1, per_window)]
+    return max(groups) / min(groups)
+
+
+def _student_onnx(folder):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    import models
+    from export.to_onnx import export_onnx
+
+    keras.utils.set_random_seed(0)
+    return export_onnx(models.build_mlp_student(hidden_units=(800, 800)), os.path.join(folder, "student.onnx")).path
+
+
+def main(argv):
+    del argv
+    print(f"# machine noise: NumPy x @ W (784-800-800-10), batch {FLAGS.batch}, {FLAGS.threads} threads, "
+          f"{FLAGS.window} s windows for {FLAGS.seconds} s; load average {os.getloadavg()[0]:.2f}", flush=True)
+    p50s = _child(TRACE, FLAGS.batch, FLAGS.seconds, FLAGS.window, threads=FLAGS.threads)
+    print("window p50s (ms):", " ".join(f"{p:.2f}" for p in p50s))
+    ordered = sorted(p50s)
+    print(f"p10 {ordered[len(ordered) // 10]:.3f}  median {statistics.median(p50s):.3f}  "
+          f"p90 {ordered[9 * len(ordered) // 10]:.3f} ms; slowest / fastest window {max(p50s) / min(p50s):.2f}x")
+    for per_window in (1, 4, 16):
+        if len(p50s) >= 2 * per_window:
+            print(f"  {per_window * FLAGS.window:g} s windows: slowest / fastest median {_spread(p50s, per_window):.2f}x")
+    if FLAGS.spin:
+        with tempfile.TemporaryDirectory() as folder:
+            tails = {"openblas": _child(SPIN, "openblas", FLAGS.threads, threads=FLAGS.threads)}
+            tails["onnxruntime"] = _child(SPIN, "onnxruntime", FLAGS.threads, _student_onnx(folder), threads=1)
+        for runtime, cpu_ms in tails.items():
+            print(f"spin tail: {runtime}, {FLAGS.threads} threads: {cpu_ms:.0f} ms of CPU in the 300 ms after "
+                  "its last call, the process otherwise idle")
+    print(f"load average at end {os.getloadavg()[0]:.2f}")
+    print("reproduce: python benchmarks/machine_noise.py " + shlex.join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    app.run(main)
