@@ -246,7 +246,9 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
                     workers.pop(index).close()
         for index in sorted(workers):
             if on_step:
-                on_step(f"finishing {specs[index]['format']}")
+                spec = specs[index]
+                threads = spec["threads"]
+                on_step(f"finishing {os.path.basename(spec['path'])} ({threads} thread{'s' * (threads != 1)})")
             try:
                 outcomes[index] = workers[index].finish()
             except RuntimeError as error:

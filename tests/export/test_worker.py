@@ -69,7 +69,9 @@ def test_progress_is_reported_per_phase(interleaved):
     _, steps = interleaved
     assert steps[0] == "loading 3 runtimes"
     assert steps[1 : 1 + ROUNDS] == [f"timing round {r}/{ROUNDS}" for r in range(1, ROUNDS + 1)]
-    assert steps[1 + ROUNDS :] == ["finishing onnx", "finishing tflite", "finishing numpy"]
+    assert steps[1 + ROUNDS :] == [
+        "finishing mlp.onnx (1 thread)", "finishing mlp.tflite (1 thread)", "finishing dense_layers_2.npz (1 thread)"
+    ]
 
 
 def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):  # noqa: F811
