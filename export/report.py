@@ -512,6 +512,29 @@ def tables(report):
             "per-batch time bound: its p99 and max rest on few samples.",
         ))
 
+    searched = [r for r in results if _ok(r) and r.get("thread_runs")]
+    if searched:
+        counts = sorted({int(t) for r in searched for t in r["thread_runs"]})
+        headers = ["model", "format", "batch"] + [f"p50 ms, {t} thread{'s' * (t != 1)}" for t in counts]
+        headers.append("kept")
+        rows = []
+        for r in searched:
+            for b in batch_sizes:
+                cells = [r["model"], FORMAT_NAMES[r["format"]], b]
+                cells += [_fmt((r["thread_runs"].get(str(t)) or {}).get(b)) for t in counts]
+                cells.append(_threads_label(r, b))
+                rows.append(cells)
+        out.append((
+            "Thread search",
+            headers,
+            rows,
+            "Each thread count ran in its own process, timed in the same interleaved rounds; the "
+            "latency tables keep the faster per batch size. To reproduce a figure, give the runtime "
+            "that thread count: LiteRT's `Interpreter` without `num_threads` runs like 1 thread "
+            "(BENCHMARKS.md), ONNX Runtime's default (`intra_op_num_threads=0`) one thread per "
+            "physical core.",
+        ))
+
     headers = ["format", "parameters", "size", "gzip", "peak RSS", "accuracy"]
     for b in batch_sizes:
         headers += [f"p50@{b}", f"p99@{b}", f"samples/s@{b}"]

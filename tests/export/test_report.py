@@ -137,6 +137,31 @@ def test_json_schema(violated, inputs):
     assert data["command"].startswith("python -m export.report --teacher")
 
 
+def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
+    """All runtimes of teacher and student share the same rounds, never timed at once."""
+    _, output = violated
+    with open(os.path.join(output, "report.json")) as handle:
+        data = json.load(handle)
+    rounds = data["settings"]["timing"]["rounds"]
+    assert rounds == 5
+    windows = []
+    for entry in data["results"]:
+        assert entry["timing"]["rounds"] == rounds
+        assert entry["timing"]["interleaved_with"] == len(data["results"]) - 1
+        assert len(entry["windows"]) == rounds * 2  # two batch sizes
+        for batch in ("1", "3"):
+            calls = sum(w["calls"] for w in entry["windows"] if str(w["batch_size"]) == batch)
+            assert entry["latency"][batch]["iterations"] == calls
+        windows += [(w["start_ns"], w["end_ns"]) for w in entry["windows"]]
+    windows.sort()
+    assert all(end <= start for (_, end), (start, _) in zip(windows, windows[1:]))
+    with open(os.path.join(output, "report.md")) as handle:
+        markdown = handle.read()
+    assert "in 5 windows" in markdown and "timed one at a time in interleaved windows" in markdown
+    assert "## Thread search" in markdown
+    assert "| student | ONNX Runtime | 1 |" in markdown
+
+
 def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
     budget = _write(inputs["folder"], "loose.json",
                     json.dumps({"max_p99_ms": 10000, "max_size_mb": 100, "min_accuracy": 0.0}))
