@@ -703,8 +703,7 @@ class Session:
         self.load_s = time.perf_counter() - load_start
         self.label = self.runtime.label
         self.rng = np.random.default_rng(spec.get("seed", 0))
-        self.inputs, self.samples, self.warmups = {}, {}, {}
-        self.windows = []
+        self.inputs, self.samples, self.windows = {}, {}, []
 
     def _input(self, batch_size):
         import numpy as np
@@ -731,7 +730,6 @@ class Session:
         taken, warmup = time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s)
         end = time.perf_counter_ns()
         self.samples.setdefault(batch_size, []).extend(taken)
-        self.warmups[batch_size] = self.warmups.get(batch_size, 0) + warmup
         window = {
             "batch_size": batch_size,
             "calls": len(taken),
@@ -751,10 +749,11 @@ class Session:
         latency, alternatives, samples = {}, {}, {}
         for batch_size, taken in self.samples.items():
             summary = latency_summary(taken, batch_size)
-            summary["warmup_iterations"] = self.warmups[batch_size]
+            summary["warmup_iterations"] = sum(
+                w["warmup_iterations"] for w in self.windows if w["batch_size"] == batch_size
+            )
             latency[str(batch_size)] = summary
             samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
-        for batch_size in self.samples:
             for alt_label, alt_call, alt_args, alt_kwargs in getattr(
                 self.runtime, "alternatives", lambda x: []
             )(self._input(batch_size)):
@@ -762,7 +761,7 @@ class Session:
                 # Alternatives are slow calls shown for honesty (model.predict): bounded
                 # to 1 s so that they do not dominate the measurement time.
                 alt_max = min(spec["max_time_s"], 1.0)
-                taken, warmup = time_call(
+                alt_taken, alt_warmup = time_call(
                     bound,
                     alt_args,
                     spec["min_iterations"],
@@ -770,9 +769,9 @@ class Session:
                     alt_max,
                     spec["warmup_s"],
                 )
-                summary = latency_summary(taken, batch_size)
-                summary["warmup_iterations"] = warmup
-                alternatives.setdefault(alt_label, {})[str(batch_size)] = summary
+                alt_summary = latency_summary(alt_taken, batch_size)
+                alt_summary["warmup_iterations"] = alt_warmup
+                alternatives.setdefault(alt_label, {})[str(batch_size)] = alt_summary
         peak = peak_rss_bytes()
         runtime = self.runtime
         result = {
@@ -809,10 +808,10 @@ def serve(spec, commands, replies):
 
     Protocol, one JSON object per line: this process writes `{"ready": true}` once the
     runtime is loaded; then for each `{"op": "time", "batch_size", "min_time_s",
-    "min_iterations", "max_time_s", "warmup_s"}` it times one window and writes
-    the window's record (`Session.time`); `{"op": "finish"}` makes it write the result dict and return. While it
-    waits for a command it blocks on `commands`, using no CPU, so that the process being
-    timed has the cores to itself.
+    "min_iterations", "max_time_s", "warmup_s"}` it times one window and writes the
+    window's record (`Session.time`); `{"op": "finish"}` makes it write the result dict
+    and return. While it waits for a command it blocks on `commands`, using no CPU, so
+    that the process being timed has the cores to itself.
     """
 
     def reply(message):

@@ -195,8 +195,8 @@ def build_report(
     sources = {"teacher": teacher_path, "student": student_path}
     models = {name: load_model(path) for name, path in sources.items()}
     exports = len(MODELS) * (len(formats) + 1)
-    rounds = timing.get("rounds", measure.DEFAULT_ROUNDS)
-    searched = thread_search_formats(search_threads)
+    timing_settings = _timing_settings(timing)
+    searched = set(search_threads) | {"numpy"}  # the floor is the reference: always searched
     bar = Progress(exports) if progress else None  # the measurement's steps are added below
     x, y = (labelled[0], labelled[1]) if labelled else (None, None)
     results = []
@@ -220,7 +220,7 @@ def build_report(
             jobs.append((entry["artifact"], fmt, count, (runtime_options or {}).get(fmt)))
             owners.append(entry)
     if bar:  # loading the runtimes, the timing rounds, one finish per process
-        bar.total = exports + 1 + rounds + len(jobs)
+        bar.total = exports + 1 + timing_settings["rounds"] + len(jobs)
     outcomes = []
     if jobs:
         outcomes = measure.measure_artifacts(
@@ -251,7 +251,7 @@ def build_report(
             "threads": threads,
             "runtime_options": dict(runtime_options or {}),
             "thread_search": sorted(searched),
-            "timing": _timing_settings(timing),
+            "timing": timing_settings,
         },
         "data": {
             "source": labelled[2] if labelled else None,
@@ -276,11 +276,6 @@ def build_report(
     report["environment"]["load_average_end"] = list(os.getloadavg())
     report["wall_time_s"] = time.perf_counter() - started
     return report
-
-
-def thread_search_formats(search_threads):
-    """The formats measured at 1 and at all threads: `search_threads` and the NumPy floor."""
-    return set(search_threads) | {"numpy"}
 
 
 def _exported_entry(name, fmt, model, source, artifacts, labelled):
