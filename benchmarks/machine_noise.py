@@ -10,6 +10,9 @@
    while it sits idle (its thread pool spinning for the next task), for OpenBLAS (the
    NumPy floor) and ONNX Runtime. That is why a worker settles before it answers
    (`export._runner.settle`).
+3. LiteRT's default threads: the student at batch 1 through `Interpreter(model_path)`
+   without `num_threads`, and with 1 and with `--threads`, in alternating windows in one
+   process. Whoever re-times a report figure must use the thread count it records.
 
 Usage:
   python benchmarks/machine_noise.py                 # 60 s trace, then the spin tails
@@ -32,7 +35,7 @@ flags.DEFINE_float("seconds", 60.0, "Length of the step-noise trace.")
 flags.DEFINE_float("window", 0.25, "Seconds per window of the trace.")
 flags.DEFINE_integer("batch", 64, "Batch size of the traced forward pass.")
 flags.DEFINE_integer("threads", 2, "BLAS / ONNX Runtime threads.")
-flags.DEFINE_boolean("spin", True, "Also measure the spin tails.")
+flags.DEFINE_boolean("spin", True, "Also measure the spin tails and LiteRT's default threads.")
 
 # Runs in a child with the BLAS thread count set before NumPy loads.
 TRACE = r"""
@@ -98,16 +101,45 @@ def _spread(p50s, per_window):
     return max(groups) / min(groups)
 
 
-def _student_onnx(folder):
+# LiteRT with its default threads against explicit counts, alternating 0.1 s windows.
+LITERT_THREADS = r"""
+import json, statistics, sys, time
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+path, threads = sys.argv[1], int(sys.argv[2])
+x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
+def make(**kwargs):
+    interpreter = Interpreter(model_path=path, **kwargs)
+    interpreter.allocate_tensors()
+    i, o = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    def call():
+        interpreter.set_tensor(i, x); interpreter.invoke(); return interpreter.get_tensor(o)
+    return call
+calls = {"default": make(), "num_threads=1": make(num_threads=1), f"num_threads={threads}": make(num_threads=threads)}
+samples = {name: [] for name in calls}
+for _ in range(20):
+    for name, call in calls.items():
+        start = time.perf_counter()
+        while time.perf_counter() - start < 0.1:
+            t0 = time.perf_counter(); call(); samples[name].append(time.perf_counter() - t0)
+print(json.dumps({name: statistics.median(v) * 1e3 for name, v in samples.items()}))
+"""
+
+
+def _student_exports(folder):
+    """The untrained 800-800 student as ONNX and TFLite (the latency is a trained one's)."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 
     import models
     from export.to_onnx import export_onnx
+    from export.to_tflite import export_tflite
 
     keras.utils.set_random_seed(0)
-    return export_onnx(models.build_mlp_student(hidden_units=(800, 800)), os.path.join(folder, "student.onnx")).path
+    student = models.build_mlp_student(hidden_units=(800, 800))
+    return (export_onnx(student, os.path.join(folder, "student.onnx")).path,
+            export_tflite(student, os.path.join(folder, "student.tflite")).path)
 
 
 def main(argv):
@@ -124,11 +156,15 @@ def main(argv):
             print(f"  {per_window * FLAGS.window:g} s windows: slowest / fastest median {_spread(p50s, per_window):.2f}x")
     if FLAGS.spin:
         with tempfile.TemporaryDirectory() as folder:
+            onnx_path, tflite_path = _student_exports(folder)
             tails = {"openblas": _child(SPIN, "openblas", FLAGS.threads, threads=FLAGS.threads)}
-            tails["onnxruntime"] = _child(SPIN, "onnxruntime", FLAGS.threads, _student_onnx(folder), threads=1)
+            tails["onnxruntime"] = _child(SPIN, "onnxruntime", FLAGS.threads, onnx_path, threads=1)
+            litert = _child(LITERT_THREADS, tflite_path, FLAGS.threads, threads=1)
         for runtime, cpu_ms in tails.items():
             print(f"spin tail: {runtime}, {FLAGS.threads} threads: {cpu_ms:.0f} ms of CPU in the 300 ms after "
                   "its last call, the process otherwise idle")
+        print("LiteRT Interpreter, student, batch 1, p50: " + ", ".join(
+            f"{name} {p50:.4f} ms" for name, p50 in litert.items()))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
     print("reproduce: python benchmarks/machine_noise.py " + shlex.join(sys.argv[1:]))
 

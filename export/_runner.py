@@ -236,10 +236,10 @@ def settle(max_s=0.5, interval_s=0.01):
     """Waits until this process uses no CPU; returns the seconds waited.
 
     Thread pools keep spinning after their last task, waiting for the next one: here
-    OpenBLAS' workers spin about 130 ms of CPU, ONNX Runtime's about 35 ms. A worker
-    replies to its parent only once its own CPU time stops growing (less than 10% of an
-    interval), so that the runtime timed next does not share the cores with a spinning
-    pool. Bounded by `max_s`.
+    OpenBLAS' workers spin about 130 ms of CPU, ONNX Runtime's 35-50 ms
+    (`benchmarks/machine_noise.py`). A worker replies to its parent only once its own
+    CPU time stops growing (less than 10% of an interval), so that the runtime timed
+    next does not share the cores with a spinning pool. Bounded by `max_s`.
     """
     start = time.perf_counter()
     while time.perf_counter() - start < max_s:
