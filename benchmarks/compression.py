@@ -203,7 +203,7 @@ def run():
     from export.to_onnx import export_onnx
     from export.to_tflite import export_tflite
     from kdkeras import compress
-    from kdkeras.data import load_fashion_mnist
+    from models.data import load_fashion_mnist
 
     limit_train = QUICK["train"] if FLAGS.quick else None
     limit_test = QUICK["test"] if FLAGS.quick else None

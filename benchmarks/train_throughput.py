@@ -443,7 +443,7 @@ def run():
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     import keras
 
-    from kdkeras import data
+    from models import data
     from kdkeras import soft_targets
 
     load_before = os.getloadavg()

@@ -81,7 +81,7 @@ def main(argv):
 
     import kdkeras
     import models
-    from kdkeras import data
+    from models import data
     from kdkeras import soft_targets
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)

@@ -847,10 +847,10 @@ def _labelled_data(path, model_path):
             raise UsageError(_one_line(error)) from None
         source = path
     else:
-        from kdkeras.data import load_fashion_mnist
+        from models.data import load_fashion_mnist
 
         _, (x, y) = load_fashion_mnist()
-        source = "Fashion-MNIST test set (kdkeras.data)"
+        source = "Fashion-MNIST test set (models.data)"
     y = np.asarray(y)
     if y.ndim == 2:  # one-hot
         y = y.argmax(axis=1)

@@ -177,7 +177,7 @@ def _fashion_mnist(source, flag, split):
         count = int(text)
     elif source != "fashion-mnist":
         raise ValueError(f"{flag} {source!r}: expected 'fashion-mnist[:N]'")
-    from kdkeras.data import load_fashion_mnist
+    from models.data import load_fashion_mnist
 
     (x_train, _), (x_test, _) = load_fashion_mnist(
         limit_train=count if split == "train" else 1,

@@ -11,13 +11,12 @@ Public API:
                           the same batches with the teacher run per batch in the
                           input pipeline (prefetched; consistent augmentation)
     adjust_class_bias     raise one class's output bias (paper §3), amount chosen on held-out data
-    bias, data, distribute, hints, losses, online_soft_targets, soft_targets, teachers: the modules behind them
+    bias, distribute, hints, losses, online_soft_targets, soft_targets, teachers: the modules behind them
     xla                   when jit_compile="auto" uses XLA (on CPU: dense layers, no training-time random draws)
     compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)
 """
 
 from kdkeras import bias
-from kdkeras import data
 from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses

@@ -1,12 +1,15 @@
-"""Model builders for 28×28 images (Fashion-MNIST / MNIST); all output logits.
+"""Model builders for 28×28 images (Fashion-MNIST / MNIST), all output logits,
+and the reference data set (`models.data`: Fashion-MNIST through Keras' loader).
 
 Each builder's docstring states its parameter count and FLOPs per example
 (`models.flops.count_flops`: 2 × multiply-accumulates).
 """
 
+from models import data
 from models import flops
 from models.cnn import build_cnn_student
 from models.cnn import build_cnn_teacher
+from models.data import load_fashion_mnist
 from models.flops import count_flops
 from models.mlp import build_mlp_small_student
 from models.mlp import build_mlp_student
@@ -19,5 +22,7 @@ __all__ = [
     "build_mlp_student",
     "build_mlp_teacher",
     "count_flops",
+    "data",
     "flops",
+    "load_fashion_mnist",
 ]

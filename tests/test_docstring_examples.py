@@ -7,7 +7,7 @@ import pytest
 
 MODULES = [
     "kdkeras.bias",
-    "kdkeras.data",
+    "models.data",
     "kdkeras.distiller",
     "kdkeras.hints",
     "kdkeras.losses",

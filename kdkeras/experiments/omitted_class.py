@@ -131,7 +131,7 @@ def run(settings, log=print):
 
     import models
     from kdkeras import bias
-    from kdkeras import data
+    from models import data
     from kdkeras.experiments import training
     from kdkeras.experiments.recipe import Recipe
 
@@ -228,7 +228,7 @@ def _cells(evaluation):
 
 def render_markdown(result, command):
     """The 'omitted-class' section of RESULTS.md for a `run` result."""
-    from kdkeras.data import CLASS_NAMES
+    from models.data import CLASS_NAMES
 
     name = CLASS_NAMES[result["omitted"]]
     before, after = result["before"], result["after"]

@@ -255,7 +255,7 @@ def run(settings, log=print, on_seed=None):
     import numpy as np
 
     import models
-    from kdkeras import data
+    from models import data
     from kdkeras import teachers
     from kdkeras.experiments import training
     from kdkeras.experiments.recipe import Recipe

@@ -27,7 +27,7 @@ def exports(tmp_path_factory):
     model, keras_path, _ = trained_cnn.trained_cnn()
     folder = tmp_path_factory.mktemp("tflite")
     representative = folder / "representative.npy"
-    from kdkeras.data import load_fashion_mnist
+    from models.data import load_fashion_mnist
 
     (x_train, _), _ = load_fashion_mnist(limit_train=200, limit_test=1)
     np.save(representative, x_train)

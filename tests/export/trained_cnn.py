@@ -46,7 +46,7 @@ def trained_cnn():
     import keras
     import tensorflow as tf
 
-    from kdkeras.data import load_fashion_mnist
+    from models.data import load_fashion_mnist
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()

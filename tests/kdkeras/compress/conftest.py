@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from kdkeras.data import load_fashion_mnist
+from models.data import load_fashion_mnist
 
 NUM_TRAIN = 1024
 NUM_TEST = 256

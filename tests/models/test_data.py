@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from kdkeras import data
+from models import data
 
 
 def _isolated_keras_home(tmp_path, monkeypatch):
