@@ -29,10 +29,8 @@ from kdkeras import hints as hints_lib
 from kdkeras import losses as losses_lib
 from kdkeras import soft_targets
 from kdkeras import xla
+from kdkeras.targets import split_targets
 
-#: Keys of a target dict carrying cached soft targets (see `soft_targets`).
-LABELS_KEY = "labels"
-TEACHER_LOGITS_KEY = "teacher_logits"
 
 
 def _check_model(model, argument):
@@ -391,7 +389,7 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        labels, _ = _split_targets(y)
+        labels, _ = split_targets(y)
         return super().compute_metrics(x, labels, y_pred, sample_weight)
 
     def _teacher_outputs(self, x, teacher_logits):
@@ -466,7 +464,7 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        labels, teacher_logits = _split_targets(y)
+        labels, teacher_logits = split_targets(y)
         if teacher_logits is not None:
             # At trace time: cached targets are wrong for augmented inputs.
             soft_targets.check_no_augmentation(student=self.student)
@@ -484,7 +482,7 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
-        labels, teacher_logits = _split_targets(y)
+        labels, teacher_logits = split_targets(y)
         parts, student_logits = self._loss_parts(
             x, labels, teacher_logits, sample_weight, training=False
         )
@@ -526,13 +524,6 @@ class Distiller(keras.Model):
             config["teacher"]
         )
         return cls(**config)
-
-
-def _split_targets(y):
-    """`(labels, teacher_logits or None)` from plain labels or a target dict."""
-    if isinstance(y, dict) and TEACHER_LOGITS_KEY in y:
-        return y[LABELS_KEY], y[TEACHER_LOGITS_KEY]
-    return y, None
 
 
 def _global_batch_size(per_example):

@@ -13,6 +13,7 @@ MODULES = [
     "kdkeras.losses",
     "kdkeras.online_soft_targets",
     "kdkeras.soft_targets",
+    "kdkeras.targets.batch",
     "kdkeras.teachers",
     "kdkeras.xla",
     "export.worker",

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from kdkeras import distiller as distiller_lib
+from kdkeras import targets as targets_lib
 from kdkeras.experiments import augment
 
 
@@ -124,8 +125,8 @@ def distill_with_kdkeras(
         distiller,
         images,
         lambda epoch: {
-            distiller_lib.LABELS_KEY: labels,
-            distiller_lib.TEACHER_LOGITS_KEY: logits_by_epoch[epoch],
+            targets_lib.LABELS_KEY: labels,
+            targets_lib.TEACHER_LOGITS_KEY: logits_by_epoch[epoch],
         },
         recipe,
         verbose,
