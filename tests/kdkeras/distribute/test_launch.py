@@ -1,4 +1,4 @@
-"""Tests of kdkeras/launch.py: N local workers with TF_CONFIG on loopback."""
+"""Tests of kdkeras/distribute/launch.py: N local workers with TF_CONFIG on loopback."""
 
 import io
 import json
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from kdkeras import launch
-from tests.kdkeras.multi_worker_scripts import runner
+from kdkeras.distribute import launch
+from tests.kdkeras.distribute.multi_worker_scripts import runner
 
 
 def _script(tmp_path, body):

@@ -39,9 +39,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras.src.trainers.data_adapters import array_slicing
-from keras.src.trainers.data_adapters import data_adapter_utils
 
-from kdkeras import distribute
+from kdkeras.distribute import strategy as strategy_lib
 
 _STATE_ATTRIBUTE = "kdkeras_training_state"
 _WEIGHTS_NAME = "latest.weights.h5"
@@ -136,7 +135,7 @@ def fit(
     with strategy.scope():
         model = build_model()
         model.compile(...)
-    history = _multi_worker.fit(model, x, y, batch_size=256, epochs=3)
+    history = multi_worker.fit(model, x, y, batch_size=256, epochs=3)
     ```
     """
     model._assert_compile_called("fit")
@@ -155,7 +154,7 @@ def fit(
     train = _Input(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
     validation = None
     if validation_data is not None:
-        val_x, val_y, val_weight = data_adapter_utils.unpack_x_y_sample_weight(
+        val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
             validation_data
         )
         validation = _Input(
@@ -309,7 +308,7 @@ class _Input:
                 self._size, seed=1_000_003 * (epoch + 1) % (2**31 - 1)
             )
         dataset = dataset.batch(self._batch_size)
-        return distribute.with_auto_shard_policy(dataset, "data")
+        return strategy_lib.with_auto_shard_policy(dataset, "data")
 
     def first_batch(self):
         batch = next(iter(self._epoch_dataset(0).take(1)))
@@ -323,13 +322,13 @@ class _Input:
             if getattr(self, "_iterator", None) is None:
                 dataset = dataset.skip(epoch * self.steps + skip)
                 self._iterator = iter(
-                    distribute.distribute_dataset(dataset, strategy)
+                    strategy_lib.distribute_dataset(dataset, strategy)
                 )
             iterator = self._iterator
         else:
             if skip:
                 dataset = dataset.skip(skip)
-            iterator = iter(distribute.distribute_dataset(dataset, strategy))
+            iterator = iter(strategy_lib.distribute_dataset(dataset, strategy))
         step = skip
         while self.steps is None or step < self.steps:
             batch = iterator.get_next_as_optional()
