@@ -22,6 +22,25 @@ USAGE_EXIT_CODE = 2
 FAILURE_EXIT_CODE = 1
 
 
+def define_run_flags(quick_help, output_help, cache_help):
+    """Defines the flags every experiment has.
+
+    `--limit-train`, `--limit-test`, `--quick`, `--output`, `--cache-dir`
+    and `--verbose`; the help of the three that differ is given.
+
+    Args:
+        quick_help: What `--quick` does.
+        output_help: What `--output` is.
+        cache_help: What `--cache-dir` caches.
+    """
+    flags.DEFINE_integer("limit-train", None, "Use the first N training examples.")
+    flags.DEFINE_integer("limit-test", None, "Use the first N test examples.")
+    flags.DEFINE_boolean("quick", False, quick_help)
+    flags.DEFINE_string("output", "RESULTS.md", output_help)
+    flags.DEFINE_string("cache-dir", "", cache_help)
+    flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
+
+
 def flag_name(setting):
     """The command-line flag of a setting.
 

@@ -40,16 +40,12 @@ def define_flags():
     flags.DEFINE_boolean("augment", False, "Shift/mirror each epoch's images.")
     flags.DEFINE_float("max-bias-shift", 10.0, "Largest bias shift tried.")
     flags.DEFINE_float("bias-step", 0.25, "Step between bias shifts tried.")
-    flags.DEFINE_integer("limit-train", None, "Use the first N training examples.")
-    flags.DEFINE_integer("limit-test", None, "Use the first N test examples.")
-    flags.DEFINE_boolean(
-        "quick", False,
-        "Smoke run: 1 epoch, 2000 train (500 held out) / 1000 test examples "
-        "(explicit flags still win).",
+    cli.define_run_flags(
+        quick_help="Smoke run: 1 epoch, 2000 train (500 held out) / 1000 test "
+        "examples (explicit flags still win).",
+        output_help="Markdown file (section 'omitted-class').",
+        cache_help="Folder caching the trained teacher.",
     )
-    flags.DEFINE_string("output", "RESULTS.md", "Markdown file (section 'omitted-class').")
-    flags.DEFINE_string("cache-dir", "", "Folder caching the trained teacher.")
-    flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
 
 
 SECTION = "omitted-class"

@@ -90,21 +90,13 @@ def define_flags():
         "teacher-augment", False,
         "Augment the teachers' training images too (slower to converge).",
     )
-    flags.DEFINE_integer(
-        "limit-train", None, "Use the first N training examples."
+    cli.define_run_flags(
+        quick_help="Smoke run: 1 epoch, 1 seed, 2 ensemble members, 2000 train "
+        "/ 1000 test examples (explicit flags still win).",
+        output_help="Markdown file to write.",
+        cache_help="Folder caching trained teachers (.keras) between runs; "
+        "empty: none.",
     )
-    flags.DEFINE_integer("limit-test", None, "Use the first N test examples.")
-    flags.DEFINE_boolean(
-        "quick", False,
-        "Smoke run: 1 epoch, 1 seed, 2 ensemble members, 2000 train / 1000 test "
-        "examples (explicit flags still win).",
-    )
-    flags.DEFINE_string("output", "RESULTS.md", "Markdown file to write.")
-    flags.DEFINE_string(
-        "cache-dir", "",
-        "Folder caching trained teachers (.keras) between runs; empty: none.",
-    )
-    flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
     flags.DEFINE_integer(
         "jobs", 1,
         "Seeds trained at once, each in its own process with CPUs/jobs "

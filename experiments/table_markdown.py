@@ -12,6 +12,7 @@ import statistics
 
 from experiments.table_runs import ROW_ALONE
 
+
 def _mean_std(values, digits=0):
     mean = statistics.fmean(values)
     if len(values) < 2:
@@ -55,7 +56,7 @@ def render_markdown(rows, info, command):
         "",
         *partial,
         f"Reproduce with `{command}`",
-        f"(written {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+        f"(written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"{platform.machine()} with {os.cpu_count()} CPUs, shared with other "
         "jobs, so times are indicative).",

@@ -95,10 +95,10 @@ def run(settings, log=print, on_seed=None):
     import numpy as np
 
     import models
-    from kdkeras import teachers
-    from models import data
     from experiments import training
     from experiments.recipe import Recipe
+    from kdkeras import teachers
+    from models import data
 
     (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(
         settings["limit_train"], settings["limit_test"]
@@ -239,17 +239,20 @@ def run(settings, log=print, on_seed=None):
     }
     for seed in settings["seeds"]:
         runs = (
-            (ROW_ALONE, lambda student: training.train_classifier(
+            (ROW_ALONE, lambda student, seed=seed: training.train_classifier(
                 student, x_train, y_train, student_recipe, seed,
                 jit_compile=True)),
-            (ROW_KDKERAS, lambda student: training.distill_with_kdkeras(
+            (ROW_KDKERAS, lambda student, seed=seed: training.distill_with_kdkeras(
                 student, teacher, x_train, y_train, teacher_logits,
                 student_recipe, seed)),
-            (ROW_KERAS, lambda student: training.distill_with_keras(
+            (ROW_KERAS, lambda student, seed=seed: training.distill_with_keras(
                 student, teacher, x_train, y_train, student_recipe, seed)),
-            (ROW_KDKERAS_ENSEMBLE, lambda student: training.distill_with_kdkeras(
-                student, ensemble, x_train, y_train, ensemble_logits,
-                student_recipe, seed)),
+            (
+                ROW_KDKERAS_ENSEMBLE,
+                lambda student, seed=seed: training.distill_with_kdkeras(
+                    student, ensemble, x_train, y_train, ensemble_logits,
+                    student_recipe, seed),
+            ),
         )
         for name, train in runs:
             keras.utils.set_random_seed(seed)

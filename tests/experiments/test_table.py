@@ -53,7 +53,7 @@ def test_quick_run_writes_the_results_table(tmp_path, teacher, label, teacher_pa
     assert "python -m experiments.table --quick" in section
     rows = _table_rows(section)
     assert list(rows) == list(table_runs.ROW_NAMES)
-    for name, (_, _, errors, parameters, seconds, gap) in rows.items():
+    for name, (_, _, errors, parameters, seconds, _gap) in rows.items():
         mean = float(errors.split("±")[0])
         assert 0 <= mean <= TEST, (name, errors)
         if name.startswith("Student"):

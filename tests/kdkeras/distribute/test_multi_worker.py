@@ -80,7 +80,7 @@ def test_fit_matches_keras_fit_for_a_plain_model(batch_size):
     assert sorted(history.history) == sorted(expected.history)
     for key, values in expected.history.items():
         np.testing.assert_allclose(history.history[key], values, rtol=1e-5, atol=1e-6)
-    for got, want in zip(loop_model.get_weights(), keras_model.get_weights()):
+    for got, want in zip(loop_model.get_weights(), keras_model.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=ATOL)
 
 
@@ -130,7 +130,7 @@ def test_backup_resumes_mid_epoch_exactly(tmp_path):
     assert seen == [4, 5]  # only the rest of epoch 1
     assert len(history.history["loss"]) == 1
     assert int(resumed.optimizer.iterations) == 12
-    for got, want in zip(resumed.get_weights(), uninterrupted.get_weights()):
+    for got, want in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=ATOL)
     assert not os.path.exists(backup_dir)  # deleted after a completed run
 
@@ -162,7 +162,7 @@ def test_a_crash_while_saving_keeps_the_previous_backup(tmp_path, monkeypatch):
     restored = _mlp(6)
     restored.build((None, 6))
     restored.load_weights(path)
-    for got, want in zip(restored.get_weights(), saved):
+    for got, want in zip(restored.get_weights(), saved, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -215,7 +215,7 @@ def single_process_weights(_single_process_run):
 def _assert_same_weights(out_dir, expected):
     got = runner.student_weights(out_dir)
     assert len(got) == len(expected)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, atol=ATOL)
 
 
@@ -241,7 +241,7 @@ def test_two_workers_match_single_process_and_only_chief_writes(
         "checkpoint.weights.h5", "history.json", "student.keras", "student_weights.npz",
     ]
     student = keras.saving.load_model(out / "student.keras", safe_mode=True)
-    for a, b in zip(student.get_weights(), single_process_weights):
+    for a, b in zip(student.get_weights(), single_process_weights, strict=True):
         np.testing.assert_allclose(a, b, atol=ATOL)
     # The non-chief's temporary checkpoint directory is gone.
     assert os.listdir(scratch) == []
