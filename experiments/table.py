@@ -3,11 +3,11 @@
     python -m experiments.table            # full run, writes RESULTS.md
     python -m experiments.table --quick    # one-epoch smoke run on a slice
 
-Trains on Fashion-MNIST (`experiments.table_runs`), in one run and with the same recipe (epochs,
-schedule, augmentation, seeds): a teacher (`--teacher`: a CNN, or the
-paper's 1200-1200 MLP with dropout); an ensemble of such teachers
-(`kdkeras.teachers.Ensemble`); the 800-800 MLP student alone; the student
-distilled with `kdkeras.Distiller`; the same student distilled with
+Trains on Fashion-MNIST (`experiments.table_runs`), in one run and with the
+same recipe (epochs, schedule, augmentation, seeds): a teacher (`--teacher`:
+a CNN, or the paper's 1200-1200 MLP with dropout); an ensemble of such
+teachers (`kdkeras.teachers.Ensemble`); the 800-800 MLP student alone; the
+student distilled with `kdkeras.Distiller`; the same student distilled with
 `keras.distillation.Distiller` configured correctly; and the student
 distilled with kdkeras from the ensemble. Students run over several seeds
 (mean ± std). RESULTS.md records test errors, parameters, training time and
@@ -19,8 +19,9 @@ training set each epoch, and the teacher's soft targets are computed on
 exactly those images (consistent augmentation); it is off by default because
 it made the 800-800 MLP worse in 12 epochs (RESULTS.md). kdkeras reads the
 teacher's soft targets from a cache computed once per epoch and shared by all
-seeds; keras.distillation runs the teacher on every batch. The table is written as Markdown by `experiments.table_markdown`;
-with `--jobs`, seeds run in their own processes (`experiments.seed_processes`).
+seeds; keras.distillation runs the teacher on every batch. The table is
+written as Markdown by `experiments.table_markdown`; with `--jobs`, seeds run
+in their own processes (`experiments.seed_processes`).
 """
 
 from absl import app

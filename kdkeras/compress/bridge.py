@@ -25,8 +25,8 @@ each layer feeding the next) of `InputLayer`, `Dense`, `Conv2D`,
 and the identity at inference (`kdkeras.random_layers`: `RandomFlip`,
 `RandomTranslation`, ..., `GaussianNoise`, `GaussianDropout`,
 `SpatialDropout2D`, `AlphaDropout`) are dropped (`DROPPED_LAYERS`): outputs at
-inference are unchanged, but compression fine-tuning then runs without them. Anything else raises a `ValueError`
-naming the layer.
+inference are unchanged, but compression fine-tuning then runs without them.
+Anything else raises a `ValueError` naming the layer.
 """
 
 import keras

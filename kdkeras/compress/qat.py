@@ -4,8 +4,9 @@ The student crosses the bridge to `tf_keras`; every layer TFMOT's default
 8-bit registry supports is annotated and `quantize_apply` inserts the
 fake-quantization wrappers (`BatchNormalization` is folded into the
 convolution before it; `Rescaling` only has its output quantized); the
-wrapped student is fine-tuned with the distillation loss. The result stays a `tf_keras` model: `qat_to_tflite` converts it to an int8
-TFLite flatbuffer (weights and activations int8, float32 input and output).
+wrapped student is fine-tuned with the distillation loss. The result stays a
+`tf_keras` model: `qat_to_tflite` converts it to an int8 TFLite flatbuffer
+(weights and activations int8, float32 input and output).
 """
 
 import tensorflow_model_optimization as tfmot

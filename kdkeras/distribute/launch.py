@@ -45,8 +45,8 @@ def free_ports(count, port_base=None):
     if port_base is not None:
         if not 1024 <= port_base <= 65535 - count + 1:
             raise LaunchError(
-                f"--port-base must be in [1024, {65535 - count + 1}] for "
-                f"{count} workers; received {port_base}."
+                f"`--port-base` must be in [1024, {65535 - count + 1}] for "
+                f"{count} workers. Received: --port-base={port_base}"
             )
         ports = list(range(port_base, port_base + count))
         for port in ports:
@@ -226,11 +226,15 @@ def _parse(argv):
     )
     args = parser.parse_args(argv)
     if args.workers < 1:
-        parser.error(f"--workers must be >= 1; received {args.workers}")
+        parser.error(
+            f"`--workers` must be >= 1. Received: --workers={args.workers}"
+        )
     if args.timeout is not None and args.timeout <= 0:
-        parser.error(f"--timeout must be > 0; received {args.timeout:g}")
+        parser.error(
+            f"`--timeout` must be > 0. Received: --timeout={args.timeout:g}"
+        )
     if not os.path.isfile(args.script):
-        parser.error(f"script {args.script!r} is not a file")
+        parser.error(f"`script` must be a file. Received: script={args.script!r}")
     return args
 
 

@@ -42,7 +42,7 @@ from keras.src.trainers.data_adapters import array_slicing
 
 from kdkeras.distribute import strategy as strategy_lib
 
-_STATE_ATTRIBUTE = "kdkeras_training_state"
+STATE_ATTRIBUTE = "kdkeras_training_state"
 _WEIGHTS_NAME = "latest.weights.h5"
 _METADATA_NAME = "training_metadata.json"
 
@@ -71,23 +71,26 @@ def needs_multi_worker_fit(strategy, callbacks=None):
     )
 
 
+def _tf_config(strategy):
+    """The strategy's cluster as `strategy.parse_tf_config` returns it."""
+    resolver = strategy.cluster_resolver
+    return {
+        "cluster": resolver.cluster_spec().as_dict(),
+        "task_type": resolver.task_type,
+        "task_index": resolver.task_id,
+    }
+
+
 def _in_multi_worker_mode(strategy):
-    return isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    return strategy_lib.num_workers(_tf_config(strategy)) > 1
 
 
 def _is_chief(strategy):
     if not _in_multi_worker_mode(strategy):
         return True
-    resolver = strategy.cluster_resolver
-    if resolver.task_type == "chief":
-        return True
-    return (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
+    return strategy_lib.is_chief(_tf_config(strategy))
 
 
 def fit(
@@ -138,7 +141,8 @@ def fit(
     history = multi_worker.fit(model, x, y, batch_size=256, epochs=3)
     ```
     """
-    model._assert_compile_called("fit")
+    if not model.compiled:
+        raise ValueError("You must call `compile()` before calling `fit()`.")
     if class_weight is not None:
         raise ValueError(
             "`class_weight` is not supported by the multi-worker fit; use "
@@ -206,9 +210,7 @@ def fit(
                 if model.stop_training:
                     break
             epoch_logs = dict(model._get_metrics_result_or_logs(logs))
-            if validation is not None and model._should_eval(
-                epoch, validation_freq
-            ):
+            if validation is not None and _should_evaluate(epoch, validation_freq):
                 val_logs = _evaluate(
                     model, validation, strategy, test_function, callback_list
                 )
@@ -224,6 +226,18 @@ def fit(
         if scratch_dir is not None:
             shutil.rmtree(scratch_dir, ignore_errors=True)
     return model.history
+
+
+def _should_evaluate(epoch, validation_freq):
+    """Whether to validate after `epoch` (0-based), as Keras' `fit` does."""
+    if isinstance(validation_freq, int) and not isinstance(validation_freq, bool):
+        return (epoch + 1) % validation_freq == 0
+    if isinstance(validation_freq, (list, tuple)):
+        return epoch + 1 in validation_freq
+    raise ValueError(
+        "`validation_freq` must be an int or a list of epochs. "
+        f"Received: validation_freq={validation_freq!r}"
+    )
 
 
 def _step_function(step, strategy):
@@ -427,7 +441,7 @@ def save_weights_atomically(model, directory, state):
     temporary = os.path.join(directory, f".tmp-{os.getpid()}-{_WEIGHTS_NAME}")
     model.save_weights(temporary, overwrite=True)
     with h5py.File(temporary, "a") as file:
-        file.attrs[_STATE_ATTRIBUTE] = json.dumps(state)
+        file.attrs[STATE_ATTRIBUTE] = json.dumps(state)
     _fsync(temporary)
     os.replace(temporary, target)
     # Keras' own layout: epoch and last batch index, for stock readers.
@@ -443,7 +457,7 @@ def save_weights_atomically(model, directory, state):
 def read_training_state(path):
     """The `{"epoch", "steps_done"}` stored in a backup file, or None."""
     with h5py.File(path, "r") as file:
-        value = file.attrs.get(_STATE_ATTRIBUTE)
+        value = file.attrs.get(STATE_ATTRIBUTE)
     return None if value is None else json.loads(value)
 
 

@@ -176,7 +176,7 @@ def test_stock_backup_is_not_silently_mixed(tmp_path):
     with pytest.raises(ValueError, match="backup_dir"):
         multi_worker.fit(model, x, y, callbacks=[backup], verbose=0)
     with h5py.File(tmp_path / "latest.weights.h5") as file:
-        assert multi_worker._STATE_ATTRIBUTE not in file.attrs
+        assert multi_worker.STATE_ATTRIBUTE not in file.attrs
 
 
 # ------------------------------------------------------- multi-process

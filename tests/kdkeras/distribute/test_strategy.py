@@ -163,7 +163,7 @@ def test_per_replica_batch_size_splits_evenly(batch, expected):
 
 @pytest.mark.parametrize(
     "batch, message",
-    [(60, "not divisible by the 8 replicas"), (0, "positive int"), (8.0, "positive int"),
+    [(60, "must be a multiple of the 8 replicas"), (0, "positive int"), (8.0, "positive int"),
      (True, "positive int")],
 )
 def test_per_replica_batch_size_errors(batch, message):
