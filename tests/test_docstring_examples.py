@@ -16,6 +16,7 @@ MODULES = [
     "kdkeras.teachers",
     "kdkeras.xla",
     "kdkeras.random_layers",
+    "kdkeras.model_graph",
     "kdkeras.compress.checks",
     "kdkeras.compress.distill",
     "experiments.augment",
