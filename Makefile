@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test test-slow bench clean
+.PHONY: setup data demo lint test test-slow bench clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,13 @@ data:
 demo: setup data
 	$(BIN)/python -m examples.demo
 
-test: setup data
+test: setup data lint
 	$(BIN)/python -m pytest
+
+# Lint and formatting check (ruff, configured in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-slow: setup data
 	$(BIN)/python -m pytest -m slow

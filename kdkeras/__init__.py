@@ -12,6 +12,7 @@ Public API:
                           input pipeline (prefetched; consistent augmentation)
     adjust_class_bias     raise one class's output bias (paper §3), amount chosen on held-out data
     bias, distribute, hints, losses, online_soft_targets, soft_targets, teachers: the modules behind them
+    random_layers         which layers are random in training and the identity at inference
     xla                   when jit_compile="auto" uses XLA (on CPU: dense layers, no training-time random draws)
     compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)
 """
@@ -21,6 +22,7 @@ from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses
 from kdkeras import online_soft_targets
+from kdkeras import random_layers
 from kdkeras import soft_targets
 from kdkeras import teachers
 from kdkeras import xla

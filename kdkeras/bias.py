@@ -12,6 +12,8 @@ import numbers
 import keras
 import numpy as np
 
+from kdkeras import model_graph
+
 
 def _output_dense(model):
     """The `Dense` layer producing `model`'s logits (through a softmax)."""
@@ -19,34 +21,19 @@ def _output_dense(model):
         raise TypeError(
             f"`student` must be a keras.Model. Received: {type(model).__name__}"
         )
-    try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
-        outputs = None
-    if not outputs or len(outputs) != 1:
-        raise ValueError(
-            "`student` must be a built functional or sequential model with one "
-            f"output. Received: {model.name!r}"
-        )
-    tensor = outputs[0]
+    _, tensor = model_graph.single_input_output(model, "student")
+    passthrough = (keras.layers.Softmax, keras.layers.Activation)
     while True:
-        history = getattr(tensor, "_keras_history", None)
-        operation = history.operation if history is not None else None
+        operation, inputs = model_graph.producer(tensor)
         if isinstance(operation, keras.layers.Dense):
             break
-        passthrough = (keras.layers.Softmax, keras.layers.Activation)
-        node = (
-            operation._inbound_nodes[history.node_index]
-            if operation is not None
-            else None
-        )
-        if not isinstance(operation, passthrough) or len(node.input_tensors) != 1:
+        if not isinstance(operation, passthrough) or len(inputs) != 1:
             raise ValueError(
                 "`student` must end in a Dense layer (optionally followed by a "
                 f"softmax). Received: {model.name!r} ending in "
                 f"{type(operation).__name__}"
             )
-        tensor = node.input_tensors[0]
+        tensor = inputs[0]
     if operation.bias is None:
         raise ValueError(
             f"`student`'s output layer {operation.name!r} has no bias "

@@ -24,11 +24,11 @@ from keras.src.trainers.data_adapters.data_adapter_utils import (
 )
 from tensorflow.python.framework.config import is_op_determinism_enabled
 
-from kdkeras import _multi_worker
 from kdkeras import hints as hints_lib
 from kdkeras import losses as losses_lib
 from kdkeras import soft_targets
 from kdkeras import xla
+from kdkeras.distribute import multi_worker
 from kdkeras.targets import split_targets
 
 
@@ -495,13 +495,13 @@ class Distiller(keras.Model):
         Keras 3's own `fit` fails under MultiWorkerMirroredStrategy
         (keras-team/keras#20585) and cannot resume a `BackupAndRestore`
         backup taken mid-epoch; those runs go through the small distributed
-        loop in `kdkeras._multi_worker` (see BUILD.md), the others through
+        loop in `kdkeras.distribute.multi_worker` (see BUILD.md), the others through
         Keras' `fit` unchanged.
         """
-        if _multi_worker.needs_multi_worker_fit(
+        if multi_worker.needs_multi_worker_fit(
             self.distribute_strategy, kwargs.get("callbacks")
         ):
-            return _multi_worker.fit(self, x, y, **kwargs)
+            return multi_worker.fit(self, x, y, **kwargs)
         return super().fit(x, y, **kwargs)
 
     # ---------------------------------------------------------- serialisation

@@ -14,10 +14,11 @@ Everything in kdkeras works on LOGITS. Two helpers make other models fit:
 
 import math
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import ops
+
+from kdkeras import model_graph
 
 MEANS = ("arithmetic", "geometric")
 
@@ -38,17 +39,12 @@ def _output_node(model):
     model) or several outputs.
     """
     try:
-        outputs = model.outputs
-    except (AttributeError, ValueError):
+        _, output = model_graph.single_input_output(model, "model")
+    except ValueError:
         return None, None
-    if not outputs or len(outputs) != 1:
+    operation, inputs = model_graph.producer(output)
+    if operation is None:
         return None, None
-    history = getattr(outputs[0], "_keras_history", None)
-    if history is None:
-        return None, None
-    operation = history.operation
-    node = operation._inbound_nodes[history.node_index]
-    inputs = node.input_tensors
     return operation, (inputs[0] if len(inputs) == 1 else None)
 
 
@@ -307,22 +303,10 @@ def _check_members(models):
                 f"`models[{index}]` must be a keras.Model. "
                 f"Received: {type(model).__name__}"
             )
-        try:
-            inputs, outputs = model.inputs, model.outputs
-        except (AttributeError, ValueError):
-            inputs = outputs = None
-        if not inputs or not outputs:
-            raise ValueError(
-                f"`models[{index}]` ({model.name}) must be a built "
-                "functional or sequential model (give it a keras.Input)."
-            )
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(
-                f"`models[{index}]` ({model.name}) must have one input and "
-                f"one output. Received: {len(inputs)} inputs, "
-                f"{len(outputs)} outputs"
-            )
-        signature = (tuple(inputs[0].shape[1:]), outputs[0].shape[-1])
+        model_input, model_output = model_graph.single_input_output(
+            model, f"models[{index}]"
+        )
+        signature = (tuple(model_input.shape[1:]), model_output.shape[-1])
         if reference is None:
             reference = signature
         elif signature != reference:

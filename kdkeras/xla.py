@@ -2,15 +2,16 @@
 
 Keras' `"auto"` turns XLA off on every machine without a GPU or TPU. For the
 networks distillation is most often benchmarked with, stacks of dense layers,
-that leaves speed behind: on 2 CPU cores, XLA runs the 800-800 MLP student's
-training step about 1.25x faster (`benchmarks/train_throughput.py`). But Keras
-has reasons for its rule, and on CPU they hold for two kinds of layers:
+that leaves speed behind: on CPU, XLA runs the 800-800 MLP student's training
+step faster (`benchmarks/train_throughput.py`; figures in BENCHMARKS.md). But
+Keras has reasons for its rule, and on CPU they hold for two kinds of layers
+(measured in BENCHMARKS.md, "XLA where it hurts"):
 
-- convolutions and pooling: a small CNN student trained 4x slower with XLA,
-  and a CNN teacher's forward pass 1.24x slower (TF 2.21, 1 thread);
-- random draws in training (`Dropout`, `GaussianNoise`, ...): XLA's random
-  number generation on CPU made the 1200-1200 MLP teacher with dropout train
-  4x slower.
+- convolutions and pooling: a small CNN student trains slower with XLA, and
+  so does a CNN teacher's forward pass;
+- random draws in training (`Dropout`, `GaussianNoise`, ...:
+  `kdkeras.random_layers`): XLA's random number generation on CPU made the
+  1200-1200 MLP teacher with dropout train slower.
 
 So on a CPU-only machine, kdkeras' `"auto"` uses XLA only for models free of
 both (`xla_helps_on_cpu`): the Distiller asks the models that train (student,
@@ -21,6 +22,8 @@ uses XLA whenever every layer allows it, as Keras does.
 
 import keras
 import tensorflow as tf
+
+from kdkeras import random_layers
 
 # Layers that XLA runs slower than TensorFlow's own CPU kernels (oneDNN).
 CPU_SLOW_LAYERS = (
@@ -74,16 +77,16 @@ def xla_helps_on_cpu(trained=(), inference=()):
     True
     >>> with_dropout = keras.Sequential(
     ...     [keras.Input((4,)), keras.layers.Dropout(0.5), keras.layers.Dense(3)])
-    >>> xla_helps_on_cpu(trained=[with_dropout]), xla_helps_on_cpu(inference=[with_dropout])
-    (False, True)
+    >>> xla_helps_on_cpu(trained=[with_dropout])
+    False
+    >>> xla_helps_on_cpu(inference=[with_dropout])
+    True
     """
     for model in list(trained) + list(inference):
-        if any(isinstance(layer, CPU_SLOW_LAYERS) for layer in _layers(model)):
+        layers = random_layers.sublayers(model)
+        if any(isinstance(layer, CPU_SLOW_LAYERS) for layer in layers):
             return False
-    for model in trained:
-        if any(layer._seed_generators for layer in _layers(model)):
-            return False
-    return True
+    return not any(random_layers.random_in_training(model) for model in trained)
 
 
 def auto_jit(trained=(), inference=()):
@@ -100,7 +103,3 @@ def auto_jit(trained=(), inference=()):
         Bool.
     """
     return not cpu_only() or xla_helps_on_cpu(trained, inference)
-
-
-def _layers(model):
-    return model._flatten_layers(include_self=True)

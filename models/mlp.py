@@ -7,7 +7,7 @@ compression experiments. All output logits (no softmax).
 
 import keras
 
-from models import _checks
+from models import checks
 
 DEFAULT_INPUT_SHAPE = (28, 28, 1)
 DEFAULT_NUM_CLASSES = 10
@@ -23,15 +23,15 @@ def _build_mlp(
     seed,
     name,
 ):
-    hidden_units = _checks.check_units("hidden_units", hidden_units)
-    input_dropout = _checks.check_rate("input_dropout", input_dropout)
-    hidden_dropout = _checks.check_rate("hidden_dropout", hidden_dropout)
-    jitter_pixels = _checks.check_positive_int(
+    hidden_units = checks.check_units("hidden_units", hidden_units)
+    input_dropout = checks.check_rate("input_dropout", input_dropout)
+    hidden_dropout = checks.check_rate("hidden_dropout", hidden_dropout)
+    jitter_pixels = checks.check_positive_int(
         "jitter_pixels", jitter_pixels, minimum=0
     )
-    num_classes = _checks.check_positive_int("num_classes", num_classes, 2)
-    input_shape = _checks.check_input_shape(input_shape)
-    seed = _checks.check_seed(seed)
+    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    input_shape = checks.check_input_shape(input_shape)
+    seed = checks.check_seed(seed)
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = inputs
@@ -44,20 +44,20 @@ def _build_mlp(
             width_factor=jitter_pixels / width,
             fill_mode="constant",
             interpolation="nearest",
-            seed=_checks.layer_seed(seed, 0),
+            seed=checks.layer_seed(seed, 0),
             name="jitter",
         )(x)
     x = keras.layers.Flatten(name="flatten")(x)
     if input_dropout:
         x = keras.layers.Dropout(
-            input_dropout, seed=_checks.layer_seed(seed, 1), name="input_dropout"
+            input_dropout, seed=checks.layer_seed(seed, 1), name="input_dropout"
         )(x)
     for index, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(x)
         if hidden_dropout:
             x = keras.layers.Dropout(
                 hidden_dropout,
-                seed=_checks.layer_seed(seed, 1 + index),
+                seed=checks.layer_seed(seed, 1 + index),
                 name=f"dropout_{index}",
             )(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)

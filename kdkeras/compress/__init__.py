@@ -27,7 +27,7 @@ compress.qat_to_tflite(qat_model, "student_int8.tflite")
 ```
 """
 
-from kdkeras.compress.bridge import INFERENCE_IDENTITY_LAYERS
+from kdkeras.compress.bridge import DROPPED_LAYERS
 from kdkeras.compress.bridge import SUPPORTED_LAYERS
 from kdkeras.compress.bridge import from_tf_keras
 from kdkeras.compress.bridge import to_tf_keras
@@ -48,7 +48,7 @@ from kdkeras.compress.tflite import save as save_tflite
 from kdkeras.compress.tflite import weight_tensors as tflite_weight_tensors
 
 __all__ = [
-    "INFERENCE_IDENTITY_LAYERS",
+    "DROPPED_LAYERS",
     "SUPPORTED_LAYERS",
     "TfKerasDistiller",
     "cluster",

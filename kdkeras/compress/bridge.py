@@ -21,16 +21,19 @@ each layer feeding the next) of `InputLayer`, `Dense`, `Conv2D`,
 `DepthwiseConv2D`, `BatchNormalization`, `MaxPooling2D`, `AveragePooling2D`,
 `GlobalAveragePooling2D`, `Flatten`, `Reshape`, `Dropout`, `Activation`,
 `ReLU`, `Rescaling`, with float32 dtype policies, built-in activations and
-`L1`/`L2`/`L1L2` regularizers. Augmentation layers that are the identity at
-inference (`RandomFlip`, `RandomTranslation`, `RandomRotation`, `RandomZoom`,
-`RandomContrast`, `RandomBrightness`, `GaussianNoise`, `GaussianDropout`) are
-dropped: outputs at inference are unchanged, but compression fine-tuning
-then runs without in-model augmentation. Anything else raises a `ValueError`
-naming the layer.
+`L1`/`L2`/`L1L2` regularizers. The other layers that are random in training
+and the identity at inference (`kdkeras.random_layers`: `RandomFlip`,
+`RandomTranslation`, ..., `GaussianNoise`, `GaussianDropout`,
+`SpatialDropout2D`, `AlphaDropout`) are dropped (`DROPPED_LAYERS`): outputs at
+inference are unchanged, but compression fine-tuning then runs without them.
+Anything else raises a `ValueError` naming the layer.
 """
 
 import keras
 import tf_keras
+
+from kdkeras import model_graph
+from kdkeras import random_layers
 
 # Configuration fields, per layer class, that define the forward pass. The
 # same names are used by Keras 3 and tf_keras for these layers.
@@ -103,25 +106,21 @@ _ACTIVATIONS = frozenset(
     )
 )
 _REGULARIZERS = frozenset(("L1", "L2", "L1L2"))
-# Identity at inference; dropped when carrying a Keras 3 student.
-INFERENCE_IDENTITY_LAYERS = frozenset(
-    (
-        "RandomFlip",
-        "RandomTranslation",
-        "RandomRotation",
-        "RandomZoom",
-        "RandomContrast",
-        "RandomBrightness",
-        "GaussianNoise",
-        "GaussianDropout",
-    )
-)
 SUPPORTED_LAYERS = frozenset(_LAYER_FIELDS) | {"InputLayer"}
+# Identity at inference and not carried; dropped from a Keras 3 student.
+DROPPED_LAYERS = random_layers.INFERENCE_IDENTITY_LAYERS - SUPPORTED_LAYERS
 _HINT = (
     "Supported: "
     + ", ".join(sorted(SUPPORTED_LAYERS))
     + " (and inference-identity augmentation layers, which are dropped)."
 )
+
+
+def _dropped(layer):
+    return (
+        random_layers.is_inference_identity(layer)
+        and type(layer).__name__ in DROPPED_LAYERS
+    )
 
 
 def _cannot_carry(layer, reason=""):
@@ -226,20 +225,7 @@ def _chain(model, framework):
             f"`model` must be a {framework.__name__} Model. "
             f"Received: model of type {type(model).__name__}"
         )
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or not outputs:
-        raise ValueError(
-            "`model` must be built with a known input shape (give it an "
-            f"`Input`). Received: model {model.name!r} without inputs"
-        )
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(
-            "`model` must have exactly one input and one output. Received: "
-            f"{len(inputs)} inputs and {len(outputs)} outputs"
-        )
+    model_input, _ = model_graph.single_input_output(model, "model")
     layers = list(model.layers)
     for layer in layers:
         class_name = type(layer).__name__
@@ -249,7 +235,7 @@ def _chain(model, framework):
             layer, getattr(framework.layers, class_name)
         ):
             continue
-        if framework is keras and class_name in INFERENCE_IDENTITY_LAYERS:
+        if framework is keras and _dropped(layer):
             continue
         raise _cannot_carry(layer)
     if not isinstance(model, framework.Sequential):
@@ -273,7 +259,7 @@ def _chain(model, framework):
             for layer in layers
             if not isinstance(layer, framework.layers.InputLayer)
         ]
-    return inputs[0], layers
+    return model_input, layers
 
 
 def _rebuild(model, source, target):
@@ -292,7 +278,7 @@ def _rebuild(model, source, target):
     pairs = []
     for layer in layers:
         class_name = type(layer).__name__
-        if source is keras and class_name in INFERENCE_IDENTITY_LAYERS:
+        if source is keras and _dropped(layer):
             continue
         config = _translate_config(layer, target)
         new_layer = getattr(target.layers, class_name)(**config)

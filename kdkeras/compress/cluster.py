@@ -10,9 +10,9 @@ kernel (`DepthwiseConv2D` kernels are not clusterable in TFMOT).
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
-import tf_keras
 
 from kdkeras.compress import bridge
+from kdkeras.compress import checks
 from kdkeras.compress import distill
 
 CLUSTERABLE_LAYERS = ("Dense", "Conv2D")
@@ -27,11 +27,9 @@ def unique_kernel_values(model):
     Returns:
         Dict `{layer name: number of distinct kernel values}`.
     """
-    return {
-        layer.name: int(np.unique(layer.get_weights()[0]).size)
-        for layer in model.layers
-        if type(layer).__name__ in CLUSTERABLE_LAYERS
-    }
+    return distill.per_kernel(
+        model, CLUSTERABLE_LAYERS, lambda kernel: int(np.unique(kernel).size)
+    )
 
 
 def cluster(
@@ -42,31 +40,18 @@ def cluster(
     *,
     teacher_logits=None,
     number_of_clusters=16,
-    epochs=1,
-    batch_size=128,
-    temperature=3.0,
-    alpha=0.1,
-    learning_rate=1e-4,
-    validation_data=None,
-    verbose=0,
+    **fitting,
 ):
     """Clusters each kernel of a Keras 3 student while distilling.
 
     Args:
-        student: Keras 3 student returning logits.
-        teacher: Keras 3 teacher, run once in inference mode on `x`; `None`
-            when `teacher_logits` are given.
-        x: Training inputs `(N, ...)`.
-        y: Integer labels `(N,)`.
-        teacher_logits: Optional precomputed teacher logits `(N, classes)`.
+        student, teacher, x, y, teacher_logits: As in `distill.fine_tune`: the
+            Keras 3 student and teacher (or the teacher's logits on `x`),
+            the training inputs and their integer labels.
         number_of_clusters: Distinct values per kernel (>= 2).
-        epochs: Fine-tuning epochs.
-        batch_size: Batch size.
-        temperature: Softmax temperature of the soft-target loss.
-        alpha: Weight of the hard-label loss.
-        learning_rate: Adam learning rate.
-        validation_data: Optional `(x_val, y_val)`.
-        verbose: `fit` verbosity.
+        **fitting: Arguments of `fit_distilling`: `epochs` (default 1),
+            `batch_size`, `temperature`, `alpha`, `learning_rate`,
+            `validation_data`, `verbose`.
 
     Returns:
         The clustered Keras 3 student (wrappers stripped).
@@ -79,7 +64,7 @@ def cluster(
     kdkeras.compress.unique_kernel_values(clustered)  # {'hidden_1': 16, ...}
     ```
     """
-    number_of_clusters = distill._check_positive_int(
+    number_of_clusters = checks.check_positive_int(
         "number_of_clusters", number_of_clusters
     )
     if number_of_clusters < 2:
@@ -87,32 +72,21 @@ def cluster(
             "`number_of_clusters` must be >= 2. "
             f"Received: number_of_clusters={number_of_clusters}"
         )
-    teacher_logits = distill.soft_targets(teacher, x, teacher_logits)
-    legacy = bridge.to_tf_keras(student)
     init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
-
-    def wrap(layer):
-        if type(layer).__name__ in CLUSTERABLE_LAYERS:
-            return tfmot.clustering.keras.cluster_weights(
+    wrapped = distill.fine_tune(
+        student,
+        teacher,
+        x,
+        y,
+        distill.wrap_layers(
+            CLUSTERABLE_LAYERS,
+            lambda layer: tfmot.clustering.keras.cluster_weights(
                 layer,
                 number_of_clusters=number_of_clusters,
                 cluster_centroids_init=init,
-            )
-        return layer
-
-    wrapped = tf_keras.models.clone_model(legacy, clone_function=wrap)
-    distill.fit_distilling(
-        wrapped,
-        x,
-        y,
-        teacher_logits,
-        epochs=epochs,
-        batch_size=batch_size,
-        temperature=temperature,
-        alpha=alpha,
-        learning_rate=learning_rate,
-        validation_data=validation_data,
-        verbose=verbose,
+            ),
+        ),
+        teacher_logits=teacher_logits,
+        **fitting,
     )
-    stripped = tfmot.clustering.keras.strip_clustering(wrapped)
-    return bridge.from_tf_keras(stripped)
+    return bridge.from_tf_keras(tfmot.clustering.keras.strip_clustering(wrapped))

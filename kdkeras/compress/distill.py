@@ -3,7 +3,9 @@
 TFMOT wrappers are `tf_keras` layers, so `kdkeras.Distiller` (a Keras 3
 model) cannot hold them. `TfKerasDistiller` is the `tf_keras` counterpart:
 the same loss, `alpha * student_loss + (1 - alpha) * T² · KL`, computed with
-`kdkeras.losses.kd_loss_per_example`.
+`kdkeras.losses.kd_loss_per_example` and reduced as Keras and
+`kdkeras.Distiller` reduce (`batch_mean`: the sum of the sample-weighted
+per-example losses over the batch size).
 
 The teacher is run once, in inference mode, to produce soft targets
 (`teacher_logits`) before fine-tuning. Compression fine-tuning feeds the
@@ -14,23 +16,50 @@ per epoch. (A Keras 3 teacher can be called inside the `tf_keras`
 variables as the distiller's own weights.)
 """
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from kdkeras.losses import _check_temperature
-from kdkeras.losses import kd_loss_per_example
+from kdkeras import losses
+from kdkeras.compress import bridge
+from kdkeras.compress import checks
+from kdkeras.targets import LABELS_KEY
+from kdkeras.targets import TEACHER_LOGITS_KEY
+
+
+def batch_mean(per_example, sample_weight=None):
+    """The sample-weighted per-example values summed over the batch size.
+
+    Keras' `"sum_over_batch_size"` reduction, as `kdkeras.Distiller` and
+    `kdkeras.losses.KnowledgeDistillation` use: weights scale examples, they
+    do not renormalise the mean.
+
+    Args:
+        per_example: Tensor `(batch,)`.
+        sample_weight: Optional tensor `(batch,)` or `(batch, 1)`.
+
+    Returns:
+        Scalar tensor.
+
+    Example:
+
+    >>> float(batch_mean([1.0, 3.0], sample_weight=[1.0, 0.0]))
+    0.5
+    """
+    per_example = tf.convert_to_tensor(per_example)
+    if sample_weight is not None:
+        sample_weight = tf.reshape(sample_weight, [-1])
+        per_example = per_example * tf.cast(sample_weight, per_example.dtype)
+    return tf.reduce_mean(per_example)
 
 
 class TfKerasDistiller(tf_keras.Model):
     """Fits a `tf_keras` student on labels and teacher logits.
 
     Batches are `(x, {"labels": y, "teacher_logits": t})`, optionally with a
-    sample weight. `fit` reports `loss`, `student_loss`,
-    `distillation_loss` and `accuracy`; validation batches `(x, y)` report
-    `student_loss` and `accuracy`.
+    sample weight; losses are reduced with `batch_mean`. `fit` reports
+    `loss`, `student_loss`, `distillation_loss` and `accuracy`; validation
+    batches `(x, y)` report `student_loss` and `accuracy`.
 
     Args:
         student: A `tf_keras` model returning logits (possibly wrapped by
@@ -42,7 +71,8 @@ class TfKerasDistiller(tf_keras.Model):
     def __init__(self, student, temperature=3.0, alpha=0.1, **kwargs):
         super().__init__(**kwargs)
         self.student = student
-        self.temperature = temperature
+        # The Keras 3 loss validates `temperature` (one home for the check).
+        self.temperature = losses.KnowledgeDistillation(temperature).temperature
         self.alpha = alpha
         self.loss_tracker = tf_keras.metrics.Mean(name="loss")
         self.student_loss_tracker = tf_keras.metrics.Mean(name="student_loss")
@@ -65,43 +95,54 @@ class TfKerasDistiller(tf_keras.Model):
     def call(self, inputs, training=False):
         return self.student(inputs, training=training)
 
-    def _weighted_mean(self, values, sample_weight):
-        if sample_weight is None:
-            return tf.reduce_mean(values)
-        sample_weight = tf.cast(tf.reshape(sample_weight, [-1]), values.dtype)
-        return tf.math.divide_no_nan(
-            tf.reduce_sum(values * sample_weight), tf.reduce_sum(sample_weight)
+    def loss_parts(self, labels, teacher_logits, logits, sample_weight=None):
+        """The batch's `student_loss`, `distillation_loss` and their blend.
+
+        Args:
+            labels: Integer labels `(batch,)`.
+            teacher_logits: Tensor `(batch, classes)`.
+            logits: The student's logits `(batch, classes)`.
+            sample_weight: Optional tensor `(batch,)`.
+
+        Returns:
+            Dict of scalar tensors `loss`, `student_loss` and
+            `distillation_loss` (`kdkeras.losses.kd_loss` when unweighted).
+        """
+        student_loss = batch_mean(
+            tf_keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            ),
+            sample_weight,
         )
+        distillation_loss = batch_mean(
+            losses.kd_loss_per_example(teacher_logits, logits, self.temperature),
+            sample_weight,
+        )
+        return {
+            "loss": self.alpha * student_loss
+            + (1.0 - self.alpha) * distillation_loss,
+            "student_loss": student_loss,
+            "distillation_loss": distillation_loss,
+        }
 
     def train_step(self, data):
         x, targets, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(
             data
         )
-        labels, teacher_logits = targets["labels"], targets["teacher_logits"]
+        labels = targets[LABELS_KEY]
+        teacher_logits = targets[TEACHER_LOGITS_KEY]
         with tf.GradientTape() as tape:
             logits = self.student(x, training=True)
-            student_loss = self._weighted_mean(
-                tf_keras.losses.sparse_categorical_crossentropy(
-                    labels, logits, from_logits=True
-                ),
-                sample_weight,
-            )
-            distillation_loss = self._weighted_mean(
-                kd_loss_per_example(teacher_logits, logits, self.temperature),
-                sample_weight,
-            )
-            loss = (
-                self.alpha * student_loss
-                + (1.0 - self.alpha) * distillation_loss
-            )
+            parts = self.loss_parts(labels, teacher_logits, logits, sample_weight)
+            loss = parts["loss"]
             if self.student.losses:
                 loss += tf.add_n(self.student.losses)
         variables = self.student.trainable_variables
         gradients = tape.gradient(loss, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.loss_tracker.update_state(loss)
-        self.student_loss_tracker.update_state(student_loss)
-        self.distillation_loss_tracker.update_state(distillation_loss)
+        self.student_loss_tracker.update_state(parts["student_loss"])
+        self.distillation_loss_tracker.update_state(parts["distillation_loss"])
         self.accuracy.update_state(labels, logits, sample_weight)
         return {m.name: m.result() for m in self.metrics}
 
@@ -110,7 +151,7 @@ class TfKerasDistiller(tf_keras.Model):
             data
         )
         if isinstance(labels, dict):
-            labels = labels["labels"]
+            labels = labels[LABELS_KEY]
         logits = self.student(x, training=False)
         self.student_loss_tracker.update_state(
             tf_keras.losses.sparse_categorical_crossentropy(
@@ -123,28 +164,6 @@ class TfKerasDistiller(tf_keras.Model):
             m.name: m.result()
             for m in (self.student_loss_tracker, self.accuracy)
         }
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1. Received: {name}={value}")
-    return int(value)
-
-
-def _check_fraction(name, value, upper_inclusive=True):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a number in [0, 1]. Received: {name}={value!r}"
-        )
-    upper_ok = value <= 1 if upper_inclusive else value < 1
-    if not (value >= 0 and upper_ok):
-        bound = "1]" if upper_inclusive else "1)"
-        raise ValueError(
-            f"`{name}` must be in [0, {bound}. Received: {name}={value}"
-        )
-    return float(value)
 
 
 def soft_targets(teacher, x, teacher_logits=None, batch_size=256):
@@ -211,10 +230,9 @@ def fit_distilling(
     Returns:
         The `tf_keras` `History`.
     """
-    epochs = _check_positive_int("epochs", epochs)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    alpha = _check_fraction("alpha", alpha)
-    temperature = _check_temperature(temperature)
+    epochs = checks.check_positive_int("epochs", epochs)
+    batch_size = checks.check_positive_int("batch_size", batch_size)
+    alpha = checks.check_fraction("alpha", alpha)
     x = np.asarray(x, dtype="float32")
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
@@ -228,7 +246,7 @@ def fit_distilling(
     )
     return distiller.fit(
         x,
-        {"labels": y.astype("int32"), "teacher_logits": teacher_logits},
+        {LABELS_KEY: y.astype("int32"), TEACHER_LOGITS_KEY: teacher_logits},
         epochs=epochs,
         batch_size=batch_size,
         callbacks=list(callbacks),
@@ -236,3 +254,75 @@ def fit_distilling(
         shuffle=True,
         verbose=verbose,
     )
+
+
+def wrap_layers(layer_types, wrapper):
+    """A model transform wrapping the layers of `layer_types` by `wrapper`.
+
+    Args:
+        layer_types: Class names of the layers to wrap, e.g. `("Dense",)`.
+        wrapper: Callable `(tf_keras layer) -> wrapped layer` (a TFMOT
+            wrapper such as `prune_low_magnitude`).
+
+    Returns:
+        A callable `(tf_keras model) -> clone with those layers wrapped`.
+    """
+
+    def clone_function(layer):
+        return wrapper(layer) if type(layer).__name__ in layer_types else layer
+
+    def transform(model):
+        return tf_keras.models.clone_model(model, clone_function=clone_function)
+
+    return transform
+
+
+def per_kernel(model, layer_types, statistic):
+    """`statistic(kernel)` of every layer of `layer_types`, by layer name.
+
+    Args:
+        model: A Keras 3 or `tf_keras` model (without TFMOT wrappers).
+        layer_types: Class names of the layers, e.g. `("Dense", "Conv2D")`.
+        statistic: Callable `(kernel array) -> value`.
+
+    Returns:
+        Dict `{layer name: value}`.
+    """
+    return {
+        layer.name: statistic(layer.get_weights()[0])
+        for layer in model.layers
+        if type(layer).__name__ in layer_types
+    }
+
+
+def fine_tune(
+    student, teacher, x, y, wrap, teacher_logits=None, callbacks=(), **fitting
+):
+    """Carries a Keras 3 student to `tf_keras`, wraps it, fine-tunes it.
+
+    The one path of `prune`, `cluster` and `quantization_aware`: the
+    teacher's soft targets (`soft_targets`), the bridge (`to_tf_keras`),
+    the TFMOT wrapping, then `fit_distilling`.
+
+    Args:
+        student: Keras 3 student returning logits.
+        teacher: Keras 3 teacher, run once in inference mode on `x`; `None`
+            when `teacher_logits` are given.
+        x: Training inputs `(N, ...)`.
+        y: Integer labels `(N,)`.
+        wrap: Callable `(tf_keras model) -> TFMOT-wrapped tf_keras model`.
+        teacher_logits: Optional precomputed teacher logits `(N, classes)`.
+        callbacks: `tf_keras` callbacks of the fit.
+        **fitting: The arguments of `fit_distilling` (`epochs`,
+            `batch_size`, `temperature`, `alpha`, `learning_rate`,
+            `validation_data`, `verbose`).
+
+    Returns:
+        The fine-tuned, still wrapped, `tf_keras` model.
+    """
+    teacher_logits = soft_targets(teacher, x, teacher_logits)
+    wrapped = wrap(bridge.to_tf_keras(student))
+    fit_distilling(
+        wrapped, x, y, teacher_logits, callbacks=callbacks, **fitting
+    )
+    return wrapped

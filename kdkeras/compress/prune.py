@@ -13,9 +13,9 @@ import math
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
-import tf_keras
 
 from kdkeras.compress import bridge
+from kdkeras.compress import checks
 from kdkeras.compress import distill
 
 PRUNABLE_LAYERS = ("Dense", "Conv2D")
@@ -30,11 +30,9 @@ def kernel_sparsity(model):
     Returns:
         Dict `{layer name: fraction of zeros}`.
     """
-    return {
-        layer.name: float(np.mean(layer.get_weights()[0] == 0))
-        for layer in model.layers
-        if type(layer).__name__ in PRUNABLE_LAYERS
-    }
+    return distill.per_kernel(
+        model, PRUNABLE_LAYERS, lambda kernel: float(np.mean(kernel == 0))
+    )
 
 
 def pruning_schedule(
@@ -65,10 +63,10 @@ def pruning_schedule(
     Returns:
         `tfmot.sparsity.keras.PolynomialDecay`.
     """
-    target_sparsity = distill._check_fraction(
+    target_sparsity = checks.check_fraction(
         "target_sparsity", target_sparsity, upper_inclusive=False
     )
-    initial_sparsity = distill._check_fraction(
+    initial_sparsity = checks.check_fraction(
         "initial_sparsity", initial_sparsity, upper_inclusive=False
     )
     if initial_sparsity > target_sparsity:
@@ -77,10 +75,10 @@ def pruning_schedule(
             f"initial_sparsity={initial_sparsity}, "
             f"target_sparsity={target_sparsity}"
         )
-    pruning_end = distill._check_fraction("pruning_end", pruning_end)
+    pruning_end = checks.check_fraction("pruning_end", pruning_end)
     if pruning_end == 0:
         raise ValueError("`pruning_end` must be in (0, 1]. Received: 0")
-    updates = distill._check_positive_int("updates", updates)
+    updates = checks.check_positive_int("updates", updates)
     total_steps = math.ceil(num_examples / batch_size) * epochs
     # The pruning step counts from 0 to total_steps - 1.
     last_step = max(1, min(total_steps - 1, round(total_steps * pruning_end)))
@@ -107,33 +105,23 @@ def prune(
     pruning_end=0.7,
     epochs=2,
     batch_size=128,
-    temperature=3.0,
-    alpha=0.1,
-    learning_rate=1e-4,
-    validation_data=None,
-    verbose=0,
+    **fitting,
 ):
     """Prunes a Keras 3 student to `target_sparsity` while distilling.
 
     Args:
-        student: Keras 3 student returning logits (see `to_tf_keras` for
-            the layers it may use).
-        teacher: Keras 3 teacher returning logits, run once in inference
-            mode on `x`; `None` when `teacher_logits` are given.
-        x: Training inputs `(N, ...)`.
-        y: Integer labels `(N,)`.
-        teacher_logits: Optional precomputed teacher logits `(N, classes)`.
+        student, teacher, x, y, teacher_logits: As in `distill.fine_tune`: the
+            Keras 3 student and teacher (or the teacher's logits on `x`),
+            the training inputs and their integer labels.
         target_sparsity: Final fraction of zero weights in each `Dense` and
             `Conv2D` kernel.
         initial_sparsity: Sparsity at the first step.
         pruning_end: Fraction of the steps by which the target is reached.
         epochs: Fine-tuning epochs.
         batch_size: Batch size.
-        temperature: Softmax temperature of the soft-target loss.
-        alpha: Weight of the hard-label loss; `1 - alpha` weighs `T² · KL`.
-        learning_rate: Adam learning rate.
-        validation_data: Optional `(x_val, y_val)` reported each epoch.
-        verbose: `fit` verbosity.
+        **fitting: Further arguments of `fit_distilling`: `temperature`,
+            `alpha` (`1 - alpha` weighs `T² · KL`), `learning_rate`,
+            `validation_data` (reported each epoch), `verbose`.
 
     Returns:
         The pruned Keras 3 student (wrappers stripped; zeros in the kernels).
@@ -146,37 +134,29 @@ def prune(
     kdkeras.compress.kernel_sparsity(pruned)  # {'hidden_1': 0.8, ...}
     ```
     """
-    teacher_logits = distill.soft_targets(teacher, x, teacher_logits)
     schedule = pruning_schedule(
         len(x),
-        distill._check_positive_int("batch_size", batch_size),
-        distill._check_positive_int("epochs", epochs),
+        checks.check_positive_int("batch_size", batch_size),
+        checks.check_positive_int("epochs", epochs),
         target_sparsity,
         initial_sparsity,
         pruning_end,
     )
-    legacy = bridge.to_tf_keras(student)
-
-    def wrap(layer):
-        if type(layer).__name__ in PRUNABLE_LAYERS:
-            return tfmot.sparsity.keras.prune_low_magnitude(
-                layer, pruning_schedule=schedule
-            )
-        return layer
-
-    wrapped = tf_keras.models.clone_model(legacy, clone_function=wrap)
-    distill.fit_distilling(
-        wrapped,
+    wrapped = distill.fine_tune(
+        student,
+        teacher,
         x,
         y,
-        teacher_logits,
+        distill.wrap_layers(
+            PRUNABLE_LAYERS,
+            lambda layer: tfmot.sparsity.keras.prune_low_magnitude(
+                layer, pruning_schedule=schedule
+            ),
+        ),
+        teacher_logits=teacher_logits,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
         epochs=epochs,
         batch_size=batch_size,
-        temperature=temperature,
-        alpha=alpha,
-        learning_rate=learning_rate,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-        validation_data=validation_data,
-        verbose=verbose,
+        **fitting,
     )
     return bridge.from_tf_keras(tfmot.sparsity.keras.strip_pruning(wrapped))

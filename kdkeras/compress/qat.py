@@ -3,15 +3,15 @@
 The student crosses the bridge to `tf_keras`; every layer TFMOT's default
 8-bit registry supports is annotated and `quantize_apply` inserts the
 fake-quantization wrappers (`BatchNormalization` is folded into the
-convolution before it; `Rescaling` only has its output quantized); the wrapped student is fine-tuned with the distillation loss. The
-result stays a `tf_keras` model: `qat_to_tflite` converts it to an int8
-TFLite flatbuffer (weights and activations int8, float32 input and output).
+convolution before it; `Rescaling` only has its output quantized); the
+wrapped student is fine-tuned with the distillation loss. The result stays a
+`tf_keras` model: `qat_to_tflite` converts it to an int8 TFLite flatbuffer
+(weights and activations int8, float32 input and output).
 """
 
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from kdkeras.compress import bridge
 from kdkeras.compress import distill
 from kdkeras.compress import tflite
 
@@ -42,37 +42,16 @@ class _OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
-def quantization_aware(
-    student,
-    teacher,
-    x,
-    y,
-    *,
-    teacher_logits=None,
-    epochs=1,
-    batch_size=128,
-    temperature=3.0,
-    alpha=0.1,
-    learning_rate=1e-4,
-    validation_data=None,
-    verbose=0,
-):
+def quantization_aware(student, teacher, x, y, *, teacher_logits=None, **fitting):
     """Fine-tunes a quantization-aware copy of a Keras 3 student, distilling.
 
     Args:
-        student: Keras 3 student returning logits.
-        teacher: Keras 3 teacher, run once in inference mode on `x`; `None`
-            when `teacher_logits` are given.
-        x: Training inputs `(N, ...)`.
-        y: Integer labels `(N,)`.
-        teacher_logits: Optional precomputed teacher logits `(N, classes)`.
-        epochs: Fine-tuning epochs.
-        batch_size: Batch size.
-        temperature: Softmax temperature of the soft-target loss.
-        alpha: Weight of the hard-label loss.
-        learning_rate: Adam learning rate.
-        validation_data: Optional `(x_val, y_val)`.
-        verbose: `fit` verbosity.
+        student, teacher, x, y, teacher_logits: As in `distill.fine_tune`: the
+            Keras 3 student and teacher (or the teacher's logits on `x`),
+            the training inputs and their integer labels.
+        **fitting: Arguments of `fit_distilling`: `epochs` (default 1),
+            `batch_size`, `temperature`, `alpha`, `learning_rate`,
+            `validation_data`, `verbose`.
 
     Returns:
         The quantization-aware `tf_keras` model (fake-quant wrappers); export
@@ -85,14 +64,28 @@ def quantization_aware(
     kdkeras.compress.qat_to_tflite(qat_model, "student_int8.tflite")
     ```
     """
-    teacher_logits = distill.soft_targets(teacher, x, teacher_logits)
-    legacy = bridge.to_tf_keras(student)
+    return distill.fine_tune(
+        student, teacher, x, y, quantize, teacher_logits=teacher_logits, **fitting
+    )
+
+
+def quantize(model):
+    """Annotates a `tf_keras` model for int8 QAT and applies the wrappers.
+
+    Every layer TFMOT's default 8-bit registry supports is annotated;
+    `BatchNormalization` too, so that TFMOT folds it into the convolution
+    before it; `Rescaling` gets an output quantizer only.
+
+    Args:
+        model: A `tf_keras` model (e.g. from `to_tf_keras`).
+
+    Returns:
+        The `tf_keras` model with fake-quantization wrappers.
+    """
     scheme = tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme()
     registry = scheme.get_quantize_registry()
 
     def annotate(layer):
-        # BatchNormalization is annotated so that TFMOT folds it into the
-        # convolution before it; `Rescaling` gets an output quantizer only.
         if registry.supports(layer) or isinstance(
             layer, tf_keras.layers.BatchNormalization
         ):
@@ -103,25 +96,11 @@ def quantization_aware(
             )
         return layer
 
-    annotated = tf_keras.models.clone_model(legacy, clone_function=annotate)
+    annotated = tf_keras.models.clone_model(model, clone_function=annotate)
     with tfmot.quantization.keras.quantize_scope(
         {"_OutputQuantizeConfig": _OutputQuantizeConfig}
     ):
-        quantized = tfmot.quantization.keras.quantize_apply(annotated)
-    distill.fit_distilling(
-        quantized,
-        x,
-        y,
-        teacher_logits,
-        epochs=epochs,
-        batch_size=batch_size,
-        temperature=temperature,
-        alpha=alpha,
-        learning_rate=learning_rate,
-        validation_data=validation_data,
-        verbose=verbose,
-    )
-    return quantized
+        return tfmot.quantization.keras.quantize_apply(annotated)
 
 
 def qat_to_tflite(qat_model, output_path=None):

@@ -43,7 +43,7 @@ def test_adjust_changes_exactly_one_bias_entry(class_index, amount):
     assert layer.name == "logits"
     # Everything equal except the logits' bias, which moved by `amount` at
     # exactly `class_index`.
-    for index, (old, new) in enumerate(zip(before, after)):
+    for index, (old, new) in enumerate(zip(before, after, strict=True)):
         if index == len(before) - 1:
             expected = old.astype("float64")
             expected[class_index] += amount
@@ -111,7 +111,9 @@ def test_choose_then_adjust_recovers_an_under_predicted_class():
 
     x_holdout, y_holdout = sample(300)
     x_fresh, y_fresh = sample(300)
-    accuracy = lambda: np.mean(np.argmax(model.predict(x_fresh, verbose=0), 1) == y_fresh)
+    def accuracy():
+        return np.mean(np.argmax(model.predict(x_fresh, verbose=0), 1) == y_fresh)
+
     before = accuracy()
     shift = bias.choose_bias_shift(
         model, x_holdout, y_holdout, 1, np.arange(0.0, 4.01, 0.25)

@@ -49,7 +49,7 @@ def test_hint_loss_is_reported_and_matches_reference(
 
     expected_hint = 0.0
     for weight, name, projection in zip((0.5, 2.0), ("features", "embedding"),
-                                        distiller.projections):
+                                        distiller.projections, strict=True):
         squared = (features(student, name, projection).astype(np.float64)
                    - features(teacher, name, None)) ** 2
         expected_hint += weight * squared.reshape(len(x), -1).mean(axis=1).mean()
@@ -74,7 +74,7 @@ def test_hint_training_pulls_features_together_and_trains_projection():
     assert history.history["hint_loss"][-1] < 0.5 * history.history["hint_loss"][0]
     assert not np.allclose(distiller.projections[0].get_weights()[0],
                            projection_before)
-    for old, new in zip(teacher_before, teacher.get_weights()):
+    for old, new in zip(teacher_before, teacher.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
 
 

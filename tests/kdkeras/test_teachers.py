@@ -3,11 +3,10 @@
 References are computed in float64 NumPy from the members' weights.
 """
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import keras
 from kdkeras import teachers
 
 pytestmark = pytest.mark.usefixtures("deterministic")

@@ -49,3 +49,16 @@ def teacher_and_student(fashion):
 
 def accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
+
+
+@pytest.fixture(scope="session")
+def compress_student(fashion, teacher_and_student):
+    """Calls `method(student, teacher, x, y, batch_size=64, ...)`, seeded."""
+
+    def run(method, seed, **arguments):
+        (x, y), _ = fashion
+        teacher, student = teacher_and_student
+        keras.utils.set_random_seed(seed)
+        return method(student, teacher, x, y, batch_size=64, **arguments)
+
+    return run

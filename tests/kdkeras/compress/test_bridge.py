@@ -93,7 +93,7 @@ def test_round_trip_reproduces_outputs_exactly(name):
     carried = [
         layer.name
         for layer in student.layers
-        if type(layer).__name__ not in bridge.INFERENCE_IDENTITY_LAYERS
+        if type(layer).__name__ not in bridge.DROPPED_LAYERS
         and not isinstance(layer, keras.layers.InputLayer)
     ]
     assert [layer.name for layer in back.layers] == carried
@@ -185,7 +185,7 @@ def test_unstripped_wrappers_are_refused():
         bridge.from_tf_keras(pruned)
 
 
-@pytest.mark.parametrize("name", sorted(bridge.INFERENCE_IDENTITY_LAYERS))
+@pytest.mark.parametrize("name", sorted(bridge.DROPPED_LAYERS))
 def test_dropped_layers_are_identity_at_inference(name):
     arguments = {
         "RandomFlip": {},
@@ -196,6 +196,8 @@ def test_dropped_layers_are_identity_at_inference(name):
         "RandomBrightness": {"factor": 0.5, "value_range": (0.0, 1.0)},
         "GaussianNoise": {"stddev": 0.5},
         "GaussianDropout": {"rate": 0.5},
+        "SpatialDropout2D": {"rate": 0.5},
+        "AlphaDropout": {"rate": 0.5},
     }[name]
     layer = getattr(keras.layers, name)(**arguments)
     x = _inputs(seed=4, count=4)

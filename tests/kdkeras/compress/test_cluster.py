@@ -9,13 +9,9 @@ CLUSTERS = 16
 
 
 @pytest.fixture(scope="module")
-def clustered(fashion, teacher_and_student):
-    (x, y), _ = fashion
-    teacher, student = teacher_and_student
-    keras.utils.set_random_seed(21)
-    return compress.cluster(
-        student, teacher, x, y, number_of_clusters=CLUSTERS, epochs=1,
-        batch_size=64,
+def clustered(compress_student):
+    return compress_student(
+        compress.cluster, seed=21, number_of_clusters=CLUSTERS, epochs=1
     )
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tf_keras
 
+from kdkeras import losses
 from kdkeras.compress import distill
 from tests import reference
 
@@ -65,7 +66,7 @@ def test_one_step_matches_float64_loss_and_gradient(alpha):
     )
 
 
-def test_sample_weights_weigh_the_mean():
+def test_sample_weights_scale_examples_over_the_batch_size():
     student, kernel, bias = _linear_student(seed=2)
     x, labels, teacher_logits = _batch(seed=3)
     weights = np.random.default_rng(4).uniform(0, 2, size=len(x)).astype("float32")
@@ -83,8 +84,39 @@ def test_sample_weights_weigh_the_mean():
     ) + (1 - ALPHA) * reference.kd_loss_per_example(
         teacher_logits, logits, TEMPERATURE
     )
-    expected = (per_example * weights).sum() / weights.sum()
+    # Keras' "sum_over_batch_size", as kdkeras.Distiller reduces.
+    expected = (per_example * weights).sum() / len(x)
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        logs["distillation_loss"],
+        losses.KnowledgeDistillation(TEMPERATURE)(
+            teacher_logits, logits.astype("float32"), sample_weight=weights
+        ),
+        rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_distillation_loss_is_kdkeras_kd_loss_on_float64(seed):
+    rng = np.random.default_rng(seed)
+    teacher_logits = 5.0 * rng.normal(size=(16, 10))
+    logits = 5.0 * rng.normal(size=(16, 10))
+    labels = rng.integers(0, 10, size=16)
+    distiller = distill.TfKerasDistiller(
+        tf_keras.Sequential([tf_keras.Input((10,))]), TEMPERATURE, ALPHA
+    )
+    parts = distiller.loss_parts(labels, teacher_logits, logits)
+    assert parts["distillation_loss"].dtype == "float64"
+    np.testing.assert_allclose(
+        parts["distillation_loss"],
+        losses.kd_loss(teacher_logits, logits, TEMPERATURE),
+        rtol=1e-12,
+    )
+    np.testing.assert_allclose(
+        parts["distillation_loss"],
+        reference.kd_loss_per_example(teacher_logits, logits, TEMPERATURE).mean(),
+        rtol=1e-10,
+    )
 
 
 def test_soft_targets_runs_the_teacher_or_checks_given_logits():

@@ -9,13 +9,8 @@ from tests.kdkeras.compress.conftest import accuracy
 
 
 @pytest.fixture(scope="module")
-def qat_model(fashion, teacher_and_student):
-    (x, y), _ = fashion
-    teacher, student = teacher_and_student
-    keras.utils.set_random_seed(31)
-    return compress.quantization_aware(
-        student, teacher, x, y, epochs=1, batch_size=64
-    )
+def qat_model(compress_student):
+    return compress_student(compress.quantization_aware, seed=31, epochs=1)
 
 
 def _kernels(flatbuffer):

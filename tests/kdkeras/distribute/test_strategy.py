@@ -1,4 +1,4 @@
-"""Tests of kdkeras/distribute.py: strategy from TF_CONFIG, input sharding."""
+"""Tests of kdkeras/distribute/strategy.py: strategy from TF_CONFIG, input sharding."""
 
 import json
 import socket
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from kdkeras import distribute
-from tests.kdkeras.multi_worker_scripts import runner
+from tests.kdkeras.distribute.multi_worker_scripts import runner
 
 WORKERS = {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}
 
@@ -163,7 +163,7 @@ def test_per_replica_batch_size_splits_evenly(batch, expected):
 
 @pytest.mark.parametrize(
     "batch, message",
-    [(60, "not divisible by the 8 replicas"), (0, "positive int"), (8.0, "positive int"),
+    [(60, "must be a multiple of the 8 replicas"), (0, "positive int"), (8.0, "positive int"),
      (True, "positive int")],
 )
 def test_per_replica_batch_size_errors(batch, message):
@@ -198,7 +198,7 @@ def test_distribute_dataset_keeps_every_example_once(monkeypatch):
     calls = []
     original = distribute.with_auto_shard_policy
     monkeypatch.setattr(
-        distribute, "with_auto_shard_policy",
+        distribute.strategy, "with_auto_shard_policy",
         lambda d, p=None: calls.append(p) or original(d, p),
     )
     distribute.distribute_dataset(original(dataset, "file"))

@@ -6,9 +6,9 @@ so each epoch's augmented copy of the training set is drawn once from a
 seed: the teachers' logits on it can be cached and shared by every student.
 """
 
-import numbers
-
 import numpy as np
+
+from experiments import checks
 
 
 def shift_and_flip(images, rng, max_shift=2, flip=True):
@@ -39,14 +39,7 @@ def shift_and_flip(images, rng, max_shift=2, flip=True):
             "`images` must have shape (batch, height, width, channels). "
             f"Received: shape {images.shape}"
         )
-    if (
-        isinstance(max_shift, bool)
-        or not isinstance(max_shift, numbers.Integral)
-        or max_shift < 0
-    ):
-        raise ValueError(
-            f"`max_shift` must be an int >= 0. Received: max_shift={max_shift!r}"
-        )
+    checks.check_int("max_shift", max_shift, minimum=0)
     count, height, width, _ = images.shape
     padded = np.pad(
         images,

@@ -13,15 +13,15 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..")))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import kdkeras  # noqa: E402
-from kdkeras import _multi_worker  # noqa: E402
 from kdkeras import distribute  # noqa: E402
+from kdkeras.distribute import multi_worker  # noqa: E402
 
 FEATURES, CLASSES, EXAMPLES = 8, 3, 256
 
@@ -127,8 +127,8 @@ def main():
         shuffle=False, callbacks=callbacks, verbose=0,
     )
     # The hook Distiller.fit applies (multi-worker, or a mid-epoch backup).
-    if _multi_worker.needs_multi_worker_fit(strategy, callbacks):
-        history = _multi_worker.fit(distiller, **fit_arguments)
+    if multi_worker.needs_multi_worker_fit(strategy, callbacks):
+        history = multi_worker.fit(distiller, **fit_arguments)
     else:
         history = distiller.fit(**fit_arguments)
 

@@ -1,4 +1,4 @@
-"""Smoke test of `python -m kdkeras.experiments.table --quick` and its parts."""
+"""Smoke test of `python -m experiments.table --quick` and its parts."""
 
 import os
 import re
@@ -7,18 +7,18 @@ import sys
 
 import pytest
 
-from kdkeras.experiments import report
-from kdkeras.experiments import table
+from experiments import report
+from experiments import table
+from experiments import table_markdown
+from experiments import table_runs
 
-ROOT = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN, TEST = 600, 300
 
 
 def _run(*arguments):
     return subprocess.run(
-        [sys.executable, "-m", "kdkeras.experiments.table", *arguments],
+        [sys.executable, "-m", "experiments.table", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -30,7 +30,7 @@ def _table_rows(markdown):
     rows = {}
     for line in markdown.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[0] in table.ROW_NAMES:
+        if len(cells) == 6 and cells[0] in table_runs.ROW_NAMES:
             rows[cells[0]] = cells
     return rows
 
@@ -43,29 +43,29 @@ def test_quick_run_writes_the_results_table(tmp_path, teacher, label, teacher_pa
     output = tmp_path / "RESULTS.md"
     output.write_text("# Results\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
     completed = _run(
-        "--quick", f"--limit_train={TRAIN}", f"--limit_test={TEST}",
+        "--quick", f"--limit-train={TRAIN}", f"--limit-test={TEST}",
         f"--output={output}", f"--teacher={teacher}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     content = output.read_text()
     assert "kept" in content  # other experiments' sections survive
     section = report.read_section(str(output), table.SECTION)
-    assert "python -m kdkeras.experiments.table --quick" in section
+    assert "python -m experiments.table --quick" in section
     rows = _table_rows(section)
-    assert list(rows) == list(table.ROW_NAMES)
-    for name, (_, _, errors, parameters, seconds, gap) in rows.items():
+    assert list(rows) == list(table_runs.ROW_NAMES)
+    for name, (_, _, errors, parameters, seconds, _gap) in rows.items():
         mean = float(errors.split("±")[0])
         assert 0 <= mean <= TEST, (name, errors)
         if name.startswith("Student"):
             assert parameters == "1,276,810"
             assert float(seconds.split("±")[0]) > 0
-    assert rows[table.ROW_TEACHER][3] == f"{teacher_parameters:,}"
-    assert rows[table.ROW_ENSEMBLE][3] == f"{2 * teacher_parameters:,}"  # two teachers
-    assert rows[table.ROW_TEACHER][1].startswith(f"{label}: ")
-    for name in (table.ROW_KDKERAS, table.ROW_KERAS):
+    assert rows[table_runs.ROW_TEACHER][3] == f"{teacher_parameters:,}"
+    assert rows[table_runs.ROW_ENSEMBLE][3] == f"{2 * teacher_parameters:,}"  # two teachers
+    assert rows[table_runs.ROW_TEACHER][1].startswith(f"{label}: ")
+    for name in (table_runs.ROW_KDKERAS, table_runs.ROW_KERAS):
         assert f", {label} teacher, " in rows[name][1]
-    assert rows[table.ROW_ALONE][5] == "0% (reference)"
-    for name in (table.ROW_KDKERAS, table.ROW_KERAS, table.ROW_KDKERAS_ENSEMBLE):
+    assert rows[table_runs.ROW_ALONE][5] == "0% (reference)"
+    for name in (table_runs.ROW_KDKERAS, table_runs.ROW_KERAS, table_runs.ROW_KDKERAS_ENSEMBLE):
         assert re.fullmatch(r"-?\d+%|n/a \(teacher not better\)", rows[name][5])
     per_seed = re.findall(r"- Student alone: (\d+)$", section, re.M)
     assert per_seed and 0 <= int(per_seed[0]) <= TEST
@@ -75,33 +75,33 @@ def test_parallel_seeds_run_in_their_own_processes_and_are_merged(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = _run(
         "--quick", "--seeds=0,1", "--jobs=2", "--epochs=1",
-        f"--limit_train={TRAIN // 2}", f"--limit_test={TEST}",
+        f"--limit-train={TRAIN // 2}", f"--limit-test={TEST}",
         f"--output={output}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     section = report.read_section(str(output), table.SECTION)
     assert "Seeds ran 2 at a time, each in its own process" in section
     assert "seeds 0, 1 (mean ± std over seeds)" in section
-    for name in table.ROW_NAMES[2:]:
+    for name in table_runs.ROW_NAMES[2:]:
         per_seed = re.findall(rf"^- {re.escape(name)}: (\d+), (\d+)$", section, re.M)
         assert per_seed, name  # both seeds' errors, merged in seed order
         assert all(0 <= int(e) <= TEST for e in per_seed[0])
 
 
 def test_render_markdown_reports_mean_std_and_gap_over_seeds():
-    from kdkeras.experiments.recipe import Recipe
+    from experiments.recipe import Recipe
 
     def row(name, errors, teacher=""):
-        return table.Row(name, "how", 1000, list(errors), [1.0] * len(errors),
+        return table_runs.Row(name, "how", 1000, list(errors), [1.0] * len(errors),
                          teacher)
 
     rows = [
-        row(table.ROW_TEACHER, [80]),
-        row(table.ROW_ENSEMBLE, [70]),
-        row(table.ROW_ALONE, [100, 104]),
-        row(table.ROW_KDKERAS, [90, 92], table.ROW_TEACHER),
-        row(table.ROW_KERAS, [96, 98], table.ROW_TEACHER),
-        row(table.ROW_KDKERAS_ENSEMBLE, [110, 110], table.ROW_ENSEMBLE),
+        row(table_runs.ROW_TEACHER, [80]),
+        row(table_runs.ROW_ENSEMBLE, [70]),
+        row(table_runs.ROW_ALONE, [100, 104]),
+        row(table_runs.ROW_KDKERAS, [90, 92], table_runs.ROW_TEACHER),
+        row(table_runs.ROW_KERAS, [96, 98], table_runs.ROW_TEACHER),
+        row(table_runs.ROW_KDKERAS_ENSEMBLE, [110, 110], table_runs.ROW_ENSEMBLE),
     ]
     info = {
         "train_size": 10, "test_size": 200, "student_recipe": Recipe(),
@@ -109,27 +109,30 @@ def test_render_markdown_reports_mean_std_and_gap_over_seeds():
         "single_cache_seconds": 1.0, "cache_seconds": 2.0,
         "teachers_cached": True,
     }
-    cells = _table_rows(table.render_markdown(rows, info, "cmd"))
-    assert cells[table.ROW_ALONE][2] == "102.0 ± 2.8"
-    assert cells[table.ROW_KDKERAS][5] == "50%"  # (102 - 91) / (102 - 80)
-    assert cells[table.ROW_KERAS][5] == "23%"  # (102 - 97) / 22
-    assert cells[table.ROW_KDKERAS_ENSEMBLE][5] == "-25%"  # worse than alone
-    assert "Partial results: 1 of 2 seeds" in table.render_markdown(
+    cells = _table_rows(table_markdown.render_markdown(rows, info, "cmd"))
+    assert cells[table_runs.ROW_ALONE][2] == "102.0 ± 2.8"
+    assert cells[table_runs.ROW_KDKERAS][5] == "50%"  # (102 - 91) / (102 - 80)
+    assert cells[table_runs.ROW_KERAS][5] == "23%"  # (102 - 97) / 22
+    assert cells[table_runs.ROW_KDKERAS_ENSEMBLE][5] == "-25%"  # worse than alone
+    assert "Partial results: 1 of 2 seeds" in table_markdown.render_markdown(
         rows, info, "cmd"
     )
 
 
 @pytest.mark.parametrize(
-    "arguments, message",
+    "arguments, message, expected_code",
     [
-        (["--seeds=a,b"], "--seeds"),
-        (["--quick", "--temperature=-1"], "temperature"),
+        (["--seeds=a,b"], "--seeds", 2),
+        (["--epochs=0"], "--epochs", 2),
+        (["--quick", "--temperature=-1"], "temperature", 1),
     ],
 )
-def test_bad_flags_exit_non_zero_with_one_line(tmp_path, arguments, message):
+def test_bad_flags_exit_non_zero_with_one_line(
+    tmp_path, arguments, message, expected_code
+):
     output = tmp_path / "RESULTS.md"
-    completed = _run(*arguments, f"--output={output}", "--limit_train=10")
-    assert completed.returncode != 0
+    completed = _run(*arguments, f"--output={output}", "--limit-train=10")
+    assert completed.returncode == expected_code
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not output.exists()
@@ -141,5 +144,5 @@ def test_bad_flags_exit_non_zero_with_one_line(tmp_path, arguments, message):
      (100, 110, 80, -0.5), (100, 90, 100, None), (100, 90, 120, None)],
 )
 def test_gap_closed(alone, distilled, teacher, expected):
-    result = table.gap_closed(alone, distilled, teacher)
+    result = table_markdown.gap_closed(alone, distilled, teacher)
     assert result == (pytest.approx(expected) if expected is not None else None)

@@ -1,24 +1,22 @@
-"""Smoke test of `python -m kdkeras.experiments.omitted_class --quick`."""
+"""Smoke test of `python -m experiments.omitted_class --quick`."""
 
 import os
 import re
 import subprocess
 import sys
 
-from kdkeras.experiments import omitted_class
-from kdkeras.experiments import report
+from experiments import omitted_class
+from experiments import report
 
-ROOT = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_quick_run_reports_the_class_before_and_after(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "kdkeras.experiments.omitted_class", "--quick",
-            "--limit_train=800", "--holdout=200", "--limit_test=300",
+            sys.executable, "-m", "experiments.omitted_class", "--quick",
+            "--limit-train=800", "--holdout=200", "--limit-test=300",
             f"--output={output}",
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300,

@@ -1,7 +1,7 @@
 """Omitted-class transfer (Hinton, Vinyals & Dean 2015, §3) on Fashion-MNIST.
 
-    python -m kdkeras.experiments.omitted_class            # full run
-    python -m kdkeras.experiments.omitted_class --quick    # smoke run
+    python -m experiments.omitted_class            # full run
+    python -m experiments.omitted_class --quick    # smoke run
 
 A held-out slice of the training set is set aside; the rest, with every
 example of one class removed, is the transfer set. The 800-800 MLP student
@@ -13,15 +13,12 @@ is raised by the amount that maximises accuracy on the held-out slice
 are reported before and after (`kdkeras.bias.adjust_class_bias`).
 """
 
-import os
-import sys
-import time
-
 import numpy as np
 from absl import app
 from absl import flags
 
-from kdkeras.experiments import report
+from experiments import cli
+from experiments import report
 
 FLAGS = flags.FLAGS
 
@@ -29,30 +26,26 @@ FLAGS = flags.FLAGS
 def define_flags():
     """Defines the command-line flags (only when run as a program, so the
     experiments' modules can be imported together)."""
-    flags.DEFINE_integer("omitted_class", 3, "Class removed from the transfer set.")
+    flags.DEFINE_integer("omitted-class", 3, "Class removed from the transfer set.")
     flags.DEFINE_integer("holdout", 5000, "Training examples held out to choose the shift.")
     flags.DEFINE_integer("epochs", 10, "Student epochs.")
-    flags.DEFINE_integer("teacher_epochs", 10, "Teacher epochs.")
-    flags.DEFINE_boolean("teacher_augment", False, "Augment the teacher's images.")
+    flags.DEFINE_integer("teacher-epochs", 10, "Teacher epochs.")
+    flags.DEFINE_boolean("teacher-augment", False, "Augment the teacher's images.")
     flags.DEFINE_integer("seed", 0, "Seed of the split, teacher and student.")
     flags.DEFINE_float("temperature", 4.0, "Softmax temperature T.")
     flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
-    flags.DEFINE_integer("batch_size", 128, "Batch size.")
-    flags.DEFINE_float("learning_rate", 1e-3, "Adam's initial learning rate.")
+    flags.DEFINE_integer("batch-size", 128, "Batch size.")
+    flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
     flags.DEFINE_enum("schedule", "cosine", ["cosine", "constant"], "LR schedule.")
     flags.DEFINE_boolean("augment", False, "Shift/mirror each epoch's images.")
-    flags.DEFINE_float("max_bias_shift", 10.0, "Largest bias shift tried.")
-    flags.DEFINE_float("bias_step", 0.25, "Step between bias shifts tried.")
-    flags.DEFINE_integer("limit_train", None, "Use the first N training examples.")
-    flags.DEFINE_integer("limit_test", None, "Use the first N test examples.")
-    flags.DEFINE_boolean(
-        "quick", False,
-        "Smoke run: 1 epoch, 2000 train (500 held out) / 1000 test examples "
-        "(explicit flags still win).",
+    flags.DEFINE_float("max-bias-shift", 10.0, "Largest bias shift tried.")
+    flags.DEFINE_float("bias-step", 0.25, "Step between bias shifts tried.")
+    cli.define_run_flags(
+        quick_help="Smoke run: 1 epoch, 2000 train (500 held out) / 1000 test "
+        "examples (explicit flags still win).",
+        output_help="Markdown file (section 'omitted-class').",
+        cache_help="Folder caching the trained teacher.",
     )
-    flags.DEFINE_string("output", "RESULTS.md", "Markdown file (section 'omitted-class').")
-    flags.DEFINE_string("cache_dir", "", "Folder caching the trained teacher.")
-    flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
 
 
 SECTION = "omitted-class"
@@ -71,22 +64,18 @@ QUICK = {
 }
 
 
-def _settings():
-    settings = {name: FLAGS[name].value for name in SETTINGS}
-    if FLAGS.quick:
-        for name, value in QUICK.items():
-            if not FLAGS[name].present:
-                settings[name] = value
-    for name in ("epochs", "teacher_epochs", "holdout"):
-        if settings[name] < 1:
-            raise ValueError(f"`--{name}` must be >= 1. Received: {settings[name]}")
-    if not 0 <= settings['omitted_class'] < 10:
+def read_settings():
+    """The run's settings: flags, with --quick filling unset ones."""
+    settings = cli.settings_from_flags(SETTINGS, QUICK)
+    cli.check_at_least_one(settings, ("epochs", "teacher_epochs", "holdout"))
+    if not 0 <= settings["omitted_class"] < 10:
         raise ValueError(
-            f"`--omitted_class` must be in [0, 10). Received: {settings['omitted_class']}"
+            "`--omitted-class` must be in [0, 10). "
+            f"Received: {settings['omitted_class']}"
         )
-    if not (settings['bias_step'] > 0 and settings['max_bias_shift'] >= 0):
+    if not (settings["bias_step"] > 0 and settings["max_bias_shift"] >= 0):
         raise ValueError(
-            "`--bias_step` must be > 0 and `--max_bias_shift` >= 0. Received: "
+            "`--bias-step` must be > 0 and `--max-bias-shift` >= 0. Received: "
             f"{settings['bias_step']}, {settings['max_bias_shift']}"
         )
     return settings
@@ -130,10 +119,10 @@ def run(settings, log=print):
     import keras
 
     import models
+    from experiments import training
+    from experiments.recipe import Recipe
     from kdkeras import bias
     from models import data
-    from kdkeras.experiments import training
-    from kdkeras.experiments.recipe import Recipe
 
     (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(
         settings["limit_train"], settings["limit_test"]
@@ -151,7 +140,7 @@ def run(settings, log=print):
     student_recipe = Recipe(epochs=settings["epochs"], **common)
 
     # The teacher is the table's CNN teacher (all training data, all classes;
-    # shared through --cache_dir). Only the student's transfer set omits a class.
+    # shared through --cache-dir). Only the student's transfer set omits a class.
     log(f"teacher: {teacher_recipe.epochs} epochs")
     teacher, _ = training.cached_teacher(
         training.teacher_cache_path(
@@ -268,34 +257,16 @@ def render_markdown(result, command):
     return "\n".join(lines) + "\n"
 
 
-def _command():
-    import shlex
-
-    return "python -m kdkeras.experiments.omitted_class" + "".join(
-        " " + shlex.quote(a) for a in sys.argv[1:]
-    )
+def write_report(settings):
+    """Runs the experiment and writes its section; returns the path written."""
+    result = run(settings, log=cli.progress_log(FLAGS.verbose))
+    command = cli.reproduce_command("experiments.omitted_class")
+    report.update_section(FLAGS.output, SECTION, render_markdown(result, command))
+    return FLAGS.output
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        settings = _settings()
-        start = time.perf_counter()
-        log = (
-            (lambda m: print(f"[{time.perf_counter() - start:6.0f} s] {m}", flush=True))
-            if FLAGS.verbose
-            else (lambda m: None)
-        )
-        result = run(settings, log=log)
-        report.update_section(FLAGS.output, SECTION, render_markdown(result, _command()))
-    except (ValueError, TypeError, RuntimeError, OSError) as error:
-        if FLAGS.verbose:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"wrote {FLAGS.output}")
-    return 0
+    return cli.main(argv, read_settings, write_report)
 
 
 if __name__ == "__main__":

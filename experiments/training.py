@@ -13,9 +13,9 @@ import time
 import keras
 import numpy as np
 
+from experiments import augment
 from kdkeras import distiller as distiller_lib
 from kdkeras import targets as targets_lib
-from kdkeras.experiments import augment
 
 
 def _sparse_crossentropy():

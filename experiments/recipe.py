@@ -1,9 +1,10 @@
 """`Recipe`: the training settings shared by every row of the results table."""
 
 import dataclasses
-import numbers
 
 import keras
+
+from experiments import checks
 
 SCHEDULES = ("cosine", "constant")
 
@@ -49,15 +50,7 @@ class Recipe:
 
     def __post_init__(self):
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, numbers.Integral)
-                or value < 1
-            ):
-                raise ValueError(
-                    f"`{name}` must be an int >= 1. Received: {name}={value!r}"
-                )
+            checks.check_int(name, getattr(self, name), minimum=1)
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"`schedule` must be one of {SCHEDULES}. "

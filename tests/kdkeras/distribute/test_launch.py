@@ -1,4 +1,4 @@
-"""Tests of kdkeras/launch.py: N local workers with TF_CONFIG on loopback."""
+"""Tests of kdkeras/distribute/launch.py: N local workers with TF_CONFIG on loopback."""
 
 import io
 import json
@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from kdkeras import launch
-from tests.kdkeras.multi_worker_scripts import runner
+from kdkeras.distribute import launch
+from tests.kdkeras.distribute.multi_worker_scripts import runner
 
 
 def _script(tmp_path, body):
@@ -110,9 +110,9 @@ def test_timeout_kills_everything(tmp_path, capsys):
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--workers", "0", "x.py"], "--workers must be >= 1"),
-        (["--workers", "2", "missing.py"], "is not a file"),
-        (["--workers", "2", "--timeout", "-1", __file__], "--timeout must be > 0"),
+        (["--workers", "0", "x.py"], "`--workers` must be >= 1. Received: --workers=0"),
+        (["--workers", "2", "missing.py"], "`script` must be a file"),
+        (["--workers", "2", "--timeout", "-1", __file__], "`--timeout` must be > 0"),
         (["--workers", "two", __file__], "invalid int value"),
     ],
 )

@@ -6,11 +6,16 @@ import os
 import numpy as np
 import pytest
 
-from kdkeras.experiments import augment
-from kdkeras.experiments import omitted_class
-from kdkeras.experiments import recipe
-from kdkeras.experiments import report
-from kdkeras.experiments import table
+from experiments import augment
+from experiments import checks
+from experiments import cli
+from experiments import omitted_class
+from experiments import recipe
+from experiments import report
+from experiments import seed_processes
+from experiments import table
+from experiments import table_markdown
+from experiments import table_runs
 
 
 def test_shift_and_flip_moves_whole_pixels_within_range():
@@ -99,7 +104,25 @@ def test_split_transfer_set_removes_the_class_and_holds_out_all_classes():
         omitted_class.split_transfer_set(labels, 3, 1000, seed=0)
 
 
-@pytest.mark.parametrize("module", [augment, recipe, report, omitted_class, table])
+@pytest.mark.parametrize(
+    "module",
+    [augment, checks, cli, recipe, report, omitted_class, seed_processes, table,
+     table_markdown, table_runs],
+)
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.failed == 0
+
+
+def test_worker_command_repeats_the_settings_with_dashed_flags_and_one_seed():
+    settings = {
+        "epochs": 2, "teacher_epochs": 3, "seeds": [0, 1], "augment": False,
+        "teacher_augment": True, "limit_train": None, "cache_dir": "c", "jobs": 2,
+    }
+    command = seed_processes.worker_command(settings, 1, 4, "out.json")
+    assert command[1:3] == ["-m", "experiments.table"]
+    assert command[3:] == [
+        "--epochs=2", "--teacher-epochs=3", "--seeds=1", "--noaugment",
+        "--teacher-augment", "--cache-dir=c", "--threads=4",
+        "--worker-json=out.json",
+    ]

@@ -1,4 +1,4 @@
-"""Tests of kdkeras/_multi_worker.py: fit under MultiWorkerMirroredStrategy.
+"""Tests of kdkeras/distribute/multi_worker.py: fit under MultiWorkerMirroredStrategy.
 
 Multi-process tests start real workers on 127.0.0.1 (TF_CONFIG), each bounded
 by a timeout, and compare the final student with a single-process Keras
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdkeras import _multi_worker
-from tests.kdkeras.multi_worker_scripts import runner
+from kdkeras.distribute import multi_worker
+from tests.kdkeras.distribute.multi_worker_scripts import runner
 
 RUN_TIMEOUT = 240  # seconds per subprocess, generous for a loaded 2-core box
 ATOL = 1e-6
@@ -52,11 +52,11 @@ def _data(n=40, seed=0):
 
 def test_needs_multi_worker_fit():
     default = tf.distribute.get_strategy()
-    assert not _multi_worker.needs_multi_worker_fit(default)
-    assert not _multi_worker.needs_multi_worker_fit(
+    assert not multi_worker.needs_multi_worker_fit(default)
+    assert not multi_worker.needs_multi_worker_fit(
         default, [keras.callbacks.BackupAndRestore("/tmp/unused")]
     )
-    assert _multi_worker.needs_multi_worker_fit(
+    assert multi_worker.needs_multi_worker_fit(
         default, [keras.callbacks.BackupAndRestore("/tmp/unused", save_freq=3)]
     )
 
@@ -72,7 +72,7 @@ def test_fit_matches_keras_fit_for_a_plain_model(batch_size):
         x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0,
         validation_data=(val_x, val_y),
     )
-    history = _multi_worker.fit(
+    history = multi_worker.fit(
         loop_model, x, y, batch_size=batch_size, epochs=2, shuffle=False,
         verbose=0, validation_data=(val_x, val_y),
     )
@@ -80,7 +80,7 @@ def test_fit_matches_keras_fit_for_a_plain_model(batch_size):
     assert sorted(history.history) == sorted(expected.history)
     for key, values in expected.history.items():
         np.testing.assert_allclose(history.history[key], values, rtol=1e-5, atol=1e-6)
-    for got, want in zip(loop_model.get_weights(), keras_model.get_weights()):
+    for got, want in zip(loop_model.get_weights(), keras_model.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=ATOL)
 
 
@@ -88,7 +88,7 @@ def test_fit_with_dataset_and_steps_per_epoch():
     x, y = _data(48)
     model = _mlp(4)
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    history = _multi_worker.fit(model, dataset, epochs=3, steps_per_epoch=2, verbose=0)
+    history = multi_worker.fit(model, dataset, epochs=3, steps_per_epoch=2, verbose=0)
     assert len(history.history["loss"]) == 3
     assert int(model.optimizer.iterations) == 6
 
@@ -96,7 +96,7 @@ def test_fit_with_dataset_and_steps_per_epoch():
 def test_fit_rejects_class_weight():
     x, y = _data()
     with pytest.raises(ValueError, match="class_weight"):
-        _multi_worker.fit(_mlp(0), x, y, class_weight={0: 1.0}, verbose=0)
+        multi_worker.fit(_mlp(0), x, y, class_weight={0: 1.0}, verbose=0)
 
 
 def test_backup_resumes_mid_epoch_exactly(tmp_path):
@@ -106,7 +106,7 @@ def test_backup_resumes_mid_epoch_exactly(tmp_path):
     arguments = dict(batch_size=8, epochs=2, shuffle=True, verbose=0)
 
     uninterrupted = _mlp(5)
-    _multi_worker.fit(uninterrupted, x, y, **arguments)
+    multi_worker.fit(uninterrupted, x, y, **arguments)
 
     class Interrupt(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -117,8 +117,8 @@ def test_backup_resumes_mid_epoch_exactly(tmp_path):
     model = _mlp(5)
     backup = keras.callbacks.BackupAndRestore(backup_dir, save_freq=2)
     with pytest.raises(KeyboardInterrupt):
-        _multi_worker.fit(model, x, y, callbacks=[backup, Interrupt()], **arguments)
-    state = _multi_worker.read_training_state(os.path.join(backup_dir, "latest.weights.h5"))
+        multi_worker.fit(model, x, y, callbacks=[backup, Interrupt()], **arguments)
+    state = multi_worker.read_training_state(os.path.join(backup_dir, "latest.weights.h5"))
     assert state == {"epoch": 1, "steps_done": 4}
 
     resumed = _mlp(5)  # a fresh process would rebuild the model like this
@@ -126,11 +126,11 @@ def test_backup_resumes_mid_epoch_exactly(tmp_path):
     record = keras.callbacks.LambdaCallback(
         on_train_batch_begin=lambda batch, logs: seen.append(batch)
     )
-    history = _multi_worker.fit(resumed, x, y, callbacks=[backup, record], **arguments)
+    history = multi_worker.fit(resumed, x, y, callbacks=[backup, record], **arguments)
     assert seen == [4, 5]  # only the rest of epoch 1
     assert len(history.history["loss"]) == 1
     assert int(resumed.optimizer.iterations) == 12
-    for got, want in zip(resumed.get_weights(), uninterrupted.get_weights()):
+    for got, want in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
         np.testing.assert_allclose(got, want, atol=ATOL)
     assert not os.path.exists(backup_dir)  # deleted after a completed run
 
@@ -140,7 +140,7 @@ def test_a_crash_while_saving_keeps_the_previous_backup(tmp_path, monkeypatch):
     model = _mlp(6)
     model.build((None, 6))
     directory = str(tmp_path)
-    _multi_worker.save_weights_atomically(model, directory, {"epoch": 0, "steps_done": 2})
+    multi_worker.save_weights_atomically(model, directory, {"epoch": 0, "steps_done": 2})
     saved = [w.copy() for w in model.get_weights()]
 
     def crash_midway(filepath, overwrite=True):
@@ -151,18 +151,18 @@ def test_a_crash_while_saving_keeps_the_previous_backup(tmp_path, monkeypatch):
     model.set_weights([w + 1.0 for w in saved])
     monkeypatch.setattr(model, "save_weights", crash_midway)
     with pytest.raises(KeyboardInterrupt):
-        _multi_worker.save_weights_atomically(
+        multi_worker.save_weights_atomically(
             model, directory, {"epoch": 0, "steps_done": 4}
         )
     monkeypatch.undo()
     path = os.path.join(directory, "latest.weights.h5")
-    assert _multi_worker.read_training_state(path) == {"epoch": 0, "steps_done": 2}
+    assert multi_worker.read_training_state(path) == {"epoch": 0, "steps_done": 2}
     with open(os.path.join(directory, "training_metadata.json")) as file:
         assert json.load(file) == {"epoch": 0, "batch": 1}
     restored = _mlp(6)
     restored.build((None, 6))
     restored.load_weights(path)
-    for got, want in zip(restored.get_weights(), saved):
+    for got, want in zip(restored.get_weights(), saved, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
@@ -174,9 +174,9 @@ def test_stock_backup_is_not_silently_mixed(tmp_path):
     x, y = _data()
     backup = keras.callbacks.BackupAndRestore(str(tmp_path), save_freq=2)
     with pytest.raises(ValueError, match="backup_dir"):
-        _multi_worker.fit(model, x, y, callbacks=[backup], verbose=0)
+        multi_worker.fit(model, x, y, callbacks=[backup], verbose=0)
     with h5py.File(tmp_path / "latest.weights.h5") as file:
-        assert _multi_worker._STATE_ATTRIBUTE not in file.attrs
+        assert multi_worker.STATE_ATTRIBUTE not in file.attrs
 
 
 # ------------------------------------------------------- multi-process
@@ -215,7 +215,7 @@ def single_process_weights(_single_process_run):
 def _assert_same_weights(out_dir, expected):
     got = runner.student_weights(out_dir)
     assert len(got) == len(expected)
-    for a, b in zip(got, expected):
+    for a, b in zip(got, expected, strict=True):
         np.testing.assert_allclose(a, b, atol=ATOL)
 
 
@@ -241,7 +241,7 @@ def test_two_workers_match_single_process_and_only_chief_writes(
         "checkpoint.weights.h5", "history.json", "student.keras", "student_weights.npz",
     ]
     student = keras.saving.load_model(out / "student.keras", safe_mode=True)
-    for a, b in zip(student.get_weights(), single_process_weights):
+    for a, b in zip(student.get_weights(), single_process_weights, strict=True):
         np.testing.assert_allclose(a, b, atol=ATOL)
     # The non-chief's temporary checkpoint directory is gone.
     assert os.listdir(scratch) == []
@@ -260,7 +260,7 @@ def test_single_process_kill_and_resume(tmp_path, single_process_weights):
         runner.kill(process)  # kill -9 mid-epoch 0 (after step 5 of 8)
     assert process.returncode == -9
     assert not os.path.exists(out / "student_weights.npz")
-    state = _multi_worker.read_training_state(backup / "latest.weights.h5")
+    state = multi_worker.read_training_state(backup / "latest.weights.h5")
     assert state == {"epoch": 0, "steps_done": 4}
 
     result = runner.run(common + ["--record", str(record)], RUN_TIMEOUT)
@@ -298,7 +298,7 @@ def test_two_workers_kill_one_and_restart_both(tmp_path, single_process_weights)
     finally:
         for process in processes:
             runner.kill(process)
-    state = _multi_worker.read_training_state(backup / "latest.weights.h5")
+    state = multi_worker.read_training_state(backup / "latest.weights.h5")
     assert state == {"epoch": 0, "steps_done": 4}
 
     ports = [int(p) for p in _free_ports(2)]
@@ -319,6 +319,6 @@ def test_two_workers_kill_one_and_restart_both(tmp_path, single_process_weights)
 
 
 def _free_ports(count):
-    from kdkeras import launch
+    from kdkeras.distribute import launch
 
     return launch.free_ports(count)

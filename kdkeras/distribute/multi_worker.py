@@ -39,11 +39,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras.src.trainers.data_adapters import array_slicing
-from keras.src.trainers.data_adapters import data_adapter_utils
 
-from kdkeras import distribute
+from kdkeras.distribute import strategy as strategy_lib
 
-_STATE_ATTRIBUTE = "kdkeras_training_state"
+STATE_ATTRIBUTE = "kdkeras_training_state"
 _WEIGHTS_NAME = "latest.weights.h5"
 _METADATA_NAME = "training_metadata.json"
 
@@ -72,23 +71,26 @@ def needs_multi_worker_fit(strategy, callbacks=None):
     )
 
 
+def _tf_config(strategy):
+    """The strategy's cluster as `strategy.parse_tf_config` returns it."""
+    resolver = strategy.cluster_resolver
+    return {
+        "cluster": resolver.cluster_spec().as_dict(),
+        "task_type": resolver.task_type,
+        "task_index": resolver.task_id,
+    }
+
+
 def _in_multi_worker_mode(strategy):
-    return isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    return strategy_lib.num_workers(_tf_config(strategy)) > 1
 
 
 def _is_chief(strategy):
     if not _in_multi_worker_mode(strategy):
         return True
-    resolver = strategy.cluster_resolver
-    if resolver.task_type == "chief":
-        return True
-    return (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
+    return strategy_lib.is_chief(_tf_config(strategy))
 
 
 def fit(
@@ -136,10 +138,11 @@ def fit(
     with strategy.scope():
         model = build_model()
         model.compile(...)
-    history = _multi_worker.fit(model, x, y, batch_size=256, epochs=3)
+    history = multi_worker.fit(model, x, y, batch_size=256, epochs=3)
     ```
     """
-    model._assert_compile_called("fit")
+    if not model.compiled:
+        raise ValueError("You must call `compile()` before calling `fit()`.")
     if class_weight is not None:
         raise ValueError(
             "`class_weight` is not supported by the multi-worker fit; use "
@@ -155,7 +158,7 @@ def fit(
     train = _Input(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
     validation = None
     if validation_data is not None:
-        val_x, val_y, val_weight = data_adapter_utils.unpack_x_y_sample_weight(
+        val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
             validation_data
         )
         validation = _Input(
@@ -207,9 +210,7 @@ def fit(
                 if model.stop_training:
                     break
             epoch_logs = dict(model._get_metrics_result_or_logs(logs))
-            if validation is not None and model._should_eval(
-                epoch, validation_freq
-            ):
+            if validation is not None and _should_evaluate(epoch, validation_freq):
                 val_logs = _evaluate(
                     model, validation, strategy, test_function, callback_list
                 )
@@ -225,6 +226,18 @@ def fit(
         if scratch_dir is not None:
             shutil.rmtree(scratch_dir, ignore_errors=True)
     return model.history
+
+
+def _should_evaluate(epoch, validation_freq):
+    """Whether to validate after `epoch` (0-based), as Keras' `fit` does."""
+    if isinstance(validation_freq, int) and not isinstance(validation_freq, bool):
+        return (epoch + 1) % validation_freq == 0
+    if isinstance(validation_freq, (list, tuple)):
+        return epoch + 1 in validation_freq
+    raise ValueError(
+        "`validation_freq` must be an int or a list of epochs. "
+        f"Received: validation_freq={validation_freq!r}"
+    )
 
 
 def _step_function(step, strategy):
@@ -309,7 +322,7 @@ class _Input:
                 self._size, seed=1_000_003 * (epoch + 1) % (2**31 - 1)
             )
         dataset = dataset.batch(self._batch_size)
-        return distribute.with_auto_shard_policy(dataset, "data")
+        return strategy_lib.with_auto_shard_policy(dataset, "data")
 
     def first_batch(self):
         batch = next(iter(self._epoch_dataset(0).take(1)))
@@ -323,13 +336,13 @@ class _Input:
             if getattr(self, "_iterator", None) is None:
                 dataset = dataset.skip(epoch * self.steps + skip)
                 self._iterator = iter(
-                    distribute.distribute_dataset(dataset, strategy)
+                    strategy_lib.distribute_dataset(dataset, strategy)
                 )
             iterator = self._iterator
         else:
             if skip:
                 dataset = dataset.skip(skip)
-            iterator = iter(distribute.distribute_dataset(dataset, strategy))
+            iterator = iter(strategy_lib.distribute_dataset(dataset, strategy))
         step = skip
         while self.steps is None or step < self.steps:
             batch = iterator.get_next_as_optional()
@@ -428,7 +441,7 @@ def save_weights_atomically(model, directory, state):
     temporary = os.path.join(directory, f".tmp-{os.getpid()}-{_WEIGHTS_NAME}")
     model.save_weights(temporary, overwrite=True)
     with h5py.File(temporary, "a") as file:
-        file.attrs[_STATE_ATTRIBUTE] = json.dumps(state)
+        file.attrs[STATE_ATTRIBUTE] = json.dumps(state)
     _fsync(temporary)
     os.replace(temporary, target)
     # Keras' own layout: epoch and last batch index, for stock readers.
@@ -444,7 +457,7 @@ def save_weights_atomically(model, directory, state):
 def read_training_state(path):
     """The `{"epoch", "steps_done"}` stored in a backup file, or None."""
     with h5py.File(path, "r") as file:
-        value = file.attrs.get(_STATE_ATTRIBUTE)
+        value = file.attrs.get(STATE_ATTRIBUTE)
     return None if value is None else json.loads(value)
 
 

@@ -61,7 +61,8 @@ def parse_tf_config(value=None):
         ) from None
     if not isinstance(config, dict):
         raise ValueError(
-            f"TF_CONFIG must be a JSON object; received {type(config).__name__}."
+            "TF_CONFIG must be a JSON object. "
+            f"Received: a JSON {type(config).__name__}"
         )
     cluster = config.get("cluster")
     if not isinstance(cluster, dict) or not cluster:
@@ -218,7 +219,8 @@ def strategy_from_environment(
     """
     if not timeout_seconds or timeout_seconds <= 0:
         raise ValueError(
-            f"`timeout_seconds` must be > 0; received {timeout_seconds!r}."
+            "`timeout_seconds` must be > 0. "
+            f"Received: timeout_seconds={timeout_seconds!r}"
         )
     tf_config = parse_tf_config()
     if num_workers(tf_config) > 1:
@@ -344,13 +346,13 @@ def per_replica_batch_size(global_batch_size, strategy=None):
         or global_batch_size <= 0
     ):
         raise ValueError(
-            "`global_batch_size` must be a positive int; received "
-            f"{global_batch_size!r}."
+            "`global_batch_size` must be a positive int. "
+            f"Received: global_batch_size={global_batch_size!r}"
         )
     if global_batch_size % replicas:
         raise ValueError(
-            f"`global_batch_size`={global_batch_size} is not divisible by the "
-            f"{replicas} replicas in sync; use a multiple of {replicas}."
+            f"`global_batch_size` must be a multiple of the {replicas} "
+            f"replicas in sync. Received: global_batch_size={global_batch_size}"
         )
     return global_batch_size // replicas
 
@@ -377,7 +379,8 @@ def with_auto_shard_policy(dataset, policy=None):
         names = {"data": "DATA", "file": "FILE", "auto": "AUTO", "off": "OFF"}
         if policy.lower() not in names:
             raise ValueError(
-                f"`policy` must be one of {sorted(names)}; received {policy!r}."
+                f"`policy` must be one of {sorted(names)}. "
+                f"Received: policy={policy!r}"
             )
         policy = getattr(policies, names[policy.lower()])
     options = tf.data.Options()
