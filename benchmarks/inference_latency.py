@@ -3,8 +3,8 @@
 For the 800-800 student (784-800-800-10 MLP, fp32) exported to every format, this runs,
 in one process run, for every format and batch size:
 
-1. the report's measurement worker (`export.worker.MeasurementWorker` running
-   `export/_runner.py`: p50 of per-call `perf_counter_ns` samples, summarised by the
+1. the report's measurement worker (`export.measure.worker.MeasurementWorker` running
+   `export.measure.child`: p50 of per-call `perf_counter_ns` samples, summarised by the
    report's own code), and
 2. an INDEPENDENT minimal timer of the same raw runtime call, written here without any
    code from `export/`: its own subprocess, the runtime set up by hand with the same
@@ -240,7 +240,7 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
     summarised by the report's own code (`Session.finish`): its p50 is the report's figure.
     """
     from export import measure
-    from export import worker as worker_lib
+    from export.measure import worker as worker_lib
 
     window = seconds / rounds
     timing = {"min_time_s": seconds, "min_iterations": 1, "max_time_s": max(3 * seconds, 1.0),

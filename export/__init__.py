@@ -30,7 +30,7 @@ _LAZY = {
     "OutputExistsError": "export.staging",
     "measure_artifact": "export.measure",
     "measure_artifacts": "export.measure",
-    "Job": "export.worker",
+    "Job": "export.measure",
     "measure_best_threads": "export.measure",
     "measure_floor": "export.measure",
     "summarize": "export.measure",

@@ -33,7 +33,7 @@ import numpy as np
 
 from export import budgets as budgets_lib
 from export import measure
-from export.worker import REWARM_S
+from export.measure.worker import REWARM_S
 
 PROGRAM = "export.report"
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")

@@ -193,8 +193,11 @@ def export_tflite(
         flatbuffer = convert(model, quantize, representative, int8_io)
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
-        runner = runtimes.tflite_runner(path)
-        return {"input_dtype": runner.input_dtype, "output_dtype": runner.output_dtype}
+        runtime = runtimes.TFLiteRuntime(path)
+        return {
+            "input_dtype": runtime.input_dtype,
+            "output_dtype": runtime.output_dtype,
+        }
 
     # Real inputs for agreement: labelled x, else the Fashion-MNIST test slice
     # (28x28x1 models), else the representative data (verify decides).

@@ -278,7 +278,8 @@ def verify_artifact(
             (default `MIN_TOP1_AGREEMENT[quantize]`).
         max_accuracy_drop: With `labelled`, maximum accuracy the artifact may
             lose against Keras (absolute fraction, 0.01 = one point).
-        runner: Optional ready `x -> outputs` callable for the artifact.
+        runner: Optional `x -> outputs` callable standing for the artifact
+            (default: `export.runtimes.load(path, fmt).predict`).
 
     Returns:
         A JSON-serialisable dict of the figures (`max_relative_error`,
@@ -288,8 +289,11 @@ def verify_artifact(
         ParityError: a gate fails; the message gives the figure and the bound.
     """
     input_shape, dtype = loading.input_signature(model)
-    reference = runtimes.keras_runner(model)
-    exported = runner or runtimes.artifact_runner(path, fmt)
+    reference = runtimes.KerasRuntime(model).predict
+    if runner is None:
+        options = {"providers": runtimes.onnx_providers()} if fmt == "onnx" else None
+        runner = runtimes.load(path, fmt, options=options).predict
+    exported = runner
     quantized = quantize != "none"
     rng = np.random.default_rng(seed)
 
