@@ -35,9 +35,10 @@ _LAZY = {
     "measure_floor": "export.measure",
     "summarize": "export.measure",
     "build_report": "export.report",
-    "load_budget": "export.budgets",
-    "check_budget": "export.budgets",
-    "BudgetError": "export.budgets",
+    "load_budget": "export.report",
+    "check_budget": "export.report",
+    "BudgetError": "export.report",
+    "ConversionError": "export.pipeline",
 }
 
 __all__ = sorted(_LAZY)

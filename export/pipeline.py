@@ -16,6 +16,10 @@ from export import staging
 from export import verify
 
 
+class ConversionError(ValueError):
+    """A converter (TFLite, tf2onnx) could not convert the model."""
+
+
 @dataclasses.dataclass
 class ExportResult:
     """What an exporter returns.

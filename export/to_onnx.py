@@ -31,8 +31,6 @@ from export import to_savedmodel
 MIN_OPSET = 9
 
 
-class ConversionError(ValueError):
-    """tf2onnx could not convert the model."""
 
 
 def supported_opsets():
@@ -102,7 +100,7 @@ def convert(model, opset=None):
     """Converts `model` to an optimised `onnx.ModelProto` (no checks).
 
     Raises:
-        ConversionError: tf2onnx fails, or leaves ops it cannot convert.
+        export.pipeline.ConversionError: tf2onnx fails, or leaves ops it cannot convert.
     """
     import onnx
     import tf2onnx
@@ -120,7 +118,7 @@ def convert(model, opset=None):
             (line.strip() for line in str(error).splitlines() if line.strip()),
             type(error).__name__,
         )
-        raise ConversionError(f"tf2onnx failed: {first}") from None
+        raise pipeline.ConversionError(f"tf2onnx failed: {first}") from None
     unconverted = sorted(
         {
             node.op_type
@@ -129,7 +127,7 @@ def convert(model, opset=None):
         }
     )
     if unconverted:
-        raise ConversionError(
+        raise pipeline.ConversionError(
             f"tf2onnx cannot convert TF op(s) {', '.join(unconverted)} to ONNX "
             f"(opset {_opset_of(model_proto)})"
         )
@@ -232,20 +230,12 @@ def main(argv=None):
         "Output .onnx file (default: MODEL with extension .onnx, beside it)."
     )
     flags.DEFINE_integer("opset", None, "ONNX opset (default: tf2onnx's).")
-
-    def export_from_flags(model_path):
-        value = cli.flag_value
-        return export_onnx(
-            model_path,
-            value("output"),
-            opset=value("opset"),
-            overwrite=value("overwrite"),
-            labelled_data=value("labelled-data"),
-            seed=value("seed"),
-            unsafe=value("unsafe"),
-        )
-
-    cli.run("export.to_onnx", export_from_flags, argv)
+    cli.run(
+        "export.to_onnx",
+        export_onnx,
+        argv,
+        tool_arguments=lambda: {"opset": cli.flag_value("opset")},
+    )
 
 
 if __name__ == "__main__":

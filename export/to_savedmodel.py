@@ -132,21 +132,12 @@ def main(argv=None):
     from export import cli
 
     cli.define_common_flags("Output SavedModel directory (required).")
-
-    def export_from_flags(model_path):
-        value = cli.flag_value
-        if not value("output"):
-            raise ValueError("--output is required: the SavedModel directory")
-        return export_savedmodel(
-            model_path,
-            value("output"),
-            overwrite=value("overwrite"),
-            labelled_data=value("labelled-data"),
-            seed=value("seed"),
-            unsafe=value("unsafe"),
-        )
-
-    cli.run("export.to_savedmodel", export_from_flags, argv)
+    cli.run(
+        "export.to_savedmodel",
+        export_savedmodel,
+        argv,
+        output_required="the SavedModel directory to write",
+    )
 
 
 if __name__ == "__main__":

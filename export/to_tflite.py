@@ -41,10 +41,6 @@ QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
 MAX_CALIBRATION_SAMPLES = 1000
 
 
-class ConversionError(ValueError):
-    """The TFLite converter rejected the model."""
-
-
 def convert(
     model,
     quantize="none",
@@ -63,7 +59,7 @@ def convert(
         The `.tflite` bytes.
 
     Raises:
-        ConversionError: the converter cannot handle an op of the model.
+        export.pipeline.ConversionError: the converter cannot handle an op of the model.
     """
     import tensorflow as tf
 
@@ -94,7 +90,7 @@ def convert(
         try:
             return converter.convert()
         except Exception as error:
-            raise ConversionError(describe_converter_error(error)) from None
+            raise pipeline.ConversionError(describe_converter_error(error)) from None
 
 
 def describe_converter_error(error):
@@ -264,24 +260,18 @@ def main(argv=None):
         f"per mode: {verify.MIN_TOP1_AGREEMENT}).",
     )
 
-    def export_from_flags(model_path):
-        value = cli.flag_value
-        if not value("output"):
-            raise ValueError("--output is required: the .tflite file to write")
-        return export_tflite(
-            model_path,
-            value("output"),
-            quantize=value("quantize"),
-            representative_data=value("representative-data"),
-            int8_io=value("int8-io"),
-            overwrite=value("overwrite"),
-            labelled_data=value("labelled-data"),
-            seed=value("seed"),
-            min_agreement=value("min-agreement"),
-            unsafe=value("unsafe"),
-        )
-
-    cli.run("export.to_tflite", export_from_flags, argv)
+    cli.run(
+        "export.to_tflite",
+        export_tflite,
+        argv,
+        output_required="the .tflite file to write",
+        tool_arguments=lambda: {
+            "quantize": cli.flag_value("quantize"),
+            "representative_data": cli.flag_value("representative-data"),
+            "int8_io": cli.flag_value("int8-io"),
+            "min_agreement": cli.flag_value("min-agreement"),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Tests for export.budgets: parsing (one-line errors) and checking against results."""
+"""Tests for export.report.budgets: parsing (one-line errors) and checking against results."""
 
 import json
 
 import pytest
 
-from export import budgets
+from export.report import budgets
 
 
 def _entry(model, fmt, p99=(1.0, 10.0), size=5e6, memory=100e6, accuracy=0.9, p50=(0.5, 5.0)):
