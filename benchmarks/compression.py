@@ -288,7 +288,9 @@ def run():
         learning_rate=FLAGS.qat_learning_rate,
         **common,
     )
-    compress.qat_to_tflite(qat_model, path_of("qat_int8", ".tflite"))
+    export_tflite(
+        qat_model, path_of("qat_int8", ".tflite"), quantize="qat", overwrite=True
+    )
     timings["qat"] = time.perf_counter() - start
     artifacts["QAT int8 (TFLite)"] = (
         path_of("qat_int8", ".tflite"),

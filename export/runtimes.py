@@ -111,6 +111,8 @@ class KerasRuntime:
     """A `keras.Model` (or `.keras` file, loaded with `safe_mode=True`).
 
     Times and predicts with a `tf.function` of `model(x, training=False)`.
+    A model object is used as given (a `tf_keras` quantization-aware model
+    too: it is the reference of its TFLite conversion).
     """
 
     label = "tf.function(model(x, training=False))"
@@ -126,12 +128,12 @@ class KerasRuntime:
 
         self.tf = tf
         self.version = f"keras {keras.__version__} / tensorflow {tf.__version__}"
-        if isinstance(path, keras.Model):
-            self.model = path
-        else:
+        if isinstance(path, str):
             self.model = keras.saving.load_model(
                 path, safe_mode=True, compile=False
             )
+        else:
+            self.model = path
         jit = bool(options.get("jit_compile", False))
         model = self.model
         self.function = tf.function(

@@ -46,7 +46,7 @@ TINY = float(np.finfo(np.float32).tiny)
 # 0.998-0.999, int8 0.997-1.000 (with or without int8 I/O). The thresholds
 # leave room for larger models while still catching a broken calibration:
 # calibrating on the same images scaled by 0.2 (too narrow ranges) gives 0.38.
-MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.98, "int8": 0.97}
+MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.98, "int8": 0.97, "qat": 0.95}
 DEFAULT_BATCH_SIZES = (1, 16)
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 DEFAULT_REAL_INPUTS = 500  # Fashion-MNIST test images for top-1 agreement.

@@ -4,8 +4,9 @@ The student crosses the bridge to `tf_keras`; every layer TFMOT's default
 8-bit registry supports is annotated and `quantize_apply` inserts the
 fake-quantization wrappers (`BatchNormalization` is folded into the
 convolution before it; `Rescaling` only has its output quantized); the wrapped student is fine-tuned with the distillation loss. The
-result stays a `tf_keras` model: `qat_to_tflite` converts it to an int8
-TFLite flatbuffer (weights and activations int8, float32 input and output).
+result stays a `tf_keras` model: `export.to_tflite.export_tflite(model, path,
+quantize="qat")` converts it to an int8 TFLite file (weights and activations
+int8, float32 input and output).
 """
 
 import tensorflow_model_optimization as tfmot
@@ -13,7 +14,6 @@ import tf_keras
 
 from kdkeras.compress import bridge
 from kdkeras.compress import distill
-from kdkeras.compress import tflite
 
 
 class _OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
@@ -76,13 +76,14 @@ def quantization_aware(
 
     Returns:
         The quantization-aware `tf_keras` model (fake-quant wrappers); export
-        it with `qat_to_tflite`.
+        it with `export.to_tflite.export_tflite(..., quantize="qat")`.
 
     Example:
 
     ```python
     qat_model = kdkeras.compress.quantization_aware(student, teacher, x, y)
-    kdkeras.compress.qat_to_tflite(qat_model, "student_int8.tflite")
+    export.to_tflite.export_tflite(qat_model, "student_int8.tflite",
+                                   quantize="qat")
     ```
     """
     teacher_logits = distill.soft_targets(teacher, x, teacher_logits)
@@ -122,24 +123,3 @@ def quantization_aware(
         verbose=verbose,
     )
     return quantized
-
-
-def qat_to_tflite(qat_model, output_path=None):
-    """Converts a quantization-aware `tf_keras` model to int8 TFLite.
-
-    Args:
-        qat_model: The model `quantization_aware` returned.
-        output_path: Optional `.tflite` path to write (atomically).
-
-    Returns:
-        The flatbuffer as `bytes`.
-    """
-    if not isinstance(qat_model, tf_keras.Model):
-        raise TypeError(
-            "`qat_model` must be the tf_keras model `quantization_aware` "
-            f"returned. Received: {type(qat_model).__name__}"
-        )
-    model_content = tflite.convert(qat_model, quantize="qat")
-    if output_path is not None:
-        tflite.save(model_content, output_path)
-    return model_content
