@@ -22,8 +22,8 @@ the dense distilled student, batch-1 p50 <= 0.5x the best fp32 runtime;
 pruned <= 1 pp drop and gzip size <= 0.35x the dense one.
 
 Usage:
-  python benchmarks/compression.py --quick     # smoke test, ~3 minutes
-  python benchmarks/compression.py             # full run
+  .venv/bin/python -m benchmarks.compression --quick     # smoke test
+  .venv/bin/python -m benchmarks.compression             # full run
 """
 
 import os
@@ -108,7 +108,7 @@ def _command():
         arguments.append(f"--threads={FLAGS.threads}")
     if FLAGS.quick:
         arguments.append("--quick")
-    return "cd /work/main && .venv/bin/python benchmarks/compression.py " + (
+    return ".venv/bin/python -m benchmarks.compression " + (
         " ".join(shlex.quote(a) for a in arguments)
     )
 

@@ -27,9 +27,9 @@ The floor is the report's, `x @ W` with the kernels as stored; the ratio to a tu
 floor (batch 1 on transposed kernels, OpenBLAS' faster GEMV) is printed beside it.
 
 Usage:
-  python benchmarks/inference_latency.py                   # 20 rounds, all formats, sweep
-  python benchmarks/inference_latency.py --quick           # 2 rounds, short timing
-  python benchmarks/inference_latency.py --student s.keras --formats onnx,tflite,numpy
+  .venv/bin/python -m benchmarks.inference_latency                   # 20 rounds, all formats, sweep
+  .venv/bin/python -m benchmarks.inference_latency --quick           # 2 rounds, short timing
+  .venv/bin/python -m benchmarks.inference_latency --student s.keras --formats onnx,tflite,numpy
 """
 
 import os
@@ -333,7 +333,7 @@ def main(argv):
     threads = FLAGS.threads or measure.available_threads()
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     formats = list(FLAGS.formats)
-    command = "python benchmarks/inference_latency.py " + shlex.join(sys.argv[1:])
+    command = ".venv/bin/python -m benchmarks.inference_latency " + shlex.join(sys.argv[1:])
     load_start = os.getloadavg()
     print(f"# inference latency, {platform.processor() or platform.machine()}, "
           f"{measure.available_threads()} cores, {threads} threads per runtime; "

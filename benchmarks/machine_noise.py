@@ -15,8 +15,8 @@
    process. Whoever re-times a report figure must use the thread count it records.
 
 Usage:
-  python benchmarks/machine_noise.py                 # 60 s trace, then the spin tails
-  python benchmarks/machine_noise.py --seconds=20 --threads=1
+  .venv/bin/python -m benchmarks.machine_noise                 # 60 s trace, then the spin tails
+  .venv/bin/python -m benchmarks.machine_noise --seconds=20 --threads=1
 """
 
 import json
@@ -166,7 +166,7 @@ def main(argv):
         print("LiteRT Interpreter, student, batch 1, p50: " + ", ".join(
             f"{name} {p50:.4f} ms" for name, p50 in litert.items()))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
-    print("reproduce: python benchmarks/machine_noise.py " + shlex.join(sys.argv[1:]))
+    print("reproduce: .venv/bin/python -m benchmarks.machine_noise " + shlex.join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -31,10 +31,10 @@ Goals: kdkeras online (either online variant) >= 1.30x keras_distillation; kdker
 keras_distillation and >= 0.9x the fastest plain-fit variant.
 
 Usage:
-  python benchmarks/train_throughput.py                  # 20k examples
-  python benchmarks/train_throughput.py --examples=60000 --repeats=5
-  python benchmarks/train_throughput.py --variants=all
-  python benchmarks/train_throughput.py --quick          # smoke test
+  .venv/bin/python -m benchmarks.train_throughput                  # 20k examples
+  .venv/bin/python -m benchmarks.train_throughput --examples=60000 --repeats=5
+  .venv/bin/python -m benchmarks.train_throughput --variants=all
+  .venv/bin/python -m benchmarks.train_throughput --quick          # smoke test
 """
 
 import os
@@ -177,7 +177,7 @@ def _command(examples, repeats, names):
         f"--steps_per_execution={FLAGS.steps_per_execution}",
         f"--threads={FLAGS.threads}",
     ]
-    return "cd /work/main && .venv/bin/python benchmarks/train_throughput.py " + (
+    return ".venv/bin/python -m benchmarks.train_throughput " + (
         " ".join(shlex.quote(a) for a in arguments)
     )
 
