@@ -222,13 +222,21 @@ def parser(program):
     return parse
 
 
-def run_main(program, main, argv=None):
+def run_main(program, main, argv=None, takes_arguments=False):
     """Runs `main(positional_arguments) -> exit status` under absl.
 
-    Bad flags exit 2 with one line; `main` runs under `guarded`.
+    Bad flags, and positional arguments when `takes_arguments` is False, exit
+    2 with one line; `main` runs under `guarded`.
     """
 
     def entry(arguments):
+        if len(arguments) > 1 and not takes_arguments:
+            fail(
+                program,
+                f"`{program}` takes no positional arguments. "
+                f"Received: {' '.join(arguments[1:])}",
+                EXIT_USAGE,
+            )
         status = guarded(program, lambda: main(arguments[1:]), quiet=False)
         sys.exit(status or EXIT_OK)
 

@@ -85,13 +85,25 @@ def concrete_shape(shape, batch_size, example_shape=None):
     return tuple(out)
 
 
-def set_tf_threads(tf, intra, inter):
-    """Sets TensorFlow's thread pools (they are fixed once TensorFlow ran)."""
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-        tf.config.threading.set_inter_op_parallelism_threads(inter)
-    except RuntimeError:
-        pass
+def tensorflow_with_threads(threads, options):
+    """Imports TensorFlow with its thread pools set (unless `threads` is None).
+
+    The intra-op pool gets `threads`, the inter-op pool
+    `options["inter_op_threads"]` (default 1). In a process where TensorFlow
+    already ran the pools are fixed; `tf_thread_settings` records the values
+    in force.
+    """
+    import tensorflow as tf
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(
+                int(options.get("inter_op_threads", 1))
+            )
+        except RuntimeError:
+            pass
+    return tf
 
 
 def tf_thread_settings(tf):
@@ -119,11 +131,8 @@ class KerasRuntime:
     predict_batch_size = 256
 
     def __init__(self, path, threads=None, options=None):
-        import tensorflow as tf
-
         options = options or {}
-        if threads is not None:
-            set_tf_threads(tf, threads, int(options.get("inter_op_threads", 1)))
+        tf = tensorflow_with_threads(threads, options)
         import keras
 
         self.tf = tf
@@ -172,11 +181,8 @@ class SavedModelRuntime:
     """A SavedModel directory; runs one signature's concrete function."""
 
     def __init__(self, path, threads=None, options=None):
-        import tensorflow as tf
-
         options = options or {}
-        if threads is not None:
-            set_tf_threads(tf, threads, int(options.get("inter_op_threads", 1)))
+        tf = tensorflow_with_threads(threads, options)
         self.tf = tf
         self.version = f"tensorflow {tf.__version__}"
         self.loaded = tf.saved_model.load(path)

@@ -22,10 +22,8 @@ Command line:
 
 import os
 
-from export import loading
 from export import pipeline
 from export import runtimes
-from export import staging
 from export import to_savedmodel
 
 MIN_OPSET = 9
@@ -186,10 +184,7 @@ def export_onnx(
         if not is_path:
             raise ValueError("output_path is required when model is a keras.Model")
         output_path = default_output_path(model)
-    # Refuse a bad destination before the (slow) load and conversion.
-    staging.check_output_path(output_path, overwrite)
-    source = os.fspath(model) if is_path else None
-    model = loading.resolve_model(model, unsafe=unsafe)
+    model, source = pipeline.resolve_for_export(model, output_path, overwrite, unsafe)
 
     def write(path):
         model_proto = convert(model, opset)

@@ -21,7 +21,6 @@ import os
 
 from export import loading
 from export import pipeline
-from export import staging
 
 INPUT_NAME = "inputs"
 OUTPUT_NAME = "logits"
@@ -101,10 +100,9 @@ def export_savedmodel(
     for name, value in (("input_name", input_name), ("output_name", output_name)):
         if not isinstance(value, str) or not value.isidentifier():
             raise ValueError(f"{name} must be an identifier, got {value!r}")
-    # Refuse a bad destination before the (slow) load and conversion.
-    staging.check_output_path(output_dir, overwrite, directory=True)
-    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-    model = loading.resolve_model(model, unsafe=unsafe)
+    model, source = pipeline.resolve_for_export(
+        model, output_dir, overwrite, unsafe, directory=True
+    )
 
     def write(path):
         write_savedmodel(model, path, input_name, output_name)

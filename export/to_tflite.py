@@ -226,13 +226,14 @@ def export_tflite(
         )
     if int8_io and quantize != "int8":
         raise ValueError(f"--int8-io requires --quantize=int8, got {quantize!r}")
-    # Refuse a bad destination before the (slow) load and conversion.
-    staging.check_output_path(output_path, overwrite)
-    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-    if quantization_aware:
+    if quantization_aware:  # A tf_keras model: used as it is.
+        staging.check_output_path(output_path, overwrite)
         loading.check_single_input_output(model)
+        source = None
     else:
-        model = loading.resolve_model(model, unsafe=unsafe)
+        model, source = pipeline.resolve_for_export(
+            model, output_path, overwrite, unsafe
+        )
     input_shape, _ = loading.input_signature(model)
 
     representative = None

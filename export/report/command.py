@@ -246,14 +246,9 @@ def check_flags(value):
     }
 
 
-def run(arguments, argv):
+def run(argv):
     """The report command; returns its exit status."""
     value = cli.flag_value
-    if arguments:
-        raise cli.UsageError(
-            "`export.report` takes no positional arguments. "
-            f"Received: {' '.join(arguments)}"
-        )
     settings = check_flags(value)
     teacher, student = value("teacher"), value("student")
     output_dir = value("output-dir")
@@ -304,4 +299,4 @@ def main(argv=None):
     if "teacher" not in flags.FLAGS:
         define_flags()
     argv = list(argv or sys.argv)
-    cli.run_main(PROGRAM, lambda arguments: run(arguments, argv), argv)
+    cli.run_main(PROGRAM, lambda arguments: run(argv), argv)
