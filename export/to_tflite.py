@@ -221,11 +221,15 @@ def export_tflite(
         )
     if quantize == "int8" and representative_data is None:
         raise ValueError(
-            "--quantize=int8 needs --representative-data (a .npy/.npz of "
-            "inputs, or fashion-mnist:N) to calibrate activation ranges"
+            "`--representative-data` must be given with --quantize=int8 (a "
+            ".npy/.npz of inputs, or fashion-mnist:N) to calibrate activation "
+            "ranges. Received: --representative-data=None"
         )
     if int8_io and quantize != "int8":
-        raise ValueError(f"--int8-io requires --quantize=int8, got {quantize!r}")
+        raise ValueError(
+            "`--int8-io` must come with --quantize=int8. "
+            f"Received: --quantize={quantize}"
+        )
     if quantization_aware:  # A tf_keras model: used as it is.
         staging.check_output_path(output_path, overwrite)
         loading.check_single_input_output(model)

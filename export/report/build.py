@@ -211,7 +211,7 @@ def exported_entry(name, fmt, model, source, artifacts):
         else:
             entry["artifact"] = artifact_path(artifacts, name, fmt)
             entry["export"] = export_verified(model, fmt, entry["artifact"])
-    except Exception as error:  # recorded in the report; exit status 3
+    except Exception as error:  # Recorded in the report; exit status 1.
         entry["error"] = f"{type(error).__name__}: {loading.error_summary(error)}"
     return entry
 

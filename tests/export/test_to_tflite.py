@@ -131,9 +131,9 @@ def test_badly_calibrated_int8_is_refused_and_not_written(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"quantize": "int4"}, "--quantize must be one of"),
-        ({"quantize": "int8"}, "needs --representative-data"),
-        ({"quantize": "dynamic", "int8_io": True}, "--int8-io requires"),
+        ({"quantize": "int4"}, "`--quantize` must be one of"),
+        ({"quantize": "int8"}, "`--representative-data` must be given with --quantize=int8"),
+        ({"quantize": "dynamic", "int8_io": True}, "`--int8-io` must come with"),
         (
             {"quantize": "int8", "representative_data": np.zeros((4, 28, 28))},
             "do not match the model input",
