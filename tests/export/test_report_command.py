@@ -182,7 +182,7 @@ def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
     "extra, message",
     [
         (["--budget", "BUDGET:max_p99_ms: [1, 2\n"], "is not valid YAML"),
-        (["--budget", "BUDGET:max_p99_msec: 3\n"], "unknown key(s) max_p99_msec"),
+        (["--budget", "BUDGET:max_p99_msec: 3\n"], "Received: unknown key(s) max_p99_msec"),
         (["--budget", "BUDGET:max_p99_ms: {8: 1}\n"], "batch size 8, which is not in --batch-sizes"),
         (["--formats", "keras,pytorch"], "`--formats` must be distinct names from"),
         (["--batch-sizes", "0"], "`--batch-sizes` must be distinct positive integers"),
