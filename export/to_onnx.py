@@ -44,13 +44,13 @@ def check_opset(opset):
         return None
     lowest, highest = supported_opsets()
     if isinstance(opset, bool) or not isinstance(opset, int):
-        raise TypeError(f"--opset must be an integer, got {opset!r}")
+        raise TypeError(f"`--opset` must be an integer. Received: --opset={opset!r}")
     if not lowest <= opset <= highest:
         import tf2onnx
 
         raise ValueError(
-            f"--opset {opset} is not supported by tf2onnx {tf2onnx.__version__}; "
-            f"expected {lowest}..{highest}"
+            f"`--opset` must be in {lowest}..{highest} (tf2onnx "
+            f"{tf2onnx.__version__}). Received: --opset={opset}"
         )
     return opset
 

@@ -99,7 +99,9 @@ def export_savedmodel(
     """
     for name, value in (("input_name", input_name), ("output_name", output_name)):
         if not isinstance(value, str) or not value.isidentifier():
-            raise ValueError(f"{name} must be an identifier, got {value!r}")
+            raise ValueError(
+                f"`{name}` must be an identifier. Received: {name}={value!r}"
+            )
     model, source = pipeline.resolve_for_export(
         model, output_dir, overwrite, unsafe, directory=True
     )

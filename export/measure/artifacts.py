@@ -58,46 +58,47 @@ def infer_format(path):
     extension = os.path.splitext(path)[1].lower()
     if extension not in EXTENSIONS:
         raise ValueError(
-            f"path must end in one of {sorted(EXTENSIONS)} or be a SavedModel directory, got {path!r}"
+            f"`path` must end in one of {sorted(EXTENSIONS)} or be a SavedModel directory. "
+            f"Received: path={path!r}"
         )
     return EXTENSIONS[extension]
 
 
 def check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=None):
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise ValueError(f"`fmt` must be one of {FORMATS}. Received: fmt={fmt!r}")
     if not os.path.exists(path):
-        raise ValueError(f"path must exist, got {path!r}")
+        raise ValueError(f"`path` must exist. Received: path={path!r}")
     if fmt == "savedmodel" and not os.path.isdir(path):
-        raise ValueError(f"path must be a SavedModel directory for fmt='savedmodel', got {path!r}")
+        raise ValueError(f"`path` must be a SavedModel directory for fmt='savedmodel'. Received: path={path!r}")
     if fmt != "savedmodel" and not os.path.isfile(path):
-        raise ValueError(f"path must be a file for fmt={fmt!r}, got {path!r}")
+        raise ValueError(f"`path` must be a file for fmt={fmt!r}. Received: path={path!r}")
     batch_sizes = tuple(batch_sizes)
     if not batch_sizes or not all(
         isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0 for b in batch_sizes
     ):
-        raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes!r}")
+        raise ValueError(f"`batch_sizes` must be positive integers. Received: batch_sizes={batch_sizes!r}")
     if threads is not None and (
         not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1
     ):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+        raise ValueError(f"`threads` must be a positive integer or None. Received: threads={threads!r}")
     unknown = sorted(set(options or {}) - set(runtimes.OPTIONS[fmt]))
     if unknown:
         raise ValueError(
-            f"options for {fmt} must be among {list(runtimes.OPTIONS[fmt])}, got {unknown}"
+            f"`options` for {fmt} must be among {list(runtimes.OPTIONS[fmt])}. Received: {unknown}"
         )
     if not min_time_s > 0:
-        raise ValueError(f"min_time_s must be > 0, got {min_time_s!r}")
+        raise ValueError(f"`min_time_s` must be > 0. Received: min_time_s={min_time_s!r}")
     if (x is None) != (y is None):
-        raise ValueError("x and y must be given together (labelled data) or both be None")
+        raise ValueError("`x` and `y` must be given together (labelled data) or both be None. Received: one of them")
     if x is not None:
         x, y = np.asarray(x), np.asarray(y)
         if y.ndim != 1 or len(x) != len(y) or not len(y):
             raise ValueError(
-                f"y must be 1-D integer labels, one per example of x; got x {x.shape}, y {y.shape}"
+                f"`y` must be 1-D integer labels, one per example of x. Received: x {x.shape}, y {y.shape}"
             )
         if not np.issubdtype(y.dtype, np.integer):
-            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+            raise TypeError(f"`y` must hold integer class labels. Received: dtype {y.dtype}")
     return tuple(int(b) for b in batch_sizes)
 
 
@@ -203,9 +204,9 @@ def measure_artifacts(
     """
     jobs = [worker.Job(*job) for job in jobs]
     if not jobs:
-        raise ValueError("jobs must name at least one artifact, got none")
+        raise ValueError("`jobs` must name at least one artifact. Received: jobs=[]")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise ValueError(f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}")
     checked = []
     for job in jobs:
         fmt = infer_format(job.path) if job.fmt is None else job.fmt
@@ -213,7 +214,7 @@ def measure_artifacts(
         threads = environment.available_threads() if job.threads is None else int(job.threads)
         checked.append(job._replace(fmt=fmt, threads=threads))
     if not max_time_s >= min_time_s:
-        raise ValueError(f"max_time_s must be >= min_time_s, got {max_time_s!r} < {min_time_s!r}")
+        raise ValueError(f"`max_time_s` must be >= min_time_s. Received: max_time_s={max_time_s!r} < {min_time_s!r}")
     timing = {
         "min_time_s": float(min_time_s),
         "min_iterations": int(min_iterations),

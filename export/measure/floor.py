@@ -76,13 +76,16 @@ class NumpyDenseForward:
         for kernel, bias, activation in layers:
             if activation not in SUPPORTED_ACTIVATIONS:
                 raise ValueError(
-                    f"activation must be one of {SUPPORTED_ACTIVATIONS}, got {activation!r}"
+                    f"`activation` must be one of {SUPPORTED_ACTIVATIONS}. "
+                    f"Received: activation={activation!r}"
                 )
             kernel = np.ascontiguousarray(kernel, dtype=np.float32)
             bias = None if bias is None else np.ascontiguousarray(bias, np.float32)
             self.layers.append((kernel, bias, activation))
         if not self.layers:
-            raise ValueError("layers must hold at least one dense layer, got none")
+            raise ValueError(
+                "`layers` must hold at least one dense layer. Received: none"
+            )
         self.input_units = self.layers[0][0].shape[0]
         self.transposed_kernels = None
 

@@ -121,14 +121,14 @@ def test_keras_also_reports_model_predict(results):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"fmt": "pytorch"}, "fmt must be one of"),
-        ({"batch_sizes": (0,)}, "batch_sizes must be positive"),
-        ({"batch_sizes": ()}, "batch_sizes must be positive"),
-        ({"threads": 0}, "threads must be a positive"),
-        ({"options": {"spin": True}}, r"options for onnx must be among \['allow_spinning'"),
-        ({"min_time_s": 0}, "min_time_s must be > 0"),
-        ({"x": np.zeros((2, 6, 6, 1))}, "x and y must be given together"),
-        ({"x": np.zeros((2, 6, 6, 1)), "y": np.zeros(3, int)}, "y must be 1-D integer labels"),
+        ({"fmt": "pytorch"}, "`fmt` must be one of"),
+        ({"batch_sizes": (0,)}, "`batch_sizes` must be positive"),
+        ({"batch_sizes": ()}, "`batch_sizes` must be positive"),
+        ({"threads": 0}, "`threads` must be a positive"),
+        ({"options": {"spin": True}}, r"`options` for onnx must be among \['allow_spinning'"),
+        ({"min_time_s": 0}, "`min_time_s` must be > 0"),
+        ({"x": np.zeros((2, 6, 6, 1))}, "`x` and `y` must be given together"),
+        ({"x": np.zeros((2, 6, 6, 1)), "y": np.zeros(3, int)}, "`y` must be 1-D integer labels"),
     ],
 )
 def test_bad_arguments_fail_in_one_line(artifacts, kwargs, match):
@@ -140,9 +140,9 @@ def test_bad_arguments_fail_in_one_line(artifacts, kwargs, match):
 
 
 def test_missing_path_and_unknown_extension(tmp_path):
-    with pytest.raises(ValueError, match="path must exist"):
+    with pytest.raises(ValueError, match="`path` must exist"):
         measure.measure_artifact(str(tmp_path / "nothing.onnx"), "onnx")
-    with pytest.raises(ValueError, match="path must end in one of"):
+    with pytest.raises(ValueError, match="`path` must end in one of"):
         measure.infer_format(str(tmp_path / "model.pt"))
 
 

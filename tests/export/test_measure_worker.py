@@ -87,13 +87,13 @@ def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):
 @pytest.mark.parametrize("rounds", [0, 1.5, True, None])
 def test_rounds_must_be_a_positive_integer(artifacts, rounds):
     _, paths = artifacts
-    with pytest.raises(ValueError, match="rounds must be an integer >= 1") as error:
+    with pytest.raises(ValueError, match="`rounds` must be an integer >= 1") as error:
         measure.measure_artifacts([(paths["onnx"], "onnx", 1)], (1,), rounds=rounds, **FAST)
     assert "\n" not in str(error.value)
 
 
 def test_jobs_must_not_be_empty():
-    with pytest.raises(ValueError, match="jobs must name at least one artifact"):
+    with pytest.raises(ValueError, match="`jobs` must name at least one artifact"):
         measure.measure_artifacts([], (1,))
 
 
