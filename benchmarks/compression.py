@@ -22,8 +22,8 @@ the dense distilled student, batch-1 p50 <= 0.5x the best fp32 runtime;
 pruned <= 1 pp drop and gzip size <= 0.35x the dense one.
 
 Usage:
-  python benchmarks/compression.py --quick     # smoke test, ~3 minutes
-  python benchmarks/compression.py             # full run
+  .venv/bin/python -m benchmarks.compression --quick     # smoke test
+  .venv/bin/python -m benchmarks.compression             # full run
 """
 
 import os
@@ -37,11 +37,12 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 # Run from a checkout without installing: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from export import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
@@ -108,7 +109,7 @@ def _command():
         arguments.append(f"--threads={FLAGS.threads}")
     if FLAGS.quick:
         arguments.append("--quick")
-    return "cd /work/main && .venv/bin/python benchmarks/compression.py " + (
+    return ".venv/bin/python -m benchmarks.compression " + (
         " ".join(shlex.quote(a) for a in arguments)
     )
 
@@ -229,82 +230,87 @@ def run():
     def path_of(name, extension):
         return os.path.join(output_dir, f"{name}{extension}")
 
+    def add_tflite(name, label, model, notes, **options):
+        """Exports `model` (verified) and lists it for measurement."""
+        path = path_of(name, ".tflite")
+        export_tflite(model, path, overwrite=True, **options)
+        artifacts[label] = (path, "tflite", notes)
+
     dense_keras = path_of("dense", ".keras")
     student.save(dense_keras)
-    export_tflite(student, path_of("dense", ".tflite"), overwrite=True)
+    add_tflite("dense", "dense fp32 (TFLite)", student, "")
     export_onnx(student, path_of("dense", ".onnx"), overwrite=True)
-    artifacts["dense fp32 (TFLite)"] = (path_of("dense", ".tflite"), "tflite", "")
     artifacts["dense fp32 (ONNX Runtime)"] = (path_of("dense", ".onnx"), "onnx", "")
     artifacts["dense fp32 (NumPy)"] = (dense_keras, "numpy", "")
 
     timings = {}
-    start = time.perf_counter()
-    keras.utils.set_random_seed(FLAGS.seed)
-    _log(f"pruning to {FLAGS.target_sparsity:g} ({_setting('prune_epochs')} epochs)")
-    pruned = compress.prune(
-        student, None, x_train, y_train,
+
+    def fine_tune(name, message, compress_fn, **options):
+        """Runs one `kdkeras.compress` step from the seed, timed; returns the model."""
+        start = time.perf_counter()
+        keras.utils.set_random_seed(FLAGS.seed)
+        _log(message)
+        model = compress_fn(student, None, x_train, y_train, **options, **common)
+        timings[name] = time.perf_counter() - start
+        return model
+
+    pruned = fine_tune(
+        "pruned",
+        f"pruning to {FLAGS.target_sparsity:g} ({_setting('prune_epochs')} epochs)",
+        compress.prune,
         target_sparsity=FLAGS.target_sparsity,
         pruning_end=FLAGS.pruning_end,
         epochs=_setting("prune_epochs"),
         learning_rate=FLAGS.prune_learning_rate,
-        **common,
     )
-    timings["pruned"] = time.perf_counter() - start
     sparsity = compress.kernel_sparsity(pruned)
-    export_tflite(pruned, path_of("pruned", ".tflite"), overwrite=True)
-    artifacts[f"{FLAGS.target_sparsity:.0%} pruned fp32 (TFLite)"] = (
-        path_of("pruned", ".tflite"),
-        "tflite",
+    add_tflite(
+        "pruned",
+        f"{FLAGS.target_sparsity:.0%} pruned fp32 (TFLite)",
+        pruned,
         f"kernel sparsity {min(sparsity.values()):.3f}-{max(sparsity.values()):.3f}; "
         f"{timings['pruned']:.0f} s fine-tune",
     )
 
-    start = time.perf_counter()
-    keras.utils.set_random_seed(FLAGS.seed)
-    _log(f"clustering to {FLAGS.clusters} values ({_setting('cluster_epochs')} epochs)")
-    clustered = compress.cluster(
-        student, None, x_train, y_train,
+    clustered = fine_tune(
+        "clustered",
+        f"clustering to {FLAGS.clusters} values ({_setting('cluster_epochs')} epochs)",
+        compress.cluster,
         number_of_clusters=FLAGS.clusters,
         epochs=_setting("cluster_epochs"),
         learning_rate=FLAGS.cluster_learning_rate,
-        **common,
     )
-    timings["clustered"] = time.perf_counter() - start
     unique = compress.unique_kernel_values(clustered)
-    export_tflite(clustered, path_of("clustered", ".tflite"), overwrite=True)
-    artifacts[f"{FLAGS.clusters}-cluster fp32 (TFLite)"] = (
-        path_of("clustered", ".tflite"),
-        "tflite",
+    add_tflite(
+        "clustered",
+        f"{FLAGS.clusters}-cluster fp32 (TFLite)",
+        clustered,
         f"<= {max(unique.values())} values per kernel; "
         f"{timings['clustered']:.0f} s fine-tune",
     )
 
-    start = time.perf_counter()
-    keras.utils.set_random_seed(FLAGS.seed)
-    _log(f"quantization-aware training ({_setting('qat_epochs')} epochs)")
-    qat_model = compress.quantization_aware(
-        student, None, x_train, y_train,
+    qat_model = fine_tune(
+        "qat",
+        f"quantization-aware training ({_setting('qat_epochs')} epochs)",
+        compress.quantization_aware,
         epochs=_setting("qat_epochs"),
         learning_rate=FLAGS.qat_learning_rate,
-        **common,
     )
-    compress.qat_to_tflite(qat_model, path_of("qat_int8", ".tflite"))
-    timings["qat"] = time.perf_counter() - start
-    artifacts["QAT int8 (TFLite)"] = (
-        path_of("qat_int8", ".tflite"),
-        "tflite",
-        f"{timings['qat']:.0f} s fine-tune + convert",
+    add_tflite(
+        "qat_int8", "QAT int8 (TFLite)", qat_model,
+        f"{timings['qat']:.0f} s fine-tune", quantize="qat",
     )
 
     start = time.perf_counter()
     _log("post-training int8")
+    path = path_of("ptq_int8", ".tflite")
     export_tflite(
-        student, path_of("ptq_int8", ".tflite"), quantize="int8",
+        student, path, quantize="int8",
         representative_data=x_train[: FLAGS.calibration], overwrite=True,
     )
     timings["ptq"] = time.perf_counter() - start
     artifacts["post-training int8 (TFLite)"] = (
-        path_of("ptq_int8", ".tflite"),
+        path,
         "tflite",
         f"{FLAGS.calibration} calibration images; {timings['ptq']:.0f} s",
     )
@@ -408,17 +414,5 @@ def run():
     print(_command())
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        run()
-    except Exception as error:  # One line, no traceback, non-zero exit.
-        if FLAGS.verbose:
-            raise
-        print(f"compression: error: {error}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main("benchmarks.compression", lambda arguments: run())

@@ -3,8 +3,8 @@
 For the 800-800 student (784-800-800-10 MLP, fp32) exported to every format, this runs,
 in one process run, for every format and batch size:
 
-1. the report's measurement worker (`export.worker.MeasurementWorker` running
-   `export/_runner.py`: p50 of per-call `perf_counter_ns` samples, summarised by the
+1. the report's measurement worker (`export.measure.worker.MeasurementWorker` running
+   `export.measure.child`: p50 of per-call `perf_counter_ns` samples, summarised by the
    report's own code), and
 2. an INDEPENDENT minimal timer of the same raw runtime call, written here without any
    code from `export/`: its own subprocess, the runtime set up by hand with the same
@@ -27,9 +27,9 @@ The floor is the report's, `x @ W` with the kernels as stored; the ratio to a tu
 floor (batch 1 on transposed kernels, OpenBLAS' faster GEMV) is printed beside it.
 
 Usage:
-  python benchmarks/inference_latency.py                   # 20 rounds, all formats, sweep
-  python benchmarks/inference_latency.py --quick           # 2 rounds, short timing
-  python benchmarks/inference_latency.py --student s.keras --formats onnx,tflite,numpy
+  .venv/bin/python -m benchmarks.inference_latency                   # 20 rounds, all formats, sweep
+  .venv/bin/python -m benchmarks.inference_latency --quick           # 2 rounds, short timing
+  .venv/bin/python -m benchmarks.inference_latency --student s.keras --formats onnx,tflite,numpy
 """
 
 import os
@@ -240,7 +240,7 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
     summarised by the report's own code (`Session.finish`): its p50 is the report's figure.
     """
     from export import measure
-    from export import worker as worker_lib
+    from export.measure import worker as worker_lib
 
     window = seconds / rounds
     timing = {"min_time_s": seconds, "min_iterations": 1, "max_time_s": max(3 * seconds, 1.0),
@@ -333,7 +333,7 @@ def main(argv):
     threads = FLAGS.threads or measure.available_threads()
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     formats = list(FLAGS.formats)
-    command = "python benchmarks/inference_latency.py " + shlex.join(sys.argv[1:])
+    command = ".venv/bin/python -m benchmarks.inference_latency " + shlex.join(sys.argv[1:])
     load_start = os.getloadavg()
     print(f"# inference latency, {platform.processor() or platform.machine()}, "
           f"{measure.available_threads()} cores, {threads} threads per runtime; "

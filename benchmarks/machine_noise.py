@@ -1,4 +1,4 @@
-"""How steady is this machine? The two facts export.worker is built on.
+"""How steady is this machine? The two facts export.measure.worker is built on.
 
 1. Step noise: one process times the same NumPy forward pass (the 800-800 student's
    shapes, `x @ W`, batch 64) in back-to-back windows for `--seconds`, and prints each
@@ -9,14 +9,14 @@
 2. Spinning pools: after a runtime's last call, how much CPU its process still burns
    while it sits idle (its thread pool spinning for the next task), for OpenBLAS (the
    NumPy floor) and ONNX Runtime. That is why a worker settles before it answers
-   (`export._runner.settle`).
+   (`export.measure.timing.settle`).
 3. LiteRT's default threads: the student at batch 1 through `Interpreter(model_path)`
    without `num_threads`, and with 1 and with `--threads`, in alternating windows in one
    process. Whoever re-times a report figure must use the thread count it records.
 
 Usage:
-  python benchmarks/machine_noise.py                 # 60 s trace, then the spin tails
-  python benchmarks/machine_noise.py --seconds=20 --threads=1
+  .venv/bin/python -m benchmarks.machine_noise                 # 60 s trace, then the spin tails
+  .venv/bin/python -m benchmarks.machine_noise --seconds=20 --threads=1
 """
 
 import json
@@ -166,7 +166,7 @@ def main(argv):
         print("LiteRT Interpreter, student, batch 1, p50: " + ", ".join(
             f"{name} {p50:.4f} ms" for name, p50 in litert.items()))
     print(f"load average at end {os.getloadavg()[0]:.2f}")
-    print("reproduce: python benchmarks/machine_noise.py " + shlex.join(sys.argv[1:]))
+    print("reproduce: .venv/bin/python -m benchmarks.machine_noise " + shlex.join(sys.argv[1:]))
 
 
 if __name__ == "__main__":

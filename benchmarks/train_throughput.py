@@ -31,10 +31,10 @@ Goals: kdkeras online (either online variant) >= 1.30x keras_distillation; kdker
 keras_distillation and >= 0.9x the fastest plain-fit variant.
 
 Usage:
-  python benchmarks/train_throughput.py                  # 20k examples
-  python benchmarks/train_throughput.py --examples=60000 --repeats=5
-  python benchmarks/train_throughput.py --variants=all
-  python benchmarks/train_throughput.py --quick          # smoke test
+  .venv/bin/python -m benchmarks.train_throughput                  # 20k examples
+  .venv/bin/python -m benchmarks.train_throughput --examples=60000 --repeats=5
+  .venv/bin/python -m benchmarks.train_throughput --variants=all
+  .venv/bin/python -m benchmarks.train_throughput --quick          # smoke test
 """
 
 import os
@@ -42,15 +42,15 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+from export import cli  # noqa: E402
+from export.measure.environment import cpu_name  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("examples", 20000, "Training examples per epoch (<= 60000).")
@@ -177,22 +177,9 @@ def _command(examples, repeats, names):
         f"--steps_per_execution={FLAGS.steps_per_execution}",
         f"--threads={FLAGS.threads}",
     ]
-    return "cd /work/main && .venv/bin/python benchmarks/train_throughput.py " + (
+    return ".venv/bin/python -m benchmarks.train_throughput " + (
         " ".join(shlex.quote(a) for a in arguments)
     )
-
-
-def _machine():
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return model
 
 
 def _models():
@@ -514,7 +501,7 @@ def run():
     )
     print()
     print(
-        f"Machine: {_machine()}, {os.cpu_count()} logical CPUs; "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; "
         f"TF {tf.__version__}, Keras {keras.__version__}; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
         + (" (CPU contended: trust 'best' and 'CPU' more than 'median')"
@@ -611,17 +598,5 @@ def run():
     print(_command(examples, repeats, names) + (" --quick" if FLAGS.quick else ""))
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        run()
-    except Exception as error:  # One line, no traceback, non-zero exit.
-        if FLAGS.verbose:
-            raise
-        print(f"train_throughput: error: {error}", file=sys.stderr)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main("benchmarks.train_throughput", lambda arguments: run())

@@ -30,14 +30,15 @@ _LAZY = {
     "OutputExistsError": "export.staging",
     "measure_artifact": "export.measure",
     "measure_artifacts": "export.measure",
-    "Job": "export.worker",
+    "Job": "export.measure",
     "measure_best_threads": "export.measure",
     "measure_floor": "export.measure",
     "summarize": "export.measure",
     "build_report": "export.report",
-    "load_budget": "export.budgets",
-    "check_budget": "export.budgets",
-    "BudgetError": "export.budgets",
+    "load_budget": "export.report",
+    "check_budget": "export.report",
+    "BudgetError": "export.report",
+    "ConversionError": "export.pipeline",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,9 +1,10 @@
-"""Shared absl plumbing for the `python -m export.to_*` command-line tools.
+"""The one command-line layer of every export tool.
 
-Every tool takes one positional MODEL (a `.keras` file or a SavedModel
-directory) and these common flags (defined by `define_common_flags`, called
-from each tool's `main`, never at import, so importing the Python API does
-not touch absl's global flags):
+`python -m export.to_savedmodel|to_tflite|to_onnx` take one positional MODEL
+(a `.keras` file or a SavedModel directory) and the common flags below
+(defined by `define_common_flags`, called from each tool's `main`, never at
+import, so importing the Python API does not touch absl's global flags);
+`python -m export.report` defines its own flags and runs through `run_main`.
 
     --output PATH          destination (tool-specific default)
     --overwrite            replace an existing destination
@@ -13,30 +14,43 @@ not touch absl's global flags):
     --measure              after export, run export.measure on the artifact
     --verbose              show converter logs and full tracebacks
 
-Errors print ONE line, `<tool>: error: <what is wrong>`, on stderr and exit
-with status 1 (2 for command-line usage errors), without a traceback unless
-`--verbose`. The converters' native (C++) logging is captured and dropped
-unless `--verbose`, so stderr holds only that line and our warnings.
+Exit status, the same for every tool:
+
+    0  done, every check passed
+    1  a check failed: parity or accuracy against Keras (`ParityError`), a
+       budget, or an export or measurement of the report; also an unexpected
+       error (its type is named)
+    2  bad input: a flag, a file, or a model the tool cannot take (missing,
+       corrupt, an op the converter cannot handle)
+
+Errors print ONE line, `<tool>: error: <what is wrong>`, on stderr, without a
+traceback unless `--verbose`. The converters' native (C++) logging is captured
+and dropped unless `--verbose`, so stderr holds only that line, our warnings
+and the progress lines.
 """
 
 import contextlib
 import os
 import sys
 import tempfile
+import time
 import warnings
 
 from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-USAGE_EXIT_CODE = 2
-ERROR_EXIT_CODE = 1
-# Exceptions whose message already says what is wrong; others get their type.
-EXPECTED_ERRORS = (ValueError, TypeError, OSError)
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(ValueError):
+    """Bad command-line input (exit status 2)."""
 
 
 def define_common_flags(output_help):
-    """Defines the flags shared by all export tools (see module docstring)."""
+    """Defines the flags shared by the `to_*` tools (see module docstring)."""
     flags.DEFINE_string("output", None, output_help)
     flags.DEFINE_boolean(
         "overwrite", False, "Replace the output if it already exists."
@@ -60,6 +74,11 @@ def define_common_flags(output_help):
         "After exporting, measure size/latency with export.measure "
         "(batch sizes 1 and 64).",
     )
+    define_verbose_flag()
+
+
+def define_verbose_flag():
+    """Defines `--verbose` (every tool has it)."""
     flags.DEFINE_boolean(
         "verbose",
         False,
@@ -72,23 +91,61 @@ def flag_value(name):
     return FLAGS[name].value
 
 
+def common_arguments(output_required=None):
+    """`(output, keywords)`: `--output` and the other common flags as keywords.
+
+    Args:
+        output_required: When `--output` has no default, what it must name
+            (for the error message), e.g. `"a .tflite file path"`.
+    """
+    output = flag_value("output")
+    if output_required and not output:
+        raise UsageError(
+            f"`--output` must be {output_required}. Received: --output=None"
+        )
+    return output, {
+        "overwrite": flag_value("overwrite"),
+        "labelled_data": flag_value("labelled-data"),
+        "seed": flag_value("seed"),
+        "unsafe": flag_value("unsafe"),
+    }
+
+
 def one_line(error):
-    """A one-line description of an exception."""
+    """A one-line description of an exception (its type named when unexpected)."""
     from export.loading import error_summary
 
     text = error_summary(error)
     if isinstance(error, KeyError) and text.startswith(("'", '"')):
         text = text[1:-1]
-    if isinstance(error, EXPECTED_ERRORS + (flags.Error,)) or not str(error).strip():
+    expected = (ValueError, TypeError, OSError, flags.Error)
+    if isinstance(error, expected) or not str(error).strip():
         return text
     return f"{type(error).__name__}: {text}"
 
 
-def fail(program, message, code=ERROR_EXIT_CODE):
-    """Prints `<program>: error: <message>` on stderr and exits."""
+def exit_code(error):
+    """The exit status for `error`: 1 for a failed check, 2 for bad input."""
+    from export.verify import ParityError
+
+    if isinstance(error, ParityError):
+        return EXIT_CHECK_FAILED
+    if isinstance(error, (ValueError, TypeError, OSError, flags.Error)):
+        return EXIT_USAGE
+    return EXIT_CHECK_FAILED
+
+
+def fail(program, message, code):
+    """Prints `<program>: error: <message>` on stderr and exits with `code`."""
     sys.stderr.write(f"{program}: error: {message}\n")
     sys.stderr.flush()
     sys.exit(code)
+
+
+def warn(program, message):
+    """Prints `<program>: warning: <message>` on stderr."""
+    sys.stderr.write(f"{program}: warning: {message}\n")
+    sys.stderr.flush()
 
 
 @contextlib.contextmanager
@@ -109,66 +166,119 @@ def captured_native_stderr():
             os.close(saved)
 
 
-def _parse_flags(program):
-    def parse(argv):
-        try:
-            return FLAGS(argv)
-        except flags.Error as error:
-            fail(program, one_line(error), USAGE_EXIT_CODE)
+@contextlib.contextmanager
+def stdout_to_stderr():
+    """Sends file descriptor 1 to stderr: runtimes' chatter never reaches stdout."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
-    return parse
 
-
-def run(program, export_fn, argv=None):
-    """Runs an export tool under absl with one-line errors.
+def guarded(program, body, quiet=True):
+    """Runs `body()`: one-line error and exit on failure, unless `--verbose`.
 
     Args:
-        program: Name shown in messages, e.g. `"export.to_onnx"`.
-        export_fn: `export_fn(model_path) -> export.pipeline.ExportResult`,
-            reading the tool's flags from `FLAGS`.
-        argv: Command line (defaults to `sys.argv`).
+        program: Name shown in messages.
+        body: The work; its return value is returned.
+        quiet: Whether native (C++) logging on stderr is dropped while it runs.
     """
-
-    def main(argv):
-        arguments = argv[1:]
-        if len(arguments) != 1:
-            fail(
-                program,
-                "expected exactly one MODEL argument (a .keras file or a "
-                f"SavedModel directory), got {len(arguments)}",
-                USAGE_EXIT_CODE,
-            )
-        result = _guarded(program, lambda: export_fn(arguments[0]))
-        print(result.summary, flush=True)
-        if flag_value("measure"):
-            _guarded(program, lambda: _measure(result))
-
-    app.run(main, argv=argv, flags_parser=_parse_flags(program))
-
-
-def _guarded(program, body):
-    """Runs `body()`; in non-verbose mode, silences native logs, one-line errors."""
     if flag_value("verbose"):
         return body()
     from export.loading import UnsafeLoadWarning
 
     error = None
+    value = None
+    silenced = captured_native_stderr() if quiet else contextlib.nullcontext()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnsafeLoadWarning)
-        with captured_native_stderr():
+        with silenced:
             try:
                 value = body()
             except Exception as exception:  # Reported as one line below.
                 error = exception
     for warning in caught:
         if issubclass(warning.category, UnsafeLoadWarning):
-            sys.stderr.write(f"{program}: warning: {warning.message}\n")
+            warn(program, warning.message)
     if error is not None:
-        fail(program, one_line(error))
+        fail(program, one_line(error), exit_code(error))
     return value
 
 
-def _measure(result):
+def parser(program):
+    """absl's flag parser, with a one-line error and exit 2 on bad flags."""
+
+    def parse(argv):
+        try:
+            return FLAGS(argv)
+        except flags.Error as error:
+            fail(program, one_line(error), EXIT_USAGE)
+
+    return parse
+
+
+def run_main(program, main, argv=None, takes_arguments=False):
+    """Runs `main(positional_arguments) -> exit status` under absl.
+
+    Bad flags, and positional arguments when `takes_arguments` is False, exit
+    2 with one line; `main` runs under `guarded`.
+    """
+
+    def entry(arguments):
+        if len(arguments) > 1 and not takes_arguments:
+            fail(
+                program,
+                f"`{program}` takes no positional arguments. "
+                f"Received: {' '.join(arguments[1:])}",
+                EXIT_USAGE,
+            )
+        status = guarded(program, lambda: main(arguments[1:]), quiet=False)
+        sys.exit(status or EXIT_OK)
+
+    app.run(entry, argv=argv, flags_parser=parser(program))
+
+
+def run(program, export_fn, argv=None, output_required=None, tool_arguments=None):
+    """Runs a `to_*` export tool under absl with one-line errors.
+
+    Args:
+        program: Name shown in messages, e.g. `"export.to_onnx"`.
+        export_fn: `export_fn(model_path, output, **keywords) -> ExportResult`
+            (`export.pipeline.ExportResult`); the keywords are the common
+            flags' (`common_arguments`) and `tool_arguments()`'.
+        argv: Command line (defaults to `sys.argv`).
+        output_required: See `common_arguments`.
+        tool_arguments: Optional `() -> dict` of the tool's own flags.
+    """
+
+    def export_from_flags(model_path):
+        output, keywords = common_arguments(output_required)
+        keywords.update(tool_arguments() if tool_arguments else {})
+        return export_fn(model_path, output, **keywords)
+
+    def main(arguments):
+        if len(arguments) != 1:
+            fail(
+                program,
+                "`MODEL` must be exactly one path (a .keras file or a "
+                f"SavedModel directory). Received: {len(arguments)} arguments",
+                EXIT_USAGE,
+            )
+        result = guarded(program, lambda: export_from_flags(arguments[0]))
+        print(result.summary, flush=True)
+        if flag_value("measure"):
+            guarded(program, lambda: measure_and_print(result))
+
+    app.run(lambda argv: main(argv[1:]), argv=argv, flags_parser=parser(program))
+
+
+def measure_and_print(result):
+    """Measures an exported artifact (`--measure`) and prints the summary."""
     from export import measure  # Optional stage, imported only when asked.
 
     measured = measure.measure_artifact(
@@ -176,3 +286,59 @@ def _measure(result):
     )
     print(measure.summarize(measured), flush=True)
     return measured
+
+
+class Progress:
+    """Progress lines on stderr (never stdout, so JSON output stays clean).
+
+    A live bar on a terminal; one line per step otherwise (logs, CI).
+
+    Args:
+        total: Number of steps.
+        stream: Where to write (default: stderr).
+        width: Characters of the bar.
+    """
+
+    def __init__(self, total, stream=None, width=24):
+        self.total, self.done, self.width = total, 0, width
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.running = False
+
+    def step(self, label):
+        """Announces the step now starting."""
+        self.draw(label)
+
+    def advance(self):
+        """Marks one step done."""
+        self.done += 1
+
+    def next_step(self, label):
+        """Marks the running step done (if any) and announces the next."""
+        if self.running:
+            self.done += 1
+        self.running = True
+        self.draw(label)
+
+    def finish(self):
+        """Marks the running step done and draws the final line."""
+        if self.running:
+            self.done += 1
+            self.running = False
+        self.draw("done")
+        if self.interactive:
+            self.stream.write("\n")
+        self.stream.flush()
+
+    def draw(self, label):
+        """Writes the bar with `label`."""
+        filled = int(self.width * self.done / max(self.total, 1))
+        bar = "#" * filled + "-" * (self.width - filled)
+        elapsed = time.perf_counter() - self.start
+        line = f"[{bar}] {self.done}/{self.total} {elapsed:5.1f}s {label}"
+        if self.interactive:
+            self.stream.write("\r" + line.ljust(100))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

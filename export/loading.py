@@ -220,7 +220,7 @@ def resolve_model(model, unsafe=False):
         check_single_input_output(model)
         return model
     raise TypeError(
-        f"model must be a keras.Model or a path, got {type(model).__name__}"
+        f"`model` must be a keras.Model or a path. Received: {type(model).__name__}"
     )
 
 

@@ -16,6 +16,10 @@ from export import staging
 from export import verify
 
 
+class ConversionError(ValueError):
+    """A converter (TFLite, tf2onnx) could not convert the model."""
+
+
 @dataclasses.dataclass
 class ExportResult:
     """What an exporter returns.
@@ -31,6 +35,27 @@ class ExportResult:
     sidecar_path: str
     sidecar: dict
     summary: str
+
+
+def resolve_for_export(model, output_path, overwrite=False, unsafe=False, directory=False):
+    """Checks the destination first, then loads `model`: `(model, source)`.
+
+    A bad destination is refused before the (slow) load and conversion.
+
+    Args:
+        model: A `keras.Model`, or a path to a `.keras` file / SavedModel.
+        output_path: The export's destination.
+        overwrite: Whether an existing destination may be replaced.
+        unsafe: Allow Lambda layers when loading a `.keras` path.
+        directory: Whether the artifact is a directory.
+
+    Returns:
+        The single-input, single-output `keras.Model` and the source path
+        (None for an in-memory model).
+    """
+    staging.check_output_path(output_path, overwrite, directory=directory)
+    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
+    return loading.resolve_model(model, unsafe=unsafe), source
 
 
 def export_artifact(

@@ -1,96 +1,373 @@
-"""Run an exported artifact (or the Keras model) as a function `x -> outputs`.
+"""One adapter per runtime: run a Keras model or an exported artifact.
 
-One runner per format, all taking a float32 NumPy batch and returning float32
-NumPy outputs, so `export.verify` can compare them with Keras:
+Every format has exactly one adapter here, used both by `export.verify`
+(parity against Keras) and by the measurement child (`export.measure.child`):
 
+    keras       a `.keras` file or a `keras.Model`; `tf.function` of
+                `model(x, training=False)`
     savedmodel  `tf.saved_model.load(path).signatures["serving_default"]`
     tflite      LiteRT `Interpreter` (`ai_edge_litert`; XNNPACK is its default
-                CPU delegate), batch resized per call; int8/uint8 input and
-                output tensors are (de)quantised with the model's scale and
-                zero point
-    onnx        ONNX Runtime, full graph optimisation, CUDA provider first
-                when onnxruntime-gpu is installed, else CPU
+                CPU delegate); int8/uint8 input and output tensors are
+                (de)quantised with the model's scale and zero point
+    onnx        ONNX Runtime with full graph optimisation (CPU provider unless
+                `options["providers"]` says otherwise)
+    numpy       the float32 NumPy forward pass of a dense network's weights
+                (`export.measure.floor`): the BLAS floor
+
+Each adapter is built as `Adapter(path, threads=None, options=None)` and has:
+
+    predict(x)           float32 outputs of a float32 batch
+    timed(x)             `(label, call, args)`: the raw runtime call, with the
+                         input prepared, for the timing loop
+    input_shape(b, example_shape=None)
+    parameters()         stored parameters (None when unknown)
+    version, settings    what ran, with which settings
+
+`import export.runtimes` imports only NumPy: an adapter imports its runtime
+when it is built (`MODULES` lists which), so a process that runs ONNX Runtime
+or LiteRT never imports TensorFlow.
 """
 
+import importlib.metadata
 import os
 
 import numpy as np
 
+FORMATS = ("keras", "savedmodel", "tflite", "onnx", "numpy")
 
-def keras_runner(model, batch_size=256):
-    """`x -> logits` with `model(x, training=False)`, in float32 NumPy."""
+# The modules each adapter imports when it is built.
+MODULES = {
+    "keras": ("tensorflow", "keras"),
+    "savedmodel": ("tensorflow",),
+    "tflite": ("ai_edge_litert.interpreter",),
+    "onnx": ("onnxruntime",),
+    "numpy": (),
+}
 
-    def run(x):
+# Settings each adapter accepts through `options` from a measurement
+# (`export.measure` refuses any other before a process starts).
+OPTIONS = {
+    "keras": ("jit_compile", "inter_op_threads"),
+    "savedmodel": ("signature", "inter_op_threads"),
+    "tflite": (),
+    "onnx": (
+        "allow_spinning",
+        "execution_mode",
+        "graph_optimization_level",
+        "io_binding",
+    ),
+    "numpy": ("transposed_gemv",),
+}
+
+
+def concrete_shape(shape, batch_size, example_shape=None):
+    """Input shape for `batch_size`; unknown dims come from `example_shape`.
+
+    Args:
+        shape: The model's input shape, batch dimension first; unknown
+            dimensions are None or non-positive.
+        batch_size: The batch size to use.
+        example_shape: Optional shape of one example (without batch).
+
+    Returns:
+        A tuple of ints.
+    """
+    out = [int(batch_size)]
+    for i, dim in enumerate(list(shape)[1:]):
+        if isinstance(dim, int) and dim > 0:
+            out.append(dim)
+        elif example_shape is not None and i < len(example_shape):
+            out.append(int(example_shape[i]))
+        else:
+            raise ValueError(
+                f"cannot infer input dimension {i + 1} of shape {list(shape)}"
+            )
+    return tuple(out)
+
+
+def tensorflow_with_threads(threads, options):
+    """Imports TensorFlow with its thread pools set (unless `threads` is None).
+
+    The intra-op pool gets `threads`, the inter-op pool
+    `options["inter_op_threads"]` (default 1). In a process where TensorFlow
+    already ran the pools are fixed; `tf_thread_settings` records the values
+    in force.
+    """
+    import tensorflow as tf
+
+    if threads is not None:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(
+                int(options.get("inter_op_threads", 1))
+            )
+        except RuntimeError:
+            pass
+    return tf
+
+
+def tf_thread_settings(tf):
+    """TensorFlow's thread-pool sizes, as set (0: TensorFlow's default)."""
+    threading = tf.config.threading
+    return {
+        "intra_op_parallelism_threads": (
+            threading.get_intra_op_parallelism_threads()
+        ),
+        "inter_op_parallelism_threads": (
+            threading.get_inter_op_parallelism_threads()
+        ),
+    }
+
+
+class KerasRuntime:
+    """A `keras.Model` (or `.keras` file, loaded with `safe_mode=True`).
+
+    Times and predicts with a `tf.function` of `model(x, training=False)`.
+    A model object is used as given (a `tf_keras` quantization-aware model
+    too: it is the reference of its TFLite conversion).
+    """
+
+    label = "tf.function(model(x, training=False))"
+    predict_batch_size = 256
+
+    def __init__(self, path, threads=None, options=None):
+        options = options or {}
+        tf = tensorflow_with_threads(threads, options)
+        import keras
+
+        self.tf = tf
+        self.version = f"keras {keras.__version__} / tensorflow {tf.__version__}"
+        if isinstance(path, str):
+            self.model = keras.saving.load_model(
+                path, safe_mode=True, compile=False
+            )
+        else:
+            self.model = path
+        jit = bool(options.get("jit_compile", False))
+        model = self.model
+        self.function = tf.function(
+            lambda x: model(x, training=False),
+            jit_compile=jit,
+            reduce_retracing=True,
+        )
+        if jit:
+            self.label = "tf.function(model(x, training=False), jit_compile=True)"
+        self.settings = {**tf_thread_settings(tf), "jit_compile": jit}
+
+    def input_shape(self, batch_size, example_shape=None):
+        return concrete_shape(self.model.inputs[0].shape, batch_size, example_shape)
+
+    def timed(self, x):
+        return self.label, self.function, (self.tf.constant(x),)
+
+    def alternatives(self, x):
+        """`model.predict` too, timed for honesty: what most users call."""
+        keywords = {"batch_size": x.shape[0], "verbose": 0}
+        return [("model.predict", self.model.predict, (x,), keywords)]
+
+    def predict(self, x):
+        step = self.predict_batch_size
         outputs = [
-            np.asarray(model(x[i : i + batch_size], training=False))
-            for i in range(0, len(x), batch_size)
+            np.asarray(self.function(self.tf.constant(x[i : i + step])))
+            for i in range(0, len(x), step)
         ]
         return np.concatenate(outputs).astype(np.float32)
 
-    return run
+    def parameters(self):
+        return int(self.model.count_params())
 
 
-def savedmodel_runner(path, signature="serving_default"):
-    """`x -> outputs` of a SavedModel's single-input, single-output signature."""
-    import tensorflow as tf
+class SavedModelRuntime:
+    """A SavedModel directory; runs one signature's concrete function."""
 
-    function = tf.saved_model.load(path).signatures[signature]
-    _, specs = function.structured_input_signature
-    (input_name,) = specs
+    def __init__(self, path, threads=None, options=None):
+        options = options or {}
+        tf = tensorflow_with_threads(threads, options)
+        self.tf = tf
+        self.version = f"tensorflow {tf.__version__}"
+        self.loaded = tf.saved_model.load(path)
+        signature = options.get("signature", "serving_default")
+        if signature not in self.loaded.signatures:
+            raise ValueError(
+                f"SavedModel {path} has no signature {signature!r}; "
+                f"found {sorted(self.loaded.signatures)}"
+            )
+        self.function = self.loaded.signatures[signature]
+        _, keywords = self.function.structured_input_signature
+        if len(keywords) != 1:
+            raise ValueError(
+                f"signature {signature!r} must take one input, got {sorted(keywords)}"
+            )
+        ((self.input_name, self.spec),) = keywords.items()
+        self.output_name = next(iter(self.function.structured_outputs))
+        self.label = f"signatures[{signature!r}]({self.input_name}=x)"
+        self.settings = {**tf_thread_settings(tf), "signature": signature}
 
-    def run(x):
-        outputs = function(**{input_name: tf.constant(x)})
+    def input_shape(self, batch_size, example_shape=None):
+        return concrete_shape(self.spec.shape.as_list(), batch_size, example_shape)
+
+    def timed(self, x):
+        function, name = self.function, self.input_name
+        return self.label, lambda t: function(**{name: t}), (self.tf.constant(x),)
+
+    def predict(self, x):
+        outputs = self.function(**{self.input_name: self.tf.constant(x)})
         (value,) = outputs.values()
         return value.numpy()
 
-    run.input_name = input_name
-    run.output_name = next(iter(function.structured_outputs))
-    return run
-
-
-def tflite_runner(path, num_threads=None):
-    """`x -> float outputs` under the LiteRT interpreter (XNNPACK by default).
-
-    Quantised int8/uint8 inputs and outputs are (de)quantised with the scale
-    and zero point stored in the model.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=num_threads)
-    (input_detail,) = interpreter.get_input_details()
-    (output_detail,) = interpreter.get_output_details()
-
-    def run(x):
-        interpreter.resize_tensor_input(input_detail["index"], list(x.shape))
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(
-            input_detail["index"], _quantize(x, input_detail)
+    def parameters(self):
+        variables = getattr(self.loaded, "variables", None) or []
+        if not variables:
+            return None
+        # Floating variables only: seed-generator states (e.g. of
+        # RandomTranslation) are integer variables, not parameters.
+        return int(
+            sum(v.shape.num_elements() for v in variables if v.dtype.is_floating)
         )
-        interpreter.invoke()
-        output = interpreter.get_tensor(output_detail["index"])
-        return _dequantize(output, output_detail)
-
-    run.input_dtype = np.dtype(input_detail["dtype"]).name
-    run.output_dtype = np.dtype(output_detail["dtype"]).name
-    return run
 
 
-def _quantize(x, detail):
+def quantize_input(x, detail):
+    """Float inputs -> the tensor's dtype (int8/uint8: scale and zero point)."""
     dtype = np.dtype(detail["dtype"])
     if not np.issubdtype(dtype, np.integer):
-        return x.astype(dtype)
+        return np.ascontiguousarray(x, dtype=dtype)
     scale, zero_point = detail["quantization"]
     info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale) + zero_point, info.min, info.max).astype(
-        dtype
-    )
+    quantized = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
+    return np.ascontiguousarray(quantized, dtype=dtype)
 
 
-def _dequantize(y, detail):
+def dequantize_output(y, detail):
+    """A tensor's values as float32 (int8/uint8: scale and zero point)."""
     if not np.issubdtype(y.dtype, np.integer):
         return y.astype(np.float32)
     scale, zero_point = detail["quantization"]
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+class TFLiteRuntime:
+    """A `.tflite` file on the LiteRT interpreter (XNNPACK, `num_threads`)."""
+
+    label = "set_tensor(x); invoke(); get_tensor()"
+
+    def __init__(self, path, threads=None, options=None):
+        from ai_edge_litert import interpreter as litert
+
+        try:
+            version = importlib.metadata.version("ai-edge-litert")
+            self.version = f"ai-edge-litert {version}"
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+            self.version = "ai-edge-litert"
+        self.interpreter = litert.Interpreter(model_path=path, num_threads=threads)
+        (self.input,) = self.interpreter.get_input_details()
+        (self.output,) = self.interpreter.get_output_details()
+        self.input_dtype = np.dtype(self.input["dtype"]).name
+        self.output_dtype = np.dtype(self.output["dtype"]).name
+        self.settings = {
+            "num_threads": threads,
+            "op_resolver": "AUTO (builtin ops + XNNPACK delegate)",
+            "input_dtype": self.input_dtype,
+        }
+        self.allocated_for = None
+
+    def input_shape(self, batch_size, example_shape=None):
+        shape = [int(d) for d in self.input["shape_signature"]]
+        return concrete_shape(shape, batch_size, example_shape)
+
+    def prepare(self, x):
+        """Resizes and allocates once per shape; returns `x` quantised."""
+        if self.allocated_for != x.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+            self.interpreter.allocate_tensors()
+            self.allocated_for = x.shape
+        return quantize_input(x, self.input)
+
+    def timed(self, x):
+        x = self.prepare(x)
+        interpreter = self.interpreter
+        set_tensor = interpreter.set_tensor
+        invoke = interpreter.invoke
+        get_tensor = interpreter.get_tensor
+        input_index, output_index = self.input["index"], self.output["index"]
+
+        def call():
+            set_tensor(input_index, x)
+            invoke()
+            return get_tensor(output_index)
+
+        return self.label, call, ()
+
+    def predict(self, x):
+        self.interpreter.set_tensor(self.input["index"], self.prepare(x))
+        self.interpreter.invoke()
+        output = self.interpreter.get_tensor(self.output["index"])
+        return dequantize_output(output, self.output)
+
+    def parameters(self):
+        """Elements of the constant weight tensors (shape constants excluded)."""
+        return int(sum(size for _, _, size in constant_tensor_details(self.interpreter)))
+
+
+def constant_tensor_details(interpreter):
+    """`(detail, op_name, size)` of every constant weight tensor of a model.
+
+    A constant is an op input that no op produces and that is not a model
+    input; float, 8-bit and int16 tensors and the bias (third input) of
+    weighted ops count, other integer constants (shapes) do not.
+    """
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    # LiteRT has no public API for the op list.
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    produced = {int(i) for op in ops for i in op["outputs"]}
+    inputs = {d["index"] for d in interpreter.get_input_details()}
+    weighted = {"FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV"}
+    counted = set()
+    found = []
+    for op in ops:
+        if op["op_name"] == "DELEGATE":
+            continue
+        for position, index in enumerate(int(i) for i in op["inputs"]):
+            if index < 0 or index in produced or index in inputs or index in counted:
+                continue
+            tensor = details.get(index)
+            if tensor is None:
+                continue
+            dtype = np.dtype(tensor["dtype"])
+            is_bias = op["op_name"] in weighted and position == 2
+            if dtype.kind == "f" or dtype.itemsize == 1 or is_bias or dtype == np.int16:
+                counted.add(index)
+                found.append((tensor, op["op_name"], int(np.prod(tensor["shape"]))))
+    return found
+
+
+def tflite_weight_tensors(path, min_size=64):
+    """The constant weight tensors of a `.tflite` file, read back with LiteRT.
+
+    Read without the XNNPACK delegate, which repacks weights it takes over.
+
+    Args:
+        path: A `.tflite` file.
+        min_size: Smallest number of elements kept (skips scales, biases of
+            tiny layers).
+
+    Returns:
+        Dict `{tensor name: array}` of kernels and other large constants.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
+
+    interpreter = Interpreter(
+        model_path=os.fspath(path),
+        experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        ),
+    )
+    interpreter.allocate_tensors()
+    return {
+        detail["name"]: np.array(interpreter.get_tensor(detail["index"]))
+        for detail, _, size in constant_tensor_details(interpreter)
+        if size >= min_size
+    }
 
 
 def onnx_providers():
@@ -102,36 +379,179 @@ def onnx_providers():
     return [name for name in preferred if name in available] or available
 
 
-def onnx_runner(path, providers=None):
-    """`x -> outputs` under ONNX Runtime with full graph optimisation."""
-    import onnxruntime
+class OnnxRuntime:
+    """An `.onnx` file on ONNX Runtime (CPU provider unless told otherwise)."""
 
-    options = onnxruntime.SessionOptions()
-    options.graph_optimization_level = (
-        onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    )
-    options.log_severity_level = 3
-    session = onnxruntime.InferenceSession(
-        path, sess_options=options, providers=providers or onnx_providers()
-    )
-    input_name = session.get_inputs()[0].name
+    label = "session.run(None, {input: x})"
 
-    def run(x):
-        return session.run(None, {input_name: x})[0]
+    def __init__(self, path, threads=None, options=None):
+        import onnxruntime as ort
 
-    run.providers = session.get_providers()
-    return run
+        options = options or {}
+        self.path = path
+        self.version = f"onnxruntime {ort.__version__}"
+        session_options = ort.SessionOptions()
+        session_options.log_severity_level = 3
+        if threads is not None:
+            session_options.intra_op_num_threads = threads
+            session_options.inter_op_num_threads = 1
+        parallel = options.get("execution_mode", "sequential") == "parallel"
+        session_options.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL
+            if parallel
+            else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        level = options.get("graph_optimization_level", "all")
+        session_options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[level]
+        spinning = bool(options.get("allow_spinning", True))
+        session_options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if spinning else "0"
+        )
+        self.session = ort.InferenceSession(
+            path,
+            session_options,
+            providers=options.get("providers") or ["CPUExecutionProvider"],
+        )
+        self.io_binding = bool(options.get("io_binding", False))
+        self.input = self.session.get_inputs()[0]
+        self.bound = None
+        self.settings = {
+            "intra_op_num_threads": threads,
+            "inter_op_num_threads": 1 if threads is not None else None,
+            "execution_mode": "parallel" if parallel else "sequential",
+            "graph_optimization_level": level,
+            "allow_spinning": spinning,
+            "io_binding": self.io_binding,
+            "providers": self.session.get_providers(),
+        }
+
+    def input_shape(self, batch_size, example_shape=None):
+        shape = [d if isinstance(d, int) else None for d in self.input.shape]
+        return concrete_shape(shape, batch_size, example_shape)
+
+    def timed(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not self.io_binding:
+            return self.label, self.session.run, (None, {self.input.name: x})
+        # Input and output bound once to preallocated CPU buffers.
+        output = self.session.get_outputs()[0]
+        first = self.session.run(None, {self.input.name: x})[0]
+        result = np.empty(first.shape, np.float32)
+        binding = self.session.io_binding()
+        binding.bind_input(
+            self.input.name, "cpu", 0, np.float32, x.shape, x.ctypes.data
+        )
+        binding.bind_output(
+            output.name, "cpu", 0, np.float32, result.shape, result.ctypes.data
+        )
+        self.bound = (x, result)  # The buffers must outlive the binding.
+        return (
+            "session.run_with_iobinding(binding)  # input/output preallocated",
+            self.session.run_with_iobinding,
+            (binding,),
+        )
+
+    def predict(self, x):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        return self.session.run(None, {self.input.name: x})[0]
+
+    def parameters(self):
+        import onnx
+        from onnx import TensorProto
+
+        model = onnx.load(self.path, load_external_data=False)
+        kinds = {
+            TensorProto.FLOAT,
+            TensorProto.FLOAT16,
+            TensorProto.BFLOAT16,
+            TensorProto.DOUBLE,
+            TensorProto.INT8,
+            TensorProto.UINT8,
+            TensorProto.INT16,
+        }
+        return int(
+            sum(
+                int(np.prod(tensor.dims))
+                for tensor in model.graph.initializer
+                if tensor.data_type in kinds
+            )
+        )
 
 
-RUNNERS = {
-    "savedmodel": savedmodel_runner,
-    "tflite": tflite_runner,
-    "onnx": onnx_runner,
+class NumpyRuntime:
+    """The BLAS floor: `NumpyDenseForward` over weights from `save_dense_layers`."""
+
+    label = "numpy forward (matmul + in-place bias/activation, preallocated)"
+
+    def __init__(self, path, threads=None, options=None):
+        from export.measure.floor import NumpyDenseForward
+
+        options = options or {}
+        self.version = f"numpy {np.__version__}"
+        self.forward = NumpyDenseForward.from_npz(
+            path, transposed_gemv=bool(options.get("transposed_gemv", False))
+        )
+        if self.forward.transposed_gemv:
+            self.label += "; batch 1: (out, in) kernels, GEMV"
+        blas = "unknown"
+        try:
+            config = np.show_config(mode="dicts")
+            blas_info = config["Build Dependencies"]["blas"]
+            blas = f"{blas_info.get('name')} {blas_info.get('version')}"
+        except Exception:  # pragma: no cover - older NumPy
+            pass
+        self.settings = {
+            name: os.environ.get(name)
+            for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        }
+        self.settings["blas"] = blas
+
+    def input_shape(self, batch_size, example_shape=None):
+        units = self.forward.input_units
+        if example_shape is not None and int(np.prod(example_shape)) == units:
+            return (batch_size, *example_shape)
+        return (batch_size, units)
+
+    def timed(self, x):
+        return self.label, self.forward.bind(x), ()
+
+    def predict(self, x):
+        return self.forward(x)
+
+    def parameters(self):
+        return self.forward.parameters()
+
+
+ADAPTERS = {
+    "keras": KerasRuntime,
+    "savedmodel": SavedModelRuntime,
+    "tflite": TFLiteRuntime,
+    "onnx": OnnxRuntime,
+    "numpy": NumpyRuntime,
 }
 
 
-def artifact_runner(path, fmt):
-    """The `x -> outputs` runner for an artifact of format `fmt`."""
-    if fmt not in RUNNERS:
-        raise ValueError(f"format must be one of {sorted(RUNNERS)}, got {fmt!r}")
-    return RUNNERS[fmt](os.fspath(path))
+def load(path, fmt, threads=None, options=None):
+    """The adapter of format `fmt` with the artifact at `path` loaded.
+
+    Args:
+        path: The artifact (a `keras.Model` is accepted for `"keras"`).
+        fmt: One of `FORMATS`.
+        threads: Threads the runtime may use; None: the runtime's default.
+        options: Format-specific settings (see each adapter).
+
+    Returns:
+        The adapter; `adapter.predict(x)` runs the model.
+    """
+    if fmt not in ADAPTERS:
+        raise ValueError(
+            f"`fmt` must be one of {list(FORMATS)}. Received: fmt={fmt!r}"
+        )
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    return ADAPTERS[fmt](path, threads, options)

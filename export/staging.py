@@ -39,25 +39,29 @@ def check_output_path(path, overwrite=False, directory=False, flag="--output"):
             kind (a directory where a file is expected, or the reverse).
     """
     if not path:
-        raise ValueError(f"{flag} is empty; expected an output path")
+        raise ValueError(f"`{flag}` must be an output path. Received: {flag}={path!r}")
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise ValueError(
-            f"{flag} {path}: parent folder {parent} does not exist"
+            f"`{flag}` must be in an existing folder. "
+            f"Received: {flag}={path} (parent folder {parent} does not exist)"
         )
     if os.path.lexists(path):
         if not overwrite:
             raise OutputExistsError(
-                f"{flag} {path} already exists; pass --overwrite to replace it"
+                f"`{flag}` must not exist unless --overwrite is given. "
+                f"Received: {flag}={path}, which already exists"
             )
         if directory and not os.path.isdir(path):
             raise ValueError(
-                f"{flag} {path} is an existing file; expected a directory path"
+                f"`{flag}` must be a directory path. "
+                f"Received: {flag}={path}, which is an existing file"
             )
         if not directory and os.path.isdir(path):
             raise ValueError(
-                f"{flag} {path} is an existing directory; expected a file path"
+                f"`{flag}` must be a file path. "
+                f"Received: {flag}={path}, which is an existing directory"
             )
     return path
 

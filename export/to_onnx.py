@@ -22,17 +22,13 @@ Command line:
 
 import os
 
-from export import loading
 from export import pipeline
 from export import runtimes
-from export import staging
 from export import to_savedmodel
 
 MIN_OPSET = 9
 
 
-class ConversionError(ValueError):
-    """tf2onnx could not convert the model."""
 
 
 def supported_opsets():
@@ -48,13 +44,13 @@ def check_opset(opset):
         return None
     lowest, highest = supported_opsets()
     if isinstance(opset, bool) or not isinstance(opset, int):
-        raise TypeError(f"--opset must be an integer, got {opset!r}")
+        raise TypeError(f"`--opset` must be an integer. Received: --opset={opset!r}")
     if not lowest <= opset <= highest:
         import tf2onnx
 
         raise ValueError(
-            f"--opset {opset} is not supported by tf2onnx {tf2onnx.__version__}; "
-            f"expected {lowest}..{highest}"
+            f"`--opset` must be in {lowest}..{highest} (tf2onnx "
+            f"{tf2onnx.__version__}). Received: --opset={opset}"
         )
     return opset
 
@@ -102,7 +98,7 @@ def convert(model, opset=None):
     """Converts `model` to an optimised `onnx.ModelProto` (no checks).
 
     Raises:
-        ConversionError: tf2onnx fails, or leaves ops it cannot convert.
+        export.pipeline.ConversionError: tf2onnx fails, or leaves ops it cannot convert.
     """
     import onnx
     import tf2onnx
@@ -120,7 +116,7 @@ def convert(model, opset=None):
             (line.strip() for line in str(error).splitlines() if line.strip()),
             type(error).__name__,
         )
-        raise ConversionError(f"tf2onnx failed: {first}") from None
+        raise pipeline.ConversionError(f"tf2onnx failed: {first}") from None
     unconverted = sorted(
         {
             node.op_type
@@ -129,7 +125,7 @@ def convert(model, opset=None):
         }
     )
     if unconverted:
-        raise ConversionError(
+        raise pipeline.ConversionError(
             f"tf2onnx cannot convert TF op(s) {', '.join(unconverted)} to ONNX "
             f"(opset {_opset_of(model_proto)})"
         )
@@ -188,10 +184,7 @@ def export_onnx(
         if not is_path:
             raise ValueError("output_path is required when model is a keras.Model")
         output_path = default_output_path(model)
-    # Refuse a bad destination before the (slow) load and conversion.
-    staging.check_output_path(output_path, overwrite)
-    source = os.fspath(model) if is_path else None
-    model = loading.resolve_model(model, unsafe=unsafe)
+    model, source = pipeline.resolve_for_export(model, output_path, overwrite, unsafe)
 
     def write(path):
         model_proto = convert(model, opset)
@@ -232,20 +225,12 @@ def main(argv=None):
         "Output .onnx file (default: MODEL with extension .onnx, beside it)."
     )
     flags.DEFINE_integer("opset", None, "ONNX opset (default: tf2onnx's).")
-
-    def export_from_flags(model_path):
-        value = cli.flag_value
-        return export_onnx(
-            model_path,
-            value("output"),
-            opset=value("opset"),
-            overwrite=value("overwrite"),
-            labelled_data=value("labelled-data"),
-            seed=value("seed"),
-            unsafe=value("unsafe"),
-        )
-
-    cli.run("export.to_onnx", export_from_flags, argv)
+    cli.run(
+        "export.to_onnx",
+        export_onnx,
+        argv,
+        tool_arguments=lambda: {"opset": cli.flag_value("opset")},
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import os
 
 from export import loading
 from export import pipeline
-from export import staging
 
 INPUT_NAME = "inputs"
 OUTPUT_NAME = "logits"
@@ -100,11 +99,12 @@ def export_savedmodel(
     """
     for name, value in (("input_name", input_name), ("output_name", output_name)):
         if not isinstance(value, str) or not value.isidentifier():
-            raise ValueError(f"{name} must be an identifier, got {value!r}")
-    # Refuse a bad destination before the (slow) load and conversion.
-    staging.check_output_path(output_dir, overwrite, directory=True)
-    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-    model = loading.resolve_model(model, unsafe=unsafe)
+            raise ValueError(
+                f"`{name}` must be an identifier. Received: {name}={value!r}"
+            )
+    model, source = pipeline.resolve_for_export(
+        model, output_dir, overwrite, unsafe, directory=True
+    )
 
     def write(path):
         write_savedmodel(model, path, input_name, output_name)
@@ -132,21 +132,12 @@ def main(argv=None):
     from export import cli
 
     cli.define_common_flags("Output SavedModel directory (required).")
-
-    def export_from_flags(model_path):
-        value = cli.flag_value
-        if not value("output"):
-            raise ValueError("--output is required: the SavedModel directory")
-        return export_savedmodel(
-            model_path,
-            value("output"),
-            overwrite=value("overwrite"),
-            labelled_data=value("labelled-data"),
-            seed=value("seed"),
-            unsafe=value("unsafe"),
-        )
-
-    cli.run("export.to_savedmodel", export_from_flags, argv)
+    cli.run(
+        "export.to_savedmodel",
+        export_savedmodel,
+        argv,
+        output_required="the SavedModel directory to write",
+    )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ Quantisation modes (`quantize`):
     int8     full-integer: int8 weights and activations, ranges calibrated on
              representative inputs; with `int8_io=True` the model's input and
              output tensors are int8 too (scale and zero point in the model).
+    qat      a quantization-aware model (TFMOT fake-quant wrappers, the
+             `tf_keras` model `kdkeras.compress.quantization_aware` returns):
+             int8 weights and activations with the ranges learned in
+             training, float32 input and output. Python API only; it is
+             converted with `TFLiteConverter.from_keras_model` and checked
+             against the quantization-aware model itself.
 
 Quantised models are checked by top-1 agreement with Keras on real inputs
 (thresholds in `export.verify.MIN_TOP1_AGREEMENT`). All checks run under the
@@ -37,12 +43,8 @@ from export import staging
 from export import to_savedmodel
 from export import verify
 
-QUANTIZE_MODES = ("none", "float16", "dynamic", "int8")
+QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "qat")
 MAX_CALIBRATION_SAMPLES = 1000
-
-
-class ConversionError(ValueError):
-    """The TFLite converter rejected the model."""
 
 
 def convert(
@@ -63,10 +65,12 @@ def convert(
         The `.tflite` bytes.
 
     Raises:
-        ConversionError: the converter cannot handle an op of the model.
+        export.pipeline.ConversionError: the converter cannot handle an op of the model.
     """
     import tensorflow as tf
 
+    if quantize == "qat":
+        return convert_quantization_aware(model)
     with tempfile.TemporaryDirectory(prefix="kdkeras-tflite-") as scratch:
         saved_model_dir = os.path.join(scratch, "saved_model")
         to_savedmodel.write_savedmodel(model, saved_model_dir)
@@ -94,7 +98,40 @@ def convert(
         try:
             return converter.convert()
         except Exception as error:
-            raise ConversionError(describe_converter_error(error)) from None
+            raise pipeline.ConversionError(describe_converter_error(error)) from None
+
+
+def is_quantization_aware(model):
+    """Whether `model` is a `tf_keras` model (TFMOT quantization-aware)."""
+    return type(model).__module__.split(".")[0] == "tf_keras" or any(
+        cls.__module__.split(".")[0] == "tf_keras" for cls in type(model).__mro__
+    )
+
+
+def convert_quantization_aware(model):
+    """Converts a quantization-aware `tf_keras` model to int8 TFLite bytes.
+
+    Weights and activations are int8 with the ranges learned in training;
+    the input and output stay float32.
+
+    Raises:
+        export.pipeline.ConversionError: the converter cannot handle the model.
+    """
+    import warnings
+
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with warnings.catch_warnings():
+        # Float32 input/output of a quantized model: expected, not a problem.
+        warnings.filterwarnings(
+            "ignore", message="Statistics for quantized inputs were expected"
+        )
+        try:
+            return converter.convert()
+        except Exception as error:
+            raise pipeline.ConversionError(describe_converter_error(error)) from None
 
 
 def describe_converter_error(error):
@@ -134,9 +171,10 @@ def export_tflite(
     """Exports `model` as a verified `.tflite` file.
 
     Args:
-        model: A `keras.Model`, or a path to a `.keras` file / SavedModel.
+        model: A `keras.Model`, or a path to a `.keras` file / SavedModel; for
+            `quantize="qat"`, the quantization-aware `tf_keras` model.
         output_path: Destination `.tflite` path.
-        quantize: `"none"`, `"float16"`, `"dynamic"` or `"int8"`.
+        quantize: One of `QUANTIZE_MODES`.
         representative_data: Inputs for int8 calibration (required for
             `int8`): an array, a `.npy`/`.npz` path, or `"fashion-mnist:N"`
             (first N training images). For other modes, optional real inputs
@@ -166,19 +204,40 @@ def export_tflite(
     """
     if quantize not in QUANTIZE_MODES:
         raise ValueError(
-            f"--quantize must be one of {'|'.join(QUANTIZE_MODES)}, got {quantize!r}"
+            f"`--quantize` must be one of {'|'.join(QUANTIZE_MODES)}. "
+            f"Received: --quantize={quantize}"
+        )
+    quantization_aware = is_quantization_aware(model)
+    if quantize == "qat" and not quantization_aware:
+        raise TypeError(
+            "`model` must be the quantization-aware tf_keras model "
+            "(kdkeras.compress.quantization_aware) for quantize='qat'. "
+            f"Received: model={type(model).__name__}"
+        )
+    if quantization_aware and quantize != "qat":
+        raise ValueError(
+            "`quantize` must be 'qat' for a quantization-aware tf_keras model. "
+            f"Received: quantize={quantize!r}"
         )
     if quantize == "int8" and representative_data is None:
         raise ValueError(
-            "--quantize=int8 needs --representative-data (a .npy/.npz of "
-            "inputs, or fashion-mnist:N) to calibrate activation ranges"
+            "`--representative-data` must be given with --quantize=int8 (a "
+            ".npy/.npz of inputs, or fashion-mnist:N) to calibrate activation "
+            "ranges. Received: --representative-data=None"
         )
     if int8_io and quantize != "int8":
-        raise ValueError(f"--int8-io requires --quantize=int8, got {quantize!r}")
-    # Refuse a bad destination before the (slow) load and conversion.
-    staging.check_output_path(output_path, overwrite)
-    source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-    model = loading.resolve_model(model, unsafe=unsafe)
+        raise ValueError(
+            "`--int8-io` must come with --quantize=int8. "
+            f"Received: --quantize={quantize}"
+        )
+    if quantization_aware:  # A tf_keras model: used as it is.
+        staging.check_output_path(output_path, overwrite)
+        loading.check_single_input_output(model)
+        source = None
+    else:
+        model, source = pipeline.resolve_for_export(
+            model, output_path, overwrite, unsafe
+        )
     input_shape, _ = loading.input_signature(model)
 
     representative = None
@@ -193,8 +252,11 @@ def export_tflite(
         flatbuffer = convert(model, quantize, representative, int8_io)
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
-        runner = runtimes.tflite_runner(path)
-        return {"input_dtype": runner.input_dtype, "output_dtype": runner.output_dtype}
+        runtime = runtimes.TFLiteRuntime(path)
+        return {
+            "input_dtype": runtime.input_dtype,
+            "output_dtype": runtime.output_dtype,
+        }
 
     # Real inputs for agreement: labelled x, else the Fashion-MNIST test slice
     # (28x28x1 models), else the representative data (verify decides).
@@ -261,24 +323,18 @@ def main(argv=None):
         f"per mode: {verify.MIN_TOP1_AGREEMENT}).",
     )
 
-    def export_from_flags(model_path):
-        value = cli.flag_value
-        if not value("output"):
-            raise ValueError("--output is required: the .tflite file to write")
-        return export_tflite(
-            model_path,
-            value("output"),
-            quantize=value("quantize"),
-            representative_data=value("representative-data"),
-            int8_io=value("int8-io"),
-            overwrite=value("overwrite"),
-            labelled_data=value("labelled-data"),
-            seed=value("seed"),
-            min_agreement=value("min-agreement"),
-            unsafe=value("unsafe"),
-        )
-
-    cli.run("export.to_tflite", export_from_flags, argv)
+    cli.run(
+        "export.to_tflite",
+        export_tflite,
+        argv,
+        output_required="the .tflite file to write",
+        tool_arguments=lambda: {
+            "quantize": cli.flag_value("quantize"),
+            "representative_data": cli.flag_value("representative-data"),
+            "int8_io": cli.flag_value("int8-io"),
+            "min_agreement": cli.flag_value("min-agreement"),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Compress a distilled Keras 3 student with TFMOT and TFLite, still distilling.
+"""Compress a distilled Keras 3 student with TFMOT, still distilling.
 
 TensorFlow Model Optimization 0.8.1 works only on `tf_keras` (Keras 2)
 models, so every compression step goes over a bridge
@@ -10,8 +10,11 @@ stripped and carried back to Keras 3 for the exporters.
 
 - `prune`: magnitude pruning to a target sparsity (polynomial decay).
 - `cluster`: weight clustering, `number_of_clusters` values per kernel.
-- `quantization_aware` + `qat_to_tflite`: int8 quantization-aware training.
-- `post_training_int8`: full-integer post-training quantization.
+- `quantization_aware`: int8 quantization-aware training.
+
+Every function returns a model and writes no file: `export.to_tflite` converts
+them (`quantize="qat"` for the quantization-aware model, `quantize="int8"` for
+post-training full-integer quantization).
 
 Example:
 
@@ -23,7 +26,10 @@ pruned = compress.prune(student, teacher, x_train, y_train,
 clustered = compress.cluster(student, teacher, x_train, y_train,
                              number_of_clusters=16)
 qat_model = compress.quantization_aware(student, teacher, x_train, y_train)
-compress.qat_to_tflite(qat_model, "student_int8.tflite")
+
+from export.to_tflite import export_tflite
+
+export_tflite(qat_model, "student_int8.tflite", quantize="qat")
 ```
 """
 
@@ -39,32 +45,20 @@ from kdkeras.compress.distill import soft_targets
 from kdkeras.compress.prune import kernel_sparsity
 from kdkeras.compress.prune import prune
 from kdkeras.compress.prune import pruning_schedule
-from kdkeras.compress.qat import qat_to_tflite
 from kdkeras.compress.qat import quantization_aware
-from kdkeras.compress.tflite import convert as convert_to_tflite
-from kdkeras.compress.tflite import post_training_int8
-from kdkeras.compress.tflite import predict as tflite_predict
-from kdkeras.compress.tflite import save as save_tflite
-from kdkeras.compress.tflite import weight_tensors as tflite_weight_tensors
 
 __all__ = [
     "DROPPED_LAYERS",
     "SUPPORTED_LAYERS",
     "TfKerasDistiller",
     "cluster",
-    "convert_to_tflite",
     "fit_distilling",
     "from_tf_keras",
     "kernel_sparsity",
-    "post_training_int8",
     "prune",
     "pruning_schedule",
-    "qat_to_tflite",
     "quantization_aware",
-    "save_tflite",
     "soft_targets",
-    "tflite_predict",
-    "tflite_weight_tensors",
     "to_tf_keras",
     "unique_kernel_values",
 ]

@@ -335,7 +335,7 @@ def from_tf_keras(model):
     Use after `tfmot.sparsity.keras.strip_pruning` or
     `tfmot.clustering.keras.strip_clustering`. Quantization-aware models
     cannot come back (their fake-quant state has no Keras 3 layer); export
-    them to TFLite with `kdkeras.compress.qat_to_tflite` instead.
+    them with `export.to_tflite.export_tflite(model, path, quantize="qat")`.
 
     Args:
         model: A built `tf_keras` Sequential or single-chain functional model
@@ -355,7 +355,7 @@ def from_tf_keras(model):
                 layer,
                 "Strip TFMOT wrappers first (strip_pruning / "
                 "strip_clustering); quantization-aware models go to TFLite "
-                "with kdkeras.compress.qat_to_tflite.",
+                "with export.to_tflite.export_tflite(model, path, quantize='qat').",
             )
     return _rebuild(model, tf_keras, keras)
 

@@ -5,15 +5,15 @@ The student crosses the bridge to `tf_keras`; every layer TFMOT's default
 fake-quantization wrappers (`BatchNormalization` is folded into the
 convolution before it; `Rescaling` only has its output quantized); the
 wrapped student is fine-tuned with the distillation loss. The result stays a
-`tf_keras` model: `qat_to_tflite` converts it to an int8 TFLite flatbuffer
-(weights and activations int8, float32 input and output).
+`tf_keras` model: `export.to_tflite.export_tflite(model, path,
+quantize="qat")` converts it to an int8 TFLite file (weights and activations
+int8, float32 input and output).
 """
 
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from kdkeras.compress import distill
-from kdkeras.compress import tflite
 
 
 class _OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
@@ -55,13 +55,14 @@ def quantization_aware(student, teacher, x, y, *, teacher_logits=None, **fitting
 
     Returns:
         The quantization-aware `tf_keras` model (fake-quant wrappers); export
-        it with `qat_to_tflite`.
+        it with `export.to_tflite.export_tflite(..., quantize="qat")`.
 
     Example:
 
     ```python
     qat_model = kdkeras.compress.quantization_aware(student, teacher, x, y)
-    kdkeras.compress.qat_to_tflite(qat_model, "student_int8.tflite")
+    export.to_tflite.export_tflite(qat_model, "student_int8.tflite",
+                                   quantize="qat")
     ```
     """
     return distill.fine_tune(
@@ -101,24 +102,3 @@ def quantize(model):
         {"_OutputQuantizeConfig": _OutputQuantizeConfig}
     ):
         return tfmot.quantization.keras.quantize_apply(annotated)
-
-
-def qat_to_tflite(qat_model, output_path=None):
-    """Converts a quantization-aware `tf_keras` model to int8 TFLite.
-
-    Args:
-        qat_model: The model `quantization_aware` returned.
-        output_path: Optional `.tflite` path to write (atomically).
-
-    Returns:
-        The flatbuffer as `bytes`.
-    """
-    if not isinstance(qat_model, tf_keras.Model):
-        raise TypeError(
-            "`qat_model` must be the tf_keras model `quantization_aware` "
-            f"returned. Received: {type(qat_model).__name__}"
-        )
-    model_content = tflite.convert(qat_model, quantize="qat")
-    if output_path is not None:
-        tflite.save(model_content, output_path)
-    return model_content

@@ -27,8 +27,8 @@ def run_tool(tool, *args):
     )
 
 
-def assert_refused(completed, tool, *keywords, code=1):
-    """Non-zero exit, one error line containing `keywords`, no traceback."""
+def assert_refused(completed, tool, *keywords, code=2):
+    """Exit 2 (bad input), one error line containing `keywords`, no traceback."""
     assert completed.returncode == code, completed.stderr
     assert "Traceback" not in completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
@@ -140,8 +140,8 @@ def test_representative_data_of_wrong_shape(models_dir, tmp_path):
 @pytest.mark.parametrize(
     "args,keywords",
     [
-        ([], ["exactly one MODEL", "got 0"]),
-        (["a.keras", "b.keras"], ["exactly one MODEL", "got 2"]),
+        ([], ["`MODEL` must be exactly one path", "Received: 0 arguments"]),
+        (["a.keras", "b.keras"], ["`MODEL` must be exactly one path", "Received: 2 arguments"]),
         (["a.keras", "--no-such-flag"], ["no-such-flag"]),
         (["a.keras", "--opset", "seven"], ["--opset", "seven"]),
     ],

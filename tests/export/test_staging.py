@@ -48,7 +48,7 @@ def test_directory_replaced_with_overwrite(tmp_path):
 @pytest.mark.parametrize(
     "setup,kwargs,error,message",
     [
-        ("file", {}, staging.OutputExistsError, "already exists; pass --overwrite"),
+        ("file", {}, staging.OutputExistsError, "must not exist unless --overwrite is given.*already exists"),
         ("dir", {"overwrite": True}, ValueError, "is an existing directory"),
         ("file", {"overwrite": True, "directory": True}, ValueError, "is an existing file"),
         (None, {}, ValueError, "parent folder"),

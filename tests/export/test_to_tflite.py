@@ -51,7 +51,7 @@ def exports(tmp_path_factory):
 
 def test_float_tflite_matches_keras_on_fresh_inputs(exports):
     model, results = exports
-    run = runtimes.tflite_runner(results["none", False].path)
+    run = runtimes.TFLiteRuntime(results["none", False].path).predict
     for batch_size in (1, 29):
         x = trained_cnn.fresh_inputs(seed=200 + batch_size, batch_size=batch_size)
         assert verify.relative_error(run(x), model(x, training=False).numpy()) < 1e-5
@@ -70,7 +70,7 @@ def test_input_has_dynamic_batch_dimension(exports):
 def test_quantised_top1_agrees_with_keras_on_real_images(exports, quantize, int8_io):
     model, results = exports
     _, _, (x_test, y_test) = trained_cnn.trained_cnn()
-    run = runtimes.tflite_runner(results[quantize, int8_io].path)
+    run = runtimes.TFLiteRuntime(results[quantize, int8_io].path).predict
     exported, reference = run(x_test), model(x_test, training=False).numpy()
     threshold = verify.MIN_TOP1_AGREEMENT[quantize]
     assert verify.top1_agreement(exported, reference) >= threshold
@@ -93,8 +93,8 @@ def test_quantised_models_are_smaller(exports):
 @pytest.mark.parametrize("int8_io,dtype", [(False, "float32"), (True, "int8")])
 def test_int8_io_controls_tensor_types(exports, int8_io, dtype):
     _, results = exports
-    run = runtimes.tflite_runner(results["int8", int8_io].path)
-    assert (run.input_dtype, run.output_dtype) == (dtype, dtype)
+    runtime = runtimes.TFLiteRuntime(results["int8", int8_io].path)
+    assert (runtime.input_dtype, runtime.output_dtype) == (dtype, dtype)
     assert results["int8", int8_io].sidecar["options"]["input_dtype"] == dtype
 
 
@@ -131,9 +131,9 @@ def test_badly_calibrated_int8_is_refused_and_not_written(tmp_path):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"quantize": "int4"}, "--quantize must be one of"),
-        ({"quantize": "int8"}, "needs --representative-data"),
-        ({"quantize": "dynamic", "int8_io": True}, "--int8-io requires"),
+        ({"quantize": "int4"}, "`--quantize` must be one of"),
+        ({"quantize": "int8"}, "`--representative-data` must be given with --quantize=int8"),
+        ({"quantize": "dynamic", "int8_io": True}, "`--int8-io` must come with"),
         (
             {"quantize": "int8", "representative_data": np.zeros((4, 28, 28))},
             "do not match the model input",

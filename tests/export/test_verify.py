@@ -58,7 +58,7 @@ def model():
 
 def scaled_runner(model, factor):
     """A fake artifact whose outputs are Keras' times `factor`."""
-    reference = runtimes.keras_runner(model)
+    reference = runtimes.KerasRuntime(model).predict
     return lambda x: reference(x) * np.float32(factor)
 
 
@@ -76,7 +76,7 @@ def test_float_gate_at_relative_error_1e_5(model, factor, passes):
 
 def test_quantised_gate_is_top1_agreement_on_real_inputs(model):
     _, _, (x_test, _) = trained_cnn.trained_cnn()
-    reference = runtimes.keras_runner(model)
+    reference = runtimes.KerasRuntime(model).predict
 
     def disagree_on_one_in_ten(x):
         logits = reference(x)
@@ -98,7 +98,7 @@ def test_quantised_gate_is_top1_agreement_on_real_inputs(model):
 
 def test_quantised_gate_defaults_to_fashion_mnist_test_images(model):
     report = verify.verify_artifact(
-        model, None, "tflite", quantize="float16", runner=runtimes.keras_runner(model)
+        model, None, "tflite", quantize="float16", runner=runtimes.KerasRuntime(model).predict
     )
     assert report["real_inputs"].startswith("Fashion-MNIST test")
     assert report["real_inputs_count"] == verify.DEFAULT_REAL_INPUTS
@@ -107,7 +107,7 @@ def test_quantised_gate_defaults_to_fashion_mnist_test_images(model):
 
 def test_accuracy_drop_gate(model):
     _, _, (x_test, y_test) = trained_cnn.trained_cnn()
-    reference = runtimes.keras_runner(model)
+    reference = runtimes.KerasRuntime(model).predict
     report = verify.verify_artifact(
         model, None, "onnx", labelled=(x_test, y_test), runner=reference
     )

@@ -1,10 +1,10 @@
-"""Tests for export.budgets: parsing (one-line errors) and checking against results."""
+"""Tests for export.report.budgets: parsing (one-line errors) and checking against results."""
 
 import json
 
 import pytest
 
-from export import budgets
+from export.report import budgets
 
 
 def _entry(model, fmt, p99=(1.0, 10.0), size=5e6, memory=100e6, accuracy=0.9, p50=(0.5, 5.0)):
@@ -79,15 +79,15 @@ def test_failed_measurement_is_a_violation():
     "content, match",
     [
         ([1, 2], "must be a mapping"),
-        ({"max_p99": 3}, "unknown key.*max_p99"),
-        ({"max_p99_ms": "fast"}, "max_p99_ms must be a number"),
+        ({"max_p99": 3}, "Received: unknown key.*max_p99"),
+        ({"max_p99_ms": "fast"}, "`max_p99_ms` must be a number. Received: max_p99_ms='fast'"),
         ({"max_p99_ms": {"one": 3}}, "keys must be positive batch sizes"),
         ({"max_p99_ms": -1}, "must be >= 0"),
-        ({"min_accuracy": 90}, r"min_accuracy must be in \[0.0, 1.0\]"),
+        ({"min_accuracy": 90}, r"`min_accuracy` must be in \[0.0, 1.0\]"),
         ({"min_accuracy": True}, "must be a number"),
-        ({"model": "student"}, "sets no limit"),
-        ({"max_size_mb": 1, "model": "pupil"}, "model must be one of"),
-        ({"max_size_mb": 1, "formats": []}, "formats must be a non-empty list"),
+        ({"model": "student"}, "must set a limit"),
+        ({"max_size_mb": 1, "model": "pupil"}, "`model` must be one of"),
+        ({"max_size_mb": 1, "formats": []}, "`formats` must be a non-empty list"),
     ],
 )
 def test_malformed_budget_is_one_line_error(content, match):
@@ -111,7 +111,7 @@ def test_load_yaml_and_json_files(tmp_path):
     [
         ("bad.yaml", "max_p99_ms: [1, 2\n", "is not valid YAML"),
         ("bad.json", "{\"max_p99_ms\": ", "is not valid JSON"),
-        ("budget.toml", "max_p99_ms = 1", "must end in .yaml, .yml or .json"),
+        ("budget.toml", "max_p99_ms = 1", "`--budget` must end in .yaml, .yml or .json"),
     ],
 )
 def test_unreadable_file_is_one_line_error(tmp_path, name, text, match):

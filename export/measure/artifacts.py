@@ -1,15 +1,17 @@
-"""Size, memory, latency, throughput and accuracy of one exported model.
+"""Size, memory, latency, throughput and accuracy of exported models.
 
-One module serves every format: `keras` (a `.keras` file), `savedmodel` (a directory),
-`tflite` (LiteRT with XNNPACK), `onnx` (ONNX Runtime, CPU) and `numpy` (a float32 NumPy
-forward pass of a dense network's weights: the BLAS floor every runtime should beat).
+One API serves every format of `export.runtimes`: `keras` (a `.keras` file),
+`savedmodel` (a directory), `tflite` (LiteRT with XNNPACK), `onnx` (ONNX
+Runtime, CPU) and `numpy` (the float32 NumPy forward pass of a dense network's
+weights, `export.measure.floor`: the BLAS floor every runtime should beat).
 
-Every runtime runs in its own subprocess (`export/_runner.py`), so that its peak resident
-memory is its own and runtimes cannot slow each other down through shared thread pools.
-The child times exactly the raw runtime call, `time.perf_counter_ns()` on either side of
-it, with the input preallocated; see `export._runner` for what "the call" is per runtime.
-Artifacts measured together (`measure_artifacts`) are timed in interleaved windows, so
-that all of them see the same machine conditions (`export.worker`).
+Every runtime runs in its own subprocess (`export.measure.child`), so that its
+peak resident memory is its own and runtimes cannot slow each other down
+through shared thread pools. The child times exactly the raw runtime call,
+`time.perf_counter_ns()` on either side of it, with the input preallocated
+(`export.runtimes` says what "the call" is per runtime). Artifacts measured
+together (`measure_artifacts`) are timed in interleaved windows, so that all
+of them see the same machine conditions (`export.measure.worker`).
 
 Example:
     >>> from export.measure import measure_artifact
@@ -17,50 +19,32 @@ Example:
     >>> result["latency"]["1"]["p50_ms"], result["peak_rss_bytes"]
 """
 
-import io
 import os
-import tarfile
 import tempfile
 import time
-import zlib
 
 import numpy as np
 
-FORMATS = ("keras", "savedmodel", "tflite", "onnx", "numpy")
+from export import runtimes
+from export import staging
+from export.measure import environment
+from export.measure import floor
+from export.measure import sizes
+from export.measure import worker
+
+FORMATS = runtimes.FORMATS
 EXTENSIONS = {".keras": "keras", ".tflite": "tflite", ".onnx": "onnx", ".npz": "numpy"}
 
 DEFAULT_BATCH_SIZES = (1, 64)
 DEFAULT_MIN_TIME_S = 0.5
 DEFAULT_MIN_ITERATIONS = 200
 DEFAULT_MAX_TIME_S = 3.0
-DEFAULT_WARMUP_S = 0.5  # per batch size: a 0.1 s warm-up left batch 1, timed first, 10-30% slow
-# Timing windows per artifact and batch size, interleaved with the other artifacts'
-# (`export.worker`): a shared machine's speed moves in steps lasting seconds.
+# Per batch size: a short warm-up leaves batch 1, timed first, slow.
+DEFAULT_WARMUP_S = 0.5
+# Timing windows per artifact and batch size, interleaved with the other
+# artifacts' (`export.measure.worker`): a shared machine's speed moves in
+# steps lasting seconds.
 DEFAULT_ROUNDS = 5
-
-# Layers that compute the identity at inference (training-only noise, augmentation).
-_IDENTITY_LAYERS = {
-    "InputLayer",
-    "Dropout",
-    "AlphaDropout",
-    "GaussianDropout",
-    "GaussianNoise",
-    "ActivityRegularization",
-    "RandomTranslation",
-    "RandomFlip",
-    "RandomRotation",
-    "RandomZoom",
-    "RandomContrast",
-    "RandomBrightness",
-}
-
-
-def available_threads():
-    """CPU cores this process may run on (affinity-aware)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def infer_format(path):
@@ -74,267 +58,53 @@ def infer_format(path):
     extension = os.path.splitext(path)[1].lower()
     if extension not in EXTENSIONS:
         raise ValueError(
-            f"path must end in one of {sorted(EXTENSIONS)} or be a SavedModel directory, got {path!r}"
+            f"`path` must end in one of {sorted(EXTENSIONS)} or be a SavedModel directory. "
+            f"Received: path={path!r}"
         )
     return EXTENSIONS[extension]
 
 
-def _files(path):
-    if os.path.isfile(path):
-        return [path]
-    found = []
-    for root, dirs, names in os.walk(path):
-        dirs.sort()
-        found.extend(os.path.join(root, name) for name in sorted(names))
-    return found
-
-
-def artifact_size(path):
-    """Bytes on disk: the file's size, or the sum over a directory's files."""
-    return int(sum(os.path.getsize(name) for name in _files(path)))
-
-
-class _GzipCountingSink(io.RawIOBase):
-    """A write-only stream that gzips what it is given and only counts the bytes."""
-
-    def __init__(self, level):
-        self.compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: gzip container
-        self.count = 0
-
-    def writable(self):
-        return True
-
-    def write(self, data):
-        self.count += len(self.compressor.compress(data))
-        return len(data)
-
-    def finish(self):
-        self.count += len(self.compressor.flush())
-        return self.count
-
-
-def gzip_size(path, level=6):
-    """Bytes after gzip (level 6, gzip's default): how much it costs to ship.
-
-    A directory is measured as one gzipped tar stream (`.tar.gz`) of its files in sorted
-    order. Nothing is written to disk.
-    """
-    sink = _GzipCountingSink(level)
-    if os.path.isfile(path):
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                sink.write(block)
-        return sink.finish()
-    with tarfile.open(fileobj=sink, mode="w|") as tar:
-        for name in _files(path):
-            tar.add(name, arcname=os.path.relpath(name, path), recursive=False)
-    return sink.finish()
-
-
-# ------------------------------------------------------------------- NumPy floor
-
-
-def _activation_name(function):
-    name = getattr(function, "__name__", None)
-    return {"linear": "linear", None: None}.get(name, name)
-
-
-def dense_layers(model, verify=True):
-    """The `(kernel, bias, activation)` stack of a dense Keras network, for NumPy.
-
-    Accepts a single-input, single-output chain of `Flatten`, `Dense`, `Activation`,
-    `ReLU`, `Softmax`, `BatchNormalization` directly after a linear `Dense` (folded into
-    it), and layers that are the identity at inference (dropout, noise, augmentation).
-
-    Args:
-        model: A built `keras.Model`.
-        verify: Check the extracted stack against `model(x)` on random inputs.
-
-    Returns:
-        A list of `(kernel, bias, activation)` with float32 arrays.
-
-    Raises:
-        ValueError: naming the first layer the NumPy floor cannot compute.
-    """
-    from export._runner import SUPPORTED_ACTIVATIONS
-
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError("model must have one input and one output for the NumPy floor")
-    import keras
-
-    sequential = isinstance(model, keras.Sequential)
-    stack = []
-    flat = len(model.inputs[0].shape) == 2
-    tensor = model.inputs[0]
-
-    def refuse(layer, why):
-        raise ValueError(
-            f"model is not a dense network: the NumPy floor cannot compute layer "
-            f"{layer.name!r} ({type(layer).__name__}): {why}"
-        )
-
-    def set_activation(layer, name):
-        if name not in SUPPORTED_ACTIVATIONS:
-            refuse(layer, f"activation {name!r} not in {SUPPORTED_ACTIVATIONS}")
-        if not stack or stack[-1][2] != "linear":
-            refuse(layer, "an activation must follow a Dense layer without one")
-        kernel, bias, _ = stack[-1]
-        stack[-1] = (kernel, bias, name)
-
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
-            continue
-        if not sequential and len(getattr(layer, "_inbound_nodes", ())) == 1:
-            # Functional graph: each layer must consume the previous layer's output.
-            if layer.input is not tensor:
-                refuse(layer, "the model is not a single chain of layers")
-            tensor = layer.output
-        if kind in _IDENTITY_LAYERS:
-            continue
-        if kind == "Flatten" or (kind == "Reshape" and len(layer.output.shape) == 2):
-            if stack:
-                refuse(layer, "flattening is only supported before the first Dense layer")
-            flat = True
-        elif kind == "Dense":
-            if not flat or len(layer.input.shape) != 2:
-                refuse(layer, "Dense must see a flat (batch, features) input")
-            kernel = np.asarray(layer.kernel, dtype=np.float32)
-            bias = np.asarray(layer.bias, dtype=np.float32) if layer.use_bias else None
-            if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
-                refuse(layer, "LoRA or quantized Dense layers are not supported")
-            stack.append((kernel, bias, "linear"))
-            set_activation(layer, _activation_name(layer.activation))
-        elif kind == "Activation":
-            name = _activation_name(layer.activation)
-            if name != "linear":
-                set_activation(layer, name)
-        elif kind == "ReLU":
-            if layer.negative_slope or layer.threshold:
-                refuse(layer, "only plain ReLU (no slope, no threshold) is supported")
-            set_activation(layer, "relu" if layer.max_value is None else "relu6")
-            if layer.max_value not in (None, 6, 6.0):
-                refuse(layer, "ReLU max_value must be None or 6")
-        elif kind == "Softmax":
-            set_activation(layer, "softmax")
-        elif kind == "BatchNormalization":
-            if not stack or stack[-1][2] != "linear" or layer.axis not in (-1, 1, [-1], [1]):
-                refuse(layer, "BatchNormalization must directly follow a linear Dense layer")
-            kernel, bias, _ = stack[-1]
-            mean = np.asarray(layer.moving_mean, np.float64)
-            variance = np.asarray(layer.moving_variance, np.float64)
-            gamma = np.asarray(layer.gamma, np.float64) if layer.scale else 1.0
-            beta = np.asarray(layer.beta, np.float64) if layer.center else 0.0
-            scale = gamma / np.sqrt(variance + layer.epsilon)
-            bias64 = np.zeros_like(mean) if bias is None else bias.astype(np.float64)
-            stack[-1] = (
-                (kernel.astype(np.float64) * scale).astype(np.float32),
-                ((bias64 - mean) * scale + beta).astype(np.float32),
-                "linear",
-            )
-        else:
-            refuse(layer, "only Flatten, Dense, activations, folded BatchNormalization "
-                   "and inference-time identity layers are supported")
-    if not stack:
-        raise ValueError("model is not a dense network: it has no Dense layer")
-    if verify:
-        _verify_dense_layers(model, stack)
-    return stack
-
-
-def _verify_dense_layers(model, stack):
-    """Checks the extracted stack against Keras on random inputs (catches graphs that
-    are not a plain chain, custom call() methods, ...)."""
-    from export._runner import NumpyDenseForward
-
-    shape = tuple(8 if d is None else int(d) for d in model.inputs[0].shape)
-    x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    expected = np.asarray(model(x, training=False), dtype=np.float64).reshape(len(x), -1)
-    actual = NumpyDenseForward(stack)(x).astype(np.float64)
-    scale = max(1.0, float(np.abs(expected).max()))
-    if actual.shape != expected.shape or not np.allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale):
-        raise ValueError(
-            "model is not a dense network the NumPy floor reproduces: its forward pass differs "
-            "from Keras on random inputs"
-        )
-
-
-def save_dense_layers(layers, path):
-    """Writes `dense_layers(...)` output to `path` (`.npz`) atomically; returns `path`."""
-    arrays = {
-        "num_layers": np.asarray(len(layers)),
-        "activations": np.asarray([a for _, _, a in layers]),
-    }
-    for i, (kernel, bias, _) in enumerate(layers):
-        arrays[f"kernel_{i}"] = np.ascontiguousarray(kernel, np.float32)
-        if bias is not None:
-            arrays[f"bias_{i}"] = np.ascontiguousarray(bias, np.float32)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(suffix=".npz", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.savez(out, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    return path
-
-
-def numpy_forward(model, transposed_gemv=False):
-    """A `NumpyDenseForward` of a dense Keras `model` (see `dense_layers`)."""
-    from export._runner import NumpyDenseForward
-
-    return NumpyDenseForward(dense_layers(model), transposed_gemv=transposed_gemv)
-
-
-# ------------------------------------------------------------------- measurement
-
-
-def _check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=None):
+def check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=None):
     if fmt not in FORMATS:
-        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        raise ValueError(f"`fmt` must be one of {FORMATS}. Received: fmt={fmt!r}")
     if not os.path.exists(path):
-        raise ValueError(f"path must exist, got {path!r}")
+        raise ValueError(f"`path` must exist. Received: path={path!r}")
     if fmt == "savedmodel" and not os.path.isdir(path):
-        raise ValueError(f"path must be a SavedModel directory for fmt='savedmodel', got {path!r}")
+        raise ValueError(f"`path` must be a SavedModel directory for fmt='savedmodel'. Received: path={path!r}")
     if fmt != "savedmodel" and not os.path.isfile(path):
-        raise ValueError(f"path must be a file for fmt={fmt!r}, got {path!r}")
+        raise ValueError(f"`path` must be a file for fmt={fmt!r}. Received: path={path!r}")
     batch_sizes = tuple(batch_sizes)
     if not batch_sizes or not all(
         isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0 for b in batch_sizes
     ):
-        raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes!r}")
+        raise ValueError(f"`batch_sizes` must be positive integers. Received: batch_sizes={batch_sizes!r}")
     if threads is not None and (
         not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1
     ):
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    from export._runner import RUNTIME_OPTIONS
-
-    unknown = sorted(set(options or {}) - set(RUNTIME_OPTIONS[fmt]))
+        raise ValueError(f"`threads` must be a positive integer or None. Received: threads={threads!r}")
+    unknown = sorted(set(options or {}) - set(runtimes.OPTIONS[fmt]))
     if unknown:
         raise ValueError(
-            f"options for {fmt} must be among {list(RUNTIME_OPTIONS[fmt])}, got {unknown}"
+            f"`options` for {fmt} must be among {list(runtimes.OPTIONS[fmt])}. Received: {unknown}"
         )
     if not min_time_s > 0:
-        raise ValueError(f"min_time_s must be > 0, got {min_time_s!r}")
+        raise ValueError(f"`min_time_s` must be > 0. Received: min_time_s={min_time_s!r}")
     if (x is None) != (y is None):
-        raise ValueError("x and y must be given together (labelled data) or both be None")
+        raise ValueError("`x` and `y` must be given together (labelled data) or both be None. Received: one of them")
     if x is not None:
         x, y = np.asarray(x), np.asarray(y)
         if y.ndim != 1 or len(x) != len(y) or not len(y):
             raise ValueError(
-                f"y must be 1-D integer labels, one per example of x; got x {x.shape}, y {y.shape}"
+                f"`y` must be 1-D integer labels, one per example of x. Received: x {x.shape}, y {y.shape}"
             )
         if not np.issubdtype(y.dtype, np.integer):
-            raise TypeError(f"y must hold integer class labels, got dtype {y.dtype}")
+            raise TypeError(f"`y` must hold integer class labels. Received: dtype {y.dtype}")
     return tuple(int(b) for b in batch_sizes)
 
 
 def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing=None, labelled=None,
                seed=0, eval_batch_size=500, name="spec"):
-    """The spec a measurement worker (`export.worker.MeasurementWorker`) runs from.
+    """The spec a measurement worker (`export.measure.worker.MeasurementWorker`) runs from.
 
     Args:
         path: The artifact, as `measure_artifact` takes it; a dense `.keras` model for
@@ -356,7 +126,7 @@ def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing
         import keras
 
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        runtime_path = save_dense_layers(dense_layers(model), os.path.join(scratch, f"{name}.npz"))
+        runtime_path = floor.save_dense_layers(floor.dense_layers(model), os.path.join(scratch, f"{name}.npz"))
     spec = {
         "format": fmt,
         "path": os.path.abspath(runtime_path),
@@ -398,12 +168,12 @@ def measure_artifacts(
 
     Every artifact's runtime is loaded in its own process first; then the processes are
     timed in `rounds` rounds of short windows, one at a time, in rotating order (see
-    `export.worker.measure_interleaved`): each runtime is timed under the same machine
+    `export.measure.worker.measure_interleaved`): each runtime is timed under the same machine
     conditions as the others, so their ratios are fair even on a machine whose speed
     drifts. Each batch size's percentiles are over all of its windows.
 
     Args:
-        jobs: Sequence of `export.worker.Job(path, fmt, threads, options)`; `fmt` None
+        jobs: Sequence of `export.measure.worker.Job(path, fmt, threads, options)`; `fmt` None
             infers it from `path`, `threads` None means every available core. `path` is a
             `.keras`, `.tflite`, `.onnx` file or SavedModel directory; for `numpy` a dense
             `.keras` model (its weights are extracted here) or an `.npz` from
@@ -418,7 +188,7 @@ def measure_artifacts(
         min_iterations: Minimum timed calls per batch size (see `min_time_s`).
         max_time_s: Upper bound on timing one batch size (keeps `model.predict` bounded).
         warmup_s: Untimed warm-up before an artifact's first window of each batch size
-            (at least 3 calls); later windows warm up for `export.worker.REWARM_S`.
+            (at least 3 calls); later windows warm up for `export.measure.worker.REWARM_S`.
         eval_batch_size: Batch size of the accuracy pass.
         seed: Seed of the random timing inputs.
         timeout_s: A subprocess is killed after this many seconds loading, or on one
@@ -432,21 +202,19 @@ def measure_artifacts(
     Raises:
         ValueError / TypeError: for bad arguments (one line naming the argument).
     """
-    from export import worker
-
     jobs = [worker.Job(*job) for job in jobs]
     if not jobs:
-        raise ValueError("jobs must name at least one artifact, got none")
+        raise ValueError("`jobs` must name at least one artifact. Received: jobs=[]")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an integer >= 1, got {rounds!r}")
+        raise ValueError(f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}")
     checked = []
     for job in jobs:
         fmt = infer_format(job.path) if job.fmt is None else job.fmt
-        sizes = _check_arguments(job.path, fmt, batch_sizes, job.threads, min_time_s, x, y, job.options)
-        threads = available_threads() if job.threads is None else int(job.threads)
+        checked_batch_sizes = check_arguments(job.path, fmt, batch_sizes, job.threads, min_time_s, x, y, job.options)
+        threads = environment.available_threads() if job.threads is None else int(job.threads)
         checked.append(job._replace(fmt=fmt, threads=threads))
     if not max_time_s >= min_time_s:
-        raise ValueError(f"max_time_s must be >= min_time_s, got {max_time_s!r} < {min_time_s!r}")
+        raise ValueError(f"`max_time_s` must be >= min_time_s. Received: max_time_s={max_time_s!r} < {min_time_s!r}")
     timing = {
         "min_time_s": float(min_time_s),
         "min_iterations": int(min_iterations),
@@ -462,7 +230,7 @@ def measure_artifacts(
         specs, runtime_paths = [], []
         for index, job in enumerate(checked):
             spec, runtime_path = build_spec(
-                job.path, job.fmt, sizes, job.threads, scratch, options=job.options, timing=timing,
+                job.path, job.fmt, checked_batch_sizes, job.threads, scratch, options=job.options, timing=timing,
                 labelled=labelled, seed=seed, eval_batch_size=eval_batch_size, name=f"dense_layers_{index}",
             )
             specs.append(spec)
@@ -474,8 +242,8 @@ def measure_artifacts(
             if isinstance(outcome, Exception):
                 continue
             # Size of what the runtime loaded: for the NumPy floor, the weight file.
-            outcome["size_bytes"] = artifact_size(runtime_path)
-            outcome["gzip_bytes"] = gzip_size(runtime_path)
+            outcome["size_bytes"] = staging.artifact_size_bytes(runtime_path)
+            outcome["gzip_bytes"] = sizes.gzip_size(runtime_path)
             outcome["path"] = job.path
             outcome["measurement_wall_s"] = wall_s
             outcome["timing"] = {
@@ -514,7 +282,7 @@ def measure_artifact(
             `min_iterations` calls, unless `max_time_s` passes first.
         x: Optional labelled inputs (N, ...) for test-set accuracy.
         y: Integer labels (N,) matching `x`.
-        options: Runtime-specific settings (`export._runner.RUNTIME_OPTIONS`), e.g.
+        options: Runtime-specific settings (`export.runtimes.OPTIONS`), e.g.
             `{"allow_spinning": False, "execution_mode": "parallel", "io_binding": True}`
             for ONNX Runtime, `{"jit_compile": True}` for Keras.
         **kwargs: Timing and other settings of `measure_artifacts`: `rounds` (the batch
@@ -546,7 +314,7 @@ def measure_artifact(
 
 def thread_counts(threads=None):
     """The thread counts a search tries: 1 and `threads` (None: every available core)."""
-    threads = available_threads() if threads is None else int(threads)
+    threads = environment.available_threads() if threads is None else int(threads)
     return sorted({1, threads})
 
 

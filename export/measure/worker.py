@@ -1,6 +1,6 @@
 """Measurement workers, and timing several of them interleaved.
 
-Each artifact is measured in its own process (`export/_runner.py`), so that its peak
+Each artifact is measured in its own process (`export.measure.child`), so that its peak
 resident memory is its own and runtimes cannot slow each other down through shared
 thread pools. A `MeasurementWorker` is the parent's handle on one such process: it loads
 the runtime once, then times windows of one batch size when asked.
@@ -8,8 +8,7 @@ the runtime once, then times windows of one batch size when asked.
 `measure_interleaved` keeps every worker of a measurement alive and times them in
 rounds, one short window per worker and batch size per round, in a rotating order, and
 pools each worker's samples. A shared cloud machine's speed moves in steps that last
-seconds (on the 2-core machine of BENCHMARKS.md the NumPy floor's p50 at batch 64 sat at
-0.88 ms for seconds, then at 1.85 ms): a runtime timed in one contiguous window would be
+seconds (BENCHMARKS.md shows the NumPy floor's p50 jumping between two levels): a runtime timed in one contiguous window would be
 measured in whichever state the machine was in, and two runtimes timed one after the
 other could differ by 2x for no reason of their own. Interleaved, every runtime sees the
 same states, so their ratios (student against teacher, runtime against the NumPy floor)
@@ -23,6 +22,7 @@ Example (the NumPy floor of a small dense network, at 1 and at 2 BLAS threads):
     >>> import os, tempfile
     >>> import numpy as np
     >>> from export import measure
+    >>> from export.measure.worker import Job
     >>> rng = np.random.default_rng(0)
     >>> layers = [(rng.standard_normal((784, 64), dtype=np.float32), np.zeros(64, np.float32), "relu"),
     ...           (rng.standard_normal((64, 10), dtype=np.float32), np.zeros(10, np.float32), "linear")]
@@ -47,7 +47,11 @@ import subprocess
 import sys
 import tempfile
 
-RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_runner.py")
+# The folder holding the `export` package: the child imports it from there.
+PACKAGE_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+)
+CHILD_MODULE = "export.measure.child"
 
 # Warm-up of every window after a worker's first one per batch size: another process has
 # just had the cores and the caches, so the first calls would be slow. The first window
@@ -57,7 +61,7 @@ REWARM_S = 0.05
 Job = collections.namedtuple("Job", ["path", "fmt", "threads", "options"], defaults=(None,))
 Job.__doc__ = """One measurement: an artifact `path` (as the runtime loads it), its format
 `fmt`, the `threads` the runtime may use and runtime `options`
-(`export._runner.RUNTIME_OPTIONS`)."""
+(`export.runtimes.OPTIONS`)."""
 
 
 def child_environment(fmt, threads):
@@ -67,12 +71,16 @@ def child_environment(fmt, threads):
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         environment[name] = blas_threads
     environment.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    search_path = environment.get("PYTHONPATH")
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [PACKAGE_ROOT] + ([search_path] if search_path else [])
+    )
     environment.setdefault("KERAS_BACKEND", "tensorflow")
     return environment
 
 
 class MeasurementWorker:
-    """A running `export/_runner.py` process holding one loaded runtime.
+    """A running `export.measure.child` process holding one loaded runtime.
 
     Args:
         spec: The measurement spec (`export.measure.measure_artifact` builds it); it is
@@ -102,12 +110,12 @@ class MeasurementWorker:
         with open(spec_path, "w") as handle:
             json.dump(spec, handle)
         # stderr goes to a file: a chatty runtime cannot fill a pipe and block.
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self.stderr = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-P", RUNNER, spec_path],
+            [sys.executable, "-P", "-m", CHILD_MODULE, spec_path],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=self._stderr,
+            stderr=self.stderr,
             env=child_environment(spec["format"], spec["threads"]),
             text=True,
         )
@@ -118,13 +126,13 @@ class MeasurementWorker:
     def __exit__(self, *exc_info):
         self.close()
 
-    def _last_error(self):
-        self._stderr.seek(0)
-        lines = [line.strip() for line in self._stderr.read().splitlines() if line.strip()]
+    def last_error(self):
+        self.stderr.seek(0)
+        lines = [line.strip() for line in self.stderr.read().splitlines() if line.strip()]
         code = self.process.poll()
         return lines[-1] if lines else f"exit code {code}"
 
-    def _read(self, what):
+    def read(self, what):
         ready, _, _ = select.select([self.process.stdout], [], [], self.timeout_s)
         if not ready:
             self.close()
@@ -132,26 +140,26 @@ class MeasurementWorker:
         line = self.process.stdout.readline()
         if not line:
             self.process.wait()
-            raise RuntimeError(f"measuring {self.label} failed: {self._last_error()}")
+            raise RuntimeError(f"measuring {self.label} failed: {self.last_error()}")
         return json.loads(line)
 
-    def _send(self, command, what):
+    def send(self, command, what):
         try:
             self.process.stdin.write(json.dumps(command) + "\n")
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             self.process.wait()
-            raise RuntimeError(f"measuring {self.label} failed: {self._last_error()}") from None
-        return self._read(what)
+            raise RuntimeError(f"measuring {self.label} failed: {self.last_error()}") from None
+        return self.read(what)
 
     def wait_ready(self):
         """Blocks until the runtime is loaded; returns the child's load time in seconds."""
-        return self._read("loading")["load_s"]
+        return self.read("loading")["load_s"]
 
     def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
         """Times one window of `batch_size` in the child; returns its record.
 
-        The record (`export._runner.Session.time`) holds `calls`, `start_ns`, `end_ns`
+        The record (`export.measure.child.Session.time`) holds `calls`, `start_ns`, `end_ns`
         and `settle_s`: the child answers only once its thread pools stopped spinning.
         """
         command = {
@@ -162,11 +170,11 @@ class MeasurementWorker:
             "max_time_s": float(max_time_s),
             "warmup_s": float(warmup_s),
         }
-        return self._send(command, f"batch {batch_size}")
+        return self.send(command, f"batch {batch_size}")
 
     def finish(self):
         """The child's result dict (percentiles over all its windows); it then exits."""
-        result = self._send({"op": "finish"}, "finishing")
+        result = self.send({"op": "finish"}, "finishing")
         self.process.wait(timeout=self.timeout_s)
         return result
 
@@ -180,7 +188,7 @@ class MeasurementWorker:
                 stream.close()
             except OSError:
                 pass
-        self._stderr.close()
+        self.stderr.close()
 
 
 def windows(rounds, min_time_s, min_iterations, max_time_s):

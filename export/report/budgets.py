@@ -45,10 +45,10 @@ class BudgetError(ValueError):
 
 def _number(value, key, low=0.0, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BudgetError(f"budget {key} must be a number, got {value!r}")
+        raise BudgetError(f"`{key}` must be a number. Received: {key}={value!r}")
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise BudgetError(f"budget {key} must be {bounds}, got {value!r}")
+        raise BudgetError(f"`{key}` must be {bounds}. Received: {key}={value!r}")
     return float(value)
 
 
@@ -68,13 +68,14 @@ def parse_budget(content, source="budget"):
     """
     if not isinstance(content, dict):
         raise BudgetError(
-            f"{source} must be a mapping of limits (e.g. max_p99_ms: 5), got {type(content).__name__}"
+            f"`{source}` must be a mapping of limits (e.g. max_p99_ms: 5). "
+            f"Received: a {type(content).__name__}"
         )
     unknown = sorted(str(k) for k in content if k not in LIMIT_KEYS + SCOPE_KEYS)
     if unknown:
         raise BudgetError(
-            f"{source} has unknown key(s) {', '.join(unknown)}; expected some of "
-            f"{', '.join(LIMIT_KEYS + SCOPE_KEYS)}"
+            f"`{source}` keys must be among {', '.join(LIMIT_KEYS + SCOPE_KEYS)}. "
+            f"Received: unknown key(s) {', '.join(unknown)}"
         )
     budget = {"model": "student", "formats": None}
     for key, value in content.items():
@@ -88,7 +89,8 @@ def parse_budget(content, source="budget"):
                         batch_size = 0
                     if batch_size < 1 or str(batch_size) != str(batch).strip():
                         raise BudgetError(
-                            f"budget {key} keys must be positive batch sizes, got {batch!r}"
+                            f"`{key}` keys must be positive batch sizes. "
+                            f"Received: {batch!r}"
                         )
                     limits[batch_size] = _number(limit, f"{key}[{batch}]")
                 budget[key] = limits
@@ -100,16 +102,24 @@ def parse_budget(content, source="budget"):
             budget[key] = _number(value, key)
         elif key == "model":
             if value not in MODELS:
-                raise BudgetError(f"budget model must be one of {', '.join(MODELS)}, got {value!r}")
+                raise BudgetError(
+                    f"`model` must be one of {', '.join(MODELS)}. Received: model={value!r}"
+                )
             budget[key] = value
         elif key == "formats":
             if isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
             if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-                raise BudgetError(f"budget formats must be a non-empty list of format names, got {value!r}")
+                raise BudgetError(
+                    "`formats` must be a non-empty list of format names. "
+                    f"Received: formats={value!r}"
+                )
             budget[key] = list(value)
     if not any(key in budget for key in LIMIT_KEYS):
-        raise BudgetError(f"{source} sets no limit; expected some of {', '.join(LIMIT_KEYS)}")
+        raise BudgetError(
+            f"`{source}` must set a limit, some of {', '.join(LIMIT_KEYS)}. "
+            "Received: it sets no limit"
+        )
     return budget
 
 
@@ -120,7 +130,9 @@ def load_budget(path):
         BudgetError: missing file, unparsable content or a schema error (one line).
     """
     if not os.path.isfile(path):
-        raise BudgetError(f"--budget must be an existing .yaml or .json file, got {path!r}")
+        raise BudgetError(
+            f"`--budget` must be an existing .yaml or .json file. Received: --budget={path}"
+        )
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     extension = os.path.splitext(path)[1].lower()
@@ -132,13 +144,18 @@ def load_budget(path):
 
             content = yaml.safe_load(text)
         else:
-            raise BudgetError(f"--budget must end in .yaml, .yml or .json, got {path!r}")
+            raise BudgetError(
+                f"`--budget` must end in .yaml, .yml or .json. Received: --budget={path}"
+            )
     except BudgetError:
         raise
     except Exception as error:  # yaml.YAMLError, json.JSONDecodeError
         first = " ".join(str(error).split())
-        raise BudgetError(f"--budget {path} is not valid {extension[1:].upper()}: {first}") from None
-    return parse_budget(content, source=f"budget {path}")
+        raise BudgetError(
+            f"`--budget` must be valid {extension[1:].upper()}. Received: --budget={path}, "
+            f"which is not valid {extension[1:].upper()}: {first}"
+        ) from None
+    return parse_budget(content, source=f"--budget={path}")
 
 
 def check_requested(budget, formats, batch_sizes):
@@ -147,14 +164,16 @@ def check_requested(budget, formats, batch_sizes):
         missing = [f for f in budget["formats"] if f not in formats]
         if missing:
             raise BudgetError(
-                f"budget formats {', '.join(missing)} are not measured; --formats is {','.join(formats)}"
+                "`formats` of the budget must be measured (in --formats "
+                f"{','.join(formats)}). Received: formats {', '.join(missing)} are not measured"
             )
     for key in PER_BATCH_KEYS:
         for batch in budget.get(key, {}):
             if batch != "*" and batch not in batch_sizes:
                 raise BudgetError(
-                    f"budget {key} sets batch size {batch}, which is not in --batch-sizes "
-                    f"{','.join(str(b) for b in batch_sizes)}"
+                    f"`{key}` of the budget must name measured batch sizes (--batch-sizes "
+                    f"{','.join(str(b) for b in batch_sizes)}). Received: batch size {batch}, "
+                    "which is not in --batch-sizes"
                 )
 
 

@@ -1,22 +1,20 @@
-"""Tests for export.worker: interleaved timing windows (what is timed when, never how fast)."""
+"""Tests for export.measure.worker: interleaved timing windows (what is timed when, never how fast)."""
 
 import time
 
 import pytest
 
-from export import _runner
 from export import measure
-from export import worker
-
-from tests.export.test_measure import FAST
-from tests.export.test_measure import artifacts  # noqa: F401  (module fixture)
+from export.measure import timing
+from export.measure import worker
+from tests.export.tiny_mlp import FAST
 
 BATCH_SIZES = (1, 4)
 ROUNDS = 3
 
 
 @pytest.fixture(scope="module")
-def interleaved(artifacts):  # noqa: F811
+def interleaved(artifacts):
     _, paths = artifacts
     jobs = [worker.Job(paths[fmt], fmt, 1) for fmt in ("onnx", "tflite", "numpy")]
     steps = []
@@ -74,7 +72,7 @@ def test_progress_is_reported_per_phase(interleaved):
     ]
 
 
-def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):  # noqa: F811
+def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):
     _, paths = artifacts
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf")
@@ -87,15 +85,15 @@ def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):  # 
 
 
 @pytest.mark.parametrize("rounds", [0, 1.5, True, None])
-def test_rounds_must_be_a_positive_integer(artifacts, rounds):  # noqa: F811
+def test_rounds_must_be_a_positive_integer(artifacts, rounds):
     _, paths = artifacts
-    with pytest.raises(ValueError, match="rounds must be an integer >= 1") as error:
+    with pytest.raises(ValueError, match="`rounds` must be an integer >= 1") as error:
         measure.measure_artifacts([(paths["onnx"], "onnx", 1)], (1,), rounds=rounds, **FAST)
     assert "\n" not in str(error.value)
 
 
 def test_jobs_must_not_be_empty():
-    with pytest.raises(ValueError, match="jobs must name at least one artifact"):
+    with pytest.raises(ValueError, match="`jobs` must name at least one artifact"):
         measure.measure_artifacts([], (1,))
 
 
@@ -115,13 +113,13 @@ def test_settle_waits_for_a_spinning_thread_and_no_longer():
 
     spinner = threading.Thread(target=spin)
     spinner.start()
-    waited = _runner.settle(max_s=1.0)
+    waited = timing.settle(max_s=1.0)
     spinner.join()
     assert waited >= 0.1  # it waited for the spinning thread to stop...
-    assert _runner.settle(max_s=1.0) < 0.1  # ...and an idle process answers at once
+    assert timing.settle(max_s=1.0) < 0.1  # ...and an idle process answers at once
 
 
-def test_an_idle_worker_uses_no_cpu_while_another_is_timed(artifacts, tmp_path):  # noqa: F811
+def test_an_idle_worker_uses_no_cpu_while_another_is_timed(artifacts, tmp_path):
     _, paths = artifacts
     specs = [
         measure.build_spec(paths[fmt], fmt, (4,), 2, str(tmp_path), timing=FAST, name=fmt)[0]
@@ -149,7 +147,7 @@ def _cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_a_worker_that_dies_is_a_one_line_runtime_error(artifacts, tmp_path):  # noqa: F811
+def test_a_worker_that_dies_is_a_one_line_runtime_error(artifacts, tmp_path):
     _, paths = artifacts
     spec, _ = measure.build_spec(paths["onnx"], "onnx", (1,), 1, str(tmp_path), timing=FAST)
     with worker.MeasurementWorker(spec, str(tmp_path / "spec.json")) as handle:

@@ -1,0 +1,242 @@
+"""The measurement child: one process, one runtime, timed when the parent asks.
+
+`export.measure.worker` starts it as `python -P -m export.measure.child
+SPEC.json`. It imports only the standard library, NumPy and the one runtime
+under test (`export.runtimes.MODULES`), never TensorFlow for an ONNX Runtime,
+LiteRT or NumPy artifact, so that its peak resident memory is that runtime's.
+
+The child:
+1. imports its runtime and records the resident-memory high-water mark
+   (`baseline_rss_bytes`);
+2. loads the artifact, says it is ready, and waits (blocked, using no CPU);
+3. times windows when the parent asks (`serve`): per window one batch size,
+   its preallocated input, a warm-up, then exactly the raw runtime call with
+   `time.perf_counter_ns` around it (`export.measure.timing.time_call`). The
+   parent interleaves the windows of several children, so that every runtime
+   is timed under the same machine conditions;
+4. on `finish`, records the peak resident memory before anything else is
+   loaded (the labelled test set, the `onnx` package for counting), computes
+   test-set accuracy when labelled data was given and the stored parameter
+   count, and writes the result as one JSON object on its (otherwise
+   silenced) standard output. `loaded_modules` says whether TensorFlow was
+   imported.
+"""
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+
+from export import runtimes
+from export.measure import environment
+from export.measure import timing
+
+
+import numpy as np
+
+
+def accuracy(runtime, x, y, chunk):
+    """Top-1 accuracy of `runtime.predict` on `(x, y)`, `chunk` examples a call."""
+    correct = 0
+    shape = runtime.input_shape(chunk, x.shape[1:])
+    for start in range(0, len(x), chunk):
+        part = x[start : start + chunk]
+        count = len(part)
+        if count < chunk:  # pad so that fixed-shape runtimes keep one allocation
+            part = np.concatenate([part, np.zeros((chunk - count, *part.shape[1:]), part.dtype)])
+        logits = runtime.predict(np.ascontiguousarray(part.reshape(shape), np.float32))
+        logits = np.asarray(logits).reshape(chunk, -1)[:count]
+        correct += int(np.sum(np.argmax(logits, axis=1) == y[start : start + count]))
+    return correct / len(x)
+
+
+class Session:
+    """One loaded runtime, timed in windows on request, then summarised.
+
+    A window times one batch size: a warm-up (excluded), then the raw call with
+    `perf_counter_ns` around it (`time_call`). Samples of every window of a batch size
+    are pooled; `finish` turns them into the percentiles, so a batch size timed in five
+    windows spread over a minute reports the p50 of all its calls. The input of each
+    batch size is drawn once from `spec["seed"]` and reused by every window.
+
+    Args:
+        spec: The measurement spec (see `export.measure.measure_artifact`).
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.threads = int(spec["threads"])
+        load_start = time.perf_counter()
+        fmt = spec["format"]
+        for module in runtimes.MODULES[fmt]:
+            importlib.import_module(module)
+        # Runtime imported, nothing loaded.
+        self.baseline_rss = environment.peak_rss_bytes()
+        self.runtime = runtimes.load(
+            spec["path"], fmt, self.threads, spec.get("options") or {}
+        )
+        self.load_s = time.perf_counter() - load_start
+        self.label = self.runtime.label
+        self.rng = np.random.default_rng(spec.get("seed", 0))
+        self.inputs, self.samples, self.windows = {}, {}, []
+
+    def input_for(self, batch_size):
+        """The batch of `batch_size` random inputs, drawn once and reused."""
+        if batch_size not in self.inputs:
+            shape = self.runtime.input_shape(batch_size, self.spec.get("example_shape"))
+            self.inputs[batch_size] = np.ascontiguousarray(self.rng.random(shape, dtype=np.float32))
+        return self.inputs[batch_size]
+
+    def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
+        """Times one window of `batch_size`, then waits until this process is idle.
+
+        Returns:
+            The window's record: `batch_size`, `calls`, `warmup_iterations`,
+            `start_ns`/`end_ns` (`time.perf_counter_ns`, the system's monotonic clock on
+            Linux: comparable between processes; warm-up included, settling not) and
+            `settle_s`.
+        """
+        batch_size = int(batch_size)
+        start = time.perf_counter_ns()
+        # The runtime prepares the call for this shape each window (LiteRT resizes and
+        # re-allocates, ONNX Runtime re-binds): other batch sizes may have run between.
+        self.label, call, args = self.runtime.timed(self.input_for(batch_size))
+        taken, warmup = timing.time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s)
+        end = time.perf_counter_ns()
+        self.samples.setdefault(batch_size, []).extend(taken)
+        window = {
+            "batch_size": batch_size,
+            "calls": len(taken),
+            "warmup_iterations": warmup,
+            "start_ns": start,
+            "end_ns": end,
+            "settle_s": timing.settle(),
+        }
+        self.windows.append(window)
+        return window
+
+    def finish(self):
+        """Alternatives, peak memory, accuracy and parameters; returns the result dict."""
+        spec = self.spec
+        latency, alternatives, samples = {}, {}, {}
+        for batch_size, taken in self.samples.items():
+            summary = timing.latency_summary(taken, batch_size)
+            summary["warmup_iterations"] = sum(
+                w["warmup_iterations"] for w in self.windows if w["batch_size"] == batch_size
+            )
+            latency[str(batch_size)] = summary
+            samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
+            for alt_label, alt_call, alt_args, alt_kwargs in getattr(
+                self.runtime, "alternatives", lambda x: []
+            )(self.input_for(batch_size)):
+                bound = (lambda c, k: (lambda *a: c(*a, **k)))(alt_call, alt_kwargs)
+                # Alternatives are slow calls shown for honesty (model.predict): bounded
+                # to 1 s so that they do not dominate the measurement time.
+                alt_max = min(spec["max_time_s"], 1.0)
+                alt_taken, alt_warmup = timing.time_call(
+                    bound,
+                    alt_args,
+                    spec["min_iterations"],
+                    min(spec["min_time_s"], alt_max),
+                    alt_max,
+                    spec["warmup_s"],
+                )
+                alt_summary = timing.latency_summary(alt_taken, batch_size)
+                alt_summary["warmup_iterations"] = alt_warmup
+                alternatives.setdefault(alt_label, {})[str(batch_size)] = alt_summary
+        peak = environment.peak_rss_bytes()
+        runtime = self.runtime
+        result = {
+            "format": spec["format"],
+            "path": spec["path"],
+            "pid": os.getpid(),
+            "runtime": runtime.version,
+            "timed_call": self.label,
+            "threads": self.threads,
+            "runtime_settings": runtime.settings,
+            "load_s": self.load_s,
+            "baseline_rss_bytes": int(self.baseline_rss),
+            "peak_rss_bytes": int(peak),
+            "latency": latency,
+            "alternatives": alternatives,
+            "samples_ms": samples,
+            "windows": self.windows,
+            "python": platform.python_version(),
+            "loaded_modules": loaded_modules(),
+        }
+        if spec.get("data_path"):
+            with np.load(spec["data_path"], allow_pickle=False) as data:
+                x_data, y_data = data["x"], data["y"]
+            result["accuracy"] = accuracy(runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)))
+            result["accuracy_examples"] = int(len(y_data))
+        else:
+            result["accuracy"] = None
+            result["accuracy_examples"] = 0
+        result["parameters"] = runtime.parameters()
+        return result
+
+
+def loaded_modules():
+    """Which deep-learning frameworks this process has imported."""
+    names = ("tensorflow", "keras", "onnxruntime", "ai_edge_litert", "torch")
+    return sorted(name for name in names if name in sys.modules)
+
+
+def serve(spec, commands, replies):
+    """Loads the runtime, then times windows as the parent asks (see `export.measure.worker`).
+
+    Protocol, one JSON object per line: this process writes `{"ready": true}` once the
+    runtime is loaded; then for each `{"op": "time", "batch_size", "min_time_s",
+    "min_iterations", "max_time_s", "warmup_s"}` it times one window and writes the
+    window's record (`Session.time`); `{"op": "finish"}` makes it write the result dict
+    and return. While it waits for a command it blocks on `commands`, using no CPU, so
+    that the process being timed has the cores to itself.
+    """
+
+    def reply(message):
+        replies.write(json.dumps(message) + "\n")
+        replies.flush()
+
+    session = Session(spec)
+    reply({"ready": True, "load_s": session.load_s})
+    for line in commands:
+        if not line.strip():
+            continue
+        command = json.loads(line)
+        if command["op"] == "time":
+            window = session.time(
+                command["batch_size"],
+                command["min_time_s"],
+                command["min_iterations"],
+                command["max_time_s"],
+                command["warmup_s"],
+            )
+            reply(window)
+        elif command["op"] == "finish":
+            reply(session.finish())
+            return
+        else:
+            raise ValueError(f"unknown op {command['op']!r}")
+    raise RuntimeError("the parent closed the command stream before finish")
+
+
+def main(argv):
+    """Runs `serve` on the spec file `argv[1]`, commands on stdin."""
+    if len(argv) != 2:
+        sys.stderr.write("usage: python -m export.measure.child SPEC.json  (then commands on stdin)\n")
+        return 2
+    # Keep the real stdout for the JSON lines; everything else (runtime logs, Keras
+    # progress) goes to stderr.
+    json_out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    with open(argv[1]) as handle:
+        spec = json.load(handle)
+    serve(spec, sys.stdin, json_out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

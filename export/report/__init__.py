@@ -1,0 +1,31 @@
+"""The sign-off report: teacher against student, in every format, with budgets.
+
+    build    export both models, measure every runtime, compare (the report dict)
+    render   Markdown, HTML (with plots) and JSON of a report; atomic writes
+    budgets  release limits (YAML/JSON) checked against a report's results
+    command  `python -m export.report`: flags, exit status
+
+Example:
+
+```python
+from export import report
+
+result = report.build_report("teacher.keras", "student.keras", "out/",
+                             budget=report.load_budget("budget.yaml"))
+report.write_report(result, "out/")
+```
+"""
+
+from export.report.budgets import BudgetError
+from export.report.budgets import check_budget
+from export.report.budgets import load_budget
+from export.report.budgets import parse_budget
+from export.report.build import FORMATS
+from export.report.build import build_report
+from export.report.command import exit_status
+from export.report.command import main
+from export.report.render import render_html
+from export.report.render import render_markdown
+from export.report.render import tables
+from export.report.render import to_json
+from export.report.render import write_report

@@ -1,0 +1,65 @@
+"""Tests for export.measure.child: an ONNX Runtime or LiteRT child never imports TensorFlow."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from export import measure
+from export.measure import worker
+from tests.export.tiny_mlp import FAST
+
+# The module each child must import, to show that `-X importtime` saw its imports.
+RUNTIME_MODULE = {"onnx": "onnxruntime", "tflite": "ai_edge_litert", "numpy": "numpy"}
+
+
+def run_child(spec, folder, name):
+    """Runs the child under `-X importtime`: one window, then finish."""
+    spec_path = folder / f"{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    commands = [
+        {"op": "time", "batch_size": 1, "min_time_s": 0.01, "min_iterations": 5,
+         "max_time_s": 0.1, "warmup_s": 0.0},
+        {"op": "finish"},
+    ]
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-P", "-m", worker.CHILD_MODULE, str(spec_path)],
+        input="".join(json.dumps(command) + "\n" for command in commands),
+        capture_output=True,
+        text=True,
+        env=worker.child_environment(spec["format"], spec["threads"]),
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    imported = {
+        line.split("|")[-1].strip()
+        for line in completed.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    replies = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+    return imported, replies
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "numpy"])
+def test_child_never_imports_tensorflow(artifacts, tmp_path, fmt):
+    _, paths = artifacts
+    spec, _ = measure.build_spec(paths[fmt], fmt, (1,), 1, str(tmp_path), timing=FAST)
+    imported, replies = run_child(spec, tmp_path, fmt)
+    top_level = {name.split(".")[0] for name in imported}
+    assert RUNTIME_MODULE[fmt] in top_level  # the import log is complete...
+    assert "tensorflow" not in top_level  # ...and holds no TensorFlow
+    assert "keras" not in top_level
+    ready, window, result = replies
+    assert ready["ready"] and window["calls"] >= 5
+    assert "tensorflow" not in result["loaded_modules"]
+    assert result["latency"]["1"]["iterations"] == window["calls"]
+
+
+def test_keras_child_does_import_tensorflow(artifacts, tmp_path):
+    """The check above can fail: a Keras child shows TensorFlow in the same log."""
+    _, paths = artifacts
+    spec, _ = measure.build_spec(paths["keras"], "keras", (1,), 1, str(tmp_path), timing=FAST)
+    imported, replies = run_child(spec, tmp_path, "keras")
+    assert "tensorflow" in {name.split(".")[0] for name in imported}
+    assert "tensorflow" in replies[-1]["loaded_modules"]
