@@ -22,6 +22,7 @@ import sys
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.src.trainers.data_adapters.data_adapter_utils import (
@@ -431,6 +432,34 @@ class Distiller(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _check_array_labels(self, y):
+        """Eager range check of NumPy / tensor labels: a one-line error.
+
+        The same error type as the in-graph check (`_checked_labels`), which
+        guards every other input (datasets, generators).
+        """
+        labels, _ = split_targets(y)
+        if labels is None or not hasattr(labels, "shape"):
+            return
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iuf" or not labels.size:
+            return
+        if not self._sparse_labels(labels):
+            return
+        classes = self._num_classes()
+        invalid = ~(labels >= UNLABELLED)  # NaN included
+        if classes:
+            invalid |= labels >= classes
+        if invalid.any():
+            value = labels[invalid].flat[0]
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"Received a label value of {value} which is outside the "
+                f"valid range of [0, {classes}) (or {UNLABELLED}, an "
+                "unlabelled example).",
+            )
+
     # ----------------------------------------------------------------- steps
 
     def call(self, inputs, training=None):
@@ -533,6 +562,34 @@ class Distiller(keras.Model):
         )
         with tf.control_dependencies([check]):
             return tf.identity(labels)
+
+    def _check_array_labels(self, y):
+        """Eager range check of NumPy / tensor labels: a one-line error.
+
+        The same error type as the in-graph check (`_checked_labels`), which
+        guards every other input (datasets, generators).
+        """
+        labels, _ = split_targets(y)
+        if labels is None or not hasattr(labels, "shape"):
+            return
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iuf" or not labels.size:
+            return
+        if not self._sparse_labels(labels):
+            return
+        classes = self._num_classes()
+        invalid = ~(labels >= UNLABELLED)  # NaN included
+        if classes:
+            invalid |= labels >= classes
+        if invalid.any():
+            value = labels[invalid].flat[0]
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"Received a label value of {value} which is outside the "
+                f"valid range of [0, {classes}) (or {UNLABELLED}, an "
+                "unlabelled example).",
+            )
 
     # ----------------------------------------------------------------- steps
 
@@ -743,6 +800,21 @@ class Distiller(keras.Model):
 
     # ------------------------------------------------------ fit and evaluate
 
+    def _forget_steps_traced_without_labels(self, x, y, function):
+        """Drops a step function traced before the compiled metrics existed.
+
+        Keras builds them (creating variables) in the first trace of a step
+        that sees labels, which a `tf.function` allows only on its first
+        call: a step first traced on unlabelled data is traced anew.
+        """
+        compiled = self._compile_metrics
+        if (
+            compiled is not None
+            and not compiled.built
+            and _has_labels(x, y) is not False
+        ):
+            setattr(self, function, None)
+
     def fit(self, x=None, y=None, **kwargs):
         """`keras.Model.fit`, also under MultiWorkerMirroredStrategy.
 
@@ -759,9 +831,11 @@ class Distiller(keras.Model):
         Keras' `fit` unchanged.
         """
         _check_not_empty(x)
+        self._check_array_labels(y)
         if self.alpha > 0 and _has_labels(x, y) is False:
             raise ValueError(_alpha_without_labels_message(self.alpha))
         kwargs["verbose"] = _resolve_verbose(kwargs.get("verbose", "auto"))
+        self._forget_steps_traced_without_labels(x, y, "train_function")
         if _multi_worker.needs_multi_worker_fit(
             self.distribute_strategy, kwargs.get("callbacks")
         ):
@@ -798,6 +872,8 @@ class Distiller(keras.Model):
         distillation loss (`alpha` times an empty hard-label loss, 0).
         """
         _check_not_empty(x)
+        self._check_array_labels(y)
+        self._forget_steps_traced_without_labels(x, y, "test_function")
         logs = super().evaluate(
             x,
             y,
