@@ -544,11 +544,15 @@ class Distiller(keras.Model):
         if not self._sparse_labels(labels):
             return labels
         classes = self._num_classes()
-        valid = labels >= UNLABELLED
+        # Signed comparison: -1 must not wrap around in unsigned labels.
+        values = labels
+        if "int" in str(labels.dtype):
+            values = ops.cast(labels, "int64")
+        valid = values >= UNLABELLED
         if classes:
-            valid = ops.logical_and(valid, labels < classes)
+            valid = ops.logical_and(valid, values < classes)
         flat_valid = ops.reshape(valid, (-1,))
-        invalid = tf.boolean_mask(ops.reshape(labels, (-1,)), ~flat_valid)
+        invalid = tf.boolean_mask(ops.reshape(values, (-1,)), ~flat_valid)
         upper = classes if classes else "classes"
         check = tf.debugging.Assert(
             ops.all(flat_valid),
@@ -629,9 +633,15 @@ class Distiller(keras.Model):
             student_values = mask * _per_example(
                 self.student_loss_fn, loss_labels, student_logits
             )
-        distillation_values, batch_term = self._distillation(
-            teacher_logits, student_logits, targets, sample_weight
-        )
+        # One all-reduce for both counts; a loss's own all-reduces (DIST) come
+        # after it: replicas must issue collectives in the same order.
+        local_examples = ops.cast(batch, "float32")
+        counts = _global_sum(ops.stack([local_examples, ops.sum(mask)]))
+        examples, labelled = counts[0], counts[1]
+        with tf.control_dependencies([counts]):
+            distillation_values, batch_term = self._distillation(
+                teacher_logits, student_logits, targets, sample_weight
+            )
         values = {
             "student_loss": weight * student_values,
             "distillation_loss": weight * distillation_values,
@@ -650,14 +660,16 @@ class Distiller(keras.Model):
                 )
             values["hint_loss"] = weight * hint_total
 
-        local_examples = ops.cast(batch, "float32")
-        examples = _global_sum(local_examples)
-        labelled = _global_sum(ops.sum(mask))
         soft = ops.sum(values["distillation_loss"]) / examples
         if batch_term is not None:
-            # A batch-level term (DIST's intra-class correlation), computed
-            # over the global batch: each replica adds its share of it.
-            soft = soft + batch_term * local_examples / examples
+            # A batch-level term (DIST's intra-class correlation) has the
+            # global batch's value on every replica and, as gradient, the
+            # part through this replica's examples: each replica adds its
+            # share of the value and the whole of its gradient.
+            constant = ops.stop_gradient(batch_term)
+            soft = soft + (batch_term - constant) + (
+                constant * local_examples / examples
+            )
             values["distillation_loss"] = values["distillation_loss"] + batch_term
         loss = self.alpha * tf.math.divide_no_nan(
             ops.sum(values["student_loss"]), labelled
@@ -916,7 +928,7 @@ class Distiller(keras.Model):
 
 
 def _global_sum(value):
-    """Sum of a float32 scalar over the replicas of this step."""
+    """Sum of a float32 tensor over the replicas of this step."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
         return value

@@ -443,11 +443,14 @@ def dist_intra_class_loss(
     `ρ` is the Pearson correlation, over the examples of the batch, of one
     class's softened probabilities. It is a property of the batch, not a
     sum over examples: inside a `tf.distribute` replica context it is
-    computed over the GLOBAL batch (means, covariances and variances
-    all-reduced across replicas, in two passes), so every replica returns
-    the value of the single-device step, and gradients (an all-reduce's
-    gradient is an all-reduce) are those of the single-device step.
-    With `sample_weight`, means and covariances are weighted.
+    computed over the GLOBAL batch (means, then covariances and variances,
+    all-reduced across replicas), so every replica returns the value of the
+    single-device step. Its gradient on a replica is the part that flows
+    through that replica's examples: summed over the replicas (as
+    `tf.distribute` sums gradients) it is the single-device gradient. A
+    per-replica loss must therefore count the value once in total but keep
+    the whole gradient (the `Distiller` does). With `sample_weight`, means
+    and covariances are weighted.
 
     Returns:
         Scalar tensor.
@@ -462,27 +465,38 @@ def dist_intra_class_loss(
         weight = ops.reshape(
             ops.cast(sample_weight, student_probs.dtype), (-1, 1)
         )
-    total = _global_sum(ops.sum(weight))
-    sums = _global_sum(
-        ops.stack(
-            [
-                ops.sum(weight * student_probs, axis=0),
-                ops.sum(weight * teacher_probs, axis=0),
-            ]
+    # Means over the global batch, held constant: the centred moments'
+    # derivative with respect to the means is 0 (centred values sum to 0), so
+    # the gradient is exact without differentiating through an all-reduce.
+    first = _global_sum(
+        ops.stop_gradient(
+            ops.concatenate(
+                [
+                    ops.reshape(ops.sum(weight), (1,)),
+                    ops.sum(weight * student_probs, axis=0),
+                    ops.sum(weight * teacher_probs, axis=0),
+                ]
+            )
         )
     )
-    means = tf.math.divide_no_nan(sums, total)
-    student_centred = student_probs - means[0]
-    teacher_centred = teacher_probs - means[1]
-    moments = _global_sum(
-        ops.stack(
-            [
-                ops.sum(weight * student_centred * teacher_centred, axis=0),
-                ops.sum(weight * ops.square(student_centred), axis=0),
-                ops.sum(weight * ops.square(teacher_centred), axis=0),
-            ]
-        )
+    classes = ops.shape(student_probs)[-1]
+    total = first[0]
+    student_centred = student_probs - tf.math.divide_no_nan(
+        first[1 : 1 + classes], total
     )
+    teacher_centred = teacher_probs - tf.math.divide_no_nan(
+        first[1 + classes :], total
+    )
+    local = ops.stack(
+        [
+            ops.sum(weight * student_centred * teacher_centred, axis=0),
+            ops.sum(weight * ops.square(student_centred), axis=0),
+            ops.sum(weight * ops.square(teacher_centred), axis=0),
+        ]
+    )
+    # The global moments' value, with the gradient of this replica's own
+    # examples (the all-reduce runs on constants, after the first one).
+    moments = local + ops.stop_gradient(_global_sum(local) - local)
     norms = ops.sqrt(moments[1]) * ops.sqrt(moments[2])
     correlation = moments[0] / (norms + _PEARSON_EPSILON)
     return temperature**2 * (1.0 - ops.mean(correlation))
