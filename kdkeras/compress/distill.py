@@ -72,7 +72,7 @@ class TfKerasDistiller(tf_keras.Model):
         super().__init__(**kwargs)
         self.student = student
         # The Keras 3 loss validates `temperature` (one home for the check).
-        self.temperature = losses.KnowledgeDistillation(temperature).temperature
+        self.temperature = losses.check_temperature(temperature)
         self.alpha = alpha
         self.loss_tracker = tf_keras.metrics.Mean(name="loss")
         self.student_loss_tracker = tf_keras.metrics.Mean(name="student_loss")

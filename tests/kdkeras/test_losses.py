@@ -103,7 +103,9 @@ def test_keras_distillation_default_skips_softmax_and_t_squared():
 @pytest.mark.parametrize(
     "temperature, error",
     [(0.0, ValueError), (-1.0, ValueError), ("4", TypeError), (None, TypeError),
-     (True, TypeError)],
+     (True, TypeError), (float("inf"), ValueError), (float("nan"), ValueError),
+     (1e-30, ValueError), (1e30, ValueError), (losses.MIN_TEMPERATURE / 2, ValueError),
+     (losses.MAX_TEMPERATURE * 1.01, ValueError)],
 )
 def test_bad_temperature_names_the_argument(temperature, error):
     logits = np.ones((2, 3), "float32")
@@ -122,3 +124,194 @@ def test_hint_loss_matches_mean_squared_error():
         expected,
         rtol=1e-5,
     )
+
+
+# ------------------------------------------------- accepted temperature range
+
+RANGE_ENDS = [losses.MIN_TEMPERATURE, losses.MAX_TEMPERATURE]
+EXTREME_SCALES = [1e4, 1e6]
+
+
+def _all_losses(temperature):
+    """Every logits loss at `temperature`, as (name, value function)."""
+    labels = np.arange(16) % 10
+    return {
+        "kd": lambda t, s: losses.kd_loss(t, s, temperature),
+        "dkd": lambda t, s: losses.dkd_loss(t, s, labels, 1.0, 8.0, temperature),
+        "dist": lambda t, s: losses.dist_loss(t, s, 1.0, 1.0, temperature),
+    }
+
+
+@pytest.mark.parametrize("temperature", RANGE_ENDS)
+@pytest.mark.parametrize("scale", EXTREME_SCALES)
+@pytest.mark.parametrize("name", ["kd", "dkd", "dist"])
+def test_losses_and_gradients_finite_over_the_accepted_range(temperature, scale, name):
+    teacher_logits, student_logits = _logits(int(scale) % 97, scale)
+    student = tf.Variable(student_logits)
+    with tf.GradientTape() as tape:
+        value = _all_losses(temperature)[name](teacher_logits, student)
+    gradient = tape.gradient(value, student).numpy()
+    assert np.isfinite(float(value)) and float(value) >= -1e-3
+    assert np.all(np.isfinite(gradient))
+
+
+@pytest.mark.parametrize("temperature", RANGE_ENDS)
+def test_kd_loss_matches_reference_at_the_range_ends(temperature):
+    teacher_logits, student_logits = _logits(4, 1e4)
+    expected = reference.kd_loss_per_example(
+        teacher_logits, student_logits, temperature).mean()
+    value = float(losses.kd_loss(teacher_logits, student_logits, temperature))
+    np.testing.assert_allclose(value, expected, rtol=1e-4)
+
+
+# ------------------------------------------------------------------- DKD
+
+DKD_SETTINGS = [(1.0, 8.0, 4.0), (0.5, 2.0, 1.0), (2.0, 0.5, 10.0)]
+
+
+def _dkd_case(seed, scale, shape=(16, 10)):
+    teacher_logits, student_logits = _logits(seed, scale, shape)
+    labels = np.random.default_rng(seed + 1).integers(0, shape[1], size=shape[0])
+    return teacher_logits, student_logits, labels
+
+
+@pytest.mark.parametrize("alpha, beta, temperature", DKD_SETTINGS)
+@pytest.mark.parametrize("scale", [0.3, 3.0, 20.0])
+def test_dkd_value_and_gradient_match_float64_reference(alpha, beta, temperature, scale):
+    teacher_logits, student_logits, labels = _dkd_case(int(scale * 10), scale)
+    expected = reference.dkd_loss_per_example(
+        teacher_logits, student_logits, labels, alpha, beta, temperature)
+    values = losses.dkd_loss_per_example(
+        teacher_logits, student_logits, labels, alpha, beta, temperature)
+    np.testing.assert_allclose(values, expected, rtol=2e-4,
+                               atol=2e-6 * temperature**2 * (alpha + beta))
+    student = tf.Variable(student_logits)
+    with tf.GradientTape() as tape:
+        value = losses.dkd_loss(teacher_logits, student, labels, alpha, beta,
+                                temperature)
+    gradient = tape.gradient(value, student).numpy()
+    expected_gradient = reference.numerical_gradient(
+        lambda s: reference.dkd_loss_per_example(
+            teacher_logits, s, labels, alpha, beta, temperature).mean(),
+        student_logits)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=2e-3,
+                               atol=2e-5 * temperature * (alpha + beta))
+
+
+def test_dkd_unlabelled_examples_use_the_teacher_top1_class():
+    teacher_logits, student_logits, labels = _dkd_case(2, 3.0)
+    labels[::3] = -1
+    targets = np.where(labels >= 0, labels, teacher_logits.argmax(1))
+    expected = reference.dkd_loss_per_example(
+        teacher_logits, student_logits, targets, 1.0, 8.0, 4.0)
+    np.testing.assert_allclose(
+        losses.dkd_loss_per_example(teacher_logits, student_logits, labels),
+        expected, rtol=2e-4, atol=1e-5)
+    as_keras_loss = losses.DKD()(teacher_logits, student_logits)
+    np.testing.assert_allclose(
+        float(as_keras_loss),
+        reference.dkd_loss_per_example(teacher_logits, student_logits,
+                                       teacher_logits.argmax(1), 1.0, 8.0, 4.0).mean(),
+        rtol=2e-4)
+
+
+def test_dkd_with_alpha_1_beta_1_is_kd():
+    """TCKD + NCKD = KL whenever the binary KL uses the target class's mass."""
+    teacher_logits, student_logits, labels = _dkd_case(9, 2.0)
+    # KL = TCKD + (1 − p_t) NCKD (Zhao et al. eq. 3): check that identity.
+    t = 4.0
+    p = reference.softmax(teacher_logits.astype(np.float64) / t)
+    p_target = p[np.arange(len(labels)), labels]
+    tckd = reference.dkd_loss_per_example(teacher_logits, student_logits, labels,
+                                          1.0, 0.0, t)
+    nckd = reference.dkd_loss_per_example(teacher_logits, student_logits, labels,
+                                          0.0, 1.0, t)
+    np.testing.assert_allclose(
+        tckd + (1 - p_target) * nckd,
+        reference.kd_loss_per_example(teacher_logits, student_logits, t), rtol=1e-9)
+    ours = (losses.dkd_loss_per_example(teacher_logits, student_logits, labels, 1.0, 0.0, t)
+            + (1 - p_target) * losses.dkd_loss_per_example(
+                teacher_logits, student_logits, labels, 0.0, 1.0, t))
+    np.testing.assert_allclose(
+        ours, losses.kd_loss_per_example(teacher_logits, student_logits, t),
+        rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ DIST
+
+DIST_SETTINGS = [(1.0, 1.0, 1.0), (2.0, 0.5, 4.0), (0.0, 1.0, 2.0)]
+
+
+@pytest.mark.parametrize("beta, gamma, temperature", DIST_SETTINGS)
+@pytest.mark.parametrize("scale", [0.3, 3.0, 20.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_dist_value_and_gradient_match_float64_reference(
+        beta, gamma, temperature, scale, weighted):
+    teacher_logits, student_logits = _logits(int(scale * 7), scale, (12, 6))
+    weight = (np.random.default_rng(3).uniform(0.2, 2.0, size=12).astype("float32")
+              if weighted else None)
+    loss = losses.DIST(beta=beta, gamma=gamma, temperature=temperature)
+
+    def expected_value(s):
+        inter = reference.dist_inter_per_example(teacher_logits, s, temperature)
+        w = np.ones(12) if weight is None else weight.astype(np.float64)
+        return (beta * (w * inter).mean()
+                + gamma * reference.dist_intra(teacher_logits, s, temperature, weight))
+
+    student = tf.Variable(student_logits)
+    with tf.GradientTape() as tape:
+        value = loss(teacher_logits, student, sample_weight=weight)
+    gradient = tape.gradient(value, student).numpy()
+    np.testing.assert_allclose(float(value), expected_value(student_logits),
+                               rtol=1e-4, atol=1e-5 * temperature**2)
+    expected_gradient = reference.numerical_gradient(expected_value, student_logits)
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=5e-3,
+                               atol=2e-5 * temperature**2)
+    if weight is None:
+        np.testing.assert_allclose(
+            float(losses.dist_loss(teacher_logits, student_logits, beta, gamma,
+                                   temperature)),
+            expected_value(student_logits), rtol=1e-4, atol=1e-5 * temperature**2)
+
+
+def test_dist_is_zero_for_identical_logits_and_positive_otherwise():
+    teacher_logits, student_logits = _logits(6, 3.0)
+    assert abs(float(losses.dist_loss(teacher_logits, teacher_logits))) < 1e-5
+    assert float(losses.dist_loss(teacher_logits, student_logits)) > 0.1
+
+
+# -------------------------------------------------- configs and arguments
+
+
+@pytest.mark.parametrize("loss", [
+    losses.KnowledgeDistillation(temperature=2.5),
+    losses.DKD(alpha=0.5, beta=2.0, temperature=3.0),
+    losses.DIST(beta=2.0, gamma=0.5, temperature=4.0),
+])
+def test_logits_losses_round_trip_through_keras_serialisation(loss):
+    import keras
+
+    assert isinstance(loss, losses.LogitsDistillationLoss)
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss)
+    assert restored.get_config() == loss.get_config()
+    teacher_logits, student_logits = _logits(1, 3.0)
+    np.testing.assert_allclose(float(restored(teacher_logits, student_logits)),
+                               float(loss(teacher_logits, student_logits)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: losses.DKD(alpha=-1.0), ValueError, "alpha"),
+    (lambda: losses.DKD(beta=float("nan")), ValueError, "beta"),
+    (lambda: losses.DKD(beta="8"), TypeError, "beta"),
+    (lambda: losses.DKD(temperature=float("inf")), ValueError, "temperature"),
+    (lambda: losses.DIST(beta=float("inf")), ValueError, "beta"),
+    (lambda: losses.DIST(gamma=-0.1), ValueError, "gamma"),
+    (lambda: losses.DIST(temperature=0.0), ValueError, "temperature"),
+    (lambda: losses.KnowledgeDistillation(temperature=1e9), ValueError, "temperature"),
+])
+def test_bad_loss_arguments_name_the_argument(make, error, match):
+    with pytest.raises(error, match=match) as raised:
+        make()
+    assert "Received:" in str(raised.value) and "\n" not in str(raised.value)
