@@ -139,7 +139,7 @@ def test_soft_targets_runs_the_teacher_or_checks_given_logits():
         ({"epochs": 0}, ValueError, "`epochs` must be >= 1"),
         ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int"),
         ({"alpha": 1.5}, ValueError, r"`alpha` must be in \[0, 1\]"),
-        ({"temperature": 0.0}, ValueError, "`temperature` must be > 0"),
+        ({"temperature": 0.0}, ValueError, r"`temperature` must be a finite number in \[0.05, 100.0\]"),
     ],
 )
 def test_fit_distilling_rejects_bad_arguments(arguments, error, message):
