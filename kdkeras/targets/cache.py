@@ -159,7 +159,8 @@ def _check_matches(path, logits, metadata, expected):
             raise StaleSoftTargetsError(
                 f"Soft-target cache `path` {path!r} is stale: {what}."
             )
-    shape = (expected["examples"], metadata.get("classes"))
+    classes = expected["classes"] or metadata.get("classes")
+    shape = (expected["examples"], classes)
     if logits.ndim != 2 or logits.shape != shape:
         raise StaleSoftTargetsError(
             f"Soft-target cache `path` {path!r} holds logits of shape "
@@ -180,13 +181,31 @@ def _check_matches(path, logits, metadata, expected):
 
 def _expected(teacher, x, dtype):
     fingerprint.check_teacher(teacher)
+    examples = inputs.check_rows(x, [])
     return {
         "format_version": FORMAT_VERSION,
         "teacher": fingerprint.teacher_fingerprint(teacher),
         "data": fingerprint.data_fingerprint(x),
         "dtype": dtype,
-        "examples": inputs.check_rows(x, []),
+        "examples": examples,
+        "classes": teacher_classes(teacher),
     }
+
+
+def teacher_classes(teacher):
+    """The number of classes a teacher outputs, or `None` if not known yet.
+
+    Args:
+        teacher: A built `keras.Model`.
+
+    Returns:
+        Int or `None` (a subclassed model never called).
+    """
+    try:
+        shape = teacher.outputs[0].shape
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    return None if shape[-1] is None else int(shape[-1])
 
 
 def load_soft_targets(path, teacher, x, dtype="float32"):

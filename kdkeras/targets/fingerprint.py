@@ -120,7 +120,8 @@ def data_fingerprint(x):
     for array in inputs.flat_arrays(x):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(memoryview(array).cast("B"))
+        if array.size:
+            digest.update(memoryview(array).cast("B"))
     return digest.hexdigest()
 
 
@@ -141,5 +142,6 @@ def array_digest(array):
     array = np.ascontiguousarray(array)
     digest = hashlib.sha256()
     digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(memoryview(array.reshape(-1)).cast("B"))
+    if array.size:
+        digest.update(memoryview(array.reshape(-1)).cast("B"))
     return digest.hexdigest()
