@@ -1,0 +1,1045 @@
+"""Soft targets at scale: a streamed, sharded, memory-mappable cache.
+
+`cache_soft_targets` holds `x` and the logits in memory. For inputs that come
+as a stream (`tf.data.Dataset`, `keras.utils.PyDataset`, e.g. from
+`keras.utils.image_dataset_from_directory` or TFRecords) and may not fit in
+memory, `cache_soft_target_shards` runs the teacher over the stream batch by
+batch and writes the logits to a folder:
+
+    path/
+      index.json                  fingerprints, layout, per-shard digests
+      shard-00000.logits.npy      (rows, classes) float32 or float16
+      ...                         (top-k: .values.npy, .indices.npy, .tail.npy)
+
+Each shard holds `examples_per_shard` consecutive examples (the last one
+fewer) and is a plain `.npy` file, read through a memory map, so memory stays
+flat however long the stream is. The folder is written under a hidden name
+beside `path` and renamed when complete: `path` never holds a partial cache.
+
+The index records the teacher's fingerprint, the SHA-256 of every shard file
+and of every shard's INPUTS (their bytes, in stream order), so a cache whose
+files are missing, truncated or edited, or that belongs to another data
+order, is detected (`StaleSoftTargetsError`) and never used. The stream must
+be finite and deterministic: an infinite dataset (`repeat()` without a count)
+or one with `options().deterministic == False` is refused.
+
+`soft_target_shards_dataset` streams the same inputs again and joins every
+example with its logits by its position in the stream, shuffles with a
+buffer that spans shard boundaries, batches and prefetches: the batches are
+`(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`, as from the in-memory cache.
+
+Many classes: `top_k=K` stores the K largest logits (float16 by default),
+their int32 class indices and the log-sum-exp of the other classes at the
+distillation `temperature` (`kdkeras.targets.topk`).
+
+Many workers: `shard=(i, n)` computes only the shards `j` with
+`j % n == i` (the stream is read in full, the teacher runs on 1/n of it);
+`merge_soft_target_shards` joins the n folders into the cache one process
+would have written, byte for byte.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+
+import numpy as np
+
+import keras
+
+from kdkeras import teachers
+from kdkeras.targets import files
+from kdkeras.targets import fingerprint
+from kdkeras.targets import inputs
+from kdkeras.targets import topk
+from kdkeras.targets.augmentation import check_no_augmentation
+from kdkeras.targets.batch import LABELS_KEY
+from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.cache import StaleSoftTargetsError
+from kdkeras.targets.cache import check_dtype
+from kdkeras.targets.cache import check_on_stale
+from kdkeras.targets.cache import storable_logits
+
+FORMAT = "kdkeras-soft-target-shards"
+FORMAT_VERSION = 1
+INDEX_NAME = "index.json"
+# Default shard size: this many bytes of stored targets per shard file.
+SHARD_BYTES = 64 * 2**20
+_READ_CHUNK = 2**20
+
+logger = logging.getLogger(__name__)
+
+
+def parse_shard(text):
+    """`"i/n"` (e.g. a `--shard` flag) as `(i, n)`.
+
+    Example:
+
+    >>> parse_shard("1/4")
+    (1, 4)
+    """
+    try:
+        index, count = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(
+            f"`shard` must be 'i/n' with 0 <= i < n. Received: shard={text!r}"
+        ) from None
+    return check_shard((index, count))
+
+
+def check_shard(shard):
+    """Checks `shard`: `None`, or `(i, n)` with `0 <= i < n`."""
+    if shard is None:
+        return None
+    if (
+        not isinstance(shard, (tuple, list))
+        or len(shard) != 2
+        or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            for v in shard
+        )
+        or not 0 <= shard[0] < shard[1]
+    ):
+        raise ValueError(
+            "`shard` must be None or (i, n) with 0 <= i < n. "
+            f"Received: shard={shard!r}"
+        )
+    return (int(shard[0]), int(shard[1]))
+
+
+def _check_examples_per_shard(examples_per_shard):
+    if examples_per_shard is None:
+        return None
+    if (
+        isinstance(examples_per_shard, bool)
+        or not isinstance(examples_per_shard, (int, np.integer))
+        or examples_per_shard < 1
+    ):
+        raise ValueError(
+            "`examples_per_shard` must be None or a positive int. "
+            f"Received: examples_per_shard={examples_per_shard!r}"
+        )
+    return int(examples_per_shard)
+
+
+def _is_py_dataset(data):
+    return isinstance(data, keras.utils.PyDataset)
+
+
+def _is_tf_dataset(data):
+    import tensorflow as tf
+
+    return isinstance(data, tf.data.Dataset)
+
+
+def check_stream(data):
+    """Refuses what is not a finite, deterministic stream of input batches.
+
+    Args:
+        data: A `tf.data.Dataset` or `keras.utils.PyDataset` yielding
+            batches `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`.
+
+    Raises:
+        TypeError: another type (NumPy arrays go to `cache_soft_targets`).
+        ValueError: an infinite or non-deterministic stream.
+    """
+    import tensorflow as tf
+
+    if _is_py_dataset(data):
+        if data.num_batches is None:
+            raise ValueError(
+                "`data` must be finite: a PyDataset whose `num_batches` is "
+                "None is infinite. Received: data with num_batches=None"
+            )
+        return
+    if not _is_tf_dataset(data):
+        raise TypeError(
+            "`data` must be a tf.data.Dataset or a keras.utils.PyDataset of "
+            "input batches (for NumPy arrays, use cache_soft_targets). "
+            f"Received: data={type(data).__name__}"
+        )
+    if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError(
+            "`data` must be a finite dataset (repeat() without a count "
+            "never ends). Received: data with infinite cardinality"
+        )
+    if data.options().deterministic is False:
+        raise ValueError(
+            "`data` must yield its elements in a deterministic order, since "
+            "logits are matched to examples by position. Received: data with "
+            "options().deterministic=False"
+        )
+
+
+def _inputs_of(element):
+    """The `x` of a batch element `x`, `(x,)`, `(x, y)` or `(x, y, w)`."""
+    if isinstance(element, tuple):
+        if not 1 <= len(element) <= 3:
+            raise ValueError(
+                "`data` elements must be x, (x,), (x, y) or (x, y, "
+                f"sample_weight). Received: a tuple of {len(element)}"
+            )
+        return element[0]
+    return element
+
+
+def _input_batches(data):
+    """Yields the `x` of every batch of a checked stream, as NumPy."""
+    import tensorflow as tf
+
+    if _is_py_dataset(data):
+        elements = (data[i] for i in range(data.num_batches))
+    else:
+        elements = iter(data)
+    for element in elements:
+        x = _inputs_of(element)
+        yield tf.nest.map_structure(keras.ops.convert_to_numpy, x)
+
+
+def _rows(batch):
+    arrays = inputs.flat_arrays(batch, "data")
+    counts = {int(a.shape[0]) if a.ndim else -1 for a in arrays}
+    if len(counts) != 1 or -1 in counts:
+        raise ValueError(
+            "`data` batches must have one row per example in every input. "
+            f"Received: a batch with row counts {sorted(counts)}"
+        )
+    return arrays, counts.pop()
+
+
+def _signature(arrays):
+    return [[a.dtype.str, list(a.shape[1:])] for a in arrays]
+
+
+def _slice(batch, start, stop):
+    import tensorflow as tf
+
+    return tf.nest.map_structure(lambda a: a[start:stop], batch)
+
+
+class _InputDigest:
+    """SHA-256 of a shard's inputs: their bytes in stream order, per input."""
+
+    def __init__(self, signature):
+        self.signature = signature
+        self.hashes = [hashlib.sha256() for _ in signature]
+
+    def update(self, arrays):
+        for digest, array in zip(self.hashes, arrays):
+            array = np.ascontiguousarray(array)
+            if array.size:
+                digest.update(memoryview(array.reshape(-1)).cast("B"))
+
+    def hexdigest(self):
+        combined = hashlib.sha256(json.dumps(self.signature).encode())
+        for digest in self.hashes:
+            combined.update(digest.hexdigest().encode())
+        return combined.hexdigest()
+
+
+def _data_fingerprint(signature, input_digests):
+    digest = hashlib.sha256(json.dumps(signature).encode())
+    for shard_digest in input_digests:
+        digest.update(shard_digest.encode())
+    return digest.hexdigest()
+
+
+def _file_digest(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while True:
+            chunk = file.read(_READ_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _shard_file_name(shard_id, kind):
+    return f"shard-{shard_id:05d}.{kind}.npy"
+
+
+class _Stream:
+    """One pass over the stream: shard input digests, and the owned logits.
+
+    Args:
+        data: A checked stream.
+        examples_per_shard: Rows per shard, or `None` for the default
+            (needs `model`).
+        model: The teacher's logits model, or `None` to only hash inputs.
+        dtype, top_k: The storage options (for the default shard size).
+    """
+
+    def __init__(self, data, examples_per_shard, model=None, dtype=None,
+                 top_k=None):
+        self.data = data
+        self.examples_per_shard = examples_per_shard
+        self.model = model
+        self.dtype = dtype
+        self.top_k = top_k
+        self.classes = None
+
+    def run(self, owned=lambda shard_id: False, emit=None):
+        """Streams `data`; calls `emit(shard_id, logits)` per owned shard.
+
+        Returns:
+            `(signature, input_digests, examples)`.
+        """
+        signature = None
+        digests = []
+        current = None
+        pending = []  # owned logits of the current shard, per slice
+        examples = 0
+        for batch in _input_batches(self.data):
+            arrays, count = _rows(batch)
+            if signature is None:
+                signature = _signature(arrays)
+            elif _signature(arrays) != signature:
+                raise ValueError(
+                    "`data` batches must all have the same input dtypes and "
+                    f"per-example shapes. Received: {_signature(arrays)} "
+                    f"after {signature}"
+                )
+            if count == 0:
+                continue
+            if self.model is not None and self.classes is None:
+                self._start(_slice(batch, 0, 1))
+            rows = self.examples_per_shard
+            segments = []  # (shard id, start, stop) within the batch
+            start = 0
+            while start < count:
+                shard_id = (examples + start) // rows
+                stop = min(count, (shard_id + 1) * rows - examples)
+                segments.append((shard_id, start, stop))
+                start = stop
+            # The teacher runs on each (batch, shard) segment, so a worker
+            # computing some shards gives bitwise the same logits as one
+            # process computing them all.
+            for shard_id, start, stop in segments:
+                if current is None:
+                    current = _InputDigest(signature)
+                current.update([a[start:stop] for a in arrays])
+                if self.model is not None and owned(shard_id):
+                    whole = start == 0 and stop == count
+                    segment = batch if whole else _slice(batch, start, stop)
+                    pending.append(self._logits(segment))
+                if (examples + stop) % rows == 0:
+                    digests.append(current.hexdigest())
+                    if pending:
+                        emit(shard_id, np.concatenate(pending))
+                    current, pending = None, []
+            examples += count
+        if examples == 0:
+            raise ValueError(
+                "`data` must yield at least one example. Received: an empty "
+                "stream"
+            )
+        if current is not None:
+            digests.append(current.hexdigest())
+            if pending:
+                emit(len(digests) - 1, np.concatenate(pending))
+        return signature, digests, examples
+
+    def _logits(self, batch):
+        logits = self.model.predict_on_batch(batch)
+        return np.asarray(logits, dtype=np.float32)
+
+    def _start(self, one_example):
+        """Learns the classes (one forward pass) and the shard size."""
+        logits = self._logits(one_example)
+        if logits.ndim != 2:
+            raise ValueError(
+                "`teacher` must output (batch, classes) logits. Received: "
+                f"an output of shape {logits.shape}"
+            )
+        self.classes = int(logits.shape[1])
+        if self.top_k:
+            topk.check_top_k(self.top_k, self.classes)
+        if self.examples_per_shard is None:
+            itemsize = np.dtype(self.dtype).itemsize
+            if self.top_k:
+                row_bytes = self.top_k * (itemsize + 4) + 4
+            else:
+                row_bytes = self.classes * itemsize
+            self.examples_per_shard = max(1, SHARD_BYTES // row_bytes)
+
+
+def _stored_arrays(logits, dtype, top_k, temperature):
+    """The arrays a shard stores for these float32 logits."""
+    inputs.check_finite_logits(logits)
+    if not top_k:
+        return {"logits": storable_logits(logits, dtype)}
+    values, indices, tail = topk.top_k_targets(logits, top_k, temperature)
+    return {
+        "values": storable_logits(values, dtype),
+        "indices": indices,
+        "tail": tail,
+    }
+
+
+def _read_index(path):
+    index_path = os.path.join(path, INDEX_NAME)
+    if not os.path.isdir(path):
+        raise StaleSoftTargetsError(
+            f"`path` {path!r} is not a soft-target shard cache (not a "
+            "folder)."
+        )
+    try:
+        with open(index_path, encoding="utf-8") as file:
+            index = json.load(file)
+    except (OSError, ValueError) as error:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard index {index_path!r} is missing or "
+            f"unreadable ({type(error).__name__})."
+        ) from None
+    if not isinstance(index, dict) or index.get("format") != FORMAT:
+        raise StaleSoftTargetsError(
+            f"{index_path!r} is not a soft-target shard index."
+        )
+    if index.get("format_version") != FORMAT_VERSION:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {path!r} is stale: it was "
+            "written by another kdkeras version."
+        )
+    return index
+
+
+def _check_files(path, index):
+    """Every shard file present, intact (SHA-256) and of the recorded shape."""
+    rows_per_shard = index["examples_per_shard"]
+    for shard in index["shards"]:
+        for kind, entry in sorted(shard["files"].items()):
+            file_path = os.path.join(path, entry["name"])
+            if not os.path.isfile(file_path):
+                raise StaleSoftTargetsError(
+                    f"Soft-target shard cache `path` {path!r} is incomplete: "
+                    f"{entry['name']} is missing."
+                )
+            if _file_digest(file_path) != entry["sha256"]:
+                raise StaleSoftTargetsError(
+                    f"Soft-target shard {file_path!r} is truncated or "
+                    "changed: its SHA-256 digest does not match the index."
+                )
+        if not 0 < shard["rows"] <= rows_per_shard:
+            raise StaleSoftTargetsError(
+                f"Soft-target shard cache `path` {path!r} records "
+                f"{shard['rows']} rows in shard {shard['id']}."
+            )
+
+
+def _check_complete(path, index):
+    count = len(index["input_digests"])
+    rows = [s["rows"] for s in index["shards"]]
+    ids = [s["id"] for s in index["shards"]]
+    if ids != list(range(count)) or sum(rows) != index["examples"]:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {path!r} is incomplete: it "
+            f"lists shards {ids} of {count} and {sum(rows)} of "
+            f"{index['examples']} examples."
+        )
+
+
+def _check_stream_matches(path, index, data):
+    """Streams `data` once (no teacher) and compares its shard digests."""
+    stream = _Stream(data, index["examples_per_shard"])
+    signature, digests, examples = stream.run()
+    if signature != index["inputs"]:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {path!r} is stale: `data` "
+            f"yields inputs {signature}, the cache was computed on "
+            f"{index['inputs']}."
+        )
+    if examples != index["examples"]:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {path!r} is stale: `data` "
+            f"yields {examples} examples, the cache holds {index['examples']}."
+        )
+    for shard_id, (actual, recorded) in enumerate(
+        zip(digests, index["input_digests"])
+    ):
+        if actual != recorded:
+            raise StaleSoftTargetsError(
+                f"Soft-target shard cache `path` {path!r} is stale: the "
+                f"inputs of shard {shard_id} differ (other data, or another "
+                "data order)."
+            )
+
+
+class SoftTargetShards:
+    """A verified sharded soft-target cache, read through memory maps.
+
+    Returned by `cache_soft_target_shards`, `load_soft_target_shards` and
+    `merge_soft_target_shards`; fed to `soft_target_shards_dataset`.
+
+    Attributes:
+        path: The cache folder.
+        index: The parsed `index.json`.
+        examples, classes, dtype, top_k, temperature, examples_per_shard:
+            As recorded in the index.
+    """
+
+    def __init__(self, path, index, verified_for=None):
+        self.path = path
+        self.index = index
+        self.examples = index["examples"]
+        self.classes = index["classes"]
+        self.dtype = index["dtype"]
+        self.top_k = index["top_k"]
+        self.temperature = index["temperature"]
+        self.examples_per_shard = index["examples_per_shard"]
+        self.verified_for = verified_for
+        self._maps = None
+
+    def __len__(self):
+        return self.examples
+
+    def __repr__(self):
+        return (
+            f"SoftTargetShards(path={self.path!r}, examples={self.examples}, "
+            f"classes={self.classes}, dtype={self.dtype!r}, "
+            f"top_k={self.top_k})"
+        )
+
+    def _shard_maps(self):
+        if self._maps is None:
+            self._maps = [
+                {
+                    kind: np.load(
+                        os.path.join(self.path, entry["name"]),
+                        mmap_mode="r",
+                        allow_pickle=False,
+                    )
+                    for kind, entry in shard["files"].items()
+                }
+                for shard in self.index["shards"]
+            ]
+        return self._maps
+
+    def stored(self, indices):
+        """The stored arrays of these examples, as a dict of NumPy arrays.
+
+        Args:
+            indices: int array of example positions in the stream.
+
+        Returns:
+            `{"logits": ...}`, or for top-k `{"values", "indices", "tail"}`.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size and (
+            indices.min() < 0 or indices.max() >= self.examples
+        ):
+            raise ValueError(
+                f"`data` yields more examples than the soft-target cache "
+                f"{self.path!r} holds ({self.examples})."
+            )
+        maps = self._shard_maps()
+        shard_ids = indices // self.examples_per_shard
+        local = indices - shard_ids * self.examples_per_shard
+        result = {}
+        for kind, array in maps[0].items():
+            result[kind] = np.empty(
+                (len(indices),) + array.shape[1:], dtype=array.dtype
+            )
+        for shard_id in np.unique(shard_ids):
+            selected = shard_ids == shard_id
+            for kind, array in maps[shard_id].items():
+                result[kind][selected] = array[local[selected]]
+        return result
+
+    def logits(self, indices):
+        """float32 teacher logits `(len(indices), classes)`.
+
+        For a top-k cache: `kdkeras.targets.topk.dense_logits_from_top_k`
+        at the cache's temperature.
+        """
+        stored = self.stored(indices)
+        if not self.top_k:
+            return stored["logits"].astype(np.float32)
+        return topk.dense_logits_from_top_k(
+            stored["values"],
+            stored["indices"],
+            stored["tail"],
+            self.classes,
+            self.temperature,
+        )
+
+
+def load_soft_target_shards(path, teacher=None, data=None):
+    """Opens a sharded cache, checking every file's digest.
+
+    Args:
+        path: The folder written by `cache_soft_target_shards` or
+            `merge_soft_target_shards`.
+        teacher: Optional: the teacher the cache must belong to.
+        data: Optional: the stream the cache must have been computed on; it
+            is read once (no teacher) to compare every shard's inputs.
+
+    Returns:
+        A `SoftTargetShards`.
+
+    Raises:
+        StaleSoftTargetsError: naming what is missing, truncated, changed,
+            from another teacher, other data or another data order.
+    """
+    path = os.fspath(path)
+    index = _read_index(path)
+    if index["shard"] is not None:
+        i, n = index["shard"]
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {path!r} holds the shards of "
+            f"worker {i} of {n} only: join the workers' folders with "
+            "merge_soft_target_shards."
+        )
+    _check_complete(path, index)
+    _check_files(path, index)
+    if teacher is not None:
+        if fingerprint.teacher_fingerprint(teacher) != index["teacher"]:
+            raise StaleSoftTargetsError(
+                f"Soft-target shard cache `path` {path!r} is stale: the "
+                "teacher's architecture or weights changed."
+            )
+    if data is not None:
+        check_stream(data)
+        _check_stream_matches(path, index, data)
+    return SoftTargetShards(path, index, verified_for=data)
+
+
+def _write_index(folder, index):
+    with open(os.path.join(folder, INDEX_NAME), "w", encoding="utf-8") as f:
+        f.write(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+
+def _check_target_folder(path):
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise FileExistsError(
+            "`path` must be a folder for the sharded soft-target cache. "
+            f"Received: path={path!r}, an existing file"
+        )
+    if os.path.isdir(path) and os.listdir(path):
+        if not os.path.isfile(os.path.join(path, INDEX_NAME)):
+            raise FileExistsError(
+                "`path` must be a new folder or a soft-target shard cache "
+                "(it is replaced). Received: path="
+                f"{path!r}, a folder with other files"
+            )
+
+
+def cache_soft_target_shards(
+    teacher,
+    data,
+    path,
+    dtype=None,
+    top_k=None,
+    temperature=None,
+    examples_per_shard=None,
+    shard=None,
+    on_stale="recompute",
+):
+    """Streams the teacher over `data` once; caches its logits in shards.
+
+    If `path` holds a complete, intact cache for this teacher, these
+    options and this stream (every shard's inputs compared), it is returned
+    and the teacher does not run. Otherwise the logits are computed batch by
+    batch and written to a hidden folder beside `path`, which replaces
+    `path` when complete. A mismatching cache is recomputed (with
+    `on_stale="recompute"`) or raises `StaleSoftTargetsError`.
+
+    Args:
+        teacher: A `keras.Model` outputting logits or probabilities.
+        data: A finite, deterministic `tf.data.Dataset` or
+            `keras.utils.PyDataset` yielding batches `x`, `(x,)`, `(x, y)` or
+            `(x, y, sample_weight)`; only `x` is read.
+        path: The cache folder (created or replaced).
+        dtype: Storage dtype of the logits, `"float32"` or `"float16"`;
+            default float32, and float16 with `top_k`.
+        top_k: Optional int: store only the K largest logits per example,
+            their classes and the other classes' log-sum-exp at
+            `temperature` (`kdkeras.targets.topk`).
+        temperature: The distillation temperature; required with `top_k`
+            (the training batches are valid at this temperature only).
+        examples_per_shard: Examples per shard file; default: as many as
+            make 64 MiB of stored targets.
+        shard: Optional `(i, n)`: compute only the shards `j % n == i`
+            (worker `i` of `n`); join the folders with
+            `merge_soft_target_shards`.
+        on_stale: `"recompute"` or `"error"`.
+
+    Returns:
+        A `SoftTargetShards` (for a worker's part: its index only).
+
+    Raises:
+        TypeError, ValueError: bad arguments, an infinite, non-deterministic
+            or empty stream, non-finite teacher logits (nothing is written).
+        StaleSoftTargetsError: `on_stale="error"` and `path` holds a cache
+            that does not match.
+
+    Example:
+
+    >>> import keras, numpy as np, tensorflow as tf, tempfile, os
+    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    >>> data = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "targets")
+    >>> shards = cache_soft_target_shards(teacher, data, path,
+    ...                                   examples_per_shard=6)
+    >>> len(shards), sorted(os.listdir(path))
+    (10, ['index.json', 'shard-00000.logits.npy', 'shard-00001.logits.npy'])
+    """
+    fingerprint.check_teacher(teacher)
+    check_stream(data)
+    if top_k is not None:
+        if dtype is None:
+            dtype = "float16"
+        if temperature is None:
+            raise ValueError(
+                "`temperature` must be given with `top_k` (the other "
+                "classes' mass is stored at it). Received: temperature=None"
+            )
+        temperature = topk.check_temperature(temperature)
+        if (
+            isinstance(top_k, bool)
+            or not isinstance(top_k, (int, np.integer))
+            or top_k < 1
+        ):
+            raise ValueError(
+                f"`top_k` must be None or a positive int. Received: top_k={top_k!r}"
+            )
+        top_k = int(top_k)
+    elif temperature is not None:
+        raise ValueError(
+            "`temperature` is only used with `top_k`. "
+            f"Received: temperature={temperature!r}, top_k=None"
+        )
+    dtype = check_dtype(dtype or "float32")
+    examples_per_shard = _check_examples_per_shard(examples_per_shard)
+    shard = check_shard(shard)
+    check_on_stale(on_stale)
+    path = os.fspath(path)
+    _check_target_folder(path)
+    teacher_id = fingerprint.teacher_fingerprint(teacher)
+    options = {
+        "teacher": teacher_id,
+        "dtype": dtype,
+        "top_k": top_k,
+        "temperature": temperature,
+        "shard": list(shard) if shard else None,
+    }
+
+    if os.path.isdir(path) and os.listdir(path):
+        try:
+            existing = _load_matching(path, options, examples_per_shard, data)
+            return existing
+        except StaleSoftTargetsError as error:
+            if on_stale == "error":
+                raise
+            logger.warning("%s Recomputing.", error)
+
+    model = teachers.logits_model(teacher)
+    stream = _Stream(data, examples_per_shard, model, dtype, top_k)
+    owned = (lambda j: True) if shard is None else (
+        lambda j: j % shard[1] == shard[0]
+    )
+    staging = files.create_staging_directory(path)
+    try:
+        written = []
+
+        def emit(shard_id, logits):
+            stored = _stored_arrays(logits, dtype, top_k, temperature)
+            entry = {"id": shard_id, "rows": len(logits), "files": {}}
+            for kind, array in stored.items():
+                name = _shard_file_name(shard_id, kind)
+                target = os.path.join(staging, name)
+                np.save(target, array, allow_pickle=False)
+                entry["files"][kind] = {
+                    "name": name,
+                    "sha256": _file_digest(target),
+                }
+            written.append(entry)
+
+        signature, digests, examples = stream.run(owned, emit)
+        index = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "data": _data_fingerprint(signature, digests),
+            "inputs": signature,
+            "input_digests": digests,
+            "examples": examples,
+            "examples_per_shard": stream.examples_per_shard,
+            "classes": stream.classes,
+            "shards": written,
+            **options,
+        }
+        _write_index(staging, index)
+        if shard is None:
+            _check_complete(staging, index)
+        _check_files(staging, index)
+        files.replace_directory(staging, path)
+    except BaseException:
+        files.remove(staging)
+        raise
+    return SoftTargetShards(path, index, verified_for=data)
+
+
+def _load_matching(path, options, examples_per_shard, data):
+    index = _read_index(path)
+    for key, value in options.items():
+        if index.get(key) != value:
+            what = (
+                "the teacher's architecture or weights changed"
+                if key == "teacher"
+                else f"it has {key}={index.get(key)!r}, {value!r} requested"
+            )
+            raise StaleSoftTargetsError(
+                f"Soft-target shard cache `path` {path!r} is stale: {what}."
+            )
+    if examples_per_shard not in (None, index["examples_per_shard"]):
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {path!r} is stale: it has "
+            f"examples_per_shard={index['examples_per_shard']}, "
+            f"{examples_per_shard} requested."
+        )
+    if index["shard"] is None:
+        _check_complete(path, index)
+    _check_files(path, index)
+    _check_stream_matches(path, index, data)
+    return SoftTargetShards(path, index, verified_for=data)
+
+
+def merge_soft_target_shards(paths, path):
+    """Joins the folders of `n` workers (`shard=(i, n)`) into one cache.
+
+    The result is byte for byte the cache one process would have written.
+    Every part's files are checked against their digests, and the parts must
+    agree on the teacher, the options and the stream (every shard's input
+    digest), and cover every shard exactly once.
+
+    Args:
+        paths: The workers' folders, any order.
+        path: The merged cache folder (created or replaced).
+
+    Returns:
+        A `SoftTargetShards`.
+
+    Raises:
+        StaleSoftTargetsError: a part is missing, damaged, or disagrees.
+    """
+    paths = [os.fspath(p) for p in paths]
+    if not paths:
+        raise ValueError(
+            "`paths` must list the workers' folders. Received: paths=[]"
+        )
+    path = os.fspath(path)
+    _check_target_folder(path)
+    indexes = []
+    for part in paths:
+        index = _read_index(part)
+        if index["shard"] is None:
+            raise StaleSoftTargetsError(
+                f"`paths` entry {part!r} is a complete cache, not a "
+                "worker's part."
+            )
+        _check_files(part, index)
+        indexes.append(index)
+    first = indexes[0]
+    shared = [
+        "teacher", "data", "inputs", "input_digests", "examples",
+        "examples_per_shard", "classes", "dtype", "top_k", "temperature",
+    ]
+    for part, index in zip(paths, indexes):
+        for key in shared:
+            if index[key] != first[key]:
+                raise StaleSoftTargetsError(
+                    f"Worker part {part!r} disagrees with {paths[0]!r} on "
+                    f"`{key}`: they were not computed on the same teacher, "
+                    "options and stream."
+                )
+    count = first["shard"][1]
+    workers = sorted(index["shard"][0] for index in indexes)
+    if workers != list(range(count)) or any(
+        index["shard"][1] != count for index in indexes
+    ):
+        raise StaleSoftTargetsError(
+            f"`paths` must hold the parts of workers 0..{count - 1} once "
+            f"each. Received: workers {workers}"
+        )
+    staging = files.create_staging_directory(path)
+    try:
+        entries = []
+        for part, index in zip(paths, indexes):
+            for entry in index["shards"]:
+                for file_entry in entry["files"].values():
+                    shutil.copyfile(
+                        os.path.join(part, file_entry["name"]),
+                        os.path.join(staging, file_entry["name"]),
+                    )
+                entries.append(entry)
+        merged = dict(first)
+        merged["shard"] = None
+        merged["shards"] = sorted(entries, key=lambda e: e["id"])
+        _write_index(staging, merged)
+        _check_complete(staging, merged)
+        _check_files(staging, merged)
+        files.replace_directory(staging, path)
+    except BaseException:
+        files.remove(staging)
+        raise
+    return SoftTargetShards(path, merged)
+
+
+def _as_tf_dataset(data):
+    import tensorflow as tf
+
+    if _is_tf_dataset(data):
+        return data
+
+    def spec(value):
+        value = np.asarray(keras.ops.convert_to_numpy(value))
+        return tf.TensorSpec((None,) + value.shape[1:], value.dtype)
+
+    first = data[0]
+    if isinstance(first, list):
+        first = tuple(first)
+    signature = tf.nest.map_structure(spec, first)
+
+    def generate():
+        for i in range(data.num_batches):
+            element = data[i]
+            yield tuple(element) if isinstance(element, list) else element
+
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=signature
+    )
+
+
+def soft_target_shards_dataset(
+    data,
+    shards,
+    batch_size=128,
+    shuffle=True,
+    shuffle_buffer=16384,
+    seed=None,
+    augmentation=None,
+    student=None,
+    drop_remainder=False,
+):
+    """Batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})` from a stream.
+
+    `data` is streamed again; every example is joined with the logits the
+    cache holds for its position in the stream, then examples are shuffled
+    with a buffer of `shuffle_buffer` (reshuffled every epoch; the buffer
+    spans shard boundaries), re-batched and prefetched. Logits are read from
+    the shards' memory maps as float32 (a top-k cache is expanded with
+    `kdkeras.targets.topk.dense_logits_from_top_k`, valid at the cache's
+    temperature only). Without labels in `data` the targets are
+    `{TEACHER_LOGITS_KEY: t}`; labels (including the -1 of an unlabelled
+    example) and sample weights pass through untouched.
+
+    Args:
+        data: The stream the cache was computed on (same order), yielding
+            `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
+        shards: A `SoftTargetShards`. Unless it was returned for this very
+            `data` object, `data` is first streamed once to check every
+            shard's inputs.
+        batch_size: Positive int.
+        shuffle: Whether to shuffle (with the buffer) every epoch.
+        shuffle_buffer: Positive int, examples held for shuffling.
+        seed: Optional shuffle seed.
+        augmentation: Must be `None` (see `kdkeras.targets.augmentation`).
+        student: Optional student, checked for random augmentation layers.
+        drop_remainder: Drop the last incomplete batch.
+
+    Returns:
+        A `tf.data.Dataset`.
+
+    Example:
+
+    >>> import keras, numpy as np, tensorflow as tf, tempfile, os
+    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    >>> data = tf.data.Dataset.from_tensor_slices((x, np.arange(10))).batch(4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "targets")
+    >>> shards = cache_soft_target_shards(teacher, data, path)
+    >>> batches = soft_target_shards_dataset(data, shards, batch_size=5)
+    >>> [tuple(t["teacher_logits"].shape) for _, t in batches]
+    [(5, 3), (5, 3)]
+    """
+    import tensorflow as tf
+
+    check_no_augmentation(student=student, augmentation=augmentation)
+    batch_size = inputs.check_batch_size(batch_size)
+    if not isinstance(shards, SoftTargetShards):
+        raise TypeError(
+            "`shards` must be a SoftTargetShards (from "
+            "cache_soft_target_shards or load_soft_target_shards). "
+            f"Received: shards={type(shards).__name__}"
+        )
+    if shards.index["shard"] is not None:
+        raise StaleSoftTargetsError(
+            f"`shards` {shards.path!r} holds one worker's part only: join "
+            "the parts with merge_soft_target_shards."
+        )
+    if shuffle and (
+        isinstance(shuffle_buffer, bool)
+        or not isinstance(shuffle_buffer, (int, np.integer))
+        or shuffle_buffer < 1
+    ):
+        raise ValueError(
+            "`shuffle_buffer` must be a positive int. "
+            f"Received: shuffle_buffer={shuffle_buffer!r}"
+        )
+    check_stream(data)
+    if shards.verified_for is not data:
+        _check_stream_matches(shards.path, shards.index, data)
+        shards.verified_for = data
+
+    dataset = _as_tf_dataset(data)
+    spec = dataset.element_spec
+    has = len(spec) if isinstance(spec, tuple) else 0
+    if has > 3:
+        raise ValueError(
+            "`data` elements must be x, (x,), (x, y) or (x, y, "
+            f"sample_weight). Received: a tuple of {has}"
+        )
+
+    def split(*element):
+        if not has:
+            (x,) = element
+            return x, None, None
+        element = tuple(element) + (None,) * (3 - len(element))
+        return element
+
+    def with_positions(offset, element):
+        x, y, weight = split(*element) if has else split(element)
+        count = tf.shape(tf.nest.flatten(x)[0], out_type=tf.int64)[0]
+        positions = offset + tf.range(count, dtype=tf.int64)
+        parts = {"x": x, "position": positions}
+        if y is not None:
+            parts["y"] = y
+        if weight is not None:
+            parts["weight"] = weight
+        return offset + count, parts
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), with_positions)
+    dataset = dataset.unbatch()
+    if shuffle:
+        dataset = dataset.shuffle(
+            int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    classes = shards.classes
+
+    def join(parts):
+        logits = tf.numpy_function(
+            shards.logits, [parts["position"]], tf.float32, stateful=False
+        )
+        logits.set_shape([None, classes])
+        targets = {TEACHER_LOGITS_KEY: logits}
+        if "y" in parts:
+            targets[LABELS_KEY] = parts["y"]
+        if "weight" in parts:
+            return parts["x"], targets, parts["weight"]
+        return parts["x"], targets
+
+    dataset = dataset.map(join, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
