@@ -18,6 +18,8 @@ MODULES = [
     "kdkeras.targets.fingerprint",
     "kdkeras.targets.inputs",
     "kdkeras.targets.online",
+    "kdkeras.targets.shards",
+    "kdkeras.targets.topk",
     "kdkeras.teachers",
     "kdkeras.xla",
     "export.worker",

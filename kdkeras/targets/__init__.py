@@ -7,6 +7,11 @@
     dataset       `soft_target_dataset`: batches of inputs with cached logits
     online        `online_soft_target_dataset`: the teacher run per batch in
                   the input pipeline (prefetched; consistent augmentation)
+    shards        `cache_soft_target_shards`: the teacher streamed over a
+                  `tf.data.Dataset`/`PyDataset`, logits in memory-mapped shards
+                  (worker shards, `merge_soft_target_shards`), and
+                  `soft_target_shards_dataset`, training batches joined by index
+    topk          `top_k=K` targets for many classes and `top_k_kd_loss`
     fingerprint   what keys a cache to its teacher and its data
     augmentation  random augmentation layers, refused with cached targets
     inputs        the per-example array checks all of the above share
@@ -27,3 +32,11 @@ from kdkeras.targets.dataset import soft_target_dataset
 from kdkeras.targets.fingerprint import data_fingerprint
 from kdkeras.targets.fingerprint import teacher_fingerprint
 from kdkeras.targets.online import online_soft_target_dataset
+from kdkeras.targets.shards import SoftTargetShards
+from kdkeras.targets.shards import cache_soft_target_shards
+from kdkeras.targets.shards import load_soft_target_shards
+from kdkeras.targets.shards import merge_soft_target_shards
+from kdkeras.targets.shards import soft_target_shards_dataset
+from kdkeras.targets.topk import dense_logits_from_top_k
+from kdkeras.targets.topk import top_k_kd_loss
+from kdkeras.targets.topk import top_k_targets
