@@ -42,6 +42,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 
 import numpy as np
@@ -67,6 +68,7 @@ INDEX_NAME = "index.json"
 # Default shard size: this many bytes of stored targets per shard file.
 SHARD_BYTES = 64 * 2**20
 _READ_CHUNK = 2**20
+_SHARD_FILE = re.compile(r"shard-\d{5,}\.(logits|values|indices|tail)\.npy")
 
 logger = logging.getLogger(__name__)
 
@@ -610,14 +612,23 @@ def _write_index(folder, index):
         f.write(json.dumps(index, indent=1, sort_keys=True) + "\n")
 
 
+def _is_cache_file(name):
+    return name == INDEX_NAME or bool(_SHARD_FILE.fullmatch(name))
+
+
 def _check_target_folder(path):
+    """Refuses a target that is a file, or a folder that is not a cache.
+
+    Only a folder holding nothing but cache files (possibly a damaged cache)
+    is ever replaced, so no user folder is deleted by mistake.
+    """
     if os.path.lexists(path) and not os.path.isdir(path):
         raise FileExistsError(
             "`path` must be a folder for the sharded soft-target cache. "
             f"Received: path={path!r}, an existing file"
         )
     if os.path.isdir(path) and os.listdir(path):
-        if not os.path.isfile(os.path.join(path, INDEX_NAME)):
+        if not all(_is_cache_file(name) for name in os.listdir(path)):
             raise FileExistsError(
                 "`path` must be a new folder or a soft-target shard cache "
                 "(it is replaced). Received: path="
@@ -778,7 +789,10 @@ def cache_soft_target_shards(
     except BaseException:
         files.remove(staging)
         raise
-    return SoftTargetShards(path, index, verified_for=data)
+    # Not marked as verified for `data`: the training dataset streams it once
+    # more and compares, which catches a stream that changes order between
+    # passes (e.g. a shuffle inside `data`).
+    return SoftTargetShards(path, index)
 
 
 def _load_matching(path, options, examples_per_shard, data):
@@ -938,9 +952,11 @@ def soft_target_shards_dataset(
     Args:
         data: The stream the cache was computed on (same order), yielding
             `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
-        shards: A `SoftTargetShards`. Unless it was returned for this very
-            `data` object, `data` is first streamed once to check every
-            shard's inputs.
+        shards: A `SoftTargetShards`. Unless it was loaded and checked
+            against this very `data` object (`load_soft_target_shards`, or
+            `cache_soft_target_shards` returning an existing cache), `data`
+            is first streamed once (no teacher) to check every shard's
+            inputs: a stream whose order changes between passes is refused.
         batch_size: Positive int.
         shuffle: Whether to shuffle (with the buffer) every epoch.
         shuffle_buffer: Positive int, examples held for shuffling.

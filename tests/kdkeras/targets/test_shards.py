@@ -408,3 +408,23 @@ def test_parse_shard():
     for text in ("2/2", "a/b", "1", "-1/2"):
         with pytest.raises(ValueError, match="`shard`"):
             shards_lib.parse_shard(text)
+
+
+def test_stream_that_reshuffles_between_passes_is_refused(tmp_path):
+    x = indexed_x()
+    data = tf.data.Dataset.from_tensor_slices(x).shuffle(
+        COUNT, seed=1, reshuffle_each_iteration=True
+    ).batch(7)
+    teacher, data, shards = build_cache(tmp_path, data=data)
+    with pytest.raises(cache.StaleSoftTargetsError, match="data order"):
+        shards_lib.soft_target_shards_dataset(data, shards)
+
+
+def test_folder_with_a_foreign_index_is_never_replaced(tmp_path):
+    folder = tmp_path / "targets"
+    folder.mkdir()
+    (folder / "index.json").write_text('{"mine": true}')
+    (folder / "data.csv").write_text("1,2")
+    with pytest.raises(FileExistsError, match="`path`"):
+        build_cache(tmp_path)
+    assert sorted(os.listdir(folder)) == ["data.csv", "index.json"]
