@@ -1058,4 +1058,10 @@ def soft_target_shards_dataset(
         return parts["x"], targets
 
     dataset = dataset.map(join, num_parallel_calls=tf.data.AUTOTUNE)
+    # The number of batches is known: Keras shows progress, and a stream
+    # that yields another number of examples fails instead of training.
+    batches = shards.examples // batch_size
+    if not drop_remainder and shards.examples % batch_size:
+        batches += 1
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
