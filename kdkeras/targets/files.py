@@ -17,7 +17,7 @@ STAGING_SUFFIX = ".partial"
 
 
 def _prefix(path):
-    return f".{os.path.basename(path)}."
+    return f".{os.path.basename(os.path.abspath(path))}."
 
 
 def _owner():
