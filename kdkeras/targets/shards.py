@@ -12,8 +12,9 @@ batch and writes the logits to a folder:
       ...                         (top-k: .values.npy, .indices.npy, .tail.npy)
 
 Each shard holds `examples_per_shard` consecutive examples (the last one
-fewer) and is a plain `.npy` file, read through a memory map, so memory stays
-flat however long the stream is. The folder is written under a hidden name
+fewer) and is a plain `.npy` file (`np.load(..., mmap_mode="r")` maps it).
+The cache is written row by row as the teacher runs and read back row by
+row by position, so memory stays flat however long the stream is. The folder is written under a hidden name
 beside `path` and renamed when complete: `path` never holds a partial cache.
 
 The index records the teacher's fingerprint, the SHA-256 of every shard file
@@ -39,6 +40,7 @@ would have written, byte for byte.
 """
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -282,8 +284,12 @@ class _Stream:
         self.top_k = top_k
         self.classes = None
 
-    def run(self, owned=lambda shard_id: False, emit=None):
-        """Streams `data`; calls `emit(shard_id, logits)` per owned shard.
+    def run(self, owned=lambda shard_id: False, writer=None):
+        """Streams `data`; owned shards' logits go to `writer` as they come.
+
+        `writer.append(shard_id, logits)` receives each owned segment's
+        logits and `writer.finish(shard_id)` follows the shard's last one,
+        so no more than one batch of logits is held in memory.
 
         Returns:
             `(signature, input_digests, examples)`.
@@ -291,7 +297,6 @@ class _Stream:
         signature = None
         digests = []
         current = None
-        pending = []  # owned logits of the current shard, per slice
         examples = 0
         for batch in _input_batches(self.data):
             arrays, count = _rows(batch)
@@ -325,12 +330,12 @@ class _Stream:
                 if self.model is not None and owned(shard_id):
                     whole = start == 0 and stop == count
                     segment = batch if whole else _slice(batch, start, stop)
-                    pending.append(self._logits(segment))
+                    writer.append(shard_id, self._logits(segment))
                 if (examples + stop) % rows == 0:
                     digests.append(current.hexdigest())
-                    if pending:
-                        emit(shard_id, np.concatenate(pending))
-                    current, pending = None, []
+                    if self.model is not None and owned(shard_id):
+                        writer.finish(shard_id)
+                    current = None
             examples += count
         if examples == 0:
             raise ValueError(
@@ -339,8 +344,8 @@ class _Stream:
             )
         if current is not None:
             digests.append(current.hexdigest())
-            if pending:
-                emit(len(digests) - 1, np.concatenate(pending))
+            if self.model is not None and owned(len(digests) - 1):
+                writer.finish(len(digests) - 1)
         return signature, digests, examples
 
     def _logits(self, batch):
@@ -365,6 +370,132 @@ class _Stream:
             else:
                 row_bytes = self.classes * itemsize
             self.examples_per_shard = max(1, SHARD_BYTES // row_bytes)
+
+
+def _npy_header(dtype, shape):
+    """The `.npy` (version 1.0) header of a C-order array."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header,
+        {
+            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+            "fortran_order": False,
+            "shape": tuple(shape),
+        },
+    )
+    return header.getvalue()
+
+
+class _ShardWriter:
+    """Writes each shard's `.npy` files row by row as the logits come.
+
+    A file is opened with the header of a full shard; when the shard ends
+    the header is rewritten with its actual rows (the same length: `.npy`
+    headers are padded to 64 bytes), so memory holds one batch, not a shard.
+    """
+
+    def __init__(self, folder, dtype, top_k, temperature, stream):
+        self.folder = folder
+        self.dtype = dtype
+        self.top_k = top_k
+        self.temperature = temperature
+        self.stream = stream
+        self.entries = []
+        self.open = {}  # kind -> (file, row shape, dtype)
+        self.rows = 0
+
+    def append(self, shard_id, logits):
+        stored = _stored_arrays(logits, self.dtype, self.top_k, self.temperature)
+        for kind, array in stored.items():
+            if kind not in self.open:
+                name = os.path.join(self.folder, _shard_file_name(shard_id, kind))
+                file = open(name, "wb")
+                shape = (self.stream.examples_per_shard,) + array.shape[1:]
+                file.write(_npy_header(array.dtype, shape))
+                self.open[kind] = (file, array.shape[1:], array.dtype)
+            file = self.open[kind][0]
+            file.write(np.ascontiguousarray(array).tobytes())
+        self.rows += len(logits)
+
+    def finish(self, shard_id):
+        entry = {"id": shard_id, "rows": self.rows, "files": {}}
+        for kind, (file, row_shape, dtype) in sorted(self.open.items()):
+            full = _npy_header(dtype, (self.stream.examples_per_shard,) + row_shape)
+            actual = _npy_header(dtype, (self.rows,) + row_shape)
+            if len(actual) != len(full):
+                raise ValueError(
+                    f"Cannot finish shard {shard_id}: its .npy header changes "
+                    "length. Received: examples_per_shard="
+                    f"{self.stream.examples_per_shard}"
+                )
+            file.seek(0)
+            file.write(actual)
+            file.flush()
+            os.fsync(file.fileno())
+            file.close()
+            name = os.path.basename(file.name)
+            entry["files"][kind] = {
+                "name": name,
+                "sha256": _file_digest(file.name),
+            }
+        self.entries.append(entry)
+        self.open = {}
+        self.rows = 0
+
+    def close(self):
+        for file, _, _ in self.open.values():
+            file.close()
+        self.open = {}
+
+
+class _RowReader:
+    """Reads rows of one `.npy` shard file by position (no memory map, so
+    the pages read are not kept in the process's resident memory)."""
+
+    def __init__(self, path):
+        with open(path, "rb") as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                header = np.lib.format.read_array_header_1_0(file)
+            else:
+                header = np.lib.format.read_array_header_2_0(file)
+            self.offset = file.tell()
+        self.shape, fortran_order, self.dtype = header
+        if fortran_order:
+            raise StaleSoftTargetsError(f"{path!r} is in Fortran order.")
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self.path = path
+        self.descriptor = None
+
+    def read(self, rows):
+        """The rows at these sorted, unique positions."""
+        if self.descriptor is None:
+            self.descriptor = os.open(self.path, os.O_RDONLY)
+        result = np.empty((len(rows),) + tuple(self.shape[1:]), self.dtype)
+        flat = result.reshape(len(rows), -1).view(np.uint8)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        for run in np.split(np.arange(len(rows)), breaks):
+            if not run.size:
+                continue
+            first, count = int(rows[run[0]]), len(run)
+            data = os.pread(
+                self.descriptor,
+                count * self.row_bytes,
+                self.offset + first * self.row_bytes,
+            )
+            if len(data) != count * self.row_bytes:
+                raise StaleSoftTargetsError(
+                    f"Soft-target shard {self.path!r} is truncated."
+                )
+            flat[run[0] : run[0] + count] = np.frombuffer(
+                data, np.uint8
+            ).reshape(count, -1)
+        return result
+
+    def close(self):
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
 
 
 def _stored_arrays(logits, dtype, top_k, temperature):
@@ -469,7 +600,7 @@ def _check_stream_matches(path, index, data):
 
 
 class SoftTargetShards:
-    """A verified sharded soft-target cache, read through memory maps.
+    """A verified sharded soft-target cache, read by example position.
 
     Returned by `cache_soft_target_shards`, `load_soft_target_shards` and
     `merge_soft_target_shards`; fed to `soft_target_shards_dataset`.
@@ -491,7 +622,7 @@ class SoftTargetShards:
         self.temperature = index["temperature"]
         self.examples_per_shard = index["examples_per_shard"]
         self.verified_for = verified_for
-        self._maps = None
+        self._row_readers = None
 
     def __len__(self):
         return self.examples
@@ -503,23 +634,30 @@ class SoftTargetShards:
             f"top_k={self.top_k})"
         )
 
-    def _shard_maps(self):
-        if self._maps is None:
-            self._maps = [
+    def _readers(self):
+        if self._row_readers is None:
+            self._row_readers = [
                 {
-                    kind: np.load(
-                        os.path.join(self.path, entry["name"]),
-                        mmap_mode="r",
-                        allow_pickle=False,
-                    )
+                    kind: _RowReader(os.path.join(self.path, entry["name"]))
                     for kind, entry in shard["files"].items()
                 }
                 for shard in self.index["shards"]
             ]
-        return self._maps
+            for shard, readers in zip(self.index["shards"], self._row_readers):
+                for kind, reader in readers.items():
+                    if reader.shape[0] != shard["rows"]:
+                        raise StaleSoftTargetsError(
+                            f"Soft-target shard {reader.path!r} holds "
+                            f"{reader.shape[0]} rows, the index records "
+                            f"{shard['rows']}."
+                        )
+        return self._row_readers
 
     def stored(self, indices):
         """The stored arrays of these examples, as a dict of NumPy arrays.
+
+        Rows are read from the shard files by position (not memory-mapped,
+        so resident memory does not grow with the cache).
 
         Args:
             indices: int array of example positions in the stream.
@@ -527,7 +665,7 @@ class SoftTargetShards:
         Returns:
             `{"logits": ...}`, or for top-k `{"values", "indices", "tail"}`.
         """
-        indices = np.asarray(indices, dtype=np.int64)
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (
             indices.min() < 0 or indices.max() >= self.examples
         ):
@@ -535,19 +673,30 @@ class SoftTargetShards:
                 f"`data` yields more examples than the soft-target cache "
                 f"{self.path!r} holds ({self.examples})."
             )
-        maps = self._shard_maps()
-        shard_ids = indices // self.examples_per_shard
-        local = indices - shard_ids * self.examples_per_shard
+        readers = self._readers()
+        unique, inverse = np.unique(indices, return_inverse=True)
+        shard_ids = unique // self.examples_per_shard
         result = {}
-        for kind, array in maps[0].items():
+        for kind, reader in readers[0].items():
             result[kind] = np.empty(
-                (len(indices),) + array.shape[1:], dtype=array.dtype
+                (len(unique),) + tuple(reader.shape[1:]), dtype=reader.dtype
             )
         for shard_id in np.unique(shard_ids):
-            selected = shard_ids == shard_id
-            for kind, array in maps[shard_id].items():
-                result[kind][selected] = array[local[selected]]
-        return result
+            selected = np.flatnonzero(shard_ids == shard_id)
+            local = unique[selected] - shard_id * self.examples_per_shard
+            for kind, reader in readers[shard_id].items():
+                result[kind][selected] = reader.read(local)
+        return {kind: array[inverse] for kind, array in result.items()}
+
+    def close(self):
+        """Closes the shard files (they reopen on the next read)."""
+        for readers in self._row_readers or []:
+            for reader in readers.values():
+                reader.close()
+        self._row_readers = None
+
+    def __del__(self):
+        self.close()
 
     def logits(self, indices):
         """float32 teacher logits `(len(indices), classes)`.
@@ -752,23 +901,9 @@ def cache_soft_target_shards(
         lambda j: j % shard[1] == shard[0]
     )
     staging = files.create_staging_directory(path)
+    writer = _ShardWriter(staging, dtype, top_k, temperature, stream)
     try:
-        written = []
-
-        def emit(shard_id, logits):
-            stored = _stored_arrays(logits, dtype, top_k, temperature)
-            entry = {"id": shard_id, "rows": len(logits), "files": {}}
-            for kind, array in stored.items():
-                name = _shard_file_name(shard_id, kind)
-                target = os.path.join(staging, name)
-                np.save(target, array, allow_pickle=False)
-                entry["files"][kind] = {
-                    "name": name,
-                    "sha256": _file_digest(target),
-                }
-            written.append(entry)
-
-        signature, digests, examples = stream.run(owned, emit)
+        signature, digests, examples = stream.run(owned, writer)
         index = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -778,7 +913,7 @@ def cache_soft_target_shards(
             "examples": examples,
             "examples_per_shard": stream.examples_per_shard,
             "classes": stream.classes,
-            "shards": written,
+            "shards": writer.entries,
             **options,
         }
         _write_index(staging, index)
@@ -787,6 +922,7 @@ def cache_soft_target_shards(
         _check_files(staging, index)
         files.replace_directory(staging, path)
     except BaseException:
+        writer.close()
         files.remove(staging)
         raise
     # Not marked as verified for `data`: the training dataset streams it once

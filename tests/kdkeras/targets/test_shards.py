@@ -473,3 +473,17 @@ def test_training_dataset_knows_its_number_of_batches(
     )
     assert int(dataset.cardinality()) == batches
     assert len(list(dataset)) == batches
+
+
+def test_rows_are_read_by_position_in_any_order_with_repeats(tmp_path):
+    teacher, _, shards = build_cache(tmp_path)
+    full = all_logits(shards)
+    positions = np.array([52, 0, 0, 17, 9, 10, 52, 31])
+    np.testing.assert_array_equal(shards.logits(positions), full[positions])
+    np.testing.assert_allclose(
+        full, reference.dense_relu_logits(teacher, indexed_x()), rtol=1e-5, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="more examples"):
+        shards.logits([COUNT])
+    shards.close()
+    np.testing.assert_array_equal(shards.logits([3]), full[[3]])
