@@ -150,7 +150,9 @@ def memory():
             text=True,
             check=False,
         )
-        lines = [l for l in result.stdout.splitlines() if l.startswith("{")]
+        lines = [
+            line for line in result.stdout.splitlines() if line.startswith("{")
+        ]
         if result.returncode != 0 or not lines:
             sys.stderr.write(result.stderr[-3000:])
             raise SystemExit(f"scale {scale} failed ({result.returncode})")

@@ -101,7 +101,9 @@ def check_no_augmentation(student=None, augmentation=None):
     if student is not None:
         found = random_augmentation_layers(student)
         if found:
-            names = ", ".join(f"{type(l).__name__}({l.name!r})" for l in found)
+            names = ", ".join(
+                f"{type(layer).__name__}({layer.name!r})" for layer in found
+            )
             raise ValueError(
                 f"`student` contains random augmentation layers ({names}): "
                 + reason

@@ -12,8 +12,9 @@ it: with `augmentation`, each batch is augmented once and the SAME augmented
 images go through the teacher and the student (consistent augmentation).
 
 Where it pays: CPU training, where it can run the teacher faster than inside
-the step (see BENCHMARKS.md). `tf.data` runs on the host CPU, so on a GPU keep the default
-(the teacher inside `kdkeras.Distiller`'s step, on the accelerator). It feeds
+the step (see BENCHMARKS.md). `tf.data` runs on the host CPU, so on a GPU
+keep the default (the teacher inside `kdkeras.Distiller`'s step, on the
+accelerator). It feeds
 one device; under `tf.distribute` strategies, use the in-step teacher.
 """
 

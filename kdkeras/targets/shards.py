@@ -14,8 +14,9 @@ batch and writes the logits to a folder:
 Each shard holds `examples_per_shard` consecutive examples (the last one
 fewer) and is a plain `.npy` file (`np.load(..., mmap_mode="r")` maps it).
 The cache is written row by row as the teacher runs and read back row by
-row by position, so memory stays flat however long the stream is. The folder is written under a hidden name
-beside `path` and renamed when complete: `path` never holds a partial cache.
+row by position, so memory stays flat however long the stream is. The folder
+is written under a hidden name beside `path` and renamed when complete:
+`path` never holds a partial cache.
 
 The index records the teacher's fingerprint, the SHA-256 of every shard file
 and of every shard's INPUTS (their bytes, in stream order), so a cache whose

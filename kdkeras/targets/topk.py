@@ -16,10 +16,10 @@ With it the teacher's distribution at `T` is known exactly on K+1 buckets
 where the student's buckets are its own probabilities of the K classes and
 its total probability of all the others (`logsumexp` of its other logits),
 both at `T`. Nothing is renormalised away: the teacher's tail mass is matched
-by the student's tail mass. It equals the full-logit `kdkeras.losses.kd_loss_per_example`
-minus `T^2 * r * KL(p_tail || q_tail)`, the disagreement WITHIN the tail
-(`r` the teacher's tail mass), which it does not see; with K = classes - 1
-it is exact.
+by the student's tail mass. It equals the full-logit loss
+(`kdkeras.losses.kd_loss_per_example`) minus `T^2 * r * KL(p_tail || q_tail)`,
+the disagreement WITHIN the tail (`r` the teacher's tail mass), which it does
+not see; with K = classes - 1 it is exact.
 
 `dense_logits_from_top_k` expands top-k targets to full logits for a loss
 that takes full logits (e.g. `kdkeras.Distiller`'s): the K logits are kept

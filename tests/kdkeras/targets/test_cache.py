@@ -69,7 +69,9 @@ def test_cache_computes_teacher_logits_then_reuses_them(
     second = cache.cache_soft_targets(teacher, x, path, batch_size=8)
 
     # Logits (also for a softmax teacher), in inference mode (no dropout).
-    np.testing.assert_allclose(first, reference.dense_relu_logits(teacher, x), atol=1e-5)
+    np.testing.assert_allclose(
+        first, reference.dense_relu_logits(teacher, x), atol=1e-5
+    )
     np.testing.assert_array_equal(second, first)
     assert first.dtype == np.float32 and first.shape == (37, CLASSES)
     assert len(teacher_calls) == 1
@@ -161,7 +163,9 @@ def test_corrupt_cache_is_recomputed_or_rejected(tmp_path):
     with pytest.raises(cache.StaleSoftTargetsError, match="`path`"):
         cache.cache_soft_targets(teacher, x, path, on_stale="error")
     logits = cache.cache_soft_targets(teacher, x, path)
-    np.testing.assert_allclose(logits, reference.dense_relu_logits(teacher, x), atol=1e-5)
+    np.testing.assert_allclose(
+        logits, reference.dense_relu_logits(teacher, x), atol=1e-5
+    )
 
 
 def test_failed_write_leaves_previous_cache_and_no_temporary(
@@ -196,7 +200,8 @@ def test_teacher_fingerprint_ignores_layer_names_but_not_weights():
     first = build_teacher(7)
     keras.layers.Dense(3)  # Shifts the automatic names of later layers.
     second = build_teacher(7)
-    assert [l.name for l in first.layers] != [l.name for l in second.layers]
+    names = [[layer.name for layer in m.layers] for m in (first, second)]
+    assert names[0] != names[1]
     assert fingerprint.teacher_fingerprint(
         first
     ) == fingerprint.teacher_fingerprint(second)

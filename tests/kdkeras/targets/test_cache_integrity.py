@@ -235,7 +235,8 @@ EMPTY = np.zeros((0, FEATURES), "float32")
     ids=["cache", "compute", "dataset", "dataset-dict", "online", "online-no-y"],
 )
 def test_empty_inputs_are_refused_with_one_line(tmp_path, call):
-    with pytest.raises(ValueError, match="`x` must have at least one example") as raised:
+    message = "`x` must have at least one example"
+    with pytest.raises(ValueError, match=message) as raised:
         call(tmp_path / "t.npz")
     assert "\n" not in str(raised.value)
     assert os.listdir(tmp_path) == []

@@ -152,7 +152,11 @@ def test_dataset_refuses_student_augmentation(kwargs, word):
 
 def test_dataset_accepts_a_student_without_augmentation():
     student = keras.Sequential(
-        [keras.Input((FEATURES,)), keras.layers.Dropout(0.2), keras.layers.Dense(CLASSES)]
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dropout(0.2),
+            keras.layers.Dense(CLASSES),
+        ]
     )
     dataset = dataset_lib.soft_target_dataset(
         random_x(1, 8), np.arange(8), np.zeros((8, CLASSES)),

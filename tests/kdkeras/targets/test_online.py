@@ -116,7 +116,8 @@ def test_augmented_batch_is_what_teacher_and_student_both_see(kind):
         batch_x = batch_x.numpy()
         assert not np.allclose(batch_x, x[start:start + 16])  # augmented
         np.testing.assert_allclose(
-            targets[TEACHER_LOGITS_KEY].numpy(), reference.dense_relu_logits(teacher, batch_x),
+            targets[TEACHER_LOGITS_KEY].numpy(),
+            reference.dense_relu_logits(teacher, batch_x),
             rtol=1e-5, atol=1e-5,
         )
 
