@@ -487,3 +487,19 @@ def test_rows_are_read_by_position_in_any_order_with_repeats(tmp_path):
         shards.logits([COUNT])
     shards.close()
     np.testing.assert_array_equal(shards.logits([3]), full[[3]])
+
+
+class EndlessSequence(keras.utils.PyDataset):
+    @property
+    def num_batches(self):
+        return None
+
+    def __getitem__(self, index):
+        return indexed_x(count=4)
+
+
+def test_infinite_py_dataset_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="`data` must be finite") as raised:
+        build_cache(tmp_path, data=EndlessSequence())
+    assert "\n" not in str(raised.value)
+    assert os.listdir(tmp_path) == []
