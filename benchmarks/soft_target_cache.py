@@ -99,6 +99,7 @@ def measure_scale(scale):
 
     import kdkeras
     from kdkeras.targets import shards as shards_lib
+    from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 
     count = scale * FASHION_MNIST
     teacher, student = small_model(1, 64), small_model(2, 32)
@@ -113,7 +114,7 @@ def measure_scale(scale):
         stored = sum(
             os.path.getsize(os.path.join(path, n)) for n in os.listdir(path)
         )
-        dataset = shards_lib.soft_target_shards_dataset(
+        dataset = soft_target_shards_dataset(
             data, shards, batch_size=512, seed=0
         )
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
@@ -184,6 +185,7 @@ def throughput():
     from kdkeras.targets import cache
     from kdkeras.targets import dataset as dataset_lib
     from kdkeras.targets import shards as shards_lib
+    from kdkeras.targets.shards_dataset import soft_target_shards_dataset
     from models.data import load_fashion_mnist
 
     (x, y), _ = load_fashion_mnist(limit_train=FLAGS.examples)
@@ -205,7 +207,7 @@ def throughput():
             x, y, logits, batch_size=128, seed=0
         ),
         "streamed cache (soft_target_shards_dataset)":
-            shards_lib.soft_target_shards_dataset(
+            soft_target_shards_dataset(
                 stream, shards, batch_size=128, seed=0
             ),
     }

@@ -19,6 +19,7 @@ MODULES = [
     "kdkeras.targets.inputs",
     "kdkeras.targets.online",
     "kdkeras.targets.shards",
+    "kdkeras.targets.shards_dataset",
     "kdkeras.targets.topk",
     "kdkeras.teachers",
     "kdkeras.xla",

@@ -8,9 +8,13 @@
     online        `online_soft_target_dataset`: the teacher run per batch in
                   the input pipeline (prefetched; consistent augmentation)
     shards        `cache_soft_target_shards`: the teacher streamed over a
-                  `tf.data.Dataset`/`PyDataset`, logits in memory-mapped shards
-                  (worker shards, `merge_soft_target_shards`), and
-                  `soft_target_shards_dataset`, training batches joined by index
+                  `tf.data.Dataset`/`PyDataset`, logits in `.npy` shards with a
+                  digest-checked index (worker shards, `merge_soft_target_shards`)
+    shards_dataset  `soft_target_shards_dataset`: training batches joined with
+                  the shards by stream position
+    stream        one pass over a finite, deterministic stream of input batches
+    shard_files   shard `.npy` files written row by row, read by position
+    cli           `python -m kdkeras.targets.cli`: `--shard i/n`, `--merge`
     topk          `top_k=K` targets for many classes and `top_k_kd_loss`
     fingerprint   what keys a cache to its teacher and its data
     augmentation  random augmentation layers, refused with cached targets
@@ -36,7 +40,7 @@ from kdkeras.targets.shards import SoftTargetShards
 from kdkeras.targets.shards import cache_soft_target_shards
 from kdkeras.targets.shards import load_soft_target_shards
 from kdkeras.targets.shards import merge_soft_target_shards
-from kdkeras.targets.shards import soft_target_shards_dataset
+from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 from kdkeras.targets.topk import dense_logits_from_top_k
 from kdkeras.targets.topk import top_k_kd_loss
 from kdkeras.targets.topk import top_k_targets

@@ -25,10 +25,11 @@ order, is detected (`StaleSoftTargetsError`) and never used. The stream must
 be finite and deterministic: an infinite dataset (`repeat()` without a count)
 or one with `options().deterministic == False` is refused.
 
-`soft_target_shards_dataset` streams the same inputs again and joins every
-example with its logits by its position in the stream, shuffles with a
-buffer that spans shard boundaries, batches and prefetches: the batches are
-`(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`, as from the in-memory cache.
+`kdkeras.targets.shards_dataset.soft_target_shards_dataset` streams the
+same inputs again and joins every example with its logits by its position in
+the stream, shuffles with a buffer that spans shard boundaries, batches and
+prefetches: the batches are `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`, as
+from the in-memory cache.
 
 Many classes: `top_k=K` stores the K largest logits (float16 by default),
 their int32 class indices and the log-sum-exp of the other classes at the
@@ -40,8 +41,6 @@ Many workers: `shard=(i, n)` computes only the shards `j` with
 would have written, byte for byte.
 """
 
-import hashlib
-import io
 import json
 import logging
 import os
@@ -50,27 +49,23 @@ import shutil
 
 import numpy as np
 
-import keras
-
 from kdkeras import teachers
 from kdkeras.targets import files
 from kdkeras.targets import fingerprint
-from kdkeras.targets import inputs
 from kdkeras.targets import topk
-from kdkeras.targets.augmentation import check_no_augmentation
-from kdkeras.targets.batch import LABELS_KEY
-from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.cache import StaleSoftTargetsError
 from kdkeras.targets.cache import check_dtype
 from kdkeras.targets.cache import check_on_stale
-from kdkeras.targets.cache import storable_logits
+from kdkeras.targets.shard_files import RowReader
+from kdkeras.targets.shard_files import ShardWriter
+from kdkeras.targets.shard_files import file_digest
+from kdkeras.targets.stream import StreamPass
+from kdkeras.targets.stream import check_stream
+from kdkeras.targets.stream import stream_fingerprint
 
 FORMAT = "kdkeras-soft-target-shards"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
-# Default shard size: this many bytes of stored targets per shard file.
-SHARD_BYTES = 64 * 2**20
-_READ_CHUNK = 2**20
 _SHARD_FILE = re.compile(r"shard-\d{5,}\.(logits|values|indices|tail)\.npy")
 
 logger = logging.getLogger(__name__)
@@ -128,390 +123,6 @@ def _check_examples_per_shard(examples_per_shard):
     return int(examples_per_shard)
 
 
-def _is_py_dataset(data):
-    return isinstance(data, keras.utils.PyDataset)
-
-
-def _is_tf_dataset(data):
-    import tensorflow as tf
-
-    return isinstance(data, tf.data.Dataset)
-
-
-def check_stream(data):
-    """Refuses what is not a finite, deterministic stream of input batches.
-
-    Args:
-        data: A `tf.data.Dataset` or `keras.utils.PyDataset` yielding
-            batches `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`.
-
-    Raises:
-        TypeError: another type (NumPy arrays go to `cache_soft_targets`).
-        ValueError: an infinite or non-deterministic stream.
-    """
-    import tensorflow as tf
-
-    if _is_py_dataset(data):
-        if data.num_batches is None:
-            raise ValueError(
-                "`data` must be finite: a PyDataset whose `num_batches` is "
-                "None is infinite. Received: data with num_batches=None"
-            )
-        return
-    if not _is_tf_dataset(data):
-        raise TypeError(
-            "`data` must be a tf.data.Dataset or a keras.utils.PyDataset of "
-            "input batches (for NumPy arrays, use cache_soft_targets). "
-            f"Received: data={type(data).__name__}"
-        )
-    if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
-        raise ValueError(
-            "`data` must be a finite dataset (repeat() without a count "
-            "never ends). Received: data with infinite cardinality"
-        )
-    if data.options().deterministic is False:
-        raise ValueError(
-            "`data` must yield its elements in a deterministic order, since "
-            "logits are matched to examples by position. Received: data with "
-            "options().deterministic=False"
-        )
-
-
-def _inputs_of(element):
-    """The `x` of a batch element `x`, `(x,)`, `(x, y)` or `(x, y, w)`."""
-    if isinstance(element, tuple):
-        if not 1 <= len(element) <= 3:
-            raise ValueError(
-                "`data` elements must be x, (x,), (x, y) or (x, y, "
-                f"sample_weight). Received: a tuple of {len(element)}"
-            )
-        return element[0]
-    return element
-
-
-def _input_batches(data):
-    """Yields the `x` of every batch of a checked stream, as NumPy."""
-    import tensorflow as tf
-
-    if _is_py_dataset(data):
-        elements = (data[i] for i in range(data.num_batches))
-    else:
-        elements = iter(data)
-    for element in elements:
-        x = _inputs_of(element)
-        yield tf.nest.map_structure(keras.ops.convert_to_numpy, x)
-
-
-def _rows(batch):
-    arrays = inputs.flat_arrays(batch, "data")
-    counts = {int(a.shape[0]) if a.ndim else -1 for a in arrays}
-    if len(counts) != 1 or -1 in counts:
-        raise ValueError(
-            "`data` batches must have one row per example in every input. "
-            f"Received: a batch with row counts {sorted(counts)}"
-        )
-    return arrays, counts.pop()
-
-
-def _signature(arrays):
-    return [[a.dtype.str, list(a.shape[1:])] for a in arrays]
-
-
-def _slice(batch, start, stop):
-    import tensorflow as tf
-
-    return tf.nest.map_structure(lambda a: a[start:stop], batch)
-
-
-class _InputDigest:
-    """SHA-256 of a shard's inputs: their bytes in stream order, per input."""
-
-    def __init__(self, signature):
-        self.signature = signature
-        self.hashes = [hashlib.sha256() for _ in signature]
-
-    def update(self, arrays):
-        for digest, array in zip(self.hashes, arrays):
-            array = np.ascontiguousarray(array)
-            if array.size:
-                digest.update(memoryview(array.reshape(-1)).cast("B"))
-
-    def hexdigest(self):
-        combined = hashlib.sha256(json.dumps(self.signature).encode())
-        for digest in self.hashes:
-            combined.update(digest.hexdigest().encode())
-        return combined.hexdigest()
-
-
-def _data_fingerprint(signature, input_digests):
-    digest = hashlib.sha256(json.dumps(signature).encode())
-    for shard_digest in input_digests:
-        digest.update(shard_digest.encode())
-    return digest.hexdigest()
-
-
-def _file_digest(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while True:
-            chunk = file.read(_READ_CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _shard_file_name(shard_id, kind):
-    return f"shard-{shard_id:05d}.{kind}.npy"
-
-
-class _Stream:
-    """One pass over the stream: shard input digests, and the owned logits.
-
-    Args:
-        data: A checked stream.
-        examples_per_shard: Rows per shard, or `None` for the default
-            (needs `model`).
-        model: The teacher's logits model, or `None` to only hash inputs.
-        dtype, top_k: The storage options (for the default shard size).
-    """
-
-    def __init__(self, data, examples_per_shard, model=None, dtype=None,
-                 top_k=None):
-        self.data = data
-        self.examples_per_shard = examples_per_shard
-        self.model = model
-        self.dtype = dtype
-        self.top_k = top_k
-        self.classes = None
-
-    def run(self, owned=lambda shard_id: False, writer=None):
-        """Streams `data`; owned shards' logits go to `writer` as they come.
-
-        `writer.append(shard_id, logits)` receives each owned segment's
-        logits and `writer.finish(shard_id)` follows the shard's last one,
-        so no more than one batch of logits is held in memory.
-
-        Returns:
-            `(signature, input_digests, examples)`.
-        """
-        signature = None
-        digests = []
-        current = None
-        examples = 0
-        for batch in _input_batches(self.data):
-            arrays, count = _rows(batch)
-            if signature is None:
-                signature = _signature(arrays)
-            elif _signature(arrays) != signature:
-                raise ValueError(
-                    "`data` batches must all have the same input dtypes and "
-                    f"per-example shapes. Received: {_signature(arrays)} "
-                    f"after {signature}"
-                )
-            if count == 0:
-                continue
-            if self.model is not None and self.classes is None:
-                self._start(_slice(batch, 0, 1))
-            rows = self.examples_per_shard
-            segments = []  # (shard id, start, stop) within the batch
-            start = 0
-            while start < count:
-                shard_id = (examples + start) // rows
-                stop = min(count, (shard_id + 1) * rows - examples)
-                segments.append((shard_id, start, stop))
-                start = stop
-            # The teacher runs on each (batch, shard) segment, so a worker
-            # computing some shards gives bitwise the same logits as one
-            # process computing them all.
-            for shard_id, start, stop in segments:
-                if current is None:
-                    current = _InputDigest(signature)
-                current.update([a[start:stop] for a in arrays])
-                if self.model is not None and owned(shard_id):
-                    whole = start == 0 and stop == count
-                    segment = batch if whole else _slice(batch, start, stop)
-                    writer.append(shard_id, self._logits(segment))
-                if (examples + stop) % rows == 0:
-                    digests.append(current.hexdigest())
-                    if self.model is not None and owned(shard_id):
-                        writer.finish(shard_id)
-                    current = None
-            examples += count
-        if examples == 0:
-            raise ValueError(
-                "`data` must yield at least one example. Received: an empty "
-                "stream"
-            )
-        if current is not None:
-            digests.append(current.hexdigest())
-            if self.model is not None and owned(len(digests) - 1):
-                writer.finish(len(digests) - 1)
-        return signature, digests, examples
-
-    def _logits(self, batch):
-        logits = self.model.predict_on_batch(batch)
-        return np.asarray(logits, dtype=np.float32)
-
-    def _start(self, one_example):
-        """Learns the classes (one forward pass) and the shard size."""
-        logits = self._logits(one_example)
-        if logits.ndim != 2:
-            raise ValueError(
-                "`teacher` must output (batch, classes) logits. Received: "
-                f"an output of shape {logits.shape}"
-            )
-        self.classes = int(logits.shape[1])
-        if self.top_k:
-            topk.check_top_k(self.top_k, self.classes)
-        if self.examples_per_shard is None:
-            itemsize = np.dtype(self.dtype).itemsize
-            if self.top_k:
-                row_bytes = self.top_k * (itemsize + 4) + 4
-            else:
-                row_bytes = self.classes * itemsize
-            self.examples_per_shard = max(1, SHARD_BYTES // row_bytes)
-
-
-def _npy_header(dtype, shape):
-    """The `.npy` (version 1.0) header of a C-order array."""
-    header = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        header,
-        {
-            "descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
-            "fortran_order": False,
-            "shape": tuple(shape),
-        },
-    )
-    return header.getvalue()
-
-
-class _ShardWriter:
-    """Writes each shard's `.npy` files row by row as the logits come.
-
-    A file is opened with the header of a full shard; when the shard ends
-    the header is rewritten with its actual rows (the same length: `.npy`
-    headers are padded to 64 bytes), so memory holds one batch, not a shard.
-    """
-
-    def __init__(self, folder, dtype, top_k, temperature, stream):
-        self.folder = folder
-        self.dtype = dtype
-        self.top_k = top_k
-        self.temperature = temperature
-        self.stream = stream
-        self.entries = []
-        self.open = {}  # kind -> (file, row shape, dtype)
-        self.rows = 0
-
-    def append(self, shard_id, logits):
-        stored = _stored_arrays(logits, self.dtype, self.top_k, self.temperature)
-        for kind, array in stored.items():
-            if kind not in self.open:
-                name = os.path.join(self.folder, _shard_file_name(shard_id, kind))
-                file = open(name, "wb")
-                shape = (self.stream.examples_per_shard,) + array.shape[1:]
-                file.write(_npy_header(array.dtype, shape))
-                self.open[kind] = (file, array.shape[1:], array.dtype)
-            file = self.open[kind][0]
-            file.write(np.ascontiguousarray(array).tobytes())
-        self.rows += len(logits)
-
-    def finish(self, shard_id):
-        entry = {"id": shard_id, "rows": self.rows, "files": {}}
-        for kind, (file, row_shape, dtype) in sorted(self.open.items()):
-            full = _npy_header(dtype, (self.stream.examples_per_shard,) + row_shape)
-            actual = _npy_header(dtype, (self.rows,) + row_shape)
-            if len(actual) != len(full):
-                raise ValueError(
-                    f"Cannot finish shard {shard_id}: its .npy header changes "
-                    "length. Received: examples_per_shard="
-                    f"{self.stream.examples_per_shard}"
-                )
-            file.seek(0)
-            file.write(actual)
-            file.flush()
-            os.fsync(file.fileno())
-            file.close()
-            name = os.path.basename(file.name)
-            entry["files"][kind] = {
-                "name": name,
-                "sha256": _file_digest(file.name),
-            }
-        self.entries.append(entry)
-        self.open = {}
-        self.rows = 0
-
-    def close(self):
-        for file, _, _ in self.open.values():
-            file.close()
-        self.open = {}
-
-
-class _RowReader:
-    """Reads rows of one `.npy` shard file by position (no memory map, so
-    the pages read are not kept in the process's resident memory)."""
-
-    def __init__(self, path):
-        with open(path, "rb") as file:
-            version = np.lib.format.read_magic(file)
-            if version == (1, 0):
-                header = np.lib.format.read_array_header_1_0(file)
-            else:
-                header = np.lib.format.read_array_header_2_0(file)
-            self.offset = file.tell()
-        self.shape, fortran_order, self.dtype = header
-        if fortran_order:
-            raise StaleSoftTargetsError(f"{path!r} is in Fortran order.")
-        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
-        self.path = path
-        self.descriptor = None
-
-    def read(self, rows):
-        """The rows at these sorted, unique positions."""
-        if self.descriptor is None:
-            self.descriptor = os.open(self.path, os.O_RDONLY)
-        result = np.empty((len(rows),) + tuple(self.shape[1:]), self.dtype)
-        flat = result.reshape(len(rows), -1).view(np.uint8)
-        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        for run in np.split(np.arange(len(rows)), breaks):
-            if not run.size:
-                continue
-            first, count = int(rows[run[0]]), len(run)
-            data = os.pread(
-                self.descriptor,
-                count * self.row_bytes,
-                self.offset + first * self.row_bytes,
-            )
-            if len(data) != count * self.row_bytes:
-                raise StaleSoftTargetsError(
-                    f"Soft-target shard {self.path!r} is truncated."
-                )
-            flat[run[0] : run[0] + count] = np.frombuffer(
-                data, np.uint8
-            ).reshape(count, -1)
-        return result
-
-    def close(self):
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = None
-
-
-def _stored_arrays(logits, dtype, top_k, temperature):
-    """The arrays a shard stores for these float32 logits."""
-    inputs.check_finite_logits(logits)
-    if not top_k:
-        return {"logits": storable_logits(logits, dtype)}
-    values, indices, tail = topk.top_k_targets(logits, top_k, temperature)
-    return {
-        "values": storable_logits(values, dtype),
-        "indices": indices,
-        "tail": tail,
-    }
-
-
 def _read_index(path):
     index_path = os.path.join(path, INDEX_NAME)
     if not os.path.isdir(path):
@@ -550,7 +161,7 @@ def _check_files(path, index):
                     f"Soft-target shard cache `path` {path!r} is incomplete: "
                     f"{entry['name']} is missing."
                 )
-            if _file_digest(file_path) != entry["sha256"]:
+            if file_digest(file_path) != entry["sha256"]:
                 raise StaleSoftTargetsError(
                     f"Soft-target shard {file_path!r} is truncated or "
                     "changed: its SHA-256 digest does not match the index."
@@ -574,9 +185,9 @@ def _check_complete(path, index):
         )
 
 
-def _check_stream_matches(path, index, data):
+def check_stream_matches(path, index, data):
     """Streams `data` once (no teacher) and compares its shard digests."""
-    stream = _Stream(data, index["examples_per_shard"])
+    stream = StreamPass(data, index["examples_per_shard"])
     signature, digests, examples = stream.run()
     if signature != index["inputs"]:
         raise StaleSoftTargetsError(
@@ -639,7 +250,7 @@ class SoftTargetShards:
         if self._row_readers is None:
             self._row_readers = [
                 {
-                    kind: _RowReader(os.path.join(self.path, entry["name"]))
+                    kind: RowReader(os.path.join(self.path, entry["name"]))
                     for kind, entry in shard["files"].items()
                 }
                 for shard in self.index["shards"]
@@ -753,7 +364,7 @@ def load_soft_target_shards(path, teacher=None, data=None):
             )
     if data is not None:
         check_stream(data)
-        _check_stream_matches(path, index, data)
+        check_stream_matches(path, index, data)
     return SoftTargetShards(path, index, verified_for=data)
 
 
@@ -897,18 +508,18 @@ def cache_soft_target_shards(
             logger.warning("%s Recomputing.", error)
 
     model = teachers.logits_model(teacher)
-    stream = _Stream(data, examples_per_shard, model, dtype, top_k)
+    stream = StreamPass(data, examples_per_shard, model, dtype, top_k)
     owned = (lambda j: True) if shard is None else (
         lambda j: j % shard[1] == shard[0]
     )
     staging = files.create_staging_directory(path)
-    writer = _ShardWriter(staging, dtype, top_k, temperature, stream)
+    writer = ShardWriter(staging, dtype, top_k, temperature, stream)
     try:
         signature, digests, examples = stream.run(owned, writer)
         index = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "data": _data_fingerprint(signature, digests),
+            "data": stream_fingerprint(signature, digests),
             "inputs": signature,
             "input_digests": digests,
             "examples": examples,
@@ -953,7 +564,7 @@ def _load_matching(path, options, examples_per_shard, data):
     if index["shard"] is None:
         _check_complete(path, index)
     _check_files(path, index)
-    _check_stream_matches(path, index, data)
+    check_stream_matches(path, index, data)
     return SoftTargetShards(path, index, verified_for=data)
 
 
@@ -1036,169 +647,3 @@ def merge_soft_target_shards(paths, path):
         files.remove(staging)
         raise
     return SoftTargetShards(path, merged)
-
-
-def _as_tf_dataset(data):
-    import tensorflow as tf
-
-    if _is_tf_dataset(data):
-        return data
-
-    def spec(value):
-        value = np.asarray(keras.ops.convert_to_numpy(value))
-        return tf.TensorSpec((None,) + value.shape[1:], value.dtype)
-
-    first = data[0]
-    if isinstance(first, list):
-        first = tuple(first)
-    signature = tf.nest.map_structure(spec, first)
-
-    def generate():
-        for i in range(data.num_batches):
-            element = data[i]
-            yield tuple(element) if isinstance(element, list) else element
-
-    return tf.data.Dataset.from_generator(
-        generate, output_signature=signature
-    )
-
-
-def soft_target_shards_dataset(
-    data,
-    shards,
-    batch_size=128,
-    shuffle=True,
-    shuffle_buffer=16384,
-    seed=None,
-    augmentation=None,
-    student=None,
-    drop_remainder=False,
-):
-    """Batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})` from a stream.
-
-    `data` is streamed again; every example is joined with the logits the
-    cache holds for its position in the stream, then examples are shuffled
-    with a buffer of `shuffle_buffer` (reshuffled every epoch; the buffer
-    spans shard boundaries), re-batched and prefetched. Logits are read from
-    the shards' memory maps as float32 (a top-k cache is expanded with
-    `kdkeras.targets.topk.dense_logits_from_top_k`, valid at the cache's
-    temperature only). Without labels in `data` the targets are
-    `{TEACHER_LOGITS_KEY: t}`; labels (including the -1 of an unlabelled
-    example) and sample weights pass through untouched.
-
-    Args:
-        data: The stream the cache was computed on (same order), yielding
-            `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
-        shards: A `SoftTargetShards`. Unless it was loaded and checked
-            against this very `data` object (`load_soft_target_shards`, or
-            `cache_soft_target_shards` returning an existing cache), `data`
-            is first streamed once (no teacher) to check every shard's
-            inputs: a stream whose order changes between passes is refused.
-        batch_size: Positive int.
-        shuffle: Whether to shuffle (with the buffer) every epoch.
-        shuffle_buffer: Positive int, examples held for shuffling.
-        seed: Optional shuffle seed.
-        augmentation: Must be `None` (see `kdkeras.targets.augmentation`).
-        student: Optional student, checked for random augmentation layers.
-        drop_remainder: Drop the last incomplete batch.
-
-    Returns:
-        A `tf.data.Dataset`.
-
-    Example:
-
-    >>> import keras, numpy as np, tensorflow as tf, tempfile, os
-    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
-    >>> data = tf.data.Dataset.from_tensor_slices((x, np.arange(10))).batch(4)
-    >>> path = os.path.join(tempfile.mkdtemp(), "targets")
-    >>> shards = cache_soft_target_shards(teacher, data, path)
-    >>> batches = soft_target_shards_dataset(data, shards, batch_size=5)
-    >>> [tuple(t["teacher_logits"].shape) for _, t in batches]
-    [(5, 3), (5, 3)]
-    """
-    import tensorflow as tf
-
-    check_no_augmentation(student=student, augmentation=augmentation)
-    batch_size = inputs.check_batch_size(batch_size)
-    if not isinstance(shards, SoftTargetShards):
-        raise TypeError(
-            "`shards` must be a SoftTargetShards (from "
-            "cache_soft_target_shards or load_soft_target_shards). "
-            f"Received: shards={type(shards).__name__}"
-        )
-    if shards.index["shard"] is not None:
-        raise StaleSoftTargetsError(
-            f"`shards` {shards.path!r} holds one worker's part only: join "
-            "the parts with merge_soft_target_shards."
-        )
-    if shuffle and (
-        isinstance(shuffle_buffer, bool)
-        or not isinstance(shuffle_buffer, (int, np.integer))
-        or shuffle_buffer < 1
-    ):
-        raise ValueError(
-            "`shuffle_buffer` must be a positive int. "
-            f"Received: shuffle_buffer={shuffle_buffer!r}"
-        )
-    check_stream(data)
-    if shards.verified_for is not data:
-        _check_stream_matches(shards.path, shards.index, data)
-        shards.verified_for = data
-
-    dataset = _as_tf_dataset(data)
-    spec = dataset.element_spec
-    has = len(spec) if isinstance(spec, tuple) else 0
-    if has > 3:
-        raise ValueError(
-            "`data` elements must be x, (x,), (x, y) or (x, y, "
-            f"sample_weight). Received: a tuple of {has}"
-        )
-
-    def split(*element):
-        if not has:
-            (x,) = element
-            return x, None, None
-        element = tuple(element) + (None,) * (3 - len(element))
-        return element
-
-    def with_positions(offset, element):
-        x, y, weight = split(*element) if has else split(element)
-        count = tf.shape(tf.nest.flatten(x)[0], out_type=tf.int64)[0]
-        positions = offset + tf.range(count, dtype=tf.int64)
-        parts = {"x": x, "position": positions}
-        if y is not None:
-            parts["y"] = y
-        if weight is not None:
-            parts["weight"] = weight
-        return offset + count, parts
-
-    dataset = dataset.scan(tf.constant(0, tf.int64), with_positions)
-    dataset = dataset.unbatch()
-    if shuffle:
-        dataset = dataset.shuffle(
-            int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True
-        )
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    classes = shards.classes
-
-    def join(parts):
-        logits = tf.numpy_function(
-            shards.logits, [parts["position"]], tf.float32, stateful=False
-        )
-        logits.set_shape([None, classes])
-        targets = {TEACHER_LOGITS_KEY: logits}
-        if "y" in parts:
-            targets[LABELS_KEY] = parts["y"]
-        if "weight" in parts:
-            return parts["x"], targets, parts["weight"]
-        return parts["x"], targets
-
-    dataset = dataset.map(join, num_parallel_calls=tf.data.AUTOTUNE)
-    # The number of batches is known: Keras shows progress, and a stream
-    # that yields another number of examples fails instead of training.
-    batches = shards.examples // batch_size
-    if not drop_remainder and shards.examples % batch_size:
-        batches += 1
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
-    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -11,6 +11,7 @@ import keras
 from tests import reference
 from kdkeras.targets import cache
 from kdkeras.targets import shards as shards_lib
+from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 from kdkeras.targets import topk
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
@@ -122,7 +123,7 @@ def test_training_batches_join_each_example_with_its_own_logits(
     parts = ([y] if with_labels else []) + ([weights] if with_weights else [])
     data = stream(x, *parts)
     teacher, data, shards = build_cache(tmp_path, data=data)
-    dataset = shards_lib.soft_target_shards_dataset(
+    dataset = soft_target_shards_dataset(
         data, shards, batch_size=16, shuffle_buffer=32, seed=3
     )
     expected_keys = [LABELS_KEY, TEACHER_LOGITS_KEY] if with_labels else [
@@ -146,7 +147,7 @@ def test_training_batches_join_each_example_with_its_own_logits(
     # Shuffled across shards: the first batch draws from several shards.
     assert len(set(np.array(orders[0][:16]) // PER_SHARD)) > 1
     assert orders[0] != orders[1]
-    unshuffled = shards_lib.soft_target_shards_dataset(
+    unshuffled = soft_target_shards_dataset(
         data, shards, batch_size=16, shuffle=False
     )
     assert collect(unshuffled)[0][:, 0].astype(int).tolist() == list(range(COUNT))
@@ -157,7 +158,7 @@ def test_partial_labels_pass_through(tmp_path):
     y[::4] = -1
     teacher, data, shards = build_cache(tmp_path, data=stream(x, y))
     _, batch_y, _, _ = collect(
-        shards_lib.soft_target_shards_dataset(data, shards, shuffle=False)
+        soft_target_shards_dataset(data, shards, shuffle=False)
     )
     np.testing.assert_array_equal(batch_y, y)
 
@@ -187,7 +188,7 @@ def test_py_dataset_streams_like_a_tf_dataset(tmp_path):
     )
     assert from_py.index["data"] == from_tf.index["data"]  # batching-independent
     batch_x, batch_y, logits, _ = collect(
-        shards_lib.soft_target_shards_dataset(sequence, from_py, batch_size=8)
+        soft_target_shards_dataset(sequence, from_py, batch_size=8)
     )
     order = batch_x[:, 0].astype(int)
     np.testing.assert_array_equal(batch_y, y[order])
@@ -294,7 +295,7 @@ def test_other_data_order_or_teacher_is_stale(tmp_path, change):
     if change != "teacher":
         # The training dataset checks the stream it is given.
         with pytest.raises(cache.StaleSoftTargetsError, match="stale"):
-            shards_lib.soft_target_shards_dataset(other, shards)
+            soft_target_shards_dataset(other, shards)
 
 
 def test_top_k_cache_stores_k_logits_their_classes_and_the_tail(tmp_path):
@@ -311,7 +312,7 @@ def test_top_k_cache_stores_k_logits_their_classes_and_the_tail(tmp_path):
     assert shards.examples_per_shard == PER_SHARD
     # Training batches carry the expanded logits.
     _, _, logits, _ = collect(
-        shards_lib.soft_target_shards_dataset(data, shards, shuffle=False)
+        soft_target_shards_dataset(data, shards, shuffle=False)
     )
     np.testing.assert_allclose(
         logits,
@@ -413,7 +414,7 @@ def test_stream_that_reshuffles_between_passes_is_refused(tmp_path):
     ).batch(7)
     teacher, data, shards = build_cache(tmp_path, data=data)
     with pytest.raises(cache.StaleSoftTargetsError, match="data order"):
-        shards_lib.soft_target_shards_dataset(data, shards)
+        soft_target_shards_dataset(data, shards)
 
 
 def test_folder_with_a_foreign_index_is_never_replaced(tmp_path):
@@ -448,7 +449,7 @@ def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
         return initial, student.get_weights(), history.history
 
     initial, streamed, streamed_history = train(
-        shards_lib.soft_target_shards_dataset(
+        soft_target_shards_dataset(
             data, shards, batch_size=16, shuffle=False
         )
     )
@@ -468,7 +469,7 @@ def test_training_dataset_knows_its_number_of_batches(
     tmp_path, drop_remainder, batches
 ):
     _, data, shards = build_cache(tmp_path)
-    dataset = shards_lib.soft_target_shards_dataset(
+    dataset = soft_target_shards_dataset(
         data, shards, batch_size=16, drop_remainder=drop_remainder
     )
     assert int(dataset.cardinality()) == batches
