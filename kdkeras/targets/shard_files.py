@@ -22,6 +22,16 @@ _READ_CHUNK = 2**20
 
 
 def file_digest(path):
+    """SHA-256 of a file's bytes, read in chunks (flat memory).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "empty")
+    >>> open(path, "wb").close()
+    >>> file_digest(path)[:16]
+    'e3b0c44298fc1c14'
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while True:
@@ -33,11 +43,27 @@ def file_digest(path):
 
 
 def shard_file_name(shard_id, kind):
+    """The file name of one array of a shard.
+
+    Example:
+
+    >>> shard_file_name(3, "logits")
+    'shard-00003.logits.npy'
+    """
     return f"shard-{shard_id:05d}.{kind}.npy"
 
 
 def npy_header(dtype, shape):
-    """The `.npy` (version 1.0) header of a C-order array."""
+    """The `.npy` (version 1.0) header of a C-order array.
+
+    Padded to a multiple of 64 bytes, so a shard's header for its full row
+    count and for its actual rows have the same length.
+
+    Example:
+
+    >>> len(npy_header("float32", (65536, 10))), len(npy_header("float32", (3, 10)))
+    (128, 128)
+    """
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header,

@@ -43,6 +43,15 @@ def check_stream(data):
     Raises:
         TypeError: another type (NumPy arrays go to `cache_soft_targets`).
         ValueError: an infinite or non-deterministic stream.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> check_stream(tf.data.Dataset.range(4).batch(2))
+    >>> check_stream(tf.data.Dataset.range(4).batch(2).repeat())
+    Traceback (most recent call last):
+    ...
+    ValueError: `data` must be a finite dataset (repeat() without a count ...
     """
     import tensorflow as tf
 
