@@ -98,7 +98,7 @@ def soft_target_dataset(
     weight_tensor = (
         None
         if sample_weight is None
-        else tf.convert_to_tensor(np.asarray(sample_weight, "float32"))
+        else tf.convert_to_tensor(inputs.finite_weights(sample_weight))
     )
 
     def gather(indices):

@@ -124,6 +124,20 @@ def check_batch_size(batch_size):
     return int(batch_size)
 
 
+def finite_weights(sample_weight):
+    """`sample_weight` as float32, refusing NaN or infinity (a NaN weight
+    turns the loss NaN).
+
+    Example:
+
+    >>> finite_weights([1, 0.5]).tolist()
+    [1.0, 0.5]
+    """
+    weights = np.asarray(sample_weight, "float32")
+    check_finite_logits(weights, "sample_weight")
+    return weights
+
+
 def check_finite_logits(teacher_logits, name="teacher_logits"):
     """Refuses teacher logits holding NaN or infinity.
 

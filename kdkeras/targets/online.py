@@ -147,7 +147,7 @@ def online_soft_target_dataset(
     weight_tensor = (
         None
         if sample_weight is None
-        else tf.convert_to_tensor(np.asarray(sample_weight, "float32"))
+        else tf.convert_to_tensor(inputs.finite_weights(sample_weight))
     )
 
     def gather(indices):

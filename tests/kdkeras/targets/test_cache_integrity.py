@@ -267,3 +267,19 @@ def test_staging_files_of_dead_processes_are_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(
         [running.name, other.name, "targets.npz"]
     )
+
+
+@pytest.mark.parametrize("kind", ["cached", "online"])
+def test_non_finite_sample_weights_are_refused(kind):
+    weights = np.ones(30, "float32")
+    weights[4] = np.inf
+    with pytest.raises(ValueError, match="`sample_weight` must be finite"):
+        if kind == "cached":
+            dataset.soft_target_dataset(
+                random_x(), np.zeros(30), np.zeros((30, CLASSES)),
+                sample_weight=weights,
+            )
+        else:
+            online.online_soft_target_dataset(
+                random_x(), np.zeros(30), build_teacher(), sample_weight=weights
+            )
