@@ -1,0 +1,153 @@
+"""Training batches from cached soft targets, for `kdkeras.Distiller`.
+
+`soft_target_dataset` yields `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`
+batches (plus `sample_weight` when given), the input `kdkeras.Distiller`
+trains on without a teacher forward pass. Without labels (`y=None`) the
+targets are `{TEACHER_LOGITS_KEY: t}` alone; in partly labelled data, the
+unlabelled examples' marker (e.g. label -1) passes through untouched, for the
+Distiller to mask. Random augmentation of the student's input is refused
+(`kdkeras.targets.augmentation`).
+"""
+
+import numpy as np
+
+from kdkeras.targets import inputs
+from kdkeras.targets.augmentation import check_no_augmentation
+from kdkeras.targets.batch import LABELS_KEY
+from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+
+
+def soft_target_dataset(
+    x,
+    y,
+    teacher_logits,
+    batch_size=128,
+    shuffle=True,
+    seed=None,
+    sample_weight=None,
+    augmentation=None,
+    student=None,
+    drop_remainder=False,
+):
+    """A `tf.data.Dataset` of `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`.
+
+    This is the batch format `kdkeras.Distiller` trains on without running
+    the teacher. With `sample_weight`, elements are
+    `(x, targets, sample_weight)`. Shuffling permutes example indices and
+    gathers `x`, `y`, the teacher logits and the weights with the SAME
+    indices, so every example keeps its own targets; it is reshuffled every
+    epoch (deterministically for a given `seed`). Teacher logits are fed as
+    float32 (a float16 cache is widened).
+
+    Args:
+        x: Inputs, NumPy array (or list/dict of arrays), `N >= 1` rows.
+        y: Labels, `N` rows (sparse ints or one-hot), or `None` for
+            unlabelled data (the targets then hold no `LABELS_KEY`). Labels
+            are passed through as given, including the marker of an
+            unlabelled example in partly labelled data (-1).
+        teacher_logits: `(N, classes)` finite teacher logits
+            (`cache_soft_targets`).
+        batch_size: Positive int.
+        shuffle: Whether to reshuffle every epoch.
+        seed: Optional int seed of the shuffle.
+        sample_weight: Optional `(N,)` per-example weights.
+        augmentation: Must be `None`: random augmentation of the student's
+            input is refused with cached targets
+            (`kdkeras.targets.augmentation`).
+        student: Optional student model, checked for random augmentation
+            layers (refused likewise).
+        drop_remainder: Drop the last incomplete batch.
+
+    Returns:
+        A `tf.data.Dataset`, batched and prefetched.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = np.arange(12, dtype="float32").reshape(6, 2)
+    >>> dataset = soft_target_dataset(x, np.arange(6), np.eye(6, 3), batch_size=4)
+    >>> [int(batch[0].shape[0]) for batch in dataset]
+    [4, 2]
+    >>> unlabelled = soft_target_dataset(x, None, np.eye(6, 3), batch_size=4)
+    >>> sorted(next(iter(unlabelled))[1])
+    ['teacher_logits']
+    """
+    import tensorflow as tf
+
+    check_no_augmentation(student=student, augmentation=augmentation)
+    batch_size = inputs.check_batch_size(batch_size)
+    count = inputs.check_rows(
+        x,
+        [
+            ("y", y),
+            ("teacher_logits", teacher_logits),
+            ("sample_weight", sample_weight),
+        ],
+    )
+    if np.ndim(teacher_logits) != 2:
+        raise ValueError(
+            "`teacher_logits` must be 2-D (examples, classes). "
+            f"Received: shape {np.shape(teacher_logits)}"
+        )
+    teacher_logits = np.asarray(teacher_logits, "float32")
+    inputs.check_finite_logits(teacher_logits)
+
+    x_tensors = tf.nest.map_structure(tf.convert_to_tensor, x)
+    y_tensor = None if y is None else tf.convert_to_tensor(y)
+    logits_tensor = tf.convert_to_tensor(teacher_logits)
+    weight_tensor = (
+        None
+        if sample_weight is None
+        else tf.convert_to_tensor(inputs.finite_weights(sample_weight))
+    )
+
+    def gather(indices):
+        batch_x = tf.nest.map_structure(
+            lambda tensor: tf.gather(tensor, indices), x_tensors
+        )
+        targets = {TEACHER_LOGITS_KEY: tf.gather(logits_tensor, indices)}
+        if y_tensor is not None:
+            targets[LABELS_KEY] = tf.gather(y_tensor, indices)
+        if weight_tensor is None:
+            return batch_x, targets
+        return batch_x, targets, tf.gather(weight_tensor, indices)
+
+    return index_batches(
+        count, gather, batch_size, shuffle, seed, drop_remainder
+    )
+
+
+def index_batches(count, gather, batch_size, shuffle, seed, drop_remainder):
+    """Batches of example indices (reshuffled every epoch), mapped by `gather`.
+
+    Gathering whole batches by index keeps every array of an example
+    together under shuffling, and is faster than per-example slicing.
+
+    Args:
+        count: Number of examples.
+        gather: Maps an int64 index vector to a batch element.
+        batch_size: Positive int.
+        shuffle: Whether to reshuffle every epoch.
+        seed: Optional shuffle seed.
+        drop_remainder: Drop the last incomplete batch.
+
+    Returns:
+        A prefetched `tf.data.Dataset`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> dataset = index_batches(5, lambda i: i * 10, 2, False, None, False)
+    >>> [batch.numpy().tolist() for batch in dataset]
+    [[0, 10], [20, 30], [40]]
+    """
+    import tensorflow as tf
+
+    indices = tf.data.Dataset.range(count)
+    if shuffle:
+        indices = indices.shuffle(
+            count, seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = indices.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)

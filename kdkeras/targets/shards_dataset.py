@@ -1,0 +1,226 @@
+"""Training batches from a sharded soft-target cache and its input stream.
+
+`soft_target_shards_dataset` streams the inputs again and joins every
+example with the logits the cache holds for its position in the stream (one
+contiguous read per input batch), then shuffles the examples with their
+logits in a buffer that spans shard boundaries, re-batches and prefetches:
+batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`, as from the in-memory
+cache (`kdkeras.targets.dataset`).
+"""
+
+import numpy as np
+
+import keras
+
+from kdkeras.targets import inputs
+from kdkeras.targets import topk
+from kdkeras.targets.augmentation import check_no_augmentation
+from kdkeras.targets.batch import LABELS_KEY
+from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.cache import StaleSoftTargetsError
+from kdkeras.targets.shards import SoftTargetShards
+from kdkeras.targets.shards import check_stream_matches
+from kdkeras.targets.stream import check_stream
+from kdkeras.targets.stream import is_tf_dataset
+
+
+def as_tf_dataset(data):
+    import tensorflow as tf
+
+    if is_tf_dataset(data):
+        return data
+
+    def spec(value):
+        value = np.asarray(keras.ops.convert_to_numpy(value))
+        return tf.TensorSpec((None,) + value.shape[1:], value.dtype)
+
+    first = data[0]
+    if isinstance(first, list):
+        first = tuple(first)
+    signature = tf.nest.map_structure(spec, first)
+
+    def generate():
+        for i in range(data.num_batches):
+            element = data[i]
+            yield tuple(element) if isinstance(element, list) else element
+
+    return tf.data.Dataset.from_generator(
+        generate, output_signature=signature
+    )
+
+
+def soft_target_shards_dataset(
+    data,
+    shards,
+    batch_size=128,
+    shuffle=True,
+    shuffle_buffer=16384,
+    seed=None,
+    augmentation=None,
+    student=None,
+    drop_remainder=False,
+):
+    """Batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})` from a stream.
+
+    `data` is streamed again; every example is joined with the logits the
+    cache holds for its position in the stream, then examples are shuffled
+    with a buffer of `shuffle_buffer` (reshuffled every epoch; the buffer
+    spans shard boundaries), re-batched and prefetched. Logits are read from
+    the shards' memory maps as float32 (a top-k cache is expanded with
+    `kdkeras.targets.topk.dense_logits_from_top_k`, valid at the cache's
+    temperature only). Without labels in `data` the targets are
+    `{TEACHER_LOGITS_KEY: t}`; labels (including the -1 of an unlabelled
+    example) and sample weights pass through untouched.
+
+    Args:
+        data: The stream the cache was computed on (same order), yielding
+            `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)` batches.
+        shards: A `SoftTargetShards`. Unless it was loaded and checked
+            against this very `data` object (`load_soft_target_shards`, or
+            `cache_soft_target_shards` returning an existing cache), `data`
+            is first streamed once (no teacher) to check every shard's
+            inputs: a stream whose order changes between passes is refused.
+        batch_size: Positive int.
+        shuffle: Whether to shuffle (with the buffer) every epoch.
+        shuffle_buffer: Positive int, examples held for shuffling.
+        seed: Optional shuffle seed.
+        augmentation: Must be `None` (see `kdkeras.targets.augmentation`).
+        student: Optional student, checked for random augmentation layers.
+        drop_remainder: Drop the last incomplete batch.
+
+    Returns:
+        A `tf.data.Dataset`.
+
+    Example:
+
+    >>> import keras, numpy as np, tensorflow as tf, tempfile, os
+    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    >>> data = tf.data.Dataset.from_tensor_slices((x, np.arange(10))).batch(4)
+    >>> from kdkeras.targets.shards import cache_soft_target_shards
+    >>> path = os.path.join(tempfile.mkdtemp(), "targets")
+    >>> shards = cache_soft_target_shards(teacher, data, path)
+    >>> batches = soft_target_shards_dataset(data, shards, batch_size=5)
+    >>> [tuple(t["teacher_logits"].shape) for _, t in batches]
+    [(5, 3), (5, 3)]
+    """
+    import tensorflow as tf
+
+    check_no_augmentation(student=student, augmentation=augmentation)
+    batch_size = inputs.check_batch_size(batch_size)
+    if not isinstance(shards, SoftTargetShards):
+        raise TypeError(
+            "`shards` must be a SoftTargetShards (from "
+            "cache_soft_target_shards or load_soft_target_shards). "
+            f"Received: shards={type(shards).__name__}"
+        )
+    if shards.index["shard"] is not None:
+        raise StaleSoftTargetsError(
+            f"`shards` {shards.path!r} holds one worker's part only: join "
+            "the parts with merge_soft_target_shards."
+        )
+    if shuffle and (
+        isinstance(shuffle_buffer, bool)
+        or not isinstance(shuffle_buffer, (int, np.integer))
+        or shuffle_buffer < 1
+    ):
+        raise ValueError(
+            "`shuffle_buffer` must be a positive int. "
+            f"Received: shuffle_buffer={shuffle_buffer!r}"
+        )
+    check_stream(data)
+    if shards.verified_for is not data:
+        check_stream_matches(shards.path, shards.index, data)
+        shards.verified_for = data
+
+    dataset = as_tf_dataset(data)
+    spec = dataset.element_spec
+    has = len(spec) if isinstance(spec, tuple) else 0
+    if has > 3:
+        raise ValueError(
+            "`data` elements must be x, (x,), (x, y) or (x, y, "
+            f"sample_weight). Received: a tuple of {has}"
+        )
+
+    def split(*element):
+        if not has:
+            (x,) = element
+            return x, None, None
+        element = tuple(element) + (None,) * (3 - len(element))
+        return element
+
+    def with_positions(offset, element):
+        x, y, weight = split(*element) if has else split(element)
+        count = tf.shape(tf.nest.flatten(x)[0], out_type=tf.int64)[0]
+        positions = offset + tf.range(count, dtype=tf.int64)
+        parts = {"x": x, "position": positions}
+        if y is not None:
+            parts["y"] = y
+        if weight is not None:
+            parts["weight"] = weight
+        return offset + count, parts
+
+    dataset = dataset.scan(tf.constant(0, tf.int64), with_positions)
+    classes = shards.classes
+    kinds = ["values", "indices", "tail"] if shards.top_k else ["logits"]
+    types = {
+        "logits": tf.float32, "values": tf.float32, "indices": tf.int32,
+        "tail": tf.float32,
+    }
+
+    def read(positions):
+        stored = shards.stored(positions)
+        return [stored[kind].astype(types[kind].as_numpy_dtype) for kind in kinds]
+
+    def attach(parts):
+        # Positions within an input batch are consecutive: one read per
+        # shard file, in stream order, before the examples are shuffled.
+        stored = tf.numpy_function(
+            read, [parts["position"]], [types[kind] for kind in kinds],
+            stateful=False,
+        )
+        for kind, tensor in zip(kinds, stored):
+            width = shards.top_k if kind in ("values", "indices") else classes
+            tensor.set_shape([None] if kind == "tail" else [None, width])
+            parts[kind] = tensor
+        del parts["position"]
+        return parts
+
+    def expand(values, indices, tail):
+        return topk.dense_logits_from_top_k(
+            values, indices, tail, classes, shards.temperature
+        )
+
+    def finish(parts):
+        if shards.top_k:
+            logits = tf.numpy_function(
+                expand,
+                [parts["values"], parts["indices"], parts["tail"]],
+                tf.float32,
+                stateful=False,
+            )
+            logits.set_shape([None, classes])
+        else:
+            logits = parts["logits"]
+        targets = {TEACHER_LOGITS_KEY: logits}
+        if "y" in parts:
+            targets[LABELS_KEY] = parts["y"]
+        if "weight" in parts:
+            return parts["x"], targets, parts["weight"]
+        return parts["x"], targets
+
+    dataset = dataset.map(attach, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.unbatch()
+    if shuffle:
+        dataset = dataset.shuffle(
+            int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True
+        )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    # The number of batches is known: Keras shows progress, and a stream
+    # that yields another number of examples fails instead of training.
+    batches = shards.examples // batch_size
+    if not drop_remainder and shards.examples % batch_size:
+        batches += 1
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
+    return dataset.prefetch(tf.data.AUTOTUNE)
