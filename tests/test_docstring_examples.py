@@ -18,6 +18,7 @@ MODULES = [
     "kdkeras.xla",
     "export.worker",
     "models.cnn",
+    "models.compact",
     "models.flops",
     "models.mlp",
 ]
