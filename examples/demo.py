@@ -34,23 +34,31 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output-dir", "demo_output", "Where models and reports go.")
-flags.DEFINE_integer("teacher-epochs", 5, "Epochs of the CNN teacher.")
+flags.DEFINE_integer("teacher-epochs", 5, "Epochs of the CNN teacher.",
+                     lower_bound=1)
 flags.DEFINE_float("teacher-learning-rate", 2e-3,
-                   "Initial Adam learning rate of the teacher (cosine decay).")
-flags.DEFINE_integer("student-epochs", 20, "Epochs of each student.")
+                   "Initial Adam learning rate of the teacher (cosine decay).",
+                   lower_bound=0.0)
+flags.DEFINE_integer("student-epochs", 20, "Epochs of each student.",
+                     lower_bound=1)
 flags.DEFINE_float("student-learning-rate", 2e-3,
-                   "Initial Adam learning rate of each student (cosine decay).")
-flags.DEFINE_integer("batch-size", 128, "Batch size of every training run.")
+                   "Initial Adam learning rate of each student (cosine decay).",
+                   lower_bound=0.0)
+flags.DEFINE_integer("batch-size", 128, "Batch size of every training run.",
+                     lower_bound=1)
 flags.DEFINE_integer("train-examples", None, "Use only the first N training "
-                     "examples (default: all 60,000).")
+                     "examples (default: all 60,000).", lower_bound=1)
 flags.DEFINE_integer("test-examples", None, "Use only the first N test "
                      "examples (default: all 10,000; the goals are only "
-                     "judged on the full test set).")
-flags.DEFINE_float("temperature", 1.0, "Distillation temperature T.")
-flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
+                     "judged on the full test set).", lower_bound=1)
+flags.DEFINE_float("temperature", 1.0, "Distillation temperature T (> 0).",
+                   lower_bound=1e-6)
+flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss, in [0, 1].",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("seed", 0, "Random seed.", lower_bound=0)
 flags.DEFINE_integer("calibration-examples", 1000,
-                     "Training images calibrating the int8 quantisation.")
+                     "Training images calibrating the int8 quantisation.",
+                     lower_bound=1)
 flags.DEFINE_boolean("int8", True, "Quantise the distilled student to int8 "
                      "TFLite and measure it.")
 flags.DEFINE_boolean("report", True, "Write the sign-off report (teacher "
