@@ -40,6 +40,7 @@ MODULES = [
     "export.measure.timing",
     "export.measure.worker",
     "models.cnn",
+    "models.compact",
     "models.flops",
     "models.mlp",
 ]
