@@ -51,8 +51,11 @@ flags.DEFINE_integer("train-examples", None, "Use only the first N training "
 flags.DEFINE_integer("test-examples", None, "Use only the first N test "
                      "examples (default: all 10,000; the goals are only "
                      "judged on the full test set).", lower_bound=1)
-flags.DEFINE_float("temperature", 1.0, "Distillation temperature T (> 0).",
-                   lower_bound=1e-6)
+flags.DEFINE_float("temperature", 1.0, "Distillation temperature T, in "
+                   "[0.05, 100].", lower_bound=0.05, upper_bound=100.0)
+flags.DEFINE_enum("loss", "dist", ["kd", "dist", "dkd"],
+                  "Soft-target loss: kd (T²·KL), dist (kdkeras.DIST, Pearson "
+                  "relations) or dkd (kdkeras.DKD, decoupled KD).")
 flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss, in [0, 1].",
                    lower_bound=0.0, upper_bound=1.0)
 flags.DEFINE_integer("seed", 0, "Random seed.", lower_bound=0)
@@ -138,6 +141,17 @@ def _teacher(x_train, y_train, output_dir):
     return teacher, seconds
 
 
+def _soft_target_loss():
+    """The `compile` arguments of the soft-target loss named by `--loss`."""
+    import kdkeras
+
+    temperature = _flag("temperature")
+    if _flag("loss") == "kd":
+        return {"temperature": temperature}
+    loss_class = {"dist": kdkeras.DIST, "dkd": kdkeras.DKD}[_flag("loss")]
+    return {"distillation_loss_fn": loss_class(temperature=temperature)}
+
+
 def _train_students(teacher, x_train, y_train, teacher_logits):
     """The student alone and distilled: same weights, batches and schedule."""
     import keras
@@ -162,8 +176,7 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
     distiller.compile(
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
-        metrics=["accuracy"], alpha=_flag("alpha"),
-        temperature=_flag("temperature"))
+        metrics=["accuracy"], alpha=_flag("alpha"), **_soft_target_loss())
 
     alone = compact.build_compact_student()
     alone.set_weights(initial_weights)
@@ -179,7 +192,8 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
               epochs=epochs, shuffle=False, verbose=_verbose())
     alone_seconds = time.perf_counter() - start
 
-    print(f"Distilling the same student (T={_flag('temperature')}, "
+    print(f"Distilling the same student ({_flag('loss')}, "
+          f"T={_flag('temperature')}, "
           f"alpha={_flag('alpha')}, {epochs} epochs)")
     start = time.perf_counter()
     distiller.fit(batches(), epochs=epochs, shuffle=False,
@@ -447,6 +461,7 @@ def main(argv):
             "student_learning_rate": _flag("student-learning-rate"),
             "schedule": "Adam, cosine decay to 0",
             "batch_size": _flag("batch-size"),
+            "loss": _flag("loss"),
             "temperature": _flag("temperature"),
             "alpha": _flag("alpha"),
             "soft_targets": "cached, teacher on the unaugmented training set",

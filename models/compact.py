@@ -7,7 +7,7 @@ chain of two matrix products, so every runtime runs it at its BLAS floor.
 
 import keras
 
-from models import _checks
+from models import checks
 
 DEFAULT_INPUT_SHAPE = (28, 28, 1)
 DEFAULT_NUM_CLASSES = 10
@@ -47,9 +47,9 @@ def build_compact_student(
     >>> student.get_layer("hidden").units
     100
     """
-    hidden_units = _checks.check_positive_int("hidden_units", hidden_units)
-    num_classes = _checks.check_positive_int("num_classes", num_classes, 2)
-    input_shape = _checks.check_input_shape(input_shape)
+    hidden_units = checks.check_positive_int("hidden_units", hidden_units)
+    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    input_shape = checks.check_input_shape(input_shape)
 
     inputs = keras.Input(shape=input_shape, name="images")
     x = keras.layers.Flatten(name="flatten")(inputs)
