@@ -7,16 +7,22 @@ One training step (Hinton, Vinyals & Dean 2015):
          + Σ hint.weight * hint_loss                      (optional FitNets hints)
 
 Every loss is reduced the same way: per-example values times sample weights,
-summed, and divided by the GLOBAL batch size (the sum of the replicas' batch
-sizes). Under `tf.distribute` the gradients are summed across replicas, so
-the step, and every reported number, equals the single-device step at the same
-global batch.
+summed, and divided by a GLOBAL count (the sum over the replicas): the
+soft-target and hint losses by the number of examples in the step, the
+hard-label loss by the number of LABELLED examples in the step (0 labelled:
+it contributes 0). Unlabelled examples (`kdkeras.targets.UNLABELLED`, -1, or
+an all-zero one-hot row) and batches without labels train on the soft
+targets alone. Under `tf.distribute` the gradients are summed across
+replicas, so the step, and every reported number, equals the single-device
+step at the same global batch.
 """
 
 import numbers
+import sys
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 from keras.src.trainers.data_adapters.data_adapter_utils import (
@@ -29,8 +35,10 @@ from kdkeras import losses as losses_lib
 from kdkeras import soft_targets
 from kdkeras import xla
 from kdkeras.distribute import multi_worker
+from kdkeras.targets import LABELS_KEY
+from kdkeras.targets import TEACHER_LOGITS_KEY
+from kdkeras.targets import UNLABELLED
 from kdkeras.targets import split_targets
-
 
 
 def _check_model(model, argument):
@@ -143,6 +151,10 @@ class Distiller(keras.Model):
     Batches are `(x, y)` or `(x, y, sample_weight)`. `y` may also be a dict
     `{"labels": y, "teacher_logits": logits}` carrying cached soft targets
     (see `kdkeras.soft_targets`); the teacher then does not run at all.
+    Labels are optional: batches of `x` alone (or a dict without "labels")
+    train on the soft targets alone (`alpha=0`), and in a partly labelled
+    batch an unlabelled example has the label `kdkeras.targets.UNLABELLED`
+    (-1), or an all-zero row for one-hot labels.
 
     Args:
         student: The `keras.Model` to train; outputs logits.
@@ -165,7 +177,8 @@ class Distiller(keras.Model):
     >>> y = np.random.default_rng(1).integers(0, 3, size=32)
     >>> history = distiller.fit(x, y, epochs=1, verbose=0)
     >>> sorted(history.history)
-    ['accuracy', 'distillation_loss', 'loss', 'student_loss']
+    ['accuracy', 'distillation_loss', 'loss', 'student_loss', 'teacher_agreement']
+    >>> loss, accuracy = distiller.evaluate(x, y, verbose=0)  # as in keras.io
     """
 
     def __init__(self, student=None, teacher=None, hints=None, **kwargs):
@@ -230,7 +243,7 @@ class Distiller(keras.Model):
         student_loss_fn=None,
         distillation_loss_fn=None,
         alpha=0.1,
-        temperature=3.0,
+        temperature=None,
         jit_compile="auto",
         **kwargs,
     ):
@@ -238,16 +251,28 @@ class Distiller(keras.Model):
 
         Args:
             optimizer: Optimizer (instance or name) for the student.
-            metrics: Metrics of the student against the labels.
+            metrics: Metrics of the student against the labels (over the
+                labelled examples only). Besides them, the history reports
+                `loss`, `student_loss` (mean over labelled examples; 0 when
+                none was labelled), `distillation_loss`, `hint_loss` (with
+                hints) and `teacher_agreement` (fraction of examples whose
+                student top-1 class is the teacher's, sample-weighted).
             student_loss_fn: Loss between labels and student logits. Defaults
                 to `SparseCategoricalCrossentropy(from_logits=True)`.
             distillation_loss_fn: None (default) uses the fused, stable
-                `kdkeras.losses.kd_loss`. Otherwise a Keras loss called as in
-                the keras.io example, on `softmax(teacher/T)` and
-                `softmax(student/T)`, and multiplied by `T²`.
+                `kdkeras.losses.kd_loss`. A
+                `kdkeras.losses.LogitsDistillationLoss` (`KnowledgeDistillation`,
+                `DKD`, `DIST`) is called on the raw logits with its own
+                temperature. Any other Keras loss is called as in the keras.io
+                example, on `softmax(teacher/T)` and `softmax(student/T)`, and
+                multiplied by `T²`.
             alpha: Weight in [0, 1] of the student (hard-label) loss; the
-                soft-target loss gets `1 - alpha`.
-            temperature: Softmax temperature `T > 0`.
+                soft-target loss gets `1 - alpha`. Must be 0 to train on
+                batches without labels.
+            temperature: Softmax temperature `T` in
+                [`kdkeras.losses.MIN_TEMPERATURE`, `MAX_TEMPERATURE`]
+                (default 3.0). With a `LogitsDistillationLoss`, leave it
+                unset (the loss's own temperature is used) or give the same.
             jit_compile: `True`, `False` or `"auto"`: XLA unless running
                 eagerly, under a multi-replica strategy, with op determinism
                 enabled, or with a layer that does not support XLA; on a
@@ -259,7 +284,9 @@ class Distiller(keras.Model):
                 `steps_per_execution`, `run_eagerly`).
         """
         self.alpha = _check_fraction(alpha, "alpha")
-        self.temperature = losses_lib._check_temperature(temperature)
+        self.temperature = _resolve_temperature(
+            temperature, distillation_loss_fn
+        )
         if student_loss_fn is None:
             student_loss_fn = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True
@@ -289,12 +316,14 @@ class Distiller(keras.Model):
             optimizer=optimizer, metrics=metrics, jit_compile=jit_compile,
             **kwargs,
         )
-        names = ["loss", "student_loss", "distillation_loss"]
+        names = ["student_loss", "distillation_loss"]
         if self.hints:
             names.append("hint_loss")
+        names.append("teacher_agreement")
         self._loss_trackers = {
             name: keras.metrics.Mean(name=name) for name in names
         }
+        self._blended_loss = _BlendedLoss(self._blend_losses)
 
     def _auto_jit_compile(self, run_eagerly):
         if run_eagerly:
@@ -337,6 +366,10 @@ class Distiller(keras.Model):
 
     @property
     def jit_compile(self):
+        if getattr(self, "_building_step_function", False):
+            # Keras' step function stays out of XLA: the label check runs
+            # before the step, which `_xla_steps` compiles (`make_train_function`).
+            return False
         if self._jit_compile is None:
             self._jit_compile = self._auto_jit_compile(False)
         return self._jit_compile
@@ -357,10 +390,26 @@ class Distiller(keras.Model):
         trackers = getattr(self, "_loss_trackers", None)
         if trackers is None:
             return super().metrics
-        metrics = list(trackers.values())
-        if self._compile_metrics is not None:
+        metrics = [self._blended_loss] + list(trackers.values())
+        # Compiled metrics are built from the first labelled batch; without
+        # labels there is nothing to report for them.
+        if self._compile_metrics is not None and self._compile_metrics.built:
             metrics.append(self._compile_metrics)
         return metrics
+
+    def _blend_losses(self):
+        """The reported `loss`: the parts' means, blended as in the step."""
+        results = {
+            name: tracker.result()
+            for name, tracker in self._loss_trackers.items()
+        }
+        loss = (
+            self.alpha * results["student_loss"]
+            + (1.0 - self.alpha) * results["distillation_loss"]
+        )
+        if "hint_loss" in results:
+            loss = loss + results["hint_loss"]
+        return loss
 
     def get_compile_config(self):
         if not getattr(self, "_compile_arguments", None):
@@ -383,6 +432,34 @@ class Distiller(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
+    def _check_array_labels(self, y):
+        """Eager range check of NumPy / tensor labels: a one-line error.
+
+        The same error type as the in-graph check (`_checked_labels`), which
+        guards every other input (datasets, generators).
+        """
+        labels, _ = split_targets(y)
+        if labels is None or not hasattr(labels, "shape"):
+            return
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iuf" or not labels.size:
+            return
+        if not self._sparse_labels(labels):
+            return
+        classes = self._num_classes()
+        invalid = ~(labels >= UNLABELLED)  # NaN included
+        if classes:
+            invalid |= labels >= classes
+        if invalid.any():
+            value = labels[invalid].flat[0]
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"Received a label value of {value} which is outside the "
+                f"valid range of [0, {classes}) (or {UNLABELLED}, an "
+                "unlabelled example).",
+            )
+
     # ----------------------------------------------------------------- steps
 
     def call(self, inputs, training=None):
@@ -390,7 +467,134 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = split_targets(y)
-        return super().compute_metrics(x, labels, y_pred, sample_weight)
+        if labels is not None:
+            loss_labels, mask, _ = self._label_parts(labels)
+            self._update_compiled_metrics(
+                loss_labels, y_pred, mask, sample_weight
+            )
+        return self.get_metrics_result()
+
+    def _update_compiled_metrics(self, labels, y_pred, mask, sample_weight):
+        """Compiled metrics over the labelled examples (`mask`) only."""
+        compiled = self._compile_metrics
+        if compiled is None:
+            return
+        if not compiled.built:
+            compiled.build(labels, y_pred)
+        weight = mask
+        if sample_weight is not None:
+            weight = mask * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        # Keras passes no sample weight to `metrics`; the mask must reach them.
+        for metrics in compiled._flat_metrics:
+            if metrics:
+                metrics.update_state(labels, y_pred, sample_weight=mask)
+        for metrics in compiled._flat_weighted_metrics:
+            if metrics:
+                metrics.update_state(labels, y_pred, sample_weight=weight)
+
+    # ---------------------------------------------------------------- labels
+
+    def _num_classes(self):
+        shape = _known_shape(self.student, "output_shape")
+        return shape[-1] if shape else None
+
+    def _sparse_labels(self, labels):
+        """Whether `labels` are class indices (else one-hot / soft rows)."""
+        rank = len(labels.shape)
+        if rank <= 1:
+            return True
+        return rank == 2 and labels.shape[-1] == 1 and self._num_classes() != 1
+
+    def _label_parts(self, labels):
+        """`(labels for the loss, labelled mask, target classes)`.
+
+        Unlabelled examples get class 0 in the loss's labels (their loss is
+        masked out), mask 0, and target class `UNLABELLED`.
+        """
+        labels = ops.convert_to_tensor(labels)
+        if self._sparse_labels(labels):
+            labelled = labels >= 0
+            loss_labels = ops.where(labelled, labels, ops.zeros_like(labels))
+            flat = ops.reshape(labels, (-1,))
+            mask = ops.cast(flat >= 0, "float32")
+            targets = ops.cast(flat, "int32")
+        else:
+            flat_labelled = ops.any(ops.not_equal(labels, 0), axis=-1)
+            if len(flat_labelled.shape) > 1:
+                flat_labelled = ops.reshape(flat_labelled, (-1,))
+            loss_labels = labels
+            mask = ops.cast(flat_labelled, "float32")
+            targets = ops.where(
+                flat_labelled,
+                ops.cast(ops.argmax(labels, axis=-1), "int32"),
+                UNLABELLED,
+            )
+        return loss_labels, mask, targets
+
+    def _checked_labels(self, labels):
+        """`labels`, after an in-graph check that every class index is valid.
+
+        Runs outside XLA (which drops assertions, and on CPU turns an
+        out-of-range label into a NaN loss), so the error is the same with
+        any `jit_compile`.
+        """
+        if labels is None:
+            return None
+        labels = ops.convert_to_tensor(labels)
+        if not self._sparse_labels(labels):
+            return labels
+        classes = self._num_classes()
+        valid = labels >= UNLABELLED
+        if classes:
+            valid = ops.logical_and(valid, labels < classes)
+        flat_valid = ops.reshape(valid, (-1,))
+        invalid = tf.boolean_mask(ops.reshape(labels, (-1,)), ~flat_valid)
+        upper = classes if classes else "classes"
+        check = tf.debugging.Assert(
+            ops.all(flat_valid),
+            [
+                "Received a label value outside the valid range of "
+                f"[0, {upper}) (or {UNLABELLED}, an unlabelled example). "
+                "Labels out of range:",
+                invalid,
+            ],
+            summarize=5,
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(labels)
+
+    def _check_array_labels(self, y):
+        """Eager range check of NumPy / tensor labels: a one-line error.
+
+        The same error type as the in-graph check (`_checked_labels`), which
+        guards every other input (datasets, generators).
+        """
+        labels, _ = split_targets(y)
+        if labels is None or not hasattr(labels, "shape"):
+            return
+        labels = np.asarray(labels)
+        if labels.dtype.kind not in "iuf" or not labels.size:
+            return
+        if not self._sparse_labels(labels):
+            return
+        classes = self._num_classes()
+        invalid = ~(labels >= UNLABELLED)  # NaN included
+        if classes:
+            invalid |= labels >= classes
+        if invalid.any():
+            value = labels[invalid].flat[0]
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                f"Received a label value of {value} which is outside the "
+                f"valid range of [0, {classes}) (or {UNLABELLED}, an "
+                "unlabelled example).",
+            )
+
+    # ----------------------------------------------------------------- steps
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
 
     def _teacher_outputs(self, x, teacher_logits):
         """Teacher logits (and hint features) for a batch, never trained."""
@@ -403,26 +607,35 @@ class Distiller(keras.Model):
             outputs[0] = ops.stop_gradient(teacher_logits)
         return outputs[0], outputs[1:]
 
-    def _loss_parts(self, x, labels, teacher_logits, sample_weight, training):
-        """Weighted per-example loss parts and the student logits."""
+    def _step_losses(self, x, labels, teacher_logits, sample_weight, training):
+        """The step's loss and the per-example values the metrics report."""
         teacher_logits, teacher_features = self._teacher_outputs(
             x, teacher_logits
         )
         outputs = self._forward.student(x, training=training)
         outputs = outputs if self.hints else [outputs]
         student_logits, student_features = outputs[0], outputs[1:]
-        parts = {
-            "student_loss": _per_example(
-                self.student_loss_fn, labels, student_logits
-            ),
-            "distillation_loss": self._distillation_per_example(
-                teacher_logits, student_logits
-            ),
-        }
-        total = (
-            self.alpha * parts["student_loss"]
-            + (1.0 - self.alpha) * parts["distillation_loss"]
+        batch = ops.shape(student_logits)[0]
+        if sample_weight is None:
+            weight = ops.ones((batch,), "float32")
+        else:
+            weight = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        if labels is None:
+            loss_labels, targets = None, None
+            mask = ops.zeros((batch,), "float32")
+            student_values = mask
+        else:
+            loss_labels, mask, targets = self._label_parts(labels)
+            student_values = mask * _per_example(
+                self.student_loss_fn, loss_labels, student_logits
+            )
+        distillation_values, batch_term = self._distillation(
+            teacher_logits, student_logits, targets, sample_weight
         )
+        values = {
+            "student_loss": weight * student_values,
+            "distillation_loss": weight * distillation_values,
+        }
         if self.hints:
             hint_total = 0.0
             for hint, projection, student_feature, teacher_feature in zip(
@@ -435,19 +648,51 @@ class Distiller(keras.Model):
                         teacher_feature, ops.cast(student_feature, "float32")
                     )
                 )
-            parts["hint_loss"] = hint_total
-            total = total + hint_total
-        parts["loss"] = total
-        if sample_weight is not None:
-            weight = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
-            parts = {key: value * weight for key, value in parts.items()}
-        return parts, student_logits
+            values["hint_loss"] = weight * hint_total
 
-    def _distillation_per_example(self, teacher_logits, student_logits):
-        if self.distillation_loss_fn is None:
+        local_examples = ops.cast(batch, "float32")
+        examples = _global_sum(local_examples)
+        labelled = _global_sum(ops.sum(mask))
+        soft = ops.sum(values["distillation_loss"]) / examples
+        if batch_term is not None:
+            # A batch-level term (DIST's intra-class correlation), computed
+            # over the global batch: each replica adds its share of it.
+            soft = soft + batch_term * local_examples / examples
+            values["distillation_loss"] = values["distillation_loss"] + batch_term
+        loss = self.alpha * tf.math.divide_no_nan(
+            ops.sum(values["student_loss"]), labelled
+        ) + (1.0 - self.alpha) * soft
+        if self.hints:
+            loss = loss + ops.sum(values["hint_loss"]) / examples
+        return {
+            "loss": loss,
+            "values": values,
+            "mask": mask,
+            "labels": loss_labels,
+            "student_logits": student_logits,
+            "teacher_logits": teacher_logits,
+            "sample_weight": sample_weight,
+        }
+
+    def _distillation(self, teacher_logits, student_logits, targets,
+                      sample_weight):
+        """Per-example soft-target values and a batch-level term (or None)."""
+        loss_fn = self.distillation_loss_fn
+        if loss_fn is None:
             return losses_lib.kd_loss_per_example(
                 teacher_logits, student_logits, self.temperature
+            ), None
+        if isinstance(loss_fn, losses_lib.LogitsDistillationLoss):
+            values = ops.cast(
+                loss_fn.per_example(teacher_logits, student_logits, targets),
+                "float32",
             )
+            batch_term = loss_fn.batch_loss(
+                teacher_logits, student_logits, sample_weight
+            )
+            if batch_term is not None:
+                batch_term = ops.cast(batch_term, "float32")
+            return values, batch_term
         soft_targets = ops.softmax(
             ops.cast(teacher_logits, "float32") / self.temperature, axis=-1
         )
@@ -455,42 +700,129 @@ class Distiller(keras.Model):
             ops.cast(student_logits, "float32") / self.temperature, axis=-1
         )
         return self.temperature**2 * _per_example(
-            self.distillation_loss_fn, soft_targets, soft_predictions
-        )
+            loss_fn, soft_targets, soft_predictions
+        ), None
 
-    def _update_trackers(self, parts):
-        for name, tracker in self._loss_trackers.items():
-            tracker.update_state(parts[name])
+    def _update_metrics(self, step):
+        values, mask = step["values"], step["mask"]
+        trackers = self._loss_trackers
+        trackers["student_loss"].update_state(
+            values["student_loss"], sample_weight=mask
+        )
+        trackers["distillation_loss"].update_state(values["distillation_loss"])
+        if "hint_loss" in trackers:
+            trackers["hint_loss"].update_state(values["hint_loss"])
+        agreement = ops.cast(
+            ops.equal(
+                ops.argmax(step["student_logits"], axis=-1),
+                ops.argmax(step["teacher_logits"], axis=-1),
+            ),
+            "float32",
+        )
+        sample_weight = step["sample_weight"]
+        if sample_weight is not None:
+            sample_weight = ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
+        trackers["teacher_agreement"].update_state(
+            agreement, sample_weight=sample_weight
+        )
+        if step["labels"] is not None:
+            self._update_compiled_metrics(
+                step["labels"], step["student_logits"], mask, sample_weight
+            )
+
+    def _train_core(self, x, labels, teacher_logits, sample_weight):
+        with tf.GradientTape() as tape:
+            step = self._step_losses(
+                x, labels, teacher_logits, sample_weight, training=True
+            )
+            scaled_loss = self.optimizer.scale_loss(step["loss"])
+        trainable_variables = self.trainable_variables
+        gradients = tape.gradient(scaled_loss, trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, trainable_variables))
+        self._update_metrics(step)
+        return self.get_metrics_result()
+
+    def _test_core(self, x, labels, teacher_logits, sample_weight):
+        step = self._step_losses(
+            x, labels, teacher_logits, sample_weight, training=False
+        )
+        self._update_metrics(step)
+        return self.get_metrics_result()
 
     def train_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         labels, teacher_logits = split_targets(y)
+        if labels is None and self.alpha > 0:
+            raise ValueError(_alpha_without_labels_message(self.alpha))
         if teacher_logits is not None:
             # At trace time: cached targets are wrong for augmented inputs.
             soft_targets.check_no_augmentation(student=self.student)
-        with tf.GradientTape() as tape:
-            parts, student_logits = self._loss_parts(
-                x, labels, teacher_logits, sample_weight, training=True
-            )
-            loss = ops.sum(parts["loss"]) / _global_batch_size(parts["loss"])
-            scaled_loss = self.optimizer.scale_loss(loss)
-        trainable_variables = self.trainable_variables
-        gradients = tape.gradient(scaled_loss, trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, trainable_variables))
-        self._update_trackers(parts)
-        return self.compute_metrics(x, labels, student_logits, sample_weight)
+        labels = self._checked_labels(labels)
+        step = getattr(self, "_xla_steps", {}).get("train", self._train_core)
+        return step(x, labels, teacher_logits, sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         labels, teacher_logits = split_targets(y)
-        parts, student_logits = self._loss_parts(
-            x, labels, teacher_logits, sample_weight, training=False
+        labels = self._checked_labels(labels)
+        step = getattr(self, "_xla_steps", {}).get("test", self._test_core)
+        return step(x, labels, teacher_logits, sample_weight)
+
+    def _make_step_function(self, kind, make, force):
+        """Keras' step function without XLA, around an XLA-compiled step."""
+        steps = dict(getattr(self, "_xla_steps", {}))
+        steps.pop(kind, None)
+        if self.jit_compile and not self.run_eagerly:
+            core = self._train_core if kind == "train" else self._test_core
+            steps[kind] = tf.function(
+                core, jit_compile=True, reduce_retracing=True
+            )
+        self._xla_steps = steps
+        self._building_step_function = True
+        try:
+            return make(force=force)
+        finally:
+            self._building_step_function = False
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        return self._make_step_function(
+            "train", super().make_train_function, force
         )
-        self._update_trackers(parts)
-        return self.compute_metrics(x, labels, student_logits, sample_weight)
+
+    def make_test_function(self, force=False):
+        if self.test_function is not None and not force:
+            return self.test_function
+        return self._make_step_function(
+            "test", super().make_test_function, force
+        )
+
+    # ------------------------------------------------------ fit and evaluate
+
+    def _forget_steps_traced_without_labels(self, x, y, function):
+        """Drops a step function traced before the compiled metrics existed.
+
+        Keras builds them (creating variables) in the first trace of a step
+        that sees labels, which a `tf.function` allows only on its first
+        call: a step first traced on unlabelled data is traced anew.
+        """
+        compiled = self._compile_metrics
+        if (
+            compiled is not None
+            and not compiled.built
+            and _has_labels(x, y) is not False
+        ):
+            setattr(self, function, None)
 
     def fit(self, x=None, y=None, **kwargs):
         """`keras.Model.fit`, also under MultiWorkerMirroredStrategy.
+
+        Without labels (`fit(x)`, `fit(x, None)`, a dataset of `x` alone or
+        of `(x, {TEACHER_LOGITS_KEY: t})`) the student trains on the soft
+        targets alone, which needs `alpha=0`. Empty data is refused.
+        `verbose="auto"` (the default) shows Keras' live progress bar in a
+        terminal and one line per epoch otherwise (logs, CI, pipes).
 
         Keras 3's own `fit` fails under MultiWorkerMirroredStrategy
         (keras-team/keras#20585) and cannot resume a `BackupAndRestore`
@@ -498,11 +830,68 @@ class Distiller(keras.Model):
         loop in `kdkeras.distribute.multi_worker` (see BUILD.md), the others through
         Keras' `fit` unchanged.
         """
+        _check_not_empty(x)
+        self._check_array_labels(y)
+        if self.alpha > 0 and _has_labels(x, y) is False:
+            raise ValueError(_alpha_without_labels_message(self.alpha))
+        kwargs["verbose"] = _resolve_verbose(kwargs.get("verbose", "auto"))
+        self._forget_steps_traced_without_labels(x, y, "train_function")
         if multi_worker.needs_multi_worker_fit(
             self.distribute_strategy, kwargs.get("callbacks")
         ):
             return multi_worker.fit(self, x, y, **kwargs)
-        return super().fit(x, y, **kwargs)
+        steps_before = _optimizer_steps(self)
+        history = super().fit(x, y, **kwargs)
+        epochs = kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0)
+        if epochs > 0 and _optimizer_steps(self) == steps_before:
+            raise ValueError(
+                "`x` must yield at least one batch: no training step ran. "
+                "Received: an empty input"
+            )
+        return history
+
+    def evaluate(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict=False,
+        **kwargs,
+    ):
+        """`keras.Model.evaluate`, returning what plain Keras returns.
+
+        With `return_dict=False` (the default): the loss, followed by the
+        compiled metrics in order (a scalar if there are none), as for any
+        Keras model, so `loss, accuracy = distiller.evaluate(x, y)` works as
+        in the keras.io example. With `return_dict=True`, also the loss
+        parts and `teacher_agreement`. On unlabelled data the loss is the
+        distillation loss (`alpha` times an empty hard-label loss, 0).
+        """
+        _check_not_empty(x)
+        self._check_array_labels(y)
+        self._forget_steps_traced_without_labels(x, y, "test_function")
+        logs = super().evaluate(
+            x,
+            y,
+            batch_size=batch_size,
+            verbose=_resolve_verbose(verbose),
+            sample_weight=sample_weight,
+            steps=steps,
+            callbacks=callbacks,
+            return_dict=True,
+            **kwargs,
+        )
+        if return_dict:
+            return logs
+        parts = set(self._loss_trackers) | {"loss"}
+        results = [logs["loss"]] + [
+            value for name, value in logs.items() if name not in parts
+        ]
+        return results[0] if len(results) == 1 else results
 
     # ---------------------------------------------------------- serialisation
 
@@ -526,10 +915,111 @@ class Distiller(keras.Model):
         return cls(**config)
 
 
-def _global_batch_size(per_example):
-    """The number of examples in this step across all replicas, as float32."""
-    local = ops.cast(ops.shape(per_example)[0], "float32")
+def _global_sum(value):
+    """Sum of a float32 scalar over the replicas of this step."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
-        return local
-    return context.all_reduce(tf.distribute.ReduceOp.SUM, local)
+        return value
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _resolve_temperature(temperature, distillation_loss_fn):
+    if isinstance(distillation_loss_fn, losses_lib.LogitsDistillationLoss):
+        own = distillation_loss_fn.temperature
+        if temperature is not None and (
+            losses_lib.check_temperature(temperature) != own
+        ):
+            raise ValueError(
+                "`temperature` must be left unset (or equal the loss's) with a "
+                f"{type(distillation_loss_fn).__name__} distillation loss, "
+                f"which carries its own (temperature={own}). "
+                f"Received: temperature={temperature}"
+            )
+        return own
+    if temperature is None:
+        return 3.0
+    return losses_lib.check_temperature(temperature)
+
+
+def _alpha_without_labels_message(alpha):
+    return (
+        "`alpha` must be 0 when training without labels (batches of `x` "
+        f"alone, or of `(x, {{'{TEACHER_LOGITS_KEY}': t}})` without "
+        f"'{LABELS_KEY}'): the hard-label loss has no labels. "
+        f"Received: alpha={alpha}"
+    )
+
+
+def _has_labels(x, y):
+    """False if the data certainly has no labels; True or None otherwise."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        if not isinstance(spec, tuple) or len(spec) < 2:
+            return False
+        labels, _ = split_targets(spec[1])
+        return labels is not None
+    if y is not None:
+        labels, _ = split_targets(y)
+        return labels is not None
+    if x is not None and all(
+        hasattr(value, "shape") for value in tf.nest.flatten(x)
+    ):
+        return False  # arrays or tensors without `y`
+    return None  # a generator or PyDataset: checked when the step is traced
+
+
+def _check_not_empty(x):
+    if isinstance(x, tf.data.Dataset):
+        if int(x.cardinality()) == 0:
+            raise ValueError(
+                "`x` must yield at least one batch. Received: an empty "
+                "tf.data.Dataset (cardinality 0)"
+            )
+        return
+    if x is None:
+        return
+    for value in tf.nest.flatten(x):
+        shape = getattr(value, "shape", None)
+        if shape is not None and len(shape) and shape[0] == 0:
+            raise ValueError(
+                "`x` must hold at least one example. "
+                f"Received: x with shape {tuple(shape)}"
+            )
+
+
+def _optimizer_steps(model):
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
+    return int(optimizer.iterations.numpy())
+
+
+def _stdout_is_terminal():
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _resolve_verbose(verbose):
+    """Keras' "auto" (1), except off a terminal: one line per epoch (2)."""
+    if verbose == "auto":
+        return 1 if _stdout_is_terminal() else 2
+    return verbose
+
+
+class _BlendedLoss(keras.metrics.Metric):
+    """The reported `loss`, derived from the part-loss trackers' results."""
+
+    def __init__(self, blend, name="loss"):
+        super().__init__(name=name)
+        self._blend = blend
+
+    def update_state(self, *args, **kwargs):
+        pass
+
+    def reset_state(self):
+        pass
+
+    def result(self):
+        return self._blend()

@@ -41,3 +41,63 @@ def dense_relu_logits(model, x):
     k1, b1 = (w.numpy().astype(np.float64) for w in dense[0].weights)
     k2, b2 = (w.numpy().astype(np.float64) for w in dense[1].weights)
     return np.maximum(x.astype(np.float64) @ k1 + b1, 0.0) @ k2 + b2
+
+
+def softmax(logits):
+    return np.exp(log_softmax(logits))
+
+
+def dkd_loss_per_example(teacher_logits, student_logits, targets, alpha, beta,
+                         temperature):
+    """Decoupled KD (Zhao et al. 2022) per example, float64, written as in
+    mdistiller's `dkd_loss` but with the target class removed exactly."""
+    teacher = np.asarray(teacher_logits, np.float64) / temperature
+    student = np.asarray(student_logits, np.float64) / temperature
+    rows = np.arange(len(targets))
+    p, q = softmax(teacher), softmax(student)
+    binary_p = np.stack([p[rows, targets], 1.0 - p[rows, targets]], axis=1)
+    binary_q = np.stack([q[rows, targets], 1.0 - q[rows, targets]], axis=1)
+    tckd = (binary_p * (np.log(binary_p) - np.log(binary_q))).sum(axis=1)
+    nckd = np.zeros(len(targets))
+    for i, target in enumerate(targets):
+        others = np.delete(np.arange(teacher.shape[1]), target)
+        p_others = softmax(teacher[i, others])
+        log_q_others = log_softmax(student[i, others])
+        nckd[i] = (p_others * (np.log(p_others) - log_q_others)).sum()
+    return temperature**2 * (alpha * tckd + beta * nckd)
+
+
+def _pearson(a, b, weight=None, epsilon=1e-8):
+    """Pearson correlation along axis 0 (weighted), as DIST's code computes it."""
+    weight = np.ones(len(a)) if weight is None else np.asarray(weight, np.float64)
+    weight = weight.reshape((-1,) + (1,) * (a.ndim - 1))
+    a = a - (weight * a).sum(axis=0) / weight.sum()
+    b = b - (weight * b).sum(axis=0) / weight.sum()
+    norms = np.sqrt((weight * a * a).sum(axis=0)) * np.sqrt((weight * b * b).sum(axis=0))
+    return (weight * a * b).sum(axis=0) / (norms + epsilon)
+
+
+def dist_inter_per_example(teacher_logits, student_logits, temperature):
+    """DIST inter-class term per example, float64: T² (1 − ρ over classes)."""
+    p = softmax(np.asarray(teacher_logits, np.float64) / temperature)
+    q = softmax(np.asarray(student_logits, np.float64) / temperature)
+    return temperature**2 * (1.0 - _pearson(q.T, p.T))
+
+
+def dist_intra(teacher_logits, student_logits, temperature, sample_weight=None):
+    """DIST intra-class term over the batch, float64: T² (1 − mean_c ρ)."""
+    p = softmax(np.asarray(teacher_logits, np.float64) / temperature)
+    q = softmax(np.asarray(student_logits, np.float64) / temperature)
+    return temperature**2 * (1.0 - _pearson(q, p, sample_weight).mean())
+
+
+def numerical_gradient(function, values, step=1e-6):
+    """Central-difference gradient of a scalar float64 function."""
+    values = np.asarray(values, np.float64)
+    gradient = np.zeros_like(values)
+    for index in np.ndindex(values.shape):
+        up, down = values.copy(), values.copy()
+        up[index] += step
+        down[index] -= step
+        gradient[index] = (function(up) - function(down)) / (2 * step)
+    return gradient

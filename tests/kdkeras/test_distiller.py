@@ -103,8 +103,9 @@ def test_history_reports_loss_parts_and_student_metrics(jit_compile):
     history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0,
                             validation_data=(x, y))
     assert set(history.history) == {
-        "loss", "student_loss", "distillation_loss", "accuracy",
-        "val_loss", "val_student_loss", "val_distillation_loss", "val_accuracy"}
+        "loss", "student_loss", "distillation_loss", "teacher_agreement", "accuracy",
+        "val_loss", "val_student_loss", "val_distillation_loss",
+        "val_teacher_agreement", "val_accuracy"}
     for prefix in ("", "val_"):
         for epoch in range(2):
             total = history.history[f"{prefix}loss"][epoch]
@@ -300,7 +301,7 @@ def test_distiller_saves_loads_and_resumes_exactly(tmp_path):
     assert int(resumed.optimizer.iterations) == 4
     history = resumed.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
     assert set(history.history) == {"loss", "student_loss", "distillation_loss",
-                                    "accuracy"}
+                                    "teacher_agreement", "accuracy"}
     for a, b in zip(uninterrupted.student.get_weights(),
                     resumed.student.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
