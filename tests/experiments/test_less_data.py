@@ -17,12 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _run(*arguments):
+    command = [sys.executable, "-m", "experiments.less_data", *arguments]
     return subprocess.run(
-        [sys.executable, "-m", "experiments.less_data", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300
     )
 
 
