@@ -189,7 +189,7 @@ def select_labelled(labels, fraction, seed):
     order = np.argsort(-(shares - kept), kind="stable")
     kept[order[:remainder]] += 1
     indices = []
-    for label, count in zip(classes, kept):
+    for label, count in zip(classes, kept, strict=True):
         members = np.flatnonzero(labels == label)
         rng = np.random.default_rng([seed, int(label)])
         indices.append(members[rng.permutation(len(members))[:count]])
@@ -458,7 +458,7 @@ def goals(result):
             ),
             "gain": statistics.fmean(distilled) - statistics.fmean(alone),
             "spread": _spread(alone) + _spread(distilled),
-            "seeds_better": sum(b > a for a, b in zip(alone, distilled)),
+            "seeds_better": sum(b > a for a, b in zip(alone, distilled, strict=True)),
         })
     return outcome
 
@@ -497,8 +497,9 @@ def render_markdown(result, command):
         f"`models.build_cnn_teacher()`, seed 0, trained on all "
         f"{result['train_size']} labelled training images "
         f"({result['teacher_recipe'].describe().rsplit(', T=', 1)[0]}). "
-        f"Student: `models.build_mlp_student(hidden_units={tuple(settings['student_units'])})`"
-        f" (784-{units}-10, {result['parameters']:,} parameters). Every "
+        "Student: `models.build_mlp_student(hidden_units="
+        f"{tuple(settings['student_units'])})` (784-{units}-10, "
+        f"{result['parameters']:,} parameters). Every "
         f"student run: **{settings['steps']} optimizer steps** of batch "
         f"{recipe.batch_size}, Adam {recipe.learning_rate:g}, "
         f"{recipe.schedule} schedule"
