@@ -463,6 +463,18 @@ def goals(result):
     return outcome
 
 
+def _meets(recovered):
+    """Whether `recovered` reaches the goal (exact shares up to rounding)."""
+    return recovered >= GOAL_RECOVERED - 1e-9
+
+
+def _share(recovered):
+    """`recovered` in percent, precise enough to show which side of the goal."""
+    if _meets(recovered) != (round(recovered, 2) >= GOAL_RECOVERED):
+        return f"{recovered:.2%}"
+    return f"{recovered:.0%}"
+
+
 def _percent(fraction):
     return f"{100 * fraction:g}%"
 
@@ -549,19 +561,20 @@ def render_markdown(result, command):
         recovered = goal["recovered"]
         recovered_text = (
             "n/a ((a) is not below the student on all labels)"
-            if recovered is None else f"**{recovered:.0%}**"
+            if recovered is None else f"**{_share(recovered)}**"
         )
         target = ""
         if goal["fraction"] == smallest and recovered is not None:
-            met = recovered >= GOAL_RECOVERED
+            met = _meets(recovered)
             target = (
                 f" (goal ≥ {GOAL_RECOVERED:.0%}: "
                 f"{'met' if met else 'NOT met'})"
             )
-        beyond = goal["gain"] > goal["spread"] and len(seeds) > 1
         if goal["gain"] <= 0:
             verdict = "no: (b) is not better than (a)"
-        elif beyond:
+        elif len(seeds) < 2:
+            verdict = "undecided: one seed has no spread"
+        elif goal["gain"] > goal["spread"]:
             verdict = "yes, beyond the seeds' spread"
         else:
             verdict = "a tie: the gain is within the seeds' spread"

@@ -133,3 +133,50 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     assert len(per_seed[0].split(", ")) == 2
     assert re.search(r"- 10% labels: \(c\) recovers .* of the accuracy", section)
     assert re.search(r"- 10% labels: \(b\) − \(a\) = [+-]\d+\.\d\d points", section)
+
+
+def _result(alone, distilled, unlabelled_too, all_labels):
+    from experiments.recipe import Recipe
+
+    def row(fraction, how, accuracy):
+        return {
+            "fraction": fraction, "how": how, "labelled": 10, "examples": 10,
+            "accuracy": accuracy, "agreement": accuracy, "seconds": [1.0] * 3,
+        }
+
+    return {
+        "settings": {"seeds": [0, 1, 2], "fractions": [0.03], "steps": 5,
+                     "student_units": [8]},
+        "seeds_done": [0, 1, 2], "recipe": Recipe(epochs=1, augment=False),
+        "teacher_recipe": Recipe(epochs=1, augment=False), "train_size": 100,
+        "test_size": 100, "parameters": 1, "teacher_cached": True,
+        "rows": [
+            row(None, "teacher (CNN), all labels", [0.95]),
+            row(None, "student alone, all labels", all_labels),
+            row(0.03, less_data.ALONE, alone),
+            row(0.03, less_data.DISTILLED, distilled),
+            row(0.03, less_data.UNLABELLED_TOO, unlabelled_too),
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "distilled, unlabelled_too, recovered, verdict",
+    [
+        ([0.85, 0.86, 0.84], [0.88, 0.89, 0.87], "**80%** of", "yes, beyond"),
+        ([0.85, 0.86, 0.84], [0.8797, 0.8797, 0.8797], "**79.70%** of", "yes"),
+        ([0.81, 0.83, 0.79], [0.87, 0.88, 0.86], "**70%** of", "a tie"),
+        ([0.79, 0.80, 0.78], [0.80, 0.80, 0.80], "**0%** of", "no: (b)"),
+    ],
+)
+def test_goals_are_judged_on_means_and_the_seeds_spread(
+    distilled, unlabelled_too, recovered, verdict
+):
+    # (a) 0.80 ± 0.01 and all labels 0.90: (c) at 0.88 recovers 80%.
+    result = _result([0.80, 0.81, 0.79], distilled, unlabelled_too, [0.9] * 3)
+    section = less_data.render_markdown(result, "python -m experiments.less_data")
+    assert f"(c) recovers {recovered} the accuracy difference" in section
+    met = "met" if recovered == "**80%** of" else "NOT met"
+    assert f"(goal ≥ 80%: {met})" in section
+    assert re.search(r"\(b\) − \(a\) = [+-]\d+\.\d\d points .*: " + re.escape(verdict),
+                     section)
