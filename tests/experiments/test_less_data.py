@@ -178,5 +178,5 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
     assert f"(c) recovers {recovered} the accuracy difference" in section
     met = "met" if recovered == "**80%** of" else "NOT met"
     assert f"(goal ≥ 80%: {met})" in section
-    assert re.search(r"\(b\) − \(a\) = [+-]\d+\.\d\d points .*: " + re.escape(verdict),
-                     section)
+    gain = r"\(b\) − \(a\) = [+-]\d+\.\d\d points .*: "
+    assert re.search(gain + re.escape(verdict), section)
