@@ -102,7 +102,7 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     output = tmp_path / "RESULTS.md"
     output.write_text("# Results\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
     completed = _run(
-        "--quick", "--fractions=0.1", "--seeds=0,1", f"--steps={steps}",
+        "--quick", "--fractions=0.1", f"--steps={steps}",
         f"--limit-train={train}", f"--limit-test={test}", f"--output={output}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -127,12 +127,14 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
         assert 0 <= mean_accuracy <= 100 and 0 <= float(agrees.split("±")[0]) <= 100
         assert mean_errors == pytest.approx(test * (1 - mean_accuracy / 100), abs=0.1)
         if how != "teacher (CNN), all labels":
-            assert "±" in accuracy  # two seeds
             assert float(passes) == pytest.approx(steps * 128 / int(examples), abs=0.05)
     per_seed = re.findall(r"^- 10%, \(a\) alone, labelled images: (.*)$", section, re.M)
-    assert len(per_seed[0].split(", ")) == 2
+    assert 0 <= float(per_seed[0]) <= 100  # one seed
     assert re.search(r"- 10% labels: \(c\) recovers .* of the accuracy", section)
-    assert re.search(r"- 10% labels: \(b\) − \(a\) = [+-]\d+\.\d\d points", section)
+    assert re.search(
+        r"- 10% labels: \(b\) − \(a\) = [+-]\d+\.\d\d points .*: "
+        r"(undecided: one seed has no spread|no: \(b\) is not better)", section
+    )
 
 
 def _result(alone, distilled, unlabelled_too, all_labels):
