@@ -142,14 +142,8 @@ def run(settings, log=print):
     # The teacher is the table's CNN teacher (all training data, all classes;
     # shared through --cache-dir). Only the student's transfer set omits a class.
     log(f"teacher: {teacher_recipe.epochs} epochs")
-    teacher, _ = training.cached_teacher(
-        training.teacher_cache_path(
-            settings["cache_dir"], "cnn_teacher", 0, teacher_recipe, len(x_train)
-        ),
-        lambda: models.build_cnn_teacher(seed=0, name="cnn_teacher_0"),
-        lambda model: training.train_classifier(
-            model, x_train, y_train, teacher_recipe, seed=0, jit_compile=False
-        ),
+    teacher, _ = training.cached_cnn_teacher(
+        settings["cache_dir"], teacher_recipe, x_train, y_train
     )
     transfer, held = split_transfer_set(y_train, omitted, settings["holdout"], settings["seed"])
     x_transfer, y_transfer = x_train[transfer], y_train[transfer]

@@ -213,3 +213,24 @@ def teacher_cache_path(cache_dir, kind, seed, recipe, train_size):
         f"_n{train_size}.keras"
     )
     return os.path.join(cache_dir, name)
+
+
+def cached_cnn_teacher(cache_dir, recipe, images, labels):
+    """The CNN teacher of seed 0 trained with `recipe`, cached in `cache_dir`.
+
+    `models.build_cnn_teacher(seed=0)` trained on `images` and `labels`
+    without XLA (its convolutions are slow under XLA on CPU), or loaded
+    from the file `teacher_cache_path` names.
+
+    Returns:
+        `(model, seconds)` as `cached_teacher`.
+    """
+    import models
+
+    return cached_teacher(
+        teacher_cache_path(cache_dir, "cnn_teacher", 0, recipe, len(images)),
+        lambda: models.build_cnn_teacher(seed=0, name="cnn_teacher_0"),
+        lambda model: train_classifier(
+            model, images, labels, recipe, seed=0, jit_compile=False
+        ),
+    )

@@ -32,6 +32,7 @@ MODULES = [
     "experiments.augment",
     "experiments.checks",
     "experiments.cli",
+    "experiments.less_data",
     "experiments.recipe",
     "experiments.report",
     "experiments.table_markdown",
