@@ -17,6 +17,7 @@ replicas, so the step, and every reported number, equals the single-device
 step at the same global batch.
 """
 
+import contextlib
 import numbers
 import sys
 import warnings
@@ -390,10 +391,27 @@ class Distiller(keras.Model):
             return super().metrics
         metrics = [self._blended_loss] + list(trackers.values())
         # Compiled metrics are built from the first labelled batch; without
-        # labels there is nothing to report for them.
-        if self._compile_metrics is not None and self._compile_metrics.built:
+        # labels (none yet, or none in the data of this call) there is
+        # nothing to report for them.
+        if (
+            self._compile_metrics is not None
+            and self._compile_metrics.built
+            and not getattr(self, "_data_without_labels", False)
+        ):
             metrics.append(self._compile_metrics)
         return metrics
+
+    @contextlib.contextmanager
+    def _labels_of(self, x, y, validation_data=None):
+        """Within: compiled metrics are left out if the data has no labels."""
+        previous = getattr(self, "_data_without_labels", False)
+        self._data_without_labels = (
+            _has_labels(x, y) is False and validation_data is None
+        )
+        try:
+            yield
+        finally:
+            self._data_without_labels = previous
 
     def _blend_losses(self):
         """The reported `loss`: the parts' means, blended as in the step."""
@@ -429,39 +447,6 @@ class Distiller(keras.Model):
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
-
-    def _check_array_labels(self, y):
-        """Eager range check of NumPy / tensor labels: a one-line error.
-
-        The same error type as the in-graph check (`_checked_labels`), which
-        guards every other input (datasets, generators).
-        """
-        labels, _ = split_targets(y)
-        if labels is None or not hasattr(labels, "shape"):
-            return
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "iuf" or not labels.size:
-            return
-        if not self._sparse_labels(labels):
-            return
-        classes = self._num_classes()
-        invalid = ~(labels >= UNLABELLED)  # NaN included
-        if classes:
-            invalid |= labels >= classes
-        if invalid.any():
-            value = labels[invalid].flat[0]
-            raise tf.errors.InvalidArgumentError(
-                None,
-                None,
-                f"Received a label value of {value} which is outside the "
-                f"valid range of [0, {classes}) (or {UNLABELLED}, an "
-                "unlabelled example).",
-            )
-
-    # ----------------------------------------------------------------- steps
-
-    def call(self, inputs, training=None):
-        return self.student(inputs, training=training)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = split_targets(y)
@@ -851,7 +836,8 @@ class Distiller(keras.Model):
         ):
             return multi_worker.fit(self, x, y, **kwargs)
         steps_before = _optimizer_steps(self)
-        history = super().fit(x, y, **kwargs)
+        with self._labels_of(x, y, kwargs.get("validation_data")):
+            history = super().fit(x, y, **kwargs)
         epochs = kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0)
         if epochs > 0 and _optimizer_steps(self) == steps_before:
             raise ValueError(
@@ -884,17 +870,18 @@ class Distiller(keras.Model):
         _check_not_empty(x)
         self._check_array_labels(y)
         self._forget_steps_traced_without_labels(x, y, "test_function")
-        logs = super().evaluate(
-            x,
-            y,
-            batch_size=batch_size,
-            verbose=_resolve_verbose(verbose),
-            sample_weight=sample_weight,
-            steps=steps,
-            callbacks=callbacks,
-            return_dict=True,
-            **kwargs,
-        )
+        with self._labels_of(x, y):
+            logs = super().evaluate(
+                x,
+                y,
+                batch_size=batch_size,
+                verbose=_resolve_verbose(verbose),
+                sample_weight=sample_weight,
+                steps=steps,
+                callbacks=callbacks,
+                return_dict=True,
+                **kwargs,
+            )
         if return_dict:
             return logs
         parts = set(self._loss_trackers) | {"loss"}

@@ -362,3 +362,23 @@ def test_progress_is_one_line_per_epoch_off_a_terminal(monkeypatch):
 def test_progress_bar_is_live_in_a_terminal(monkeypatch):
     output = _fit_output(monkeypatch, terminal=True)
     assert "\r" in output or "\b" in output
+
+
+def test_unlabelled_fit_after_a_labelled_fit_reports_no_compiled_metric():
+    """Compiled metrics built by a labelled fit are not reported as 0.0 later."""
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 4)).astype("float32")
+    y = rng.integers(0, 3, 64)
+
+    def mlp(name):
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name=name)
+
+    distiller = kdkeras.Distiller(student=mlp("s"), teacher=mlp("t"))
+    distiller.compile(optimizer="adam", alpha=0.0, metrics=["accuracy"])
+    assert "accuracy" in distiller.fit(x, y, batch_size=32, verbose=0).history
+    unlabelled = distiller.fit(x, batch_size=32, verbose=0).history
+    assert "accuracy" not in unlabelled
+    assert "teacher_agreement" in unlabelled
+    logs = distiller.evaluate(x, verbose=0, return_dict=True)
+    assert "accuracy" not in logs
+    assert "accuracy" in distiller.evaluate(x, y, verbose=0, return_dict=True)
