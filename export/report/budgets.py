@@ -288,10 +288,11 @@ def check_budget(budget, results):
             {
                 "model": entry["model"],
                 "format": entry["format"],
+                "variant": entry.get("variant", entry["format"]),
                 "metric": metric,
                 "value": value,
                 "limit": limit,
-                "message": f"{entry['model']} {entry['format']}: {text} "
+                "message": f"{entry['model']} {entry.get('variant', entry['format'])}: {text} "
                 f"({_format(value)}{unit} vs limit {_format(limit)}{unit})",
             }
         )
@@ -308,10 +309,12 @@ def check_budget(budget, results):
                 {
                     "model": entry["model"],
                     "format": entry["format"],
+                    "variant": entry.get("variant", entry["format"]),
                     "metric": "measured",
                     "value": None,
                     "limit": None,
-                    "message": f"{entry['model']} {entry['format']}: not measured ({entry['error']})",
+                    "message": f"{entry['model']} {entry.get('variant', entry['format'])}: "
+                    f"not measured ({entry['error']})",
                 }
             )
             continue
