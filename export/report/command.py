@@ -376,6 +376,11 @@ def run(argv):
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.set_verbosity(logging.WARNING)
+        # TensorFlow's start-up lines (CUDA probing on a CPU machine) are written
+        # natively at import: dropped, so that an error stays one line.
+        with cli.captured_native_stderr():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
     # Everything the converters and runtimes print goes to stderr: stdout
     # carries only the JSON (with --json-only) or the list of files written.
     with cli.stdout_to_stderr():

@@ -184,6 +184,12 @@ def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
         (["--budget", "BUDGET:max_p99_ms: [1, 2\n"], "is not valid YAML"),
         (["--budget", "BUDGET:max_p99_msec: 3\n"], "Received: unknown key(s) max_p99_msec"),
         (["--budget", "BUDGET:max_p99_ms: {8: 1}\n"], "batch size 8, which is not in --batch-sizes"),
+        (["--budget", "BUDGET:max_size_mb: .nan\n"], "`max_size_mb` must be a finite number"),
+        (["--budget", "BUDGET:max_p99_ms: {1: .inf}\n"], "`max_p99_ms[1]` must be a finite number"),
+        (["--budget", "BUDGET:min_accuracy: yes\n"], "`min_accuracy` must be a number"),
+        (["--budget", "BUDGET:max_size_mb: 1\nminimise: speed\n"], "`minimise` must be one of"),
+        (["--variants", "tflite_int4"], "`--variants` must be distinct names from"),
+        (["--release-dir", "RELEASE"], "`--release-dir` must come with --budget"),
         (["--formats", "keras,pytorch"], "`--formats` must be distinct names from"),
         (["--batch-sizes", "0"], "`--batch-sizes` must be distinct positive integers"),
         (["--no-such-flag"], "Unknown command line flag 'no-such-flag'"),
@@ -194,6 +200,8 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
     for i, value in enumerate(extra):
         if value.startswith("BUDGET:"):
             extra[i] = _write(str(tmp_path), "budget.yaml", value[len("BUDGET:"):])
+        if value == "RELEASE":
+            extra[i] = str(tmp_path / "release")
     output = str(tmp_path / "never")
     completed = _run(["--teacher", inputs["teacher"], "--student", inputs["student"],
                       "--output-dir", output, *extra], timeout=120)
