@@ -244,7 +244,7 @@ def measure_artifacts(
         started = time.perf_counter()
         outcomes = worker.measure_interleaved(specs, scratch, rounds=rounds, timeout_s=timeout_s, on_step=on_step)
         wall_s = time.perf_counter() - started
-        for job, spec, runtime_path, outcome in zip(checked, specs, runtime_paths, outcomes):
+        for job, spec, runtime_path, outcome in zip(checked, specs, runtime_paths, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 continue
             if spec.get("outputs_path"):
@@ -337,11 +337,14 @@ def measure_artifact(
         A dict: `format`, `path`, `pid` (the child's), `runtime`, `timed_call`,
         `threads`, `runtime_settings`, `parameters`, `size_bytes`, `gzip_bytes`,
         `baseline_rss_bytes` (runtime imported, nothing loaded), `peak_rss_bytes`,
-        `latency` (per batch size as a string: `p50_ms`, `p90_ms`, `p99_ms`, `max_ms`,
-        `mean_ms`, `min_ms`, `throughput_sps`, `iterations`, `warmup_iterations`),
+        `latency` (per batch size as a string: `p50_ms`, `p90_ms`, `p95_ms`, `p99_ms`,
+        `max_ms`, `mean_ms`, `std_ms`, `min_ms`, `throughput_sps`, `iterations`,
+        `timed_s`, `warmup_iterations`, `validity` from `check_validity`),
         `alternatives` (other calls timed the same way, e.g. Keras `model.predict`),
         `samples_ms` (every timed sample), `accuracy` (None without `x`/`y`),
-        `accuracy_examples`, `load_s` (runtime import + artifact load, in the child),
+        `accuracy_examples`, `load_s` (runtime import + artifact load, in the child;
+        split into `import_s` and `init_s`), `first_inference_ms` (the first call after
+        loading, at `first_inference_batch_size`; not in the percentiles),
         `measurement_wall_s` (the whole measurement), `timing` (the settings above).
 
     Raises:

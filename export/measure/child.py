@@ -29,12 +29,11 @@ import platform
 import sys
 import time
 
+import numpy as np
+
 from export import runtimes
 from export.measure import environment
 from export.measure import timing
-
-
-import numpy as np
 
 
 def accuracy(runtime, x, y, chunk, outputs=None):

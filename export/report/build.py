@@ -224,7 +224,7 @@ def build_report(
         [student_path] if isinstance(student_path, (str, os.PathLike)) else list(student_path)
     )
     names = candidate_names(students)
-    sources = {"teacher": teacher_path, **dict(zip(names, students))}
+    sources = {"teacher": teacher_path, **dict(zip(names, students, strict=True))}
     roles = {name: ("teacher" if name == "teacher" else "student") for name in sources}
     variants = list(variants)
     unknown = [v for v in variants if v not in VARIANTS]
@@ -281,6 +281,11 @@ def build_report(
         results.append(entry)
         if bar:
             bar.advance()
+        if variant == "tflite_int8" and int8_misses(entry, budget):
+            if bar:
+                bar.step(f"{name} tflite_int8: per-layer quantisation error")
+            results.append(selective_entry(entry, models[name], artifacts, calibration,
+                                           (x, y) if labelled else None))
     # Every runtime of every model in one interleaved measurement, so that the
     # student/teacher and floor ratios are taken under the same machine conditions.
     jobs, owners = [], []
@@ -305,7 +310,7 @@ def build_report(
         )
     references = {}
     for entry in results:
-        runs = [outcome for owner, outcome in zip(owners, outcomes) if owner is entry]
+        runs = [outcome for owner, outcome in zip(owners, outcomes, strict=True) if owner is entry]
         if not runs:
             continue
         failed = [run for run in runs if isinstance(run, Exception)]
@@ -332,7 +337,7 @@ def build_report(
     add_pareto(results, batch_sizes)
     report = {
         "schema_version": SCHEMA_VERSION,
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": command,
         "environment": machine,
         "settings": {
@@ -380,6 +385,65 @@ def build_report(
     return report
 
 
+# Layers kept in float by the selective int8 variant: the worst by quantisation error.
+SELECTIVE_FLOAT_LAYERS = 2
+
+
+def int8_misses(entry, budget):
+    """Whether an int8 variant failed its parity check or misses the accuracy limits.
+
+    Judged on the converter's own verification on the held-out data (the sidecar's
+    `accuracy`), before anything is measured: `min_accuracy`, and `max_accuracy_drop`
+    against its own Keras model.
+    """
+    if entry.get("rejected"):
+        return True
+    accuracy = ((entry.get("export") or {}).get("parity") or {}).get("accuracy")
+    if entry.get("error") or budget is None or not accuracy:
+        return False
+    if "min_accuracy" in budget and not accuracy["exported"] >= budget["min_accuracy"]:
+        return True
+    drop = accuracy["keras"] - accuracy["exported"]
+    return "max_accuracy_drop" in budget and not drop <= budget["max_accuracy_drop"]
+
+
+def selective_entry(int8_entry, model, artifacts, calibration, labelled):
+    """Per-layer quantisation error of an int8 variant, and the selective variant.
+
+    Sets `int8_entry["layer_errors"]` (worst first, `export.report.layer_errors`) and
+    returns the entry of `tflite_int8_selective`: int8 with the worst
+    `SELECTIVE_FLOAT_LAYERS` layers kept in float, verified like every variant.
+    """
+    from export.report import layer_errors
+    from export.verify import ParityError
+
+    name = int8_entry["model"]
+    entry = {"model": name, "format": "tflite", "error": None, "export": None,
+             "role": int8_entry["role"], "variant": "tflite_int8_selective", "quantize": "int8"}
+    entry["lineage"] = dict(int8_entry["lineage"])
+    try:
+        errors = layer_errors.layer_quantization_errors(model, calibration["inputs"])
+        int8_entry["layer_errors"] = errors
+        float_layers = [row["layer"] for row in errors[:SELECTIVE_FLOAT_LAYERS]]
+        entry["artifact"] = os.path.join(artifacts, f"{name}_int8_selective.tflite")
+        result = layer_errors.export_selective_int8(
+            model, entry["artifact"], calibration["inputs"], float_layers, labelled_data=labelled
+        )
+        entry["export"] = {"sidecar_path": result.sidecar_path,
+                           "parity": result.sidecar.get("parity"),
+                           "options": result.sidecar.get("options"),
+                           "versions": result.sidecar.get("versions")}
+        entry["lineage"]["converter"] += " + QuantizationDebugger(denylisted_nodes)"
+        entry["lineage"]["settings"] = dict(entry["lineage"]["settings"],
+                                            float_layers=float_layers)
+        entry["sha256"] = choose.file_digest(entry["artifact"])
+    except ParityError as error:
+        entry.update(error=f"ParityError: {loading.error_summary(error)}", rejected=True)
+    except Exception as error:  # Recorded in the report; exit status 1.
+        entry["error"] = f"{type(error).__name__}: {loading.error_summary(error)}"
+    return entry
+
+
 def held_out_parity(outputs, reference, source):
     """Max abs diff and top-1 agreement of a runtime's outputs with Keras'."""
     outputs = np.asarray(outputs, np.float64).reshape(len(reference), -1)
@@ -416,7 +480,7 @@ def add_pareto(results, batch_sizes):
     for entry in entries:
         entry["pareto"] = []
     for front, keys in fronts.items():
-        for entry, on in zip(entries, choose.pareto_front(points, keys)):
+        for entry, on in zip(entries, choose.pareto_front(points, keys), strict=True):
             if on:
                 entry["pareto"].append(front)
 

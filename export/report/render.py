@@ -290,6 +290,21 @@ def variant_tables(report):
         "(or small) and better in one of the two. Lineage: converter and its settings, "
         "calibration data and its digest, threads of the figures.",
     ))
+    for r in report["results"]:
+        if not r.get("layer_errors"):
+            continue
+        rows = [[r["model"], str(rank), row["layer"], row["op"],
+                 format_number(row["rmse_over_scale"]), format_number(row["max_abs_error"], 5)]
+                for rank, row in enumerate(r["layer_errors"], start=1)]
+        out.append((
+            f"Why {r['model']} {r['variant']} lost accuracy: quantisation error per layer",
+            ["model", "rank", "layer (output tensor)", "op", "RMSE / scale", "max abs error"],
+            rows,
+            "LiteRT's QuantizationDebugger on the calibration inputs: each quantised op's "
+            "output against its float value; RMSE in units of the quantisation scale (about "
+            "0.29 is rounding alone). The variant `tflite_int8_selective` keeps the worst "
+            "layers in float and is measured with the others.",
+        ))
     release = report.get("release")
     if release:
         headers = ["rank", "candidate", release["objective"], "meets budget", "shortfall"]
@@ -425,7 +440,7 @@ def render_plots(report):
 
     figure, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 0.45 * len(results) + 1.5),
                                 squeeze=False)
-    for axis, b in zip(axes[0], batch_sizes):
+    for axis, b in zip(axes[0], batch_sizes, strict=True):
         data = [np.asarray(r["samples_ms"][b]) for r in results]
         labels = [f"{r['model']} {r.get('variant', r['format'])}" for r in results]
         try:
@@ -451,7 +466,7 @@ def render_plots(report):
     colors = {"keras": "C0", "savedmodel": "C1", "tflite": "C2", "onnx": "C3", "numpy": "C7"}
     markers = {"none": "o", "float16": "s", "dynamic": "D", "int8": "^"}
     points = [r for r in results if r.get("accuracy") is not None and r["format"] != "numpy"]
-    for axis, (label, front, x_of) in zip(axes[0], panels):
+    for axis, (label, front, x_of) in zip(axes[0], panels, strict=True):
         for r in points:
             on_front = front in (r.get("pareto") or [])
             axis.scatter(x_of(r), r["accuracy"], marker=markers.get(r.get("quantize", "none"), "o"),
@@ -460,7 +475,7 @@ def render_plots(report):
                          label=f"{r['model']} {variant_name(r)}")
         chosen = sorted((x_of(r), r["accuracy"]) for r in points if front in (r.get("pareto") or []))
         if chosen:
-            axis.step(*zip(*chosen), where="post", color="black", linewidth=1, alpha=0.6)
+            axis.step(*zip(*chosen, strict=True), where="post", color="black", linewidth=1, alpha=0.6)
         axis.legend(fontsize=6, loc="best")
         axis.set_xscale("log")
         axis.set_xlabel(label)

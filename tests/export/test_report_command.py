@@ -107,7 +107,7 @@ def test_json_schema(violated, inputs):
     assert data["data"] == {"source": inputs["data"], "examples": 64}
     entries = {(r["model"], r["format"]): r for r in data["results"]}
     assert set(entries) == {(m, f) for m in ("teacher", "student") for f in ("tflite", "onnx", "numpy")}
-    for (model, fmt), entry in entries.items():
+    for (_, fmt), entry in entries.items():
         assert entry["error"] is None
         assert "samples_ms" not in entry  # raw samples only feed the plots
         for key in ("parameters", "size_bytes", "gzip_bytes", "peak_rss_bytes", "threads",
@@ -154,7 +154,7 @@ def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
             assert entry["latency"][batch]["iterations"] == calls
         windows += [(w["start_ns"], w["end_ns"]) for w in entry["windows"]]
     windows.sort()
-    assert all(end <= start for (_, end), (start, _) in zip(windows, windows[1:]))
+    assert all(end <= start for (_, end), (start, _) in zip(windows, windows[1:], strict=False))
     with open(os.path.join(output, "report.md")) as handle:
         markdown = handle.read()
     assert "in 5 windows" in markdown and "timed one at a time in interleaved windows" in markdown
