@@ -101,10 +101,11 @@ def test_json_schema(violated, inputs):
     _, output = violated
     with open(os.path.join(output, "report.json")) as handle:
         data = json.load(handle)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["settings"]["formats"] == ["tflite", "onnx"]
     assert data["settings"]["batch_sizes"] == [1, 3]
-    assert data["data"] == {"source": inputs["data"], "examples": 64}
+    assert data["data"]["source"] == inputs["data"] and data["data"]["examples"] == 64
+    assert len(data["data"]["digest"]) == 16 and data["data"]["calibration"] is None
     entries = {(r["model"], r["format"]): r for r in data["results"]}
     assert set(entries) == {(m, f) for m in ("teacher", "student") for f in ("tflite", "onnx", "numpy")}
     for (_, fmt), entry in entries.items():
