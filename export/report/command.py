@@ -426,7 +426,11 @@ def run(argv):
         else:
             cli.warn(PROGRAM, "no variant meets the budget:")
             for candidate in release["candidates"]:
-                shortfall = "; ".join(candidate["violations"]) or "objective not measured"
+                prefix = candidate["label"] + ": "
+                shortfall = "; ".join(
+                    v[len(prefix):] if v.startswith(prefix) else v
+                    for v in candidate["violations"]
+                ) or "objective not measured"
                 cli.warn(PROGRAM, f"  {candidate['label']}: {shortfall}")
     failed = failures(report)
     if failed:

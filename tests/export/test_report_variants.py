@@ -187,6 +187,6 @@ def test_no_variant_meeting_the_budget_exits_1_and_releases_nothing(inputs, tmp_
                       "--release-dir", release, "--output-dir", str(tmp_path / "report"), *FAST])
     assert completed.returncode == 1, completed.stderr[-2000:]
     assert "no variant meets the budget" in completed.stderr
-    assert "wide onnx: wide onnx: p99 latency at batch 1 too high" in completed.stderr
+    assert "  wide onnx: p99 latency at batch 1 too high (" in completed.stderr
     assert "narrow onnx:" in completed.stderr
     assert not os.path.exists(release)
