@@ -47,7 +47,7 @@ MODULES = {
 # Settings each adapter accepts through `options` from a measurement
 # (`export.measure` refuses any other before a process starts).
 OPTIONS = {
-    "keras": ("jit_compile", "inter_op_threads"),
+    "keras": ("jit_compile", "inter_op_threads", "unsafe"),
     "savedmodel": ("signature", "inter_op_threads"),
     "tflite": (),
     "onnx": (
@@ -124,7 +124,8 @@ class KerasRuntime:
 
     Times and predicts with a `tf.function` of `model(x, training=False)`.
     A model object is used as given (a `tf_keras` quantization-aware model
-    too: it is the reference of its TFLite conversion).
+    too: it is the reference of its TFLite conversion). `options["unsafe"]`
+    loads the file with `safe_mode=False` (Lambda layers), as `--unsafe` does.
     """
 
     label = "tf.function(model(x, training=False))"
@@ -139,7 +140,7 @@ class KerasRuntime:
         self.version = f"keras {keras.__version__} / tensorflow {tf.__version__}"
         if isinstance(path, str):
             self.model = keras.saving.load_model(
-                path, safe_mode=True, compile=False
+                path, safe_mode=not options.get("unsafe", False), compile=False
             )
         else:
             self.model = path

@@ -163,6 +163,7 @@ def measure_artifacts(
     seed=0,
     timeout_s=900,
     on_step=None,
+    return_outputs=False,
 ):
     """Measures several artifacts, each in its own subprocess, timed interleaved.
 
@@ -194,10 +195,13 @@ def measure_artifacts(
         timeout_s: A subprocess is killed after this many seconds loading, or on one
             window.
         on_step: Optional `callable(label)` told of each phase (a progress bar).
+        return_outputs: With `x`, each result also holds `outputs`: the runtime's
+            float32 outputs on `x` (from the accuracy pass), for parity checks.
 
     Returns:
         One entry per job, in order: a result dict as `measure_artifact` returns, or the
-        `RuntimeError` that ended that artifact's measurement (the others go on).
+        `RuntimeError` that ended that artifact's measurement (the others go on). Each
+        batch size's `latency` entry holds a `validity` record (`check_validity`).
 
     Raises:
         ValueError / TypeError: for bad arguments (one line naming the argument).
@@ -233,19 +237,25 @@ def measure_artifacts(
                 job.path, job.fmt, checked_batch_sizes, job.threads, scratch, options=job.options, timing=timing,
                 labelled=labelled, seed=seed, eval_batch_size=eval_batch_size, name=f"dense_layers_{index}",
             )
+            if return_outputs and labelled is not None:
+                spec["outputs_path"] = os.path.join(scratch, f"outputs_{index}.npy")
             specs.append(spec)
             runtime_paths.append(runtime_path)
         started = time.perf_counter()
         outcomes = worker.measure_interleaved(specs, scratch, rounds=rounds, timeout_s=timeout_s, on_step=on_step)
         wall_s = time.perf_counter() - started
-        for job, runtime_path, outcome in zip(checked, runtime_paths, outcomes):
+        for job, spec, runtime_path, outcome in zip(checked, specs, runtime_paths, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 continue
+            if spec.get("outputs_path"):
+                outcome["outputs"] = np.load(spec["outputs_path"], allow_pickle=False)
             # Size of what the runtime loaded: for the NumPy floor, the weight file.
             outcome["size_bytes"] = staging.artifact_size_bytes(runtime_path)
             outcome["gzip_bytes"] = sizes.gzip_size(runtime_path)
             outcome["path"] = job.path
             outcome["measurement_wall_s"] = wall_s
+            for stats in outcome["latency"].values():
+                stats["validity"] = check_validity(stats, timing)
             outcome["timing"] = {
                 **timing,
                 "rounds": rounds,
@@ -253,6 +263,40 @@ def measure_artifacts(
                 "clock": "time.perf_counter_ns around the call only",
             }
     return outcomes
+
+
+def check_validity(stats, timing):
+    """Whether one batch size's timing met its minimum duration and call count.
+
+    As LiteRT's `benchmark_model` (`min_secs`, `num_runs`), `onnxruntime_perf_test` and
+    MLPerf's run rules (minimum duration and query count, VALID/INVALID): a run that
+    stopped at `max_time_s` before both minimums is marked invalid, its tail figures
+    rest on few samples.
+
+    Args:
+        stats: A `latency` entry (`iterations`, `timed_s`).
+        timing: `min_time_s`, `min_iterations`.
+
+    Returns:
+        `{"valid", "calls", "min_calls", "timed_s", "min_time_s", "reason"}`.
+    """
+    calls_met = stats["iterations"] >= timing["min_iterations"]
+    # Seconds of timed calls (the samples' sum); the windows split `min_time_s` into
+    # `rounds` shares, whose sum may round below it by an ulp.
+    time_met = stats["timed_s"] >= timing["min_time_s"] * (1 - 1e-9)
+    reasons = []
+    if not calls_met:
+        reasons.append(f"{stats['iterations']} calls < {timing['min_iterations']}")
+    if not time_met:
+        reasons.append(f"{stats['timed_s']:.3f} s timed < {timing['min_time_s']} s")
+    return {
+        "valid": calls_met and time_met,
+        "calls": int(stats["iterations"]),
+        "min_calls": int(timing["min_iterations"]),
+        "timed_s": float(stats["timed_s"]),
+        "min_time_s": float(timing["min_time_s"]),
+        "reason": "; ".join(reasons) or "minimum duration and call count met",
+    }
 
 
 def measure_artifact(
@@ -293,11 +337,14 @@ def measure_artifact(
         A dict: `format`, `path`, `pid` (the child's), `runtime`, `timed_call`,
         `threads`, `runtime_settings`, `parameters`, `size_bytes`, `gzip_bytes`,
         `baseline_rss_bytes` (runtime imported, nothing loaded), `peak_rss_bytes`,
-        `latency` (per batch size as a string: `p50_ms`, `p90_ms`, `p99_ms`, `max_ms`,
-        `mean_ms`, `min_ms`, `throughput_sps`, `iterations`, `warmup_iterations`),
+        `latency` (per batch size as a string: `p50_ms`, `p90_ms`, `p95_ms`, `p99_ms`,
+        `max_ms`, `mean_ms`, `std_ms`, `min_ms`, `throughput_sps`, `iterations`,
+        `timed_s`, `warmup_iterations`, `validity` from `check_validity`),
         `alternatives` (other calls timed the same way, e.g. Keras `model.predict`),
         `samples_ms` (every timed sample), `accuracy` (None without `x`/`y`),
-        `accuracy_examples`, `load_s` (runtime import + artifact load, in the child),
+        `accuracy_examples`, `load_s` (runtime import + artifact load, in the child;
+        split into `import_s` and `init_s`), `first_inference_ms` (the first call after
+        loading, at `first_inference_batch_size`; not in the percentiles),
         `measurement_wall_s` (the whole measurement), `timing` (the settings above).
 
     Raises:

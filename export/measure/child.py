@@ -29,16 +29,18 @@ import platform
 import sys
 import time
 
+import numpy as np
+
 from export import runtimes
 from export.measure import environment
 from export.measure import timing
 
 
-import numpy as np
+def accuracy(runtime, x, y, chunk, outputs=None):
+    """Top-1 accuracy of `runtime.predict` on `(x, y)`, `chunk` examples a call.
 
-
-def accuracy(runtime, x, y, chunk):
-    """Top-1 accuracy of `runtime.predict` on `(x, y)`, `chunk` examples a call."""
+    `outputs`, a list, receives the float32 outputs of each chunk when given.
+    """
     correct = 0
     shape = runtime.input_shape(chunk, x.shape[1:])
     for start in range(0, len(x), chunk):
@@ -48,6 +50,8 @@ def accuracy(runtime, x, y, chunk):
             part = np.concatenate([part, np.zeros((chunk - count, *part.shape[1:]), part.dtype)])
         logits = runtime.predict(np.ascontiguousarray(part.reshape(shape), np.float32))
         logits = np.asarray(logits).reshape(chunk, -1)[:count]
+        if outputs is not None:
+            outputs.append(np.asarray(logits, np.float32))
         correct += int(np.sum(np.argmax(logits, axis=1) == y[start : start + count]))
     return correct / len(x)
 
@@ -74,10 +78,14 @@ class Session:
             importlib.import_module(module)
         # Runtime imported, nothing loaded.
         self.baseline_rss = environment.peak_rss_bytes()
+        init_start = time.perf_counter()
         self.runtime = runtimes.load(
             spec["path"], fmt, self.threads, spec.get("options") or {}
         )
         self.load_s = time.perf_counter() - load_start
+        self.import_s = init_start - load_start
+        self.init_s = time.perf_counter() - init_start
+        self.first_inference = None
         self.label = self.runtime.label
         self.rng = np.random.default_rng(spec.get("seed", 0))
         self.inputs, self.samples, self.windows = {}, {}, []
@@ -103,6 +111,15 @@ class Session:
         # The runtime prepares the call for this shape each window (LiteRT resizes and
         # re-allocates, ONNX Runtime re-binds): other batch sizes may have run between.
         self.label, call, args = self.runtime.timed(self.input_for(batch_size))
+        if self.first_inference is None:
+            # The very first call after loading (lazy allocation, kernel selection):
+            # what a service's first request pays; counted as a warm-up call.
+            first_start = time.perf_counter_ns()
+            call(*args)
+            self.first_inference = {
+                "batch_size": batch_size,
+                "ms": (time.perf_counter_ns() - first_start) / 1e6,
+            }
         taken, warmup = timing.time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s)
         end = time.perf_counter_ns()
         self.samples.setdefault(batch_size, []).extend(taken)
@@ -157,6 +174,10 @@ class Session:
             "threads": self.threads,
             "runtime_settings": runtime.settings,
             "load_s": self.load_s,
+            "import_s": self.import_s,
+            "init_s": self.init_s,
+            "first_inference_ms": (self.first_inference or {}).get("ms"),
+            "first_inference_batch_size": (self.first_inference or {}).get("batch_size"),
             "baseline_rss_bytes": int(self.baseline_rss),
             "peak_rss_bytes": int(peak),
             "latency": latency,
@@ -169,7 +190,12 @@ class Session:
         if spec.get("data_path"):
             with np.load(spec["data_path"], allow_pickle=False) as data:
                 x_data, y_data = data["x"], data["y"]
-            result["accuracy"] = accuracy(runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)))
+            outputs = [] if spec.get("outputs_path") else None
+            result["accuracy"] = accuracy(
+                runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)), outputs
+            )
+            if outputs is not None:
+                np.save(spec["outputs_path"], np.concatenate(outputs), allow_pickle=False)
             result["accuracy_examples"] = int(len(y_data))
         else:
             result["accuracy"] = None

@@ -130,7 +130,7 @@ class NumpyDenseForward:
             buffers = [np.empty((batch, k.shape[1]), np.float32) for k, _, _ in self.layers]
         steps = [
             (kernel, bias, activation, buffer)
-            for kernel, (_, bias, activation), buffer in zip(kernels, self.layers, buffers)
+            for kernel, (_, bias, activation), buffer in zip(kernels, self.layers, buffers, strict=True)
         ]
         matmul, dot, add, maximum = np.matmul, np.dot, np.add, np.maximum
 

@@ -18,8 +18,8 @@ def time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s):
     """Times `call(*args)` alone; returns the samples in nanoseconds and warm-up count.
 
     Warm-up (excluded from the samples) runs at least 3 calls and `warmup_s` seconds.
-    Measurement runs until both `min_iterations` calls and `min_time_s` seconds are
-    reached, or `max_time_s` seconds have passed (with at least 3 calls), so that slow
+    Measurement runs until both `min_iterations` calls and `min_time_s` seconds of
+    timed calls (the samples' sum) are reached, or `max_time_s` seconds have passed (with at least 3 calls), so that slow
     calls such as `model.predict` stay time-bounded. Only the call itself sits between
     the two `perf_counter_ns` reads.
     """
@@ -33,15 +33,16 @@ def time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s):
     append = samples.append
     min_ns, max_ns = min_time_s * 1e9, max_time_s * 1e9
     start = clock()
+    timed = 0
     while True:
         t0 = clock()
         call(*args)
         t1 = clock()
         append(t1 - t0)
-        elapsed = t1 - start
-        if elapsed >= max_ns and len(samples) >= 3:
+        timed += t1 - t0
+        if t1 - start >= max_ns and len(samples) >= 3:
             break
-        if len(samples) >= min_iterations and elapsed >= min_ns:
+        if len(samples) >= min_iterations and timed >= min_ns:
             break
     return samples, warmup
 
@@ -65,19 +66,22 @@ def settle(max_s=0.5, interval_s=0.01):
 
 
 def latency_summary(samples_ns, batch_size):
-    """Percentiles (ms), throughput (samples/s) and iteration count of one timing run."""
+    """Percentiles (ms), mean ± std, throughput (samples/s), calls and seconds timed."""
     import numpy as np
 
     samples = np.asarray(samples_ns, dtype=np.float64) / 1e6
-    p50, p90, p99 = np.percentile(samples, [50, 90, 99])
+    p50, p90, p95, p99 = np.percentile(samples, [50, 90, 95, 99])
     return {
         "batch_size": int(batch_size),
         "iterations": int(samples.size),
         "p50_ms": float(p50),
         "p90_ms": float(p90),
+        "p95_ms": float(p95),
         "p99_ms": float(p99),
         "max_ms": float(samples.max()),
         "mean_ms": float(samples.mean()),
         "min_ms": float(samples.min()),
+        "std_ms": float(samples.std()),
+        "timed_s": float(samples.sum() / 1e3),
         "throughput_sps": float(batch_size * samples.size / (samples.sum() / 1e3)),
     }

@@ -3,6 +3,8 @@
     build    export both models, measure every runtime, compare (the report dict)
     render   Markdown, HTML (with plots) and JSON of a report; atomic writes
     budgets  release limits (YAML/JSON) checked against a report's results
+    choose   the Pareto fronts, the budget's release and the release folder
+    layer_errors  per-layer int8 quantisation error; the selective int8 variant
     command  `python -m export.report`: flags, exit status
 
 Example:
@@ -21,7 +23,11 @@ from export.report.budgets import check_budget
 from export.report.budgets import load_budget
 from export.report.budgets import parse_budget
 from export.report.build import FORMATS
+from export.report.build import VARIANTS
 from export.report.build import build_report
+from export.report.choose import choose_release
+from export.report.choose import pareto_front
+from export.report.choose import write_release
 from export.report.command import exit_status
 from export.report.command import main
 from export.report.render import render_html

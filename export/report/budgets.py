@@ -11,6 +11,8 @@ max_gzip_size_mb: 5.0
 max_memory_mb: 400              # peak resident memory of the process that ran it
 min_accuracy: 0.85              # test-set accuracy, 0..1
 max_accuracy_drop: 0.02         # teacher accuracy - student accuracy (same format), 0..1
+minimise: p99_ms_batch_1        # objective choosing the release among the variants that
+                                # meet every limit (see `OBJECTIVES`; optional)
 model: student                  # which model is gated: student (default), teacher or both
 formats: [tflite, onnx]         # which formats are gated (default: every measured format)
 ```
@@ -21,7 +23,9 @@ Example:
 """
 
 import json
+import math
 import os
+import re
 
 LIMIT_KEYS = (
     "max_p99_ms",
@@ -32,7 +36,11 @@ LIMIT_KEYS = (
     "min_accuracy",
     "max_accuracy_drop",
 )
-SCOPE_KEYS = ("model", "formats")
+SCOPE_KEYS = ("model", "formats", "minimise")
+# What `minimise` may name: `p50_ms_batch_N` / `p99_ms_batch_N` for a measured batch
+# size N, or one of these (sizes in MB = 1e6 bytes; accuracy is minimised as its loss).
+OBJECTIVES = ("size_mb", "gzip_size_mb", "memory_mb", "accuracy_loss")
+OBJECTIVE_PATTERN = r"(p50|p90|p95|p99)_ms_batch_([1-9][0-9]*)"
 PER_BATCH_KEYS = ("max_p99_ms", "max_p50_ms")
 MODELS = ("student", "teacher", "both")
 # Accuracies are ratios of counts: 0.92 - 0.90 must not exceed a 0.02 limit by rounding.
@@ -44,8 +52,15 @@ class BudgetError(ValueError):
 
 
 def _number(value, key, low=0.0, high=None):
+    # bool is an int in Python and YAML reads `yes`/`on` as True: refused. NaN compares
+    # False with everything, so a NaN limit would pass every model: refused, as are
+    # the infinities (`.inf`, JSON `Infinity` or `1e999`), which gate nothing.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BudgetError(f"`{key}` must be a number. Received: {key}={value!r}")
+    if not math.isfinite(value):
+        raise BudgetError(
+            f"`{key}` must be a finite number. Received: {key}={value!r}"
+        )
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise BudgetError(f"`{key}` must be {bounds}. Received: {key}={value!r}")
@@ -81,6 +96,11 @@ def parse_budget(content, source="budget"):
     for key, value in content.items():
         if key in PER_BATCH_KEYS:
             if isinstance(value, dict):
+                if not value:  # An empty mapping would gate nothing.
+                    raise BudgetError(
+                        f"`{key}` must be a number or a non-empty mapping of batch "
+                        f"sizes to numbers. Received: {key}={value!r}"
+                    )
                 limits = {}
                 for batch, limit in value.items():
                     try:
@@ -100,6 +120,8 @@ def parse_budget(content, source="budget"):
             budget[key] = _number(value, key, 0.0, 1.0)
         elif key in LIMIT_KEYS:
             budget[key] = _number(value, key)
+        elif key == "minimise":
+            budget[key] = parse_objective(value)
         elif key == "model":
             if value not in MODELS:
                 raise BudgetError(
@@ -121,6 +143,49 @@ def parse_budget(content, source="budget"):
             "Received: it sets no limit"
         )
     return budget
+
+
+def parse_objective(value):
+    """Validates a `minimise` objective; returns it (a string)."""
+    if not isinstance(value, str) or not (
+        value in OBJECTIVES or re.fullmatch(OBJECTIVE_PATTERN, value)
+    ):
+        raise BudgetError(
+            f"`minimise` must be one of {', '.join(OBJECTIVES)} or "
+            f"p50_ms_batch_N / p99_ms_batch_N. Received: minimise={value!r}"
+        )
+    return value
+
+
+def objective_batch_size(objective):
+    """The batch size a latency objective names, else None."""
+    match = re.fullmatch(OBJECTIVE_PATTERN, objective or "")
+    return int(match.group(2)) if match else None
+
+
+def objective_value(objective, entry, reference_accuracy=None):
+    """The value of `objective` for a report entry (None when not measured).
+
+    Args:
+        objective: From `parse_objective`.
+        entry: A report result entry.
+        reference_accuracy: The teacher's accuracy, for `accuracy_loss` (else 1.0).
+    """
+    match = re.fullmatch(OBJECTIVE_PATTERN, objective)
+    if match:
+        stats = (entry.get("latency") or {}).get(match.group(2))
+        value = stats.get(f"{match.group(1)}_ms") if stats else None
+    elif objective == "accuracy_loss":
+        accuracy = entry.get("accuracy")
+        reference = 1.0 if reference_accuracy is None else reference_accuracy
+        value = None if accuracy is None else reference - accuracy
+    else:
+        field = {"size_mb": "size_bytes", "gzip_size_mb": "gzip_bytes",
+                 "memory_mb": "peak_rss_bytes"}[objective]
+        value = None if entry.get(field) is None else _mb(entry[field])
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def load_budget(path):
@@ -158,14 +223,23 @@ def load_budget(path):
     return parse_budget(content, source=f"--budget={path}")
 
 
-def check_requested(budget, formats, batch_sizes):
-    """Errors (BudgetError) when the budget gates formats / batch sizes not measured."""
+def check_requested(budget, formats, batch_sizes, variants=()):
+    """Errors (BudgetError) when the budget gates formats / batch sizes not measured.
+
+    Args:
+        budget: From `parse_budget`.
+        formats: The formats measured.
+        batch_sizes: The batch sizes measured.
+        variants: Names of the quantised variants measured (e.g. `tflite_int8`);
+            the budget's `formats` may name them too.
+    """
     if budget.get("formats"):
-        missing = [f for f in budget["formats"] if f not in formats]
+        known = list(formats) + list(variants)
+        missing = [f for f in budget["formats"] if f not in known]
         if missing:
             raise BudgetError(
                 "`formats` of the budget must be measured (in --formats "
-                f"{','.join(formats)}). Received: formats {', '.join(missing)} are not measured"
+                f"{','.join(known)}). Received: formats {', '.join(missing)} are not measured"
             )
     for key in PER_BATCH_KEYS:
         for batch in budget.get(key, {}):
@@ -175,6 +249,13 @@ def check_requested(budget, formats, batch_sizes):
                     f"{','.join(str(b) for b in batch_sizes)}). Received: batch size {batch}, "
                     "which is not in --batch-sizes"
                 )
+    batch = objective_batch_size(budget.get("minimise"))
+    if batch is not None and batch not in batch_sizes:
+        raise BudgetError(
+            "`minimise` of the budget must name a measured batch size (--batch-sizes "
+            f"{','.join(str(b) for b in batch_sizes)}). Received: "
+            f"minimise={budget['minimise']}"
+        )
 
 
 def _mb(value):
@@ -195,7 +276,11 @@ def check_budget(budget, results):
     """
     models = ("student", "teacher") if budget["model"] == "both" else (budget["model"],)
     gated_formats = budget.get("formats")
-    teacher = {r["format"]: r for r in results if r["model"] == "teacher" and not r.get("error")}
+    teacher = {
+        r["format"]: r
+        for r in results
+        if role(r) == "teacher" and not r.get("error") and r.get("quantize", "none") == "none"
+    }
     violations = []
 
     def violate(entry, metric, value, limit, unit, text):
@@ -203,28 +288,33 @@ def check_budget(budget, results):
             {
                 "model": entry["model"],
                 "format": entry["format"],
+                "variant": entry.get("variant", entry["format"]),
                 "metric": metric,
                 "value": value,
                 "limit": limit,
-                "message": f"{entry['model']} {entry['format']}: {text} "
+                "message": f"{entry['model']} {entry.get('variant', entry['format'])}: {text} "
                 f"({_format(value)}{unit} vs limit {_format(limit)}{unit})",
             }
         )
 
     for entry in results:
-        if entry["model"] not in models or entry["format"] == "numpy":
+        if role(entry) not in models or entry["format"] == "numpy":
             continue
-        if gated_formats and entry["format"] not in gated_formats:
+        if gated_formats and not (
+            entry["format"] in gated_formats or entry.get("variant") in gated_formats
+        ):
             continue
         if entry.get("error"):
             violations.append(
                 {
                     "model": entry["model"],
                     "format": entry["format"],
+                    "variant": entry.get("variant", entry["format"]),
                     "metric": "measured",
                     "value": None,
                     "limit": None,
-                    "message": f"{entry['model']} {entry['format']}: not measured ({entry['error']})",
+                    "message": f"{entry['model']} {entry.get('variant', entry['format'])}: "
+                    f"not measured ({entry['error']})",
                 }
             )
             continue
@@ -234,7 +324,8 @@ def check_budget(budget, results):
                 limits = budget.get(key, {})
                 limit = limits.get(int(batch), limits.get("*"))
                 value = stats[f"{percentile}_ms"]
-                if limit is not None and value > limit:
+                # `not value <= limit`: a NaN figure is a violation, never a pass.
+                if limit is not None and not value <= limit:
                     violate(entry, f"{percentile}_ms@{batch}", value, limit, " ms",
                             f"{percentile} latency at batch {batch} too high")
         for key, field, what in (
@@ -242,28 +333,35 @@ def check_budget(budget, results):
             ("max_gzip_size_mb", "gzip_bytes", "gzip size"),
             ("max_memory_mb", "peak_rss_bytes", "peak memory"),
         ):
-            if key in budget and entry.get(field) is not None:
+            if key in budget and entry.get(field) is None:
+                violate(entry, key[4:], None, budget[key], " MB", f"{what} not measured")
+            elif key in budget:
                 value = _mb(entry[field])
-                if value > budget[key]:
+                if not value <= budget[key]:
                     violate(entry, key[4:], value, budget[key], " MB", f"{what} too large")
         accuracy = entry.get("accuracy")
         if "min_accuracy" in budget:
             if accuracy is None:
                 violate(entry, "accuracy", None, budget["min_accuracy"], "",
                         "accuracy not measured")
-            elif accuracy < budget["min_accuracy"] - _TOLERANCE:
+            elif not accuracy >= budget["min_accuracy"] - _TOLERANCE:
                 violate(entry, "accuracy", accuracy, budget["min_accuracy"], "", "accuracy too low")
-        if "max_accuracy_drop" in budget and entry["model"] == "student":
+        if "max_accuracy_drop" in budget and role(entry) == "student":
             reference = teacher.get(entry["format"]) or teacher.get("keras")
             if accuracy is None or reference is None or reference.get("accuracy") is None:
                 violate(entry, "accuracy_drop", None, budget["max_accuracy_drop"], "",
                         "accuracy drop against the teacher not measurable")
             else:
                 drop = reference["accuracy"] - accuracy
-                if drop > budget["max_accuracy_drop"] + _TOLERANCE:
+                if not drop <= budget["max_accuracy_drop"] + _TOLERANCE:
                     violate(entry, "accuracy_drop", drop, budget["max_accuracy_drop"], "",
                             f"accuracy drop against the teacher ({reference['format']}) too large")
     return violations
+
+
+def role(entry):
+    """`"teacher"` or `"student"`: what a result entry is (several students may be named)."""
+    return entry.get("role", entry["model"])
 
 
 def _format(value):
@@ -286,6 +384,8 @@ def describe(budget):
         else:
             value = f"{value:g}"
         rows.append((key, value))
+    if budget.get("minimise"):
+        rows.append(("minimise", budget["minimise"]))
     rows.append(("model", budget["model"]))
     rows.append(("formats", ", ".join(budget["formats"]) if budget.get("formats") else "all measured"))
     return rows

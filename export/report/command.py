@@ -1,24 +1,37 @@
 """`python -m export.report`: teacher against student, in every format.
 
     python -m export.report --teacher teacher.keras --student student.keras \\
+        [--student pruned.keras ...] [--variants all|tflite_int8,onnx_int8,...] \\
+        [--representative-data fashion-mnist:500] [--release-dir release/] \\
         [--formats keras,savedmodel,tflite,onnx] [--batch-sizes 1,64] \\
         [--budget budget.yaml] [--output-dir report/] [--json-only] \\
-        [--labelled-data test.npz] [--threads N]
+        [--labelled-data test.npz] [--threads N] [--unsafe]
 
-Writes `report.md`, `report.json` and `report.html` (latency distributions and
-accuracy versus latency, PNGs embedded) into `--output-dir`; see
-`export.report.build` for what is measured.
+Writes `report.md`, `report.json` and `report.html` (latency distributions,
+accuracy against p99 latency and size with the Pareto fronts, PNGs embedded)
+into `--output-dir`; see `export.report.build` for what is measured. Each
+`--student` is a candidate; `--variants` adds its quantised variants.
 
-Exit status (`export.cli`): 0 every budget met; 1 a budget was violated, or an
-export or a measurement failed (the report is still written, with the error
-in place of the figures, and the violations are listed on stderr); 2 bad
-input (a flag, an unreadable budget or data file). Errors are one line on
-stderr, without a traceback unless `--verbose`.
+With `--release-dir` (or a budget that sets `minimise`), the budget selects:
+the best variant meeting every limit is the release, copied with its sidecar
+to `--release-dir` with `release.json` (`export.report.choose`).
+
+Exit status (`export.cli`): 0 every budget met (selecting: a variant meets
+it); 1 a budget was violated (selecting: no variant meets it, each one's
+shortfall listed on stderr), or an export or a measurement failed (the report
+is still written, with the error in place of the figures); a quantised
+variant that fails its parity check is reported as rejected, not a failure.
+2 bad input (a flag, an unreadable budget or data file, data that does not
+fit a model), found before any export. Errors are one line on stderr, without
+a traceback unless `--verbose`; on an error nothing is left in `--output-dir`
+that this run created.
 """
 
+import contextlib
 import json
 import os
 import shlex
+import shutil
 import sys
 
 import numpy as np
@@ -27,7 +40,9 @@ from absl import flags
 from export import cli
 from export import measure
 from export.report import budgets
+from export.report import choose
 from export.report.build import FORMATS
+from export.report.build import VARIANTS
 from export.report.build import build_report
 from export.report.render import to_json
 from export.report.render import write_report
@@ -35,13 +50,37 @@ from export.report.render import write_report
 PROGRAM = "export.report"
 
 
-def exit_status(report):
-    """0 ok; 1 a budget violated or an export/measurement failed."""
-    if any(r.get("error") and not r.get("not_applicable") for r in report["results"]):
+def failures(report):
+    """Entries whose export or measurement failed (not n/a, not a rejected variant)."""
+    return [
+        r for r in report["results"]
+        if r.get("error") and not r.get("not_applicable") and not r.get("rejected")
+    ]
+
+
+def exit_status(report, selecting=False):
+    """0 ok; 1 a budget violated (selecting: nothing meets it) or a failure."""
+    if failures(report):
         return cli.EXIT_CHECK_FAILED
+    if selecting and report.get("release") is not None:
+        return cli.EXIT_OK if report["release"]["winner"] else cli.EXIT_CHECK_FAILED
     if report["budget"] and not report["budget"]["passed"]:
         return cli.EXIT_CHECK_FAILED
     return cli.EXIT_OK
+
+
+def parse_variants(text):
+    """`--variants` as distinct names of `VARIANTS` (`all`: every one)."""
+    names = [part.strip() for part in text if part.strip()]
+    if names == ["all"]:
+        return list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or len(set(names)) != len(names):
+        raise cli.UsageError(
+            f"`--variants` must be distinct names from {','.join(VARIANTS)}, or all. "
+            f"Received: --variants={','.join(text)}"
+        )
+    return names
 
 
 def parse_batch_sizes(text):
@@ -90,14 +129,14 @@ def parse_runtime_options(text):
     return options
 
 
-def labelled_data(path, model_path):
+def labelled_data(path, model_path, unsafe=False):
     """`(x, y, source)`: `--labelled-data`, else the Fashion-MNIST test set."""
     if path:
         from export.loading import input_signature
         from export.loading import load_model
         from export.verify import load_labelled
 
-        input_shape, _ = input_signature(load_model(model_path))
+        input_shape, _ = input_signature(load_model(model_path, unsafe=unsafe))
         try:
             x, y = load_labelled(path, input_shape)
         except (ValueError, OSError) as error:
@@ -114,13 +153,70 @@ def labelled_data(path, model_path):
     return np.asarray(x, np.float32), y.astype(np.int64), source
 
 
+def representative_data(source, model_path, unsafe=False):
+    """`(x, source)` calibration inputs of the int8 variants (`--representative-data`)."""
+    from export.loading import input_signature
+    from export.loading import load_model
+    from export.verify import load_inputs
+
+    input_shape, _ = input_signature(load_model(model_path, unsafe=unsafe))
+    if source is None:
+        if tuple(input_shape[1:]) != (28, 28, 1):
+            raise cli.UsageError(
+                "`--representative-data` must be given for int8 variants of a model "
+                f"whose input is {tuple(input_shape[1:])} (the default, "
+                "fashion-mnist:500, is 28x28x1 images). Received: none"
+            )
+        source = DEFAULT_REPRESENTATIVE_DATA
+    try:
+        x = load_inputs(source, input_shape)
+    except (ValueError, OSError) as error:
+        raise cli.UsageError(cli.one_line(error)) from None
+    if not np.all(np.isfinite(x)):
+        raise cli.UsageError(
+            "`--representative-data` must hold finite inputs (no NaN or inf). "
+            f"Received: --representative-data={source}"
+        )
+    return x, source
+
+
+DEFAULT_REPRESENTATIVE_DATA = "fashion-mnist:500"
+
+
 def define_flags():
     """Defines the command-line flags on absl's global FLAGS."""
     flags.DEFINE_string(
         "teacher", None, "Teacher model: .keras file (or SavedModel directory)."
     )
+    flags.DEFINE_multi_string(
+        "student",
+        None,
+        "Student model: .keras file (or SavedModel directory). Repeat for several "
+        "candidate students; each gets every format and --variants.",
+    )
+    flags.DEFINE_list(
+        "variants",
+        [],
+        "Quantised variants of each student, from "
+        f"{','.join(VARIANTS)}, or all (default: none).",
+    )
     flags.DEFINE_string(
-        "student", None, "Student model: .keras file (or SavedModel directory)."
+        "representative-data",
+        None,
+        "Calibration inputs of the int8 variants: .npy/.npz or fashion-mnist:N "
+        f"(default {DEFAULT_REPRESENTATIVE_DATA} for 28x28x1 models).",
+    )
+    flags.DEFINE_string(
+        "release-dir",
+        None,
+        "New folder receiving the variant the budget chooses, its sidecar and "
+        "release.json; requires --budget.",
+    )
+    flags.DEFINE_boolean(
+        "unsafe",
+        False,
+        "Load .keras files with safe_mode=False, allowing Lambda layers "
+        "(arbitrary code). Only for files you trust.",
     )
     flags.DEFINE_list("formats", list(FORMATS), "Formats to export and measure.")
     flags.DEFINE_list("batch-sizes", ["1", "64"], "Batch sizes to time.")
@@ -182,13 +278,18 @@ def define_flags():
 
 def check_flags(value):
     """The checked settings of the command line (`cli.UsageError` otherwise)."""
-    for name in ("teacher", "student"):
-        path = value(name)
+    students = value("student") or [None]
+    for name, path in [("teacher", value("teacher"))] + [("student", p) for p in students]:
         if not path or not os.path.exists(path):
             raise cli.UsageError(
                 f"`--{name}` must be an existing .keras file or SavedModel "
                 f"directory. Received: --{name}={path}"
             )
+    if len(set(map(os.path.abspath, students))) != len(students):
+        raise cli.UsageError(
+            "`--student` must name distinct models. "
+            f"Received: --student={','.join(students)}"
+        )
     threads = value("threads")
     if threads is not None and threads < 1:
         raise cli.UsageError(
@@ -210,14 +311,27 @@ def check_flags(value):
             f"Received: --search-threads={','.join(search_threads)}"
         )
     formats = parse_formats(value("formats"))
+    variants = parse_variants(value("variants"))
     batch_sizes = parse_batch_sizes(value("batch-sizes"))
     budget = None
     if value("budget"):
         try:
             budget = budgets.load_budget(value("budget"))
-            budgets.check_requested(budget, formats, batch_sizes)
+            budgets.check_requested(budget, formats, batch_sizes, variants)
         except budgets.BudgetError as error:
             raise cli.UsageError(str(error)) from None
+    release_dir = value("release-dir")
+    if release_dir:
+        if budget is None:
+            raise cli.UsageError(
+                "`--release-dir` must come with --budget (the budget chooses the "
+                f"release). Received: --release-dir={release_dir} without --budget"
+            )
+        try:
+            choose.check_release_dir(release_dir)
+        except ValueError as error:
+            raise cli.UsageError(str(error)) from None
+    selecting = bool(release_dir) or bool(budget and budget.get("minimise"))
     output_dir = value("output-dir")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise cli.UsageError(
@@ -232,6 +346,8 @@ def check_flags(value):
         )
     return {
         "formats": formats,
+        "variants": variants,
+        "selecting": selecting,
         "batch_sizes": batch_sizes,
         "threads": threads,
         "runtime_options": parse_runtime_options(value("runtime-options")),
@@ -250,48 +366,96 @@ def run(argv):
     """The report command; returns its exit status."""
     value = cli.flag_value
     settings = check_flags(value)
-    teacher, student = value("teacher"), value("student")
+    selecting = settings.pop("selecting")
+    teacher, students = value("teacher"), value("student")
     output_dir = value("output-dir")
+    unsafe = value("unsafe")
     command = "python -m export.report " + shlex.join(argv[1:])
     if not value("verbose"):
         from absl import logging
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.set_verbosity(logging.WARNING)
+        # TensorFlow's start-up lines (CUDA probing on a CPU machine) are written
+        # natively at import: dropped, so that an error stays one line.
+        with cli.captured_native_stderr():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
     # Everything the converters and runtimes print goes to stderr: stdout
     # carries only the JSON (with --json-only) or the list of files written.
     with cli.stdout_to_stderr():
-        labelled = labelled_data(value("labelled-data"), student)
-        os.makedirs(output_dir, exist_ok=True)
-        report = build_report(
-            teacher,
-            student,
-            output_dir,
-            labelled=labelled,
-            progress=True,
-            command=command,
-            **settings,
-        )
-        written = write_report(report, output_dir, json_only=value("json-only"))
+        labelled = labelled_data(value("labelled-data"), students[0], unsafe)
+        representative = None
+        if any(VARIANTS[v][1] == "int8" for v in settings["variants"]):
+            representative = representative_data(
+                value("representative-data"), students[0], unsafe
+            )
+        with cleaned_up_on_error(output_dir):
+            report = build_report(
+                teacher,
+                students if len(students) > 1 else students[0],
+                output_dir,
+                labelled=labelled,
+                progress=True,
+                command=command,
+                representative=representative,
+                unsafe=unsafe,
+                **settings,
+            )
+            if report["release"] and report["release"]["winner"] and value("release-dir"):
+                report["release"]["written"] = choose.write_release(
+                    report, value("release-dir")
+                )
+            written = write_report(report, output_dir, json_only=value("json-only"))
     if value("json-only"):
         sys.stdout.write(to_json(report) + "\n")
     else:
         for path in written.values():
             sys.stdout.write(f"wrote {path}\n")
+        if (report.get("release") or {}).get("written"):
+            sys.stdout.write(f"wrote {report['release']['written']}\n")
     sys.stdout.flush()
-    if report["budget"]:
+    if report["budget"] and not selecting:
         for violation in report["budget"]["violations"]:
             cli.warn(PROGRAM, f"budget violated: {violation['message']}")
-    failed = [
-        r for r in report["results"] if r.get("error") and not r.get("not_applicable")
-    ]
+    if selecting and report.get("release"):
+        release = report["release"]
+        if release["winner"]:
+            cli.warn(PROGRAM, f"release: {release['winner']['label']} "
+                     f"({release['objective']} {release['winner']['value']:.6g})")
+        else:
+            cli.warn(PROGRAM, "no variant meets the budget:")
+            for candidate in release["candidates"]:
+                prefix = candidate["label"] + ": "
+                shortfall = "; ".join(
+                    v[len(prefix):] if v.startswith(prefix) else v
+                    for v in candidate["violations"]
+                ) or "objective not measured"
+                cli.warn(PROGRAM, f"  {candidate['label']}: {shortfall}")
+    failed = failures(report)
     if failed:
         sys.stderr.write(
             f"{PROGRAM}: error: {len(failed)} export(s)/measurement(s) failed, "
-            f"first: {failed[0]['model']} {failed[0]['format']}: "
+            f"first: {failed[0]['model']} {failed[0].get('variant', failed[0]['format'])}: "
             f"{failed[0]['error']}\n"
         )
-    return exit_status(report)
+    return exit_status(report, selecting)
+
+
+@contextlib.contextmanager
+def cleaned_up_on_error(output_dir):
+    """Removes what a failed run created in `output_dir` (the folder, or artifacts/)."""
+    existed = os.path.exists(output_dir)
+    artifacts = os.path.join(output_dir, "artifacts")
+    artifacts_existed = os.path.exists(artifacts)
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(output_dir, ignore_errors=True)
+        elif not artifacts_existed:
+            shutil.rmtree(artifacts, ignore_errors=True)
+        raise
 
 
 def main(argv=None):

@@ -28,6 +28,16 @@ FORMAT_NAMES = {
 }
 
 
+QUANTIZE_NAMES = {"float16": "float16", "dynamic": "dynamic-range", "int8": "int8"}
+
+
+def variant_name(entry):
+    """`TFLite (LiteRT)`, `TFLite (LiteRT) int8`, ...: format and quantisation."""
+    name = FORMAT_NAMES[entry["format"]]
+    quantize = entry.get("quantize", "none")
+    return name if quantize == "none" else f"{name} {QUANTIZE_NAMES.get(quantize, quantize)}"
+
+
 def megabytes(value):
     return None if value is None else value / 1e6
 
@@ -66,11 +76,13 @@ def tables(report):
     rows = []
     for r in results:
         if not measured(r):
-            rows.append([r["model"], FORMAT_NAMES[r["format"]], "–", "–", "–", "–", "–", "–",
-                         ("n/a: " if r.get("not_applicable") else "FAILED: ") + str(r["error"])])
+            status = ("n/a: " if r.get("not_applicable")
+                      else "REJECTED: " if r.get("rejected") else "FAILED: ")
+            rows.append([r["model"], variant_name(r), "–", "–", "–", "–", "–", "–",
+                         status + str(r["error"])])
             continue
         rows.append([
-            r["model"], FORMAT_NAMES[r["format"]], f"{r['parameters']:,}" if r["parameters"] else "–",
+            r["model"], variant_name(r), f"{r['parameters']:,}" if r["parameters"] else "–",
             format_number(megabytes(r["size_bytes"])), format_number(megabytes(r["gzip_bytes"])), format_number(megabytes(r["peak_rss_bytes"]), 1),
             format_number(megabytes(r["baseline_rss_bytes"]), 1),
             format_number(r["accuracy"], 4), threads_label(r),
@@ -95,7 +107,7 @@ def tables(report):
             stats = r["latency"][b]
             ratio = (r.get("floor_ratio") or {}).get(b)
             rows.append([
-                r["model"], FORMAT_NAMES[r["format"]], f"`{r['timed_call']}`",
+                r["model"], variant_name(r), f"`{r['timed_call']}`",
                 threads_label(r, b), format_number(stats["p50_ms"]), format_number(stats["p90_ms"]), format_number(stats["p99_ms"]),
                 format_number(stats["max_ms"]), f"{stats['throughput_sps']:.0f}", str(stats["iterations"]),
                 format_ratio(ratio),
@@ -103,7 +115,7 @@ def tables(report):
             for label, per_batch in (r.get("alternatives") or {}).items():
                 stats = per_batch[b]
                 rows.append([
-                    r["model"], FORMAT_NAMES[r["format"]], f"`{label}`",
+                    r["model"], variant_name(r), f"`{label}`",
                     str(r["threads"]), format_number(stats["p50_ms"]), format_number(stats["p90_ms"]), format_number(stats["p99_ms"]),
                     format_number(stats["max_ms"]), f"{stats['throughput_sps']:.0f}",
                     str(stats["iterations"]), "–",
@@ -125,7 +137,7 @@ def tables(report):
         rows = []
         for r in searched:
             for b in batch_sizes:
-                cells = [r["model"], FORMAT_NAMES[r["format"]], b]
+                cells = [r["model"], variant_name(r), b]
                 cells += [format_number((r["thread_runs"].get(str(t)) or {}).get(b)) for t in counts]
                 cells.append(threads_label(r, b))
                 rows.append(cells)
@@ -140,12 +152,12 @@ def tables(report):
             "physical core.",
         ))
 
-    headers = ["format", "parameters", "size", "gzip", "peak RSS", "accuracy"]
+    headers = ["student", "format", "parameters", "size", "gzip", "peak RSS", "accuracy"]
     for b in batch_sizes:
         headers += [f"p50@{b}", f"p99@{b}", f"samples/s@{b}"]
     rows = []
     for row in report["ratios"]:
-        cells = [FORMAT_NAMES[row["format"]]] + [
+        cells = [row.get("model", "student"), FORMAT_NAMES[row["format"]]] + [
             format_ratio(row[f]) for f in ("parameters", "size_bytes", "gzip_bytes",
                                          "peak_rss_bytes", "accuracy")
         ]
@@ -184,6 +196,132 @@ def tables(report):
         f"{', '.join(report['settings']['thread_search'])} get the same search; the "
         "threads column says which count won.",
     ))
+    out += variant_tables(report)
+    return out
+
+
+def validity_label(stats):
+    validity = stats.get("validity")
+    if validity is None:
+        return "–"
+    return "VALID" if validity["valid"] else f"INVALID ({validity['reason']})"
+
+
+def lineage_label(entry):
+    lineage = entry.get("lineage") or {}
+    parts = [lineage.get("converter") or "–"]
+    settings = lineage.get("settings") or {}
+    keys = ("quantize", "int8_io", "activation_type", "weight_type", "per_channel",
+            "reduce_range", "calibrate_method", "calibration_samples", "opset")
+    shown = ", ".join(f"{k}={settings[k]}" for k in keys if settings.get(k) is not None)
+    if shown:
+        parts.append(shown)
+    if lineage.get("calibration_digest"):
+        parts.append(f"calibration {lineage['calibration_data']} sha256:{lineage['calibration_digest']}")
+    parts.append(f"{lineage.get('threads')} thread(s)")
+    return "; ".join(str(p) for p in parts)
+
+
+def variant_tables(report):
+    """Per variant: parity, start-up, full latency distribution, Pareto, release."""
+    results = [r for r in report["results"] if measured(r) and r["format"] != "numpy"]
+    batch_sizes = [str(b) for b in report["settings"]["batch_sizes"]]
+    out = []
+    headers = ["model", "variant", "max abs diff vs Keras", "top-1 agreement", "examples",
+               "import s", "load s", "first inference ms"]
+    rows = []
+    for r in results:
+        parity = r.get("parity") or {}
+        first = r.get("first_inference_ms")
+        rows.append([
+            r["model"], variant_name(r),
+            format_number(parity.get("max_abs_diff"), 6), format_number(parity.get("top1_agreement"), 4),
+            str(parity.get("examples", "–")), format_number(r.get("import_s")), format_number(r.get("init_s")),
+            "–" if first is None else f"{first:.3f} (batch {r.get('first_inference_batch_size')})",
+        ])
+    out.append((
+        "Parity with Keras and start-up",
+        headers,
+        rows,
+        "Parity: every runtime's outputs in the measurement process on the held-out labelled "
+        "inputs (never the calibration data), against Keras' `model(x, training=False)`. "
+        "Import: the runtime's import; load: the artifact's load and initialisation; first "
+        "inference: the first call after loading (not part of the percentiles).",
+    ))
+    for b in batch_sizes:
+        headers = ["model", "variant", "p50", "p90", "p95", "p99", "max", "mean ± std",
+                   "samples/s", "calls", "timed s", "validity"]
+        rows = []
+        for r in results:
+            stats = r["latency"][b]
+            mean_std = (f"{stats['mean_ms']:.3f} ± {stats['std_ms']:.3f}"
+                        if "std_ms" in stats else format_number(stats.get("mean_ms")))
+            rows.append([
+                r["model"], variant_name(r), format_number(stats["p50_ms"]), format_number(stats["p90_ms"]),
+                format_number(stats.get("p95_ms")), format_number(stats["p99_ms"]),
+                format_number(stats["max_ms"]), mean_std, f"{stats['throughput_sps']:.0f}",
+                str(stats["iterations"]), format_number(stats.get("timed_s")), validity_label(stats),
+            ])
+        out.append((
+            f"Latency distribution at batch {b} (ms)",
+            headers,
+            rows,
+            "VALID: the run met both its minimum call count and its minimum timed duration "
+            "(as LiteRT's benchmark_model, onnxruntime_perf_test and MLPerf's run rules "
+            "require); INVALID runs stopped at the time bound, their tails rest on few calls.",
+        ))
+    headers = ["model", "variant", "accuracy"] + [f"p99 ms@{b}" for b in batch_sizes]
+    headers += ["size MB", "Pareto front", "lineage"]
+    rows = []
+    for r in results:
+        fronts = r.get("pareto") or []
+        rows.append([
+            r["model"], variant_name(r), format_number(r.get("accuracy"), 4),
+            *[format_number(r["latency"][b]["p99_ms"]) for b in batch_sizes],
+            format_number(megabytes(r.get("size_bytes"))),
+            ("**" + ", ".join(fronts) + "**") if fronts else "–",
+            lineage_label(r),
+        ])
+    out.append((
+        "Pareto: accuracy against p99 latency and size",
+        headers,
+        rows,
+        "A variant is on a front when no other is at least as accurate and at least as fast "
+        "(or small) and better in one of the two. Lineage: converter and its settings, "
+        "calibration data and its digest, threads of the figures.",
+    ))
+    for r in report["results"]:
+        if not r.get("layer_errors"):
+            continue
+        rows = [[r["model"], str(rank), row["layer"], row["op"],
+                 format_number(row["rmse_over_scale"]), format_number(row["max_abs_error"], 5)]
+                for rank, row in enumerate(r["layer_errors"], start=1)]
+        out.append((
+            f"Why {r['model']} {r['variant']} lost accuracy: quantisation error per layer",
+            ["model", "rank", "layer (output tensor)", "op", "RMSE / scale", "max abs error"],
+            rows,
+            "LiteRT's QuantizationDebugger on the calibration inputs: each quantised op's "
+            "output against its float value; RMSE in units of the quantisation scale (about "
+            "0.29 is rounding alone). The variant `tflite_int8_selective` keeps the worst "
+            "layers in float and is measured with the others.",
+        ))
+    release = report.get("release")
+    if release:
+        headers = ["rank", "candidate", release["objective"], "meets budget", "shortfall"]
+        rows = []
+        for rank, c in enumerate(release["candidates"], start=1):
+            rows.append([
+                str(rank), c["label"], format_number(c["value"], 4),
+                "**RELEASE**" if c is release["winner"] else ("yes" if c["meets"] else "no"),
+                "; ".join(c["violations"]) or "–",
+            ])
+        out.append((
+            "Release choice",
+            headers,
+            rows,
+            f"The release is the variant meeting every limit with the lowest "
+            f"{release['objective']}; ties go to the smaller file.",
+        ))
     return out
 
 
@@ -207,6 +345,18 @@ def verdict_lines(report):
     else:
         lines.append(f"**Budget: FAILED** ({len(budget['violations'])} violation(s)):")
         lines += [f"- {v['message']}" for v in budget["violations"]]
+    release = report.get("release")
+    if release:
+        if release["winner"]:
+            lines.append(f"**Release: {release['winner']['label']}** (lowest "
+                         f"{release['objective']} among the variants meeting the budget).")
+        else:
+            lines.append("**Release: none** (no variant meets the budget).")
+    rejected = [r for r in report["results"] if r.get("rejected")]
+    if rejected:
+        lines.append(f"{len(rejected)} quantised variant(s) REJECTED by their parity check:")
+        lines += [f"- {r['model']} {r['variant']}: {r['error']}" for r in rejected]
+    failed = [r for r in failed if not r.get("rejected")]
     if failed:
         lines.append(f"**{len(failed)} export(s)/measurement(s) FAILED:**")
         lines += [f"- {r['model']} {r['format']}: {r['error']}" for r in failed]
@@ -238,15 +388,23 @@ def environment_lines(report):
     ]
 
 
+def models_line(report, code):
+    """`Teacher X (N parameters), student Y (M parameters).`, every model named."""
+    parts = []
+    for name, model in report["models"].items():
+        role = model.get("role", name)
+        label = "Teacher" if role == "teacher" else (
+            "student" if name == "student" else f"student {name}")
+        parts.append(f"{label} {code(model['path'])} ({model['parameters']:,} parameters)")
+    return ", ".join(parts) + "."
+
+
 def render_markdown(report):
     """The report as Markdown."""
-    models = report["models"]
     lines = [
         "# Inference report: student against teacher",
         "",
-        f"Teacher `{models['teacher']['path']}` ({models['teacher']['parameters']:,} parameters), "
-        f"student `{models['student']['path']}` ({models['student']['parameters']:,} parameters). "
-        f"Generated {report['created_utc']}.",
+        models_line(report, lambda path: f"`{path}`") + f" Generated {report['created_utc']}.",
         "",
         "## Verdict",
         "",
@@ -261,7 +419,7 @@ def render_markdown(report):
     for r in report["results"]:
         if measured(r):
             settings = ", ".join(f"{k}={v}" for k, v in r["runtime_settings"].items())
-            lines.append(f"- {r['model']} {FORMAT_NAMES[r['format']]} ({r['runtime']}, pid "
+            lines.append(f"- {r['model']} {variant_name(r)} ({r['runtime']}, pid "
                          f"{r['pid']}): {settings}")
     lines += ["", "## Environment", "", *environment_lines(report), ""]
     if report.get("command"):
@@ -270,7 +428,7 @@ def render_markdown(report):
 
 
 def render_plots(report):
-    """Two PNGs (bytes): latency distributions, accuracy versus latency."""
+    """Two PNGs (bytes): latency distributions; accuracy against p99 and size (fronts)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,9 +440,9 @@ def render_plots(report):
 
     figure, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 0.45 * len(results) + 1.5),
                                 squeeze=False)
-    for axis, b in zip(axes[0], batch_sizes):
+    for axis, b in zip(axes[0], batch_sizes, strict=True):
         data = [np.asarray(r["samples_ms"][b]) for r in results]
-        labels = [f"{r['model']} {r['format']}" for r in results]
+        labels = [f"{r['model']} {r.get('variant', r['format'])}" for r in results]
         try:
             axis.boxplot(data, orientation="horizontal", whis=(1, 99), showfliers=False)
         except TypeError:  # matplotlib < 3.10
@@ -301,21 +459,28 @@ def render_plots(report):
     figure.tight_layout()
     images["latency"] = figure_png(figure, plt)
 
-    figure, axes = plt.subplots(1, len(batch_sizes), figsize=(6 * len(batch_sizes), 5), squeeze=False)
-    markers = {"teacher": "o", "student": "^"}
+    panels = [(f"p99 latency at batch {b} (ms, log)", f"p99_ms@{b}",
+               (lambda r, b=b: r["latency"][b]["p99_ms"])) for b in batch_sizes]
+    panels.append(("size on disk (MB, log)", "size_mb", lambda r: megabytes(r["size_bytes"])))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5), squeeze=False)
     colors = {"keras": "C0", "savedmodel": "C1", "tflite": "C2", "onnx": "C3", "numpy": "C7"}
-    for axis, b in zip(axes[0], batch_sizes):
-        for r in results:
-            if r.get("accuracy") is None:
-                continue
-            axis.scatter(r["latency"][b]["p50_ms"], r["accuracy"], marker=markers[r["model"]],
-                         color=colors.get(r["format"], "k"), s=60, alpha=0.8,
-                         label=f"{r['model']} {FORMAT_NAMES[r['format']]}")
-        axis.legend(fontsize=7, loc="best")
+    markers = {"none": "o", "float16": "s", "dynamic": "D", "int8": "^"}
+    points = [r for r in results if r.get("accuracy") is not None and r["format"] != "numpy"]
+    for axis, (label, front, x_of) in zip(axes[0], panels, strict=True):
+        for r in points:
+            on_front = front in (r.get("pareto") or [])
+            axis.scatter(x_of(r), r["accuracy"], marker=markers.get(r.get("quantize", "none"), "o"),
+                         color=colors.get(r["format"], "k"), s=90 if on_front else 40,
+                         edgecolors="black" if on_front else "none", alpha=0.85,
+                         label=f"{r['model']} {variant_name(r)}")
+        chosen = sorted((x_of(r), r["accuracy"]) for r in points if front in (r.get("pareto") or []))
+        if chosen:
+            axis.step(*zip(*chosen, strict=True), where="post", color="black", linewidth=1, alpha=0.6)
+        axis.legend(fontsize=6, loc="best")
         axis.set_xscale("log")
-        axis.set_xlabel(f"p50 latency at batch {b} (ms, log)")
+        axis.set_xlabel(label)
         axis.set_ylabel("test accuracy")
-        axis.set_title(f"accuracy vs latency, batch {b} (o teacher, ^ student)")
+        axis.set_title("accuracy vs " + label.split(" (")[0] + " (front: outlined, line)")
         axis.grid(True, alpha=0.3)
     figure.tight_layout()
     images["accuracy_latency"] = figure_png(figure, plt)
@@ -339,7 +504,6 @@ def inline_markdown(text):
 def render_html(report):
     """The report as one self-contained HTML page (plots embedded as base64 PNG)."""
     images = render_plots(report)
-    models = report["models"]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         "<title>Inference report: student against teacher</title>",
@@ -350,10 +514,8 @@ def render_html(report):
         ".fail{color:#b00020}.pass{color:#1b5e20}.note{color:#555;font-size:13px}</style>",
         "</head><body>",
         "<h1>Inference report: student against teacher</h1>",
-        f"<p>Teacher <code>{html.escape(models['teacher']['path'])}</code> "
-        f"({models['teacher']['parameters']:,} parameters), student "
-        f"<code>{html.escape(models['student']['path'])}</code> "
-        f"({models['student']['parameters']:,} parameters). Generated {report['created_utc']}.</p>",
+        "<p>" + models_line(report, lambda path: f"<code>{html.escape(path)}</code>")
+        + f" Generated {report['created_utc']}.</p>",
         "<h2>Verdict</h2><ul>",
     ]
     verdict = verdict_lines(report)
@@ -370,7 +532,7 @@ def render_html(report):
     parts.append("<h2>Latency distributions</h2>")
     parts.append(f"<img alt='latency distributions' src='data:image/png;base64,"
                  f"{base64.b64encode(images['latency']).decode()}'>")
-    parts.append("<h2>Accuracy versus latency</h2>")
+    parts.append("<h2>Accuracy against p99 latency and size (Pareto fronts)</h2>")
     parts.append(f"<img alt='accuracy versus latency' src='data:image/png;base64,"
                  f"{base64.b64encode(images['accuracy_latency']).decode()}'>")
     parts.append("<h2>Environment</h2><ul>")

@@ -6,7 +6,6 @@ import pytest
 
 from export import measure
 
-
 ACTIVATIONS = ["relu", "tanh", "sigmoid", "linear", "softmax", "relu6"]
 
 

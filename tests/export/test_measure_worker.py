@@ -46,7 +46,7 @@ def test_windows_of_different_processes_never_overlap(interleaved):
         (w["start_ns"], w["end_ns"], result["format"]) for result in results for w in result["windows"]
     )
     assert len(windows) == len(results) * ROUNDS * len(BATCH_SIZES)
-    for (_, end, _), (start, _, _) in zip(windows, windows[1:]):
+    for (_, end, _), (start, _, _) in zip(windows, windows[1:], strict=False):
         assert end <= start  # one process timed at a time
 
 

@@ -101,13 +101,14 @@ def test_json_schema(violated, inputs):
     _, output = violated
     with open(os.path.join(output, "report.json")) as handle:
         data = json.load(handle)
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["settings"]["formats"] == ["tflite", "onnx"]
     assert data["settings"]["batch_sizes"] == [1, 3]
-    assert data["data"] == {"source": inputs["data"], "examples": 64}
+    assert data["data"]["source"] == inputs["data"] and data["data"]["examples"] == 64
+    assert len(data["data"]["digest"]) == 16 and data["data"]["calibration"] is None
     entries = {(r["model"], r["format"]): r for r in data["results"]}
     assert set(entries) == {(m, f) for m in ("teacher", "student") for f in ("tflite", "onnx", "numpy")}
-    for (model, fmt), entry in entries.items():
+    for (_, fmt), entry in entries.items():
         assert entry["error"] is None
         assert "samples_ms" not in entry  # raw samples only feed the plots
         for key in ("parameters", "size_bytes", "gzip_bytes", "peak_rss_bytes", "threads",
@@ -154,7 +155,7 @@ def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
             assert entry["latency"][batch]["iterations"] == calls
         windows += [(w["start_ns"], w["end_ns"]) for w in entry["windows"]]
     windows.sort()
-    assert all(end <= start for (_, end), (start, _) in zip(windows, windows[1:]))
+    assert all(end <= start for (_, end), (start, _) in zip(windows, windows[1:], strict=False))
     with open(os.path.join(output, "report.md")) as handle:
         markdown = handle.read()
     assert "in 5 windows" in markdown and "timed one at a time in interleaved windows" in markdown
@@ -184,6 +185,12 @@ def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
         (["--budget", "BUDGET:max_p99_ms: [1, 2\n"], "is not valid YAML"),
         (["--budget", "BUDGET:max_p99_msec: 3\n"], "Received: unknown key(s) max_p99_msec"),
         (["--budget", "BUDGET:max_p99_ms: {8: 1}\n"], "batch size 8, which is not in --batch-sizes"),
+        (["--budget", "BUDGET:max_size_mb: .nan\n"], "`max_size_mb` must be a finite number"),
+        (["--budget", "BUDGET:max_p99_ms: {1: .inf}\n"], "`max_p99_ms[1]` must be a finite number"),
+        (["--budget", "BUDGET:min_accuracy: yes\n"], "`min_accuracy` must be a number"),
+        (["--budget", "BUDGET:max_size_mb: 1\nminimise: speed\n"], "`minimise` must be one of"),
+        (["--variants", "tflite_int4"], "`--variants` must be distinct names from"),
+        (["--release-dir", "RELEASE"], "`--release-dir` must come with --budget"),
         (["--formats", "keras,pytorch"], "`--formats` must be distinct names from"),
         (["--batch-sizes", "0"], "`--batch-sizes` must be distinct positive integers"),
         (["--no-such-flag"], "Unknown command line flag 'no-such-flag'"),
@@ -194,6 +201,8 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
     for i, value in enumerate(extra):
         if value.startswith("BUDGET:"):
             extra[i] = _write(str(tmp_path), "budget.yaml", value[len("BUDGET:"):])
+        if value == "RELEASE":
+            extra[i] = str(tmp_path / "release")
     output = str(tmp_path / "never")
     completed = _run(["--teacher", inputs["teacher"], "--student", inputs["student"],
                       "--output-dir", output, *extra], timeout=120)
