@@ -21,6 +21,7 @@ _LAZY = {
     "export_savedmodel": "export.to_savedmodel",
     "export_tflite": "export.to_tflite",
     "export_onnx": "export.to_onnx",
+    "export_onnx_int8": "export.quantize_onnx",
     "load_model": "export.loading",
     "ModelLoadError": "export.loading",
     "verify_artifact": "export.verify",
