@@ -53,9 +53,42 @@ def resolve_for_export(model, output_path, overwrite=False, unsafe=False, direct
         The single-input, single-output `keras.Model` and the source path
         (None for an in-memory model).
     """
-    staging.check_output_path(output_path, overwrite, directory=directory)
+    check_destination(output_path, overwrite, directory=directory)
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-    return loading.resolve_model(model, unsafe=unsafe), source
+    model = loading.resolve_model(model, unsafe=unsafe)
+    loading.check_logits_output(model)
+    return model, source
+
+
+def check_destination(output_path, overwrite=False, directory=False):
+    """Checks the artifact's and its sidecar's paths before any work.
+
+    Raises:
+        staging.OutputExistsError, ValueError, PermissionError: see
+            `export.staging.check_output_path`.
+    """
+    staging.check_output_path(output_path, overwrite, directory=directory)
+    staging.check_output_path(
+        sidecar.sidecar_path(output_path), overwrite=True, flag="--output sidecar"
+    )
+
+
+def load_labelled_data(labelled_data, model):
+    """`(x, y)` of `labelled_data` (a `.npz` path or a tuple), validated.
+
+    Inputs must match the model and be finite; labels finite class indices
+    below the model's number of classes (or one-hot rows).
+    """
+    input_shape, _ = loading.input_signature(model)
+    num_classes = loading.num_classes(model)
+    if isinstance(labelled_data, (str, os.PathLike)):
+        return verify.load_labelled(
+            labelled_data, input_shape, num_classes=num_classes
+        )
+    x, y = labelled_data
+    return verify.check_labelled(
+        x, y, input_shape, flag="labelled_data", num_classes=num_classes
+    )
 
 
 def export_artifact(
@@ -73,6 +106,7 @@ def export_artifact(
     seed=0,
     min_agreement=None,
     source=None,
+    calibration_inputs=None,
 ):
     """Writes, verifies and commits one artifact with its sidecar.
 
@@ -93,6 +127,8 @@ def export_artifact(
         seed: Seed of the random parity inputs.
         min_agreement: Override of the quantised top-1 agreement threshold.
         source: Description of the model for the sidecar.
+        calibration_inputs: Representative data a quantised model was
+            calibrated on (its held-out agreement inputs are drawn like it).
 
     Returns:
         An `ExportResult`.
@@ -101,17 +137,9 @@ def export_artifact(
         staging.OutputExistsError: destination exists, no `overwrite`.
         verify.ParityError: the artifact does not match Keras.
     """
-    input_shape, _ = loading.input_signature(model)
     labelled = None
     if labelled_data is not None:
-        if isinstance(labelled_data, (str, os.PathLike)):
-            labelled = verify.load_labelled(labelled_data, input_shape)
-        else:
-            x, y = labelled_data
-            labelled = (
-                verify.load_inputs(x, input_shape, flag="labelled_data"),
-                y,
-            )
+        labelled = load_labelled_data(labelled_data, model)
     with staging.StagedOutput(
         output_path, overwrite=overwrite, directory=directory
     ) as artifact, staging.StagedOutput(
@@ -128,6 +156,7 @@ def export_artifact(
             labelled=labelled,
             seed=seed,
             min_agreement=min_agreement,
+            calibration_inputs=calibration_inputs,
         )
         size = staging.artifact_size_bytes(artifact.temporary_path)
         content = sidecar.build_sidecar(
@@ -146,3 +175,84 @@ def export_artifact(
         sidecar=content,
         summary=verify.summary_line(artifact.path, report, size),
     )
+
+
+def run_isolated(target, arguments, what):
+    """Runs `target(**arguments)` in a fresh child process (spawned).
+
+    For native converters that can crash the process (the TFLite converter
+    segfaults on some calibration data): a crash becomes a one-line
+    `ConversionError` here instead of killing the caller. The child inherits
+    stderr and the environment; `target` must be a module-level function.
+
+    Args:
+        target: The function to run.
+        arguments: Its keyword arguments (picklable).
+        what: What runs, for messages (e.g. `"the TFLite converter"`).
+
+    Raises:
+        ConversionError: `target` raised (its one-line message is kept), or
+            the child died (the signal is named) or exited without a result.
+    """
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=isolated_entry, args=(sender, target, arguments), daemon=True
+    )
+    try:
+        process.start()
+        sender.close()
+        outcome = None
+        while outcome is None:
+            if receiver.poll(0.1):
+                try:
+                    outcome = receiver.recv()
+                except EOFError:
+                    break
+            elif not process.is_alive():
+                if receiver.poll(0):
+                    continue
+                break
+        process.join()
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
+        receiver.close()
+    if outcome is not None:
+        kind, message = outcome
+        if kind == "ok":
+            return
+        raise ConversionError(
+            message if kind == "ConversionError" else f"{what} failed: {message}"
+        )
+    code = process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        raise ConversionError(
+            f"{what} crashed ({name}) on this model and data; nothing was "
+            "written (check --representative-data, or rerun with --verbose)"
+        )
+    raise ConversionError(f"{what} exited with status {code} and no result")
+
+
+def isolated_entry(connection, target, arguments):
+    """Child side of `run_isolated`: sends `("ok", None)` or the error."""
+    try:
+        target(**arguments)
+    except Exception as error:  # Reported to the parent as one line.
+        kind = type(error).__name__
+        message = loading.error_summary(error)
+        if not isinstance(error, ConversionError):
+            message = f"{kind}: {message}"
+        connection.send((kind, message))
+    else:
+        connection.send(("ok", None))
+    finally:
+        connection.close()
