@@ -178,59 +178,66 @@ def export_artifact(
 
 
 def run_isolated(target, arguments, what):
-    """Runs `target(**arguments)` in a fresh child process (spawned).
+    """Runs `target(**arguments)` in a fresh child process.
 
     For native converters that can crash the process (the TFLite converter
     segfaults on some calibration data): a crash becomes a one-line
-    `ConversionError` here instead of killing the caller. The child inherits
-    stderr and the environment; `target` must be a module-level function.
+    `ConversionError` here instead of killing the caller. The child is
+    `python -m export.pipeline` (not a multiprocessing spawn, which would
+    re-run a caller's unguarded `__main__` script); it inherits stderr, the
+    environment and `sys.path`; its stdout goes to stderr.
 
     Args:
-        target: The function to run.
-        arguments: Its keyword arguments (picklable).
+        target: A module-level function.
+        arguments: Its keyword arguments (JSON-serialisable).
         what: What runs, for messages (e.g. `"the TFLite converter"`).
 
     Raises:
         ConversionError: `target` raised (its one-line message is kept), or
             the child died (the signal is named) or exited without a result.
     """
-    import multiprocessing
+    import json
     import signal
+    import subprocess
+    import sys
+    import tempfile
 
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(
-        target=isolated_entry, args=(sender, target, arguments), daemon=True
+    module = target.__module__
+    if module == "__main__":  # `python -m export.to_tflite`: its real name.
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    request = json.dumps(
+        {
+            "target": f"{module}:{target.__qualname__}",
+            "arguments": arguments,
+        }
     )
+    handle, result_path = tempfile.mkstemp(prefix="kdkeras-result-", suffix=".json")
+    os.close(handle)
+    path_entries = [entry for entry in sys.path if isinstance(entry, str) and entry]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path_entries)}
     try:
-        process.start()
-        sender.close()
-        outcome = None
-        while outcome is None:
-            if receiver.poll(0.1):
-                try:
-                    outcome = receiver.recv()
-                except EOFError:
-                    break
-            elif not process.is_alive():
-                if receiver.poll(0):
-                    continue
-                break
-        process.join()
+        sys.stderr.flush()
+        completed = subprocess.run(
+            [sys.executable, "-m", "export.pipeline", request, result_path],
+            stdin=subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(),
+            env=environment,
+            check=False,
+        )
+        with open(result_path, encoding="utf-8") as result_file:
+            text = result_file.read()
     finally:
-        if process.is_alive():
-            process.kill()
-            process.join()
-        receiver.close()
-    if outcome is not None:
-        kind, message = outcome
+        os.remove(result_path)
+    if text:
+        kind, message = json.loads(text)
         if kind == "ok":
             return
         raise ConversionError(
             message if kind == "ConversionError" else f"{what} failed: {message}"
         )
-    code = process.exitcode
-    if code is not None and code < 0:
+    code = completed.returncode
+    if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
@@ -242,17 +249,35 @@ def run_isolated(target, arguments, what):
     raise ConversionError(f"{what} exited with status {code} and no result")
 
 
-def isolated_entry(connection, target, arguments):
-    """Child side of `run_isolated`: sends `("ok", None)` or the error."""
+def isolated_main(argv):
+    """Child side of `run_isolated`: `python -m export.pipeline REQUEST RESULT`.
+
+    Writes `["ok", null]` or `[error type, one-line message]` as JSON to
+    RESULT.
+    """
+    import importlib
+    import json
+
+    request, result_path = json.loads(argv[1]), argv[2]
+    module_name, _, function_name = request["target"].partition(":")
     try:
-        target(**arguments)
+        function = importlib.import_module(module_name)
+        for part in function_name.split("."):
+            function = getattr(function, part)
+        function(**request["arguments"])
     except Exception as error:  # Reported to the parent as one line.
         kind = type(error).__name__
         message = loading.error_summary(error)
-        if not isinstance(error, ConversionError):
+        if kind != "ConversionError":
             message = f"{kind}: {message}"
-        connection.send((kind, message))
+        outcome = [kind, message]
     else:
-        connection.send(("ok", None))
-    finally:
-        connection.close()
+        outcome = ["ok", None]
+    with open(result_path, "w", encoding="utf-8") as result_file:
+        json.dump(outcome, result_file)
+
+
+if __name__ == "__main__":
+    import sys
+
+    isolated_main(sys.argv)

@@ -14,7 +14,7 @@ unknown ONNX nodes and only logs) are reported as a one-line error; `Erfc`
 (used by Keras' exact GELU) is rewritten as `1 - Erf` (`CUSTOM_OP_HANDLERS`).
 
 tf2onnx and the TensorFlow graph code under it are native code that can crash
-the process: the conversion runs in a spawned child process
+the process: the conversion runs in a child process
 (`export.pipeline.run_isolated`) on a scratch SavedModel the parent writes
 and always deletes, so a crash becomes a one-line `ConversionError`.
 

@@ -40,7 +40,7 @@ weighted op for `int8` and `qat`. Otherwise a `ConversionError`, and nothing
 is written.
 
 The TFLite converter is native code that can crash the process (a
-segmentation fault on some calibration data): it runs in a spawned child
+segmentation fault on int8 calibration data holding inf): it runs in a child
 process (`export.pipeline.run_isolated`) on a scratch SavedModel the parent
 writes and always deletes; a crash becomes a one-line `ConversionError`.
 
