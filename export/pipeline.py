@@ -217,11 +217,15 @@ def run_isolated(target, arguments, what):
     path_entries = [entry for entry in sys.path if isinstance(entry, str) and entry]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path_entries)}
     try:
+        stderr_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # A replaced sys.stderr.
+        stderr_fd = 2
+    try:
         sys.stderr.flush()
         completed = subprocess.run(
             [sys.executable, "-m", "export.pipeline", request, result_path],
             stdin=subprocess.DEVNULL,
-            stdout=sys.stderr.fileno(),
+            stdout=stderr_fd,
             env=environment,
             check=False,
         )

@@ -258,9 +258,30 @@ def load_labelled(path, input_shape, flag="--labelled-data", num_classes=None):
     return check_labelled(x, y, input_shape, flag, num_classes, path)
 
 
-def check_labelled(x, y, input_shape, flag="--labelled-data", num_classes=None,
-                   source="array"):
-    """Validates labelled data `(x, y)`; returns `(float32 x, y)`."""
+def check_labelled(
+    x, y, input_shape, flag="--labelled-data", num_classes=None, source="array"
+):
+    """Validates labelled data `(x, y)`.
+
+    Args:
+        x: Inputs; must match `input_shape`, be numeric and finite.
+        y: Class indices `(N,)` (integral values) or one-hot rows
+            `(N, classes)`, finite.
+        input_shape: The model input shape.
+        flag: Argument name for error messages.
+        num_classes: With it, indices must be in `[0, num_classes)` and
+            one-hot rows that wide.
+        source: Description of the data for error messages.
+
+    Returns:
+        `(x, y)`: float32 inputs; int64 indices or the one-hot rows.
+
+    Example:
+
+    >>> x, y = check_labelled(np.zeros((2, 3)), [0, 1], (None, 3), num_classes=2)
+    >>> y.tolist()
+    [0, 1]
+    """
     x = _check_inputs(
         np.asarray(x), input_shape, flag, received=f"{flag}={source}"
     )
