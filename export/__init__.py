@@ -27,6 +27,7 @@ _LAZY = {
     "verify_artifact": "export.verify",
     "relative_error": "export.verify",
     "ParityError": "export.verify",
+    "NonFiniteOutputError": "export.verify",
     "ExportResult": "export.pipeline",
     "OutputExistsError": "export.staging",
     "measure_artifact": "export.measure",

@@ -27,6 +27,14 @@ Errors print ONE line, `<tool>: error: <what is wrong>`, on stderr, without a
 traceback unless `--verbose`. The converters' native (C++) logging is captured
 and dropped unless `--verbose`, so stderr holds only that line, our warnings
 and the progress lines.
+
+TensorFlow's start-up noise on a CPU machine (`failed call to cuInit`, oneDNN
+notices, absl's "All log messages before absl::InitializeLog()") is written
+by C++ straight to file descriptor 2, some of it while `tensorflow` is being
+imported, so it must be silenced before that import: importing this module
+(every tool imports it before TensorFlow) sets `QUIET_ENVIRONMENT` unless
+`--verbose` is on the command line, and `run_main` imports TensorFlow with
+file descriptor 2 captured.
 """
 
 import contextlib
@@ -38,6 +46,42 @@ import warnings
 
 from absl import app
 from absl import flags
+
+# Set before TensorFlow is imported, unless --verbose: TF/TSL C++ logging at
+# FATAL only (drops cuInit errors and oneDNN notices), gRPC errors only.
+QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+
+
+def verbose_requested(argv=None):
+    """Whether `--verbose` (absl spellings; the last one wins) is in `argv`."""
+    verbose = False
+    for argument in sys.argv[1:] if argv is None else list(argv)[1:]:
+        argument = str(argument)
+        if argument == "--":
+            break
+        name, _, value = argument.lstrip("-").partition("=")
+        if not argument.startswith("-"):
+            continue
+        if name == "verbose":
+            verbose = value.lower() not in ("false", "0", "no", "f")
+        elif name == "noverbose":
+            verbose = False
+    return verbose
+
+
+def quiet_native_logs(argv=None):
+    """Sets `QUIET_ENVIRONMENT` unless `--verbose` is in `argv`.
+
+    Returns:
+        Whether the environment was set (False under `--verbose`).
+    """
+    if verbose_requested(argv):
+        return False
+    os.environ.update(QUIET_ENVIRONMENT)
+    return True
+
+
+quiet_native_logs()
 
 FLAGS = flags.FLAGS
 EXIT_OK = 0
@@ -237,10 +281,23 @@ def run_main(program, main, argv=None, takes_arguments=False):
                 f"Received: {' '.join(arguments[1:])}",
                 EXIT_USAGE,
             )
+        if not flag_value("verbose"):
+            import_tensorflow_quietly()
         status = guarded(program, lambda: main(arguments[1:]), quiet=False)
         sys.exit(status or EXIT_OK)
 
     app.run(entry, argv=argv, flags_parser=parser(program))
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow with file descriptor 2 captured (its import noise)."""
+    if "tensorflow" in sys.modules:
+        return
+    with captured_native_stderr():
+        try:
+            import tensorflow  # noqa: F401  (imported for its side effect)
+        except ImportError:
+            pass
 
 
 def run(program, export_fn, argv=None, output_required=None, tool_arguments=None):

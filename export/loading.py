@@ -96,7 +96,8 @@ def _load_keras_file(path, unsafe):
         )
     if not zipfile.is_zipfile(path):
         raise ModelLoadError(
-            f"MODEL {path} is corrupt: not a .keras zip archive"
+            f"MODEL {path} is corrupt: not a .keras zip archive (truncated, "
+            "or not a model file)"
         )
     try:
         with zipfile.ZipFile(path) as archive:
@@ -126,8 +127,8 @@ def _load_keras_file(path, unsafe):
         if not unsafe and "safe_mode" in str(error):
             raise ModelLoadError(
                 f"MODEL {path} contains a Lambda layer (arbitrary Python "
-                "code), refused under safe mode; pass --unsafe only if you "
-                "trust the file"
+                "code), refused under safe mode; pass --unsafe (Python: "
+                "unsafe=True) only if you trust the file"
             ) from None
         raise ModelLoadError(
             f"MODEL {path} could not be loaded: {message}"
@@ -222,6 +223,25 @@ def resolve_model(model, unsafe=False):
     raise TypeError(
         f"`model` must be a keras.Model or a path. Received: {type(model).__name__}"
     )
+
+
+def check_logits_output(model):
+    """Raises `ModelLoadError` unless the output is 2-D logits `(batch, classes)`.
+
+    Every check (top-1 agreement, accuracy) reads classes from the last axis;
+    a scalar-per-example or image-shaped output would make them meaningless.
+    """
+    shape = tuple(model.outputs[0].shape)
+    if len(shape) != 2 or shape[1] is None or shape[1] < 2:
+        raise ModelLoadError(
+            "`model` must output 2-D logits (batch, classes) with at least 2 "
+            f"classes. Received: a model with output shape {shape}"
+        )
+
+
+def num_classes(model):
+    """Width of the model's 2-D logits output."""
+    return int(model.outputs[0].shape[-1])
 
 
 def input_signature(model):

@@ -53,9 +53,42 @@ def resolve_for_export(model, output_path, overwrite=False, unsafe=False, direct
         The single-input, single-output `keras.Model` and the source path
         (None for an in-memory model).
     """
-    staging.check_output_path(output_path, overwrite, directory=directory)
+    check_destination(output_path, overwrite, directory=directory)
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
-    return loading.resolve_model(model, unsafe=unsafe), source
+    model = loading.resolve_model(model, unsafe=unsafe)
+    loading.check_logits_output(model)
+    return model, source
+
+
+def check_destination(output_path, overwrite=False, directory=False):
+    """Checks the artifact's and its sidecar's paths before any work.
+
+    Raises:
+        staging.OutputExistsError, ValueError, PermissionError: see
+            `export.staging.check_output_path`.
+    """
+    staging.check_output_path(output_path, overwrite, directory=directory)
+    staging.check_output_path(
+        sidecar.sidecar_path(output_path), overwrite=True, flag="--output sidecar"
+    )
+
+
+def load_labelled_data(labelled_data, model):
+    """`(x, y)` of `labelled_data` (a `.npz` path or a tuple), validated.
+
+    Inputs must match the model and be finite; labels finite class indices
+    below the model's number of classes (or one-hot rows).
+    """
+    input_shape, _ = loading.input_signature(model)
+    num_classes = loading.num_classes(model)
+    if isinstance(labelled_data, (str, os.PathLike)):
+        return verify.load_labelled(
+            labelled_data, input_shape, num_classes=num_classes
+        )
+    x, y = labelled_data
+    return verify.check_labelled(
+        x, y, input_shape, flag="labelled_data", num_classes=num_classes
+    )
 
 
 def export_artifact(
@@ -73,6 +106,7 @@ def export_artifact(
     seed=0,
     min_agreement=None,
     source=None,
+    calibration_inputs=None,
 ):
     """Writes, verifies and commits one artifact with its sidecar.
 
@@ -93,6 +127,8 @@ def export_artifact(
         seed: Seed of the random parity inputs.
         min_agreement: Override of the quantised top-1 agreement threshold.
         source: Description of the model for the sidecar.
+        calibration_inputs: Representative data a quantised model was
+            calibrated on (its held-out agreement inputs are drawn like it).
 
     Returns:
         An `ExportResult`.
@@ -101,17 +137,9 @@ def export_artifact(
         staging.OutputExistsError: destination exists, no `overwrite`.
         verify.ParityError: the artifact does not match Keras.
     """
-    input_shape, _ = loading.input_signature(model)
     labelled = None
     if labelled_data is not None:
-        if isinstance(labelled_data, (str, os.PathLike)):
-            labelled = verify.load_labelled(labelled_data, input_shape)
-        else:
-            x, y = labelled_data
-            labelled = (
-                verify.load_inputs(x, input_shape, flag="labelled_data"),
-                y,
-            )
+        labelled = load_labelled_data(labelled_data, model)
     with staging.StagedOutput(
         output_path, overwrite=overwrite, directory=directory
     ) as artifact, staging.StagedOutput(
@@ -128,6 +156,7 @@ def export_artifact(
             labelled=labelled,
             seed=seed,
             min_agreement=min_agreement,
+            calibration_inputs=calibration_inputs,
         )
         size = staging.artifact_size_bytes(artifact.temporary_path)
         content = sidecar.build_sidecar(
@@ -146,3 +175,113 @@ def export_artifact(
         sidecar=content,
         summary=verify.summary_line(artifact.path, report, size),
     )
+
+
+def run_isolated(target, arguments, what):
+    """Runs `target(**arguments)` in a fresh child process.
+
+    For native converters that can crash the process (the TFLite converter
+    segfaults on some calibration data): a crash becomes a one-line
+    `ConversionError` here instead of killing the caller. The child is
+    `python -m export.pipeline` (not a multiprocessing spawn, which would
+    re-run a caller's unguarded `__main__` script); it inherits stderr, the
+    environment and `sys.path`; its stdout goes to stderr.
+
+    Args:
+        target: A module-level function.
+        arguments: Its keyword arguments (JSON-serialisable).
+        what: What runs, for messages (e.g. `"the TFLite converter"`).
+
+    Raises:
+        ConversionError: `target` raised (its one-line message is kept), or
+            the child died (the signal is named) or exited without a result.
+    """
+    import json
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    module = target.__module__
+    if module == "__main__":  # `python -m export.to_tflite`: its real name.
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    request = json.dumps(
+        {
+            "target": f"{module}:{target.__qualname__}",
+            "arguments": arguments,
+        }
+    )
+    handle, result_path = tempfile.mkstemp(prefix="kdkeras-result-", suffix=".json")
+    os.close(handle)
+    path_entries = [entry for entry in sys.path if isinstance(entry, str) and entry]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path_entries)}
+    try:
+        stderr_fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # A replaced sys.stderr.
+        stderr_fd = 2
+    try:
+        sys.stderr.flush()
+        completed = subprocess.run(
+            [sys.executable, "-m", "export.pipeline", request, result_path],
+            stdin=subprocess.DEVNULL,
+            stdout=stderr_fd,
+            env=environment,
+            check=False,
+        )
+        with open(result_path, encoding="utf-8") as result_file:
+            text = result_file.read()
+    finally:
+        os.remove(result_path)
+    if text:
+        kind, message = json.loads(text)
+        if kind == "ok":
+            return
+        raise ConversionError(
+            message if kind == "ConversionError" else f"{what} failed: {message}"
+        )
+    code = completed.returncode
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        raise ConversionError(
+            f"{what} crashed ({name}) on this model and data; nothing was "
+            "written (check --representative-data, or rerun with --verbose)"
+        )
+    raise ConversionError(f"{what} exited with status {code} and no result")
+
+
+def isolated_main(argv):
+    """Child side of `run_isolated`: `python -m export.pipeline REQUEST RESULT`.
+
+    Writes `["ok", null]` or `[error type, one-line message]` as JSON to
+    RESULT.
+    """
+    import importlib
+    import json
+
+    request, result_path = json.loads(argv[1]), argv[2]
+    module_name, _, function_name = request["target"].partition(":")
+    try:
+        function = importlib.import_module(module_name)
+        for part in function_name.split("."):
+            function = getattr(function, part)
+        function(**request["arguments"])
+    except Exception as error:  # Reported to the parent as one line.
+        kind = type(error).__name__
+        message = loading.error_summary(error)
+        if kind != "ConversionError":
+            message = f"{kind}: {message}"
+        outcome = [kind, message]
+    else:
+        outcome = ["ok", None]
+    with open(result_path, "w", encoding="utf-8") as result_file:
+        json.dump(outcome, result_file)
+
+
+if __name__ == "__main__":
+    import sys
+
+    isolated_main(sys.argv)

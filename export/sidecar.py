@@ -64,7 +64,7 @@ def build_sidecar(artifact_path, size_bytes, source, options, parity):
         "parity": {k: v for k, v in parity.items() if k != "accuracy"},
         "accuracy": parity.get("accuracy"),
         "versions": versions(),
-        "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(
             timespec="seconds"
         ),
     }

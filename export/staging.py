@@ -10,11 +10,27 @@ Directories (SavedModels) cannot be swapped atomically over an existing,
 non-empty directory; with `overwrite=True` the old directory is first renamed
 aside, the new one renamed in, and the old one deleted (restored if the rename
 fails).
+
+Staging names are `.NAME.partial-PID-HEX` (and `.NAME.old-PID-HEX` for a
+directory moved aside), PID being the exporting process. A process killed
+with `kill -9` cannot clean up, so every new `StagedOutput` for NAME first
+removes the staging paths of NAME whose process is no longer running
+(`remove_stale_staging`). Only names of exactly this pattern are touched, and
+never one whose PID is alive (another export in progress). Names of the
+earlier pattern without PID (`.NAME.partial-HEX`) are removed when older than
+`LEGACY_STALE_SECONDS`.
 """
 
+import errno
 import os
+import re
 import secrets
 import shutil
+import tempfile
+import time
+
+LEGACY_STALE_SECONDS = 3600
+STAGING_TAGS = ("partial", "old")
 
 
 class OutputExistsError(FileExistsError):
@@ -43,16 +59,14 @@ def check_output_path(path, overwrite=False, directory=False, flag="--output"):
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
+        problem = (
+            "is not a folder" if os.path.lexists(parent) else "does not exist"
+        )
         raise ValueError(
             f"`{flag}` must be in an existing folder. "
-            f"Received: {flag}={path} (parent folder {parent} does not exist)"
+            f"Received: {flag}={path} (parent folder {parent} {problem})"
         )
     if os.path.lexists(path):
-        if not overwrite:
-            raise OutputExistsError(
-                f"`{flag}` must not exist unless --overwrite is given. "
-                f"Received: {flag}={path}, which already exists"
-            )
         if directory and not os.path.isdir(path):
             raise ValueError(
                 f"`{flag}` must be a directory path. "
@@ -63,13 +77,108 @@ def check_output_path(path, overwrite=False, directory=False, flag="--output"):
                 f"`{flag}` must be a file path. "
                 f"Received: {flag}={path}, which is an existing directory"
             )
+        if not overwrite:
+            raise OutputExistsError(
+                f"`{flag}` must not exist unless --overwrite is given. "
+                f"Received: {flag}={path}, which already exists"
+            )
+    check_writable_folder(parent, path, flag)
     return path
 
 
+def check_writable_folder(folder, path, flag="--output"):
+    """Raises a one-line `PermissionError` unless a file can be created in `folder`.
+
+    A probe file is created and removed: permission bits alone miss
+    read-only mounts, and are ignored for root.
+    """
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".kdkeras-probe-", dir=folder)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise PermissionError(
+            f"`{flag}` must be in a writable folder. Received: {flag}={path} "
+            f"(cannot create files in {folder}: {reason})"
+        ) from None
+    os.close(handle)
+    os.remove(probe)
+
+
 def temporary_sibling(path, tag="partial"):
-    """A fresh hidden path in the folder of `path`, e.g. `.x.onnx.partial-3f2a`."""
+    """A fresh hidden path beside `path`: `.x.onnx.partial-<pid>-<8 hex>`."""
     parent, name = os.path.split(os.path.abspath(path))
-    return os.path.join(parent, f".{name}.{tag}-{secrets.token_hex(4)}")
+    return os.path.join(
+        parent, f".{name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
+    )
+
+
+def staging_pattern(name):
+    """Regex of the staging names of `name`: groups (pid or None)."""
+    tags = "|".join(STAGING_TAGS)
+    return re.compile(
+        rf"^\.{re.escape(name)}\.(?:{tags})-(?:(\d+)-)?[0-9a-f]{{8}}$"
+    )
+
+
+def process_alive(pid):
+    """Whether a process with this PID exists on this machine."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # Exists, owned by another user.
+        return True
+    return True
+
+
+def remove_stale_staging(path, now=None):
+    """Removes staging leftovers of `path` from exports that died.
+
+    A name `.NAME.partial-PID-HEX` / `.NAME.old-PID-HEX` is removed when
+    process PID is not running (an export killed with `kill -9`; PID reuse
+    at worst keeps a leftover until the PID is free again); a legacy name
+    `.NAME.partial-HEX` when older than `LEGACY_STALE_SECONDS`. Nothing else
+    in the folder is touched.
+
+    Args:
+        path: The destination whose leftovers are removed.
+        now: Current time (seconds since the epoch), for tests.
+
+    Returns:
+        The removed paths, sorted.
+    """
+    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
+    pattern = staging_pattern(name)
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry)
+        if not match:
+            continue
+        candidate = os.path.join(parent, entry)
+        pid = match.group(1)
+        if pid is not None:
+            stale = int(pid) != os.getpid() and not process_alive(int(pid))
+        else:
+            try:
+                age = now - os.lstat(candidate).st_mtime
+            except OSError:
+                continue
+            stale = age > LEGACY_STALE_SECONDS
+        if stale:
+            try:
+                remove_path(candidate)
+            except OSError as error:
+                if error.errno != errno.ENOENT:
+                    continue
+            removed.append(candidate)
+    return sorted(removed)
 
 
 def remove_path(path):
@@ -102,6 +211,7 @@ class StagedOutput:
 
     def __init__(self, path, overwrite=False, directory=False, flag="--output"):
         self.path = check_output_path(path, overwrite, directory, flag)
+        remove_stale_staging(self.path)
         self.overwrite = overwrite
         self.directory = directory
         self.flag = flag

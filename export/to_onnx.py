@@ -13,6 +13,11 @@ The result is checked under ONNX Runtime with full graph optimisation, on
 unknown ONNX nodes and only logs) are reported as a one-line error; `Erfc`
 (used by Keras' exact GELU) is rewritten as `1 - Erf` (`CUSTOM_OP_HANDLERS`).
 
+tf2onnx and the TensorFlow graph code under it are native code that can crash
+the process: the conversion runs in a child process
+(`export.pipeline.run_isolated`) on a scratch SavedModel the parent writes
+and always deletes, so a crash becomes a one-line `ConversionError`.
+
 Command line:
 
     python -m export.to_onnx student.keras               # -> student.onnx
@@ -21,6 +26,7 @@ Command line:
 """
 
 import os
+import tempfile
 
 from export import pipeline
 from export import runtimes
@@ -97,13 +103,73 @@ CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 def convert(model, opset=None):
     """Converts `model` to an optimised `onnx.ModelProto` (no checks).
 
+    The conversion runs in a child process on a scratch SavedModel of
+    `model` (see the module docstring).
+
     Raises:
-        export.pipeline.ConversionError: tf2onnx fails, or leaves ops it cannot convert.
+        export.pipeline.ConversionError: tf2onnx fails, crashes, or leaves
+            ops it cannot convert.
+    """
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="kdkeras-onnx-") as scratch:
+        saved_model_dir = os.path.join(scratch, "saved_model")
+        to_savedmodel.write_savedmodel(model, saved_model_dir)
+        output_path = os.path.join(scratch, "model.onnx")
+        pipeline.run_isolated(
+            convert_saved_model,
+            {
+                "saved_model_dir": saved_model_dir,
+                "output_path": output_path,
+                "opset": opset,
+            },
+            what="tf2onnx",
+        )
+        return onnx.load(output_path)
+
+
+def convert_saved_model(saved_model_dir, output_path, opset=None):
+    """Converts a SavedModel's `serving_default` to ONNX (run in a child).
+
+    Args:
+        saved_model_dir: A SavedModel written by
+            `export.to_savedmodel.write_savedmodel`.
+        output_path: Where the `.onnx` file is written.
+        opset: ONNX opset; None uses tf2onnx's preferred opset.
+
+    Raises:
+        export.pipeline.ConversionError: tf2onnx fails, or leaves ops it
+            cannot convert.
+    """
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(saved_model_dir)
+    signature = loaded.signatures["serving_default"]
+    _, input_specs = signature.structured_input_signature
+    ((input_name, spec),) = input_specs.items()
+    (output_name,) = signature.structured_outputs
+
+    @tf.function(
+        input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=input_name)]
+    )
+    def function(inputs):
+        return {output_name: signature(**{input_name: inputs})[output_name]}
+
+    model_proto = convert_function(function, opset)
+    with open(output_path, "wb") as handle:
+        handle.write(model_proto.SerializeToString())
+
+
+def convert_function(function, opset=None):
+    """tf2onnx on a serving `tf.function`: an optimised `onnx.ModelProto`.
+
+    Raises:
+        export.pipeline.ConversionError: tf2onnx fails, or leaves ops it
+            cannot convert.
     """
     import onnx
     import tf2onnx
 
-    function = to_savedmodel.serving_function(model)
     try:
         model_proto, _ = tf2onnx.convert.from_function(
             function,

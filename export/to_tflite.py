@@ -21,10 +21,28 @@ Quantisation modes (`quantize`):
              converted with `TFLiteConverter.from_keras_model` and checked
              against the quantization-aware model itself.
 
-Quantised models are checked by top-1 agreement with Keras on real inputs
-(thresholds in `export.verify.MIN_TOP1_AGREEMENT`). All checks run under the
+Quantised models are checked by top-1 agreement with Keras on held-out
+inputs (thresholds in `export.verify.MIN_TOP1_AGREEMENT`), never on the
+calibration batch alone, and by their relative error
+(`export.verify.MAX_QUANTIZED_RELATIVE_ERROR`). All checks run under the
 LiteRT `Interpreter` from `ai_edge_litert`, whose default CPU delegate is
 XNNPACK.
+
+Representative data (any quantised mode) is validated before conversion:
+finite, numeric, of the model's input shape, at least
+`export.verify.MIN_REPRESENTATIVE_EXAMPLES` rows, not constant.
+
+The written file's tensor types are read back (`tensor_types`) and must be
+those of the mode claimed (`check_tensor_types`): float32 kernels for `none`,
+float16 for `float16`, int8 for `dynamic` (TFLite leaves kernels under 1024
+elements in float32 there), int8 kernels and int8 activations into every
+weighted op for `int8` and `qat`. Otherwise a `ConversionError`, and nothing
+is written.
+
+The TFLite converter is native code that can crash the process (a
+segmentation fault on int8 calibration data holding inf): it runs in a child
+process (`export.pipeline.run_isolated`) on a scratch SavedModel the parent
+writes and always deletes; a crash becomes a one-line `ConversionError`.
 
 Command line:
 
@@ -36,10 +54,11 @@ import os
 import re
 import tempfile
 
+import numpy as np
+
 from export import loading
 from export import pipeline
 from export import runtimes
-from export import staging
 from export import to_savedmodel
 from export import verify
 
@@ -65,40 +84,216 @@ def convert(
         The `.tflite` bytes.
 
     Raises:
-        export.pipeline.ConversionError: the converter cannot handle an op of the model.
+        export.pipeline.ConversionError: the converter cannot handle an op of
+            the model, or crashed.
     """
-    import tensorflow as tf
-
     if quantize == "qat":
         return convert_quantization_aware(model)
     with tempfile.TemporaryDirectory(prefix="kdkeras-tflite-") as scratch:
         saved_model_dir = os.path.join(scratch, "saved_model")
         to_savedmodel.write_savedmodel(model, saved_model_dir)
-        converter = tf.lite.TFLiteConverter.from_saved_model(
-            saved_model_dir, signature_keys=["serving_default"]
-        )
-        if quantize != "none":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if quantize == "float16":
-            converter.target_spec.supported_types = [tf.float16]
+        calibration_path = None
         if quantize == "int8":
-            samples = representative_inputs[:MAX_CALIBRATION_SAMPLES]
+            calibration_path = os.path.join(scratch, "representative.npy")
+            np.save(
+                calibration_path,
+                np.asarray(representative_inputs[:MAX_CALIBRATION_SAMPLES]),
+            )
+        output_path = os.path.join(scratch, "model.tflite")
+        pipeline.run_isolated(
+            convert_saved_model,
+            {
+                "saved_model_dir": saved_model_dir,
+                "output_path": output_path,
+                "quantize": quantize,
+                "representative_path": calibration_path,
+                "int8_io": int8_io,
+            },
+            what="the TFLite converter",
+        )
+        with open(output_path, "rb") as handle:
+            return handle.read()
 
-            def representative_dataset():
-                for i in range(len(samples)):
-                    yield [samples[i : i + 1]]
 
-            converter.representative_dataset = representative_dataset
-            converter.target_spec.supported_ops = [
-                tf.lite.OpsSet.TFLITE_BUILTINS_INT8
-            ]
-            if int8_io:
-                converter.inference_input_type = tf.int8
-                converter.inference_output_type = tf.int8
-        try:
-            return converter.convert()
-        except Exception as error:
-            raise pipeline.ConversionError(describe_converter_error(error)) from None
+def convert_saved_model(
+    saved_model_dir,
+    output_path,
+    quantize="none",
+    representative_path=None,
+    int8_io=False,
+):
+    """Converts a SavedModel to a `.tflite` file (run in a child process).
+
+    Args:
+        saved_model_dir: SavedModel with a `serving_default` signature.
+        output_path: Where the flatbuffer is written.
+        quantize: `"none"`, `"float16"`, `"dynamic"` or `"int8"`.
+        representative_path: `.npy` of calibration inputs (int8).
+        int8_io: int8 input and output tensors (int8 only).
+
+    Raises:
+        export.pipeline.ConversionError: the converter failed.
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=["serving_default"]
+    )
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        samples = np.load(representative_path, allow_pickle=False)
+
+        def representative_dataset():
+            for i in range(len(samples)):
+                yield [samples[i : i + 1]]
+
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    try:
+        flatbuffer = converter.convert()
+    except Exception as error:
+        raise pipeline.ConversionError(describe_converter_error(error)) from None
+    with open(output_path, "wb") as handle:
+        handle.write(flatbuffer)
+
+
+WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+# Dynamic-range quantisation leaves smaller kernels in float32
+# (TFLite's min_elements_for_weights).
+DYNAMIC_MIN_ELEMENTS = 1024
+
+
+def tensor_types(path):
+    """The dtypes of a `.tflite` file's weighted ops, read back with LiteRT.
+
+    Args:
+        path: A `.tflite` file.
+
+    Returns:
+        A list with one dict per weighted op (`WEIGHTED_OPS`): `op`,
+        `kernel` (dtype name of the stored kernel, looked through a
+        DEQUANTIZE op), `kernel_size` (elements), `activation` (dtype name of
+        the op's data input), plus a dict `io` with the model's `input` and
+        `output` dtype names, as `(ops, io)`.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import OpResolverType
+
+    interpreter = Interpreter(
+        model_path=os.fspath(path),
+        experimental_op_resolver_type=(
+            OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        ),
+    )
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+    # LiteRT has no public API for the op list (export.runtimes reads it too).
+    ops = interpreter._get_ops_details()  # pylint: disable=protected-access
+    producer = {int(i): op for op in ops for i in op["outputs"]}
+
+    def dtype_name(index):
+        return np.dtype(details[index]["dtype"]).name
+
+    found = []
+    for op in ops:
+        if op["op_name"] not in WEIGHTED_OPS:
+            continue
+        inputs = [int(i) for i in op["inputs"]]
+        data_index, kernel_index = (
+            (inputs[2], inputs[1]) if op["op_name"] == "TRANSPOSE_CONV"
+            else (inputs[0], inputs[1])
+        )
+        source = producer.get(kernel_index)
+        if source is not None and source["op_name"] == "DEQUANTIZE":
+            kernel_index = int(source["inputs"][0])
+        found.append(
+            {
+                "op": op["op_name"],
+                "kernel": dtype_name(kernel_index),
+                "kernel_size": int(np.prod(details[kernel_index]["shape"])),
+                "activation": dtype_name(data_index),
+            }
+        )
+    io = {
+        "input": np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
+        "output": np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
+    }
+    return found, io
+
+
+def check_tensor_types(path, quantize, int8_io=False):
+    """Raises `ConversionError` unless the file's tensor types match `quantize`.
+
+    Args:
+        path: The written `.tflite` file.
+        quantize: The mode claimed (one of `QUANTIZE_MODES`).
+        int8_io: Whether int8 input and output tensors are claimed.
+
+    Returns:
+        A summary for the sidecar: `{"kernels": {dtype: count},
+        "activations": {dtype: count}}` over the weighted ops.
+
+    Example:
+
+    >>> check_tensor_types("student_int8.tflite", "int8")["kernels"]
+    {'int8': 5}
+    """
+    ops, io = tensor_types(path)
+    if not ops:
+        raise pipeline.ConversionError(
+            f"the TFLite file has no weighted op ({', '.join(WEIGHTED_OPS)}) "
+            f"whose types could show quantize={quantize}"
+        )
+    expected_kernel = {
+        "none": "float32",
+        "float16": "float16",
+        "dynamic": "int8",
+        "int8": "int8",
+        "qat": "int8",
+    }[quantize]
+    wrong = []
+    for op in ops:
+        kernel_ok = op["kernel"] == expected_kernel or (
+            quantize == "dynamic"
+            and op["kernel"] == "float32"
+            and op["kernel_size"] < DYNAMIC_MIN_ELEMENTS
+        )
+        if not kernel_ok:
+            wrong.append(f"{op['op']} kernel {op['kernel']}")
+        if quantize in ("int8", "qat") and op["activation"] != "int8":
+            wrong.append(f"{op['op']} activation {op['activation']}")
+        if quantize in ("none", "float16", "dynamic") and op["activation"] != "float32":
+            wrong.append(f"{op['op']} activation {op['activation']}")
+    if quantize == "dynamic" and not any(op["kernel"] == "int8" for op in ops):
+        wrong.append(
+            f"no int8 kernel (TFLite keeps kernels under {DYNAMIC_MIN_ELEMENTS} "
+            "elements in float32 in dynamic mode: use float16 or int8 for "
+            "this model)"
+        )
+    io_expected = "int8" if int8_io else "float32"
+    for side in ("input", "output"):
+        if io[side] != io_expected:
+            wrong.append(f"model {side} {io[side]}")
+    if wrong:
+        shown = ", ".join(sorted(set(wrong))[:4])
+        raise pipeline.ConversionError(
+            f"the TFLite file does not hold quantize={quantize} tensor types "
+            f"(expected {expected_kernel} kernels): found {shown}; "
+            "nothing was written"
+        )
+
+    def count(key):
+        counts = {}
+        for op in ops:
+            counts[op[key]] = counts.get(op[key], 0) + 1
+        return counts
+
+    return {"kernels": count("kernel"), "activations": count("activation")}
 
 
 def is_quantization_aware(model):
@@ -152,7 +347,7 @@ def describe_converter_error(error):
             if unsupported:
                 detail += f" (ops: {', '.join(unsupported)})"
             return f"the TFLite converter failed: {detail}"
-    first = next((l.strip() for l in text.splitlines() if l.strip()), "")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
     return f"the TFLite converter failed: {first or type(error).__name__}"
 
 
@@ -231,8 +426,9 @@ def export_tflite(
             f"Received: --quantize={quantize}"
         )
     if quantization_aware:  # A tf_keras model: used as it is.
-        staging.check_output_path(output_path, overwrite)
+        pipeline.check_destination(output_path, overwrite)
         loading.check_single_input_output(model)
+        loading.check_logits_output(model)
         source = None
     else:
         model, source = pipeline.resolve_for_export(
@@ -242,34 +438,38 @@ def export_tflite(
 
     representative = None
     if representative_data is not None:
-        representative = verify.load_inputs(representative_data, input_shape)
+        representative = verify.load_representative(
+            representative_data, input_shape
+        )
     if isinstance(representative_data, (str, os.PathLike)):
         representative_source = os.fspath(representative_data)
     else:
         representative_source = "array" if representative is not None else None
+    if (
+        quantize not in ("none", "qat")
+        and representative is None
+        and labelled_data is None
+        and not verify.takes_fashion_mnist(input_shape)
+    ):
+        raise ValueError(
+            f"`--representative-data` or `--labelled-data` must be given with "
+            f"--quantize={quantize} for a model with input {input_shape}: "
+            "held-out inputs are needed to check the quantised model. "
+            "Received: neither"
+        )
 
     def write(path):
         flatbuffer = convert(model, quantize, representative, int8_io)
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
+        types = check_tensor_types(path, quantize, int8_io)
         runtime = runtimes.TFLiteRuntime(path)
         return {
             "input_dtype": runtime.input_dtype,
             "output_dtype": runtime.output_dtype,
+            "tensor_types": types,
         }
 
-    # Real inputs for agreement: labelled x, else the Fashion-MNIST test slice
-    # (28x28x1 models), else the representative data (verify decides).
-    real_inputs = real_source = None
-    if (
-        quantize != "none"
-        and labelled_data is None
-        and not verify.takes_fashion_mnist(input_shape)
-        and representative is not None
-    ):
-        real_inputs, real_source = representative, (
-            f"representative data {representative_source}"
-        )
     return pipeline.export_artifact(
         model,
         output_path,
@@ -289,11 +489,10 @@ def export_tflite(
         },
         overwrite=overwrite,
         labelled_data=labelled_data,
-        real_inputs=real_inputs,
-        real_inputs_source=real_source,
         seed=seed,
         min_agreement=min_agreement,
         source=source,
+        calibration_inputs=representative,
     )
 
 

@@ -18,10 +18,19 @@ number) only guards the degenerate all-zero reference.
 
 Quantised formats (TFLite `float16`, `dynamic`, `int8`): outputs legitimately
 move, so the gate is the top-1 agreement (fraction of inputs where
-`argmax(a) == argmax(b)`) on REAL inputs (labelled data, else the Fashion-MNIST
-test slice when the input is 28x28x1, else the representative data), which
-must reach `MIN_TOP1_AGREEMENT[quantize]`. The relative error on random inputs
-is still measured and reported.
+`argmax(a) == argmax(b)`) on held-out inputs, which must reach
+`MIN_TOP1_AGREEMENT[quantize]`: the labelled data when given, else the
+Fashion-MNIST test slice when the input is 28x28x1, else fresh seeded random
+inputs scaled like the calibration data (`scaled_like`), never the calibration
+batch itself. Every relative error recorded (on random and on held-out inputs)
+must also stay below `MAX_QUANTIZED_RELATIVE_ERROR[quantize]`.
+
+NaN and inf are failures, never agreement: a row in which either side has a
+non-finite value counts as a disagreement, a non-finite output gives an
+infinite relative error, and a Keras model whose own outputs are not finite
+(e.g. NaN weights) cannot be verified (`NonFiniteOutputError`). Input data
+(`load_inputs`, `load_labelled`) must be finite, numeric and of the model's
+shape; labels must be class indices in range (or one-hot rows).
 
 With labelled data `(x, y)`, accuracy of both Keras and the artifact is
 reported, and the artifact may not lose more than `max_accuracy_drop`.
@@ -46,6 +55,18 @@ TINY = float(np.finfo(np.float32).tiny)
 # calibration (ranges too narrow) gives. A quantization-aware model is
 # compared with itself in fake-quant form, whose ranges it learned.
 MIN_TOP1_AGREEMENT = {"float16": 0.99, "dynamic": 0.98, "int8": 0.97, "qat": 0.95}
+# Largest relative error (max|a - b| / max|b|) a quantised model may show on
+# the random and held-out inputs. Far above what a working conversion gives
+# (tests/export/test_to_tflite.py), far below a broken one (a NaN/inf
+# output is an infinite error).
+MAX_QUANTIZED_RELATIVE_ERROR = {
+    "float16": 0.01,
+    "dynamic": 0.5,
+    "int8": 1.0,
+    "qat": 1.0,
+}
+# Fewest representative examples accepted for calibration.
+MIN_REPRESENTATIVE_EXAMPLES = 16
 DEFAULT_BATCH_SIZES = (1, 16)
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 DEFAULT_REAL_INPUTS = 500  # Fashion-MNIST test images for top-1 agreement.
@@ -53,6 +74,10 @@ DEFAULT_REAL_INPUTS = 500  # Fashion-MNIST test images for top-1 agreement.
 
 class ParityError(ValueError):
     """The exported artifact does not reproduce the Keras model."""
+
+
+class NonFiniteOutputError(ValueError):
+    """The Keras model itself gives NaN or inf outputs: nothing to verify."""
 
 
 def relative_error(actual, expected):
@@ -76,24 +101,54 @@ def relative_error(actual, expected):
         raise ParityError(
             f"output shape {actual.shape} differs from Keras' {expected.shape}"
         )
-    if not np.all(np.isfinite(actual)):
+    if not (np.all(np.isfinite(actual)) and np.all(np.isfinite(expected))):
         return float("inf")
     scale = max(float(np.max(np.abs(expected), initial=0.0)), TINY)
     return float(np.max(np.abs(actual - expected), initial=0.0) / scale)
 
 
+def finite_rows(array):
+    """Boolean `(N,)`: rows of an `(N, ...)` array holding no NaN or inf."""
+    array = np.asarray(array)
+    return np.isfinite(array).reshape(len(array), -1).all(axis=-1)
+
+
 def top1_agreement(actual, expected):
-    """Fraction of rows whose argmax agrees between two `(N, classes)` arrays."""
+    """Fraction of rows whose argmax agrees between two `(N, classes)` arrays.
+
+    A row with a NaN or inf on either side counts as a disagreement.
+
+    Example:
+
+    >>> top1_agreement(np.array([[0.0, 1.0], [np.nan, 0.0]]),
+    ...                np.array([[0.0, 2.0], [1.0, 0.0]]))
+    0.5
+    """
     actual, expected = np.asarray(actual), np.asarray(expected)
-    return float(np.mean(actual.argmax(-1) == expected.argmax(-1)))
+    same = actual.argmax(-1) == expected.argmax(-1)
+    return float(np.mean(same & finite_rows(actual) & finite_rows(expected)))
 
 
 def accuracy(logits, labels):
-    """Top-1 accuracy of `(N, classes)` logits against int or one-hot labels."""
+    """Top-1 accuracy of `(N, classes)` logits against int or one-hot labels.
+
+    A row of logits with a NaN or inf counts as wrong.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 2:
         labels = labels.argmax(-1)
-    return float(np.mean(np.asarray(logits).argmax(-1) == labels.reshape(-1)))
+    logits = np.asarray(logits)
+    right = (logits.argmax(-1) == labels.reshape(-1)) & finite_rows(logits)
+    return float(np.mean(right))
+
+
+def max_abs_error(actual, expected):
+    """`max|actual - expected|` in float64; inf if either side is not finite."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if not (np.all(np.isfinite(actual)) and np.all(np.isfinite(expected))):
+        return float("inf")
+    return float(np.max(np.abs(actual - expected), initial=0.0))
 
 
 def random_inputs(input_shape, batch_size, rng, dtype="float32"):
@@ -105,7 +160,9 @@ def random_inputs(input_shape, batch_size, rng, dtype="float32"):
 # ---------------------------------------------------------------- data files
 
 
-def load_inputs(source, input_shape, flag="--representative-data", limit=None):
+def load_inputs(
+    source, input_shape, flag="--representative-data", limit=None, min_count=1
+):
     """Loads model inputs from an array, a `.npy`/`.npz` file or the dataset.
 
     Args:
@@ -115,13 +172,15 @@ def load_inputs(source, input_shape, flag="--representative-data", limit=None):
         input_shape: The model input shape `(None, ...)`; the data must match.
         flag: Argument name for error messages.
         limit: Keep at most this many rows.
+        min_count: Fewest rows accepted.
 
     Returns:
         A float32 array `(N,) + input_shape[1:]`.
 
     Raises:
-        FileNotFoundError, ValueError: missing file, unknown format, or a
-            shape that does not match the model.
+        FileNotFoundError, ValueError: missing file, unknown format, a
+            shape that does not match the model, a non-numeric dtype, NaN or
+            inf values, or fewer than `min_count` rows.
     """
     if isinstance(source, str) and source.startswith("fashion-mnist"):
         array = _fashion_mnist(source, flag, split="train")
@@ -129,11 +188,40 @@ def load_inputs(source, input_shape, flag="--representative-data", limit=None):
         array = _load_array_file(os.fspath(source), flag, key="x")
     else:
         array = np.asarray(source)
-    return _check_inputs(array, input_shape, flag, limit)
+    received = f"{flag}={_describe(source)}"
+    return _check_inputs(array, input_shape, flag, limit, min_count, received)
 
 
-def load_labelled(path, input_shape, flag="--labelled-data"):
+def load_representative(source, input_shape, flag="--representative-data"):
+    """Calibration inputs, validated: `load_inputs` plus calibration checks.
+
+    At least `MIN_REPRESENTATIVE_EXAMPLES` finite rows, not all one value
+    (a constant batch calibrates every range to a point).
+
+    Returns:
+        A float32 array `(N,) + input_shape[1:]`.
+    """
+    array = load_inputs(
+        source, input_shape, flag=flag, min_count=MIN_REPRESENTATIVE_EXAMPLES
+    )
+    if float(np.max(array)) == float(np.min(array)):
+        raise ValueError(
+            f"`{flag}` must vary: calibrating on a constant batch gives "
+            f"meaningless ranges. Received: {flag}={_describe(source)} "
+            f"(every value is {float(array.flat[0]):g})"
+        )
+    return array
+
+
+def load_labelled(path, input_shape, flag="--labelled-data", num_classes=None):
     """Loads `(x, y)` from a `.npz` with arrays `x` and `y`.
+
+    Args:
+        path: The `.npz` file.
+        input_shape: The model input shape; `x` must match it.
+        flag: Argument name for error messages.
+        num_classes: With it, labels must be in `[0, num_classes)` (or
+            one-hot rows of that width).
 
     Returns:
         `(x, y)`: float32 inputs matching the model and labels (int or
@@ -143,25 +231,118 @@ def load_labelled(path, input_shape, flag="--labelled-data"):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{flag} {path} does not exist")
     if not path.endswith(".npz"):
-        raise ValueError(f"{flag} {path}: expected a .npz with arrays x and y")
+        raise ValueError(
+            f"`{flag}` must be a .npz file with arrays x and y. "
+            f"Received: {flag}={path}"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             if "x" not in data or "y" not in data:
                 raise ValueError(
-                    f"{flag} {path} has arrays {sorted(data.files)}; "
-                    "expected x and y"
+                    f"`{flag}` must be a .npz with arrays x and y. "
+                    f"Received: {flag}={path} with arrays {sorted(data.files)}"
                 )
             x, y = data["x"], data["y"]
-    except ValueError:
-        raise
-    except Exception as error:
-        raise ValueError(f"{flag} {path} is not a readable .npz ({error})") from None
-    x = _check_inputs(x, input_shape, flag)
-    if len(y) != len(x):
+    except ValueError as error:
+        if str(error).startswith(f"`{flag}`"):
+            raise
         raise ValueError(
-            f"{flag} {path}: {len(x)} inputs but {len(y)} labels"
+            f"`{flag}` must be a readable .npz file. Received: {flag}={path} "
+            f"({_first_line(error)})"
+        ) from None
+    except Exception as error:
+        raise ValueError(
+            f"`{flag}` must be a readable .npz file. Received: {flag}={path} "
+            f"({_first_line(error)})"
+        ) from None
+    return check_labelled(x, y, input_shape, flag, num_classes, path)
+
+
+def check_labelled(
+    x, y, input_shape, flag="--labelled-data", num_classes=None, source="array"
+):
+    """Validates labelled data `(x, y)`.
+
+    Args:
+        x: Inputs; must match `input_shape`, be numeric and finite.
+        y: Class indices `(N,)` (integral values) or one-hot rows
+            `(N, classes)`, finite.
+        input_shape: The model input shape.
+        flag: Argument name for error messages.
+        num_classes: With it, indices must be in `[0, num_classes)` and
+            one-hot rows that wide.
+        source: Description of the data for error messages.
+
+    Returns:
+        `(x, y)`: float32 inputs; int64 indices or the one-hot rows.
+
+    Example:
+
+    >>> x, y = check_labelled(np.zeros((2, 3)), [0, 1], (None, 3), num_classes=2)
+    >>> y.tolist()
+    [0, 1]
+    """
+    x = _check_inputs(
+        np.asarray(x), input_shape, flag, received=f"{flag}={source}"
+    )
+    y = np.asarray(y)
+    if y.ndim == 0 or len(y) != len(x):
+        raise ValueError(
+            f"`{flag}` must have one label per input. Received: {flag}="
+            f"{source} with {len(x)} inputs and labels of shape {y.shape}"
         )
-    return x, np.asarray(y)
+    if not (np.issubdtype(y.dtype, np.number) and not np.iscomplexobj(y)):
+        raise ValueError(
+            f"`{flag}` labels must be numeric. Received: {flag}={source} "
+            f"with y of dtype {y.dtype}"
+        )
+    if not np.all(np.isfinite(y)):
+        raise ValueError(
+            f"`{flag}` labels must be finite. Received: {flag}={source} with "
+            f"{int(np.sum(~np.isfinite(y)))} NaN/inf label values"
+        )
+    if y.ndim == 2 and y.shape[1] > 1:  # One-hot (or probabilities).
+        if num_classes is not None and y.shape[1] != num_classes:
+            raise ValueError(
+                f"`{flag}` one-hot labels must have {num_classes} columns (the "
+                f"model's classes). Received: {flag}={source} with y of shape "
+                f"{y.shape}"
+            )
+        return x, y
+    labels = y.reshape(len(y), -1)
+    if labels.shape[1] != 1:
+        raise ValueError(
+            f"`{flag}` labels must be class indices (N,) or one-hot (N, "
+            f"classes). Received: {flag}={source} with y of shape {y.shape}"
+        )
+    labels = labels[:, 0]
+    bad = labels != np.round(labels)
+    if num_classes is not None:
+        bad |= (labels < 0) | (labels >= num_classes)
+    else:
+        bad |= labels < 0
+    if np.any(bad):
+        first = labels[np.argmax(bad)]
+        classes = (
+            f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
+        )
+        raise ValueError(
+            f"`{flag}` labels must be class indices in {classes}. Received: "
+            f"{flag}={source} with {int(np.sum(bad))} labels out of range "
+            f"(e.g. {first:g})"
+        )
+    return x, labels.astype(np.int64)
+
+
+def _describe(source):
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return "array"
+
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _fashion_mnist(source, flag, split):
@@ -210,20 +391,49 @@ def _load_array_file(path, flag, key):
     )
 
 
-def _check_inputs(array, input_shape, flag, limit=None):
+def _check_inputs(
+    array, input_shape, flag, limit=None, min_count=1, received=None
+):
+    received = received or flag
+    array = np.asarray(array)
     expected = tuple(input_shape[1:])
+    if (
+        not np.issubdtype(array.dtype, np.number)
+        or np.iscomplexobj(array)
+        or array.dtype == np.bool_
+    ):
+        raise ValueError(
+            f"`{flag}` must hold real numbers (float or int). "
+            f"Received: {received} of dtype {array.dtype}"
+        )
     if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
         raise ValueError(
-            f"{flag}: inputs of shape {array.shape} do not match the model "
-            f"input (N,) + {expected}"
+            f"`{flag}` must have shape (N,) + {expected} (the model input). "
+            f"Received: {received} of shape {array.shape}, which does not "
+            "match the model input"
         )
-    if len(array) == 0:
-        raise ValueError(f"{flag}: no inputs (0 rows)")
-    if not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"{flag}: expected numeric inputs, got {array.dtype}")
+    if len(array) < max(min_count, 1):
+        raise ValueError(
+            f"`{flag}` must have at least {max(min_count, 1)} examples. "
+            f"Received: {received} with {len(array)}"
+        )
     if limit is not None:
         array = array[:limit]
-    return np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array)
+    if not np.all(finite):
+        raise ValueError(
+            f"`{flag}` must be finite. Received: {received} with "
+            f"{int(np.sum(np.isnan(array)))} NaN and "
+            f"{int(np.sum(np.isinf(array)))} inf values"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.all(np.isfinite(converted)):
+        raise ValueError(
+            f"`{flag}` must fit in float32. Received: {received} with values up "
+            f"to {float(np.max(np.abs(array))):g}"
+        )
+    return converted
 
 
 def takes_fashion_mnist(input_shape):
@@ -238,6 +448,49 @@ def default_real_inputs(input_shape, count=DEFAULT_REAL_INPUTS):
     return _fashion_mnist(f"fashion-mnist:{count}", "real inputs", split="test")
 
 
+def scaled_like(calibration, count, seed):
+    """Fresh seeded random inputs distributed like `calibration`, held out.
+
+    Each element is drawn from a normal distribution with that element's
+    mean and standard deviation over the calibration rows, clipped to its
+    range there: inputs the calibration has not seen, in the ranges it
+    calibrated. Never constant: elements that do not vary in the calibration
+    data get noise of the data's overall spread.
+
+    Args:
+        calibration: float32 array `(N, ...)` (finite, validated).
+        count: Number of rows.
+        seed: Seed of the draw.
+
+    Returns:
+        A float32 array `(count, ...)`.
+    """
+    calibration = np.asarray(calibration, dtype=np.float64)
+    rng = np.random.default_rng([seed, 1])
+    mean = calibration.mean(axis=0)
+    std = calibration.std(axis=0)
+    low, high = calibration.min(axis=0), calibration.max(axis=0)
+    spread = max(float(calibration.std()), TINY)
+    flat = std == 0
+    std = np.where(flat, spread, std)
+    low = np.where(flat, low - 2 * spread, low)
+    high = np.where(flat, high + 2 * spread, high)
+    draws = rng.normal(mean, std, size=(count,) + calibration.shape[1:])
+    return np.clip(draws, low, high).astype(np.float32)
+
+
+def _reference_outputs(reference, x, what):
+    outputs = reference(x)
+    if not np.all(np.isfinite(outputs)):
+        bad = int(np.sum(~finite_rows(outputs)))
+        raise NonFiniteOutputError(
+            f"`model` must give finite outputs to be verified. Received: a "
+            f"model whose outputs hold NaN or inf on {bad} of {len(x)} {what} "
+            "(NaN/inf weights?)"
+        )
+    return outputs
+
+
 # -------------------------------------------------------------------- verify
 
 
@@ -250,8 +503,9 @@ def verify_artifact(
     real_inputs_source=None,
     labelled=None,
     seed=0,
+    calibration_inputs=None,
     batch_sizes=DEFAULT_BATCH_SIZES,
-    tolerance=RELATIVE_TOLERANCE,
+    tolerance=None,
     min_agreement=None,
     max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP,
     runner=None,
@@ -264,15 +518,20 @@ def verify_artifact(
         fmt: `"savedmodel"`, `"tflite"` or `"onnx"`.
         quantize: `"none"` for float formats; `"float16"`, `"dynamic"` or
             `"int8"` switch the gate to top-1 agreement.
-        real_inputs: float32 inputs for the agreement check of quantised
-            formats. Defaults to `labelled[0]`, else Fashion-MNIST test images
-            for 28x28x1 models.
+        real_inputs: float32 held-out inputs for the agreement check of
+            quantised formats. Defaults to `labelled[0]`, else Fashion-MNIST
+            test images for 28x28x1 models, else `scaled_like(
+            calibration_inputs)`.
         real_inputs_source: Description of `real_inputs` for the report.
         labelled: Optional `(x, y)` for accuracy.
         seed: Seed of the random inputs.
+        calibration_inputs: The representative (calibration) data, if any;
+            never used itself for the agreement, only its distribution.
         batch_sizes: Batch sizes of the random inputs (their sum is the
             number of random inputs); several sizes test the dynamic batch.
-        tolerance: Maximum relative error for float formats.
+        tolerance: Maximum relative error (random and held-out inputs);
+            default `RELATIVE_TOLERANCE` for float formats,
+            `MAX_QUANTIZED_RELATIVE_ERROR[quantize]` for quantised ones.
         min_agreement: Minimum top-1 agreement for quantised formats
             (default `MIN_TOP1_AGREEMENT[quantize]`).
         max_accuracy_drop: With `labelled`, maximum accuracy the artifact may
@@ -286,6 +545,8 @@ def verify_artifact(
 
     Raises:
         ParityError: a gate fails; the message gives the figure and the bound.
+        NonFiniteOutputError: the Keras model's own outputs are NaN or inf.
+        ValueError: a quantised format without any held-out inputs.
     """
     input_shape, dtype = loading.input_signature(model)
     reference = runtimes.KerasRuntime(model).predict
@@ -299,7 +560,7 @@ def verify_artifact(
     errors, abs_errors, agreements = [], [], []
     for batch_size in batch_sizes:
         x = random_inputs(input_shape, batch_size, rng, dtype)
-        expected = reference(x)
+        expected = _reference_outputs(reference, x, "random inputs")
         try:
             actual = exported(x)
         except Exception as error:
@@ -308,9 +569,7 @@ def verify_artifact(
                 f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
             ) from None
         errors.append(relative_error(actual, expected))
-        abs_errors.append(
-            float(np.max(np.abs(actual.astype(np.float64) - expected)))
-        )
+        abs_errors.append(max_abs_error(actual, expected))
         if expected.ndim == 2:
             agreements.append(top1_agreement(actual, expected))
     report = {
@@ -328,14 +587,18 @@ def verify_artifact(
         "a = artifact, b = Keras",
         "random_top1_agreement": min(agreements) if agreements else None,
     }
-    if not quantized:
-        report["relative_tolerance"] = tolerance
-        if not report["max_relative_error"] < tolerance:
-            raise ParityError(
-                f"{fmt} parity failed: relative error "
-                f"{report['max_relative_error']:.3g} >= {tolerance:g} against "
-                "Keras on random inputs"
-            )
+    if tolerance is None:
+        tolerance = (
+            MAX_QUANTIZED_RELATIVE_ERROR[quantize] if quantized else RELATIVE_TOLERANCE
+        )
+    report["relative_tolerance"] = tolerance
+    if not report["max_relative_error"] < tolerance:
+        mode = f" quantize={quantize}" if quantized else ""
+        raise ParityError(
+            f"{fmt}{mode} parity failed: relative error "
+            f"{report['max_relative_error']:.3g} >= {tolerance:g} against "
+            "Keras on random inputs"
+        )
 
     if labelled is not None and real_inputs is None:
         real_inputs, real_inputs_source = labelled[0], "labelled data"
@@ -347,15 +610,30 @@ def verify_artifact(
                 if real_inputs is not None
                 else None
             )
+        if real_inputs is None and calibration_inputs is not None:
+            real_inputs = scaled_like(
+                calibration_inputs, DEFAULT_REAL_INPUTS, seed
+            )
+            real_inputs_source = (
+                f"{DEFAULT_REAL_INPUTS} held-out random inputs scaled like "
+                f"the representative data (seed {seed})"
+            )
         if real_inputs is None:
-            raise ParityError(
-                f"quantize={quantize} needs real inputs for the top-1 "
-                "agreement check; pass --labelled-data or --representative-data"
+            raise ValueError(
+                f"`--labelled-data` or `--representative-data` must be given "
+                f"with quantize={quantize}: held-out inputs are needed for the "
+                "top-1 agreement check. Received: neither"
+            )
+        real_inputs = _check_inputs(real_inputs, input_shape, "real inputs")
+        if float(np.max(real_inputs)) == float(np.min(real_inputs)):
+            raise ValueError(
+                "`real_inputs` must vary (a constant batch cannot show a "
+                f"disagreement). Received: {real_inputs_source or 'array'}"
             )
         threshold = (
             MIN_TOP1_AGREEMENT[quantize] if min_agreement is None else min_agreement
         )
-        expected = reference(real_inputs)
+        expected = _reference_outputs(reference, real_inputs, "held-out inputs")
         actual = exported(real_inputs)
         agreement = top1_agreement(actual, expected)
         report.update(
@@ -365,6 +643,13 @@ def verify_artifact(
             real_inputs_count=int(len(real_inputs)),
             real_max_relative_error=relative_error(actual, expected),
         )
+        if not report["real_max_relative_error"] < tolerance:
+            raise ParityError(
+                f"{fmt} quantize={quantize} parity failed: relative error "
+                f"{report['real_max_relative_error']:.3g} >= {tolerance:g} "
+                f"against Keras on {len(real_inputs)} held-out inputs "
+                f"({report['real_inputs']})"
+            )
         if agreement < threshold:
             raise ParityError(
                 f"{fmt} quantize={quantize} parity failed: top-1 agreement "
@@ -374,7 +659,9 @@ def verify_artifact(
 
     if labelled is not None:
         x, y = labelled
-        reference_accuracy = accuracy(reference(x), y)
+        reference_accuracy = accuracy(
+            _reference_outputs(reference, x, "labelled inputs"), y
+        )
         exported_accuracy = accuracy(exported(x), y)
         report["accuracy"] = {
             "keras": reference_accuracy,
@@ -403,11 +690,7 @@ def summary_line(path, report, size_bytes):
         )
     parts.append(
         f"max rel. error {report['max_relative_error']:.2e}"
-        + (
-            f" (< {report['relative_tolerance']:g})"
-            if "relative_tolerance" in report
-            else ""
-        )
+        f" (< {report['relative_tolerance']:g})"
     )
     if "accuracy" in report:
         acc = report["accuracy"]

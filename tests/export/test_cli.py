@@ -17,13 +17,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
 
 
-def run_tool(tool, *args):
+def run_tool(tool, *args, env=None):
     return subprocess.run(
         [sys.executable, "-m", f"export.{tool}", *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -61,6 +62,11 @@ def models_dir(tmp_path_factory):
         lambda t: __import__("keras").ops.erfinv(t * 0.01), output_shape=(10,)
     )(logits)
     keras.Model(inputs, unconvertible).save(folder / "erfinv.keras")
+    eight = keras.Input((8,))
+    hidden = keras.layers.Dense(16, activation="relu")(eight)
+    keras.Model(eight, keras.layers.Dense(4)(hidden)).save(folder / "tiny8.keras")
+    whole = (folder / "tiny.keras").read_bytes()
+    (folder / "truncated.keras").write_bytes(whole[: len(whole) // 2])
     (folder / "not_a_zip.keras").write_bytes(b"this is not a zip archive")
     with zipfile.ZipFile(folder / "no_config.keras", "w") as archive:
         archive.writestr("model.weights.h5", b"")
@@ -83,7 +89,11 @@ def test_missing_model_path(tool, tmp_path):
 @pytest.mark.parametrize("tool", TOOLS)
 @pytest.mark.parametrize(
     "name,problem",
-    [("not_a_zip.keras", "not a .keras zip"), ("no_config.keras", "no config.json")],
+    [
+        ("not_a_zip.keras", "not a .keras zip"),
+        ("no_config.keras", "no config.json"),
+        ("truncated.keras", "truncated"),
+    ],
 )
 def test_corrupt_keras_file(tool, name, problem, models_dir, tmp_path):
     target, args = output_args(tool, tmp_path)
@@ -176,3 +186,124 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert completed.returncode != 0
     assert "Traceback" in completed.stderr
     assert "FileNotFoundError" in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "name,values,keyword",
+    [("nan.npy", np.nan, "50 NaN"), ("inf.npy", np.inf, "1 inf")],
+)
+def test_int8_calibrated_on_non_finite_data_refused(models_dir, tmp_path, name, values, keyword):
+    """The issue's commands: exit 2, one line, nothing written, no scratch left."""
+    data = np.random.default_rng(0).random((50, 8)).astype(np.float32)
+    if np.isnan(values):
+        data[:, 0] = np.nan
+    else:
+        data[7, 3] = np.inf
+    np.save(tmp_path / name, data)
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    completed = run_tool(
+        "to_tflite", models_dir / "tiny8.keras", "--output", tmp_path / "q.tflite",
+        "--quantize", "int8", "--representative-data", tmp_path / name,
+        env={"TMPDIR": str(scratch)},
+    )
+    assert_refused(completed, "to_tflite", "`--representative-data` must be finite", keyword)
+    assert sorted(os.listdir(tmp_path)) == [name, "tmpdir"]
+    assert os.listdir(scratch) == []
+
+
+def test_successful_run_prints_no_tensorflow_start_up_noise(models_dir, tmp_path):
+    data = tmp_path / "calibration.npy"
+    np.save(data, np.random.default_rng(0).random((64, 8)).astype(np.float32))
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    completed = run_tool(
+        "to_tflite", models_dir / "tiny8.keras", "--output", tmp_path / "q.tflite",
+        "--quantize", "int8", "--representative-data", data,
+        env={"TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "0"},
+    )
+    assert completed.returncode == 0, completed.stderr
+    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda", "W0000", "I0000"):
+        assert noise not in completed.stderr, completed.stderr
+    assert completed.stderr == ""
+    assert completed.stdout.startswith("verified tflite")
+    assert "quantize=int8" in completed.stdout
+    assert sorted(os.listdir(tmp_path)) == ["calibration.npy", "q.tflite", "q.tflite.json", "tmpdir"]
+    assert os.listdir(scratch) == []
+
+
+@pytest.mark.parametrize(
+    "argv,verbose",
+    [
+        (["tool"], False),
+        (["tool", "--verbose"], True),
+        (["tool", "-verbose"], True),
+        (["tool", "--verbose=true"], True),
+        (["tool", "--verbose=false"], False),
+        (["tool", "--verbose", "--noverbose"], False),
+        (["tool", "--", "--verbose"], False),
+        (["tool", "verbose"], False),
+    ],
+)
+def test_verbose_is_read_before_flags_are_parsed(argv, verbose):
+    from export import cli
+
+    assert cli.verbose_requested(argv) is verbose
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+@pytest.mark.parametrize(
+    "where,keyword",
+    [
+        ("proc", "must be in a writable folder"),
+        ("missing", "does not exist"),
+        ("file", "is not a folder"),
+    ],
+)
+def test_bad_output_location_refused_before_loading(tool, where, keyword, models_dir, tmp_path):
+    """The destination is checked first: the (corrupt) model is never opened."""
+    if where == "proc" and not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc")
+    folder = {
+        "proc": "/proc",
+        "missing": str(tmp_path / "no" / "such"),
+        "file": str(tmp_path / "plain"),
+    }[where]
+    (tmp_path / "plain").write_bytes(b"x")
+    name = {"to_savedmodel": "out", "to_tflite": "out.tflite", "to_onnx": "out.onnx"}[tool]
+    completed = run_tool(tool, models_dir / "not_a_zip.keras", "--output", os.path.join(folder, name))
+    assert_refused(completed, tool, "`--output` must be", keyword)
+    assert "not_a_zip" not in completed.stderr
+    assert sorted(os.listdir(tmp_path)) == ["plain"]
+
+
+@pytest.mark.parametrize("tool", ["to_tflite", "to_onnx"])
+def test_existing_directory_for_a_file_format(tool, models_dir, tmp_path):
+    target, args = output_args(tool, tmp_path)
+    target.mkdir()
+    completed = run_tool(tool, models_dir / "tiny.keras", *args)
+    assert_refused(completed, tool, "must be a file path", "existing directory")
+    assert os.listdir(tmp_path) == [target.name] and os.listdir(target) == []
+
+
+def test_labelled_data_with_nan_refused(models_dir, tmp_path):
+    x = np.random.default_rng(0).random((20, 8)).astype(np.float32)
+    x[4, 4] = np.nan
+    np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % 4)
+    completed = run_tool(
+        "to_savedmodel", models_dir / "tiny8.keras", "--output", tmp_path / "sm",
+        "--labelled-data", tmp_path / "labelled.npz",
+    )
+    assert_refused(completed, "to_savedmodel", "`--labelled-data` must be finite", "1 NaN")
+    assert os.listdir(tmp_path) == ["labelled.npz"]
+
+
+def test_labels_out_of_range_refused(models_dir, tmp_path):
+    x = np.random.default_rng(0).random((20, 8)).astype(np.float32)
+    np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % 5)  # 4 classes
+    completed = run_tool(
+        "to_onnx", models_dir / "tiny8.keras", "--output", tmp_path / "m.onnx",
+        "--labelled-data", tmp_path / "labelled.npz",
+    )
+    assert_refused(completed, "to_onnx", "`--labelled-data` labels must be class indices in 0..3")
+    assert os.listdir(tmp_path) == ["labelled.npz"]

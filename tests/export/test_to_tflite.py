@@ -136,7 +136,7 @@ def test_badly_calibrated_int8_is_refused_and_not_written(tmp_path):
         ({"quantize": "dynamic", "int8_io": True}, "`--int8-io` must come with"),
         (
             {"quantize": "int8", "representative_data": np.zeros((4, 28, 28))},
-            "do not match the model input",
+            "does not match the model input",
         ),
     ],
 )

@@ -80,9 +80,14 @@ def test_quantised_gate_is_top1_agreement_on_real_inputs(model):
 
     def disagree_on_one_in_ten(x):
         logits = reference(x)
-        flipped = logits.copy()
-        flipped[::10] = -logits[::10]  # argmax changes on every 10th row
-        return flipped
+        swapped = logits.copy()
+        order = np.argsort(logits, axis=-1)
+        rows = np.arange(0, len(logits), 10)
+        top, second = order[rows, -1], order[rows, -2]
+        # argmax changes on every 10th row; the values stay those of Keras.
+        swapped[rows, top] = logits[rows, second]
+        swapped[rows, second] = logits[rows, top]
+        return swapped
 
     report = verify.verify_artifact(
         model, None, "tflite", quantize="int8", real_inputs=x_test,
@@ -121,7 +126,7 @@ def test_accuracy_drop_gate(model):
     with pytest.raises(verify.ParityError, match="accuracy .* below Keras"):
         verify.verify_artifact(
             model, None, "tflite", quantize="int8", labelled=(x_test, y_test),
-            runner=always_class_zero, min_agreement=0.0,
+            runner=always_class_zero, min_agreement=0.0, tolerance=10.0,
         )
 
 
@@ -140,7 +145,7 @@ def test_load_inputs_sources(tmp_path):
     "make,message",
     [
         (lambda p: p / "missing.npy", "does not exist"),
-        (lambda p: (np.save(p / "bad.npy", np.zeros((3, 28, 28))), p / "bad.npy")[1], "do not match"),
+        (lambda p: (np.save(p / "bad.npy", np.zeros((3, 28, 28))), p / "bad.npy")[1], "does not match"),
         (lambda p: (p / "x.csv").write_text("1") and p / "x.csv", "expected a .npy or .npz"),
         (lambda p: (np.savez(p / "two.npz", a=1, b=2), p / "two.npz")[1], "expected one named 'x'"),
         (lambda p: "fashion-mnist:zero", "fashion-mnist:N"),
@@ -154,8 +159,104 @@ def test_load_inputs_errors_name_the_flag(tmp_path, make, message):
 
 def test_load_labelled_requires_x_and_y(tmp_path):
     np.savez(tmp_path / "only_x.npz", x=np.zeros((2, 28, 28, 1)))
-    with pytest.raises(ValueError, match="--labelled-data.*expected x and y"):
+    with pytest.raises(ValueError, match="`--labelled-data` must be a .npz with arrays x and y.*\\['x'\\]"):
         verify.load_labelled(tmp_path / "only_x.npz", (None, 28, 28, 1))
     np.savez(tmp_path / "short.npz", x=np.zeros((2, 28, 28, 1)), y=np.zeros(3))
-    with pytest.raises(ValueError, match="2 inputs but 3 labels"):
+    with pytest.raises(ValueError, match="one label per input.*2 inputs and labels of shape \\(3,\\)"):
         verify.load_labelled(tmp_path / "short.npz", (None, 28, 28, 1))
+
+
+@pytest.mark.parametrize(
+    "actual_row,expected_row",
+    [
+        ([np.nan] * 3, [1.0, 0.0, 0.0]),  # argmax(NaN row) == 0 == argmax(Keras)
+        ([1.0, 0.0, 0.0], [np.nan] * 3),
+        ([np.inf, 0.0, 0.0], [1.0, 0.0, 0.0]),
+        ([1.0, np.nan, 0.0], [1.0, 0.0, 0.0]),
+    ],
+)
+def test_non_finite_rows_never_agree(actual_row, expected_row):
+    actual = np.array([actual_row, [0.0, 1.0, 0.0]])
+    expected = np.array([expected_row, [0.0, 1.0, 0.0]])
+    assert verify.top1_agreement(actual, expected) == 0.5
+    assert verify.accuracy(actual, np.array([0, 1])) == (
+        0.5 if not np.all(np.isfinite(actual_row)) else 1.0
+    )
+    assert verify.relative_error(actual, expected) == float("inf")
+    assert verify.max_abs_error(actual, expected) == float("inf")
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_nan_outputs_fail_verification(model, quantize):
+    """An artifact answering NaN must not pass (argmax of NaN is 0 on both sides)."""
+    reference = runtimes.KerasRuntime(model).predict
+
+    def nan_runner(x):
+        return np.full_like(reference(x), np.nan)
+
+    with pytest.raises(verify.ParityError, match="relative error inf"):
+        verify.verify_artifact(model, None, "tflite", quantize=quantize, runner=nan_runner)
+
+
+def test_model_with_nan_outputs_cannot_be_verified():
+    import keras
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    model.layers[-1].kernel.assign(np.full((4, 3), np.nan, np.float32))
+    with pytest.raises(verify.NonFiniteOutputError, match="NaN or inf on 1 of 1"):
+        verify.verify_artifact(model, None, "onnx", runner=lambda x: x[:, :3])
+
+
+def test_quantised_relative_error_is_gated_even_when_argmax_agrees(model):
+    """A float16 file off by 5% everywhere agrees on every argmax: still refused."""
+    reference = runtimes.KerasRuntime(model).predict
+    with pytest.raises(verify.ParityError, match="quantize=float16 parity failed: relative error 0.05"):
+        verify.verify_artifact(
+            model, None, "tflite", quantize="float16",
+            runner=lambda x: reference(x) * np.float32(1.05),
+        )
+
+
+def test_held_out_inputs_are_drawn_like_the_calibration_data():
+    import keras
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    calibration = np.random.default_rng(4).normal(5.0, 2.0, (300, 6)).astype(np.float32)
+    seen = []
+
+    def recording_runner(x):
+        seen.append(x)
+        return runtimes.KerasRuntime(model).predict(x)
+
+    report = verify.verify_artifact(
+        model, None, "tflite", quantize="int8", calibration_inputs=calibration,
+        runner=recording_runner, seed=3,
+    )
+    held_out = seen[-1]
+    assert report["real_inputs_count"] == len(held_out) == verify.DEFAULT_REAL_INPUTS
+    assert "held-out" in report["real_inputs"]
+    calibration_rows = {row.tobytes() for row in calibration}
+    assert not any(row.tobytes() in calibration_rows for row in held_out)
+    assert np.all(held_out >= calibration.min(0)) and np.all(held_out <= calibration.max(0))
+    assert np.abs(held_out.mean(0) - calibration.mean(0)).max() < 0.5
+    assert held_out.std() > 1.0  # never constant
+    np.testing.assert_array_equal(held_out, verify.scaled_like(calibration, 500, seed=3))
+
+
+def test_quantised_check_without_any_held_out_inputs_is_bad_input():
+    import keras
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
+    with pytest.raises(ValueError, match="`--labelled-data` or `--representative-data` must be given"):
+        verify.verify_artifact(
+            model, None, "tflite", quantize="dynamic",
+            runner=runtimes.KerasRuntime(model).predict,
+        )
+
+
+def test_constant_representative_data_refused():
+    with pytest.raises(ValueError, match="`--representative-data` must vary"):
+        verify.load_representative(np.ones((40, 28, 28, 1)), (None, 28, 28, 1))
