@@ -50,6 +50,7 @@ import shutil
 import numpy as np
 
 from kdkeras import teachers
+from kdkeras.losses import check_temperature
 from kdkeras.targets import files
 from kdkeras.targets import fingerprint
 from kdkeras.targets import topk
@@ -468,7 +469,7 @@ def cache_soft_target_shards(
                 "`temperature` must be given with `top_k` (the other "
                 "classes' mass is stored at it). Received: temperature=None"
             )
-        temperature = topk.check_temperature(temperature)
+        temperature = check_temperature(temperature)
         if (
             isinstance(top_k, bool)
             or not isinstance(top_k, (int, np.integer))
