@@ -474,6 +474,7 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = split_targets(y)
+        sample_weight = _per_example_weight(sample_weight)
         if labels is not None:
             loss_labels, mask, _ = self._label_parts(labels)
             self._update_compiled_metrics(
