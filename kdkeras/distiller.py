@@ -439,39 +439,6 @@ class Distiller(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def _check_array_labels(self, y):
-        """Eager range check of NumPy / tensor labels: a one-line error.
-
-        The same error type as the in-graph check (`_checked_labels`), which
-        guards every other input (datasets, generators).
-        """
-        labels, _ = split_targets(y)
-        if labels is None or not hasattr(labels, "shape"):
-            return
-        labels = np.asarray(labels)
-        if labels.dtype.kind not in "iuf" or not labels.size:
-            return
-        if not self._sparse_labels(labels):
-            return
-        classes = self._num_classes()
-        invalid = ~(labels >= UNLABELLED)  # NaN included
-        if classes:
-            invalid |= labels >= classes
-        if invalid.any():
-            value = labels[invalid].flat[0]
-            raise tf.errors.InvalidArgumentError(
-                None,
-                None,
-                f"Received a label value of {value} which is outside the "
-                f"valid range of [0, {classes}) (or {UNLABELLED}, an "
-                "unlabelled example).",
-            )
-
-    # ----------------------------------------------------------------- steps
-
-    def call(self, inputs, training=None):
-        return self.student(inputs, training=training)
-
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = split_targets(y)
         sample_weight = _per_example_weight(sample_weight)

@@ -166,7 +166,7 @@ def _check_files(path, index):
     """Every shard file present, intact (SHA-256) and of the recorded shape."""
     rows_per_shard = index["examples_per_shard"]
     for shard in index["shards"]:
-        for kind, entry in sorted(shard["files"].items()):
+        for _, entry in sorted(shard["files"].items()):
             file_path = os.path.join(path, entry["name"])
             if not os.path.isfile(file_path):
                 raise StaleSoftTargetsError(
@@ -213,7 +213,7 @@ def check_stream_matches(path, index, data):
             f"yields {examples} examples, the cache holds {index['examples']}."
         )
     for shard_id, (actual, recorded) in enumerate(
-        zip(digests, index["input_digests"])
+        zip(digests, index["input_digests"], strict=False)
     ):
         if actual != recorded:
             raise StaleSoftTargetsError(
@@ -267,8 +267,10 @@ class SoftTargetShards:
                 }
                 for shard in self.index["shards"]
             ]
-            for shard, readers in zip(self.index["shards"], self._row_readers):
-                for kind, reader in readers.items():
+            for shard, readers in zip(
+                self.index["shards"], self._row_readers, strict=True
+            ):
+                for reader in readers.values():
                     if reader.shape[0] != shard["rows"]:
                         raise StaleSoftTargetsError(
                             f"Soft-target shard {reader.path!r} holds "
@@ -716,7 +718,7 @@ def merge_soft_target_shards(paths, path):
         "teacher", "data", "inputs", "input_digests", "examples",
         "examples_per_shard", "classes", "dtype", "top_k", "temperature",
     ]
-    for part, index in zip(paths, indexes):
+    for part, index in zip(paths, indexes, strict=True):
         for key in shared:
             if index[key] != first[key]:
                 raise StaleSoftTargetsError(
@@ -736,7 +738,7 @@ def merge_soft_target_shards(paths, path):
     staging = files.create_staging_directory(path)
     try:
         entries = []
-        for part, index in zip(paths, indexes):
+        for part, index in zip(paths, indexes, strict=True):
             for entry in index["shards"]:
                 for file_entry in entry["files"].values():
                     shutil.copyfile(

@@ -43,7 +43,7 @@ def test_two_replicas_equal_one_replica(config):
         assert np.all(np.isfinite(values)), name
         np.testing.assert_allclose(two["history"][name], values,
                                    rtol=1e-5, atol=1e-7, err_msg=name)
-    for a, b in zip(one["weights"], two["weights"]):
+    for a, b in zip(one["weights"], two["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
     if config == "unlabelled":
         assert "accuracy" not in one["history"]

@@ -3,20 +3,20 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-from tests import reference
 from kdkeras.targets import cache
 from kdkeras.targets import shards as shards_lib
-from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 from kdkeras.targets import topk
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import split_targets
+from kdkeras.targets.shards_dataset import soft_target_shards_dataset
+from tests import reference
 
 FEATURES = 6
 CLASSES = 10
@@ -471,7 +471,7 @@ def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
     _, in_memory, in_memory_history = train(
         dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, shuffle=False)
     )
-    for a, b in zip(streamed, in_memory):
+    for a, b in zip(streamed, in_memory, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         streamed_history["loss"], in_memory_history["loss"], rtol=1e-5
