@@ -250,6 +250,7 @@ def topk_part():
     import tensorflow as tf
 
     from kdkeras.losses import kd_loss_per_example
+    from kdkeras.losses import top_k_kd_loss
     from kdkeras.targets import shards as shards_lib
     from kdkeras.targets import topk
 
@@ -313,8 +314,8 @@ def topk_part():
                 values, indices, tail = topk.top_k_targets(
                     teacher_logits, k, temperature)
                 values = values.astype("float16")
-                buckets = float(np.mean(topk.top_k_kd_loss(
-                    values, indices, tail, student, temperature)))
+                buckets = float(top_k_kd_loss(
+                    values, indices, tail, student, temperature))
                 dense = topk.dense_logits_from_top_k(
                     values, indices, tail, classes, temperature)
                 uniform = float(np.mean(kd_loss_per_example(

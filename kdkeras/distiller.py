@@ -37,6 +37,7 @@ from kdkeras.distribute import multi_worker
 from kdkeras.targets import LABELS_KEY
 from kdkeras.targets import TEACHER_LOGITS_KEY
 from kdkeras.targets import UNLABELLED
+from kdkeras.targets import TopKTargets
 from kdkeras.targets import split_targets
 
 
@@ -149,7 +150,13 @@ class Distiller(keras.Model):
 
     Batches are `(x, y)` or `(x, y, sample_weight)`. `y` may also be a dict
     `{"labels": y, "teacher_logits": logits}` carrying cached soft targets
-    (see `kdkeras.soft_targets`); the teacher then does not run at all.
+    (see `kdkeras.soft_targets`); the teacher then does not run at all. For
+    many classes it may carry top-k targets instead (the keys of
+    `kdkeras.targets.batch`, e.g. from a `top_k` shard cache): the
+    soft-target loss is then `kdkeras.losses.top_k_kd_loss_per_example`,
+    exact on the K classes and the rest's mass, which needs the default
+    distillation loss (or `KnowledgeDistillation`) at the temperature the
+    targets were computed at.
     Labels are optional: batches of `x` alone (or a dict without "labels")
     train on the soft targets alone (`alpha=0`), and in a partly labelled
     batch an unlabelled example has the label `kdkeras.targets.UNLABELLED`
@@ -272,6 +279,8 @@ class Distiller(keras.Model):
                 [`kdkeras.losses.MIN_TEMPERATURE`, `MAX_TEMPERATURE`]
                 (default 3.0). With a `LogitsDistillationLoss`, leave it
                 unset (the loss's own temperature is used) or give the same.
+                With top-k teacher targets it must be the temperature they
+                were computed at (a batch at another is refused).
             jit_compile: `True`, `False` or `"auto"`: XLA unless running
                 eagerly, under a multi-replica strategy, with op determinism
                 enabled, or with a layer that does not support XLA; on a
@@ -450,6 +459,7 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels, _ = split_targets(y)
+        sample_weight = _per_example_weight(sample_weight)
         if labels is not None:
             loss_labels, mask, _ = self._label_parts(labels)
             self._update_compiled_metrics(
@@ -550,6 +560,31 @@ class Distiller(keras.Model):
         with tf.control_dependencies([check]):
             return tf.identity(labels)
 
+    def _checked_top_k(self, teacher_targets):
+        """Top-k targets, after an in-graph check of their temperature.
+
+        Their tail is the other classes' mass at the temperature they were
+        computed at: at any other the loss would be wrong. Checked at trace
+        time for the loss, and in the graph (outside XLA) for every batch.
+        """
+        if not isinstance(teacher_targets, TopKTargets):
+            return teacher_targets
+        _check_top_k_loss(self.distillation_loss_fn)
+        temperature = ops.cast(teacher_targets.temperature, "float32")
+        expected = ops.cast(self.temperature, "float32")
+        matches = ops.all(ops.equal(temperature, expected))
+        check = tf.debugging.Assert(
+            matches,
+            [_top_k_temperature_message(
+                self.temperature, "the value after this message"
+            ),
+             temperature],
+            summarize=1,
+        )
+        with tf.control_dependencies([check]):
+            tail = tf.identity(teacher_targets.tail)
+        return teacher_targets._replace(tail=tail)
+
     def _check_array_labels(self, y):
         """Eager range check of NumPy / tensor labels: a one-line error.
 
@@ -584,14 +619,18 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def _teacher_outputs(self, x, teacher_logits):
-        """Teacher logits (and hint features) for a batch, never trained."""
-        if teacher_logits is not None and not self.hints:
-            return ops.stop_gradient(teacher_logits), []
+        """Teacher logits or top-k targets (and hint features), never trained."""
+        if teacher_logits is not None:
+            teacher_logits = tf.nest.map_structure(
+                ops.stop_gradient, teacher_logits
+            )
+            if not self.hints:
+                return teacher_logits, []
         outputs = self._forward.teacher(x, training=False)
         outputs = outputs if self.hints else [outputs]
         outputs = [ops.stop_gradient(output) for output in outputs]
         if teacher_logits is not None:
-            outputs[0] = ops.stop_gradient(teacher_logits)
+            outputs[0] = teacher_logits
         return outputs[0], outputs[1:]
 
     def _step_losses(self, x, labels, teacher_logits, sample_weight, training):
@@ -673,6 +712,15 @@ class Distiller(keras.Model):
                       sample_weight):
         """Per-example soft-target values and a batch-level term (or None)."""
         loss_fn = self.distillation_loss_fn
+        if isinstance(teacher_logits, TopKTargets):
+            _check_top_k_loss(loss_fn)
+            return losses_lib.top_k_kd_loss_per_example(
+                teacher_logits.values,
+                teacher_logits.indices,
+                teacher_logits.tail,
+                student_logits,
+                self.temperature,
+            ), None
         if loss_fn is None:
             return losses_lib.kd_loss_per_example(
                 teacher_logits, student_logits, self.temperature
@@ -709,8 +757,8 @@ class Distiller(keras.Model):
             trackers["hint_loss"].update_state(values["hint_loss"])
         agreement = ops.cast(
             ops.equal(
-                ops.argmax(step["student_logits"], axis=-1),
-                ops.argmax(step["teacher_logits"], axis=-1),
+                ops.cast(ops.argmax(step["student_logits"], axis=-1), "int32"),
+                _teacher_classes(step["teacher_logits"]),
             ),
             "float32",
         )
@@ -746,6 +794,7 @@ class Distiller(keras.Model):
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = _per_example_weight(sample_weight)
         labels, teacher_logits = split_targets(y)
         if labels is None and self.alpha > 0:
             raise ValueError(_alpha_without_labels_message(self.alpha))
@@ -753,13 +802,16 @@ class Distiller(keras.Model):
             # At trace time: cached targets are wrong for augmented inputs.
             soft_targets.check_no_augmentation(student=self.student)
         labels = self._checked_labels(labels)
+        teacher_logits = self._checked_top_k(teacher_logits)
         step = getattr(self, "_xla_steps", {}).get("train", self._train_core)
         return step(x, labels, teacher_logits, sample_weight)
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = _per_example_weight(sample_weight)
         labels, teacher_logits = split_targets(y)
         labels = self._checked_labels(labels)
+        teacher_logits = self._checked_top_k(teacher_logits)
         step = getattr(self, "_xla_steps", {}).get("test", self._test_core)
         return step(x, labels, teacher_logits, sample_weight)
 
@@ -827,6 +879,7 @@ class Distiller(keras.Model):
         """
         _check_not_empty(x)
         self._check_array_labels(y)
+        self._check_array_top_k(y)
         if self.alpha > 0 and _has_labels(x, y) is False:
             raise ValueError(_alpha_without_labels_message(self.alpha))
         kwargs["verbose"] = _resolve_verbose(kwargs.get("verbose", "auto"))
@@ -869,6 +922,7 @@ class Distiller(keras.Model):
         """
         _check_not_empty(x)
         self._check_array_labels(y)
+        self._check_array_top_k(y)
         self._forget_steps_traced_without_labels(x, y, "test_function")
         with self._labels_of(x, y):
             logs = super().evaluate(
@@ -889,6 +943,23 @@ class Distiller(keras.Model):
             value for name, value in logs.items() if name not in parts
         ]
         return results[0] if len(results) == 1 else results
+
+    def _check_array_top_k(self, y):
+        """Eager check of NumPy top-k targets: loss and temperature."""
+        _, teacher_targets = split_targets(y)
+        if not isinstance(teacher_targets, TopKTargets):
+            return
+        _check_top_k_loss(self.distillation_loss_fn)
+        temperature = np.asarray(
+            ops.convert_to_numpy(teacher_targets.temperature), np.float32
+        )
+        other = temperature != np.float32(self.temperature)
+        if np.any(other):
+            raise ValueError(
+                _top_k_temperature_message(
+                    self.temperature, float(temperature[other].flat[0])
+                )
+            )
 
     # ---------------------------------------------------------- serialisation
 
@@ -918,6 +989,56 @@ def _global_sum(value):
     if context is None or context.num_replicas_in_sync == 1:
         return value
     return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
+def _per_example_weight(sample_weight):
+    """One sample-weight array for the batch.
+
+    Keras' array adapter copies a `sample_weight` array onto every entry of
+    a target dict (`{"labels", "teacher_logits"}`, the top-k keys): the
+    Distiller weighs whole examples, so one copy is used.
+    """
+    if isinstance(sample_weight, dict):
+        return tf.nest.flatten(sample_weight)[0]
+    return sample_weight
+
+
+def _check_top_k_loss(loss_fn):
+    """Top-k targets train with the soft-target loss only (at trace time)."""
+    if loss_fn is None or isinstance(
+        loss_fn, losses_lib.KnowledgeDistillation
+    ):
+        return
+    name = getattr(loss_fn, "name", None) or type(loss_fn).__name__
+    raise ValueError(
+        "`distillation_loss_fn` must be None or KnowledgeDistillation to "
+        "train on top-k teacher targets (other losses need every logit: "
+        "expand them with kdkeras.targets.dense_logits_from_top_k, e.g. "
+        "soft_target_shards_dataset(..., expand_top_k=True)). "
+        f"Received: distillation_loss_fn={name}"
+    )
+
+
+def _top_k_temperature_message(temperature, targets_temperature):
+    return (
+        "`temperature` must equal the temperature the top-k teacher targets "
+        f"were computed at, {targets_temperature} (their tail is the other "
+        "classes' mass at it): compile with it, or rebuild the targets at "
+        f"this one. Received: temperature={temperature}"
+    )
+
+
+def _teacher_classes(teacher_logits):
+    """The teacher's top-1 class per example, int32 `(batch,)`."""
+    if isinstance(teacher_logits, TopKTargets):
+        best = ops.argmax(teacher_logits.values, axis=-1)
+        return ops.cast(
+            ops.take_along_axis(
+                teacher_logits.indices, ops.expand_dims(best, -1), axis=-1
+            )[:, 0],
+            "int32",
+        )
+    return ops.cast(ops.argmax(teacher_logits, axis=-1), "int32")
 
 
 def _resolve_temperature(temperature, distillation_loss_fn):

@@ -101,3 +101,45 @@ def numerical_gradient(function, values, step=1e-6):
         down[index] -= step
         gradient[index] = (function(up) - function(down)) / (2 * step)
     return gradient
+
+
+def top_k_classes(teacher_logits, k):
+    """The K largest teacher logits' classes (ties: lower class first)."""
+    order = np.argsort(-np.asarray(teacher_logits), axis=1, kind="stable")
+    return order[:, :k], order[:, k:]
+
+
+def top_k_buckets(teacher_logits, logits, k, temperature):
+    """float64 log-probabilities of `logits` at T on the teacher's top K
+    classes, then of all the other classes together: `(examples, K + 1)`."""
+    top, rest = top_k_classes(teacher_logits, k)
+    rows = np.arange(len(top))[:, None]
+    log_p = log_softmax(np.asarray(logits, np.float64) / temperature)
+    other = log_p[rows, rest]
+    peak = other.max(axis=1, keepdims=True)
+    tail = peak + np.log(np.exp(other - peak).sum(axis=1, keepdims=True))
+    return np.concatenate([log_p[rows, top], tail], axis=1)
+
+
+def top_k_kd_loss_per_example(teacher_logits, student_logits, k, temperature):
+    """T² · KL on the teacher's top K classes and "the rest", float64."""
+    log_p = top_k_buckets(teacher_logits, teacher_logits, k, temperature)
+    log_q = top_k_buckets(teacher_logits, student_logits, k, temperature)
+    return temperature**2 * (np.exp(log_p) * (log_p - log_q)).sum(axis=1)
+
+
+def top_k_kd_loss_gradient(teacher_logits, student_logits, k, temperature):
+    """d (sum over examples of the top-k loss) / d student logits, float64:
+    T (q_i - p_i) on the top K classes, T (q_j - p_rest q_j / q_rest) on the
+    others."""
+    top, rest = top_k_classes(teacher_logits, k)
+    rows = np.arange(len(top))[:, None]
+    p = np.exp(top_k_buckets(teacher_logits, teacher_logits, k, temperature))
+    q = softmax(np.asarray(student_logits, np.float64) / temperature)
+    gradient = np.empty_like(q)
+    gradient[rows, top] = temperature * (q[rows, top] - p[:, :k])
+    q_rest = q[rows, rest].sum(axis=1, keepdims=True)
+    gradient[rows, rest] = temperature * (
+        q[rows, rest] - p[:, k:] * q[rows, rest] / q_rest
+    )
+    return gradient

@@ -1,8 +1,9 @@
 """Soft targets: the batch contract, the offline cache and the online pipeline.
 
-    batch         the keys of a target dict (`LABELS_KEY`, `TEACHER_LOGITS_KEY`)
-                  and `split_targets`, the one reader of a batch's targets;
-                  `UNLABELLED`, the label of an unlabelled example
+    batch         the keys of a target dict (`LABELS_KEY`, `TEACHER_LOGITS_KEY`,
+                  the top-k keys `TEACHER_TOP_K_*_KEY`) and `split_targets`,
+                  the one reader of a batch's targets (`TopKTargets`);
+                  `top_k_target_dict`; `UNLABELLED`, an unlabelled example
     cache         `cache_soft_targets`: the teacher's logits for in-memory
                   arrays, computed once, stored digest-checked in one file
     dataset       `soft_target_dataset`: batches of inputs with cached logits
@@ -16,7 +17,8 @@
     stream        one pass over a finite, deterministic stream of input batches
     shard_files   shard `.npy` files written row by row, read by position
     cli           `python -m kdkeras.targets.cli`: `--shard i/n`, `--merge`
-    topk          `top_k=K` targets for many classes and `top_k_kd_loss`
+    topk          `top_k=K` targets for many classes (their loss,
+                  `top_k_kd_loss`, lives in `kdkeras.losses`)
     fingerprint   what keys a cache to its teacher and its data
     augmentation  random augmentation layers, refused with cached targets
     inputs        the per-example array checks all of the above share
@@ -28,8 +30,14 @@ from kdkeras.targets.augmentation import inference_supports_jit
 from kdkeras.targets.augmentation import random_augmentation_layers
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.batch import TEACHER_TAIL_KEY
+from kdkeras.targets.batch import TEACHER_TEMPERATURE_KEY
+from kdkeras.targets.batch import TEACHER_TOP_K_INDICES_KEY
+from kdkeras.targets.batch import TEACHER_TOP_K_VALUES_KEY
 from kdkeras.targets.batch import UNLABELLED
+from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import split_targets
+from kdkeras.targets.batch import top_k_target_dict
 from kdkeras.targets.cache import StaleSoftTargetsError
 from kdkeras.targets.cache import cache_soft_targets
 from kdkeras.targets.cache import compute_soft_targets
@@ -45,4 +53,5 @@ from kdkeras.targets.shards import merge_soft_target_shards
 from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 from kdkeras.targets.topk import dense_logits_from_top_k
 from kdkeras.targets.topk import top_k_kd_loss
+from kdkeras.targets.topk import top_k_kd_loss_per_example
 from kdkeras.targets.topk import top_k_targets

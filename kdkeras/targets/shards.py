@@ -38,7 +38,11 @@ distillation `temperature` (`kdkeras.targets.topk`).
 Many workers: `shard=(i, n)` computes only the shards `j` with
 `j % n == i` (the stream is read in full, the teacher runs on 1/n of it);
 `merge_soft_target_shards` joins the n folders into the cache one process
-would have written, byte for byte.
+would have written, byte for byte. `shard="auto"` does both steps on the
+workers `TF_CONFIG` lists (as for `MultiWorkerMirroredStrategy`, e.g. under
+`python -m kdkeras.launch`): worker `i` of `n` writes `path.i-of-n`, the
+chief waits for every part and merges them into `path`, the other workers
+wait for the merged cache (`path` must be on storage every worker shares).
 """
 
 import json
@@ -46,10 +50,15 @@ import logging
 import os
 import re
 import shutil
+import time
 
 import numpy as np
 
 from kdkeras import teachers
+from kdkeras.distribute.strategy import is_chief
+from kdkeras.distribute.strategy import num_workers
+from kdkeras.distribute.strategy import parse_tf_config
+from kdkeras.losses import check_temperature
 from kdkeras.targets import files
 from kdkeras.targets import fingerprint
 from kdkeras.targets import topk
@@ -66,6 +75,9 @@ from kdkeras.targets.stream import stream_fingerprint
 FORMAT = "kdkeras-soft-target-shards"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
+#: With `shard="auto"`: how long a worker waits for the others' parts (the
+#: chief) or for the merged cache (the other workers), in seconds.
+WORKER_WAIT_SECONDS = 24 * 3600.0
 _SHARD_FILE = re.compile(r"shard-\d{5,}\.(logits|values|indices|tail)\.npy")
 
 logger = logging.getLogger(__name__)
@@ -102,7 +114,7 @@ def check_shard(shard):
         or not 0 <= shard[0] < shard[1]
     ):
         raise ValueError(
-            "`shard` must be None or (i, n) with 0 <= i < n. "
+            "`shard` must be None, 'auto' or (i, n) with 0 <= i < n. "
             f"Received: shard={shard!r}"
         )
     return (int(shard[0]), int(shard[1]))
@@ -154,7 +166,7 @@ def _check_files(path, index):
     """Every shard file present, intact (SHA-256) and of the recorded shape."""
     rows_per_shard = index["examples_per_shard"]
     for shard in index["shards"]:
-        for kind, entry in sorted(shard["files"].items()):
+        for _, entry in sorted(shard["files"].items()):
             file_path = os.path.join(path, entry["name"])
             if not os.path.isfile(file_path):
                 raise StaleSoftTargetsError(
@@ -201,7 +213,7 @@ def check_stream_matches(path, index, data):
             f"yields {examples} examples, the cache holds {index['examples']}."
         )
     for shard_id, (actual, recorded) in enumerate(
-        zip(digests, index["input_digests"])
+        zip(digests, index["input_digests"], strict=False)
     ):
         if actual != recorded:
             raise StaleSoftTargetsError(
@@ -255,8 +267,10 @@ class SoftTargetShards:
                 }
                 for shard in self.index["shards"]
             ]
-            for shard, readers in zip(self.index["shards"], self._row_readers):
-                for kind, reader in readers.items():
+            for shard, readers in zip(
+                self.index["shards"], self._row_readers, strict=True
+            ):
+                for reader in readers.values():
                     if reader.shape[0] != shard["rows"]:
                         raise StaleSoftTargetsError(
                             f"Soft-target shard {reader.path!r} holds "
@@ -434,11 +448,17 @@ def cache_soft_target_shards(
             make 64 MiB of stored targets.
         shard: Optional `(i, n)`: compute only the shards `j % n == i`
             (worker `i` of `n`); join the folders with
-            `merge_soft_target_shards`.
+            `merge_soft_target_shards`. Or `"auto"`: `i` and `n` from
+            `TF_CONFIG` (chief first, then the workers; none: one process),
+            each worker's part written to `path.i-of-n`, then merged into
+            `path` by the chief once every part is complete (the parts are
+            then removed); every worker returns the merged cache. Waits at
+            most `WORKER_WAIT_SECONDS` for the others.
         on_stale: `"recompute"` or `"error"`.
 
     Returns:
-        A `SoftTargetShards` (for a worker's part: its index only).
+        A `SoftTargetShards` (for a worker's part `shard=(i, n)`: its
+        index only).
 
     Raises:
         TypeError, ValueError: bad arguments, an infinite, non-deterministic
@@ -458,6 +478,12 @@ def cache_soft_target_shards(
     >>> len(shards), sorted(os.listdir(path))
     (10, ['index.json', 'shard-00000.logits.npy', 'shard-00001.logits.npy'])
     """
+    if isinstance(shard, str) and shard == "auto":
+        return _cache_on_workers(
+            teacher, data, path, dtype=dtype, top_k=top_k,
+            temperature=temperature, examples_per_shard=examples_per_shard,
+            on_stale=on_stale,
+        )
     fingerprint.check_teacher(teacher)
     check_stream(data)
     if top_k is not None:
@@ -468,7 +494,7 @@ def cache_soft_target_shards(
                 "`temperature` must be given with `top_k` (the other "
                 "classes' mass is stored at it). Received: temperature=None"
             )
-        temperature = topk.check_temperature(temperature)
+        temperature = check_temperature(temperature)
         if (
             isinstance(top_k, bool)
             or not isinstance(top_k, (int, np.integer))
@@ -543,6 +569,90 @@ def cache_soft_target_shards(
     return SoftTargetShards(path, index)
 
 
+def _worker(tf_config):
+    """`(i, n)` of this process among the `TF_CONFIG` workers, chief first."""
+    cluster = tf_config["cluster"]
+    task_type, task_index = tf_config["task_type"], tf_config["task_index"]
+    if task_type not in ("chief", "worker"):
+        raise ValueError(
+            "`shard='auto'` must run on a chief or worker task of TF_CONFIG. "
+            f"Received: task type {task_type!r}"
+        )
+    offset = len(cluster.get("chief", ())) if task_type == "worker" else 0
+    return offset + task_index, num_workers(tf_config)
+
+
+def _same_cache(index, reference):
+    keys = (
+        "format_version", "teacher", "data", "examples", "examples_per_shard",
+        "classes", "dtype", "top_k", "temperature",
+    )
+    return all(index.get(key) == reference[key] for key in keys)
+
+
+def _ready_index(path, reference, shard):
+    """`path`'s index if it is the cache (or part) `reference` belongs to."""
+    try:
+        index = _read_index(path)
+    except (StaleSoftTargetsError, KeyError, TypeError):
+        return None
+    if index.get("shard") != shard or not _same_cache(index, reference):
+        return None
+    return index
+
+
+def _wait_until(ready, what):
+    deadline = time.monotonic() + WORKER_WAIT_SECONDS
+    delay = 0.05
+    while not ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"Waited {WORKER_WAIT_SECONDS:g} s for {what}; did a worker "
+                "fail, or is `path` not on storage every worker shares?"
+            )
+        time.sleep(delay)
+        delay = min(2 * delay, 1.0)
+
+
+def _cache_on_workers(teacher, data, path, **options):
+    """`cache_soft_target_shards(..., shard="auto")`."""
+    tf_config = parse_tf_config()
+    if num_workers(tf_config) == 1:
+        return cache_soft_target_shards(teacher, data, path, **options)
+    index, count = _worker(tf_config)
+    path = os.fspath(path)
+    if os.path.isdir(path) and os.listdir(path):
+        # A complete cache for this teacher, these options and this stream:
+        # every worker finds it and the teacher does not run.
+        try:
+            return cache_soft_target_shards(
+                teacher, data, path, **{**options, "on_stale": "error"}
+            )
+        except StaleSoftTargetsError:
+            pass
+    parts = [f"{path}.{i}-of-{count}" for i in range(count)]
+    own = cache_soft_target_shards(
+        teacher, data, parts[index], shard=(index, count), **options
+    )
+    if not is_chief(tf_config):
+        _wait_until(
+            lambda: _ready_index(path, own.index, None) is not None,
+            f"the chief to merge the workers' parts into {path!r}",
+        )
+        return load_soft_target_shards(path, teacher=teacher)
+    _wait_until(
+        lambda: all(
+            _ready_index(part, own.index, [i, count]) is not None
+            for i, part in enumerate(parts)
+        ),
+        f"the {count} workers' parts {parts}",
+    )
+    merged = merge_soft_target_shards(parts, path)
+    for part in parts:
+        files.remove(part)
+    return merged
+
+
 def _load_matching(path, options, examples_per_shard, data):
     index = _read_index(path)
     for key, value in options.items():
@@ -608,7 +718,7 @@ def merge_soft_target_shards(paths, path):
         "teacher", "data", "inputs", "input_digests", "examples",
         "examples_per_shard", "classes", "dtype", "top_k", "temperature",
     ]
-    for part, index in zip(paths, indexes):
+    for part, index in zip(paths, indexes, strict=True):
         for key in shared:
             if index[key] != first[key]:
                 raise StaleSoftTargetsError(
@@ -628,7 +738,7 @@ def merge_soft_target_shards(paths, path):
     staging = files.create_staging_directory(path)
     try:
         entries = []
-        for part, index in zip(paths, indexes):
+        for part, index in zip(paths, indexes, strict=True):
             for entry in index["shards"]:
                 for file_entry in entry["files"].values():
                     shutil.copyfile(

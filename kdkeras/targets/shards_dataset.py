@@ -5,18 +5,22 @@ example with the logits the cache holds for its position in the stream (one
 contiguous read per input batch), then shuffles the examples with their
 logits in a buffer that spans shard boundaries, re-batches and prefetches:
 batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`, as from the in-memory
-cache (`kdkeras.targets.dataset`).
+cache (`kdkeras.targets.dataset`), or for a top-k cache the top-k targets
+(`kdkeras.targets.batch`), which the Distiller trains on exactly.
 """
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from kdkeras.targets import inputs
 from kdkeras.targets import topk
 from kdkeras.targets.augmentation import check_no_augmentation
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.batch import TEACHER_TAIL_KEY
+from kdkeras.targets.batch import TEACHER_TEMPERATURE_KEY
+from kdkeras.targets.batch import TEACHER_TOP_K_INDICES_KEY
+from kdkeras.targets.batch import TEACHER_TOP_K_VALUES_KEY
 from kdkeras.targets.cache import StaleSoftTargetsError
 from kdkeras.targets.shards import SoftTargetShards
 from kdkeras.targets.shards import check_stream_matches
@@ -59,6 +63,7 @@ def soft_target_shards_dataset(
     augmentation=None,
     student=None,
     drop_remainder=False,
+    expand_top_k=False,
 ):
     """Batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})` from a stream.
 
@@ -66,11 +71,15 @@ def soft_target_shards_dataset(
     cache holds for its position in the stream, then examples are shuffled
     with a buffer of `shuffle_buffer` (reshuffled every epoch; the buffer
     spans shard boundaries), re-batched and prefetched. Logits are read from
-    the shards' memory maps as float32 (a top-k cache is expanded with
-    `kdkeras.targets.topk.dense_logits_from_top_k`, valid at the cache's
-    temperature only). Without labels in `data` the targets are
-    `{TEACHER_LOGITS_KEY: t}`; labels (including the -1 of an unlabelled
-    example) and sample weights pass through untouched.
+    the shard files as float32. A top-k cache yields its top-k targets
+    instead of `TEACHER_LOGITS_KEY` (`TEACHER_TOP_K_VALUES_KEY`,
+    `TEACHER_TOP_K_INDICES_KEY`, `TEACHER_TAIL_KEY` and the cache's
+    temperature under `TEACHER_TEMPERATURE_KEY`, see
+    `kdkeras.targets.batch`): the Distiller trains on them with
+    `kdkeras.losses.top_k_kd_loss_per_example`, at the cache's temperature
+    only. Without labels in `data` the targets hold no `LABELS_KEY`; labels
+    (including the -1 of an unlabelled example) and sample weights pass
+    through untouched.
 
     Args:
         data: The stream the cache was computed on (same order), yielding
@@ -87,6 +96,13 @@ def soft_target_shards_dataset(
         augmentation: Must be `None` (see `kdkeras.targets.augmentation`).
         student: Optional student, checked for random augmentation layers.
         drop_remainder: Drop the last incomplete batch.
+        expand_top_k: With a top-k cache, yield full logits
+            (`TEACHER_LOGITS_KEY`) made by
+            `kdkeras.targets.topk.dense_logits_from_top_k` instead of the
+            top-k targets, for a distillation loss that needs every logit
+            (DKD, DIST); its tail is spread evenly, so the loss is not the
+            teacher's (see `kdkeras.targets.topk`). Valid at the cache's
+            temperature only.
 
     Returns:
         A `tf.data.Dataset`.
@@ -108,6 +124,11 @@ def soft_target_shards_dataset(
 
     check_no_augmentation(student=student, augmentation=augmentation)
     batch_size = inputs.check_batch_size(batch_size)
+    if not isinstance(expand_top_k, bool):
+        raise TypeError(
+            "`expand_top_k` must be True or False. "
+            f"Received: expand_top_k={expand_top_k!r}"
+        )
     if not isinstance(shards, SoftTargetShards):
         raise TypeError(
             "`shards` must be a SoftTargetShards (from "
@@ -179,7 +200,7 @@ def soft_target_shards_dataset(
             read, [parts["position"]], [types[kind] for kind in kinds],
             stateful=False,
         )
-        for kind, tensor in zip(kinds, stored):
+        for kind, tensor in zip(kinds, stored, strict=True):
             width = shards.top_k if kind in ("values", "indices") else classes
             tensor.set_shape([None] if kind == "tail" else [None, width])
             parts[kind] = tensor
@@ -191,8 +212,21 @@ def soft_target_shards_dataset(
             values, indices, tail, classes, shards.temperature
         )
 
+    def top_k_targets(parts):
+        tail = parts["tail"]
+        return {
+            TEACHER_TOP_K_VALUES_KEY: parts["values"],
+            TEACHER_TOP_K_INDICES_KEY: parts["indices"],
+            TEACHER_TAIL_KEY: tail,
+            TEACHER_TEMPERATURE_KEY: tf.fill(
+                tf.shape(tail), tf.constant(shards.temperature, tf.float32)
+            ),
+        }
+
     def finish(parts):
-        if shards.top_k:
+        if shards.top_k and not expand_top_k:
+            targets = top_k_targets(parts)
+        elif shards.top_k:
             logits = tf.numpy_function(
                 expand,
                 [parts["values"], parts["indices"], parts["tail"]],
@@ -200,9 +234,9 @@ def soft_target_shards_dataset(
                 stateful=False,
             )
             logits.set_shape([None, classes])
+            targets = {TEACHER_LOGITS_KEY: logits}
         else:
-            logits = parts["logits"]
-        targets = {TEACHER_LOGITS_KEY: logits}
+            targets = {TEACHER_LOGITS_KEY: parts["logits"]}
         if "y" in parts:
             targets[LABELS_KEY] = parts["y"]
         if "weight" in parts:

@@ -9,30 +9,41 @@ classes' logits at the distillation temperature `T`,
 With it the teacher's distribution at `T` is known exactly on K+1 buckets
 (the K classes, and "any other class"): `softmax([t_top / T, tail])`.
 
-`top_k_kd_loss` is the distillation loss on those buckets,
-
-    T^2 * KL(p_buckets || q_buckets),
-
-where the student's buckets are its own probabilities of the K classes and
-its total probability of all the others (`logsumexp` of its other logits),
+The distillation loss on those buckets, `T^2 * KL(p_buckets || q_buckets)`,
+is `kdkeras.losses.top_k_kd_loss_per_example` (re-exported here with
+`top_k_kd_loss`, its batch mean): the student's buckets are its own
+probabilities of the K classes and its total probability of all the others,
 both at `T`. Nothing is renormalised away: the teacher's tail mass is matched
 by the student's tail mass. It equals the full-logit loss
 (`kdkeras.losses.kd_loss_per_example`) minus `T^2 * r * KL(p_tail || q_tail)`,
 the disagreement WITHIN the tail (`r` the teacher's tail mass), which it does
-not see; with K = classes - 1 it is exact.
+not see; with K = classes - 1 it is exact. The `kdkeras.Distiller` trains on
+it when a batch carries top-k targets (`kdkeras.targets.batch`), at the
+temperature they were built for only.
 
 `dense_logits_from_top_k` expands top-k targets to full logits for a loss
-that takes full logits (e.g. `kdkeras.Distiller`'s): the K logits are kept
+that needs every logit (DKD, DIST, a Keras loss): the K logits are kept
 and every other class gets `T * (tail - log(classes - K))`, so that at
 temperature `T` the tail's mass is spread evenly over the other classes and
-the top-K probabilities are exact. The distillation loss on them is
-`T^2 * KL(p' || q)` with `p'` the teacher's distribution whose tail is made
-uniform; it must be used at the temperature the targets were built for.
+the top-K probabilities are exact. A loss on them sees `p'`, the teacher's
+distribution whose tail is made uniform (the soft-target loss
+`T^2 * KL(p' || q)` adds a disagreement the teacher does not have); it must
+be used at the temperature the targets were built for.
 """
 
 import numpy as np
 
-from keras import ops
+from kdkeras.losses import check_temperature
+from kdkeras.losses import top_k_kd_loss
+from kdkeras.losses import top_k_kd_loss_per_example
+
+__all__ = [
+    "check_top_k",
+    "dense_logits_from_top_k",
+    "top_k_kd_loss",
+    "top_k_kd_loss_per_example",
+    "top_k_targets",
+]
 
 
 def check_top_k(top_k, classes):
@@ -48,21 +59,6 @@ def check_top_k(top_k, classes):
             f"Received: top_k={top_k!r}"
         )
     return int(top_k)
-
-
-def check_temperature(temperature):
-    """Checks a finite temperature in [1e-2, 1e3] and returns it as a float."""
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float, np.integer, np.floating))
-        or not np.isfinite(temperature)
-        or not 1e-2 <= temperature <= 1e3
-    ):
-        raise ValueError(
-            "`temperature` must be a finite number in [0.01, 1000]. "
-            f"Received: temperature={temperature!r}"
-        )
-    return float(temperature)
 
 
 def top_k_targets(logits, top_k, temperature):
@@ -107,72 +103,6 @@ def top_k_targets(logits, top_k, temperature):
         indices.astype(np.int32),
         tail.astype(np.float32),
     )
-
-
-def _tail_mask(indices, classes):
-    """`(batch, classes)` float mask, 1 for classes outside `indices`."""
-    batch = ops.shape(indices)[0]
-    top_k = ops.shape(indices)[1]
-    rows = ops.repeat(ops.arange(batch, dtype="int32"), top_k)
-    positions = ops.stack([rows, ops.reshape(indices, (-1,))], axis=1)
-    top = ops.scatter(
-        positions,
-        ops.ones((batch * top_k,), dtype="float32"),
-        (batch, classes),
-    )
-    return 1.0 - ops.minimum(top, 1.0)
-
-
-def top_k_kd_loss(values, indices, tail, student_logits, temperature):
-    """Per-example `T^2 * KL` on the K teacher classes plus "the rest".
-
-    See the module docstring for what it equals and what it does not see.
-
-    Args:
-        values: `(batch, K)` teacher logits of the top-K classes.
-        indices: `(batch, K)` int class indices of those logits.
-        tail: `(batch,)` log-sum-exp of the other classes' `logit / T`
-            (from `top_k_targets` at the same temperature).
-        student_logits: `(batch, classes)` student logits.
-        temperature: The temperature `tail` was computed at.
-
-    Returns:
-        float32 tensor `(batch,)`.
-
-    Example:
-
-    >>> teacher = np.array([[2.0, 0.5, -1.0, 0.0]], "float32")
-    >>> student = np.array([[1.0, 1.0, 0.0, 0.0]], "float32")
-    >>> values, indices, tail = top_k_targets(teacher, 3, 2.0)
-    >>> loss = top_k_kd_loss(values, indices, tail, student, 2.0)
-    >>> from kdkeras.losses import kd_loss_per_example
-    >>> full = kd_loss_per_example(teacher, student, 2.0)
-    >>> bool(np.isclose(loss[0], full[0], rtol=1e-5))  # K = classes - 1: exact
-    True
-    """
-    temperature = check_temperature(temperature)
-    values = ops.cast(values, "float32")
-    indices = ops.cast(indices, "int32")
-    tail = ops.cast(tail, "float32")
-    student = ops.cast(student_logits, "float32") / temperature
-    classes = ops.shape(student)[-1]
-
-    teacher_buckets = ops.concatenate(
-        [values / temperature, ops.expand_dims(tail, -1)], axis=-1
-    )
-    log_p = ops.log_softmax(teacher_buckets, axis=-1)
-
-    student_total = ops.logsumexp(student, axis=-1, keepdims=True)
-    student_top = ops.take_along_axis(student, indices, axis=-1)
-    mask = _tail_mask(indices, classes)
-    masked = ops.where(mask > 0, student, ops.full_like(student, -np.inf))
-    student_tail = ops.logsumexp(masked, axis=-1, keepdims=True)
-    log_q = ops.concatenate([student_top, student_tail], axis=-1)
-    log_q = log_q - student_total
-
-    p = ops.exp(log_p)
-    kl = ops.sum(p * (log_p - log_q), axis=-1)
-    return (temperature**2) * kl
 
 
 def dense_logits_from_top_k(values, indices, tail, classes, temperature):

@@ -1,5 +1,5 @@
-"""Runs partly labelled, unlabelled, DKD and DIST distillation on 1 and on 2
-logical CPU replicas; prints JSON.
+"""Runs partly labelled, unlabelled, DKD, DIST and top-k-target distillation on
+1 and on 2 logical CPU replicas; prints JSON.
 
 Run as a subprocess by `test_distributed_labels.py` (logical devices must be
 set up before TensorFlow initialises). One configuration per process.
@@ -36,6 +36,7 @@ CONFIGS = {
     "unlabelled": {"alpha": 0.0, "labels": False},
     "dkd": {"alpha": 0.3, "loss": "dkd"},
     "dist": {"alpha": 0.3, "loss": "dist"},
+    "top_k": {"alpha": 0.3, "top_k": 2},
 }
 
 
@@ -79,6 +80,13 @@ def run(strategy, config):
             alpha=config["alpha"],
             temperature=None if loss_fn else 4.0,
             jit_compile=False,
+        )
+    if config.get("top_k"):
+        # Top-k teacher targets (K=2 of 5 classes) at the compiled T = 4.
+        logits = 3.0 * mlp(32, seed=1).predict(x, verbose=0)
+        y = kdkeras.targets.top_k_target_dict(
+            *kdkeras.targets.top_k_targets(logits, config["top_k"], 4.0),
+            4.0, labels=y,
         )
     if config.get("labels", True):
         arguments = dict(x=x, y=y, sample_weight=sample_weight,

@@ -1,4 +1,5 @@
-"""1 vs 2 replicas: partly labelled and unlabelled batches, DKD and DIST.
+"""1 vs 2 replicas: partly labelled and unlabelled batches, DKD, DIST and
+top-k teacher targets.
 
 The hard-label loss is normalised by the GLOBAL number of labelled examples
 and DIST's intra-class term is computed over the global batch, so two
@@ -31,6 +32,7 @@ def _run(config):
     "unlabelled",
     pytest.param("dkd", marks=pytest.mark.slow),
     "dist",
+    "top_k",
 ])
 def test_two_replicas_equal_one_replica(config):
     results = _run(config)
@@ -41,7 +43,7 @@ def test_two_replicas_equal_one_replica(config):
         assert np.all(np.isfinite(values)), name
         np.testing.assert_allclose(two["history"][name], values,
                                    rtol=1e-5, atol=1e-7, err_msg=name)
-    for a, b in zip(one["weights"], two["weights"]):
+    for a, b in zip(one["weights"], two["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
     if config == "unlabelled":
         assert "accuracy" not in one["history"]

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from kdkeras import losses
+from kdkeras.targets import topk
 from tests import reference
 
 TEMPERATURES = [1.0, 2.0, 4.0, 8.0, 20.0]
@@ -315,3 +316,127 @@ def test_bad_loss_arguments_name_the_argument(make, error, match):
     with pytest.raises(error, match=match) as raised:
         make()
     assert "Received:" in str(raised.value) and "\n" not in str(raised.value)
+
+
+# ------------------------------------------------------------------ top-k
+
+
+def _top_k_case(seed, classes, k, temperature, scale, examples=16):
+    rng = np.random.default_rng(seed)
+    teacher = (rng.normal(size=(examples, classes)) * scale).astype("float32")
+    student = (rng.normal(size=(examples, classes)) * scale).astype("float32")
+    return teacher, student, topk.top_k_targets(teacher, k, temperature)
+
+
+@pytest.mark.parametrize("classes, k", [(10, 1), (10, 4), (100, 20), (1000, 5)])
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0, 20.0])
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_top_k_kd_loss_value_matches_float64_reference(
+    classes, k, temperature, scale
+):
+    teacher, student, targets = _top_k_case(
+        classes + k, classes, k, temperature, scale
+    )
+    value = losses.top_k_kd_loss_per_example(*targets, student, temperature)
+    expected = reference.top_k_kd_loss_per_example(
+        teacher, student, k, temperature
+    )
+    assert expected.min() > 0  # nonzero losses: the check can fail
+    np.testing.assert_allclose(
+        value, expected, rtol=2e-4, atol=1e-5 * temperature**2
+    )
+    np.testing.assert_allclose(
+        float(losses.top_k_kd_loss(*targets, student, temperature)),
+        expected.mean(),
+        rtol=2e-4,
+        atol=1e-5 * temperature**2,
+    )
+
+
+@pytest.mark.parametrize("classes, k", [(12, 4), (200, 20)])
+@pytest.mark.parametrize("temperature", [1.0, 5.0])
+@pytest.mark.parametrize("scale", [0.3, 3.0])
+def test_top_k_kd_loss_gradient_matches_float64_reference(
+    classes, k, temperature, scale
+):
+    """T (q_i - p_i) on the top classes, T (q_j - p_rest q_j / q_rest) on
+    the others: the rest's mass is matched, not its shape."""
+    teacher, student, targets = _top_k_case(
+        classes * 3 + k, classes, k, temperature, scale, examples=5
+    )
+    variable = tf.Variable(student)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(
+            losses.top_k_kd_loss_per_example(*targets, variable, temperature)
+        )
+    gradient = tape.gradient(value, variable).numpy()
+    expected = reference.top_k_kd_loss_gradient(
+        teacher, student, k, temperature
+    )
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
+    # The analytic reference is the derivative of the float64 loss.
+    numerical = reference.numerical_gradient(
+        lambda s: reference.top_k_kd_loss_per_example(
+            teacher[:1], s, k, temperature
+        ).sum(),
+        student[:1],
+    )
+    np.testing.assert_allclose(expected[:1], numerical, rtol=1e-5, atol=1e-7)
+
+
+def test_top_k_kd_loss_with_all_but_one_class_is_kd_loss():
+    teacher, student, targets = _top_k_case(5, 30, 29, 2.0, 3.0, examples=8)
+    np.testing.assert_allclose(
+        losses.top_k_kd_loss_per_example(*targets, student, 2.0),
+        reference.kd_loss_per_example(teacher, student, 2.0),
+        rtol=1e-4,
+    )
+
+
+def test_top_k_kd_loss_grows_with_k_towards_kd_loss():
+    """Coarser buckets see less: top-5 <= top-20 <= top-100 <= full."""
+    teacher, student, _ = _top_k_case(7, 1000, 5, 4.0, 3.0, examples=32)
+    full = reference.kd_loss_per_example(teacher, student, 4.0)
+    previous = np.zeros(32)
+    for k in (5, 20, 100, 999):
+        targets = topk.top_k_targets(teacher, k, 4.0)
+        value = np.asarray(
+            losses.top_k_kd_loss_per_example(*targets, student, 4.0), np.float64
+        )
+        assert np.all(value >= previous - 1e-4 * full)
+        assert np.all(value <= full * (1 + 1e-4))
+        previous = value
+    np.testing.assert_allclose(previous, full, rtol=1e-4)
+
+
+def test_top_k_kd_loss_stays_finite_for_huge_logits():
+    teacher = np.array([[1e4, -1e4, 0.0, 5.0]], "float32")
+    student = tf.Variable(np.array([[-1e4, 1e4, 0.0, -3.0]], "float32"))
+    targets = topk.top_k_targets(teacher, 2, 1.0)
+    with tf.GradientTape() as tape:
+        value = losses.top_k_kd_loss(*targets, student, 1.0)
+    gradient = tape.gradient(value, student).numpy()
+    expected = reference.top_k_kd_loss_per_example(
+        teacher, student.numpy(), 2, 1.0
+    )
+    assert np.isfinite(float(value)) and np.all(np.isfinite(gradient))
+    np.testing.assert_allclose(float(value), expected[0], rtol=1e-5)
+
+
+def test_top_k_kd_loss_gives_no_gradient_to_the_targets():
+    _, student, (values, indices, tail) = _top_k_case(9, 10, 3, 2.0, 1.0)
+    values, tail = tf.Variable(values), tf.Variable(tail)
+    with tf.GradientTape() as tape:
+        value = losses.top_k_kd_loss(values, indices, tail, student, 2.0)
+    assert tape.gradient(value, [values, tail]) == [None, None]
+
+
+@pytest.mark.parametrize("temperature, error", [
+    (0.0, ValueError), (np.nan, ValueError), (1e30, ValueError),
+    ("4", TypeError),
+])
+def test_top_k_kd_loss_bad_temperature_names_the_argument(temperature, error):
+    _, student, targets = _top_k_case(10, 10, 3, 2.0, 1.0)
+    with pytest.raises(error, match="`temperature`") as raised:
+        losses.top_k_kd_loss(*targets, student, temperature)
+    assert "\n" not in str(raised.value)

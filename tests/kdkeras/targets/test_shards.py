@@ -3,18 +3,20 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-from tests import reference
 from kdkeras.targets import cache
 from kdkeras.targets import shards as shards_lib
-from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 from kdkeras.targets import topk
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.batch import TopKTargets
+from kdkeras.targets.batch import split_targets
+from kdkeras.targets.shards_dataset import soft_target_shards_dataset
+from tests import reference
 
 FEATURES = 6
 CLASSES = 10
@@ -310,9 +312,22 @@ def test_top_k_cache_stores_k_logits_their_classes_and_the_tail(tmp_path):
     np.testing.assert_array_equal(stored["indices"], indices)
     np.testing.assert_allclose(stored["tail"], tail, rtol=1e-5, atol=1e-5)
     assert shards.examples_per_shard == PER_SHARD
-    # Training batches carry the expanded logits.
+    # Training batches carry the top-k targets and the cache's temperature.
+    batches = list(soft_target_shards_dataset(data, shards, shuffle=False))
+    labels, targets = split_targets(
+        {k: np.concatenate([b[1][k] for b in batches]) for k in batches[0][1]}
+    )
+    assert labels is None and isinstance(targets, TopKTargets)
+    np.testing.assert_array_equal(
+        targets.values, stored["values"].astype("float32")
+    )
+    np.testing.assert_array_equal(targets.indices, indices)
+    np.testing.assert_array_equal(targets.tail, stored["tail"])
+    np.testing.assert_array_equal(targets.temperature, np.full(COUNT, 2.0))
+    # expand_top_k=True: full logits with the tail spread evenly.
     _, _, logits, _ = collect(
-        soft_target_shards_dataset(data, shards, shuffle=False)
+        soft_target_shards_dataset(data, shards, shuffle=False,
+                                   expand_top_k=True)
     )
     np.testing.assert_allclose(
         logits,
@@ -456,7 +471,7 @@ def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
     _, in_memory, in_memory_history = train(
         dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, shuffle=False)
     )
-    for a, b in zip(streamed, in_memory):
+    for a, b in zip(streamed, in_memory, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         streamed_history["loss"], in_memory_history["loss"], rtol=1e-5
