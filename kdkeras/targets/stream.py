@@ -135,7 +135,7 @@ class InputDigest:
         self.hashes = [hashlib.sha256() for _ in signature]
 
     def update(self, arrays):
-        for digest, array in zip(self.hashes, arrays):
+        for digest, array in zip(self.hashes, arrays, strict=True):
             array = np.ascontiguousarray(array)
             if array.size:
                 digest.update(memoryview(array.reshape(-1)).cast("B"))

@@ -218,7 +218,7 @@ def test_distiller_on_cached_targets_trains_like_online():
 
     cached_weights, cached_history = train(cached=True)
     online_weights, online_history = train(cached=False)
-    for cached, online in zip(cached_weights, online_weights):
+    for cached, online in zip(cached_weights, online_weights, strict=True):
         np.testing.assert_allclose(cached, online, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         cached_history["distillation_loss"],

@@ -112,7 +112,7 @@ def test_augmented_batch_is_what_teacher_and_student_both_see(kind):
     dataset = online_soft_target_dataset(
         x, y, teacher, 16, shuffle=False, augmentation=augmentation
     )
-    for start, (batch_x, targets) in zip(range(0, len(x), 16), dataset):
+    for start, (batch_x, targets) in zip(range(0, len(x), 16), dataset, strict=True):
         batch_x = batch_x.numpy()
         assert not np.allclose(batch_x, x[start:start + 16])  # augmented
         np.testing.assert_allclose(
@@ -159,7 +159,7 @@ def test_training_matches_the_teacher_inside_the_step(alpha, temperature):
             epochs=2, verbose=0,
         )
     )
-    for expected, actual in zip(weights_in_step, weights_pipeline):
+    for expected, actual in zip(weights_in_step, weights_pipeline, strict=True):
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
     for name in ("loss", "student_loss", "distillation_loss"):
         np.testing.assert_allclose(
