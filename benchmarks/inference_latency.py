@@ -30,6 +30,9 @@ Usage:
   .venv/bin/python -m benchmarks.inference_latency                   # 20 rounds, all formats, sweep
   .venv/bin/python -m benchmarks.inference_latency --quick           # 2 rounds, short timing
   .venv/bin/python -m benchmarks.inference_latency --student s.keras --formats onnx,tflite,numpy
+  .venv/bin/python -m benchmarks.inference_latency --release release/ --rounds 20 --seconds 4
+      # the released variant (export.report --release-dir): its recorded p50 against an
+      # independent timing of the file, and the report's worker against the same timer
 """
 
 import os
@@ -62,6 +65,11 @@ flags.DEFINE_float("seconds", 4.0, "Timing seconds per batch size and side, over
 flags.DEFINE_boolean("sweep", True, "Search thread settings for the floor goal.")
 flags.DEFINE_boolean("quick", False, "Smoke test: 2 rounds, 0.6 s timing, small sweep.")
 flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+flags.DEFINE_string(
+    "release", None,
+    "A --release-dir of export.report: check the released file's recorded p50 "
+    "(release.json) against an independent timing of that file, and the report's "
+    "worker against the same timer in alternating windows.")
 
 # The independent timer: no import from export/, its own runtime setup. It loads once,
 # then times a window each time the parent writes "BATCH SECONDS WARMUP" on its stdin,
@@ -73,18 +81,31 @@ import numpy as np
 fmt, path, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rng = np.random.default_rng(123)
 inputs = {}
+def example_shape():
+    if fmt == "tflite":
+        return [int(d) for d in interpreter.get_input_details()[0]["shape"][1:]]
+    if fmt == "onnx":
+        dims = session.get_inputs()[0].shape[1:]
+        if all(isinstance(d, int) for d in dims):
+            return list(dims)
+    return [28, 28, 1]
 def prepare(batch):
     if batch not in inputs:
-        inputs[batch] = rng.random((batch, 28, 28, 1), dtype=np.float32)
+        inputs[batch] = rng.random((batch, *example_shape()), dtype=np.float32)
     x = inputs[batch]
     if fmt == "onnx":
         feed = {session.get_inputs()[0].name: x}
         return lambda: session.run(None, feed)
     if fmt == "tflite":
-        index = interpreter.get_input_details()[0]["index"]
+        detail = interpreter.get_input_details()[0]
+        index = detail["index"]
         out = interpreter.get_output_details()[0]["index"]
         interpreter.resize_tensor_input(index, list(x.shape))
         interpreter.allocate_tensors()
+        if np.issubdtype(detail["dtype"], np.integer):  # int8 input: quantise once
+            scale, zero = detail["quantization"]
+            info = np.iinfo(detail["dtype"])
+            x = np.clip(np.round(x / scale) + zero, info.min, info.max).astype(detail["dtype"])
         def call():
             interpreter.set_tensor(index, x)
             interpreter.invoke()
@@ -262,13 +283,13 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
                     for batch in batch_sizes:
                         warmup = measure.DEFAULT_WARMUP_S if round_index == 0 else worker_lib.REWARM_S
                         sides = [
-                            lambda: report_workers[fmt].time(batch, window, 1, 3 * window, warmup),
-                            lambda: independents[fmt].time(batch, window, warmup),
+                            (report_workers[fmt].time, (batch, window, 1, 3 * window, warmup)),
+                            (independents[fmt].time, (batch, window, warmup)),
                         ]
                         if (round_index + batch_sizes.index(batch)) % 2:
                             sides.reverse()
-                        for side in sides:
-                            side()
+                        for side, args in sides:
+                            side(*args)
                 print(f"  round {round_index + 1}/{rounds} done", flush=True)
             rows = {}
             for fmt in formats:
@@ -279,6 +300,10 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
                         "report": result["latency"][str(batch)]["p50_ms"],
                         "report_mean": result["latency"][str(batch)]["mean_ms"],
                         "report_calls": result["latency"][str(batch)]["iterations"],
+                        "report_calls_per_sample": result["latency"][str(batch)].get(
+                            "calls_per_sample", 1),
+                        "independent_block_median": statistics.median(
+                            independents[fmt].block_means[batch]),
                         "independent": statistics.median(singles),
                         "independent_block_mean": statistics.mean(independents[fmt].block_means[batch]),
                         "independent_calls": len(singles),
@@ -287,6 +312,55 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
         finally:
             for handle in list(report_workers.values()) + list(independents.values()):
                 handle.close()
+
+
+def _release_check(release_dir, rounds, seconds):
+    """The released file, timed by the report's worker and the independent timer.
+
+    Reads `release.json` in `release_dir`: the artifact, its format, its threads (the
+    lineage's, else the measured entry's) and the p50 the report recorded per batch
+    size. The file is then timed by the report's worker and by the independent timer in
+    alternating windows (`_agreement`). Returns one row per batch size with the recorded
+    p50, the worker's p50 now and the independent p50 (median of single calls) now.
+    """
+    record_path = os.path.join(release_dir, "release.json")
+    if not os.path.isfile(record_path):
+        raise app.UsageError(
+            f"`--release` must be a folder holding release.json. Received: --release={release_dir}"
+        )
+    with open(record_path, encoding="utf-8") as handle:
+        record = json.load(handle)
+    fmt = record["format"]
+    if fmt not in ("tflite", "onnx", "savedmodel"):
+        raise app.UsageError(f"release format {fmt!r} is not timed by the independent timer")
+    path = os.path.join(release_dir, record["artifact"])
+    threads = int((record.get("lineage") or {}).get("threads") or record["measured"]["threads"])
+    recorded = {int(b): stats["p50_ms"] for b, stats in record["measured"]["latency"].items()}
+    batch_sizes = sorted(recorded)
+    rows = _agreement({fmt: path}, [fmt], batch_sizes, threads, rounds, seconds)
+    for (_, batch), row in rows.items():
+        row["recorded"] = recorded[batch]
+    return record, threads, rows
+
+
+def _print_release(record, threads, rows, release_dir):
+    print()
+    print(f"released: {record['artifact']} ({record['format']}, "
+          f"{record.get('quantize', 'none')}, {threads} threads) from {release_dir}")
+    print("| batch | recorded p50 ms (release.json) | report worker p50 ms now | calls/sample "
+          "| independent p50 ms now | recorded / independent | worker / independent "
+          "| independent 5 ms-block median ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    within = True
+    for (_, batch), row in rows.items():
+        recorded_ratio = row["recorded"] / row["independent"]
+        worker_ratio = row["report"] / row["independent"]
+        within &= abs(recorded_ratio - 1) <= 0.10
+        print(f"| {batch} | {row['recorded']:.5f} | {row['report']:.5f} | "
+              f"{row['report_calls_per_sample']} | {row['independent']:.5f} | "
+              f"{recorded_ratio:.3f} | {worker_ratio:.3f} | "
+              f"{row['independent_block_median']:.5f} |")
+    return within
 
 
 def _sweep_configs(threads_max, quick):
@@ -314,12 +388,12 @@ def _sweep(paths, batch_sizes, threads_max, rounds, seconds, quick):
         jobs, batch_sizes, min_time_s=seconds, max_time_s=max(3 * seconds, 1.0), rounds=rounds,
         on_step=lambda label: print(f"  sweep: {label}", flush=True),
     )
-    for (fmt, t, options), result in zip(configs, results):
+    for (fmt, t, options), result in zip(configs, results, strict=True):
         if isinstance(result, Exception):
             raise RuntimeError(f"sweep {fmt} {t} threads {options}: {result}")
     return [
         (config, {b: result["latency"][str(b)]["p50_ms"] for b in batch_sizes})
-        for config, result in zip(configs, results)
+        for config, result in zip(configs, results, strict=True)
     ]
 
 
@@ -335,6 +409,24 @@ def main(argv):
     formats = list(FLAGS.formats)
     command = ".venv/bin/python -m benchmarks.inference_latency " + shlex.join(sys.argv[1:])
     load_start = os.getloadavg()
+    if FLAGS.release:
+        print(f"# released variant vs independent timing ({rounds} interleaved rounds); "
+              f"load average at start {load_start[0]:.2f}", flush=True)
+        record, release_threads, rows = _release_check(FLAGS.release, rounds, seconds)
+        within = _print_release(record, release_threads, rows, FLAGS.release)
+        load_end = os.getloadavg()
+        print()
+        print(f"load average start {load_start[0]:.2f} / end {load_end[0]:.2f} "
+              f"(above {measure.available_threads()} means other processes competed for the CPU)")
+        print(f"recorded p50 within 10% of the independent timing: {'yes' if within else 'NO'}")
+        print(f"reproduce: {command}")
+        if FLAGS.json:
+            with open(FLAGS.json, "w") as handle:
+                json.dump({"command": command, "release": record["artifact"],
+                           "threads": release_threads, "load_average": [load_start, load_end],
+                           "rows": [{"batch": b, **v} for (_, b), v in rows.items()]},
+                          handle, indent=2, default=str)
+        return 0 if within else 1
     print(f"# inference latency, {platform.processor() or platform.machine()}, "
           f"{measure.available_threads()} cores, {threads} threads per runtime; "
           f"load average at start {load_start[0]:.2f}", flush=True)

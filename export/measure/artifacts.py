@@ -30,6 +30,7 @@ from export import staging
 from export.measure import environment
 from export.measure import floor
 from export.measure import sizes
+from export.measure import timing as timing_lib
 from export.measure import worker
 
 FORMATS = runtimes.FORMATS
@@ -112,7 +113,8 @@ def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing
         fmt, batch_sizes, threads, options: As `measure_artifact` (checked there).
         scratch: A folder that outlives the worker (weights extracted for `numpy`).
         timing: `min_time_s`, `min_iterations`, `max_time_s`, `warmup_s` (defaults
-            `DEFAULT_*`).
+            `DEFAULT_*`), `min_sample_s` (default `timing.MIN_SAMPLE_S`: shorter
+            calls are timed in blocks of `calls_per_sample` calls).
         labelled: Optional `{"path": .npz with x and y, "example_shape": [...]}`.
         seed: Seed of the random timing inputs.
         eval_batch_size: Batch size of the accuracy pass.
@@ -140,6 +142,7 @@ def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing
         "min_iterations": DEFAULT_MIN_ITERATIONS,
         "max_time_s": DEFAULT_MAX_TIME_S,
         "warmup_s": DEFAULT_WARMUP_S,
+        "min_sample_s": timing_lib.MIN_SAMPLE_S,
         **(timing or {}),
     }
     if labelled is not None:
@@ -224,6 +227,7 @@ def measure_artifacts(
         "min_iterations": int(min_iterations),
         "max_time_s": float(max_time_s),
         "warmup_s": float(warmup_s),
+        "min_sample_s": timing_lib.MIN_SAMPLE_S,
     }
     with tempfile.TemporaryDirectory(prefix="kdkeras-measure-") as scratch:
         labelled = None
@@ -260,7 +264,11 @@ def measure_artifacts(
                 **timing,
                 "rounds": rounds,
                 "interleaved_with": len(checked) - 1,
-                "clock": "time.perf_counter_ns around the call only",
+                "clock": (
+                    "time.perf_counter_ns around the call only; calls shorter than "
+                    "min_sample_s in blocks of calls_per_sample calls, one clock pair "
+                    "per block, figures per call"
+                ),
             }
     return outcomes
 

@@ -11,9 +11,11 @@ The child:
 2. loads the artifact, says it is ready, and waits (blocked, using no CPU);
 3. times windows when the parent asks (`serve`): per window one batch size,
    its preallocated input, a warm-up, then exactly the raw runtime call with
-   `time.perf_counter_ns` around it (`export.measure.timing.time_call`). The
-   parent interleaves the windows of several children, so that every runtime
-   is timed under the same machine conditions;
+   `time.perf_counter_ns` around it (`export.measure.timing.time_call`); a call
+   shorter than `spec["min_sample_s"]` (default `timing.MIN_SAMPLE_S`) is timed
+   in blocks of `calls_per_sample` calls, fixed per batch size at its first
+   window. The parent interleaves the windows of several children, so that
+   every runtime is timed under the same machine conditions;
 4. on `finish`, records the peak resident memory before anything else is
    loaded (the labelled test set, the `onnx` package for counting), computes
    test-set accuracy when labelled data was given and the stored parameter
@@ -60,7 +62,8 @@ class Session:
     """One loaded runtime, timed in windows on request, then summarised.
 
     A window times one batch size: a warm-up (excluded), then the raw call with
-    `perf_counter_ns` around it (`time_call`). Samples of every window of a batch size
+    `perf_counter_ns` around it, or around blocks of `calls_per_sample` calls when
+    one call is shorter than `spec["min_sample_s"]` (`time_call`). Samples of every window of a batch size
     are pooled; `finish` turns them into the percentiles, so a batch size timed in five
     windows spread over a minute reports the p50 of all its calls. The input of each
     batch size is drawn once from `spec["seed"]` and reused by every window.
@@ -89,6 +92,8 @@ class Session:
         self.label = self.runtime.label
         self.rng = np.random.default_rng(spec.get("seed", 0))
         self.inputs, self.samples, self.windows = {}, {}, []
+        self.min_sample_s = float(spec.get("min_sample_s", timing.MIN_SAMPLE_S))
+        self.calls_per_sample = {}
 
     def input_for(self, batch_size):
         """The batch of `batch_size` random inputs, drawn once and reused."""
@@ -101,7 +106,8 @@ class Session:
         """Times one window of `batch_size`, then waits until this process is idle.
 
         Returns:
-            The window's record: `batch_size`, `calls`, `warmup_iterations`,
+            The window's record: `batch_size`, `calls` (timed calls),
+            `calls_per_sample` (calls per timed sample), `warmup_iterations`,
             `start_ns`/`end_ns` (`time.perf_counter_ns`, the system's monotonic clock on
             Linux: comparable between processes; warm-up included, settling not) and
             `settle_s`.
@@ -120,12 +126,21 @@ class Session:
                 "batch_size": batch_size,
                 "ms": (time.perf_counter_ns() - first_start) / 1e6,
             }
-        taken, warmup = timing.time_call(call, args, min_iterations, min_time_s, max_time_s, warmup_s)
+        if batch_size not in self.calls_per_sample:
+            # One block size per batch size, so that its pooled samples are alike.
+            self.calls_per_sample[batch_size] = timing.calls_per_sample(
+                call, args, self.min_sample_s
+            )
+        k = self.calls_per_sample[batch_size]
+        taken, warmup = timing.time_call(
+            call, args, min_iterations, min_time_s, max_time_s, warmup_s, k
+        )
         end = time.perf_counter_ns()
         self.samples.setdefault(batch_size, []).extend(taken)
         window = {
             "batch_size": batch_size,
-            "calls": len(taken),
+            "calls": len(taken) * k,
+            "calls_per_sample": k,
             "warmup_iterations": warmup,
             "start_ns": start,
             "end_ns": end,
@@ -139,7 +154,9 @@ class Session:
         spec = self.spec
         latency, alternatives, samples = {}, {}, {}
         for batch_size, taken in self.samples.items():
-            summary = timing.latency_summary(taken, batch_size)
+            summary = timing.latency_summary(
+                taken, batch_size, self.calls_per_sample[batch_size]
+            )
             summary["warmup_iterations"] = sum(
                 w["warmup_iterations"] for w in self.windows if w["batch_size"] == batch_size
             )
@@ -152,6 +169,7 @@ class Session:
                 # Alternatives are slow calls shown for honesty (model.predict): bounded
                 # to 1 s so that they do not dominate the measurement time.
                 alt_max = min(spec["max_time_s"], 1.0)
+                alt_k = timing.calls_per_sample(bound, alt_args, self.min_sample_s)
                 alt_taken, alt_warmup = timing.time_call(
                     bound,
                     alt_args,
@@ -159,8 +177,9 @@ class Session:
                     min(spec["min_time_s"], alt_max),
                     alt_max,
                     spec["warmup_s"],
+                    alt_k,
                 )
-                alt_summary = timing.latency_summary(alt_taken, batch_size)
+                alt_summary = timing.latency_summary(alt_taken, batch_size, alt_k)
                 alt_summary["warmup_iterations"] = alt_warmup
                 alternatives.setdefault(alt_label, {})[str(batch_size)] = alt_summary
         peak = environment.peak_rss_bytes()

@@ -53,7 +53,8 @@ def test_percentiles_are_ordered_and_counted(results, fmt):
     for batch, stats in result["latency"].items():
         assert 0 < stats["min_ms"] <= stats["p50_ms"] <= stats["p90_ms"]
         assert stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
-        assert stats["iterations"] == len(result["samples_ms"][batch]) >= 3
+        assert stats["samples"] == len(result["samples_ms"][batch]) >= 3
+        assert stats["iterations"] == stats["calls_per_sample"] * stats["samples"]
         assert stats["warmup_iterations"] >= 3
         assert stats["max_ms"] == pytest.approx(max(result["samples_ms"][batch]), abs=1e-4)
         # Throughput is samples per second of timed calls: batch / mean latency.
@@ -166,6 +167,6 @@ def test_floor_keeps_the_faster_thread_count_per_batch_size(artifacts):
         p50s = {t: run[batch] for t, run in floor["thread_runs"].items()}
         assert stats["p50_ms"] == min(p50s.values())
         assert p50s[str(stats["threads"])] == stats["p50_ms"]
-        assert len(floor["samples_ms"][batch]) == stats["iterations"]
+        assert len(floor["samples_ms"][batch]) * stats["calls_per_sample"] == stats["iterations"]
 
 

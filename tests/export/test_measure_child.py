@@ -54,6 +54,26 @@ def test_child_never_imports_tensorflow(artifacts, tmp_path, fmt):
     assert ready["ready"] and window["calls"] >= 5
     assert "tensorflow" not in result["loaded_modules"]
     assert result["latency"]["1"]["iterations"] == window["calls"]
+    # How it was timed is recorded: calls per timed sample, the same in both places.
+    stats = result["latency"]["1"]
+    assert stats["calls_per_sample"] == window["calls_per_sample"] >= 1
+    assert stats["samples"] * stats["calls_per_sample"] == window["calls"]
+    assert len(result["samples_ms"]["1"]) == stats["samples"]
+
+
+@pytest.mark.parametrize("min_sample_s, blocks", [(0.0, False), (0.002, True)])
+def test_child_times_short_calls_in_blocks(artifacts, tmp_path, min_sample_s, blocks):
+    """`min_sample_s` 0 keeps one call a sample; 2 ms makes a tiny model's samples blocks."""
+    _, paths = artifacts
+    spec, _ = measure.build_spec(paths["tflite"], "tflite", (1,), 1, str(tmp_path), timing=FAST)
+    spec["min_sample_s"] = min_sample_s
+    _, (_, window, result) = run_child(spec, tmp_path, "tflite")
+    stats = result["latency"]["1"]
+    assert (stats["calls_per_sample"] > 1) == blocks
+    assert stats["iterations"] == stats["samples"] * stats["calls_per_sample"]
+    # A block lasts about `min_sample_s` (k was estimated from a probe of single calls).
+    block_ms = stats["p50_ms"] * stats["calls_per_sample"]
+    assert block_ms >= min_sample_s * 1e3 * 0.5
 
 
 def test_keras_child_does_import_tensorflow(artifacts, tmp_path):

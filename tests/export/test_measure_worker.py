@@ -34,7 +34,9 @@ def test_every_runtime_gets_one_window_per_round_and_batch_size(interleaved):
             calls = sum(w["calls"] for w in windows if w["batch_size"] == batch)
             # The percentiles are over the samples of all of a batch size's windows.
             assert result["latency"][str(batch)]["iterations"] == calls
-            assert len(result["samples_ms"][str(batch)]) == calls
+            per_sample = {w["calls_per_sample"] for w in windows if w["batch_size"] == batch}
+            assert per_sample == {result["latency"][str(batch)]["calls_per_sample"]}
+            assert len(result["samples_ms"][str(batch)]) * per_sample.pop() == calls
         assert result["timing"]["rounds"] == ROUNDS
         assert result["timing"]["interleaved_with"] == len(results) - 1
 
