@@ -219,7 +219,11 @@ def write_release(report, release_dir):
             shutil.copy2(sidecar, os.path.join(staged, os.path.basename(sidecar)))
         beaten = [c for c in release["candidates"] if c is not winner]
         latency = {
-            b: {k: stats[k] for k in ("p50_ms", "p99_ms", "validity") if k in stats}
+            b: {
+                k: stats[k]
+                for k in ("p50_ms", "p99_ms", "validity", "calls_per_sample", "samples", "threads")
+                if k in stats
+            }
             for b, stats in entry["latency"].items()
         }
         record = {
