@@ -245,60 +245,64 @@ def run():
 
     timings = {}
 
-    def fine_tune(name, message, compress_fn, **options):
-        """Runs one `kdkeras.compress` step from the seed, timed; returns the model."""
+    def fine_tune(name, label, message, compress_fn, describe, quantize="none", **options):
+        """Runs one `kdkeras.compress` step from the seed, timed, and exports it.
+
+        `describe(model)` gives the notes that precede the fine-tune time.
+        """
         start = time.perf_counter()
         keras.utils.set_random_seed(FLAGS.seed)
         _log(message)
         model = compress_fn(student, None, x_train, y_train, **options, **common)
         timings[name] = time.perf_counter() - start
+        notes = describe(model) + [f"{timings[name]:.0f} s fine-tune"]
+        add_tflite(name, label, model, "; ".join(notes), quantize=quantize)
         return model
 
-    pruned = fine_tune(
+    def sparsity_range(model):
+        sparsity = compress.kernel_sparsity(model)
+        return [
+            f"kernel sparsity {min(sparsity.values()):.3f}-"
+            f"{max(sparsity.values()):.3f}"
+        ]
+
+    def most_values(model):
+        return [
+            f"<= {max(compress.unique_kernel_values(model).values())} values "
+            "per kernel"
+        ]
+
+    target_sparsity = FLAGS["target-sparsity"].value
+    fine_tune(
         "pruned",
-        f"pruning to {FLAGS['target-sparsity'].value:g} ({_setting('prune-epochs')} epochs)",
+        f"{target_sparsity:.0%} pruned fp32 (TFLite)",
+        f"pruning to {target_sparsity:g} ({_setting('prune-epochs')} epochs)",
         compress.prune,
-        target_sparsity=FLAGS["target-sparsity"].value,
+        sparsity_range,
+        target_sparsity=target_sparsity,
         pruning_end=FLAGS["pruning-end"].value,
         epochs=_setting("prune-epochs"),
         learning_rate=FLAGS["prune-learning-rate"].value,
     )
-    sparsity = compress.kernel_sparsity(pruned)
-    add_tflite(
-        "pruned",
-        f"{FLAGS['target-sparsity'].value:.0%} pruned fp32 (TFLite)",
-        pruned,
-        f"kernel sparsity {min(sparsity.values()):.3f}-{max(sparsity.values()):.3f}; "
-        f"{timings['pruned']:.0f} s fine-tune",
-    )
-
-    clustered = fine_tune(
+    fine_tune(
         "clustered",
+        f"{FLAGS.clusters}-cluster fp32 (TFLite)",
         f"clustering to {FLAGS.clusters} values ({_setting('cluster-epochs')} epochs)",
         compress.cluster,
+        most_values,
         number_of_clusters=FLAGS.clusters,
         epochs=_setting("cluster-epochs"),
         learning_rate=FLAGS["cluster-learning-rate"].value,
     )
-    unique = compress.unique_kernel_values(clustered)
-    add_tflite(
-        "clustered",
-        f"{FLAGS.clusters}-cluster fp32 (TFLite)",
-        clustered,
-        f"<= {max(unique.values())} values per kernel; "
-        f"{timings['clustered']:.0f} s fine-tune",
-    )
-
-    qat_model = fine_tune(
-        "qat",
+    fine_tune(
+        "qat_int8",
+        "QAT int8 (TFLite)",
         f"quantization-aware training ({_setting('qat-epochs')} epochs)",
         compress.quantization_aware,
+        lambda model: [],
+        quantize="qat",
         epochs=_setting("qat-epochs"),
         learning_rate=FLAGS["qat-learning-rate"].value,
-    )
-    add_tflite(
-        "qat_int8", "QAT int8 (TFLite)", qat_model,
-        f"{timings['qat']:.0f} s fine-tune", quantize="qat",
     )
 
     start = time.perf_counter()
