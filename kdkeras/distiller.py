@@ -336,8 +336,8 @@ class Distiller(keras.Model):
             return False
         # On CPU, XLA only where it is faster than TF's kernels (`kdkeras.xla`).
         # The teacher is left out: from cached soft targets it never runs, and
-        # online its convolutions lose less to XLA (1.24x) than a dense
-        # student's step gains (1.25x).
+        # online its convolutions lose less to XLA than a dense student's step
+        # gains (figures in BENCHMARKS.md).
         return xla.auto_jit(trained=self._trained_models())
 
     def _trained_models(self):
@@ -468,6 +468,7 @@ class Distiller(keras.Model):
         if sample_weight is not None:
             weight = mask * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
         # Keras passes no sample weight to `metrics`; the mask must reach them.
+        # Keras internal (no public equivalent): the compiled metrics' lists.
         for metrics in compiled._flat_metrics:
             if metrics:
                 metrics.update_state(labels, y_pred, sample_weight=mask)

@@ -178,7 +178,7 @@ def test_cached_teacher_logits_skip_the_teacher_and_equal_online():
     def broken_teacher(*args, **kwargs):
         raise AssertionError("the teacher ran although logits were cached")
 
-    cached._forward.teacher = broken_teacher
+    cached.teacher.call = broken_teacher
     online.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     dataset = tf.data.Dataset.from_tensor_slices(
         (x, {"labels": y, "teacher_logits": teacher_logits})).batch(16)
