@@ -42,9 +42,11 @@ from absl import flags  # noqa: E402
 # Run from a checkout without installing: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments import cli as experiments_cli  # noqa: E402
 from export import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
+experiments_cli.define_distillation_flags()
 flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
 flags.DEFINE_integer("teacher-epochs", 8, "CNN teacher epochs.")
 flags.DEFINE_integer("student-epochs", 15, "Distillation epochs of the dense student.")
@@ -60,9 +62,6 @@ flags.DEFINE_float("qat-learning-rate", 1e-4, "Adam learning rate, QAT.")
 flags.DEFINE_float("target-sparsity", 0.8, "Pruning target sparsity.")
 flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
 flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
-flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
-flags.DEFINE_integer("batch-size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact (measure_artifact).")
 flags.DEFINE_integer("repeats", 3, "Timing rounds per artifact (median p50).")

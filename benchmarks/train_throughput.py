@@ -49,15 +49,14 @@ import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from experiments import cli as experiments_cli  # noqa: E402
 from export import cli  # noqa: E402
 from export.measure.environment import cpu_name  # noqa: E402
 
 FLAGS = flags.FLAGS
+experiments_cli.define_distillation_flags()
 flags.DEFINE_integer("examples", 20000, "Training examples per epoch (<= 60000).")
 flags.DEFINE_integer("repeats", 3, "Timed epochs per variant (median reported).")
-flags.DEFINE_integer("batch-size", 128, "Batch size.")
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
-flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label student loss.")
 flags.DEFINE_list(
     "variants", "core", "Comma-separated variant names, 'core' or 'all'."
 )
