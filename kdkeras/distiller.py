@@ -210,7 +210,7 @@ class Distiller(keras.Model):
             )
             student_shapes = [o.shape for o in self._forward.student.outputs]
             teacher_shapes = [o.shape for o in self._forward.teacher.outputs]
-            for index, hint in enumerate(self.hints):
+            for index in range(len(self.hints)):
                 self.projections.append(
                     hints_lib.make_projection(
                         student_shapes[index + 1],
@@ -379,7 +379,8 @@ class Distiller(keras.Model):
         if value and not self._supports_jit():
             warnings.warn(
                 "The student, teacher or hint projections contain a layer "
-                "that XLA cannot compile: proceeding with jit_compile=False."
+                "that XLA cannot compile: proceeding with jit_compile=False.",
+                stacklevel=2,
             )
             value = False
         self._jit_compile = value
@@ -633,7 +634,11 @@ class Distiller(keras.Model):
         if self.hints:
             hint_total = 0.0
             for hint, projection, student_feature, teacher_feature in zip(
-                self.hints, self.projections, student_features, teacher_features
+                self.hints,
+                self.projections,
+                student_features,
+                teacher_features,
+                strict=True,
             ):
                 if projection is not None:
                     student_feature = projection(student_feature)
@@ -734,7 +739,9 @@ class Distiller(keras.Model):
             scaled_loss = self.optimizer.scale_loss(step["loss"])
         trainable_variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, trainable_variables))
+        self.optimizer.apply_gradients(
+            zip(gradients, trainable_variables, strict=True)
+        )
         self._update_metrics(step)
         return self.get_metrics_result()
 
