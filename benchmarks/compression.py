@@ -1,13 +1,13 @@
 """Compressing the distilled student: pruned, clustered, QAT int8, PTQ int8.
 
 Fashion-MNIST. A CNN teacher (`models.build_cnn_teacher()`) is trained once;
-its logits over the training set are cached (`--cache_dir`) and the 800-800
+its logits over the training set are cached (`--cache-dir`) and the 800-800
 MLP student (`models.build_mlp_student()`) is distilled from them with
 `kdkeras.Distiller` (cached soft targets). From that dense distilled student,
 every compressed variant keeps distilling from the same soft targets
 (`kdkeras.compress`):
 
-  pruned      magnitude pruning to --target_sparsity (polynomial decay), fp32
+  pruned      magnitude pruning to --target-sparsity (polynomial decay), fp32
   clustered   --clusters weight clusters per kernel (k-means++), fp32
   qat_int8    quantization-aware training, int8 TFLite (weights+activations)
   ptq_int8    full-integer post-training quantization (--calibration images)
@@ -42,50 +42,49 @@ from absl import flags  # noqa: E402
 # Run from a checkout without installing: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments import cli as experiments_cli  # noqa: E402
 from export import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
+experiments_cli.define_distillation_flags()
 flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
-flags.DEFINE_integer("teacher_epochs", 8, "CNN teacher epochs.")
-flags.DEFINE_integer("student_epochs", 15, "Distillation epochs of the dense student.")
-flags.DEFINE_integer("prune_epochs", 6, "Pruning fine-tune epochs.")
+flags.DEFINE_integer("teacher-epochs", 8, "CNN teacher epochs.")
+flags.DEFINE_integer("student-epochs", 15, "Distillation epochs of the dense student.")
+flags.DEFINE_integer("prune-epochs", 6, "Pruning fine-tune epochs.")
 flags.DEFINE_float(
-    "pruning_end", 0.6, "Fraction of the pruning epochs by which the target is reached."
+    "pruning-end", 0.6, "Fraction of the pruning epochs by which the target is reached."
 )
-flags.DEFINE_integer("cluster_epochs", 2, "Clustering fine-tune epochs.")
-flags.DEFINE_integer("qat_epochs", 2, "Quantization-aware fine-tune epochs.")
-flags.DEFINE_float("prune_learning_rate", 1e-4, "Adam learning rate, pruning.")
-flags.DEFINE_float("cluster_learning_rate", 1e-4, "Adam learning rate, clustering.")
-flags.DEFINE_float("qat_learning_rate", 1e-4, "Adam learning rate, QAT.")
-flags.DEFINE_float("target_sparsity", 0.8, "Pruning target sparsity.")
+flags.DEFINE_integer("cluster-epochs", 2, "Clustering fine-tune epochs.")
+flags.DEFINE_integer("qat-epochs", 2, "Quantization-aware fine-tune epochs.")
+flags.DEFINE_float("prune-learning-rate", 1e-4, "Adam learning rate, pruning.")
+flags.DEFINE_float("cluster-learning-rate", 1e-4, "Adam learning rate, clustering.")
+flags.DEFINE_float("qat-learning-rate", 1e-4, "Adam learning rate, QAT.")
+flags.DEFINE_float("target-sparsity", 0.8, "Pruning target sparsity.")
 flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
 flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
-flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
-flags.DEFINE_integer("batch_size", 128, "Training batch size.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_float("min_time_s", 1.0, "Minimum timing per artifact (measure_artifact).")
+flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact (measure_artifact).")
 flags.DEFINE_integer("repeats", 3, "Timing rounds per artifact (median p50).")
 flags.DEFINE_integer(
     "threads", None, "Runtime threads for every artifact (default: every core)."
 )
 flags.DEFINE_string(
-    "cache_dir",
+    "cache-dir",
     os.path.join(tempfile.gettempdir(), "kdkeras-compression-cache"),
     "Trained teacher, its logits and the dense student are cached here.",
 )
-flags.DEFINE_string("output_dir", None, "Artifacts folder (default: a temp dir).")
+flags.DEFINE_string("output-dir", None, "Artifacts folder (default: a temp dir).")
 flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
 
 QUICK = {
     "train": 6000,
     "test": 2000,
-    "teacher_epochs": 1,
-    "student_epochs": 2,
-    "prune_epochs": 1,
-    "cluster_epochs": 1,
-    "qat_epochs": 1,
-    "min_time_s": 0.3,
+    "teacher-epochs": 1,
+    "student-epochs": 2,
+    "prune-epochs": 1,
+    "cluster-epochs": 1,
+    "qat-epochs": 1,
+    "min-time-s": 0.3,
     "repeats": 1,
 }
 
@@ -93,18 +92,18 @@ QUICK = {
 def _setting(name):
     if FLAGS.quick and name in QUICK:
         return QUICK[name]
-    return getattr(FLAGS, name)
+    return FLAGS[name].value
 
 
 def _command():
     names = (
-        "teacher_epochs student_epochs prune_epochs pruning_end cluster_epochs "
-        "qat_epochs "
-        "prune_learning_rate cluster_learning_rate qat_learning_rate "
-        "target_sparsity clusters calibration temperature alpha batch_size "
-        "seed min_time_s repeats"
+        "teacher-epochs student-epochs prune-epochs pruning-end cluster-epochs "
+        "qat-epochs "
+        "prune-learning-rate cluster-learning-rate qat-learning-rate "
+        "target-sparsity clusters calibration temperature alpha batch-size "
+        "seed min-time-s repeats"
     ).split()
-    arguments = [f"--{name}={getattr(FLAGS, name):g}" for name in names]
+    arguments = [f"--{name}={FLAGS[name].value:g}" for name in names]
     if FLAGS.threads is not None:
         arguments.append(f"--threads={FLAGS.threads}")
     if FLAGS.quick:
@@ -124,7 +123,7 @@ def _teacher_and_logits(x_train, y_train, cache_dir):
 
     import models
 
-    epochs = _setting("teacher_epochs")
+    epochs = _setting("teacher-epochs")
     stem = os.path.join(cache_dir, f"cnn_teacher_e{epochs}_n{len(x_train)}_s{FLAGS.seed}")
     if os.path.exists(stem + ".npz"):
         _log(f"teacher logits from cache {stem}.npz")
@@ -138,7 +137,7 @@ def _teacher_and_logits(x_train, y_train, cache_dir):
         metrics=["accuracy"],
     )
     teacher.fit(
-        x_train, y_train, epochs=epochs, batch_size=FLAGS.batch_size,
+        x_train, y_train, epochs=epochs, batch_size=FLAGS["batch-size"].value,
         verbose=2 if FLAGS.verbose else 0,
     )
     teacher_logits = teacher.predict(x_train, batch_size=1024, verbose=0)
@@ -154,7 +153,7 @@ def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
     import kdkeras
     import models
 
-    epochs = _setting("student_epochs")
+    epochs = _setting("student-epochs")
     path = (
         f"{teacher_stem}_mlp800_e{epochs}_T{FLAGS.temperature:g}"
         f"_a{FLAGS.alpha:g}.keras"
@@ -180,7 +179,7 @@ def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
         x_train,
         {"labels": y_train, "teacher_logits": teacher_logits},
         epochs=epochs,
-        batch_size=FLAGS.batch_size,
+        batch_size=FLAGS["batch-size"].value,
         verbose=2 if FLAGS.verbose else 0,
     )
     student = distiller.student
@@ -209,18 +208,18 @@ def run():
     limit_train = QUICK["train"] if FLAGS.quick else None
     limit_test = QUICK["test"] if FLAGS.quick else None
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(limit_train, limit_test)
-    os.makedirs(FLAGS.cache_dir, exist_ok=True)
-    output_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="kdkeras-compression-")
+    os.makedirs(FLAGS["cache-dir"].value, exist_ok=True)
+    output_dir = FLAGS["output-dir"].value or tempfile.mkdtemp(prefix="kdkeras-compression-")
     os.makedirs(output_dir, exist_ok=True)
     load_before = os.getloadavg()
 
     teacher_logits, teacher_stem = _teacher_and_logits(
-        x_train, y_train, FLAGS.cache_dir
+        x_train, y_train, FLAGS["cache-dir"].value
     )
     student = _dense_student(x_train, y_train, teacher_logits, teacher_stem)
     common = {
         "teacher_logits": teacher_logits,
-        "batch_size": FLAGS.batch_size,
+        "batch_size": FLAGS["batch-size"].value,
         "temperature": FLAGS.temperature,
         "alpha": FLAGS.alpha,
         "verbose": 2 if FLAGS.verbose else 0,
@@ -245,60 +244,64 @@ def run():
 
     timings = {}
 
-    def fine_tune(name, message, compress_fn, **options):
-        """Runs one `kdkeras.compress` step from the seed, timed; returns the model."""
+    def fine_tune(name, label, message, compress_fn, describe, quantize="none", **options):
+        """Runs one `kdkeras.compress` step from the seed, timed, and exports it.
+
+        `describe(model)` gives the notes that precede the fine-tune time.
+        """
         start = time.perf_counter()
         keras.utils.set_random_seed(FLAGS.seed)
         _log(message)
         model = compress_fn(student, None, x_train, y_train, **options, **common)
         timings[name] = time.perf_counter() - start
+        notes = describe(model) + [f"{timings[name]:.0f} s fine-tune"]
+        add_tflite(name, label, model, "; ".join(notes), quantize=quantize)
         return model
 
-    pruned = fine_tune(
-        "pruned",
-        f"pruning to {FLAGS.target_sparsity:g} ({_setting('prune_epochs')} epochs)",
-        compress.prune,
-        target_sparsity=FLAGS.target_sparsity,
-        pruning_end=FLAGS.pruning_end,
-        epochs=_setting("prune_epochs"),
-        learning_rate=FLAGS.prune_learning_rate,
-    )
-    sparsity = compress.kernel_sparsity(pruned)
-    add_tflite(
-        "pruned",
-        f"{FLAGS.target_sparsity:.0%} pruned fp32 (TFLite)",
-        pruned,
-        f"kernel sparsity {min(sparsity.values()):.3f}-{max(sparsity.values()):.3f}; "
-        f"{timings['pruned']:.0f} s fine-tune",
-    )
+    def sparsity_range(model):
+        sparsity = compress.kernel_sparsity(model)
+        return [
+            f"kernel sparsity {min(sparsity.values()):.3f}-"
+            f"{max(sparsity.values()):.3f}"
+        ]
 
-    clustered = fine_tune(
-        "clustered",
-        f"clustering to {FLAGS.clusters} values ({_setting('cluster_epochs')} epochs)",
-        compress.cluster,
-        number_of_clusters=FLAGS.clusters,
-        epochs=_setting("cluster_epochs"),
-        learning_rate=FLAGS.cluster_learning_rate,
+    def most_values(model):
+        return [
+            f"<= {max(compress.unique_kernel_values(model).values())} values "
+            "per kernel"
+        ]
+
+    target_sparsity = FLAGS["target-sparsity"].value
+    fine_tune(
+        "pruned",
+        f"{target_sparsity:.0%} pruned fp32 (TFLite)",
+        f"pruning to {target_sparsity:g} ({_setting('prune-epochs')} epochs)",
+        compress.prune,
+        sparsity_range,
+        target_sparsity=target_sparsity,
+        pruning_end=FLAGS["pruning-end"].value,
+        epochs=_setting("prune-epochs"),
+        learning_rate=FLAGS["prune-learning-rate"].value,
     )
-    unique = compress.unique_kernel_values(clustered)
-    add_tflite(
+    fine_tune(
         "clustered",
         f"{FLAGS.clusters}-cluster fp32 (TFLite)",
-        clustered,
-        f"<= {max(unique.values())} values per kernel; "
-        f"{timings['clustered']:.0f} s fine-tune",
+        f"clustering to {FLAGS.clusters} values ({_setting('cluster-epochs')} epochs)",
+        compress.cluster,
+        most_values,
+        number_of_clusters=FLAGS.clusters,
+        epochs=_setting("cluster-epochs"),
+        learning_rate=FLAGS["cluster-learning-rate"].value,
     )
-
-    qat_model = fine_tune(
-        "qat",
-        f"quantization-aware training ({_setting('qat_epochs')} epochs)",
+    fine_tune(
+        "qat_int8",
+        "QAT int8 (TFLite)",
+        f"quantization-aware training ({_setting('qat-epochs')} epochs)",
         compress.quantization_aware,
-        epochs=_setting("qat_epochs"),
-        learning_rate=FLAGS.qat_learning_rate,
-    )
-    add_tflite(
-        "qat_int8", "QAT int8 (TFLite)", qat_model,
-        f"{timings['qat']:.0f} s fine-tune", quantize="qat",
+        lambda model: [],
+        quantize="qat",
+        epochs=_setting("qat-epochs"),
+        learning_rate=FLAGS["qat-learning-rate"].value,
     )
 
     start = time.perf_counter()
@@ -325,8 +328,8 @@ def run():
             result = measure_artifact(
                 path, fmt, batch_sizes=(1,),
                 x=x_test if first else None, y=y_test if first else None,
-                min_time_s=_setting("min_time_s"),
-                max_time_s=max(3.0, _setting("min_time_s")),
+                min_time_s=_setting("min-time-s"),
+                max_time_s=max(3.0, _setting("min-time-s")),
                 threads=FLAGS.threads,
             )
             results.setdefault(name, result)
@@ -349,8 +352,8 @@ def run():
     )
     print()
     print(
-        f"Teacher: CNN ({_setting('teacher_epochs')} epochs); dense student "
-        f"distilled {_setting('student_epochs')} epochs, T={FLAGS.temperature:g}, "
+        f"Teacher: CNN ({_setting('teacher-epochs')} epochs); dense student "
+        f"distilled {_setting('student-epochs')} epochs, T={FLAGS.temperature:g}, "
         f"alpha={FLAGS.alpha:g}; compression fine-tunes distil from the same "
         f"cached soft targets. TF {tf.__version__}, Keras {keras.__version__}, "
         f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before, "
@@ -397,7 +400,7 @@ def run():
             (f"{name}: batch-1 p50 <= 0.5x best fp32", latency_ratio <= 0.5,
              f"{latency_ratio:.3f}x"),
         ]
-    pruned_name = f"{FLAGS.target_sparsity:.0%} pruned fp32 (TFLite)"
+    pruned_name = f"{FLAGS['target-sparsity'].value:.0%} pruned fp32 (TFLite)"
     result = results[pruned_name]
     gzip_ratio = result["gzip_bytes"] / dense["gzip_bytes"]
     goals += [

@@ -4,7 +4,7 @@
    shapes, `x @ W`, batch 64) in back-to-back windows for `--seconds`, and prints each
    window's p50 and how far window p50s spread at several window lengths. On a shared
    cloud VM the speed moves in steps lasting seconds: two timings taken one after the
-   other can differ by 2x though nothing in either changed. That is why
+   other can differ widely though nothing in either changed (BENCHMARKS.md). That is why
    `export.measure.measure_artifacts` interleaves the runtimes it compares.
 2. Spinning pools: after a runtime's last call, how much CPU its process still burns
    while it sits idle (its thread pool spinning for the next task), for OpenBLAS (the

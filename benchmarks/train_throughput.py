@@ -49,20 +49,19 @@ import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 
+from experiments import cli as experiments_cli  # noqa: E402
 from export import cli  # noqa: E402
 from export.measure.environment import cpu_name  # noqa: E402
 
 FLAGS = flags.FLAGS
+experiments_cli.define_distillation_flags()
 flags.DEFINE_integer("examples", 20000, "Training examples per epoch (<= 60000).")
 flags.DEFINE_integer("repeats", 3, "Timed epochs per variant (median reported).")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_float("temperature", 4.0, "Distillation temperature T.")
-flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label student loss.")
 flags.DEFINE_list(
     "variants", "core", "Comma-separated variant names, 'core' or 'all'."
 )
 flags.DEFINE_integer(
-    "steps_per_execution", 1, "Keras steps_per_execution for every variant."
+    "steps-per-execution", 1, "Keras steps_per_execution for every variant."
 )
 flags.DEFINE_bool(
     "quick", False, "Smoke test: 512 examples, 1 timed repeat, core variants."
@@ -170,11 +169,11 @@ def _command(examples, repeats, names):
     arguments = [
         f"--examples={examples}",
         f"--repeats={repeats}",
-        f"--batch_size={FLAGS.batch_size}",
+        f"--batch-size={FLAGS['batch-size'].value}",
         f"--temperature={FLAGS.temperature:g}",
         f"--alpha={FLAGS.alpha:g}",
         f"--variants={','.join(names)}",
-        f"--steps_per_execution={FLAGS.steps_per_execution}",
+        f"--steps-per-execution={FLAGS['steps-per-execution'].value}",
         f"--threads={FLAGS.threads}",
     ]
     return ".venv/bin/python -m benchmarks.train_throughput " + (
@@ -259,8 +258,8 @@ def _setup(name, x, y, teacher_logits):
 
     keras.utils.set_random_seed(0)
     teacher, student = _models()
-    batch_size = FLAGS.batch_size
-    spe = FLAGS.steps_per_execution
+    batch_size = FLAGS["batch-size"].value
+    spe = FLAGS["steps-per-execution"].value
     label_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     arrays = {"x": x, "y": y, "batch_size": batch_size}
     kind = VARIANTS[name][0]
@@ -357,7 +356,7 @@ def _epoch_seconds(model, fit_arguments):
 def _teacher_forward_rate(teacher, x, repeats):
     """Median samples/s of the teacher's inference forward pass alone.
 
-    XLA-compiled, over `x` in batches of `--batch_size`: the work an online
+    XLA-compiled, over `x` in batches of `--batch-size`: the work an online
     distillation step adds to a student training step.
     """
     import tensorflow as tf
@@ -365,7 +364,7 @@ def _teacher_forward_rate(teacher, x, repeats):
     forward = tf.function(
         lambda batch: teacher(batch, training=False), jit_compile=True
     )
-    size = FLAGS.batch_size
+    size = FLAGS["batch-size"].value
     batches = [tf.constant(x[i:i + size]) for i in range(0, len(x), size)]
     forward(batches[0]).numpy()  # trace the full and the last batch shapes
     forward(batches[-1]).numpy()
@@ -418,8 +417,8 @@ def run():
         raise ValueError(f"--examples must be in [1, 60000], got {examples}")
     if repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {repeats}")
-    if FLAGS.batch_size < 1:
-        raise ValueError(f"--batch_size must be >= 1, got {FLAGS.batch_size}")
+    if FLAGS["batch-size"].value < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {FLAGS['batch-size'].value}")
     if FLAGS.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {FLAGS.threads}")
 
@@ -430,8 +429,8 @@ def run():
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
     import keras
 
-    from models import data
     from kdkeras import soft_targets
+    from models import data
 
     load_before = os.getloadavg()
     (x, y), _ = data.load_fashion_mnist(limit_train=examples, limit_test=1)
@@ -495,7 +494,7 @@ def run():
     print()
     print(
         f"## Training throughput: {examples} Fashion-MNIST examples, batch "
-        f"{FLAGS.batch_size}, T={FLAGS.temperature:g}, alpha={FLAGS.alpha:g}, "
+        f"{FLAGS['batch-size'].value}, T={FLAGS.temperature:g}, alpha={FLAGS.alpha:g}, "
         f"{repeats} timed epoch(s) per variant after a warm-up epoch"
         + (f", TF threads {FLAGS.threads}" if FLAGS.threads else "")
     )
@@ -572,7 +571,7 @@ def run():
         )
         print(
             f"Online floor: teacher forward alone (XLA, batch "
-            f"{FLAGS.batch_size}) {teacher_rate:.0f} samples/s; plus the "
+            f"{FLAGS['batch-size'].value}) {teacher_rate:.0f} samples/s; plus the "
             f"plain_xla student step: {floor:.0f} samples/s = "
             f"{floor / keras_rate['median']:.2f}x keras_distillation "
             f"(kdkeras_online reaches "

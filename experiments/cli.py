@@ -41,6 +41,19 @@ def define_run_flags(quick_help, output_help, cache_help):
     flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
 
 
+def define_distillation_flags(temperature=4.0):
+    """Defines `--temperature`, `--alpha` and `--batch-size`.
+
+    The distillation recipe every experiment and training benchmark shares.
+
+    Args:
+        temperature: Default softmax temperature T.
+    """
+    flags.DEFINE_float("temperature", temperature, "Softmax temperature T.")
+    flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
+    flags.DEFINE_integer("batch-size", 128, "Batch size.")
+
+
 def flag_name(setting):
     """The command-line flag of a setting.
 

@@ -88,9 +88,7 @@ def define_flags():
         "Hidden widths of the MLP student (models.build_mlp_student).",
     )
     flags.DEFINE_integer("teacher-epochs", 5, "Epochs of the CNN teacher.")
-    flags.DEFINE_float("temperature", 20.0, "Softmax temperature T.")
-    flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
-    flags.DEFINE_integer("batch-size", 128, "Batch size of every run.")
+    cli.define_distillation_flags(temperature=20.0)
     flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
     flags.DEFINE_enum(
         "schedule", "cosine", ["cosine", "constant"],

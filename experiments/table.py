@@ -71,9 +71,7 @@ def define_flags():
         "ensemble-mean", "arithmetic", ["arithmetic", "geometric"],
         "How the ensemble averages its members.",
     )
-    flags.DEFINE_float("temperature", 4.0, "Softmax temperature T.")
-    flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
-    flags.DEFINE_integer("batch-size", 128, "Batch size.")
+    cli.define_distillation_flags()
     flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
     flags.DEFINE_enum(
         "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."

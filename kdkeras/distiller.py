@@ -345,8 +345,8 @@ class Distiller(keras.Model):
             return False
         # On CPU, XLA only where it is faster than TF's kernels (`kdkeras.xla`).
         # The teacher is left out: from cached soft targets it never runs, and
-        # online its convolutions lose less to XLA (1.24x) than a dense
-        # student's step gains (1.25x).
+        # online its convolutions lose less to XLA than a dense student's step
+        # gains (figures in BENCHMARKS.md).
         return xla.auto_jit(trained=self._trained_models())
 
     def _trained_models(self):
@@ -479,6 +479,7 @@ class Distiller(keras.Model):
         if sample_weight is not None:
             weight = mask * ops.cast(ops.reshape(sample_weight, (-1,)), "float32")
         # Keras passes no sample weight to `metrics`; the mask must reach them.
+        # Keras internal (no public equivalent): the compiled metrics' lists.
         for metrics in compiled._flat_metrics:
             if metrics:
                 metrics.update_state(labels, y_pred, sample_weight=mask)
@@ -672,7 +673,11 @@ class Distiller(keras.Model):
         if self.hints:
             hint_total = 0.0
             for hint, projection, student_feature, teacher_feature in zip(
-                self.hints, self.projections, student_features, teacher_features, strict=True
+                self.hints,
+                self.projections,
+                student_features,
+                teacher_features,
+                strict=True,
             ):
                 if projection is not None:
                     student_feature = projection(student_feature)
@@ -782,7 +787,9 @@ class Distiller(keras.Model):
             scaled_loss = self.optimizer.scale_loss(step["loss"])
         trainable_variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, trainable_variables, strict=True))
+        self.optimizer.apply_gradients(
+            zip(gradients, trainable_variables, strict=True)
+        )
         self._update_metrics(step)
         return self.get_metrics_result()
 

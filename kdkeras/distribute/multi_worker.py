@@ -171,6 +171,7 @@ def fit(
         )
 
     with strategy.scope():
+        # Keras internal (no public equivalent): builds metrics and losses as fit does.
         model._symbolic_build(data_batch=train.first_batch())
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
@@ -209,6 +210,7 @@ def fit(
                 callback_list.on_train_batch_end(step, logs)
                 if model.stop_training:
                     break
+            # Keras internal (no public equivalent): the logs fit reports.
             epoch_logs = dict(model._get_metrics_result_or_logs(logs))
             if validation is not None and _should_evaluate(epoch, validation_freq):
                 val_logs = _evaluate(
@@ -268,6 +270,7 @@ def _evaluate(model, validation, strategy, test_function, callback_list):
         callback_list.on_test_batch_begin(step)
         logs = test_function(batch)
         callback_list.on_test_batch_end(step, logs)
+    # Keras internal (no public equivalent): the logs evaluate reports.
     logs = dict(model._get_metrics_result_or_logs(logs))
     callback_list.on_test_end(logs)
     return logs

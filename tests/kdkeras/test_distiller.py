@@ -10,42 +10,17 @@ import tensorflow as tf
 
 import kdkeras
 from tests import reference
-
-NUM_CLASSES = 5
-FEATURES = 12
-
-
-def _data(examples=64, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(examples, FEATURES)).astype("float32")
-    y = rng.integers(0, NUM_CLASSES, size=examples).astype("int32")
-    return x, y
-
-
-def _mlp(width=16, seed=0, dropout=0.0, classes=NUM_CLASSES, features=FEATURES,
-         activation=None, batch_norm=False):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((features,)),
-              keras.layers.Dense(width, activation="relu", name="hidden")]
-    if batch_norm:
-        layers.append(keras.layers.BatchNormalization())
-    if dropout:
-        layers.append(keras.layers.Dropout(dropout))
-    layers.append(keras.layers.Dense(classes, activation=activation, name="logits"))
-    return keras.Sequential(layers)
-
-
-def _linear(seed, classes=NUM_CLASSES):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((FEATURES,)),
-                             keras.layers.Dense(classes, name="logits")])
+from tests.kdkeras.distiller_setup import NUM_CLASSES
+from tests.kdkeras.distiller_setup import compiled_distiller
+from tests.kdkeras.distiller_setup import linear
+from tests.kdkeras.distiller_setup import mlp
+from tests.kdkeras.distiller_setup import random_data
 
 
 def _distiller(alpha=0.1, temperature=4.0, **compile_kwargs):
-    distiller = kdkeras.Distiller(student=_mlp(8, seed=1), teacher=_mlp(32, seed=2))
-    distiller.compile(optimizer=keras.optimizers.SGD(0.05), metrics=["accuracy"],
-                      alpha=alpha, temperature=temperature, **compile_kwargs)
-    return distiller
+    return compiled_distiller(
+        alpha, temperature, metrics=["accuracy"], **compile_kwargs
+    )
 
 
 # ------------------------------------------------------------- the numbers
@@ -56,10 +31,10 @@ def _distiller(alpha=0.1, temperature=4.0, **compile_kwargs):
 @pytest.mark.parametrize("weighted", [False, True])
 def test_one_step_matches_float64_reference(alpha, temperature, weighted):
     """A linear student after one SGD step equals the float64 NumPy update."""
-    x, y = _data(24, seed=int(temperature))
+    x, y = random_data(24, seed=int(temperature))
     rng = np.random.default_rng(7)
     sample_weight = rng.uniform(0.2, 2.0, size=len(y)) if weighted else None
-    student, teacher = _linear(1), _mlp(32, seed=2)
+    student, teacher = linear(1), mlp(32, seed=2)
     kernel, bias = [w.astype(np.float64) for w in student.get_weights()]
     teacher_logits = teacher.predict(x, verbose=0).astype(np.float64)
     learning_rate = 0.5
@@ -98,7 +73,7 @@ def test_one_step_matches_float64_reference(alpha, temperature, weighted):
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_history_reports_loss_parts_and_student_metrics(jit_compile):
-    x, y = _data()
+    x, y = random_data()
     distiller = _distiller(jit_compile=jit_compile)
     history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0,
                             validation_data=(x, y))
@@ -116,7 +91,7 @@ def test_history_reports_loss_parts_and_student_metrics(jit_compile):
 
 
 def test_evaluate_reports_student_accuracy_against_labels():
-    x, y = _data()
+    x, y = random_data()
     distiller = _distiller()
     distiller.fit(x, y, epochs=1, verbose=0)
     result = distiller.evaluate(x, y, verbose=0, return_dict=True)
@@ -127,16 +102,16 @@ def test_evaluate_reports_student_accuracy_against_labels():
 
 
 def test_teacher_is_frozen_and_runs_in_inference_mode():
-    x, y = _data()
-    teacher = _mlp(32, seed=2, dropout=0.5, batch_norm=True)
+    x, y = random_data()
+    teacher = mlp(32, seed=2, dropout=0.5, batch_norm=True)
     teacher.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(
         from_logits=True))
     teacher.fit(x, y, epochs=1, verbose=0)  # BN statistics away from init
     before = [w.copy() for w in teacher.get_weights()]
-    distiller = kdkeras.Distiller(student=_mlp(8, seed=1), teacher=teacher)
+    distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=teacher)
     distiller.compile(optimizer="adam", alpha=0.0, temperature=2.0)
     history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0)
-    for old, new in zip(before, teacher.get_weights()):
+    for old, new in zip(before, teacher.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
     assert not any(v is w for v in distiller.trainable_variables
                    for w in teacher.variables)
@@ -151,9 +126,9 @@ def test_teacher_is_frozen_and_runs_in_inference_mode():
 
 
 def test_distillation_moves_student_towards_teacher():
-    x, y = _data(256)
-    teacher = _mlp(32, seed=2)
-    distiller = kdkeras.Distiller(student=_mlp(16, seed=1), teacher=teacher)
+    x, y = random_data(256)
+    teacher = mlp(32, seed=2)
+    distiller = kdkeras.Distiller(student=mlp(16, seed=1), teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.Adam(0.01), alpha=0.0,
                       temperature=2.0)
     teacher_classes = teacher.predict(x, verbose=0).argmax(1)
@@ -174,7 +149,7 @@ def test_distillation_moves_student_towards_teacher():
     keras.losses.KLDivergence(), keras.losses.kl_divergence, "kl_divergence"])
 def test_custom_distillation_loss_is_called_on_soft_targets_as_keras_io(custom_loss):
     """keras.io semantics: loss_fn(softmax(t/T), softmax(s/T)) · T²."""
-    x, y = _data()
+    x, y = random_data()
     default, custom = _distiller(), _distiller(distillation_loss_fn=custom_loss)
     expected = default.evaluate(x, y, verbose=0, return_dict=True)
     result = custom.evaluate(x, y, verbose=0, return_dict=True)
@@ -183,7 +158,7 @@ def test_custom_distillation_loss_is_called_on_soft_targets_as_keras_io(custom_l
 
 
 def test_tf_data_and_sample_weights():
-    x, y = _data()
+    x, y = random_data()
     weights = np.where(y == 0, 0.0, 1.0).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(16)
     distiller = _distiller()
@@ -195,7 +170,7 @@ def test_tf_data_and_sample_weights():
 
 
 def test_cached_teacher_logits_skip_the_teacher_and_equal_online():
-    x, y = _data()
+    x, y = random_data()
     online = _distiller(jit_compile=False)
     teacher_logits = online.teacher.predict(x, verbose=0)
     cached = _distiller(jit_compile=False)
@@ -203,12 +178,14 @@ def test_cached_teacher_logits_skip_the_teacher_and_equal_online():
     def broken_teacher(*args, **kwargs):
         raise AssertionError("the teacher ran although logits were cached")
 
-    cached._forward.teacher = broken_teacher
+    cached.teacher.call = broken_teacher
     online.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     dataset = tf.data.Dataset.from_tensor_slices(
         (x, {"labels": y, "teacher_logits": teacher_logits})).batch(16)
     cached.fit(dataset, epochs=2, verbose=0)
-    for a, b in zip(online.student.get_weights(), cached.student.get_weights()):
+    for a, b in zip(
+        online.student.get_weights(), cached.student.get_weights(), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -216,12 +193,12 @@ def test_cached_teacher_logits_skip_the_teacher_and_equal_online():
 
 
 def test_softmax_teacher_is_distilled_from_its_logits():
-    x, y = _data()
-    logits_teacher = _mlp(32, seed=2)
-    softmax_teacher = _mlp(32, seed=2, activation="softmax")
+    x, y = random_data()
+    logits_teacher = mlp(32, seed=2)
+    softmax_teacher = mlp(32, seed=2, activation="softmax")
     results = []
     for teacher in (logits_teacher, softmax_teacher):
-        distiller = kdkeras.Distiller(student=_mlp(8, seed=1), teacher=teacher)
+        distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=teacher)
         distiller.compile(optimizer=keras.optimizers.SGD(0.1), temperature=4.0,
                           jit_compile=False)
         results.append(distiller.fit(x, y, epochs=1, shuffle=False, verbose=0)
@@ -230,15 +207,15 @@ def test_softmax_teacher_is_distilled_from_its_logits():
 
 
 def test_softmax_student_is_trained_through_its_logits():
-    x, y = _data()
+    x, y = random_data()
     distiller = kdkeras.Distiller(
-        student=_mlp(8, seed=1, activation="softmax"), teacher=_mlp(32, seed=2))
+        student=mlp(8, seed=1, activation="softmax"), teacher=mlp(32, seed=2))
     distiller.compile(optimizer="adam", temperature=4.0)
     history = distiller.fit(x, y, epochs=3, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     probabilities = distiller.student.predict(x, verbose=0)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    reference_logits = _mlp(8, seed=1)
+    reference_logits = mlp(8, seed=1)
     reference_logits.set_weights(distiller.student.get_weights())
     expected = reference.kd_loss_per_example(
         distiller.teacher.predict(x, verbose=0),
@@ -251,7 +228,7 @@ def test_softmax_student_is_trained_through_its_logits():
 
 
 def test_keras_callbacks_work(tmp_path):
-    x, y = _data()
+    x, y = random_data()
     distiller = _distiller()
     callbacks = [
         keras.callbacks.ModelCheckpoint(str(tmp_path / "best.keras"),
@@ -274,7 +251,7 @@ def test_keras_callbacks_work(tmp_path):
 
 
 def test_student_saves_alone(tmp_path):
-    x, y = _data()
+    x, y = random_data()
     distiller = _distiller()
     distiller.fit(x, y, epochs=1, verbose=0)
     distiller.student.save(tmp_path / "student.keras")
@@ -284,7 +261,7 @@ def test_student_saves_alone(tmp_path):
 
 
 def test_distiller_saves_loads_and_resumes_exactly(tmp_path):
-    x, y = _data()
+    x, y = random_data()
     uninterrupted = _distiller(alpha=0.3, temperature=5.0, jit_compile=False)
     uninterrupted.compile(optimizer=keras.optimizers.Adam(0.01), alpha=0.3,
                           temperature=5.0, metrics=["accuracy"], jit_compile=False)
@@ -303,7 +280,7 @@ def test_distiller_saves_loads_and_resumes_exactly(tmp_path):
     assert set(history.history) == {"loss", "student_loss", "distillation_loss",
                                     "teacher_agreement", "accuracy"}
     for a, b in zip(uninterrupted.student.get_weights(),
-                    resumed.student.get_weights()):
+                    resumed.student.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -323,7 +300,7 @@ def test_two_replicas_equal_one_replica_in_weights_and_every_metric():
     for name in one["history"]:
         np.testing.assert_allclose(two["history"][name], one["history"][name],
                                    rtol=1e-5, atol=1e-7, err_msg=name)
-    for a, b in zip(one["weights"], two["weights"]):
+    for a, b in zip(one["weights"], two["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
 
 
@@ -331,12 +308,12 @@ def test_two_replicas_equal_one_replica_in_weights_and_every_metric():
 
 
 @pytest.mark.parametrize("make, error, match", [
-    (lambda: kdkeras.Distiller(student=None, teacher=_mlp()), ValueError, "student"),
-    (lambda: kdkeras.Distiller(student=_mlp(), teacher=None), ValueError, "teacher"),
-    (lambda: kdkeras.Distiller(student="model", teacher=_mlp()), TypeError, "student"),
-    (lambda: kdkeras.Distiller(student=_mlp(classes=3), teacher=_mlp()),
+    (lambda: kdkeras.Distiller(student=None, teacher=mlp()), ValueError, "student"),
+    (lambda: kdkeras.Distiller(student=mlp(), teacher=None), ValueError, "teacher"),
+    (lambda: kdkeras.Distiller(student="model", teacher=mlp()), TypeError, "student"),
+    (lambda: kdkeras.Distiller(student=mlp(classes=3), teacher=mlp()),
      ValueError, "classes"),
-    (lambda: kdkeras.Distiller(student=_mlp(features=7), teacher=_mlp()),
+    (lambda: kdkeras.Distiller(student=mlp(features=7), teacher=mlp()),
      ValueError, "input shape"),
 ])
 def test_bad_models_are_refused(make, error, match):
@@ -357,7 +334,7 @@ def test_bad_models_are_refused(make, error, match):
     ({"loss": "mse"}, ValueError, "student_loss_fn"),
 ])
 def test_bad_compile_arguments_name_the_argument(kwargs, error, match):
-    distiller = kdkeras.Distiller(student=_mlp(8), teacher=_mlp(32))
+    distiller = kdkeras.Distiller(student=mlp(8), teacher=mlp(32))
     with pytest.raises(error, match=match):
         distiller.compile(optimizer="adam", **kwargs)
 
@@ -367,12 +344,12 @@ def test_bad_compile_arguments_name_the_argument(kwargs, error, match):
 
 def test_mixed_float16_student_trains_with_loss_scaling_and_float32_losses():
     """The GPU recipe (mixed_float16) on CPU: same losses as float32."""
-    x, y = _data()
+    x, y = random_data()
     float32 = _distiller(jit_compile=False)
     expected = float32.evaluate(x, y, verbose=0, return_dict=True)
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        student, teacher = _mlp(8, seed=1), _mlp(32, seed=2)
+        student, teacher = mlp(8, seed=1), mlp(32, seed=2)
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
         distiller.compile(optimizer=keras.optimizers.SGD(0.05),
                           metrics=["accuracy"], alpha=0.1, temperature=4.0,

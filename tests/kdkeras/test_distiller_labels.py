@@ -13,41 +13,18 @@ import pytest
 import tensorflow as tf
 
 import kdkeras
-from kdkeras.targets import LABELS_KEY
 from kdkeras.targets import TEACHER_LOGITS_KEY
 from kdkeras.targets import UNLABELLED
 from tests import reference
-
-NUM_CLASSES = 5
-FEATURES = 12
-
-
-def _data(examples=24, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(examples, FEATURES)).astype("float32")
-    y = rng.integers(0, NUM_CLASSES, size=examples).astype("int32")
-    return x, y
-
-
-def _mlp(width, seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(width, activation="relu"),
-        keras.layers.Dense(NUM_CLASSES),
-    ])
-
-
-def _linear(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(NUM_CLASSES)])
+from tests.kdkeras.distiller_setup import NUM_CLASSES
+from tests.kdkeras.distiller_setup import compiled_distiller
+from tests.kdkeras.distiller_setup import linear
+from tests.kdkeras.distiller_setup import mlp
+from tests.kdkeras.distiller_setup import random_data
 
 
 def _distiller(alpha=0.0, temperature=4.0, **compile_kwargs):
-    distiller = kdkeras.Distiller(student=_mlp(8, seed=1), teacher=_mlp(32, seed=2))
-    compile_kwargs.setdefault("optimizer", keras.optimizers.SGD(0.05))
-    distiller.compile(alpha=alpha, temperature=temperature, **compile_kwargs)
-    return distiller
+    return compiled_distiller(alpha, temperature, **compile_kwargs)
 
 
 # ------------------------------------------------- one step against float64
@@ -81,7 +58,7 @@ def _expected_step(x, labels, mask, teacher_logits, kernel, bias, alpha,
 def test_partly_labelled_step_matches_float64_reference(
         labelled_fraction, one_hot, weighted):
     """Hard loss over the labelled examples / their count; soft over all."""
-    x, y = _data(24, seed=3)
+    x, y = random_data(24, seed=3)
     rng = np.random.default_rng(11)
     mask = (rng.uniform(size=len(y)) < labelled_fraction).astype(np.float64)
     if 0.0 < labelled_fraction < 1.0:
@@ -90,7 +67,7 @@ def test_partly_labelled_step_matches_float64_reference(
     labels = (np.eye(NUM_CLASSES, dtype="float32")[y] * mask[:, None].astype("float32")
               if one_hot else sparse)
     weight = rng.uniform(0.2, 2.0, size=len(y)) if weighted else np.ones(len(y))
-    student, teacher = _linear(1), _mlp(32, seed=2)
+    student, teacher = linear(1), mlp(32, seed=2)
     kernel, bias = [w.astype(np.float64) for w in student.get_weights()]
     teacher_logits = teacher.predict(x, verbose=0).astype(np.float64)
     alpha, temperature, learning_rate = 0.4, 3.0, 0.5
@@ -129,8 +106,8 @@ def _unlabelled_inputs(x, teacher_logits):
 
 @pytest.mark.parametrize("form", list(_unlabelled_inputs(np.zeros((1, 1)), None)))
 def test_without_labels_trains_on_soft_targets_alone(form):
-    x, _ = _data(24, seed=5)
-    student, teacher = _linear(1), _mlp(32, seed=2)
+    x, _ = random_data(24, seed=5)
+    student, teacher = linear(1), mlp(32, seed=2)
     kernel, bias = [w.astype(np.float64) for w in student.get_weights()]
     teacher_logits = teacher.predict(x, verbose=0)
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
@@ -154,7 +131,7 @@ def test_without_labels_trains_on_soft_targets_alone(form):
 
 @pytest.mark.parametrize("form", list(_unlabelled_inputs(np.zeros((1, 1)), None)))
 def test_alpha_above_zero_without_labels_fails_before_any_step(form):
-    x, _ = _data()
+    x, _ = random_data(24)
     distiller = _distiller(alpha=0.1)
     before = [w.copy() for w in distiller.student.get_weights()]
     args, kwargs = _unlabelled_inputs(x, distiller.teacher.predict(x, verbose=0))[form]
@@ -164,12 +141,12 @@ def test_alpha_above_zero_without_labels_fails_before_any_step(form):
     assert message.startswith("`alpha` must be 0 when training without labels")
     assert message.endswith("Received: alpha=0.1") and "\n" not in message
     assert int(distiller.optimizer.iterations) == 0
-    for old, new in zip(before, distiller.student.get_weights()):
+    for old, new in zip(before, distiller.student.get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
 
 
 def test_alpha_check_also_guards_a_generator():
-    x, _ = _data()
+    x, _ = random_data(24)
 
     def batches():
         for start in range(0, len(x), 8):
@@ -182,7 +159,7 @@ def test_alpha_check_also_guards_a_generator():
 
 
 def test_evaluate_on_unlabelled_data_reports_distillation_loss_and_agreement():
-    x, y = _data(40)
+    x, y = random_data(40)
     distiller = _distiller(alpha=0.3, metrics=["accuracy"])
     teacher_logits = distiller.teacher.predict(x, verbose=0)
     student_logits = distiller.student.predict(x, verbose=0)
@@ -200,7 +177,7 @@ def test_evaluate_on_unlabelled_data_reports_distillation_loss_and_agreement():
 
 
 def test_teacher_agreement_is_sample_weighted_top1_agreement():
-    x, y = _data(40)
+    x, y = random_data(40)
     weight = np.random.default_rng(2).uniform(0, 2, size=len(y)).astype("float32")
     distiller = _distiller(alpha=0.3)
     agree = (distiller.teacher.predict(x, verbose=0).argmax(1)
@@ -212,7 +189,7 @@ def test_teacher_agreement_is_sample_weighted_top1_agreement():
 
 
 def test_unlabelled_distiller_saves_loads_and_resumes(tmp_path):
-    x, _ = _data(48)
+    x, _ = random_data(48)
     uninterrupted = _distiller(jit_compile=False)
     first = _distiller(jit_compile=False)
     uninterrupted.fit(x, epochs=2, batch_size=16, shuffle=False, verbose=0)
@@ -221,13 +198,15 @@ def test_unlabelled_distiller_saves_loads_and_resumes(tmp_path):
     resumed = keras.saving.load_model(tmp_path / "distiller.keras", safe_mode=True)
     history = resumed.fit(x, epochs=1, batch_size=16, shuffle=False, verbose=0)
     assert np.isfinite(history.history["distillation_loss"][0])
-    for a, b in zip(uninterrupted.student.get_weights(), resumed.student.get_weights()):
+    for a, b in zip(
+        uninterrupted.student.get_weights(), resumed.student.get_weights(), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_unlabelled_data_through_the_resumable_loop(tmp_path):
     """BackupAndRestore(save_freq=N) runs the multi-worker loop: same result."""
-    x, _ = _data(48)
+    x, _ = random_data(48)
     plain, looped = _distiller(jit_compile=False), _distiller(jit_compile=False)
     expected = plain.fit(x, epochs=2, batch_size=8, shuffle=False, verbose=0)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=2)
@@ -237,7 +216,9 @@ def test_unlabelled_data_through_the_resumable_loop(tmp_path):
     for name, values in expected.history.items():
         np.testing.assert_allclose(history.history[name], values, rtol=1e-5,
                                    atol=1e-7, err_msg=name)
-    for a, b in zip(plain.student.get_weights(), looped.student.get_weights()):
+    for a, b in zip(
+        plain.student.get_weights(), looped.student.get_weights(), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -248,7 +229,7 @@ def test_unlabelled_data_through_the_resumable_loop(tmp_path):
 @pytest.mark.parametrize("bad_label", [NUM_CLASSES, -2])
 @pytest.mark.parametrize("as_dataset", [False, True])
 def test_out_of_range_label_raises_whatever_xla(jit_compile, bad_label, as_dataset):
-    x, y = _data(32)
+    x, y = random_data(32)
     y[5] = bad_label
     distiller = _distiller(alpha=0.5, jit_compile=jit_compile)
     if jit_compile == "auto":
@@ -258,7 +239,7 @@ def test_out_of_range_label_raises_whatever_xla(jit_compile, bad_label, as_datas
             else (x, y))
     with pytest.raises(tf.errors.InvalidArgumentError, match="valid range"):
         distiller.fit(*data, epochs=1, verbose=0)
-    for old, new in zip(before, distiller.student.get_weights()):
+    for old, new in zip(before, distiller.student.get_weights(), strict=True):
         assert np.all(np.isfinite(new))
         if not as_dataset:  # arrays are checked before any step
             np.testing.assert_array_equal(old, new)
@@ -267,7 +248,7 @@ def test_out_of_range_label_raises_whatever_xla(jit_compile, bad_label, as_datas
 
 
 def test_out_of_range_label_error_is_one_line_for_arrays():
-    x, y = _data()
+    x, y = random_data(24)
     y[0] = NUM_CLASSES
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         _distiller(alpha=0.5).fit(x, y, verbose=0)
@@ -277,7 +258,7 @@ def test_out_of_range_label_error_is_one_line_for_arrays():
 
 
 def _empty_inputs():
-    x, y = _data()
+    x, y = random_data(24)
     return {
         "arrays": ((x[:0], y[:0]), {}),
         "dataset": ((tf.data.Dataset.from_tensor_slices((x[:0], y[:0])).batch(4),), {}),
@@ -313,7 +294,7 @@ def test_empty_data_is_refused(form, tmp_path, monkeypatch):
       "temperature": 2.0}, ValueError, "temperature"),
 ])
 def test_bad_numeric_compile_arguments_are_refused_in_one_line(kwargs, error, match):
-    distiller = kdkeras.Distiller(student=_mlp(8, 1), teacher=_mlp(32, 2))
+    distiller = kdkeras.Distiller(student=mlp(8, 1), teacher=mlp(32, 2))
     with pytest.raises(error, match=match) as raised:
         distiller.compile(optimizer="adam", **kwargs)
     assert "\n" not in str(raised.value)
@@ -324,7 +305,7 @@ def test_bad_numeric_compile_arguments_are_refused_in_one_line(kwargs, error, ma
 @pytest.mark.parametrize("loss_fn", [None, "dkd", "dist"])
 def test_temperature_range_ends_give_finite_losses_on_extreme_logits(
         temperature, loss_fn):
-    x, y = _data(32)
+    x, y = random_data(32)
     x = x * 1e4  # logits in the tens of thousands
     loss_fn = {None: None,
                "dkd": kdkeras.losses.DKD(temperature=temperature),
@@ -343,7 +324,7 @@ def _fit_output(monkeypatch, terminal):
     stream = io.StringIO()
     monkeypatch.setattr(stream, "isatty", lambda: terminal, raising=False)
     monkeypatch.setattr(sys, "stdout", stream)
-    x, y = _data(64)
+    x, y = random_data(64)
     distiller = _distiller(alpha=0.1)
     distiller.fit(x, y, epochs=3, batch_size=8)
     distiller.evaluate(x, y, batch_size=8)

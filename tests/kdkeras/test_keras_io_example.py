@@ -14,33 +14,25 @@ from keras import layers
 from kdkeras import Distiller
 
 
+def _conv_net(filters, name):
+    """The keras.io example's architecture, narrower."""
+    return keras.Sequential(
+        [
+            keras.Input(shape=(28, 28, 1)),
+            layers.Conv2D(filters, (3, 3), strides=(2, 2), padding="same"),
+            layers.LeakyReLU(negative_slope=0.2),
+            layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1), padding="same"),
+            layers.Conv2D(filters, (3, 3), strides=(2, 2), padding="same"),
+            layers.Flatten(),
+            layers.Dense(10),
+        ],
+        name=name,
+    )
+
+
 def _models():
     keras.utils.set_random_seed(0)
-    teacher = keras.Sequential(
-        [
-            keras.Input(shape=(28, 28, 1)),
-            layers.Conv2D(8, (3, 3), strides=(2, 2), padding="same"),
-            layers.LeakyReLU(negative_slope=0.2),
-            layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1), padding="same"),
-            layers.Conv2D(8, (3, 3), strides=(2, 2), padding="same"),
-            layers.Flatten(),
-            layers.Dense(10),
-        ],
-        name="teacher",
-    )
-    student = keras.Sequential(
-        [
-            keras.Input(shape=(28, 28, 1)),
-            layers.Conv2D(4, (3, 3), strides=(2, 2), padding="same"),
-            layers.LeakyReLU(negative_slope=0.2),
-            layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1), padding="same"),
-            layers.Conv2D(4, (3, 3), strides=(2, 2), padding="same"),
-            layers.Flatten(),
-            layers.Dense(10),
-        ],
-        name="student",
-    )
-    return teacher, student
+    return _conv_net(8, "teacher"), _conv_net(4, "student")
 
 
 def _mnist_shaped(examples, seed):

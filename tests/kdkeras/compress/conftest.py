@@ -51,6 +51,17 @@ def accuracy(logits, labels):
     return float(np.mean(np.argmax(logits, axis=-1) == labels))
 
 
+def tflite_kernels(path):
+    """The 2-D weight tensors (the `Dense` kernels) of a `.tflite` file."""
+    from export import runtimes
+
+    return {
+        name: value
+        for name, value in runtimes.tflite_weight_tensors(path).items()
+        if value.ndim == 2
+    }
+
+
 @pytest.fixture(scope="session")
 def compress_student(fashion, teacher_and_student):
     """Calls `method(student, teacher, x, y, batch_size=64, ...)`, seeded."""

@@ -4,6 +4,7 @@ import pytest
 
 from kdkeras import compress
 from tests.kdkeras.compress.conftest import accuracy
+from tests.kdkeras.compress.conftest import tflite_kernels
 
 CLUSTERS = 16
 
@@ -34,15 +35,10 @@ def test_clustered_student_keeps_its_accuracy(clustered, fashion, teacher_and_st
 
 
 def test_clustering_survives_tflite_export(clustered, tmp_path):
-    from export import runtimes
     from export.to_tflite import export_tflite
 
     path = export_tflite(clustered, str(tmp_path / "clustered.tflite")).path
-    kernels = {
-        name: value
-        for name, value in runtimes.tflite_weight_tensors(path).items()
-        if value.ndim == 2
-    }
+    kernels = tflite_kernels(path)
     assert len(kernels) == 2
     for name, value in kernels.items():
         assert np.unique(value).size <= CLUSTERS, name

@@ -7,6 +7,7 @@ from tensorflow.python.framework import config as tf_config
 
 from kdkeras import compress
 from tests.kdkeras.compress.conftest import accuracy
+from tests.kdkeras.compress.conftest import tflite_kernels
 
 TARGET_SPARSITY = 0.8
 
@@ -54,11 +55,7 @@ def test_sparsity_survives_tflite_export_and_shrinks_gzip(
     with open(dense_path, "rb") as file:
         dense_flatbuffer = file.read()
 
-    kernels = {
-        name: value
-        for name, value in runtimes.tflite_weight_tensors(path).items()
-        if value.ndim == 2
-    }
+    kernels = tflite_kernels(path)
     assert len(kernels) == 2
     for name, value in kernels.items():
         assert np.mean(value == 0) >= TARGET_SPARSITY - 0.01, name

@@ -123,7 +123,7 @@ _BUILD_STRATEGY = (
     "case, index, expected",
     [
         # In-process tests above cover these messages; the subprocess runs
-        # add the exit code (~25 s each, mostly importing TensorFlow).
+        # add the exit code (slow: each one imports TensorFlow).
         pytest.param(
             "out of range", 5, "TF_CONFIG task index 5 is out of range",
             marks=pytest.mark.slow,
