@@ -124,7 +124,9 @@ def _teacher_and_logits(x_train, y_train, cache_dir):
     import models
 
     epochs = _setting("teacher-epochs")
-    stem = os.path.join(cache_dir, f"cnn_teacher_e{epochs}_n{len(x_train)}_s{FLAGS.seed}")
+    stem = os.path.join(
+        cache_dir, f"cnn_teacher_e{epochs}_n{len(x_train)}_s{FLAGS.seed}"
+    )
     if os.path.exists(stem + ".npz"):
         _log(f"teacher logits from cache {stem}.npz")
         return np.load(stem + ".npz")["teacher_logits"], stem
@@ -137,7 +139,10 @@ def _teacher_and_logits(x_train, y_train, cache_dir):
         metrics=["accuracy"],
     )
     teacher.fit(
-        x_train, y_train, epochs=epochs, batch_size=FLAGS["batch-size"].value,
+        x_train,
+        y_train,
+        epochs=epochs,
+        batch_size=FLAGS["batch-size"].value,
         verbose=2 if FLAGS.verbose else 0,
     )
     teacher_logits = teacher.predict(x_train, batch_size=1024, verbose=0)
@@ -155,8 +160,7 @@ def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
 
     epochs = _setting("student-epochs")
     path = (
-        f"{teacher_stem}_mlp800_e{epochs}_T{FLAGS.temperature:g}"
-        f"_a{FLAGS.alpha:g}.keras"
+        f"{teacher_stem}_mlp800_e{epochs}_T{FLAGS.temperature:g}_a{FLAGS.alpha:g}.keras"
     )
     if os.path.exists(path):
         _log(f"dense distilled student from cache {path}")
@@ -166,9 +170,7 @@ def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
     teacher = keras.saving.load_model(
         teacher_stem + ".keras", safe_mode=True, compile=False
     )
-    distiller = kdkeras.Distiller(
-        student=models.build_mlp_student(), teacher=teacher
-    )
+    distiller = kdkeras.Distiller(student=models.build_mlp_student(), teacher=teacher)
     distiller.compile(
         optimizer=keras.optimizers.Adam(1e-3),
         metrics=["accuracy"],
@@ -209,7 +211,9 @@ def run():
     limit_test = QUICK["test"] if FLAGS.quick else None
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(limit_train, limit_test)
     os.makedirs(FLAGS["cache-dir"].value, exist_ok=True)
-    output_dir = FLAGS["output-dir"].value or tempfile.mkdtemp(prefix="kdkeras-compression-")
+    output_dir = FLAGS["output-dir"].value or tempfile.mkdtemp(
+        prefix="kdkeras-compression-"
+    )
     os.makedirs(output_dir, exist_ok=True)
     load_before = os.getloadavg()
 
@@ -244,7 +248,9 @@ def run():
 
     timings = {}
 
-    def fine_tune(name, label, message, compress_fn, describe, quantize="none", **options):
+    def fine_tune(
+        name, label, message, compress_fn, describe, quantize="none", **options
+    ):
         """Runs one `kdkeras.compress` step from the seed, timed, and exports it.
 
         `describe(model)` gives the notes that precede the fine-tune time.
@@ -261,14 +267,12 @@ def run():
     def sparsity_range(model):
         sparsity = compress.kernel_sparsity(model)
         return [
-            f"kernel sparsity {min(sparsity.values()):.3f}-"
-            f"{max(sparsity.values()):.3f}"
+            f"kernel sparsity {min(sparsity.values()):.3f}-{max(sparsity.values()):.3f}"
         ]
 
     def most_values(model):
         return [
-            f"<= {max(compress.unique_kernel_values(model).values())} values "
-            "per kernel"
+            f"<= {max(compress.unique_kernel_values(model).values())} values per kernel"
         ]
 
     target_sparsity = FLAGS["target-sparsity"].value
@@ -308,8 +312,11 @@ def run():
     _log("post-training int8")
     path = path_of("ptq_int8", ".tflite")
     export_tflite(
-        student, path, quantize="int8",
-        representative_data=x_train[: FLAGS.calibration], overwrite=True,
+        student,
+        path,
+        quantize="int8",
+        representative_data=x_train[: FLAGS.calibration],
+        overwrite=True,
     )
     timings["ptq"] = time.perf_counter() - start
     artifacts["post-training int8 (TFLite)"] = (
@@ -326,8 +333,11 @@ def run():
             _log(f"measuring {name} (round {round_index + 1})")
             first = round_index == 0
             result = measure_artifact(
-                path, fmt, batch_sizes=(1,),
-                x=x_test if first else None, y=y_test if first else None,
+                path,
+                fmt,
+                batch_sizes=(1,),
+                x=x_test if first else None,
+                y=y_test if first else None,
                 min_time_s=_setting("min-time-s"),
                 max_time_s=max(3.0, _setting("min-time-s")),
                 threads=FLAGS.threads,
@@ -393,21 +403,32 @@ def run():
         size_ratio = result["size_bytes"] / dense["size_bytes"]
         latency_ratio = result["latency"]["1"]["p50_ms"] / best_fp32_p50
         goals += [
-            (f"{name}: file <= 0.27x fp32", size_ratio <= 0.27,
-             f"{size_ratio:.3f}x"),
-            (f"{name}: accuracy within -0.5 pp of dense", delta(result) >= -0.5,
-             f"{delta(result):+.2f} pp"),
-            (f"{name}: batch-1 p50 <= 0.5x best fp32", latency_ratio <= 0.5,
-             f"{latency_ratio:.3f}x"),
+            (f"{name}: file <= 0.27x fp32", size_ratio <= 0.27, f"{size_ratio:.3f}x"),
+            (
+                f"{name}: accuracy within -0.5 pp of dense",
+                delta(result) >= -0.5,
+                f"{delta(result):+.2f} pp",
+            ),
+            (
+                f"{name}: batch-1 p50 <= 0.5x best fp32",
+                latency_ratio <= 0.5,
+                f"{latency_ratio:.3f}x",
+            ),
         ]
     pruned_name = f"{FLAGS['target-sparsity'].value:.0%} pruned fp32 (TFLite)"
     result = results[pruned_name]
     gzip_ratio = result["gzip_bytes"] / dense["gzip_bytes"]
     goals += [
-        (f"{pruned_name}: accuracy within -1 pp of dense", delta(result) >= -1.0,
-         f"{delta(result):+.2f} pp"),
-        (f"{pruned_name}: gzip <= 0.35x dense", gzip_ratio <= 0.35,
-         f"{gzip_ratio:.3f}x"),
+        (
+            f"{pruned_name}: accuracy within -1 pp of dense",
+            delta(result) >= -1.0,
+            f"{delta(result):+.2f} pp",
+        ),
+        (
+            f"{pruned_name}: gzip <= 0.35x dense",
+            gzip_ratio <= 0.35,
+            f"{gzip_ratio:.3f}x",
+        ),
     ]
     for text, passed, measured in goals:
         print(f"{'PASS' if passed else 'MISS'}: {text} (measured {measured})")

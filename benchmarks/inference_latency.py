@@ -56,20 +56,32 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("student", None, ".keras student; default: models.build_mlp_student((800, 800)).")
-flags.DEFINE_list("formats", ["numpy", "onnx", "tflite", "savedmodel", "keras"], "Formats to compare.")
+flags.DEFINE_string(
+    "student", None, ".keras student; default: models.build_mlp_student((800, 800))."
+)
+flags.DEFINE_list(
+    "formats", ["numpy", "onnx", "tflite", "savedmodel", "keras"], "Formats to compare."
+)
 flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.")
-flags.DEFINE_integer("rounds", 20, "Interleaved windows per format, batch size and side.")
-flags.DEFINE_integer("threads", None, "Threads per runtime (default: all available cores).")
-flags.DEFINE_float("seconds", 4.0, "Timing seconds per batch size and side, over all rounds.")
+flags.DEFINE_integer(
+    "rounds", 20, "Interleaved windows per format, batch size and side."
+)
+flags.DEFINE_integer(
+    "threads", None, "Threads per runtime (default: all available cores)."
+)
+flags.DEFINE_float(
+    "seconds", 4.0, "Timing seconds per batch size and side, over all rounds."
+)
 flags.DEFINE_boolean("sweep", True, "Search thread settings for the floor goal.")
 flags.DEFINE_boolean("quick", False, "Smoke test: 2 rounds, 0.6 s timing, small sweep.")
 flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
 flags.DEFINE_string(
-    "release", None,
+    "release",
+    None,
     "A --release-dir of export.report: check the released file's recorded p50 "
     "(release.json) against an independent timing of that file, and the report's "
-    "worker against the same timer in alternating windows.")
+    "worker against the same timer in alternating windows.",
+)
 
 # The independent timer: no import from export/, its own runtime setup. It loads once,
 # then times a window each time the parent writes "BATCH SECONDS WARMUP" on its stdin,
@@ -196,18 +208,26 @@ class _Independent:
     def __init__(self, fmt, path, threads):
         environment = dict(os.environ)
         blas = str(threads) if fmt == "numpy" else "1"
-        environment.update(OPENBLAS_NUM_THREADS=blas, OMP_NUM_THREADS=blas, MKL_NUM_THREADS=blas)
+        environment.update(
+            OPENBLAS_NUM_THREADS=blas, OMP_NUM_THREADS=blas, MKL_NUM_THREADS=blas
+        )
         self.fmt = fmt
         self.process = subprocess.Popen(
-            [sys.executable, "-c", INDEPENDENT, fmt, path, str(threads)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment, text=True,
+            [sys.executable, "-c", INDEPENDENT, fmt, path, str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=environment,
+            text=True,
         )
         self.singles, self.block_means = {}, {}
 
     def _read(self):
         line = self.process.stdout.readline()
         if not line:
-            raise RuntimeError(f"independent {self.fmt} timer exited with code {self.process.wait()}")
+            raise RuntimeError(
+                f"independent {self.fmt} timer exited with code {self.process.wait()}"
+            )
         return json.loads(line)
 
     def wait_ready(self):
@@ -242,11 +262,16 @@ def _artifacts(folder, student_path):
         model = models.build_mlp_student(hidden_units=(800, 800))
         student_path = os.path.join(folder, "student.keras")
         model.save(student_path)
-    paths = {"keras": student_path, "numpy": os.path.join(folder, "student_dense_layers.npz")}
+    paths = {
+        "keras": student_path,
+        "numpy": os.path.join(folder, "student_dense_layers.npz"),
+    }
     measure.save_dense_layers(measure.dense_layers(model), paths["numpy"])
     paths["onnx"] = export_onnx(model, os.path.join(folder, "student.onnx")).path
     paths["tflite"] = export_tflite(model, os.path.join(folder, "student.tflite")).path
-    paths["savedmodel"] = export_savedmodel(model, os.path.join(folder, "student_savedmodel")).path
+    paths["savedmodel"] = export_savedmodel(
+        model, os.path.join(folder, "student_savedmodel")
+    ).path
     return paths
 
 
@@ -264,15 +289,28 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
     from export.measure import worker as worker_lib
 
     window = seconds / rounds
-    timing = {"min_time_s": seconds, "min_iterations": 1, "max_time_s": max(3 * seconds, 1.0),
-              "warmup_s": measure.DEFAULT_WARMUP_S}
+    timing = {
+        "min_time_s": seconds,
+        "min_iterations": 1,
+        "max_time_s": max(3 * seconds, 1.0),
+        "warmup_s": measure.DEFAULT_WARMUP_S,
+    }
     with tempfile.TemporaryDirectory(prefix="kdkeras-agreement-") as scratch:
         report_workers, independents = {}, {}
         try:
             for fmt in formats:
-                spec, _ = measure.build_spec(paths[fmt], fmt, batch_sizes, threads, scratch,
-                                             timing=timing, name=fmt)
-                report_workers[fmt] = worker_lib.MeasurementWorker(spec, os.path.join(scratch, fmt + ".json"))
+                spec, _ = measure.build_spec(
+                    paths[fmt],
+                    fmt,
+                    batch_sizes,
+                    threads,
+                    scratch,
+                    timing=timing,
+                    name=fmt,
+                )
+                report_workers[fmt] = worker_lib.MeasurementWorker(
+                    spec, os.path.join(scratch, fmt + ".json")
+                )
                 independents[fmt] = _Independent(fmt, paths[fmt], threads)
             for fmt in formats:
                 report_workers[fmt].wait_ready()
@@ -281,9 +319,16 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
                 shift = round_index % len(formats)
                 for fmt in formats[shift:] + formats[:shift]:
                     for batch in batch_sizes:
-                        warmup = measure.DEFAULT_WARMUP_S if round_index == 0 else worker_lib.REWARM_S
+                        warmup = (
+                            measure.DEFAULT_WARMUP_S
+                            if round_index == 0
+                            else worker_lib.REWARM_S
+                        )
                         sides = [
-                            (report_workers[fmt].time, (batch, window, 1, 3 * window, warmup)),
+                            (
+                                report_workers[fmt].time,
+                                (batch, window, 1, 3 * window, warmup),
+                            ),
                             (independents[fmt].time, (batch, window, warmup)),
                         ]
                         if (round_index + batch_sizes.index(batch)) % 2:
@@ -301,11 +346,15 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
                         "report_mean": result["latency"][str(batch)]["mean_ms"],
                         "report_calls": result["latency"][str(batch)]["iterations"],
                         "report_calls_per_sample": result["latency"][str(batch)].get(
-                            "calls_per_sample", 1),
+                            "calls_per_sample", 1
+                        ),
                         "independent_block_median": statistics.median(
-                            independents[fmt].block_means[batch]),
+                            independents[fmt].block_means[batch]
+                        ),
                         "independent": statistics.median(singles),
-                        "independent_block_mean": statistics.mean(independents[fmt].block_means[batch]),
+                        "independent_block_mean": statistics.mean(
+                            independents[fmt].block_means[batch]
+                        ),
                         "independent_calls": len(singles),
                     }
             return rows
@@ -332,10 +381,16 @@ def _release_check(release_dir, rounds, seconds):
         record = json.load(handle)
     fmt = record["format"]
     if fmt not in ("tflite", "onnx", "savedmodel"):
-        raise app.UsageError(f"release format {fmt!r} is not timed by the independent timer")
+        raise app.UsageError(
+            f"release format {fmt!r} is not timed by the independent timer"
+        )
     path = os.path.join(release_dir, record["artifact"])
-    threads = int((record.get("lineage") or {}).get("threads") or record["measured"]["threads"])
-    recorded = {int(b): stats["p50_ms"] for b, stats in record["measured"]["latency"].items()}
+    threads = int(
+        (record.get("lineage") or {}).get("threads") or record["measured"]["threads"]
+    )
+    recorded = {
+        int(b): stats["p50_ms"] for b, stats in record["measured"]["latency"].items()
+    }
     batch_sizes = sorted(recorded)
     rows = _agreement({fmt: path}, [fmt], batch_sizes, threads, rounds, seconds)
     for (_, batch), row in rows.items():
@@ -345,21 +400,27 @@ def _release_check(release_dir, rounds, seconds):
 
 def _print_release(record, threads, rows, release_dir):
     print()
-    print(f"released: {record['artifact']} ({record['format']}, "
-          f"{record.get('quantize', 'none')}, {threads} threads) from {release_dir}")
-    print("| batch | recorded p50 ms (release.json) | report worker p50 ms now | calls/sample "
-          "| independent p50 ms now | recorded / independent | worker / independent "
-          "| independent 5 ms-block median ms |")
+    print(
+        f"released: {record['artifact']} ({record['format']}, "
+        f"{record.get('quantize', 'none')}, {threads} threads) from {release_dir}"
+    )
+    print(
+        "| batch | recorded p50 ms (release.json) | report worker p50 ms now | calls/sample "
+        "| independent p50 ms now | recorded / independent | worker / independent "
+        "| independent 5 ms-block median ms |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     within = True
     for (_, batch), row in rows.items():
         recorded_ratio = row["recorded"] / row["independent"]
         worker_ratio = row["report"] / row["independent"]
         within &= abs(recorded_ratio - 1) <= 0.10
-        print(f"| {batch} | {row['recorded']:.5f} | {row['report']:.5f} | "
-              f"{row['report_calls_per_sample']} | {row['independent']:.5f} | "
-              f"{recorded_ratio:.3f} | {worker_ratio:.3f} | "
-              f"{row['independent_block_median']:.5f} |")
+        print(
+            f"| {batch} | {row['recorded']:.5f} | {row['report']:.5f} | "
+            f"{row['report_calls_per_sample']} | {row['independent']:.5f} | "
+            f"{recorded_ratio:.3f} | {worker_ratio:.3f} | "
+            f"{row['independent_block_median']:.5f} |"
+        )
     return within
 
 
@@ -373,7 +434,9 @@ def _sweep_configs(threads_max, quick):
         for spinning in (True, False):
             modes = ("sequential",) if quick else ("sequential", "parallel")
             for mode in modes:
-                configs.append(("onnx", t, {"allow_spinning": spinning, "execution_mode": mode}))
+                configs.append(
+                    ("onnx", t, {"allow_spinning": spinning, "execution_mode": mode})
+                )
         configs.append(("onnx", t, {"allow_spinning": True, "io_binding": True}))
     return configs
 
@@ -385,7 +448,11 @@ def _sweep(paths, batch_sizes, threads_max, rounds, seconds, quick):
     configs = _sweep_configs(threads_max, quick)
     jobs = [(paths[fmt], fmt, t, options) for fmt, t, options in configs]
     results = measure.measure_artifacts(
-        jobs, batch_sizes, min_time_s=seconds, max_time_s=max(3 * seconds, 1.0), rounds=rounds,
+        jobs,
+        batch_sizes,
+        min_time_s=seconds,
+        max_time_s=max(3 * seconds, 1.0),
+        rounds=rounds,
         on_step=lambda label: print(f"  sweep: {label}", flush=True),
     )
     for (fmt, t, options), result in zip(configs, results, strict=True):
@@ -407,37 +474,66 @@ def main(argv):
     threads = FLAGS.threads or measure.available_threads()
     batch_sizes = [int(b) for b in FLAGS.batch_sizes]
     formats = list(FLAGS.formats)
-    command = ".venv/bin/python -m benchmarks.inference_latency " + shlex.join(sys.argv[1:])
+    command = ".venv/bin/python -m benchmarks.inference_latency " + shlex.join(
+        sys.argv[1:]
+    )
     load_start = os.getloadavg()
     if FLAGS.release:
-        print(f"# released variant vs independent timing ({rounds} interleaved rounds); "
-              f"load average at start {load_start[0]:.2f}", flush=True)
+        print(
+            f"# released variant vs independent timing ({rounds} interleaved rounds); "
+            f"load average at start {load_start[0]:.2f}",
+            flush=True,
+        )
         record, release_threads, rows = _release_check(FLAGS.release, rounds, seconds)
         within = _print_release(record, release_threads, rows, FLAGS.release)
         load_end = os.getloadavg()
         print()
-        print(f"load average start {load_start[0]:.2f} / end {load_end[0]:.2f} "
-              f"(above {measure.available_threads()} means other processes competed for the CPU)")
-        print(f"recorded p50 within 10% of the independent timing: {'yes' if within else 'NO'}")
+        print(
+            f"load average start {load_start[0]:.2f} / end {load_end[0]:.2f} "
+            f"(above {measure.available_threads()} means other processes competed for the CPU)"
+        )
+        print(
+            f"recorded p50 within 10% of the independent timing: {'yes' if within else 'NO'}"
+        )
         print(f"reproduce: {command}")
         if FLAGS.json:
             with open(FLAGS.json, "w") as handle:
-                json.dump({"command": command, "release": record["artifact"],
-                           "threads": release_threads, "load_average": [load_start, load_end],
-                           "rows": [{"batch": b, **v} for (_, b), v in rows.items()]},
-                          handle, indent=2, default=str)
+                json.dump(
+                    {
+                        "command": command,
+                        "release": record["artifact"],
+                        "threads": release_threads,
+                        "load_average": [load_start, load_end],
+                        "rows": [{"batch": b, **v} for (_, b), v in rows.items()],
+                    },
+                    handle,
+                    indent=2,
+                    default=str,
+                )
         return 0 if within else 1
-    print(f"# inference latency, {platform.processor() or platform.machine()}, "
-          f"{measure.available_threads()} cores, {threads} threads per runtime; "
-          f"load average at start {load_start[0]:.2f}", flush=True)
+    print(
+        f"# inference latency, {platform.processor() or platform.machine()}, "
+        f"{measure.available_threads()} cores, {threads} threads per runtime; "
+        f"load average at start {load_start[0]:.2f}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="kdkeras-latency-") as folder:
         paths = _artifacts(folder, FLAGS.student)
-        print(f"## report harness vs independent timing ({rounds} interleaved rounds)", flush=True)
+        print(
+            f"## report harness vs independent timing ({rounds} interleaved rounds)",
+            flush=True,
+        )
         agreement = _agreement(paths, formats, batch_sizes, threads, rounds, seconds)
-        sweep = _sweep(paths, batch_sizes, threads, rounds, seconds, quick) if FLAGS.sweep else []
+        sweep = (
+            _sweep(paths, batch_sizes, threads, rounds, seconds, quick)
+            if FLAGS.sweep
+            else []
+        )
     print()
-    print("| runtime | batch | report p50 ms | independent p50 ms | ratio | within 10% | "
-          "report mean ms | independent block mean ms | ratio |")
+    print(
+        "| runtime | batch | report p50 ms | independent p50 ms | ratio | within 10% | "
+        "report mean ms | independent block mean ms | ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     all_within = True
     for (fmt, b), value in agreement.items():
@@ -445,53 +541,95 @@ def main(argv):
         within = abs(ratio - 1) <= 0.10
         all_within &= within
         mean_ratio = value["report_mean"] / value["independent_block_mean"]
-        print(f"| {fmt} | {b} | {value['report']:.4f} | {value['independent']:.4f} | {ratio:.3f} | "
-              f"{'yes' if within else 'NO'} | {value['report_mean']:.4f} | "
-              f"{value['independent_block_mean']:.4f} | {mean_ratio:.3f} |")
+        print(
+            f"| {fmt} | {b} | {value['report']:.4f} | {value['independent']:.4f} | {ratio:.3f} | "
+            f"{'yes' if within else 'NO'} | {value['report_mean']:.4f} | "
+            f"{value['independent_block_mean']:.4f} | {mean_ratio:.3f} |"
+        )
     goal = {}
     if sweep:
         print()
-        print("| runtime | threads | options | " + " | ".join(f"p50@{b} ms" for b in batch_sizes) + " |")
+        print(
+            "| runtime | threads | options | "
+            + " | ".join(f"p50@{b} ms" for b in batch_sizes)
+            + " |"
+        )
         print("|---|---|---|" + "---|" * len(batch_sizes))
         for (fmt, t, options), p50 in sweep:
             opts = ", ".join(f"{k}={v}" for k, v in options.items()) or "–"
-            print(f"| {fmt} | {t} | {opts} | " + " | ".join(f"{p50[b]:.4f}" for b in batch_sizes) + " |")
+            print(
+                f"| {fmt} | {t} | {opts} | "
+                + " | ".join(f"{p50[b]:.4f}" for b in batch_sizes)
+                + " |"
+            )
         print()
-        print("| batch | NumPy floor p50 (best threads) | fastest fp32 runtime | p50 ms | x floor | goal <= 0.8 "
-              "| tuned floor p50 (transposed GEMV) | x tuned floor |")
+        print(
+            "| batch | NumPy floor p50 (best threads) | fastest fp32 runtime | p50 ms | x floor | goal <= 0.8 "
+            "| tuned floor p50 (transposed GEMV) | x tuned floor |"
+        )
         print("|---|---|---|---|---|---|---|---|")
         for b in batch_sizes:
             # The goal's floor is the report's: x @ W with the stored kernels. The tuned
             # floor (batch 1 on transposed kernels, GEMV) is shown beside it.
-            floor = min((p for p in sweep if p[0][0] == "numpy" and not p[0][2]), key=lambda p: p[1][b])
+            floor = min(
+                (p for p in sweep if p[0][0] == "numpy" and not p[0][2]),
+                key=lambda p: p[1][b],
+            )
             tuned = min((p for p in sweep if p[0][0] == "numpy"), key=lambda p: p[1][b])
             best = min((p for p in sweep if p[0][0] != "numpy"), key=lambda p: p[1][b])
             ratio = best[1][b] / floor[1][b]
-            goal[b] = {"floor": floor, "best": best, "ratio": ratio,
-                       "tuned_floor_ratio": best[1][b] / tuned[1][b]}
+            goal[b] = {
+                "floor": floor,
+                "best": best,
+                "ratio": ratio,
+                "tuned_floor_ratio": best[1][b] / tuned[1][b],
+            }
             (bf, bt, bo) = best[0]
             opts = ", ".join(f"{k}={v}" for k, v in bo.items())
-            print(f"| {b} | {floor[1][b]:.4f} ({floor[0][1]} threads) | {bf}, {bt} threads"
-                  f"{', ' + opts if opts else ''} | {best[1][b]:.4f} | {ratio:.2f} | "
-                  f"{'yes' if ratio <= 0.8 else 'NO'} | {tuned[1][b]:.4f} ({tuned[0][1]} threads) | "
-                  f"{goal[b]['tuned_floor_ratio']:.2f} |")
+            print(
+                f"| {b} | {floor[1][b]:.4f} ({floor[0][1]} threads) | {bf}, {bt} threads"
+                f"{', ' + opts if opts else ''} | {best[1][b]:.4f} | {ratio:.2f} | "
+                f"{'yes' if ratio <= 0.8 else 'NO'} | {tuned[1][b]:.4f} ({tuned[0][1]} threads) | "
+                f"{goal[b]['tuned_floor_ratio']:.2f} |"
+            )
     load_end = os.getloadavg()
     print()
-    print(f"load average start {load_start[0]:.2f} / end {load_end[0]:.2f} "
-          f"(above {measure.available_threads()} means other processes competed for the CPU)")
+    print(
+        f"load average start {load_start[0]:.2f} / end {load_end[0]:.2f} "
+        f"(above {measure.available_threads()} means other processes competed for the CPU)"
+    )
     print(f"agreement within 10% for every runtime: {'yes' if all_within else 'NO'}")
     print(f"reproduce: {command}")
     if FLAGS.json:
         with open(FLAGS.json, "w") as handle:
-            json.dump({
-                "command": command, "threads": threads, "load_average": [load_start, load_end],
-                "agreement": [{"format": f, "batch": b, **v} for (f, b), v in agreement.items()],
-                "sweep": [{"format": c[0], "threads": c[1], "options": c[2], "p50_ms": p} for c, p in sweep],
-                "goal": {str(b): {"ratio": g["ratio"], "tuned_floor_ratio": g["tuned_floor_ratio"],
-                                  "best": g["best"][0][:2],
-                                  "best_options": g["best"][0][2], "floor_threads": g["floor"][0][1]}
-                         for b, g in goal.items()},
-            }, handle, indent=2, default=str)
+            json.dump(
+                {
+                    "command": command,
+                    "threads": threads,
+                    "load_average": [load_start, load_end],
+                    "agreement": [
+                        {"format": f, "batch": b, **v}
+                        for (f, b), v in agreement.items()
+                    ],
+                    "sweep": [
+                        {"format": c[0], "threads": c[1], "options": c[2], "p50_ms": p}
+                        for c, p in sweep
+                    ],
+                    "goal": {
+                        str(b): {
+                            "ratio": g["ratio"],
+                            "tuned_floor_ratio": g["tuned_floor_ratio"],
+                            "best": g["best"][0][:2],
+                            "best_options": g["best"][0][2],
+                            "floor_threads": g["floor"][0][1],
+                        }
+                        for b, g in goal.items()
+                    },
+                },
+                handle,
+                indent=2,
+                default=str,
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,9 @@ flags.DEFINE_float("seconds", 60.0, "Length of the step-noise trace.")
 flags.DEFINE_float("window", 0.25, "Seconds per window of the trace.")
 flags.DEFINE_integer("batch", 64, "Batch size of the traced forward pass.")
 flags.DEFINE_integer("threads", 2, "BLAS / ONNX Runtime threads.")
-flags.DEFINE_boolean("spin", True, "Also measure the spin tails and LiteRT's default threads.")
+flags.DEFINE_boolean(
+    "spin", True, "Also measure the spin tails and LiteRT's default threads."
+)
 
 # Runs in a child with the BLAS thread count set before NumPy loads.
 TRACE = r"""
@@ -89,15 +91,27 @@ print(json.dumps((time.process_time() - cpu) * 1e3))
 
 
 def _child(script, *args, threads):
-    environment = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                       TF_CPP_MIN_LOG_LEVEL="2")
-    completed = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True,
-                               text=True, env=environment, check=True)
+    environment = dict(
+        os.environ,
+        OPENBLAS_NUM_THREADS=str(threads),
+        OMP_NUM_THREADS=str(threads),
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
 def _spread(p50s, per_window):
-    groups = [statistics.median(p50s[i:i + per_window]) for i in range(0, len(p50s) - per_window + 1, per_window)]
+    groups = [
+        statistics.median(p50s[i : i + per_window])
+        for i in range(0, len(p50s) - per_window + 1, per_window)
+    ]
     return max(groups) / min(groups)
 
 
@@ -138,35 +152,59 @@ def _student_exports(folder):
 
     keras.utils.set_random_seed(0)
     student = models.build_mlp_student(hidden_units=(800, 800))
-    return (export_onnx(student, os.path.join(folder, "student.onnx")).path,
-            export_tflite(student, os.path.join(folder, "student.tflite")).path)
+    return (
+        export_onnx(student, os.path.join(folder, "student.onnx")).path,
+        export_tflite(student, os.path.join(folder, "student.tflite")).path,
+    )
 
 
 def main(argv):
     del argv
-    print(f"# machine noise: NumPy x @ W (784-800-800-10), batch {FLAGS.batch}, {FLAGS.threads} threads, "
-          f"{FLAGS.window} s windows for {FLAGS.seconds} s; load average {os.getloadavg()[0]:.2f}", flush=True)
-    p50s = _child(TRACE, FLAGS.batch, FLAGS.seconds, FLAGS.window, threads=FLAGS.threads)
+    print(
+        f"# machine noise: NumPy x @ W (784-800-800-10), batch {FLAGS.batch}, {FLAGS.threads} threads, "
+        f"{FLAGS.window} s windows for {FLAGS.seconds} s; load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    p50s = _child(
+        TRACE, FLAGS.batch, FLAGS.seconds, FLAGS.window, threads=FLAGS.threads
+    )
     print("window p50s (ms):", " ".join(f"{p:.2f}" for p in p50s))
     ordered = sorted(p50s)
-    print(f"p10 {ordered[len(ordered) // 10]:.3f}  median {statistics.median(p50s):.3f}  "
-          f"p90 {ordered[9 * len(ordered) // 10]:.3f} ms; slowest / fastest window {max(p50s) / min(p50s):.2f}x")
+    print(
+        f"p10 {ordered[len(ordered) // 10]:.3f}  median {statistics.median(p50s):.3f}  "
+        f"p90 {ordered[9 * len(ordered) // 10]:.3f} ms; slowest / fastest window {max(p50s) / min(p50s):.2f}x"
+    )
     for per_window in (1, 4, 16):
         if len(p50s) >= 2 * per_window:
-            print(f"  {per_window * FLAGS.window:g} s windows: slowest / fastest median {_spread(p50s, per_window):.2f}x")
+            print(
+                f"  {per_window * FLAGS.window:g} s windows: slowest / fastest median {_spread(p50s, per_window):.2f}x"
+            )
     if FLAGS.spin:
         with tempfile.TemporaryDirectory() as folder:
             onnx_path, tflite_path = _student_exports(folder)
-            tails = {"openblas": _child(SPIN, "openblas", FLAGS.threads, threads=FLAGS.threads)}
-            tails["onnxruntime"] = _child(SPIN, "onnxruntime", FLAGS.threads, onnx_path, threads=1)
+            tails = {
+                "openblas": _child(
+                    SPIN, "openblas", FLAGS.threads, threads=FLAGS.threads
+                )
+            }
+            tails["onnxruntime"] = _child(
+                SPIN, "onnxruntime", FLAGS.threads, onnx_path, threads=1
+            )
             litert = _child(LITERT_THREADS, tflite_path, FLAGS.threads, threads=1)
         for runtime, cpu_ms in tails.items():
-            print(f"spin tail: {runtime}, {FLAGS.threads} threads: {cpu_ms:.0f} ms of CPU in the 300 ms after "
-                  "its last call, the process otherwise idle")
-        print("LiteRT Interpreter, student, batch 1, p50: " + ", ".join(
-            f"{name} {p50:.4f} ms" for name, p50 in litert.items()))
+            print(
+                f"spin tail: {runtime}, {FLAGS.threads} threads: {cpu_ms:.0f} ms of CPU in the 300 ms after "
+                "its last call, the process otherwise idle"
+            )
+        print(
+            "LiteRT Interpreter, student, batch 1, p50: "
+            + ", ".join(f"{name} {p50:.4f} ms" for name, p50 in litert.items())
+        )
     print(f"load average at end {os.getloadavg()[0]:.2f}")
-    print("reproduce: .venv/bin/python -m benchmarks.machine_noise " + shlex.join(sys.argv[1:]))
+    print(
+        "reproduce: .venv/bin/python -m benchmarks.machine_noise "
+        + shlex.join(sys.argv[1:])
+    )
 
 
 if __name__ == "__main__":

@@ -111,12 +111,8 @@ def measure_scale(scale):
         shards = shards_lib.cache_soft_target_shards(teacher, data, path)
         cache_seconds = time.perf_counter() - start
         after_cache = peak_rss_mb()
-        stored = sum(
-            os.path.getsize(os.path.join(path, n)) for n in os.listdir(path)
-        )
-        dataset = soft_target_shards_dataset(
-            data, shards, batch_size=512, seed=0
-        )
+        stored = sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path))
+        dataset = soft_target_shards_dataset(data, shards, batch_size=512, seed=0)
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
         distiller.compile(
             optimizer=keras.optimizers.Adam(1e-3), alpha=0.1, temperature=4.0
@@ -151,9 +147,7 @@ def memory():
             text=True,
             check=False,
         )
-        lines = [
-            line for line in result.stdout.splitlines() if line.startswith("{")
-        ]
+        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode != 0 or not lines:
             sys.stderr.write(result.stderr[-3000:])
             raise SystemExit(f"scale {scale} failed ({result.returncode})")
@@ -193,8 +187,11 @@ def throughput():
     y = y.astype("int32")
     keras.utils.set_random_seed(0)
     teacher = keras.Sequential(
-        [keras.Input((784,)), keras.layers.Dense(256, activation="relu"),
-         keras.layers.Dense(CLASSES)]
+        [
+            keras.Input((784,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ]
     )
     folder = tempfile.mkdtemp()
     logits = cache.cache_soft_targets(teacher, x, os.path.join(folder, "t.npz"))
@@ -206,18 +203,20 @@ def throughput():
         "in-memory cache (soft_target_dataset)": dataset_lib.soft_target_dataset(
             x, y, logits, batch_size=128, seed=0
         ),
-        "streamed cache (soft_target_shards_dataset)":
-            soft_target_shards_dataset(
-                stream, shards, batch_size=128, seed=0
-            ),
+        "streamed cache (soft_target_shards_dataset)": soft_target_shards_dataset(
+            stream, shards, batch_size=128, seed=0
+        ),
     }
     distillers = {}
     for name, feed in feeds.items():
         keras.utils.set_random_seed(1)
         student = keras.Sequential(
-            [keras.Input((784,)), keras.layers.Dense(800, activation="relu"),
-             keras.layers.Dense(800, activation="relu"),
-             keras.layers.Dense(CLASSES)]
+            [
+                keras.Input((784,)),
+                keras.layers.Dense(800, activation="relu"),
+                keras.layers.Dense(800, activation="relu"),
+                keras.layers.Dense(CLASSES),
+            ]
         )
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
         distiller.compile(
@@ -228,7 +227,7 @@ def throughput():
     rates = {name: [] for name in feeds}
     names = list(feeds)
     for repeat in range(FLAGS.repeats):
-        for name in names[repeat % 2:] + names[: repeat % 2]:
+        for name in names[repeat % 2 :] + names[: repeat % 2]:
             start = time.perf_counter()
             distillers[name].fit(feeds[name], epochs=1, verbose=0)
             rates[name].append(len(x) / (time.perf_counter() - start))
@@ -238,9 +237,7 @@ def throughput():
     for name in names:
         runs = ", ".join(f"{r:.0f}" for r in rates[name])
         print(f"| {name} | {statistics.median(rates[name]):.0f} | {runs} |")
-    ratio = statistics.median(rates[names[1]]) / statistics.median(
-        rates[names[0]]
-    )
+    ratio = statistics.median(rates[names[1]]) / statistics.median(rates[names[0]])
     print(f"\nStreamed / in-memory: {ratio:.2f}x (goal >= 0.9x).")
 
 
@@ -257,8 +254,11 @@ def topk_part():
     classes, count = 1000, 4096
     keras.utils.set_random_seed(0)
     teacher = keras.Sequential(
-        [keras.Input((64,)), keras.layers.Dense(256, activation="relu"),
-         keras.layers.Dense(classes)]
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(256, activation="relu"),
+            keras.layers.Dense(classes),
+        ]
     )
     x = np.random.default_rng(0).standard_normal((count, 64)).astype("float32")
     # Loss error: synthetic logits shaped like a trained many-class teacher's
@@ -270,18 +270,14 @@ def topk_part():
     students = {
         "near (teacher + N(0,1))": teacher_logits
         + rng.standard_normal(teacher_logits.shape).astype("float32"),
-        "random N(0,1)": rng.standard_normal(teacher_logits.shape).astype(
-            "float32"
-        ),
+        "random N(0,1)": rng.standard_normal(teacher_logits.shape).astype("float32"),
     }
     stream = tf.data.Dataset.from_tensor_slices(x).batch(512)
     folder = tempfile.mkdtemp()
 
     def stored_bytes(**kwargs):
         path = os.path.join(folder, str(len(os.listdir(folder))))
-        shards = shards_lib.cache_soft_target_shards(
-            teacher, stream, path, **kwargs
-        )
+        shards = shards_lib.cache_soft_target_shards(teacher, stream, path, **kwargs)
         total = sum(
             os.path.getsize(os.path.join(path, entry["name"]))
             for shard in shards.index["shards"]
@@ -297,29 +293,35 @@ def topk_part():
     print(f"| full float16 | {stored_bytes(dtype='float16'):.1f} |")
     for k in (5, 20, 100):
         size = stored_bytes(top_k=k, temperature=4.0)
-        print(f"| top-{k} (float16 values, int32 classes, float32 tail) | "
-              f"{size:.1f} |")
+        print(f"| top-{k} (float16 values, int32 classes, float32 tail) | {size:.1f} |")
     print(
         "\nRelative error of the mean loss against the full-logit "
         "kd_loss (synthetic 1,000-class logits, values rounded to float16):\n"
     )
-    print("| student | T | K | teacher mass outside top-K | full loss | "
-          "top-k buckets error | dense uniform-tail error |")
+    print(
+        "| student | T | K | teacher mass outside top-K | full loss | "
+        "top-k buckets error | dense uniform-tail error |"
+    )
     print("|---|---|---|---|---|---|---|")
     for student_name, student in students.items():
         for temperature in (1.0, 4.0):
-            full = float(np.mean(kd_loss_per_example(
-                teacher_logits, student, temperature)))
+            full = float(
+                np.mean(kd_loss_per_example(teacher_logits, student, temperature))
+            )
             for k in (5, 20, 100):
                 values, indices, tail = topk.top_k_targets(
-                    teacher_logits, k, temperature)
+                    teacher_logits, k, temperature
+                )
                 values = values.astype("float16")
-                buckets = float(top_k_kd_loss(
-                    values, indices, tail, student, temperature))
+                buckets = float(
+                    top_k_kd_loss(values, indices, tail, student, temperature)
+                )
                 dense = topk.dense_logits_from_top_k(
-                    values, indices, tail, classes, temperature)
-                uniform = float(np.mean(kd_loss_per_example(
-                    dense, student, temperature)))
+                    values, indices, tail, classes, temperature
+                )
+                uniform = float(
+                    np.mean(kd_loss_per_example(dense, student, temperature))
+                )
                 z = teacher_logits.astype("float64") / temperature
                 p = np.exp(z - z.max(axis=1, keepdims=True))
                 p /= p.sum(axis=1, keepdims=True)

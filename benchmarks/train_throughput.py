@@ -57,9 +57,7 @@ FLAGS = flags.FLAGS
 experiments_cli.define_distillation_flags()
 flags.DEFINE_integer("examples", 20000, "Training examples per epoch (<= 60000).")
 flags.DEFINE_integer("repeats", 3, "Timed epochs per variant (median reported).")
-flags.DEFINE_list(
-    "variants", "core", "Comma-separated variant names, 'core' or 'all'."
-)
+flags.DEFINE_list("variants", "core", "Comma-separated variant names, 'core' or 'all'.")
 flags.DEFINE_integer(
     "steps-per-execution", 1, "Keras steps_per_execution for every variant."
 )
@@ -194,7 +192,9 @@ def _models():
             x = inputs
             if jitter:
                 x = keras.layers.RandomTranslation(
-                    2 / 28, 2 / 28, fill_mode="constant",
+                    2 / 28,
+                    2 / 28,
+                    fill_mode="constant",
                     interpolation="nearest",
                 )(x)
             x = keras.layers.Flatten()(x)
@@ -308,9 +308,7 @@ def _setup(name, x, y, teacher_logits):
     )
     if "_forcexla" in name:
         _force_xla(distiller)
-    if name in (
-        "kdkeras_online", "kdkeras_online_nojit", "kdkeras_online_forcexla"
-    ):
+    if name in ("kdkeras_online", "kdkeras_online_nojit", "kdkeras_online_forcexla"):
         return distiller, arrays
     if name in ("kdkeras_online_dataset", "kdkeras_online_forcexla_dataset"):
         return distiller, {"x": _gather_dataset(x, y, batch_size, seed=0)}
@@ -365,7 +363,7 @@ def _teacher_forward_rate(teacher, x, repeats):
         lambda batch: teacher(batch, training=False), jit_compile=True
     )
     size = FLAGS["batch-size"].value
-    batches = [tf.constant(x[i:i + size]) for i in range(0, len(x), size)]
+    batches = [tf.constant(x[i : i + size]) for i in range(0, len(x), size)]
     forward(batches[0]).numpy()  # trace the full and the last batch shapes
     forward(batches[-1]).numpy()
     rates = []
@@ -488,9 +486,7 @@ def run():
     keras_rate = {w: reference(keras_names, w) for w in statistic}
     fastest_plain = {w: reference(plain_names, w) for w in statistic}
 
-    contended = (
-        max(load_before[0], load_after[0]) > 0.75 * (os.cpu_count() or 1)
-    )
+    contended = max(load_before[0], load_after[0]) > 0.75 * (os.cpu_count() or 1)
     print()
     print(
         f"## Training throughput: {examples} Fashion-MNIST examples, batch "
@@ -503,8 +499,11 @@ def run():
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; "
         f"TF {tf.__version__}, Keras {keras.__version__}; load average "
         f"{load_before[0]:.1f} before, {load_after[0]:.1f} after"
-        + (" (CPU contended: trust 'best' and 'CPU' more than 'median')"
-           if contended else "")
+        + (
+            " (CPU contended: trust 'best' and 'CPU' more than 'median')"
+            if contended
+            else ""
+        )
     )
     print(
         f"Cached soft targets: teacher forward over {examples} examples "
@@ -523,9 +522,7 @@ def run():
     print("|---|---|---|---|---|---|---|---|---|")
 
     def ratios(name, references):
-        return " / ".join(
-            _ratio(statistic[w][name], references[w]) for w in statistic
-        )
+        return " / ".join(_ratio(statistic[w][name], references[w]) for w in statistic)
 
     for name in names:
         print(
@@ -541,23 +538,28 @@ def run():
     for online in ("kdkeras_online", "kdkeras_online_pipelined"):
         if keras_names and online in names:
             goals.append(
-                (f"{online} >= 1.30x keras_distillation",
-                 online, keras_rate, 1.30)
+                (f"{online} >= 1.30x keras_distillation", online, keras_rate, 1.30)
             )
     if keras_names and "kdkeras_cached" in names:
         goals.append(
-            ("kdkeras_cached >= 1.80x keras_distillation",
-             "kdkeras_cached", keras_rate, 1.80)
+            (
+                "kdkeras_cached >= 1.80x keras_distillation",
+                "kdkeras_cached",
+                keras_rate,
+                1.80,
+            )
         )
     if plain_names and "kdkeras_cached" in names:
         goals.append(
-            ("kdkeras_cached within 10% of the fastest plain fit",
-             "kdkeras_cached", fastest_plain, 0.90)
+            (
+                "kdkeras_cached within 10% of the fastest plain fit",
+                "kdkeras_cached",
+                fastest_plain,
+                0.90,
+            )
         )
     for text, name, references, target in goals:
-        measured = {
-            w: statistic[w][name] / references[w] for w in statistic
-        }
+        measured = {w: statistic[w][name] / references[w] for w in statistic}
         verdict = "PASS" if measured["median"] >= target else "MISS"
         print(
             f"{verdict}: {text} (median {measured['median']:.2f}x; "
@@ -566,9 +568,7 @@ def run():
     if "plain_xla" in names and keras_names:
         # Online, a step cannot cost less than a student step plus a teacher
         # forward pass; both measured here, in this run.
-        floor = 1.0 / (
-            1.0 / statistic["median"]["plain_xla"] + 1.0 / teacher_rate
-        )
+        floor = 1.0 / (1.0 / statistic["median"]["plain_xla"] + 1.0 / teacher_rate)
         print(
             f"Online floor: teacher forward alone (XLA, batch "
             f"{FLAGS['batch-size'].value}) {teacher_rate:.0f} samples/s; plus the "

@@ -52,9 +52,7 @@ def shift_and_flip(images, rng, max_shift=2, flip=True):
     if flip:
         mirrored = rng.random(count) < 0.5
         cols[mirrored] = cols[mirrored, ::-1]
-    return padded[
-        np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]
-    ]
+    return padded[np.arange(count)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
 def epoch_images(images, epoch, seed, max_shift=2, flip=True):
@@ -70,6 +68,4 @@ def epoch_images(images, epoch, seed, max_shift=2, flip=True):
     Returns:
         The augmented copy; identical for identical `(epoch, seed)`.
     """
-    return shift_and_flip(
-        images, np.random.default_rng([seed, epoch]), max_shift, flip
-    )
+    return shift_and_flip(images, np.random.default_rng([seed, epoch]), max_shift, flip)

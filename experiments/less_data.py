@@ -50,9 +50,19 @@ FLAGS = flags.FLAGS
 SECTION = "less-data"
 #: The settings read from flags (underscored names; the flags are dashed).
 SETTINGS = (
-    "fractions", "seeds", "steps", "student_units", "teacher_epochs",
-    "temperature", "alpha", "batch_size", "learning_rate", "schedule",
-    "limit_train", "limit_test", "cache_dir",
+    "fractions",
+    "seeds",
+    "steps",
+    "student_units",
+    "teacher_epochs",
+    "temperature",
+    "alpha",
+    "batch_size",
+    "learning_rate",
+    "schedule",
+    "limit_train",
+    "limit_test",
+    "cache_dir",
 )
 QUICK = {
     "seeds": ["0"],
@@ -75,23 +85,28 @@ def define_flags():
     """Defines the command-line flags (only when run as a program, so the
     experiments' modules can be imported together)."""
     flags.DEFINE_list(
-        "fractions", ["0.03", "0.1"],
+        "fractions",
+        ["0.03", "0.1"],
         "Fractions of the training images that keep their labels.",
     )
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (mean ± std).")
     flags.DEFINE_integer(
-        "steps", 1500,
+        "steps",
+        1500,
         "Optimizer steps of every student run, whatever its training set.",
     )
     flags.DEFINE_list(
-        "student-units", ["800", "800"],
+        "student-units",
+        ["800", "800"],
         "Hidden widths of the MLP student (models.build_mlp_student).",
     )
     flags.DEFINE_integer("teacher-epochs", 5, "Epochs of the CNN teacher.")
     cli.define_distillation_flags(temperature=20.0)
     flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
     flags.DEFINE_enum(
-        "schedule", "cosine", ["cosine", "constant"],
+        "schedule",
+        "cosine",
+        ["cosine", "constant"],
         "Learning-rate schedule of the students (cosine: to 0 over --steps).",
     )
     cli.define_run_flags(
@@ -139,9 +154,7 @@ def read_settings():
         )
     cli.check_at_least_one(settings, ("steps", "teacher_epochs", "batch_size"))
     if not 0.0 <= settings["alpha"] <= 1.0:
-        raise ValueError(
-            f"`--alpha` must be in [0, 1]. Received: {settings['alpha']}"
-        )
+        raise ValueError(f"`--alpha` must be in [0, 1]. Received: {settings['alpha']}")
     if not settings["temperature"] > 0 or not settings["learning_rate"] > 0:
         raise ValueError(
             "`--temperature` and `--learning-rate` must be > 0. Received: "
@@ -176,9 +189,7 @@ def select_labelled(labels, fraction, seed):
     """
     labels = np.asarray(labels)
     if not 0.0 < fraction < 1.0:
-        raise ValueError(
-            f"`fraction` must be in (0, 1). Received: fraction={fraction}"
-        )
+        raise ValueError(f"`fraction` must be in (0, 1). Received: fraction={fraction}")
     classes, counts = np.unique(labels, return_counts=True)
     shares = fraction * counts
     kept = np.floor(shares).astype(int)
@@ -318,7 +329,8 @@ def run(settings, log=print, on_seed=None):
             soft_target_dataset(
                 x_test, y_test, test_logits, batch_size=1024, shuffle=False
             ),
-            verbose=0, return_dict=True,
+            verbose=0,
+            return_dict=True,
         )
         predictions = np.argmax(
             training.predict_logits(distiller.student, x_test), axis=-1
@@ -335,29 +347,50 @@ def run(settings, log=print, on_seed=None):
                 )
 
     rows = [
-        {"fraction": None, "how": "teacher (CNN), all labels",
-         "labelled": len(y_train), "examples": len(y_train),
-         "accuracy": [float(np.mean(teacher_predictions == y_test))],
-         "agreement": [1.0],
-         "seconds": [teacher_seconds] if teacher_seconds else []},
-        {"fraction": None, "how": "student alone, all labels",
-         "labelled": len(y_train), "examples": len(y_train),
-         "accuracy": [], "agreement": [], "seconds": []},
+        {
+            "fraction": None,
+            "how": "teacher (CNN), all labels",
+            "labelled": len(y_train),
+            "examples": len(y_train),
+            "accuracy": [float(np.mean(teacher_predictions == y_test))],
+            "agreement": [1.0],
+            "seconds": [teacher_seconds] if teacher_seconds else [],
+        },
+        {
+            "fraction": None,
+            "how": "student alone, all labels",
+            "labelled": len(y_train),
+            "examples": len(y_train),
+            "accuracy": [],
+            "agreement": [],
+            "seconds": [],
+        },
     ]
     subsets = {}
     for fraction in settings["fractions"]:
         for how in HOWS:
             size = int(round(fraction * len(y_train)))
-            rows.append({
-                "fraction": fraction, "how": how, "labelled": size,
-                "examples": len(y_train) if how == UNLABELLED_TOO else size,
-                "accuracy": [], "agreement": [], "seconds": [],
-            })
+            rows.append(
+                {
+                    "fraction": fraction,
+                    "how": how,
+                    "labelled": size,
+                    "examples": len(y_train) if how == UNLABELLED_TOO else size,
+                    "accuracy": [],
+                    "agreement": [],
+                    "seconds": [],
+                }
+            )
     result = {
-        "rows": rows, "subsets": subsets, "settings": settings,
-        "train_size": len(y_train), "test_size": len(y_test),
-        "recipe": recipe, "teacher_recipe": teacher_recipe,
-        "teacher_cached": teacher_seconds is None, "seeds_done": [],
+        "rows": rows,
+        "subsets": subsets,
+        "settings": settings,
+        "train_size": len(y_train),
+        "test_size": len(y_test),
+        "recipe": recipe,
+        "teacher_recipe": teacher_recipe,
+        "teacher_cached": teacher_seconds is None,
+        "seeds_done": [],
         "parameters": student().count_params(),
     }
     for seed in settings["seeds"]:
@@ -365,29 +398,31 @@ def run(settings, log=print, on_seed=None):
         for fraction in settings["fractions"]:
             labelled = select_labelled(y_train, fraction, seed)
             subsets[(seed, fraction)] = labelled
-            by_how = {
-                row["how"]: row for row in rows if row["fraction"] == fraction
-            }
+            by_how = {row["how"]: row for row in rows if row["fraction"] == fraction}
             runs += [
-                (by_how[ALONE], lambda labelled=labelled, seed=seed:
-                    train_alone(labelled, seed)),
-                (by_how[DISTILLED], lambda labelled=labelled, seed=seed:
-                    train_distilled(labelled, y_train, seed)),
-                (by_how[UNLABELLED_TOO], lambda labelled=labelled, seed=seed:
-                    train_distilled(
+                (
+                    by_how[ALONE],
+                    lambda labelled=labelled, seed=seed: train_alone(labelled, seed),
+                ),
+                (
+                    by_how[DISTILLED],
+                    lambda labelled=labelled, seed=seed: train_distilled(
+                        labelled, y_train, seed
+                    ),
+                ),
+                (
+                    by_how[UNLABELLED_TOO],
+                    lambda labelled=labelled, seed=seed: train_distilled(
                         None, partly_labelled(y_train, labelled), seed
-                    )),
+                    ),
+                ),
             ]
         for row, train in runs:
             keras.utils.set_random_seed(seed)
             model, seconds = train()
-            predictions = np.argmax(
-                training.predict_logits(model, x_test), axis=-1
-            )
+            predictions = np.argmax(training.predict_logits(model, x_test), axis=-1)
             row["accuracy"].append(float(np.mean(predictions == y_test)))
-            row["agreement"].append(
-                float(np.mean(predictions == teacher_predictions))
-            )
+            row["agreement"].append(float(np.mean(predictions == teacher_predictions)))
             row["seconds"].append(seconds)
             log(
                 f"seed {seed}: {row['labelled']} labelled, {row['how']}: "
@@ -434,30 +469,38 @@ def goals(result):
     [(0.89, 0.04, 2)]
     """
     full = statistics.fmean(
-        next(row for row in result["rows"]
-             if row["how"] == "student alone, all labels")["accuracy"]
+        next(
+            row for row in result["rows"] if row["how"] == "student alone, all labels"
+        )["accuracy"]
     )
-    fractions = sorted({
-        row["fraction"] for row in result["rows"] if row["fraction"] is not None
-    })
+    fractions = sorted(
+        {row["fraction"] for row in result["rows"] if row["fraction"] is not None}
+    )
     outcome = []
     for fraction in fractions:
         by_how = {
             row["how"]: row["accuracy"]
-            for row in result["rows"] if row["fraction"] == fraction
+            for row in result["rows"]
+            if row["fraction"] == fraction
         }
         alone, distilled = by_how[ALONE], by_how[DISTILLED]
         difference = full - statistics.fmean(alone)
-        outcome.append({
-            "fraction": fraction,
-            "recovered": (
-                (statistics.fmean(by_how[UNLABELLED_TOO]) - statistics.fmean(alone))
-                / difference if difference > 0 else None
-            ),
-            "gain": statistics.fmean(distilled) - statistics.fmean(alone),
-            "spread": _spread(alone) + _spread(distilled),
-            "seeds_better": sum(b > a for a, b in zip(alone, distilled, strict=True)),
-        })
+        outcome.append(
+            {
+                "fraction": fraction,
+                "recovered": (
+                    (statistics.fmean(by_how[UNLABELLED_TOO]) - statistics.fmean(alone))
+                    / difference
+                    if difference > 0
+                    else None
+                ),
+                "gain": statistics.fmean(distilled) - statistics.fmean(alone),
+                "spread": _spread(alone) + _spread(distilled),
+                "seeds_better": sum(
+                    b > a for a, b in zip(alone, distilled, strict=True)
+                ),
+            }
+        )
     return outcome
 
 
@@ -526,18 +569,21 @@ def render_markdown(result, command):
     test_size = result["test_size"]
     for row in result["rows"]:
         labels = (
-            f"all {row['labelled']:,}" if row["fraction"] is None
+            f"all {row['labelled']:,}"
+            if row["fraction"] is None
             else f"{_percent(row['fraction'])} ({row['labelled']:,})"
         )
         teacher_row = row is result["rows"][0]
         passes = (
-            f"{result['teacher_recipe'].epochs}" if teacher_row
+            f"{result['teacher_recipe'].epochs}"
+            if teacher_row
             else f"{settings['steps'] * recipe.batch_size / row['examples']:.1f}"
         )
         errors = [test_size * (1.0 - value) for value in row["accuracy"]]
         seconds = (
             _mean_std(row["seconds"], scale=1.0, digits=0)
-            if row["seconds"] else "cached"
+            if row["seconds"]
+            else "cached"
         )
         lines.append(
             f"| {labels} | {row['how']} | {row['examples']:,} | {passes} "
@@ -546,10 +592,7 @@ def render_markdown(result, command):
         )
     lines += ["", "Per-seed test accuracy (%):", ""]
     for row in result["rows"][1:]:
-        label = (
-            "all labels" if row["fraction"] is None
-            else _percent(row["fraction"])
-        )
+        label = "all labels" if row["fraction"] is None else _percent(row["fraction"])
         values = ", ".join(f"{100 * value:.2f}" for value in row["accuracy"])
         lines.append(f"- {label}, {row['how']}: {values}")
     lines += ["", "The issue's goals:", ""]
@@ -559,15 +602,13 @@ def render_markdown(result, command):
         recovered = goal["recovered"]
         recovered_text = (
             "n/a ((a) is not below the student on all labels)"
-            if recovered is None else f"**{_share(recovered)}**"
+            if recovered is None
+            else f"**{_share(recovered)}**"
         )
         target = ""
         if goal["fraction"] == smallest and recovered is not None:
             met = _meets(recovered)
-            target = (
-                f" (goal ≥ {GOAL_RECOVERED:.0%}: "
-                f"{'met' if met else 'NOT met'})"
-            )
+            target = f" (goal ≥ {GOAL_RECOVERED:.0%}: {'met' if met else 'NOT met'})"
         if goal["gain"] <= 0:
             verdict = "no: (b) is not better than (a)"
         elif len(seeds) < 2:
@@ -622,9 +663,7 @@ def write_report(settings):
     command = cli.reproduce_command("experiments.less_data")
 
     def write(result):
-        report.update_section(
-            FLAGS.output, SECTION, render_markdown(result, command)
-        )
+        report.update_section(FLAGS.output, SECTION, render_markdown(result, command))
 
     write(run(settings, log=cli.progress_log(FLAGS.verbose), on_seed=write))
     return FLAGS.output
@@ -632,6 +671,4 @@ def write_report(settings):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(
-        functools.partial(cli.main, read_settings=read_settings, run=write_report)
-    )
+    app.run(functools.partial(cli.main, read_settings=read_settings, run=write_report))

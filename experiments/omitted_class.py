@@ -27,7 +27,9 @@ def define_flags():
     """Defines the command-line flags (only when run as a program, so the
     experiments' modules can be imported together)."""
     flags.DEFINE_integer("omitted-class", 3, "Class removed from the transfer set.")
-    flags.DEFINE_integer("holdout", 5000, "Training examples held out to choose the shift.")
+    flags.DEFINE_integer(
+        "holdout", 5000, "Training examples held out to choose the shift."
+    )
     flags.DEFINE_integer("epochs", 10, "Student epochs.")
     flags.DEFINE_integer("teacher-epochs", 10, "Teacher epochs.")
     flags.DEFINE_boolean("teacher-augment", False, "Augment the teacher's images.")
@@ -48,10 +50,23 @@ def define_flags():
 
 SECTION = "omitted-class"
 SETTINGS = (
-    "omitted_class", "holdout", "epochs", "teacher_epochs", "seed",
-    "temperature", "alpha", "batch_size", "learning_rate", "schedule",
-    "augment", "teacher_augment", "max_bias_shift", "bias_step",
-    "limit_train", "limit_test", "cache_dir",
+    "omitted_class",
+    "holdout",
+    "epochs",
+    "teacher_epochs",
+    "seed",
+    "temperature",
+    "alpha",
+    "batch_size",
+    "learning_rate",
+    "schedule",
+    "augment",
+    "teacher_augment",
+    "max_bias_shift",
+    "bias_step",
+    "limit_train",
+    "limit_test",
+    "cache_dir",
 )
 QUICK = {
     "epochs": 1,
@@ -109,7 +124,9 @@ def split_transfer_set(labels, omitted_class, holdout, seed):
 
 def _class_accuracy(predictions, labels, class_index):
     mask = labels == class_index
-    return float(np.mean(predictions[mask] == class_index)) if mask.any() else float("nan")
+    return (
+        float(np.mean(predictions[mask] == class_index)) if mask.any() else float("nan")
+    )
 
 
 def run(settings, log=print):
@@ -127,9 +144,12 @@ def run(settings, log=print):
     )
     omitted = settings["omitted_class"]
     common = dict(
-        batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-        schedule=settings["schedule"], augment=settings["augment"],
-        temperature=settings["temperature"], alpha=settings["alpha"],
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        schedule=settings["schedule"],
+        augment=settings["augment"],
+        temperature=settings["temperature"],
+        alpha=settings["alpha"],
     )
     teacher_recipe = Recipe(
         epochs=settings["teacher_epochs"],
@@ -143,7 +163,9 @@ def run(settings, log=print):
     teacher, _ = training.cached_cnn_teacher(
         settings["cache_dir"], teacher_recipe, x_train, y_train
     )
-    transfer, held = split_transfer_set(y_train, omitted, settings["holdout"], settings["seed"])
+    transfer, held = split_transfer_set(
+        y_train, omitted, settings["holdout"], settings["seed"]
+    )
     x_transfer, y_transfer = x_train[transfer], y_train[transfer]
     x_holdout, y_holdout = x_train[held], y_train[held]
 
@@ -152,7 +174,13 @@ def run(settings, log=print):
     keras.utils.set_random_seed(settings["seed"])
     student = models.build_mlp_student()
     seconds = training.distill_with_kdkeras(
-        student, teacher, x_transfer, y_transfer, logits, student_recipe, settings["seed"]
+        student,
+        teacher,
+        x_transfer,
+        y_transfer,
+        logits,
+        student_recipe,
+        settings["seed"],
     )
 
     def evaluate():
@@ -165,7 +193,9 @@ def run(settings, log=print):
         }
 
     before = evaluate()
-    candidates = np.arange(0.0, settings["max_bias_shift"] + 1e-9, settings["bias_step"])
+    candidates = np.arange(
+        0.0, settings["max_bias_shift"] + 1e-9, settings["bias_step"]
+    )
     shift = bias.choose_bias_shift(student, x_holdout, y_holdout, omitted, candidates)
     holdout_logits = training.predict_logits(student, x_holdout)
     holdout_before, holdout_after = bias.shift_accuracies(
@@ -185,7 +215,11 @@ def run(settings, log=print):
         "teacher_recipe": teacher_recipe,
         "seconds": seconds,
         "shift": shift,
-        "candidates": (float(candidates[0]), float(candidates[-1]), settings["bias_step"]),
+        "candidates": (
+            float(candidates[0]),
+            float(candidates[-1]),
+            settings["bias_step"],
+        ),
         "holdout_accuracy": (float(holdout_before), float(holdout_after)),
         "before": before,
         "after": after,

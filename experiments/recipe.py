@@ -63,8 +63,7 @@ class Recipe:
             )
         if not self.temperature > 0:
             raise ValueError(
-                "`temperature` must be > 0. "
-                f"Received: temperature={self.temperature!r}"
+                f"`temperature` must be > 0. Received: temperature={self.temperature!r}"
             )
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(

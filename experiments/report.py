@@ -64,7 +64,9 @@ def update_section(path, name, text):
     if pattern.search(existing):
         content = pattern.sub(lambda match: block, existing, count=1)
     else:
-        content = (existing.rstrip() + "\n\n" if existing.strip() else TITLE + "\n\n") + block
+        content = (
+            existing.rstrip() + "\n\n" if existing.strip() else TITLE + "\n\n"
+        ) + block
     write_atomically(path, content)
     return content
 

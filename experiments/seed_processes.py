@@ -75,9 +75,7 @@ def run_parallel(settings, jobs, log=print, on_seed=None):
                 seed = pending.pop(0)
                 json_path = os.path.join(scratch, f"seed{seed}.json")
                 command = worker_command(settings, seed, threads, json_path)
-                log(
-                    f"seed {seed}: started in its own process ({threads} threads)"
-                )
+                log(f"seed {seed}: started in its own process ({threads} threads)")
                 # stderr to a file, not a pipe: a full pipe would block the worker.
                 with open(json_path + ".log", "w") as stderr:
                     process = subprocess.Popen(
@@ -140,4 +138,3 @@ def write_worker_json(path, rows, info):
         "cache_seconds": info["cache_seconds"],
     }
     report.write_atomically(path, json.dumps(payload))
-

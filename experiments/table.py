@@ -39,10 +39,23 @@ FLAGS = flags.FLAGS
 SECTION = "table"
 #: The settings read from flags (underscored names; the flags are dashed).
 SETTINGS = (
-    "epochs", "teacher_epochs", "seeds", "teacher", "ensemble_size",
-    "ensemble_mean", "temperature", "alpha", "batch_size", "learning_rate",
-    "schedule", "augment", "teacher_schedule", "teacher_augment", "limit_train",
-    "limit_test", "cache_dir",
+    "epochs",
+    "teacher_epochs",
+    "seeds",
+    "teacher",
+    "ensemble_size",
+    "ensemble_mean",
+    "temperature",
+    "alpha",
+    "batch_size",
+    "learning_rate",
+    "schedule",
+    "augment",
+    "teacher_schedule",
+    "teacher_augment",
+    "limit_train",
+    "limit_test",
+    "cache_dir",
 )
 QUICK = {
     "epochs": 1,
@@ -61,14 +74,18 @@ def define_flags():
     flags.DEFINE_integer("teacher-epochs", 10, "Epochs of every teacher.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds (mean ± std).")
     flags.DEFINE_enum(
-        "teacher", "cnn", list(table_runs.TEACHERS),
+        "teacher",
+        "cnn",
+        list(table_runs.TEACHERS),
         "Teacher architecture: 'cnn' (models.build_cnn_teacher) or 'mlp', the "
         "paper's 784-1200-1200-10 MLP with dropout 0.1 on the input and 0.3 "
         "on the hidden layers, no input jitter (models.build_mlp_teacher).",
     )
     flags.DEFINE_integer("ensemble-size", 3, "Teachers in the ensemble.")
     flags.DEFINE_enum(
-        "ensemble-mean", "arithmetic", ["arithmetic", "geometric"],
+        "ensemble-mean",
+        "arithmetic",
+        ["arithmetic", "geometric"],
         "How the ensemble averages its members.",
     )
     cli.define_distillation_flags()
@@ -77,16 +94,20 @@ def define_flags():
         "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."
     )
     flags.DEFINE_boolean(
-        "augment", False,
+        "augment",
+        False,
         "Shift (±2 px) and mirror each epoch's training images, the same images "
         "for teacher and student.",
     )
     flags.DEFINE_enum(
-        "teacher-schedule", "cosine", ["cosine", "constant"],
+        "teacher-schedule",
+        "cosine",
+        ["cosine", "constant"],
         "Learning-rate schedule of the teachers.",
     )
     flags.DEFINE_boolean(
-        "teacher-augment", False,
+        "teacher-augment",
+        False,
         "Augment the teachers' training images too (slower to converge).",
     )
     cli.define_run_flags(
@@ -97,7 +118,8 @@ def define_flags():
         "empty: none.",
     )
     flags.DEFINE_integer(
-        "jobs", 1,
+        "jobs",
+        1,
         "Seeds trained at once, each in its own process with CPUs/jobs "
         "TensorFlow threads (the teachers are trained or loaded first).",
     )
@@ -105,11 +127,11 @@ def define_flags():
         "threads", 0, "TensorFlow intra-/inter-op threads (0: TF's default)."
     )
     flags.DEFINE_string(
-        "worker-json", "",
+        "worker-json",
+        "",
         "Internal (used by --jobs): write this process's rows as JSON here "
         "instead of the markdown file.",
     )
-
 
 
 def read_settings():

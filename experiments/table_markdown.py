@@ -74,7 +74,8 @@ def render_markdown(rows, info, command):
         gap = "—"
         if row.teacher:
             closed = gap_closed(
-                alone.mean_errors, row.mean_errors,
+                alone.mean_errors,
+                row.mean_errors,
                 by_name[row.teacher].mean_errors,
             )
             gap = "n/a (teacher not better)" if closed is None else f"{closed:.0%}"
@@ -139,4 +140,3 @@ def render_markdown(rows, info, command):
 def _teacher_text(recipe):
     text = recipe.describe()
     return text.rsplit(", T=", 1)[0]
-

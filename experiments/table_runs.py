@@ -17,7 +17,11 @@ ROW_KDKERAS = "Student, kdkeras.Distiller"
 ROW_KERAS = "Student, keras.distillation.Distiller"
 ROW_KDKERAS_ENSEMBLE = "Student, kdkeras.Distiller, ensemble teacher"
 ROW_NAMES = (
-    ROW_TEACHER, ROW_ENSEMBLE, ROW_ALONE, ROW_KDKERAS, ROW_KERAS,
+    ROW_TEACHER,
+    ROW_ENSEMBLE,
+    ROW_ALONE,
+    ROW_KDKERAS,
+    ROW_KERAS,
     ROW_KDKERAS_ENSEMBLE,
 )
 
@@ -127,7 +131,10 @@ def run(settings, log=print, on_seed=None):
     for index in range(settings["ensemble_size"]):
         log(f"teacher {index}: training ({teacher_recipe.epochs} epochs)")
         path = training.teacher_cache_path(
-            settings["cache_dir"], kind.cache_name, index, teacher_recipe,
+            settings["cache_dir"],
+            kind.cache_name,
+            index,
+            teacher_recipe,
             len(x_train),
         )
         model, seconds = training.cached_teacher(
@@ -136,7 +143,11 @@ def run(settings, log=print, on_seed=None):
                 index, f"{settings['teacher']}_teacher_{index}"
             ),
             lambda model, index=index: training.train_classifier(
-                model, x_train, y_train, teacher_recipe, seed=index,
+                model,
+                x_train,
+                y_train,
+                teacher_recipe,
+                seed=index,
                 jit_compile=kind.jit_compile,
             ),
         )
@@ -147,15 +158,11 @@ def run(settings, log=print, on_seed=None):
 
     # The ensemble's soft targets below combine cached member logits with
     # the Ensemble's own EnsembleMean layer; check that equals the model.
-    member_test_logits = [
-        training.predict_logits(member, x_test) for member in members
-    ]
+    member_test_logits = [training.predict_logits(member, x_test) for member in members]
     combined = keras.ops.convert_to_numpy(
         teachers.EnsembleMean(settings["ensemble_mean"])(member_test_logits)
     )
-    if not np.allclose(
-        combined, training.predict_logits(ensemble, x_test), atol=1e-4
-    ):
+    if not np.allclose(combined, training.predict_logits(ensemble, x_test), atol=1e-4):
         raise RuntimeError(
             "Ensemble outputs differ from EnsembleMean of its members' logits."
         )
@@ -209,21 +216,25 @@ def run(settings, log=print, on_seed=None):
 
     student_parameters = models.build_mlp_student().count_params()
     description = "`models.build_mlp_student()` (784-800-800-10)"
-    rows[ROW_ALONE] = Row(ROW_ALONE, description + ", labels only",
-                          student_parameters)
+    rows[ROW_ALONE] = Row(ROW_ALONE, description + ", labels only", student_parameters)
     rows[ROW_KDKERAS] = Row(
-        ROW_KDKERAS, description + f", {kind.label} teacher, cached soft targets",
-        student_parameters, teacher=ROW_TEACHER,
+        ROW_KDKERAS,
+        description + f", {kind.label} teacher, cached soft targets",
+        student_parameters,
+        teacher=ROW_TEACHER,
     )
     rows[ROW_KERAS] = Row(
         ROW_KERAS,
         description + f", {kind.label} teacher, `LogitsDistillation(T, "
         "KLDivergence())`, teacher run per batch",
-        student_parameters, teacher=ROW_TEACHER,
+        student_parameters,
+        teacher=ROW_TEACHER,
     )
     rows[ROW_KDKERAS_ENSEMBLE] = Row(
-        ROW_KDKERAS_ENSEMBLE, description + ", ensemble teacher, cached soft "
-        "targets", student_parameters, teacher=ROW_ENSEMBLE,
+        ROW_KDKERAS_ENSEMBLE,
+        description + ", ensemble teacher, cached soft targets",
+        student_parameters,
+        teacher=ROW_ENSEMBLE,
     )
     info = {
         "train_size": len(x_train),
@@ -239,19 +250,41 @@ def run(settings, log=print, on_seed=None):
     }
     for seed in settings["seeds"]:
         runs = (
-            (ROW_ALONE, lambda student, seed=seed: training.train_classifier(
-                student, x_train, y_train, student_recipe, seed,
-                jit_compile=True)),
-            (ROW_KDKERAS, lambda student, seed=seed: training.distill_with_kdkeras(
-                student, teacher, x_train, y_train, teacher_logits,
-                student_recipe, seed)),
-            (ROW_KERAS, lambda student, seed=seed: training.distill_with_keras(
-                student, teacher, x_train, y_train, student_recipe, seed)),
+            (
+                ROW_ALONE,
+                lambda student, seed=seed: training.train_classifier(
+                    student, x_train, y_train, student_recipe, seed, jit_compile=True
+                ),
+            ),
+            (
+                ROW_KDKERAS,
+                lambda student, seed=seed: training.distill_with_kdkeras(
+                    student,
+                    teacher,
+                    x_train,
+                    y_train,
+                    teacher_logits,
+                    student_recipe,
+                    seed,
+                ),
+            ),
+            (
+                ROW_KERAS,
+                lambda student, seed=seed: training.distill_with_keras(
+                    student, teacher, x_train, y_train, student_recipe, seed
+                ),
+            ),
             (
                 ROW_KDKERAS_ENSEMBLE,
                 lambda student, seed=seed: training.distill_with_kdkeras(
-                    student, ensemble, x_train, y_train, ensemble_logits,
-                    student_recipe, seed),
+                    student,
+                    ensemble,
+                    x_train,
+                    y_train,
+                    ensemble_logits,
+                    student_recipe,
+                    seed,
+                ),
             ),
         )
         for name, train in runs:
@@ -267,4 +300,3 @@ def run(settings, log=print, on_seed=None):
             on_seed([rows[name] for name in ROW_NAMES], dict(info, seeds=done))
 
     return [rows[name] for name in ROW_NAMES], info
-

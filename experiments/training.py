@@ -202,8 +202,7 @@ def teacher_cache_path(cache_dir, kind, seed, recipe, train_size):
     if not cache_dir:
         return None
     augmentation = (
-        f"shift{recipe.max_shift}{'flip' if recipe.flip else ''}"
-        f"s{recipe.augment_seed}"
+        f"shift{recipe.max_shift}{'flip' if recipe.flip else ''}s{recipe.augment_seed}"
         if recipe.augment
         else "noaug"
     )

@@ -96,9 +96,7 @@ class UsageError(ValueError):
 def define_common_flags(output_help):
     """Defines the flags shared by the `to_*` tools (see module docstring)."""
     flags.DEFINE_string("output", None, output_help)
-    flags.DEFINE_boolean(
-        "overwrite", False, "Replace the output if it already exists."
-    )
+    flags.DEFINE_boolean("overwrite", False, "Replace the output if it already exists.")
     flags.DEFINE_boolean(
         "unsafe",
         False,

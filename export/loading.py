@@ -38,10 +38,7 @@ def error_summary(error):
     Keras wraps layer errors as "Exception encountered when calling X.call()."
     followed by the actual cause; the cause is appended.
     """
-    lines = [
-        " ".join(_ANSI.sub("", line).split())
-        for line in str(error).splitlines()
-    ]
+    lines = [" ".join(_ANSI.sub("", line).split()) for line in str(error).splitlines()]
     lines = [line for line in lines if line]
     if not lines:
         return type(error).__name__
@@ -108,8 +105,7 @@ def _load_keras_file(path, unsafe):
         ) from None
     except (ValueError, zipfile.BadZipFile, OSError) as error:
         raise ModelLoadError(
-            f"MODEL {path} is corrupt: unreadable config.json "
-            f"({error_summary(error)})"
+            f"MODEL {path} is corrupt: unreadable config.json ({error_summary(error)})"
         ) from None
     import keras
 
@@ -130,9 +126,7 @@ def _load_keras_file(path, unsafe):
                 "code), refused under safe mode; pass --unsafe (Python: "
                 "unsafe=True) only if you trust the file"
             ) from None
-        raise ModelLoadError(
-            f"MODEL {path} could not be loaded: {message}"
-        ) from None
+        raise ModelLoadError(f"MODEL {path} could not be loaded: {message}") from None
 
 
 def _load_saved_model(path):
@@ -154,9 +148,7 @@ def _load_saved_model(path):
     if not signatures:
         raise ModelLoadError(f"MODEL {path} has no serving signatures")
     endpoint = (
-        SERVING_SIGNATURE
-        if SERVING_SIGNATURE in signatures
-        else sorted(signatures)[0]
+        SERVING_SIGNATURE if SERVING_SIGNATURE in signatures else sorted(signatures)[0]
     )
     function = signatures[endpoint]
     _, input_specs = function.structured_input_signature
@@ -166,7 +158,7 @@ def _load_saved_model(path):
             f"MODEL {path}: signature {endpoint!r} has {len(input_specs)} "
             f"inputs and {len(output_specs)} outputs; expected 1 and 1"
         )
-    (input_name, spec), = input_specs.items()
+    ((input_name, spec),) = input_specs.items()
     (output_name,) = output_specs
     inputs = keras.Input(
         shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=input_name

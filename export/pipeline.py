@@ -37,7 +37,9 @@ class ExportResult:
     summary: str
 
 
-def resolve_for_export(model, output_path, overwrite=False, unsafe=False, directory=False):
+def resolve_for_export(
+    model, output_path, overwrite=False, unsafe=False, directory=False
+):
     """Checks the destination first, then loads `model`: `(model, source)`.
 
     A bad destination is refused before the (slow) load and conversion.
@@ -82,9 +84,7 @@ def load_labelled_data(labelled_data, model):
     input_shape, _ = loading.input_signature(model)
     num_classes = loading.num_classes(model)
     if isinstance(labelled_data, (str, os.PathLike)):
-        return verify.load_labelled(
-            labelled_data, input_shape, num_classes=num_classes
-        )
+        return verify.load_labelled(labelled_data, input_shape, num_classes=num_classes)
     x, y = labelled_data
     return verify.check_labelled(
         x, y, input_shape, flag="labelled_data", num_classes=num_classes
@@ -140,11 +140,14 @@ def export_artifact(
     labelled = None
     if labelled_data is not None:
         labelled = load_labelled_data(labelled_data, model)
-    with staging.StagedOutput(
-        output_path, overwrite=overwrite, directory=directory
-    ) as artifact, staging.StagedOutput(
-        sidecar.sidecar_path(output_path), overwrite=True, flag="sidecar"
-    ) as side:
+    with (
+        staging.StagedOutput(
+            output_path, overwrite=overwrite, directory=directory
+        ) as artifact,
+        staging.StagedOutput(
+            sidecar.sidecar_path(output_path), overwrite=True, flag="sidecar"
+        ) as side,
+    ):
         extra = write(artifact.temporary_path) or {}
         report = verify.verify_artifact(
             model,

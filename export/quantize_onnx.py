@@ -200,7 +200,11 @@ def export_onnx_int8(
                 ) from None
         return {
             "opset": next(
-                (o.version for o in model_proto.opset_import if o.domain in ("", "ai.onnx")),
+                (
+                    o.version
+                    for o in model_proto.opset_import
+                    if o.domain in ("", "ai.onnx")
+                ),
                 None,
             ),
             "eight_bit_weight_tensors": check_quantized(path),

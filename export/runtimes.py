@@ -110,12 +110,8 @@ def tf_thread_settings(tf):
     """TensorFlow's thread-pool sizes, as set (0: TensorFlow's default)."""
     threading = tf.config.threading
     return {
-        "intra_op_parallelism_threads": (
-            threading.get_intra_op_parallelism_threads()
-        ),
-        "inter_op_parallelism_threads": (
-            threading.get_inter_op_parallelism_threads()
-        ),
+        "intra_op_parallelism_threads": (threading.get_intra_op_parallelism_threads()),
+        "inter_op_parallelism_threads": (threading.get_inter_op_parallelism_threads()),
     }
 
 
@@ -306,7 +302,9 @@ class TFLiteRuntime:
 
     def parameters(self):
         """Elements of the constant weight tensors (shape constants excluded)."""
-        return int(sum(size for _, _, size in constant_tensor_details(self.interpreter)))
+        return int(
+            sum(size for _, _, size in constant_tensor_details(self.interpreter))
+        )
 
 
 def constant_tensor_details(interpreter):
@@ -550,9 +548,7 @@ def load(path, fmt, threads=None, options=None):
         The adapter; `adapter.predict(x)` runs the model.
     """
     if fmt not in ADAPTERS:
-        raise ValueError(
-            f"`fmt` must be one of {list(FORMATS)}. Received: fmt={fmt!r}"
-        )
+        raise ValueError(f"`fmt` must be one of {list(FORMATS)}. Received: fmt={fmt!r}")
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     return ADAPTERS[fmt](path, threads, options)

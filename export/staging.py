@@ -59,9 +59,7 @@ def check_output_path(path, overwrite=False, directory=False, flag="--output"):
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
-        problem = (
-            "is not a folder" if os.path.lexists(parent) else "does not exist"
-        )
+        problem = "is not a folder" if os.path.lexists(parent) else "does not exist"
         raise ValueError(
             f"`{flag}` must be in an existing folder. "
             f"Received: {flag}={path} (parent folder {parent} {problem})"
@@ -107,17 +105,13 @@ def check_writable_folder(folder, path, flag="--output"):
 def temporary_sibling(path, tag="partial"):
     """A fresh hidden path beside `path`: `.x.onnx.partial-<pid>-<8 hex>`."""
     parent, name = os.path.split(os.path.abspath(path))
-    return os.path.join(
-        parent, f".{name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
-    )
+    return os.path.join(parent, f".{name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
 def staging_pattern(name):
     """Regex of the staging names of `name`: groups (pid or None)."""
     tags = "|".join(STAGING_TAGS)
-    return re.compile(
-        rf"^\.{re.escape(name)}\.(?:{tags})-(?:(\d+)-)?[0-9a-f]{{8}}$"
-    )
+    return re.compile(rf"^\.{re.escape(name)}\.(?:{tags})-(?:(\d+)-)?[0-9a-f]{{8}}$")
 
 
 def process_alive(pid):

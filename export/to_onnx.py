@@ -35,8 +35,6 @@ from export import to_savedmodel
 MIN_OPSET = 9
 
 
-
-
 def supported_opsets():
     """`(lowest, highest)` opset accepted (highest = tf2onnx's newest)."""
     from tf2onnx import constants
@@ -88,7 +86,9 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
         np.array(1, dtype=utils.map_onnx_to_numpy_type(dtype)),
     )
     minus = ctx.insert_new_node_on_output(
-        "Sub", output, name=utils.make_name(f"{name}_one_minus"),
+        "Sub",
+        output,
+        name=utils.make_name(f"{name}_one_minus"),
         inputs=[one.output[0], output],
     )
     ctx.set_dtype(minus.output[0], dtype)

@@ -36,9 +36,7 @@ def serving_function(model, input_name=INPUT_NAME, output_name=OUTPUT_NAME):
 
     input_shape, dtype = loading.input_signature(model)
 
-    @tf.function(
-        input_signature=[tf.TensorSpec(input_shape, dtype, name=input_name)]
-    )
+    @tf.function(input_signature=[tf.TensorSpec(input_shape, dtype, name=input_name)])
     def serve(inputs):
         return {output_name: model(inputs, training=False)}
 

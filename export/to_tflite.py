@@ -205,7 +205,8 @@ def tensor_types(path):
             continue
         inputs = [int(i) for i in op["inputs"]]
         data_index, kernel_index = (
-            (inputs[2], inputs[1]) if op["op_name"] == "TRANSPOSE_CONV"
+            (inputs[2], inputs[1])
+            if op["op_name"] == "TRANSPOSE_CONV"
             else (inputs[0], inputs[1])
         )
         source = producer.get(kernel_index)
@@ -438,9 +439,7 @@ def export_tflite(
 
     representative = None
     if representative_data is not None:
-        representative = verify.load_representative(
-            representative_data, input_shape
-        )
+        representative = verify.load_representative(representative_data, input_shape)
     if isinstance(representative_data, (str, os.PathLike)):
         representative_source = os.fspath(representative_data)
     else:
@@ -503,9 +502,7 @@ def main(argv=None):
     from export import cli
 
     cli.define_common_flags("Output .tflite file (required).")
-    flags.DEFINE_string(
-        "quantize", "none", f"One of {'|'.join(QUANTIZE_MODES)}."
-    )
+    flags.DEFINE_string("quantize", "none", f"One of {'|'.join(QUANTIZE_MODES)}.")
     flags.DEFINE_string(
         "representative-data",
         None,

@@ -232,8 +232,7 @@ def load_labelled(path, input_shape, flag="--labelled-data", num_classes=None):
         raise FileNotFoundError(f"{flag} {path} does not exist")
     if not path.endswith(".npz"):
         raise ValueError(
-            f"`{flag}` must be a .npz file with arrays x and y. "
-            f"Received: {flag}={path}"
+            f"`{flag}` must be a .npz file with arrays x and y. Received: {flag}={path}"
         )
     try:
         with np.load(path, allow_pickle=False) as data:
@@ -282,9 +281,7 @@ def check_labelled(
     >>> y.tolist()
     [0, 1]
     """
-    x = _check_inputs(
-        np.asarray(x), input_shape, flag, received=f"{flag}={source}"
-    )
+    x = _check_inputs(np.asarray(x), input_shape, flag, received=f"{flag}={source}")
     y = np.asarray(y)
     if y.ndim == 0 or len(y) != len(x):
         raise ValueError(
@@ -323,9 +320,7 @@ def check_labelled(
         bad |= labels < 0
     if np.any(bad):
         first = labels[np.argmax(bad)]
-        classes = (
-            f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
-        )
+        classes = f"0..{num_classes - 1}" if num_classes is not None else ">= 0"
         raise ValueError(
             f"`{flag}` labels must be class indices in {classes}. Received: "
             f"{flag}={source} with {int(np.sum(bad))} labels out of range "
@@ -391,9 +386,7 @@ def _load_array_file(path, flag, key):
     )
 
 
-def _check_inputs(
-    array, input_shape, flag, limit=None, min_count=1, received=None
-):
+def _check_inputs(array, input_shape, flag, limit=None, min_count=1, received=None):
     received = received or flag
     array = np.asarray(array)
     expected = tuple(input_shape[1:])
@@ -611,9 +604,7 @@ def verify_artifact(
                 else None
             )
         if real_inputs is None and calibration_inputs is not None:
-            real_inputs = scaled_like(
-                calibration_inputs, DEFAULT_REAL_INPUTS, seed
-            )
+            real_inputs = scaled_like(calibration_inputs, DEFAULT_REAL_INPUTS, seed)
             real_inputs_source = (
                 f"{DEFAULT_REAL_INPUTS} held-out random inputs scaled like "
                 f"the representative data (seed {seed})"

@@ -36,8 +36,7 @@ def _output_dense(model):
         tensor = inputs[0]
     if operation.bias is None:
         raise ValueError(
-            f"`student`'s output layer {operation.name!r} has no bias "
-            "(use_bias=False)."
+            f"`student`'s output layer {operation.name!r} has no bias (use_bias=False)."
         )
     return operation
 

@@ -64,9 +64,7 @@ def _known_shape(model, attribute):
 def _check_compatible(student, teacher):
     student_input = _known_shape(student, "input_shape")
     teacher_input = _known_shape(teacher, "input_shape")
-    if student_input and teacher_input and (
-        student_input[1:] != teacher_input[1:]
-    ):
+    if student_input and teacher_input and (student_input[1:] != teacher_input[1:]):
         raise ValueError(
             "`teacher` and `student` must take the same input shape. "
             f"Received: teacher input {teacher_input[1:]}, "
@@ -74,9 +72,7 @@ def _check_compatible(student, teacher):
         )
     student_output = _known_shape(student, "output_shape")
     teacher_output = _known_shape(teacher, "output_shape")
-    if student_output and teacher_output and (
-        student_output[-1] != teacher_output[-1]
-    ):
+    if student_output and teacher_output and (student_output[-1] != teacher_output[-1]):
         raise ValueError(
             "`teacher` and `student` must output the same number of classes. "
             f"Received: teacher {teacher_output[-1]} classes, "
@@ -87,8 +83,7 @@ def _check_compatible(student, teacher):
 def _check_fraction(value, argument):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"`{argument}` must be a number in [0, 1]. "
-            f"Received: {argument}={value!r}"
+            f"`{argument}` must be a number in [0, 1]. Received: {argument}={value!r}"
         )
     if not 0.0 <= value <= 1.0:
         raise ValueError(
@@ -292,9 +287,7 @@ class Distiller(keras.Model):
                 `steps_per_execution`, `run_eagerly`).
         """
         self.alpha = _check_fraction(alpha, "alpha")
-        self.temperature = _resolve_temperature(
-            temperature, distillation_loss_fn
-        )
+        self.temperature = _resolve_temperature(temperature, distillation_loss_fn)
         if student_loss_fn is None:
             student_loss_fn = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True
@@ -321,16 +314,16 @@ class Distiller(keras.Model):
             **kwargs,
         }
         super().compile(
-            optimizer=optimizer, metrics=metrics, jit_compile=jit_compile,
+            optimizer=optimizer,
+            metrics=metrics,
+            jit_compile=jit_compile,
             **kwargs,
         )
         names = ["student_loss", "distillation_loss"]
         if self.hints:
             names.append("hint_loss")
         names.append("teacher_agreement")
-        self._loss_trackers = {
-            name: keras.metrics.Mean(name=name) for name in names
-        }
+        self._loss_trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self._blended_loss = _BlendedLoss(self._blend_losses)
 
     def _auto_jit_compile(self, run_eagerly):
@@ -426,8 +419,7 @@ class Distiller(keras.Model):
     def _blend_losses(self):
         """The reported `loss`: the parts' means, blended as in the step."""
         results = {
-            name: tracker.result()
-            for name, tracker in self._loss_trackers.items()
+            name: tracker.result() for name, tracker in self._loss_trackers.items()
         }
         loss = (
             self.alpha * results["student_loss"]
@@ -443,16 +435,12 @@ class Distiller(keras.Model):
         arguments = dict(self._compile_arguments)
         for key in ("optimizer", "student_loss_fn", "distillation_loss_fn"):
             arguments[key] = keras.saving.serialize_keras_object(arguments[key])
-        arguments["metrics"] = keras.saving.serialize_keras_object(
-            arguments["metrics"]
-        )
+        arguments["metrics"] = keras.saving.serialize_keras_object(arguments["metrics"])
         return arguments
 
     def compile_from_config(self, config):
         config = dict(config)
-        for key in (
-            "optimizer", "student_loss_fn", "distillation_loss_fn", "metrics"
-        ):
+        for key in ("optimizer", "student_loss_fn", "distillation_loss_fn", "metrics"):
             config[key] = keras.saving.deserialize_keras_object(config[key])
         self.compile(**config)
         if self.built:
@@ -463,9 +451,7 @@ class Distiller(keras.Model):
         sample_weight = _per_example_weight(sample_weight)
         if labels is not None:
             loss_labels, mask, _ = self._label_parts(labels)
-            self._update_compiled_metrics(
-                loss_labels, y_pred, mask, sample_weight
-            )
+            self._update_compiled_metrics(loss_labels, y_pred, mask, sample_weight)
         return self.get_metrics_result()
 
     def _update_compiled_metrics(self, labels, y_pred, mask, sample_weight):
@@ -577,10 +563,12 @@ class Distiller(keras.Model):
         matches = ops.all(ops.equal(temperature, expected))
         check = tf.debugging.Assert(
             matches,
-            [_top_k_temperature_message(
-                self.temperature, "the value after this message"
-            ),
-             temperature],
+            [
+                _top_k_temperature_message(
+                    self.temperature, "the value after this message"
+                ),
+                temperature,
+            ],
             summarize=1,
         )
         with tf.control_dependencies([check]):
@@ -623,9 +611,7 @@ class Distiller(keras.Model):
     def _teacher_outputs(self, x, teacher_logits):
         """Teacher logits or top-k targets (and hint features), never trained."""
         if teacher_logits is not None:
-            teacher_logits = tf.nest.map_structure(
-                ops.stop_gradient, teacher_logits
-            )
+            teacher_logits = tf.nest.map_structure(ops.stop_gradient, teacher_logits)
             if not self.hints:
                 return teacher_logits, []
         outputs = self._forward.teacher(x, training=False)
@@ -637,9 +623,7 @@ class Distiller(keras.Model):
 
     def _step_losses(self, x, labels, teacher_logits, sample_weight, training):
         """The step's loss and the per-example values the metrics report."""
-        teacher_logits, teacher_features = self._teacher_outputs(
-            x, teacher_logits
-        )
+        teacher_logits, teacher_features = self._teacher_outputs(x, teacher_logits)
         outputs = self._forward.student(x, training=training)
         outputs = outputs if self.hints else [outputs]
         student_logits, student_features = outputs[0], outputs[1:]
@@ -695,13 +679,15 @@ class Distiller(keras.Model):
             # part through this replica's examples: each replica adds its
             # share of the value and the whole of its gradient.
             constant = ops.stop_gradient(batch_term)
-            soft = soft + (batch_term - constant) + (
-                constant * local_examples / examples
+            soft = (
+                soft + (batch_term - constant) + (constant * local_examples / examples)
             )
             values["distillation_loss"] = values["distillation_loss"] + batch_term
-        loss = self.alpha * tf.math.divide_no_nan(
-            ops.sum(values["student_loss"]), labelled
-        ) + (1.0 - self.alpha) * soft
+        loss = (
+            self.alpha
+            * tf.math.divide_no_nan(ops.sum(values["student_loss"]), labelled)
+            + (1.0 - self.alpha) * soft
+        )
         if self.hints:
             loss = loss + ops.sum(values["hint_loss"]) / examples
         return {
@@ -714,8 +700,7 @@ class Distiller(keras.Model):
             "sample_weight": sample_weight,
         }
 
-    def _distillation(self, teacher_logits, student_logits, targets,
-                      sample_weight):
+    def _distillation(self, teacher_logits, student_logits, targets, sample_weight):
         """Per-example soft-target values and a batch-level term (or None)."""
         loss_fn = self.distillation_loss_fn
         if isinstance(teacher_logits, TopKTargets):
@@ -787,9 +772,7 @@ class Distiller(keras.Model):
             scaled_loss = self.optimizer.scale_loss(step["loss"])
         trainable_variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, trainable_variables)
-        self.optimizer.apply_gradients(
-            zip(gradients, trainable_variables, strict=True)
-        )
+        self.optimizer.apply_gradients(zip(gradients, trainable_variables, strict=True))
         self._update_metrics(step)
         return self.get_metrics_result()
 
@@ -829,9 +812,7 @@ class Distiller(keras.Model):
         steps.pop(kind, None)
         if self.jit_compile and not self.run_eagerly:
             core = self._train_core if kind == "train" else self._test_core
-            steps[kind] = tf.function(
-                core, jit_compile=True, reduce_retracing=True
-            )
+            steps[kind] = tf.function(core, jit_compile=True, reduce_retracing=True)
         self._xla_steps = steps
         self._building_step_function = True
         try:
@@ -842,16 +823,12 @@ class Distiller(keras.Model):
     def make_train_function(self, force=False):
         if self.train_function is not None and not force:
             return self.train_function
-        return self._make_step_function(
-            "train", super().make_train_function, force
-        )
+        return self._make_step_function("train", super().make_train_function, force)
 
     def make_test_function(self, force=False):
         if self.test_function is not None and not force:
             return self.test_function
-        return self._make_step_function(
-            "test", super().make_test_function, force
-        )
+        return self._make_step_function("test", super().make_test_function, force)
 
     # ------------------------------------------------------ fit and evaluate
 
@@ -982,12 +959,8 @@ class Distiller(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["student"] = keras.saving.deserialize_keras_object(
-            config["student"]
-        )
-        config["teacher"] = keras.saving.deserialize_keras_object(
-            config["teacher"]
-        )
+        config["student"] = keras.saving.deserialize_keras_object(config["student"])
+        config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         return cls(**config)
 
 
@@ -1013,9 +986,7 @@ def _per_example_weight(sample_weight):
 
 def _check_top_k_loss(loss_fn):
     """Top-k targets train with the soft-target loss only (at trace time)."""
-    if loss_fn is None or isinstance(
-        loss_fn, losses_lib.KnowledgeDistillation
-    ):
+    if loss_fn is None or isinstance(loss_fn, losses_lib.KnowledgeDistillation):
         return
     name = getattr(loss_fn, "name", None) or type(loss_fn).__name__
     raise ValueError(
@@ -1087,9 +1058,7 @@ def _has_labels(x, y):
     if y is not None:
         labels, _ = split_targets(y)
         return labels is not None
-    if x is not None and all(
-        hasattr(value, "shape") for value in tf.nest.flatten(x)
-    ):
+    if x is not None and all(hasattr(value, "shape") for value in tf.nest.flatten(x)):
         return False  # arrays or tensors without `y`
     return None  # a generator or PyDataset: checked when the step is traced
 

@@ -43,9 +43,7 @@ def check_temperature(temperature, argument="temperature"):
     >>> check_temperature(4)
     4.0
     """
-    if isinstance(temperature, bool) or not isinstance(
-        temperature, numbers.Real
-    ):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(
             f"`{argument}` must be a number in [{MIN_TEMPERATURE}, "
             f"{MAX_TEMPERATURE}]. Received: {argument}={temperature!r}"
@@ -68,13 +66,11 @@ def check_weight(value, argument):
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(
-            f"`{argument}` must be a finite number >= 0. "
-            f"Received: {argument}={value!r}"
+            f"`{argument}` must be a finite number >= 0. Received: {argument}={value!r}"
         )
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(
-            f"`{argument}` must be a finite number >= 0. "
-            f"Received: {argument}={value}"
+            f"`{argument}` must be a finite number >= 0. Received: {argument}={value}"
         )
     return float(value)
 
@@ -107,9 +103,7 @@ def kd_loss_per_example(teacher_logits, student_logits, temperature):
     """
     temperature = check_temperature(temperature)
     # Mixed precision: the softmax/KL is computed in float32.
-    teacher_logits, student_logits = _float_logits(
-        teacher_logits, student_logits
-    )
+    teacher_logits, student_logits = _float_logits(teacher_logits, student_logits)
     teacher_log_probs = ops.log_softmax(teacher_logits / temperature, axis=-1)
     student_log_probs = ops.log_softmax(student_logits / temperature, axis=-1)
     teacher_probs = ops.exp(teacher_log_probs)
@@ -142,9 +136,7 @@ def kd_loss(teacher_logits, student_logits, temperature):
     >>> round(float(kd_loss(teacher_logits, -teacher_logits, 4.0)), 4)
     2.9318
     """
-    return ops.mean(
-        kd_loss_per_example(teacher_logits, student_logits, temperature)
-    )
+    return ops.mean(kd_loss_per_example(teacher_logits, student_logits, temperature))
 
 
 def _tail_mask(indices, classes):
@@ -161,8 +153,7 @@ def _tail_mask(indices, classes):
     return 1.0 - ops.minimum(top, 1.0)
 
 
-def top_k_kd_loss_per_example(values, indices, tail, student_logits,
-                              temperature):
+def top_k_kd_loss_per_example(values, indices, tail, student_logits, temperature):
     """Per-example soft-target loss on top-k teacher targets (many classes).
 
     The teacher is known on K classes only (`kdkeras.targets.topk`): their
@@ -247,9 +238,7 @@ def top_k_kd_loss(values, indices, tail, student_logits, temperature):
     0.0374
     """
     return ops.mean(
-        top_k_kd_loss_per_example(
-            values, indices, tail, student_logits, temperature
-        )
+        top_k_kd_loss_per_example(values, indices, tail, student_logits, temperature)
     )
 
 
@@ -329,9 +318,7 @@ class KnowledgeDistillation(LogitsDistillationLoss):
         super().__init__(temperature=temperature, name=name)
 
     def per_example(self, teacher_logits, student_logits, labels=None):
-        return kd_loss_per_example(
-            teacher_logits, student_logits, self.temperature
-        )
+        return kd_loss_per_example(teacher_logits, student_logits, self.temperature)
 
 
 # Added to the target class's logit to remove it from a softmax: its
@@ -380,9 +367,7 @@ def dkd_loss_per_example(
     alpha = check_weight(alpha, "alpha")
     beta = check_weight(beta, "beta")
     temperature = check_temperature(temperature)
-    teacher_logits, student_logits = _float_logits(
-        teacher_logits, student_logits
-    )
+    teacher_logits, student_logits = _float_logits(teacher_logits, student_logits)
     targets = _target_classes(teacher_logits, labels)
     classes = ops.shape(student_logits)[-1]
     target_mask = ops.one_hot(targets, classes, dtype=student_logits.dtype)
@@ -408,9 +393,7 @@ def dkd_loss_per_example(
         t_rest - s_rest
     )
     non_target = 1.0 - target_mask
-    nckd = ops.sum(
-        non_target * ops.exp(t_others) * (t_others - s_others), axis=-1
-    )
+    nckd = ops.sum(non_target * ops.exp(t_others) * (t_others - s_others), axis=-1)
     return temperature**2 * (alpha * tckd + beta * nckd)
 
 
@@ -495,9 +478,7 @@ _PEARSON_EPSILON = 1e-8
 def _centred_correlation(a, b, axis):
     a = a - ops.mean(a, axis=axis, keepdims=True)
     b = b - ops.mean(b, axis=axis, keepdims=True)
-    norms = ops.sqrt(ops.sum(a * a, axis=axis)) * ops.sqrt(
-        ops.sum(b * b, axis=axis)
-    )
+    norms = ops.sqrt(ops.sum(a * a, axis=axis)) * ops.sqrt(ops.sum(b * b, axis=axis))
     return ops.sum(a * b, axis=axis) / (norms + _PEARSON_EPSILON)
 
 
@@ -510,9 +491,7 @@ def _global_sum(value):
 
 
 def _softened(teacher_logits, student_logits, temperature):
-    teacher_logits, student_logits = _float_logits(
-        teacher_logits, student_logits
-    )
+    teacher_logits, student_logits = _float_logits(teacher_logits, student_logits)
     return (
         ops.softmax(teacher_logits / temperature, axis=-1),
         ops.softmax(student_logits / temperature, axis=-1),
@@ -564,9 +543,7 @@ def dist_intra_class_loss(
     if sample_weight is None:
         weight = ops.ones_like(student_probs[:, :1])
     else:
-        weight = ops.reshape(
-            ops.cast(sample_weight, student_probs.dtype), (-1, 1)
-        )
+        weight = ops.reshape(ops.cast(sample_weight, student_probs.dtype), (-1, 1))
     # Means over the global batch, held constant: the centred moments'
     # derivative with respect to the means is 0 (centred values sum to 0), so
     # the gradient is exact without differentiating through an all-reduce.
@@ -586,9 +563,7 @@ def dist_intra_class_loss(
     student_centred = student_probs - tf.math.divide_no_nan(
         first[1 : 1 + classes], total
     )
-    teacher_centred = teacher_probs - tf.math.divide_no_nan(
-        first[1 + classes :], total
-    )
+    teacher_centred = teacher_probs - tf.math.divide_no_nan(first[1 + classes :], total)
     local = ops.stack(
         [
             ops.sum(weight * student_centred * teacher_centred, axis=0),
@@ -604,8 +579,7 @@ def dist_intra_class_loss(
     return temperature**2 * (1.0 - ops.mean(correlation))
 
 
-def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0,
-              temperature=1.0):
+def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0, temperature=1.0):
     """DIST loss (Huang et al. 2022): inter- plus intra-class relations.
 
     `beta · mean_i inter_i + gamma · intra`, where `inter_i` is
@@ -624,8 +598,7 @@ def dist_loss(teacher_logits, student_logits, beta=1.0, gamma=1.0,
     beta = check_weight(beta, "beta")
     gamma = check_weight(gamma, "gamma")
     inter = ops.mean(
-        dist_inter_class_per_example(teacher_logits, student_logits,
-                                     temperature)
+        dist_inter_class_per_example(teacher_logits, student_logits, temperature)
     )
     intra = dist_intra_class_loss(teacher_logits, student_logits, temperature)
     return beta * inter + gamma * intra

@@ -73,8 +73,7 @@ def outputs_probabilities(model):
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
-            "`model` must be a keras.Model. "
-            f"Received: model={type(model).__name__}"
+            f"`model` must be a keras.Model. Received: model={type(model).__name__}"
         )
     if isinstance(model, Ensemble):
         return False
@@ -130,9 +129,7 @@ class DenseLogits(keras.layers.Layer):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        config["dense"] = keras.saving.deserialize_keras_object(
-            config["dense"]
-        )
+        config["dense"] = keras.saving.deserialize_keras_object(config["dense"])
         return cls(**config)
 
 
@@ -151,8 +148,7 @@ class ProbabilityLogits(keras.layers.Layer):
         super().__init__(**kwargs)
         if not (isinstance(epsilon, (int, float)) and 0 < epsilon < 1):
             raise ValueError(
-                "`epsilon` must be a float in (0, 1). "
-                f"Received: epsilon={epsilon!r}"
+                f"`epsilon` must be a float in (0, 1). Received: epsilon={epsilon!r}"
             )
         self.epsilon = float(epsilon)
 
@@ -227,9 +223,7 @@ def logits_model(model, epsilon=DEFAULT_EPSILON):
                 operation_input
             )
             return keras.Model(inputs, outputs, name=name)
-    outputs = ProbabilityLogits(epsilon, name="probability_logits")(
-        model.outputs[0]
-    )
+    outputs = ProbabilityLogits(epsilon, name="probability_logits")(model.outputs[0])
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -278,16 +272,12 @@ class EnsembleMean(keras.layers.Layer):
 
 def _check_mean(mean):
     if mean not in MEANS:
-        raise ValueError(
-            f"`mean` must be one of {MEANS}. Received: mean={mean!r}"
-        )
+        raise ValueError(f"`mean` must be one of {MEANS}. Received: mean={mean!r}")
     return mean
 
 
 def _check_members(models):
-    if isinstance(models, keras.Model) or not isinstance(
-        models, (list, tuple)
-    ):
+    if isinstance(models, keras.Model) or not isinstance(models, (list, tuple)):
         raise TypeError(
             "`models` must be a non-empty list of keras.Model. "
             f"Received: models={type(models).__name__}"
@@ -381,8 +371,7 @@ class Ensemble(keras.Model):
             "trainable": self.trainable,
             "mean": self.mean,
             "models": [
-                keras.saving.serialize_keras_object(member)
-                for member in self.members
+                keras.saving.serialize_keras_object(member) for member in self.members
             ],
         }
 
@@ -390,9 +379,7 @@ class Ensemble(keras.Model):
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         config["models"] = [
-            keras.saving.deserialize_keras_object(
-                member, custom_objects=custom_objects
-            )
+            keras.saving.deserialize_keras_object(member, custom_objects=custom_objects)
             for member in config["models"]
         ]
         return cls(**config)

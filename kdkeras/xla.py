@@ -53,8 +53,7 @@ def cpu_only():
         Bool.
     """
     return all(
-        device.device_type == "CPU"
-        for device in tf.config.list_physical_devices()
+        device.device_type == "CPU" for device in tf.config.list_physical_devices()
     )
 
 

@@ -11,8 +11,7 @@ def check_units(name, units, allow_empty=False):
         units = tuple(units)
     except TypeError:
         raise TypeError(
-            f"`{name}` must be a sequence of positive ints. "
-            f"Received: {name}={units!r}"
+            f"`{name}` must be a sequence of positive ints. Received: {name}={units!r}"
         ) from None
     if (not units and not allow_empty) or not all(
         isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0
@@ -32,9 +31,7 @@ def check_rate(name, rate):
             f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
         )
     if not 0.0 <= rate < 1.0:
-        raise ValueError(
-            f"`{name}` must be in [0, 1). Received: {name}={rate!r}"
-        )
+        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={rate!r}")
     return float(rate)
 
 
@@ -73,13 +70,9 @@ def check_seed(seed):
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(
-            f"`seed` must be None or an int >= 0. Received: seed={seed!r}"
-        )
+        raise TypeError(f"`seed` must be None or an int >= 0. Received: seed={seed!r}")
     if seed < 0:
-        raise ValueError(
-            f"`seed` must be None or an int >= 0. Received: seed={seed!r}"
-        )
+        raise ValueError(f"`seed` must be None or an int >= 0. Received: seed={seed!r}")
     return int(seed)
 
 

@@ -143,9 +143,7 @@ def build_cnn_student(
         )(x)
         x = keras.layers.BatchNormalization(name=f"depthwise_bn_{index}")(x)
         x = keras.layers.ReLU(name=f"depthwise_relu_{index}")(x)
-        x = keras.layers.Conv2D(
-            count, 1, use_bias=False, name=f"pointwise_{index}"
-        )(x)
+        x = keras.layers.Conv2D(count, 1, use_bias=False, name=f"pointwise_{index}")(x)
         x = keras.layers.BatchNormalization(name=f"bn_{index}")(x)
         x = keras.layers.ReLU(name=f"relu_{index}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)

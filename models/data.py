@@ -101,9 +101,7 @@ def load_fashion_mnist(limit_train=None, limit_test=None):
 
     seed_keras_cache()
     try:
-        (x_train, y_train), (x_test, y_test) = (
-            keras.datasets.fashion_mnist.load_data()
-        )
+        (x_train, y_train), (x_test, y_test) = keras.datasets.fashion_mnist.load_data()
     except Exception as error:  # Network failures surface as many types.
         raise RuntimeError(
             "Fashion-MNIST is not in Keras' cache "

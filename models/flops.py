@@ -25,9 +25,7 @@ def _layer_macs(layer):
         # A Dense on a rank > 2 input applies to every leading position.
         positions = math.prod(int(d) for d in layer.output.shape[1:-1])
         return positions * input_units * layer.units
-    if isinstance(
-        layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-    ):
+    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
         _check_channels_last(layer)
         kernel = layer.kernel.shape  # (*k, in, multiplier)
         return _spatial_size(layer.output.shape) * math.prod(kernel)
@@ -88,9 +86,7 @@ def count_flops(model):
     2550400
     """
     if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"`model` must be a keras.Model. Received: model={model!r}"
-        )
+        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
     if not model.built:
         raise TypeError(
             "`model` must be built (call it once or give it an Input). "

@@ -26,9 +26,7 @@ def _build_mlp(
     hidden_units = checks.check_units("hidden_units", hidden_units)
     input_dropout = checks.check_rate("input_dropout", input_dropout)
     hidden_dropout = checks.check_rate("hidden_dropout", hidden_dropout)
-    jitter_pixels = checks.check_positive_int(
-        "jitter_pixels", jitter_pixels, minimum=0
-    )
+    jitter_pixels = checks.check_positive_int("jitter_pixels", jitter_pixels, minimum=0)
     num_classes = checks.check_positive_int("num_classes", num_classes, 2)
     input_shape = checks.check_input_shape(input_shape)
     seed = checks.check_seed(seed)
@@ -154,9 +152,7 @@ def build_mlp_student(
     >>> student.output.shape
     (None, 10)
     """
-    return _build_mlp(
-        hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name
-    )
+    return _build_mlp(hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name)
 
 
 def build_mlp_small_student(
@@ -187,6 +183,4 @@ def build_mlp_small_student(
     >>> build_mlp_small_student().count_params()
     50890
     """
-    return _build_mlp(
-        hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name
-    )
+    return _build_mlp(hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name)

@@ -13,7 +13,7 @@ def kd_loss_per_example(teacher_logits, student_logits, temperature):
     """T² · KL(softmax(t/T) ‖ softmax(s/T)) per example, float64."""
     teacher_log_probs = log_softmax(np.asarray(teacher_logits) / temperature)
     student_log_probs = log_softmax(np.asarray(student_logits) / temperature)
-    kl = (np.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs))
+    kl = np.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs)
     return temperature**2 * kl.sum(axis=-1)
 
 
@@ -47,8 +47,9 @@ def softmax(logits):
     return np.exp(log_softmax(logits))
 
 
-def dkd_loss_per_example(teacher_logits, student_logits, targets, alpha, beta,
-                         temperature):
+def dkd_loss_per_example(
+    teacher_logits, student_logits, targets, alpha, beta, temperature
+):
     """Decoupled KD (Zhao et al. 2022) per example, float64, written as in
     mdistiller's `dkd_loss` but with the target class removed exactly."""
     teacher = np.asarray(teacher_logits, np.float64) / temperature
@@ -73,7 +74,9 @@ def _pearson(a, b, weight=None, epsilon=1e-8):
     weight = weight.reshape((-1,) + (1,) * (a.ndim - 1))
     a = a - (weight * a).sum(axis=0) / weight.sum()
     b = b - (weight * b).sum(axis=0) / weight.sum()
-    norms = np.sqrt((weight * a * a).sum(axis=0)) * np.sqrt((weight * b * b).sum(axis=0))
+    norms = np.sqrt((weight * a * a).sum(axis=0)) * np.sqrt(
+        (weight * b * b).sum(axis=0)
+    )
     return (weight * a * b).sum(axis=0) / (norms + epsilon)
 
 

@@ -37,4 +37,3 @@ from export.measure.floor import save_dense_layers
 from export.measure.sizes import gzip_size
 from export.measure.worker import Job
 from export.measure.worker import MeasurementWorker
-

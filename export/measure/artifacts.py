@@ -71,27 +71,42 @@ def check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=N
     if not os.path.exists(path):
         raise ValueError(f"`path` must exist. Received: path={path!r}")
     if fmt == "savedmodel" and not os.path.isdir(path):
-        raise ValueError(f"`path` must be a SavedModel directory for fmt='savedmodel'. Received: path={path!r}")
+        raise ValueError(
+            f"`path` must be a SavedModel directory for fmt='savedmodel'. Received: path={path!r}"
+        )
     if fmt != "savedmodel" and not os.path.isfile(path):
-        raise ValueError(f"`path` must be a file for fmt={fmt!r}. Received: path={path!r}")
+        raise ValueError(
+            f"`path` must be a file for fmt={fmt!r}. Received: path={path!r}"
+        )
     batch_sizes = tuple(batch_sizes)
     if not batch_sizes or not all(
-        isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0 for b in batch_sizes
+        isinstance(b, (int, np.integer)) and not isinstance(b, bool) and b > 0
+        for b in batch_sizes
     ):
-        raise ValueError(f"`batch_sizes` must be positive integers. Received: batch_sizes={batch_sizes!r}")
+        raise ValueError(
+            f"`batch_sizes` must be positive integers. Received: batch_sizes={batch_sizes!r}"
+        )
     if threads is not None and (
-        not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or threads < 1
+        not isinstance(threads, (int, np.integer))
+        or isinstance(threads, bool)
+        or threads < 1
     ):
-        raise ValueError(f"`threads` must be a positive integer or None. Received: threads={threads!r}")
+        raise ValueError(
+            f"`threads` must be a positive integer or None. Received: threads={threads!r}"
+        )
     unknown = sorted(set(options or {}) - set(runtimes.OPTIONS[fmt]))
     if unknown:
         raise ValueError(
             f"`options` for {fmt} must be among {list(runtimes.OPTIONS[fmt])}. Received: {unknown}"
         )
     if not min_time_s > 0:
-        raise ValueError(f"`min_time_s` must be > 0. Received: min_time_s={min_time_s!r}")
+        raise ValueError(
+            f"`min_time_s` must be > 0. Received: min_time_s={min_time_s!r}"
+        )
     if (x is None) != (y is None):
-        raise ValueError("`x` and `y` must be given together (labelled data) or both be None. Received: one of them")
+        raise ValueError(
+            "`x` and `y` must be given together (labelled data) or both be None. Received: one of them"
+        )
     if x is not None:
         x, y = np.asarray(x), np.asarray(y)
         if y.ndim != 1 or len(x) != len(y) or not len(y):
@@ -99,12 +114,26 @@ def check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=N
                 f"`y` must be 1-D integer labels, one per example of x. Received: x {x.shape}, y {y.shape}"
             )
         if not np.issubdtype(y.dtype, np.integer):
-            raise TypeError(f"`y` must hold integer class labels. Received: dtype {y.dtype}")
+            raise TypeError(
+                f"`y` must hold integer class labels. Received: dtype {y.dtype}"
+            )
     return tuple(int(b) for b in batch_sizes)
 
 
-def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing=None, labelled=None,
-               seed=0, eval_batch_size=500, name="spec"):
+def build_spec(
+    path,
+    fmt,
+    batch_sizes,
+    threads,
+    scratch,
+    *,
+    options=None,
+    timing=None,
+    labelled=None,
+    seed=0,
+    eval_batch_size=500,
+    name="spec",
+):
     """The spec a measurement worker (`export.measure.worker.MeasurementWorker`) runs from.
 
     Args:
@@ -128,7 +157,9 @@ def build_spec(path, fmt, batch_sizes, threads, scratch, *, options=None, timing
         import keras
 
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
-        runtime_path = floor.save_dense_layers(floor.dense_layers(model), os.path.join(scratch, f"{name}.npz"))
+        runtime_path = floor.save_dense_layers(
+            floor.dense_layers(model), os.path.join(scratch, f"{name}.npz")
+        )
     spec = {
         "format": fmt,
         "path": os.path.abspath(runtime_path),
@@ -213,15 +244,23 @@ def measure_artifacts(
     if not jobs:
         raise ValueError("`jobs` must name at least one artifact. Received: jobs=[]")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}")
+        raise ValueError(
+            f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}"
+        )
     checked = []
     for job in jobs:
         fmt = infer_format(job.path) if job.fmt is None else job.fmt
-        checked_batch_sizes = check_arguments(job.path, fmt, batch_sizes, job.threads, min_time_s, x, y, job.options)
-        threads = environment.available_threads() if job.threads is None else int(job.threads)
+        checked_batch_sizes = check_arguments(
+            job.path, fmt, batch_sizes, job.threads, min_time_s, x, y, job.options
+        )
+        threads = (
+            environment.available_threads() if job.threads is None else int(job.threads)
+        )
         checked.append(job._replace(fmt=fmt, threads=threads))
     if not max_time_s >= min_time_s:
-        raise ValueError(f"`max_time_s` must be >= min_time_s. Received: max_time_s={max_time_s!r} < {min_time_s!r}")
+        raise ValueError(
+            f"`max_time_s` must be >= min_time_s. Received: max_time_s={max_time_s!r} < {min_time_s!r}"
+        )
     timing = {
         "min_time_s": float(min_time_s),
         "min_iterations": int(min_iterations),
@@ -233,22 +272,38 @@ def measure_artifacts(
         labelled = None
         if x is not None:
             x = np.ascontiguousarray(x, dtype=np.float32)
-            labelled = {"example_shape": list(x.shape[1:]), "path": os.path.join(scratch, "labelled.npz")}
+            labelled = {
+                "example_shape": list(x.shape[1:]),
+                "path": os.path.join(scratch, "labelled.npz"),
+            }
             np.savez(labelled["path"], x=x, y=np.asarray(y, dtype=np.int64))
         specs, runtime_paths = [], []
         for index, job in enumerate(checked):
             spec, runtime_path = build_spec(
-                job.path, job.fmt, checked_batch_sizes, job.threads, scratch, options=job.options, timing=timing,
-                labelled=labelled, seed=seed, eval_batch_size=eval_batch_size, name=f"dense_layers_{index}",
+                job.path,
+                job.fmt,
+                checked_batch_sizes,
+                job.threads,
+                scratch,
+                options=job.options,
+                timing=timing,
+                labelled=labelled,
+                seed=seed,
+                eval_batch_size=eval_batch_size,
+                name=f"dense_layers_{index}",
             )
             if return_outputs and labelled is not None:
                 spec["outputs_path"] = os.path.join(scratch, f"outputs_{index}.npy")
             specs.append(spec)
             runtime_paths.append(runtime_path)
         started = time.perf_counter()
-        outcomes = worker.measure_interleaved(specs, scratch, rounds=rounds, timeout_s=timeout_s, on_step=on_step)
+        outcomes = worker.measure_interleaved(
+            specs, scratch, rounds=rounds, timeout_s=timeout_s, on_step=on_step
+        )
         wall_s = time.perf_counter() - started
-        for job, spec, runtime_path, outcome in zip(checked, specs, runtime_paths, outcomes, strict=True):
+        for job, spec, runtime_path, outcome in zip(
+            checked, specs, runtime_paths, outcomes, strict=True
+        ):
             if isinstance(outcome, Exception):
                 continue
             if spec.get("outputs_path"):
@@ -394,19 +449,31 @@ def best_of_threads(runs):
     best["latency"], best["samples_ms"] = {}, {}
     for batch in runs[0]["latency"]:
         winner = min(runs, key=lambda run: run["latency"][batch]["p50_ms"])
-        best["latency"][batch] = dict(winner["latency"][batch], threads=winner["threads"])
+        best["latency"][batch] = dict(
+            winner["latency"][batch], threads=winner["threads"]
+        )
         best["samples_ms"][batch] = winner["samples_ms"][batch]
         for label, per_batch in winner.get("alternatives", {}).items():
-            best.setdefault("alternatives", {}).setdefault(label, {})[batch] = per_batch[batch]
+            best.setdefault("alternatives", {}).setdefault(label, {})[batch] = (
+                per_batch[batch]
+            )
     best["threads"] = next(iter(best["latency"].values()))["threads"]
     best["peak_rss_bytes"] = max(run["peak_rss_bytes"] for run in runs)
     best["pid"] = [run["pid"] for run in runs]
     settings = dict(runs[-1]["runtime_settings"])
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "num_threads",
-                 "intra_op_num_threads", "intra_op_parallelism_threads"):
+    for name in (
+        "OPENBLAS_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "num_threads",
+        "intra_op_num_threads",
+        "intra_op_parallelism_threads",
+    ):
         settings.pop(name, None)
     settings["threads_tried"] = [run["threads"] for run in runs]
-    settings["threads_per_batch"] = {b: stats["threads"] for b, stats in best["latency"].items()}
+    settings["threads_per_batch"] = {
+        b: stats["threads"] for b, stats in best["latency"].items()
+    }
     best["runtime_settings"] = settings
     best["thread_runs"] = {
         str(run["threads"]): {b: stats["p50_ms"] for b, stats in run["latency"].items()}
@@ -415,7 +482,15 @@ def best_of_threads(runs):
     return best
 
 
-def measure_best_threads(path, fmt=None, batch_sizes=DEFAULT_BATCH_SIZES, threads=None, *, options=None, **kwargs):
+def measure_best_threads(
+    path,
+    fmt=None,
+    batch_sizes=DEFAULT_BATCH_SIZES,
+    threads=None,
+    *,
+    options=None,
+    **kwargs,
+):
     """`measure_artifact` with 1 and with `threads` threads; per batch size the faster.
 
     The thread counts run in separate processes, timed interleaved (`measure_artifacts`),
@@ -468,5 +543,7 @@ def summarize(result):
             f"{stats['throughput_sps']:.0f} samples/s ({stats['iterations']} calls)"
         )
     if result.get("accuracy") is not None:
-        lines.append(f"  accuracy {result['accuracy']:.4f} on {result['accuracy_examples']} examples")
+        lines.append(
+            f"  accuracy {result['accuracy']:.4f} on {result['accuracy_examples']} examples"
+        )
     return "\n".join(lines)

@@ -49,7 +49,9 @@ def accuracy(runtime, x, y, chunk, outputs=None):
         part = x[start : start + chunk]
         count = len(part)
         if count < chunk:  # pad so that fixed-shape runtimes keep one allocation
-            part = np.concatenate([part, np.zeros((chunk - count, *part.shape[1:]), part.dtype)])
+            part = np.concatenate(
+                [part, np.zeros((chunk - count, *part.shape[1:]), part.dtype)]
+            )
         logits = runtime.predict(np.ascontiguousarray(part.reshape(shape), np.float32))
         logits = np.asarray(logits).reshape(chunk, -1)[:count]
         if outputs is not None:
@@ -99,7 +101,9 @@ class Session:
         """The batch of `batch_size` random inputs, drawn once and reused."""
         if batch_size not in self.inputs:
             shape = self.runtime.input_shape(batch_size, self.spec.get("example_shape"))
-            self.inputs[batch_size] = np.ascontiguousarray(self.rng.random(shape, dtype=np.float32))
+            self.inputs[batch_size] = np.ascontiguousarray(
+                self.rng.random(shape, dtype=np.float32)
+            )
         return self.inputs[batch_size]
 
     def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
@@ -158,14 +162,16 @@ class Session:
                 taken, batch_size, self.calls_per_sample[batch_size]
             )
             summary["warmup_iterations"] = sum(
-                w["warmup_iterations"] for w in self.windows if w["batch_size"] == batch_size
+                w["warmup_iterations"]
+                for w in self.windows
+                if w["batch_size"] == batch_size
             )
             latency[str(batch_size)] = summary
             samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
             for alt_label, alt_call, alt_args, alt_kwargs in getattr(
                 self.runtime, "alternatives", lambda x: []
             )(self.input_for(batch_size)):
-                bound = (lambda c, k: (lambda *a: c(*a, **k)))(alt_call, alt_kwargs)
+                bound = (lambda c, k: lambda *a: c(*a, **k))(alt_call, alt_kwargs)
                 # Alternatives are slow calls shown for honesty (model.predict): bounded
                 # to 1 s so that they do not dominate the measurement time.
                 alt_max = min(spec["max_time_s"], 1.0)
@@ -196,7 +202,9 @@ class Session:
             "import_s": self.import_s,
             "init_s": self.init_s,
             "first_inference_ms": (self.first_inference or {}).get("ms"),
-            "first_inference_batch_size": (self.first_inference or {}).get("batch_size"),
+            "first_inference_batch_size": (self.first_inference or {}).get(
+                "batch_size"
+            ),
             "baseline_rss_bytes": int(self.baseline_rss),
             "peak_rss_bytes": int(peak),
             "latency": latency,
@@ -214,7 +222,9 @@ class Session:
                 runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)), outputs
             )
             if outputs is not None:
-                np.save(spec["outputs_path"], np.concatenate(outputs), allow_pickle=False)
+                np.save(
+                    spec["outputs_path"], np.concatenate(outputs), allow_pickle=False
+                )
             result["accuracy_examples"] = int(len(y_data))
         else:
             result["accuracy"] = None
@@ -270,7 +280,9 @@ def serve(spec, commands, replies):
 def main(argv):
     """Runs `serve` on the spec file `argv[1]`, commands on stdin."""
     if len(argv) != 2:
-        sys.stderr.write("usage: python -m export.measure.child SPEC.json  (then commands on stdin)\n")
+        sys.stderr.write(
+            "usage: python -m export.measure.child SPEC.json  (then commands on stdin)\n"
+        )
         return 2
     # Keep the real stdout for the JSON lines; everything else (runtime logs, Keras
     # progress) goes to stderr.

@@ -121,16 +121,22 @@ class NumpyDenseForward:
             # One example: a matrix-vector product with the kernel stored (out, in).
             # Built on first use; the floor then holds both layouts.
             if self.transposed_kernels is None:
-                self.transposed_kernels = [np.ascontiguousarray(k.T) for k, _, _ in self.layers]
+                self.transposed_kernels = [
+                    np.ascontiguousarray(k.T) for k, _, _ in self.layers
+                ]
             kernels = self.transposed_kernels
             flat = flat[0]
             buffers = [np.empty(k.shape[1], np.float32) for k, _, _ in self.layers]
         else:
             kernels = [k for k, _, _ in self.layers]
-            buffers = [np.empty((batch, k.shape[1]), np.float32) for k, _, _ in self.layers]
+            buffers = [
+                np.empty((batch, k.shape[1]), np.float32) for k, _, _ in self.layers
+            ]
         steps = [
             (kernel, bias, activation, buffer)
-            for kernel, (_, bias, activation), buffer in zip(kernels, self.layers, buffers, strict=True)
+            for kernel, (_, bias, activation), buffer in zip(
+                kernels, self.layers, buffers, strict=True
+            )
         ]
         matmul, dot, add, maximum = np.matmul, np.dot, np.add, np.maximum
 
@@ -247,14 +253,18 @@ def dense_layers(model, verify=True):
             continue
         if kind == "Flatten" or (kind == "Reshape" and len(layer.output.shape) == 2):
             if stack:
-                refuse(layer, "flattening is only supported before the first Dense layer")
+                refuse(
+                    layer, "flattening is only supported before the first Dense layer"
+                )
             flat = True
         elif kind == "Dense":
             if not flat or len(layer.input.shape) != 2:
                 refuse(layer, "Dense must see a flat (batch, features) input")
             kernel = np.asarray(layer.kernel, dtype=np.float32)
             bias = np.asarray(layer.bias, dtype=np.float32) if layer.use_bias else None
-            if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+            if getattr(layer, "lora_enabled", False) or getattr(
+                layer, "quantization_mode", None
+            ):
                 refuse(layer, "LoRA or quantized Dense layers are not supported")
             stack.append((kernel, bias, "linear"))
             set_activation(layer, _activation_name(layer.activation))
@@ -271,8 +281,15 @@ def dense_layers(model, verify=True):
         elif kind == "Softmax":
             set_activation(layer, "softmax")
         elif kind == "BatchNormalization":
-            if not stack or stack[-1][2] != "linear" or layer.axis not in (-1, 1, [-1], [1]):
-                refuse(layer, "BatchNormalization must directly follow a linear Dense layer")
+            if (
+                not stack
+                or stack[-1][2] != "linear"
+                or layer.axis not in (-1, 1, [-1], [1])
+            ):
+                refuse(
+                    layer,
+                    "BatchNormalization must directly follow a linear Dense layer",
+                )
             kernel, bias, _ = stack[-1]
             mean = np.asarray(layer.moving_mean, np.float64)
             variance = np.asarray(layer.moving_variance, np.float64)
@@ -286,8 +303,11 @@ def dense_layers(model, verify=True):
                 "linear",
             )
         else:
-            refuse(layer, "only Flatten, Dense, activations, folded BatchNormalization "
-                   "and inference-time identity layers are supported")
+            refuse(
+                layer,
+                "only Flatten, Dense, activations, folded BatchNormalization "
+                "and inference-time identity layers are supported",
+            )
     if not stack:
         raise ValueError("model is not a dense network: it has no Dense layer")
     if verify:
@@ -300,10 +320,14 @@ def check_dense_layers(model, stack):
     are not a plain chain, custom call() methods, ...)."""
     shape = tuple(8 if d is None else int(d) for d in model.inputs[0].shape)
     x = np.random.default_rng(0).random(shape, dtype=np.float32)
-    expected = np.asarray(model(x, training=False), dtype=np.float64).reshape(len(x), -1)
+    expected = np.asarray(model(x, training=False), dtype=np.float64).reshape(
+        len(x), -1
+    )
     actual = NumpyDenseForward(stack)(x).astype(np.float64)
     scale = max(1.0, float(np.abs(expected).max()))
-    if actual.shape != expected.shape or not np.allclose(actual, expected, rtol=1e-4, atol=1e-4 * scale):
+    if actual.shape != expected.shape or not np.allclose(
+        actual, expected, rtol=1e-4, atol=1e-4 * scale
+    ):
         raise ValueError(
             "model is not a dense network the NumPy floor reproduces: its forward pass differs "
             "from Keras on random inputs"
@@ -329,5 +353,3 @@ def save_dense_layers(layers, path):
 def numpy_forward(model, transposed_gemv=False):
     """A `NumpyDenseForward` of a dense Keras `model` (see `dense_layers`)."""
     return NumpyDenseForward(dense_layers(model), transposed_gemv=transposed_gemv)
-
-

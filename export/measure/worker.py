@@ -58,7 +58,9 @@ CHILD_MODULE = "export.measure.child"
 # of each batch size warms up for the full `warmup_s`.
 REWARM_S = 0.05
 
-Job = collections.namedtuple("Job", ["path", "fmt", "threads", "options"], defaults=(None,))
+Job = collections.namedtuple(
+    "Job", ["path", "fmt", "threads", "options"], defaults=(None,)
+)
 Job.__doc__ = """One measurement: an artifact `path` (as the runtime loads it), its format
 `fmt`, the `threads` the runtime may use and runtime `options`
 (`export.runtimes.OPTIONS`)."""
@@ -128,7 +130,9 @@ class MeasurementWorker:
 
     def last_error(self):
         self.stderr.seek(0)
-        lines = [line.strip() for line in self.stderr.read().splitlines() if line.strip()]
+        lines = [
+            line.strip() for line in self.stderr.read().splitlines() if line.strip()
+        ]
         code = self.process.poll()
         return lines[-1] if lines else f"exit code {code}"
 
@@ -136,7 +140,9 @@ class MeasurementWorker:
         ready, _, _ = select.select([self.process.stdout], [], [], self.timeout_s)
         if not ready:
             self.close()
-            raise RuntimeError(f"measuring {self.label} timed out after {self.timeout_s} s ({what})")
+            raise RuntimeError(
+                f"measuring {self.label} timed out after {self.timeout_s} s ({what})"
+            )
         line = self.process.stdout.readline()
         if not line:
             self.process.wait()
@@ -149,7 +155,9 @@ class MeasurementWorker:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             self.process.wait()
-            raise RuntimeError(f"measuring {self.label} failed: {self.last_error()}") from None
+            raise RuntimeError(
+                f"measuring {self.label} failed: {self.last_error()}"
+            ) from None
         return self.read(what)
 
     def wait_ready(self):
@@ -193,7 +201,11 @@ class MeasurementWorker:
 
 def windows(rounds, min_time_s, min_iterations, max_time_s):
     """One window's share of a batch size's timing: `(min_time_s, min_iterations, max_time_s)`."""
-    return min_time_s / rounds, max(1, math.ceil(min_iterations / rounds)), max_time_s / rounds
+    return (
+        min_time_s / rounds,
+        max(1, math.ceil(min_iterations / rounds)),
+        max_time_s / rounds,
+    )
 
 
 def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
@@ -243,12 +255,21 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
                 if round_index % 2:
                     sizes.reverse()
                 min_time, min_iterations, max_time = windows(
-                    rounds, spec["min_time_s"], spec["min_iterations"], spec["max_time_s"]
+                    rounds,
+                    spec["min_time_s"],
+                    spec["min_iterations"],
+                    spec["max_time_s"],
                 )
-                warmup = spec["warmup_s"] if round_index == 0 else min(spec["warmup_s"], REWARM_S)
+                warmup = (
+                    spec["warmup_s"]
+                    if round_index == 0
+                    else min(spec["warmup_s"], REWARM_S)
+                )
                 try:
                     for batch_size in sizes:
-                        workers[index].time(batch_size, min_time, min_iterations, max_time, warmup)
+                        workers[index].time(
+                            batch_size, min_time, min_iterations, max_time, warmup
+                        )
                 except RuntimeError as error:
                     outcomes[index] = error
                     workers.pop(index).close()
@@ -256,7 +277,9 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
             if on_step:
                 spec = specs[index]
                 threads = spec["threads"]
-                on_step(f"finishing {os.path.basename(spec['path'])} ({threads} thread{'s' * (threads != 1)})")
+                on_step(
+                    f"finishing {os.path.basename(spec['path'])} ({threads} thread{'s' * (threads != 1)})"
+                )
             try:
                 outcomes[index] = workers[index].finish()
             except RuntimeError as error:

@@ -58,9 +58,7 @@ def _number(value, key, low=0.0, high=None):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BudgetError(f"`{key}` must be a number. Received: {key}={value!r}")
     if not math.isfinite(value):
-        raise BudgetError(
-            f"`{key}` must be a finite number. Received: {key}={value!r}"
-        )
+        raise BudgetError(f"`{key}` must be a finite number. Received: {key}={value!r}")
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise BudgetError(f"`{key}` must be {bounds}. Received: {key}={value!r}")
@@ -131,7 +129,11 @@ def parse_budget(content, source="budget"):
         elif key == "formats":
             if isinstance(value, str):
                 value = [part.strip() for part in value.split(",") if part.strip()]
-            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, str) for v in value)
+            ):
                 raise BudgetError(
                     "`formats` must be a non-empty list of format names. "
                     f"Received: formats={value!r}"
@@ -180,8 +182,11 @@ def objective_value(objective, entry, reference_accuracy=None):
         reference = 1.0 if reference_accuracy is None else reference_accuracy
         value = None if accuracy is None else reference - accuracy
     else:
-        field = {"size_mb": "size_bytes", "gzip_size_mb": "gzip_bytes",
-                 "memory_mb": "peak_rss_bytes"}[objective]
+        field = {
+            "size_mb": "size_bytes",
+            "gzip_size_mb": "gzip_bytes",
+            "memory_mb": "peak_rss_bytes",
+        }[objective]
         value = None if entry.get(field) is None else _mb(entry[field])
     if value is None or not math.isfinite(value):
         return None
@@ -279,7 +284,9 @@ def check_budget(budget, results):
     teacher = {
         r["format"]: r
         for r in results
-        if role(r) == "teacher" and not r.get("error") and r.get("quantize", "none") == "none"
+        if role(r) == "teacher"
+        and not r.get("error")
+        and r.get("quantize", "none") == "none"
     }
     violations = []
 
@@ -326,36 +333,75 @@ def check_budget(budget, results):
                 value = stats[f"{percentile}_ms"]
                 # `not value <= limit`: a NaN figure is a violation, never a pass.
                 if limit is not None and not value <= limit:
-                    violate(entry, f"{percentile}_ms@{batch}", value, limit, " ms",
-                            f"{percentile} latency at batch {batch} too high")
+                    violate(
+                        entry,
+                        f"{percentile}_ms@{batch}",
+                        value,
+                        limit,
+                        " ms",
+                        f"{percentile} latency at batch {batch} too high",
+                    )
         for key, field, what in (
             ("max_size_mb", "size_bytes", "size"),
             ("max_gzip_size_mb", "gzip_bytes", "gzip size"),
             ("max_memory_mb", "peak_rss_bytes", "peak memory"),
         ):
             if key in budget and entry.get(field) is None:
-                violate(entry, key[4:], None, budget[key], " MB", f"{what} not measured")
+                violate(
+                    entry, key[4:], None, budget[key], " MB", f"{what} not measured"
+                )
             elif key in budget:
                 value = _mb(entry[field])
                 if not value <= budget[key]:
-                    violate(entry, key[4:], value, budget[key], " MB", f"{what} too large")
+                    violate(
+                        entry, key[4:], value, budget[key], " MB", f"{what} too large"
+                    )
         accuracy = entry.get("accuracy")
         if "min_accuracy" in budget:
             if accuracy is None:
-                violate(entry, "accuracy", None, budget["min_accuracy"], "",
-                        "accuracy not measured")
+                violate(
+                    entry,
+                    "accuracy",
+                    None,
+                    budget["min_accuracy"],
+                    "",
+                    "accuracy not measured",
+                )
             elif not accuracy >= budget["min_accuracy"] - _TOLERANCE:
-                violate(entry, "accuracy", accuracy, budget["min_accuracy"], "", "accuracy too low")
+                violate(
+                    entry,
+                    "accuracy",
+                    accuracy,
+                    budget["min_accuracy"],
+                    "",
+                    "accuracy too low",
+                )
         if "max_accuracy_drop" in budget and role(entry) == "student":
             reference = teacher.get(entry["format"]) or teacher.get("keras")
-            if accuracy is None or reference is None or reference.get("accuracy") is None:
-                violate(entry, "accuracy_drop", None, budget["max_accuracy_drop"], "",
-                        "accuracy drop against the teacher not measurable")
+            if (
+                accuracy is None
+                or reference is None
+                or reference.get("accuracy") is None
+            ):
+                violate(
+                    entry,
+                    "accuracy_drop",
+                    None,
+                    budget["max_accuracy_drop"],
+                    "",
+                    "accuracy drop against the teacher not measurable",
+                )
             else:
                 drop = reference["accuracy"] - accuracy
                 if not drop <= budget["max_accuracy_drop"] + _TOLERANCE:
-                    violate(entry, "accuracy_drop", drop, budget["max_accuracy_drop"], "",
-                            f"accuracy drop against the teacher ({reference['format']}) too large")
+                    violate(
+                        entry,
+                        "accuracy_drop",
+                        drop,
+                        budget["max_accuracy_drop"],
+                        "",
+                        f"accuracy drop against the teacher ({reference['format']}) too large",
+                    )
     return violations
 
 
@@ -379,7 +425,8 @@ def describe(budget):
         value = budget[key]
         if isinstance(value, dict):
             value = ", ".join(
-                f"{'every batch' if b == '*' else f'batch {b}'}: {v:g}" for b, v in value.items()
+                f"{'every batch' if b == '*' else f'batch {b}'}: {v:g}"
+                for b, v in value.items()
             )
         else:
             value = f"{value:g}"
@@ -387,5 +434,10 @@ def describe(budget):
     if budget.get("minimise"):
         rows.append(("minimise", budget["minimise"]))
     rows.append(("model", budget["model"]))
-    rows.append(("formats", ", ".join(budget["formats"]) if budget.get("formats") else "all measured"))
+    rows.append(
+        (
+            "formats",
+            ", ".join(budget["formats"]) if budget.get("formats") else "all measured",
+        )
+    )
     return rows

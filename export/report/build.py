@@ -62,7 +62,9 @@ def candidate_names(paths):
         return ["student"]
     names = []
     for path in paths:
-        stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "student"
+        stem = (
+            os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "student"
+        )
         name, count = stem, 2
         while name in names or name == "teacher":
             name, count = f"{stem}_{count}", count + 1
@@ -101,7 +103,9 @@ def data_digest(x):
     return digest.hexdigest()[:16]
 
 
-def export_verified(model, fmt, path, quantize="none", representative=None, labelled=None):
+def export_verified(
+    model, fmt, path, quantize="none", representative=None, labelled=None
+):
     """Exports with the verified converters; returns their sidecar (parity etc.).
 
     Args:
@@ -123,7 +127,10 @@ def export_verified(model, fmt, path, quantize="none", representative=None, labe
         from export.to_tflite import export_tflite
 
         result = export_tflite(
-            model, path, quantize=quantize, overwrite=True,
+            model,
+            path,
+            quantize=quantize,
+            overwrite=True,
             representative_data=representative if quantize == "int8" else None,
             labelled_data=labelled if quantize != "none" else None,
         )
@@ -221,7 +228,9 @@ def build_report(
     machine = environment.describe_machine(threads)  # the load average at the start
     timing = dict(timing or {})
     students = (
-        [student_path] if isinstance(student_path, (str, os.PathLike)) else list(student_path)
+        [student_path]
+        if isinstance(student_path, (str, os.PathLike))
+        else list(student_path)
     )
     names = candidate_names(students)
     sources = {"teacher": teacher_path, **dict(zip(names, students, strict=True))}
@@ -247,8 +256,12 @@ def build_report(
                 "inputs: .npy/.npz or fashion-mnist:N). Received: none"
             )
         student_models = {n: m for n, m in models.items() if roles[n] == "student"}
-        check_data_shapes(student_models, representative[0], "--representative-data",
-                          representative[1])
+        check_data_shapes(
+            student_models,
+            representative[0],
+            "--representative-data",
+            representative[1],
+        )
         from export.to_tflite import MAX_CALIBRATION_SAMPLES
 
         calibration = {
@@ -267,15 +280,25 @@ def build_report(
         plan.append((name, "numpy", "none", "numpy"))
     exports = len(plan)
     settings_of_timing = timing_settings(timing)
-    searched = set(search_threads) | {"numpy"}  # the floor is the reference: always searched
-    bar = cli.Progress(exports) if progress else None  # the measurement's steps are added below
+    searched = set(search_threads) | {
+        "numpy"
+    }  # the floor is the reference: always searched
+    bar = (
+        cli.Progress(exports) if progress else None
+    )  # the measurement's steps are added below
     results = []
     for name, fmt, quantize, variant in plan:
         if bar:
             bar.step(f"{name} {variant}: exporting")
         entry = exported_entry(
-            name, fmt, models[name], sources[name], artifacts, quantize=quantize,
-            calibration=calibration, labelled=(x, y) if labelled else None,
+            name,
+            fmt,
+            models[name],
+            sources[name],
+            artifacts,
+            quantize=quantize,
+            calibration=calibration,
+            labelled=(x, y) if labelled else None,
         )
         entry.update(role=roles[name], variant=variant, quantize=quantize)
         results.append(entry)
@@ -284,8 +307,15 @@ def build_report(
         if variant == "tflite_int8" and int8_misses(entry, budget):
             if bar:
                 bar.step(f"{name} tflite_int8: per-layer quantisation error")
-            results.append(selective_entry(entry, models[name], artifacts, calibration,
-                                           (x, y) if labelled else None))
+            results.append(
+                selective_entry(
+                    entry,
+                    models[name],
+                    artifacts,
+                    calibration,
+                    (x, y) if labelled else None,
+                )
+            )
     # Every runtime of every model in one interleaved measurement, so that the
     # student/teacher and floor ratios are taken under the same machine conditions.
     jobs, owners = [], []
@@ -305,21 +335,34 @@ def build_report(
     outcomes = []
     if jobs:
         outcomes = measure.measure_artifacts(
-            jobs, batch_sizes, x=x, y=y, on_step=(bar.next_step if bar else None),
-            return_outputs=labelled is not None, **timing
+            jobs,
+            batch_sizes,
+            x=x,
+            y=y,
+            on_step=(bar.next_step if bar else None),
+            return_outputs=labelled is not None,
+            **timing,
         )
     references = {}
     for entry in results:
-        runs = [outcome for owner, outcome in zip(owners, outcomes, strict=True) if owner is entry]
+        runs = [
+            outcome
+            for owner, outcome in zip(owners, outcomes, strict=True)
+            if owner is entry
+        ]
         if not runs:
             continue
         failed = [run for run in runs if isinstance(run, Exception)]
         if failed:
-            entry["error"] = f"{type(failed[0]).__name__}: {loading.error_summary(failed[0])}"
+            entry["error"] = (
+                f"{type(failed[0]).__name__}: {loading.error_summary(failed[0])}"
+            )
             continue
         outputs = [run.pop("outputs", None) for run in runs][0]
         artifact = entry["artifact"]
-        entry.update(measure.best_of_threads(runs) if entry["format"] in searched else runs[0])
+        entry.update(
+            measure.best_of_threads(runs) if entry["format"] in searched else runs[0]
+        )
         entry["artifact"] = artifact
         entry["lineage"]["threads"] = entry["latency"][str(batch_sizes[0])].get(
             "threads", entry["threads"]
@@ -337,7 +380,9 @@ def build_report(
     add_pareto(results, batch_sizes)
     report = {
         "schema_version": SCHEMA_VERSION,
-        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "created_utc": datetime.datetime.now(datetime.UTC).isoformat(
+            timespec="seconds"
+        ),
         "command": command,
         "environment": machine,
         "settings": {
@@ -354,9 +399,9 @@ def build_report(
             "source": labelled[2] if labelled else None,
             "examples": int(len(labelled[1])) if labelled else 0,
             "digest": data_digest(x) if labelled else None,
-            "calibration": None if calibration is None else {
-                k: calibration[k] for k in ("source", "samples", "digest")
-            },
+            "calibration": None
+            if calibration is None
+            else {k: calibration[k] for k in ("source", "samples", "digest")},
         },
         "models": {
             name: {
@@ -418,8 +463,15 @@ def selective_entry(int8_entry, model, artifacts, calibration, labelled):
     from export.verify import ParityError
 
     name = int8_entry["model"]
-    entry = {"model": name, "format": "tflite", "error": None, "export": None,
-             "role": int8_entry["role"], "variant": "tflite_int8_selective", "quantize": "int8"}
+    entry = {
+        "model": name,
+        "format": "tflite",
+        "error": None,
+        "export": None,
+        "role": int8_entry["role"],
+        "variant": "tflite_int8_selective",
+        "quantize": "int8",
+    }
     entry["lineage"] = dict(int8_entry["lineage"])
     try:
         errors = layer_errors.layer_quantization_errors(model, calibration["inputs"])
@@ -427,18 +479,27 @@ def selective_entry(int8_entry, model, artifacts, calibration, labelled):
         float_layers = [row["layer"] for row in errors[:SELECTIVE_FLOAT_LAYERS]]
         entry["artifact"] = os.path.join(artifacts, f"{name}_int8_selective.tflite")
         result = layer_errors.export_selective_int8(
-            model, entry["artifact"], calibration["inputs"], float_layers, labelled_data=labelled
+            model,
+            entry["artifact"],
+            calibration["inputs"],
+            float_layers,
+            labelled_data=labelled,
         )
-        entry["export"] = {"sidecar_path": result.sidecar_path,
-                           "parity": result.sidecar.get("parity"),
-                           "options": result.sidecar.get("options"),
-                           "versions": result.sidecar.get("versions")}
+        entry["export"] = {
+            "sidecar_path": result.sidecar_path,
+            "parity": result.sidecar.get("parity"),
+            "options": result.sidecar.get("options"),
+            "versions": result.sidecar.get("versions"),
+        }
         entry["lineage"]["converter"] += " + QuantizationDebugger(denylisted_nodes)"
-        entry["lineage"]["settings"] = dict(entry["lineage"]["settings"],
-                                            float_layers=float_layers)
+        entry["lineage"]["settings"] = dict(
+            entry["lineage"]["settings"], float_layers=float_layers
+        )
         entry["sha256"] = choose.file_digest(entry["artifact"])
     except ParityError as error:
-        entry.update(error=f"ParityError: {loading.error_summary(error)}", rejected=True)
+        entry.update(
+            error=f"ParityError: {loading.error_summary(error)}", rejected=True
+        )
     except Exception as error:  # Recorded in the report; exit status 1.
         entry["error"] = f"{type(error).__name__}: {loading.error_summary(error)}"
     return entry
@@ -452,7 +513,9 @@ def held_out_parity(outputs, reference, source):
     return {
         "inputs": source,
         "examples": int(len(reference)),
-        "max_abs_diff": float(np.max(np.abs(outputs - reference))) if finite else float("inf"),
+        "max_abs_diff": float(np.max(np.abs(outputs - reference)))
+        if finite
+        else float("inf"),
         "top1_agreement": float(np.mean(outputs.argmax(1) == reference.argmax(1))),
         "reference": "Keras tf.function(model(x, training=False)) in the report's process",
     }
@@ -469,8 +532,10 @@ def add_pareto(results, batch_sizes):
         if not measured(entry) or entry["format"] == "numpy":
             continue
         accuracy = entry.get("accuracy")
-        point = {"loss": None if accuracy is None else -accuracy,
-                 "size": entry.get("size_bytes")}
+        point = {
+            "loss": None if accuracy is None else -accuracy,
+            "size": entry.get("size_bytes"),
+        }
         for b in batch_sizes:
             point[f"p99@{b}"] = entry["latency"][str(b)]["p99_ms"]
         points.append(point)
@@ -491,13 +556,17 @@ def lineage(name, fmt, quantize, source, export, calibration):
     versions = (export or {}).get("versions") or {}
     converter = CONVERTERS[fmt]
     if fmt == "onnx" and quantize == "int8":
-        converter += " + onnxruntime.quantization.quantize_static (export.quantize_onnx)"
+        converter += (
+            " + onnxruntime.quantization.quantize_static (export.quantize_onnx)"
+        )
     tool_versions = {
-        k: versions.get(k) for k in ("tensorflow", "tf2onnx", "onnxruntime", "litert")
+        k: versions.get(k)
+        for k in ("tensorflow", "tf2onnx", "onnxruntime", "litert")
         if versions.get(k)
     }
     settings = {
-        k: v for k, v in options.items()
+        k: v
+        for k, v in options.items()
         if k not in ("representative_data", "providers", "delegate")
     }
     int8 = quantize == "int8" and calibration is not None
@@ -515,8 +584,16 @@ def lineage(name, fmt, quantize, source, export, calibration):
     }
 
 
-def exported_entry(name, fmt, model, source, artifacts, quantize="none", calibration=None,
-                   labelled=None):
+def exported_entry(
+    name,
+    fmt,
+    model,
+    source,
+    artifacts,
+    quantize="none",
+    calibration=None,
+    labelled=None,
+):
     """Exports `model` to `fmt` (verified); returns its report entry, `artifact` set.
 
     A quantised variant that fails its parity check is `rejected` (reported, never
@@ -527,7 +604,10 @@ def exported_entry(name, fmt, model, source, artifacts, quantize="none", calibra
     entry = {"model": name, "format": fmt, "error": None, "export": None}
     entry["lineage"] = lineage(name, fmt, quantize, source, None, calibration)
     if fmt == "keras" and os.path.isdir(source):
-        entry.update(error="the model was given as a SavedModel, not a .keras file", not_applicable=True)
+        entry.update(
+            error="the model was given as a SavedModel, not a .keras file",
+            not_applicable=True,
+        )
         return entry
     try:
         if fmt == "keras":
@@ -538,15 +618,22 @@ def exported_entry(name, fmt, model, source, artifacts, quantize="none", calibra
             except ValueError as error:
                 entry.update(error=loading.error_summary(error), not_applicable=True)
                 return entry
-            entry["artifact"] = measure.save_dense_layers(layers, artifact_path(artifacts, name, fmt))
+            entry["artifact"] = measure.save_dense_layers(
+                layers, artifact_path(artifacts, name, fmt)
+            )
         else:
             entry["artifact"] = artifact_path(artifacts, name, fmt, quantize)
             entry["export"] = export_verified(
-                model, fmt, entry["artifact"], quantize,
+                model,
+                fmt,
+                entry["artifact"],
+                quantize,
                 representative=None if calibration is None else calibration["inputs"],
                 labelled=labelled,
             )
-            entry["lineage"] = lineage(name, fmt, quantize, source, entry["export"], calibration)
+            entry["lineage"] = lineage(
+                name, fmt, quantize, source, entry["export"], calibration
+            )
         entry["sha256"] = choose.file_digest(entry["artifact"])
     except ParityError as error:
         entry["error"] = f"ParityError: {loading.error_summary(error)}"
@@ -574,16 +661,15 @@ def measured(entry):
 
 def add_floor_ratios(results, batch_sizes):
     """Sets each entry's `floor_ratio`: its p50 over its model's NumPy floor p50."""
-    floors = {
-        r["model"]: r for r in results if r["format"] == "numpy" and measured(r)
-    }
+    floors = {r["model"]: r for r in results if r["format"] == "numpy" and measured(r)}
     for entry in results:
         floor = floors.get(entry["model"])
         if not measured(entry) or floor is None:
             entry["floor_ratio"] = None
             continue
         entry["floor_ratio"] = {
-            str(b): entry["latency"][str(b)]["p50_ms"] / floor["latency"][str(b)]["p50_ms"]
+            str(b): entry["latency"][str(b)]["p50_ms"]
+            / floor["latency"][str(b)]["p50_ms"]
             for b in batch_sizes
         }
 
@@ -598,7 +684,9 @@ def ratio(student, teacher):
 def ratios(results, formats, batch_sizes):
     """Student/teacher ratio of every figure, per student and format (floor included)."""
     by_key = {
-        (r["model"], r["format"]): r for r in results if r.get("quantize", "none") == "none"
+        (r["model"], r["format"]): r
+        for r in results
+        if r.get("quantize", "none") == "none"
     }
     students = []
     for r in results:
@@ -608,15 +696,34 @@ def ratios(results, formats, batch_sizes):
     for name in students:
         for fmt in tuple(formats) + ("numpy",):
             student, teacher = by_key.get((name, fmt)), by_key.get(("teacher", fmt))
-            if not student or not teacher or not measured(student) or not measured(teacher):
+            if (
+                not student
+                or not teacher
+                or not measured(student)
+                or not measured(teacher)
+            ):
                 continue
             row = {"model": name, "format": fmt}
-            for field in ("parameters", "size_bytes", "gzip_bytes", "peak_rss_bytes", "accuracy"):
+            for field in (
+                "parameters",
+                "size_bytes",
+                "gzip_bytes",
+                "peak_rss_bytes",
+                "accuracy",
+            ):
                 row[field] = ratio(student.get(field), teacher.get(field))
             row["latency"] = {
                 str(b): {
-                    key: ratio(student["latency"][str(b)][key], teacher["latency"][str(b)][key])
-                    for key in ("p50_ms", "p90_ms", "p99_ms", "max_ms", "throughput_sps")
+                    key: ratio(
+                        student["latency"][str(b)][key], teacher["latency"][str(b)][key]
+                    )
+                    for key in (
+                        "p50_ms",
+                        "p90_ms",
+                        "p99_ms",
+                        "max_ms",
+                        "throughput_sps",
+                    )
                 }
                 for b in batch_sizes
             }
@@ -633,11 +740,19 @@ def best_fp32(results, batch_sizes):
             names.append(r["model"])
     for name in names:
         floor = next(
-            (r for r in results if r["model"] == name and r["format"] == "numpy" and measured(r)), None
+            (
+                r
+                for r in results
+                if r["model"] == name and r["format"] == "numpy" and measured(r)
+            ),
+            None,
         )
         candidates = [
-            r for r in results
-            if r["model"] == name and r["format"] != "numpy" and measured(r)
+            r
+            for r in results
+            if r["model"] == name
+            and r["format"] != "numpy"
+            and measured(r)
             and r.get("quantize", "none") == "none"
         ]
         per_batch = {}

@@ -45,9 +45,7 @@ def pareto_front(points, keys):
     """
 
     def usable(point):
-        return all(
-            point.get(k) is not None and math.isfinite(point[k]) for k in keys
-        )
+        return all(point.get(k) is not None and math.isfinite(point[k]) for k in keys)
 
     valid = [usable(p) for p in points]
     return [
@@ -69,9 +67,12 @@ def variant_label(entry):
 def reference_accuracy(results):
     """The teacher's accuracy (its Keras or first float runtime), else None."""
     teachers = [
-        r for r in results
-        if budgets.role(r) == "teacher" and not r.get("error")
-        and r.get("accuracy") is not None and r["format"] != "numpy"
+        r
+        for r in results
+        if budgets.role(r) == "teacher"
+        and not r.get("error")
+        and r.get("accuracy") is not None
+        and r["format"] != "numpy"
     ]
     keras = [r for r in teachers if r["format"] == "keras"]
     chosen = (keras or teachers or [None])[0]
@@ -97,9 +98,7 @@ def choose_release(budget, results):
         `meets`, `violations`, in ranking order: qualifying ones first).
     """
     objective = budget.get("minimise") or DEFAULT_OBJECTIVE
-    models = (
-        ("student", "teacher") if budget["model"] == "both" else (budget["model"],)
-    )
+    models = ("student", "teacher") if budget["model"] == "both" else (budget["model"],)
     gated = budget.get("formats")
     reference = reference_accuracy(results)
     candidates = []
@@ -111,27 +110,36 @@ def choose_release(budget, results):
         others = [t for t in teachers_of(results) if t is not entry]
         violations = budgets.check_budget(budget, [entry] + others)
         variant = entry.get("variant", entry["format"])
-        own = [v for v in violations
-               if v["model"] == entry["model"] and v["variant"] == variant]
-        value = None if entry.get("error") else budgets.objective_value(
-            objective, entry, reference
+        own = [
+            v
+            for v in violations
+            if v["model"] == entry["model"] and v["variant"] == variant
+        ]
+        value = (
+            None
+            if entry.get("error")
+            else budgets.objective_value(objective, entry, reference)
         )
-        candidates.append({
-            "label": variant_label(entry),
-            "model": entry["model"],
-            "variant": entry.get("variant", entry["format"]),
-            "format": entry["format"],
-            "value": value,
-            "size_bytes": entry.get("size_bytes"),
-            "meets": not own and value is not None,
-            "violations": [v["message"] for v in own],
-        })
-    candidates.sort(key=lambda c: (
-        not c["meets"],
-        math.inf if c["value"] is None else c["value"],
-        math.inf if c["size_bytes"] is None else c["size_bytes"],
-        c["label"],
-    ))
+        candidates.append(
+            {
+                "label": variant_label(entry),
+                "model": entry["model"],
+                "variant": entry.get("variant", entry["format"]),
+                "format": entry["format"],
+                "value": value,
+                "size_bytes": entry.get("size_bytes"),
+                "meets": not own and value is not None,
+                "violations": [v["message"] for v in own],
+            }
+        )
+    candidates.sort(
+        key=lambda c: (
+            not c["meets"],
+            math.inf if c["value"] is None else c["value"],
+            math.inf if c["size_bytes"] is None else c["size_bytes"],
+            c["label"],
+        )
+    )
     winner = candidates[0] if candidates and candidates[0]["meets"] else None
     return {"objective": objective, "winner": winner, "candidates": candidates}
 
@@ -139,7 +147,8 @@ def choose_release(budget, results):
 def teachers_of(results):
     """The teacher's float entries: the references of `max_accuracy_drop`."""
     return [
-        r for r in results
+        r
+        for r in results
         if budgets.role(r) == "teacher" and r.get("quantize", "none") == "none"
     ]
 
@@ -195,8 +204,10 @@ def write_release(report, release_dir):
     release = report["release"]
     winner = release["winner"]
     entry = next(
-        r for r in report["results"]
-        if r["model"] == winner["model"] and r.get("variant", r["format"]) == winner["variant"]
+        r
+        for r in report["results"]
+        if r["model"] == winner["model"]
+        and r.get("variant", r["format"]) == winner["variant"]
     )
     check_release_dir(release_dir)
     staged = staging.temporary_sibling(release_dir)
@@ -221,7 +232,14 @@ def write_release(report, release_dir):
         latency = {
             b: {
                 k: stats[k]
-                for k in ("p50_ms", "p99_ms", "validity", "calls_per_sample", "samples", "threads")
+                for k in (
+                    "p50_ms",
+                    "p99_ms",
+                    "validity",
+                    "calls_per_sample",
+                    "samples",
+                    "threads",
+                )
                 if k in stats
             }
             for b, stats in entry["latency"].items()

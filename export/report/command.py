@@ -53,7 +53,8 @@ PROGRAM = "export.report"
 def failures(report):
     """Entries whose export or measurement failed (not n/a, not a rejected variant)."""
     return [
-        r for r in report["results"]
+        r
+        for r in report["results"]
         if r.get("error") and not r.get("not_applicable") and not r.get("rejected")
     ]
 
@@ -279,7 +280,9 @@ def define_flags():
 def check_flags(value):
     """The checked settings of the command line (`cli.UsageError` otherwise)."""
     students = value("student") or [None]
-    for name, path in [("teacher", value("teacher"))] + [("student", p) for p in students]:
+    for name, path in [("teacher", value("teacher"))] + [
+        ("student", p) for p in students
+    ]:
         if not path or not os.path.exists(path):
             raise cli.UsageError(
                 f"`--{name}` must be an existing .keras file or SavedModel "
@@ -402,7 +405,11 @@ def run(argv):
                 unsafe=unsafe,
                 **settings,
             )
-            if report["release"] and report["release"]["winner"] and value("release-dir"):
+            if (
+                report["release"]
+                and report["release"]["winner"]
+                and value("release-dir")
+            ):
                 report["release"]["written"] = choose.write_release(
                     report, value("release-dir")
                 )
@@ -421,16 +428,22 @@ def run(argv):
     if selecting and report.get("release"):
         release = report["release"]
         if release["winner"]:
-            cli.warn(PROGRAM, f"release: {release['winner']['label']} "
-                     f"({release['objective']} {release['winner']['value']:.6g})")
+            cli.warn(
+                PROGRAM,
+                f"release: {release['winner']['label']} "
+                f"({release['objective']} {release['winner']['value']:.6g})",
+            )
         else:
             cli.warn(PROGRAM, "no variant meets the budget:")
             for candidate in release["candidates"]:
                 prefix = candidate["label"] + ": "
-                shortfall = "; ".join(
-                    v[len(prefix):] if v.startswith(prefix) else v
-                    for v in candidate["violations"]
-                ) or "objective not measured"
+                shortfall = (
+                    "; ".join(
+                        v[len(prefix) :] if v.startswith(prefix) else v
+                        for v in candidate["violations"]
+                    )
+                    or "objective not measured"
+                )
                 cli.warn(PROGRAM, f"  {candidate['label']}: {shortfall}")
     failed = failures(report)
     if failed:

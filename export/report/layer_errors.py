@@ -90,7 +90,9 @@ def layer_quantization_errors(model, inputs):
 
     inputs = np.ascontiguousarray(inputs[:MAX_DEBUG_SAMPLES], np.float32)
     with tempfile.TemporaryDirectory(prefix="kdkeras-qdebug-") as scratch:
-        converter, dataset = int8_converter(model, os.path.join(scratch, "saved"), inputs)
+        converter, dataset = int8_converter(
+            model, os.path.join(scratch, "saved"), inputs
+        )
         options = tf.lite.experimental.QuantizationDebugOptions(
             layer_direct_compare_metrics={"rmse_over_scale": rmse_over_scale}
         )
@@ -103,21 +105,29 @@ def layer_quantization_errors(model, inputs):
         debugger.layer_statistics_dump(dump)
     rows = []
     for record in csv.DictReader(io.StringIO(dump.getvalue())):
-        rows.append({
-            "layer": record["tensor_name"],
-            "op": record["op_name"],
-            "rmse_over_scale": float(record.get("rmse_over_scale") or math.nan),
-            "max_abs_error": float(record.get("max_abs_error") or math.nan),
-            "mean_squared_error": float(record.get("mean_squared_error") or math.nan),
-            "scale": float(record.get("scale") or math.nan),
-        })
-    rows.sort(key=lambda r: -r["rmse_over_scale"] if math.isfinite(r["rmse_over_scale"])
-              else math.inf)
+        rows.append(
+            {
+                "layer": record["tensor_name"],
+                "op": record["op_name"],
+                "rmse_over_scale": float(record.get("rmse_over_scale") or math.nan),
+                "max_abs_error": float(record.get("max_abs_error") or math.nan),
+                "mean_squared_error": float(
+                    record.get("mean_squared_error") or math.nan
+                ),
+                "scale": float(record.get("scale") or math.nan),
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            -r["rmse_over_scale"] if math.isfinite(r["rmse_over_scale"]) else math.inf
+        )
+    )
     return rows
 
 
-def export_selective_int8(model, output_path, inputs, float_layers, labelled_data=None,
-                          overwrite=True):
+def export_selective_int8(
+    model, output_path, inputs, float_layers, labelled_data=None, overwrite=True
+):
     """Exports int8 TFLite with `float_layers` kept in float, verified like the others.
 
     Args:
@@ -138,7 +148,9 @@ def export_selective_int8(model, output_path, inputs, float_layers, labelled_dat
 
     def write(path):
         with tempfile.TemporaryDirectory(prefix="kdkeras-qdebug-") as scratch:
-            converter, dataset = int8_converter(model, os.path.join(scratch, "saved"), inputs)
+            converter, dataset = int8_converter(
+                model, os.path.join(scratch, "saved"), inputs
+            )
             options = tf.lite.experimental.QuantizationDebugOptions(
                 denylisted_nodes=list(float_layers)
             )
@@ -150,7 +162,10 @@ def export_selective_int8(model, output_path, inputs, float_layers, labelled_dat
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
         runtime = runtimes.TFLiteRuntime(path)
-        return {"input_dtype": runtime.input_dtype, "output_dtype": runtime.output_dtype}
+        return {
+            "input_dtype": runtime.input_dtype,
+            "output_dtype": runtime.output_dtype,
+        }
 
     return pipeline.export_artifact(
         model,

@@ -148,9 +148,7 @@ def _regularizer_config(layer, field, value):
         and value.get("registered_name") in (None, value.get("class_name"))
     ):
         return {"class_name": value["class_name"], "config": value["config"]}
-    raise _cannot_carry(
-        layer, f"Its {field} is not one of {sorted(_REGULARIZERS)}."
-    )
+    raise _cannot_carry(layer, f"Its {field} is not one of {sorted(_REGULARIZERS)}.")
 
 
 def _translate_config(layer, target):
@@ -358,4 +356,3 @@ def from_tf_keras(model):
                 "with export.to_tflite.export_tflite(model, path, quantize='qat').",
             )
     return _rebuild(model, tf_keras, keras)
-

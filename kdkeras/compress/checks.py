@@ -41,7 +41,5 @@ def check_fraction(name, value, upper_inclusive=True):
     upper_ok = value <= 1 if upper_inclusive else value < 1
     if not (value >= 0 and upper_ok):
         bound = "1]" if upper_inclusive else "1)"
-        raise ValueError(
-            f"`{name}` must be in [0, {bound}. Received: {name}={value}"
-        )
+        raise ValueError(f"`{name}` must be in [0, {bound}. Received: {name}={value}")
     return float(value)

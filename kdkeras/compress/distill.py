@@ -76,12 +76,8 @@ class TfKerasDistiller(tf_keras.Model):
         self.alpha = alpha
         self.loss_tracker = tf_keras.metrics.Mean(name="loss")
         self.student_loss_tracker = tf_keras.metrics.Mean(name="student_loss")
-        self.distillation_loss_tracker = tf_keras.metrics.Mean(
-            name="distillation_loss"
-        )
-        self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy(
-            name="accuracy"
-        )
+        self.distillation_loss_tracker = tf_keras.metrics.Mean(name="distillation_loss")
+        self.accuracy = tf_keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
     @property
     def metrics(self):
@@ -119,16 +115,13 @@ class TfKerasDistiller(tf_keras.Model):
             sample_weight,
         )
         return {
-            "loss": self.alpha * student_loss
-            + (1.0 - self.alpha) * distillation_loss,
+            "loss": self.alpha * student_loss + (1.0 - self.alpha) * distillation_loss,
             "student_loss": student_loss,
             "distillation_loss": distillation_loss,
         }
 
     def train_step(self, data):
-        x, targets, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(
-            data
-        )
+        x, targets, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
         labels = targets[LABELS_KEY]
         teacher_logits = targets[TEACHER_LOGITS_KEY]
         with tf.GradientTape() as tape:
@@ -147,9 +140,7 @@ class TfKerasDistiller(tf_keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
-        x, labels, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(
-            data
-        )
+        x, labels, sample_weight = tf_keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(labels, dict):
             labels = labels[LABELS_KEY]
         logits = self.student(x, training=False)
@@ -160,10 +151,7 @@ class TfKerasDistiller(tf_keras.Model):
             sample_weight,
         )
         self.accuracy.update_state(labels, logits, sample_weight)
-        return {
-            m.name: m.result()
-            for m in (self.student_loss_tracker, self.accuracy)
-        }
+        return {m.name: m.result() for m in (self.student_loss_tracker, self.accuracy)}
 
 
 def soft_targets(teacher, x, teacher_logits=None, batch_size=256):
@@ -241,9 +229,7 @@ def fit_distilling(
             f"Received: shape {y.shape}"
         )
     distiller = TfKerasDistiller(student, temperature=temperature, alpha=alpha)
-    distiller.compile(
-        optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate)
-    )
+    distiller.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=learning_rate))
     return distiller.fit(
         x,
         {LABELS_KEY: y.astype("int32"), TEACHER_LOGITS_KEY: teacher_logits},
@@ -322,7 +308,5 @@ def fine_tune(
     """
     teacher_logits = soft_targets(teacher, x, teacher_logits)
     wrapped = wrap(bridge.to_tf_keras(student))
-    fit_distilling(
-        wrapped, x, y, teacher_logits, callbacks=callbacks, **fitting
-    )
+    fit_distilling(wrapped, x, y, teacher_logits, callbacks=callbacks, **fitting)
     return wrapped

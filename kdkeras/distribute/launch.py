@@ -221,18 +221,12 @@ def _parse(argv):
         "--verbose", action="store_true", help="show tracebacks of errors"
     )
     parser.add_argument("script", help="the training script (a .py file)")
-    parser.add_argument(
-        "script_args", nargs=argparse.REMAINDER, help="its arguments"
-    )
+    parser.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments")
     args = parser.parse_args(argv)
     if args.workers < 1:
-        parser.error(
-            f"`--workers` must be >= 1. Received: --workers={args.workers}"
-        )
+        parser.error(f"`--workers` must be >= 1. Received: --workers={args.workers}")
     if args.timeout is not None and args.timeout <= 0:
-        parser.error(
-            f"`--timeout` must be > 0. Received: --timeout={args.timeout:g}"
-        )
+        parser.error(f"`--timeout` must be > 0. Received: --timeout={args.timeout:g}")
     if not os.path.isfile(args.script):
         parser.error(f"`script` must be a file. Received: script={args.script!r}")
     return args

@@ -150,17 +150,13 @@ def fit(
         )
     strategy = model.distribute_strategy
     if validation_split and validation_data is None:
-        (x, y, sample_weight), validation_data = (
-            array_slicing.train_validation_split(
-                (x, y, sample_weight), validation_split=validation_split
-            )
+        (x, y, sample_weight), validation_data = array_slicing.train_validation_split(
+            (x, y, sample_weight), validation_split=validation_split
         )
     train = _Input(x, y, sample_weight, batch_size, shuffle, steps_per_epoch)
     validation = None
     if validation_data is not None:
-        val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(
-            validation_data
-        )
+        val_x, val_y, val_weight = keras.utils.unpack_x_y_sample_weight(validation_data)
         validation = _Input(
             val_x,
             val_y,
@@ -450,8 +446,7 @@ def save_weights_atomically(model, directory, state):
     # Keras' own layout: epoch and last batch index, for stock readers.
     metadata = os.path.join(directory, f".tmp-{os.getpid()}-{_METADATA_NAME}")
     with open(metadata, "w") as file:
-        json.dump({"epoch": state["epoch"], "batch": state["steps_done"] - 1},
-                  file)
+        json.dump({"epoch": state["epoch"], "batch": state["steps_done"] - 1}, file)
     _fsync(metadata)
     os.replace(metadata, os.path.join(directory, _METADATA_NAME))
     _fsync(directory)

@@ -61,8 +61,7 @@ def parse_tf_config(value=None):
         ) from None
     if not isinstance(config, dict):
         raise ValueError(
-            "TF_CONFIG must be a JSON object. "
-            f"Received: a JSON {type(config).__name__}"
+            f"TF_CONFIG must be a JSON object. Received: a JSON {type(config).__name__}"
         )
     cluster = config.get("cluster")
     if not isinstance(cluster, dict) or not cluster:
@@ -309,9 +308,7 @@ def _configure_coordination_service(
         return
     cluster = tf_config["cluster"]
     jobs = [
-        coordination_config_pb2.CoordinatedJob(
-            name=job, num_tasks=len(cluster[job])
-        )
+        coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
         for job in _COORDINATED_JOBS
         if job in cluster
     ]
@@ -379,8 +376,7 @@ def with_auto_shard_policy(dataset, policy=None):
         names = {"data": "DATA", "file": "FILE", "auto": "AUTO", "off": "OFF"}
         if policy.lower() not in names:
             raise ValueError(
-                f"`policy` must be one of {sorted(names)}. "
-                f"Received: policy={policy!r}"
+                f"`policy` must be one of {sorted(names)}. Received: policy={policy!r}"
             )
         policy = getattr(policies, names[policy.lower()])
     options = tf.data.Options()

@@ -1,28 +1,28 @@
 """Soft targets: the batch contract, the offline cache and the online pipeline.
 
-    batch         the keys of a target dict (`LABELS_KEY`, `TEACHER_LOGITS_KEY`,
-                  the top-k keys `TEACHER_TOP_K_*_KEY`) and `split_targets`,
-                  the one reader of a batch's targets (`TopKTargets`);
-                  `top_k_target_dict`; `UNLABELLED`, an unlabelled example
-    cache         `cache_soft_targets`: the teacher's logits for in-memory
-                  arrays, computed once, stored digest-checked in one file
-    dataset       `soft_target_dataset`: batches of inputs with cached logits
-    online        `online_soft_target_dataset`: the teacher run per batch in
-                  the input pipeline (prefetched; consistent augmentation)
-    shards        `cache_soft_target_shards`: the teacher streamed over a
-                  `tf.data.Dataset`/`PyDataset`, logits in `.npy` shards with a
-                  digest-checked index (worker shards, `merge_soft_target_shards`)
-    shards_dataset  `soft_target_shards_dataset`: training batches joined with
-                  the shards by stream position
-    stream        one pass over a finite, deterministic stream of input batches
-    shard_files   shard `.npy` files written row by row, read by position
-    cli           `python -m kdkeras.targets.cli`: `--shard i/n`, `--merge`
-    topk          `top_k=K` targets for many classes (their loss,
-                  `top_k_kd_loss`, lives in `kdkeras.losses`)
-    fingerprint   what keys a cache to its teacher and its data
-    augmentation  random augmentation layers, refused with cached targets
-    inputs        the per-example array checks all of the above share
-    files         atomic, umask-respecting writes of cache files and folders
+batch         the keys of a target dict (`LABELS_KEY`, `TEACHER_LOGITS_KEY`,
+              the top-k keys `TEACHER_TOP_K_*_KEY`) and `split_targets`,
+              the one reader of a batch's targets (`TopKTargets`);
+              `top_k_target_dict`; `UNLABELLED`, an unlabelled example
+cache         `cache_soft_targets`: the teacher's logits for in-memory
+              arrays, computed once, stored digest-checked in one file
+dataset       `soft_target_dataset`: batches of inputs with cached logits
+online        `online_soft_target_dataset`: the teacher run per batch in
+              the input pipeline (prefetched; consistent augmentation)
+shards        `cache_soft_target_shards`: the teacher streamed over a
+              `tf.data.Dataset`/`PyDataset`, logits in `.npy` shards with a
+              digest-checked index (worker shards, `merge_soft_target_shards`)
+shards_dataset  `soft_target_shards_dataset`: training batches joined with
+              the shards by stream position
+stream        one pass over a finite, deterministic stream of input batches
+shard_files   shard `.npy` files written row by row, read by position
+cli           `python -m kdkeras.targets.cli`: `--shard i/n`, `--merge`
+topk          `top_k=K` targets for many classes (their loss,
+              `top_k_kd_loss`, lives in `kdkeras.losses`)
+fingerprint   what keys a cache to its teacher and its data
+augmentation  random augmentation layers, refused with cached targets
+inputs        the per-example array checks all of the above share
+files         atomic, umask-respecting writes of cache files and folders
 """
 
 from kdkeras.targets.augmentation import check_no_augmentation

@@ -46,9 +46,7 @@ def random_augmentation_layers(model):
     """
     classes = _augmentation_classes()
     return [
-        layer
-        for layer in fingerprint.model_layers(model)
-        if isinstance(layer, classes)
+        layer for layer in fingerprint.model_layers(model) if isinstance(layer, classes)
     ]
 
 
@@ -95,8 +93,7 @@ def check_no_augmentation(student=None, augmentation=None):
     if augmentation is not None and augmentation is not False:
         if not (isinstance(augmentation, (list, tuple)) and not augmentation):
             raise ValueError(
-                "`augmentation` must be None with cached soft targets: "
-                + reason
+                "`augmentation` must be None with cached soft targets: " + reason
             )
     if student is not None:
         found = random_augmentation_layers(student)
@@ -105,6 +102,5 @@ def check_no_augmentation(student=None, augmentation=None):
                 f"{type(layer).__name__}({layer.name!r})" for layer in found
             )
             raise ValueError(
-                f"`student` contains random augmentation layers ({names}): "
-                + reason
+                f"`student` contains random augmentation layers ({names}): " + reason
             )

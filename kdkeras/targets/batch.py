@@ -93,9 +93,7 @@ def split_targets(y):
                 f"{', '.join(TOP_K_KEYS)} (and not {TEACHER_LOGITS_KEY!r}) "
                 f"to carry top-k targets. Received: keys {sorted(y)}"
             )
-        return y.get(LABELS_KEY), TopKTargets(
-            *(y[key] for key in TOP_K_KEYS)
-        )
+        return y.get(LABELS_KEY), TopKTargets(*(y[key] for key in TOP_K_KEYS))
     if TEACHER_LOGITS_KEY in y:
         return y.get(LABELS_KEY), y[TEACHER_LOGITS_KEY]
     return y, None
@@ -126,9 +124,7 @@ def top_k_target_dict(values, indices, tail, temperature, labels=None):
         TEACHER_TOP_K_VALUES_KEY: np.asarray(values, dtype=np.float32),
         TEACHER_TOP_K_INDICES_KEY: np.asarray(indices, dtype=np.int32),
         TEACHER_TAIL_KEY: tail,
-        TEACHER_TEMPERATURE_KEY: np.full(
-            tail.shape, temperature, dtype=np.float32
-        ),
+        TEACHER_TEMPERATURE_KEY: np.full(tail.shape, temperature, dtype=np.float32),
     }
     if labels is not None:
         targets[LABELS_KEY] = labels

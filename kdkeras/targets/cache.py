@@ -44,9 +44,7 @@ class StaleSoftTargetsError(ValueError):
 def check_dtype(dtype):
     """Checks a storage dtype (`"float32"` or `"float16"`) and returns it."""
     if dtype not in DTYPES:
-        raise ValueError(
-            f"`dtype` must be one of {DTYPES}. Received: dtype={dtype!r}"
-        )
+        raise ValueError(f"`dtype` must be one of {DTYPES}. Received: dtype={dtype!r}")
     return dtype
 
 
@@ -109,9 +107,7 @@ def compute_soft_targets(teacher, x, batch_size=1024):
     batch_size = inputs.check_batch_size(batch_size)
     fingerprint.check_teacher(teacher)
     inputs.check_rows(x, [])
-    logits = teachers.logits_model(teacher).predict(
-        x, batch_size=batch_size, verbose=0
-    )
+    logits = teachers.logits_model(teacher).predict(x, batch_size=batch_size, verbose=0)
     return np.asarray(logits, dtype=np.float32)
 
 
@@ -322,9 +318,7 @@ def _write_atomically(path, logits, metadata, expected):
     handle, staging = files.create_staging_file(path)
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(
-                file, logits=logits, metadata=np.array(json.dumps(metadata))
-            )
+            np.savez(file, logits=logits, metadata=np.array(json.dumps(metadata)))
             file.flush()
             os.fsync(file.fileno())
         written, written_metadata = _read(staging)

@@ -34,25 +34,24 @@ def define_flags():
     flags.DEFINE_string("output", None, "The cache folder to write.")
     flags.DEFINE_integer("batch-size", 1024, "Teacher batch size.")
     flags.DEFINE_enum(
-        "dtype", None, ["float32", "float16"],
+        "dtype",
+        None,
+        ["float32", "float16"],
         "Storage dtype (default float32; float16 with --top-k).",
     )
     flags.DEFINE_integer("top-k", None, "Store only the K largest logits.")
-    flags.DEFINE_float(
-        "temperature", None, "Distillation temperature (with --top-k)."
-    )
-    flags.DEFINE_integer(
-        "examples-per-shard", None, "Examples per shard file."
-    )
+    flags.DEFINE_float("temperature", None, "Distillation temperature (with --top-k).")
+    flags.DEFINE_integer("examples-per-shard", None, "Examples per shard file.")
     flags.DEFINE_string(
-        "shard", None,
+        "shard",
+        None,
         "i/n: compute worker i's shards of n; written to OUTPUT.i-of-n.",
     )
-    flags.DEFINE_list(
-        "merge", None, "Workers' folders to join into --output."
-    )
+    flags.DEFINE_list("merge", None, "Workers' folders to join into --output.")
     flags.DEFINE_enum(
-        "on-stale", "recompute", ["recompute", "error"],
+        "on-stale",
+        "recompute",
+        ["recompute", "error"],
         "What to do with an existing cache that does not match.",
     )
 
@@ -70,8 +69,7 @@ def npy_stream(path, batch_size):
     array = np.load(path, mmap_mode="r", allow_pickle=False)
     if array.ndim == 0:
         raise ValueError(
-            "`--inputs` must hold one row per example. "
-            f"Received: a scalar in {path!r}"
+            f"`--inputs` must hold one row per example. Received: a scalar in {path!r}"
         )
 
     def batches():
@@ -79,9 +77,7 @@ def npy_stream(path, batch_size):
             yield np.asarray(array[start : start + batch_size])
 
     signature = tf.TensorSpec((None,) + array.shape[1:], array.dtype)
-    dataset = tf.data.Dataset.from_generator(
-        batches, output_signature=signature
-    )
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
     count = -(-len(array) // batch_size)
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
@@ -158,8 +154,17 @@ def main(argv):
             USAGE_EXIT_CODE,
         )
     names = [
-        "teacher", "inputs", "output", "batch-size", "dtype", "top-k",
-        "temperature", "examples-per-shard", "shard", "merge", "on-stale",
+        "teacher",
+        "inputs",
+        "output",
+        "batch-size",
+        "dtype",
+        "top-k",
+        "temperature",
+        "examples-per-shard",
+        "shard",
+        "merge",
+        "on-stale",
     ]
     return run({name: flags.FLAGS[name].value for name in names})
 

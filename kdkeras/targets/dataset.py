@@ -112,9 +112,7 @@ def soft_target_dataset(
             return batch_x, targets
         return batch_x, targets, tf.gather(weight_tensor, indices)
 
-    return index_batches(
-        count, gather, batch_size, shuffle, seed, drop_remainder
-    )
+    return index_batches(count, gather, batch_size, shuffle, seed, drop_remainder)
 
 
 def index_batches(count, gather, batch_size, shuffle, seed, drop_remainder):
@@ -145,9 +143,7 @@ def index_batches(count, gather, batch_size, shuffle, seed, drop_remainder):
 
     indices = tf.data.Dataset.range(count)
     if shuffle:
-        indices = indices.shuffle(
-            count, seed=seed, reshuffle_each_iteration=True
-        )
+        indices = indices.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     dataset = indices.batch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

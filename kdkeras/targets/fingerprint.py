@@ -8,9 +8,8 @@ these SHA-256 fingerprints are what the cache records and compares.
 import hashlib
 import json
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from kdkeras.targets import inputs
 

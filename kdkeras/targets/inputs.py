@@ -83,9 +83,7 @@ def check_rows(x, named):
         raise ValueError("`x` must hold at least one array. Received: x=[]")
     count = example_count(inputs[0], "x")
     if count == 0:
-        raise ValueError(
-            "`x` must have at least one example. Received: x with 0 rows"
-        )
+        raise ValueError("`x` must have at least one example. Received: x with 0 rows")
     for array in inputs[1:]:
         if example_count(array, "x") != count:
             raise ValueError(
@@ -118,8 +116,7 @@ def check_batch_size(batch_size):
         or batch_size < 1
     ):
         raise ValueError(
-            "`batch_size` must be a positive int. "
-            f"Received: batch_size={batch_size!r}"
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
         )
     return int(batch_size)
 

@@ -18,9 +18,8 @@ accelerator). It feeds
 one device; under `tf.distribute` strategies, use the in-step teacher.
 """
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from kdkeras import teachers
 from kdkeras import xla
@@ -164,6 +163,4 @@ def online_soft_target_dataset(
             return images, targets
         return images, targets, tf.gather(weight_tensor, indices)
 
-    return index_batches(
-        count, gather, batch_size, shuffle, seed, drop_remainder
-    )
+    return index_batches(count, gather, batch_size, shuffle, seed, drop_remainder)

@@ -177,9 +177,9 @@ class RowReader:
                 raise StaleSoftTargetsError(
                     f"Soft-target shard {self.path!r} is truncated."
                 )
-            flat[run[0] : run[0] + count] = np.frombuffer(
-                data, np.uint8
-            ).reshape(count, -1)
+            flat[run[0] : run[0] + count] = np.frombuffer(data, np.uint8).reshape(
+                count, -1
+            )
         return result
 
     def close(self):

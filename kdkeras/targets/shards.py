@@ -108,8 +108,7 @@ def check_shard(shard):
         not isinstance(shard, (tuple, list))
         or len(shard) != 2
         or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-            for v in shard
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in shard
         )
         or not 0 <= shard[0] < shard[1]
     ):
@@ -139,8 +138,7 @@ def _read_index(path):
     index_path = os.path.join(path, INDEX_NAME)
     if not os.path.isdir(path):
         raise StaleSoftTargetsError(
-            f"`path` {path!r} is not a soft-target shard cache (not a "
-            "folder)."
+            f"`path` {path!r} is not a soft-target shard cache (not a folder)."
         )
     try:
         with open(index_path, encoding="utf-8") as file:
@@ -151,9 +149,7 @@ def _read_index(path):
             f"unreadable ({type(error).__name__})."
         ) from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
-        raise StaleSoftTargetsError(
-            f"{index_path!r} is not a soft-target shard index."
-        )
+        raise StaleSoftTargetsError(f"{index_path!r} is not a soft-target shard index.")
     if index.get("format_version") != FORMAT_VERSION:
         raise StaleSoftTargetsError(
             f"Soft-target shard cache `path` {path!r} is stale: it was "
@@ -292,9 +288,7 @@ class SoftTargetShards:
             `{"logits": ...}`, or for top-k `{"values", "indices", "tail"}`.
         """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if indices.size and (
-            indices.min() < 0 or indices.max() >= self.examples
-        ):
+        if indices.size and (indices.min() < 0 or indices.max() >= self.examples):
             raise ValueError(
                 f"`data` yields more examples than the soft-target cache "
                 f"{self.path!r} holds ({self.examples})."
@@ -480,8 +474,13 @@ def cache_soft_target_shards(
     """
     if isinstance(shard, str) and shard == "auto":
         return _cache_on_workers(
-            teacher, data, path, dtype=dtype, top_k=top_k,
-            temperature=temperature, examples_per_shard=examples_per_shard,
+            teacher,
+            data,
+            path,
+            dtype=dtype,
+            top_k=top_k,
+            temperature=temperature,
+            examples_per_shard=examples_per_shard,
             on_stale=on_stale,
         )
     fingerprint.check_teacher(teacher)
@@ -535,9 +534,7 @@ def cache_soft_target_shards(
 
     model = teachers.logits_model(teacher)
     stream = StreamPass(data, examples_per_shard, model, dtype, top_k)
-    owned = (lambda j: True) if shard is None else (
-        lambda j: j % shard[1] == shard[0]
-    )
+    owned = (lambda j: True) if shard is None else (lambda j: j % shard[1] == shard[0])
     staging = files.create_staging_directory(path)
     writer = ShardWriter(staging, dtype, top_k, temperature, stream)
     try:
@@ -584,8 +581,15 @@ def _worker(tf_config):
 
 def _same_cache(index, reference):
     keys = (
-        "format_version", "teacher", "data", "examples", "examples_per_shard",
-        "classes", "dtype", "top_k", "temperature",
+        "format_version",
+        "teacher",
+        "data",
+        "examples",
+        "examples_per_shard",
+        "classes",
+        "dtype",
+        "top_k",
+        "temperature",
     )
     return all(index.get(key) == reference[key] for key in keys)
 
@@ -698,9 +702,7 @@ def merge_soft_target_shards(paths, path):
     """
     paths = [os.fspath(p) for p in paths]
     if not paths:
-        raise ValueError(
-            "`paths` must list the workers' folders. Received: paths=[]"
-        )
+        raise ValueError("`paths` must list the workers' folders. Received: paths=[]")
     path = os.fspath(path)
     _check_target_folder(path)
     indexes = []
@@ -708,15 +710,22 @@ def merge_soft_target_shards(paths, path):
         index = _read_index(part)
         if index["shard"] is None:
             raise StaleSoftTargetsError(
-                f"`paths` entry {part!r} is a complete cache, not a "
-                "worker's part."
+                f"`paths` entry {part!r} is a complete cache, not a worker's part."
             )
         _check_files(part, index)
         indexes.append(index)
     first = indexes[0]
     shared = [
-        "teacher", "data", "inputs", "input_digests", "examples",
-        "examples_per_shard", "classes", "dtype", "top_k", "temperature",
+        "teacher",
+        "data",
+        "inputs",
+        "input_digests",
+        "examples",
+        "examples_per_shard",
+        "classes",
+        "dtype",
+        "top_k",
+        "temperature",
     ]
     for part, index in zip(paths, indexes, strict=True):
         for key in shared:

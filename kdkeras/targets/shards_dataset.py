@@ -48,9 +48,7 @@ def as_tf_dataset(data):
             element = data[i]
             yield tuple(element) if isinstance(element, list) else element
 
-    return tf.data.Dataset.from_generator(
-        generate, output_signature=signature
-    )
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
 
 def soft_target_shards_dataset(
@@ -185,7 +183,9 @@ def soft_target_shards_dataset(
     classes = shards.classes
     kinds = ["values", "indices", "tail"] if shards.top_k else ["logits"]
     types = {
-        "logits": tf.float32, "values": tf.float32, "indices": tf.int32,
+        "logits": tf.float32,
+        "values": tf.float32,
+        "indices": tf.int32,
         "tail": tf.float32,
     }
 
@@ -197,7 +197,9 @@ def soft_target_shards_dataset(
         # Positions within an input batch are consecutive: one read per
         # shard file, in stream order, before the examples are shuffled.
         stored = tf.numpy_function(
-            read, [parts["position"]], [types[kind] for kind in kinds],
+            read,
+            [parts["position"]],
+            [types[kind] for kind in kinds],
             stateful=False,
         )
         for kind, tensor in zip(kinds, stored, strict=True):

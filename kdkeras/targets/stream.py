@@ -11,13 +11,11 @@ the batching) and runs the teacher on the segments of the shards it owns.
 import hashlib
 import json
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from kdkeras.targets import inputs
 from kdkeras.targets import topk
-
 
 # Default shard size: this many bytes of stored targets per shard file.
 SHARD_BYTES = 64 * 2**20
@@ -165,8 +163,7 @@ class StreamPass:
         dtype, top_k: The storage options (for the default shard size).
     """
 
-    def __init__(self, data, examples_per_shard, model=None, dtype=None,
-                 top_k=None):
+    def __init__(self, data, examples_per_shard, model=None, dtype=None, top_k=None):
         self.data = data
         self.examples_per_shard = examples_per_shard
         self.model = model
@@ -229,8 +226,7 @@ class StreamPass:
             examples += count
         if examples == 0:
             raise ValueError(
-                "`data` must yield at least one example. Received: an empty "
-                "stream"
+                "`data` must yield at least one example. Received: an empty stream"
             )
         if current is not None:
             digests.append(current.hexdigest())

@@ -87,8 +87,7 @@ def top_k_targets(logits, top_k, temperature):
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2:
         raise ValueError(
-            "`logits` must be 2-D (examples, classes). "
-            f"Received: shape {logits.shape}"
+            f"`logits` must be 2-D (examples, classes). Received: shape {logits.shape}"
         )
     top_k = check_top_k(top_k, logits.shape[1])
     temperature = check_temperature(temperature)
@@ -129,9 +128,7 @@ def dense_logits_from_top_k(values, indices, tail, classes, temperature):
     values = np.asarray(values, dtype=np.float32)
     indices = np.asarray(indices)
     top_k = values.shape[1]
-    fill = temperature * (
-        np.asarray(tail, dtype=np.float64) - np.log(classes - top_k)
-    )
+    fill = temperature * (np.asarray(tail, dtype=np.float64) - np.log(classes - top_k))
     dense = np.repeat(fill[:, None], classes, axis=1).astype(np.float32)
     np.put_along_axis(dense, indices.astype(np.int64), values, axis=1)
     return dense

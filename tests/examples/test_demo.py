@@ -25,11 +25,23 @@ TEST_EXAMPLES = 300
 def run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("demo")
     completed = subprocess.run(
-        [sys.executable, "-m", "examples.demo", f"--output-dir={output_dir}",
-         f"--train-examples={TRAIN_EXAMPLES}",
-         f"--test-examples={TEST_EXAMPLES}", "--teacher-epochs=1",
-         "--student-epochs=1", "--calibration-examples=100", "--noreport"],
-        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "examples.demo",
+            f"--output-dir={output_dir}",
+            f"--train-examples={TRAIN_EXAMPLES}",
+            f"--test-examples={TEST_EXAMPLES}",
+            "--teacher-epochs=1",
+            "--student-epochs=1",
+            "--calibration-examples=100",
+            "--noreport",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     with open(os.path.join(output_dir, "summary.json")) as file:
@@ -41,14 +53,15 @@ def test_every_row_adds_up_to_the_test_images(run):
     assert summary["test_examples"] == TEST_EXAMPLES
     assert summary["train_examples"] == TRAIN_EXAMPLES
     assert set(summary["rows"]) == {
-        "teacher", "student_alone", "student_distilled",
+        "teacher",
+        "student_alone",
+        "student_distilled",
         "student_distilled_int8",
     }
     for name, row in summary["rows"].items():
         assert row["errors"] + row["correct"] == TEST_EXAMPLES, name
         assert 0 <= row["errors"] <= TEST_EXAMPLES, name
-        assert row["accuracy"] == pytest.approx(
-            row["correct"] / TEST_EXAMPLES), name
+        assert row["accuracy"] == pytest.approx(row["correct"] / TEST_EXAMPLES), name
 
 
 def test_gap_fraction_is_computed_from_the_listed_errors(run):
@@ -59,27 +72,32 @@ def test_gap_fraction_is_computed_from_the_listed_errors(run):
     distilled = rows["student_distilled"]["errors"]
     if alone > teacher:
         assert summary["gap_closed"] == pytest.approx(
-            (alone - distilled) / (alone - teacher))
+            (alone - distilled) / (alone - teacher)
+        )
     else:
         assert summary["gap_closed"] is None
 
 
 @pytest.mark.parametrize(
     "teacher, alone, distilled, expected",
-    [(900, 1100, 1000, 0.5), (900, 1100, 1150, -0.25), (900, 900, 850, None),
-     (1000, 900, 900, None)],
+    [
+        (900, 1100, 1000, 0.5),
+        (900, 1100, 1150, -0.25),
+        (900, 900, 850, None),
+        (1000, 900, 900, None),
+    ],
 )
 def test_gap_closed(teacher, alone, distilled, expected):
     assert demo.gap_closed(teacher, alone, distilled) == (
-        expected if expected is None else pytest.approx(expected))
+        expected if expected is None else pytest.approx(expected)
+    )
 
 
 def test_student_is_compact_and_int8_file_is_real(run):
     _, summary, output_dir = run
     rows = summary["rows"]
     assert rows["teacher"]["parameters"] == 824_458
-    assert rows["teacher"]["parameters"] >= 10 * rows["student_distilled"][
-        "parameters"]
+    assert rows["teacher"]["parameters"] >= 10 * rows["student_distilled"]["parameters"]
     assert rows["teacher"]["flops"] >= 5 * rows["student_distilled"]["flops"]
     int8 = rows["student_distilled_int8"]
     path = os.path.join(output_dir, "student_int8.tflite")

@@ -76,8 +76,15 @@ def test_bad_fraction_is_refused(fraction):
 
 
 @pytest.mark.parametrize(
-    "flag", ["--fractions=0.03,1.5", "--fractions=x", "--seeds=a", "--steps=0",
-             "--student-units=0", "--alpha=2"],
+    "flag",
+    [
+        "--fractions=0.03,1.5",
+        "--fractions=x",
+        "--seeds=a",
+        "--steps=0",
+        "--student-units=0",
+        "--alpha=2",
+    ],
 )
 def test_bad_flag_exits_2_with_one_line(tmp_path, flag):
     output = tmp_path / "RESULTS.md"
@@ -102,8 +109,12 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     output = tmp_path / "RESULTS.md"
     output.write_text("# Results\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
     completed = _run(
-        "--quick", "--fractions=0.1", f"--steps={steps}",
-        f"--limit-train={train}", f"--limit-test={test}", f"--output={output}",
+        "--quick",
+        "--fractions=0.1",
+        f"--steps={steps}",
+        f"--limit-train={train}",
+        f"--limit-test={test}",
+        f"--output={output}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "kept" in output.read_text()
@@ -111,7 +122,9 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     assert "Reproduce with `python -m experiments.less_data --quick" in section
     rows = _table(section)
     assert [row[1] for row in rows] == [
-        "teacher (CNN), all labels", "student alone, all labels", *less_data.HOWS
+        "teacher (CNN), all labels",
+        "student alone, all labels",
+        *less_data.HOWS,
     ]
     expected = {  # labels, images per pass
         "teacher (CNN), all labels": (f"all {train}", train),
@@ -133,7 +146,8 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     assert re.search(r"- 10% labels: \(c\) recovers .* of the accuracy", section)
     assert re.search(
         r"- 10% labels: \(b\) − \(a\) = [+-]\d+\.\d\d points .*: "
-        r"(undecided: one seed has no spread|no: \(b\) is not better)", section
+        r"(undecided: one seed has no spread|no: \(b\) is not better)",
+        section,
     )
 
 
@@ -142,16 +156,29 @@ def _result(alone, distilled, unlabelled_too, all_labels):
 
     def row(fraction, how, accuracy):
         return {
-            "fraction": fraction, "how": how, "labelled": 10, "examples": 10,
-            "accuracy": accuracy, "agreement": accuracy, "seconds": [1.0] * 3,
+            "fraction": fraction,
+            "how": how,
+            "labelled": 10,
+            "examples": 10,
+            "accuracy": accuracy,
+            "agreement": accuracy,
+            "seconds": [1.0] * 3,
         }
 
     return {
-        "settings": {"seeds": [0, 1, 2], "fractions": [0.03], "steps": 5,
-                     "student_units": [8]},
-        "seeds_done": [0, 1, 2], "recipe": Recipe(epochs=1, augment=False),
-        "teacher_recipe": Recipe(epochs=1, augment=False), "train_size": 100,
-        "test_size": 100, "parameters": 1, "teacher_cached": True,
+        "settings": {
+            "seeds": [0, 1, 2],
+            "fractions": [0.03],
+            "steps": 5,
+            "student_units": [8],
+        },
+        "seeds_done": [0, 1, 2],
+        "recipe": Recipe(epochs=1, augment=False),
+        "teacher_recipe": Recipe(epochs=1, augment=False),
+        "train_size": 100,
+        "test_size": 100,
+        "parameters": 1,
+        "teacher_cached": True,
         "rows": [
             row(None, "teacher (CNN), all labels", [0.95]),
             row(None, "student alone, all labels", all_labels),

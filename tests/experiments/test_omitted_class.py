@@ -15,11 +15,19 @@ def test_quick_run_reports_the_class_before_and_after(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = subprocess.run(
         [
-            sys.executable, "-m", "experiments.omitted_class", "--quick",
-            "--limit-train=800", "--holdout=200", "--limit-test=300",
+            sys.executable,
+            "-m",
+            "experiments.omitted_class",
+            "--quick",
+            "--limit-train=800",
+            "--holdout=200",
+            "--limit-test=300",
             f"--output={output}",
         ],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     section = report.read_section(str(output), omitted_class.SECTION)
@@ -28,7 +36,8 @@ def test_quick_run_reports_the_class_before_and_after(tmp_path):
     rows = re.findall(
         r"^\| (distilled without 'Dress'|\+ bias [+-][\d.]+) \| (\d+) \| (\d+) \| "
         r"([\d.]+)% \| (\d+) \|$",
-        section, re.M,
+        section,
+        re.M,
     )
     assert len(rows) == 2
     for _, errors, class_errors, accuracy, predicted in rows:

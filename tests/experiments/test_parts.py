@@ -58,9 +58,14 @@ def test_shift_and_flip_rejects_bad_input():
 
 @pytest.mark.parametrize(
     "kwargs, argument",
-    [({"epochs": 0}, "epochs"), ({"schedule": "step"}, "schedule"),
-     ({"alpha": 1.5}, "alpha"), ({"temperature": 0}, "temperature"),
-     ({"learning_rate": 0}, "learning_rate"), ({"batch_size": 2.5}, "batch_size")],
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"schedule": "step"}, "schedule"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"temperature": 0}, "temperature"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"batch_size": 2.5}, "batch_size"),
+    ],
 )
 def test_recipe_rejects_bad_settings(kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
@@ -99,15 +104,27 @@ def test_split_transfer_set_removes_the_class_and_holds_out_all_classes():
     assert len(held) == 200 and not set(transfer) & set(held)
     assert not np.any(labels[transfer] == 3)
     assert set(labels[held]) == set(range(10))  # the holdout keeps class 3
-    assert len(transfer) == 800 - np.sum(labels[np.setdiff1d(np.arange(1000), held)] == 3)
+    assert len(transfer) == 800 - np.sum(
+        labels[np.setdiff1d(np.arange(1000), held)] == 3
+    )
     with pytest.raises(ValueError, match="`holdout`"):
         omitted_class.split_transfer_set(labels, 3, 1000, seed=0)
 
 
 @pytest.mark.parametrize(
     "module",
-    [augment, checks, cli, recipe, report, omitted_class, seed_processes, table,
-     table_markdown, table_runs],
+    [
+        augment,
+        checks,
+        cli,
+        recipe,
+        report,
+        omitted_class,
+        seed_processes,
+        table,
+        table_markdown,
+        table_runs,
+    ],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module)
@@ -116,13 +133,24 @@ def test_docstring_examples(module):
 
 def test_worker_command_repeats_the_settings_with_dashed_flags_and_one_seed():
     settings = {
-        "epochs": 2, "teacher_epochs": 3, "seeds": [0, 1], "augment": False,
-        "teacher_augment": True, "limit_train": None, "cache_dir": "c", "jobs": 2,
+        "epochs": 2,
+        "teacher_epochs": 3,
+        "seeds": [0, 1],
+        "augment": False,
+        "teacher_augment": True,
+        "limit_train": None,
+        "cache_dir": "c",
+        "jobs": 2,
     }
     command = seed_processes.worker_command(settings, 1, 4, "out.json")
     assert command[1:3] == ["-m", "experiments.table"]
     assert command[3:] == [
-        "--epochs=2", "--teacher-epochs=3", "--seeds=1", "--noaugment",
-        "--teacher-augment", "--cache-dir=c", "--threads=4",
+        "--epochs=2",
+        "--teacher-epochs=3",
+        "--seeds=1",
+        "--noaugment",
+        "--teacher-augment",
+        "--cache-dir=c",
+        "--threads=4",
         "--worker-json=out.json",
     ]

@@ -39,12 +39,17 @@ def _table_rows(markdown):
     "teacher, label, teacher_parameters",
     [("cnn", "CNN", 824_458), ("mlp", "MLP 1200-1200", 2_395_210)],
 )
-def test_quick_run_writes_the_results_table(tmp_path, teacher, label, teacher_parameters):
+def test_quick_run_writes_the_results_table(
+    tmp_path, teacher, label, teacher_parameters
+):
     output = tmp_path / "RESULTS.md"
     output.write_text("# Results\n\n<!-- begin other -->\nkept\n<!-- end other -->\n")
     completed = _run(
-        "--quick", f"--limit-train={TRAIN}", f"--limit-test={TEST}",
-        f"--output={output}", f"--teacher={teacher}",
+        "--quick",
+        f"--limit-train={TRAIN}",
+        f"--limit-test={TEST}",
+        f"--output={output}",
+        f"--teacher={teacher}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     content = output.read_text()
@@ -60,12 +65,18 @@ def test_quick_run_writes_the_results_table(tmp_path, teacher, label, teacher_pa
             assert parameters == "1,276,810"
             assert float(seconds.split("±")[0]) > 0
     assert rows[table_runs.ROW_TEACHER][3] == f"{teacher_parameters:,}"
-    assert rows[table_runs.ROW_ENSEMBLE][3] == f"{2 * teacher_parameters:,}"  # two teachers
+    assert (
+        rows[table_runs.ROW_ENSEMBLE][3] == f"{2 * teacher_parameters:,}"
+    )  # two teachers
     assert rows[table_runs.ROW_TEACHER][1].startswith(f"{label}: ")
     for name in (table_runs.ROW_KDKERAS, table_runs.ROW_KERAS):
         assert f", {label} teacher, " in rows[name][1]
     assert rows[table_runs.ROW_ALONE][5] == "0% (reference)"
-    for name in (table_runs.ROW_KDKERAS, table_runs.ROW_KERAS, table_runs.ROW_KDKERAS_ENSEMBLE):
+    for name in (
+        table_runs.ROW_KDKERAS,
+        table_runs.ROW_KERAS,
+        table_runs.ROW_KDKERAS_ENSEMBLE,
+    ):
         assert re.fullmatch(r"-?\d+%|n/a \(teacher not better\)", rows[name][5])
     per_seed = re.findall(r"- Student alone: (\d+)$", section, re.M)
     assert per_seed and 0 <= int(per_seed[0]) <= TEST
@@ -74,8 +85,12 @@ def test_quick_run_writes_the_results_table(tmp_path, teacher, label, teacher_pa
 def test_parallel_seeds_run_in_their_own_processes_and_are_merged(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = _run(
-        "--quick", "--seeds=0,1", "--jobs=2", "--epochs=1",
-        f"--limit-train={TRAIN // 2}", f"--limit-test={TEST}",
+        "--quick",
+        "--seeds=0,1",
+        "--jobs=2",
+        "--epochs=1",
+        f"--limit-train={TRAIN // 2}",
+        f"--limit-test={TEST}",
         f"--output={output}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
@@ -92,8 +107,9 @@ def test_render_markdown_reports_mean_std_and_gap_over_seeds():
     from experiments.recipe import Recipe
 
     def row(name, errors, teacher=""):
-        return table_runs.Row(name, "how", 1000, list(errors), [1.0] * len(errors),
-                         teacher)
+        return table_runs.Row(
+            name, "how", 1000, list(errors), [1.0] * len(errors), teacher
+        )
 
     rows = [
         row(table_runs.ROW_TEACHER, [80]),
@@ -104,9 +120,14 @@ def test_render_markdown_reports_mean_std_and_gap_over_seeds():
         row(table_runs.ROW_KDKERAS_ENSEMBLE, [110, 110], table_runs.ROW_ENSEMBLE),
     ]
     info = {
-        "train_size": 10, "test_size": 200, "student_recipe": Recipe(),
-        "teacher_recipe": Recipe(), "seeds": [0], "all_seeds": [0, 1],
-        "single_cache_seconds": 1.0, "cache_seconds": 2.0,
+        "train_size": 10,
+        "test_size": 200,
+        "student_recipe": Recipe(),
+        "teacher_recipe": Recipe(),
+        "seeds": [0],
+        "all_seeds": [0, 1],
+        "single_cache_seconds": 1.0,
+        "cache_seconds": 2.0,
         "teachers_cached": True,
     }
     cells = _table_rows(table_markdown.render_markdown(rows, info, "cmd"))
@@ -140,8 +161,14 @@ def test_bad_flags_exit_non_zero_with_one_line(
 
 @pytest.mark.parametrize(
     "alone, distilled, teacher, expected",
-    [(146, 74, 67, 72 / 79), (1187, 989, 775, 198 / 412), (100, 100, 80, 0.0),
-     (100, 110, 80, -0.5), (100, 90, 100, None), (100, 90, 120, None)],
+    [
+        (146, 74, 67, 72 / 79),
+        (1187, 989, 775, 198 / 412),
+        (100, 100, 80, 0.0),
+        (100, 110, 80, -0.5),
+        (100, 90, 100, None),
+        (100, 90, 120, None),
+    ],
 )
 def test_gap_closed(alone, distilled, teacher, expected):
     result = table_markdown.gap_closed(alone, distilled, teacher)

@@ -120,8 +120,12 @@ def test_existing_output_refused_and_untouched(tool, models_dir, tmp_path):
 
 def test_int8_without_representative_data(models_dir, tmp_path):
     completed = run_tool(
-        "to_tflite", models_dir / "tiny.keras", "--output", tmp_path / "q.tflite",
-        "--quantize", "int8",
+        "to_tflite",
+        models_dir / "tiny.keras",
+        "--output",
+        tmp_path / "q.tflite",
+        "--quantize",
+        "int8",
     )
     assert_refused(completed, "to_tflite", "int8", "--representative-data")
     assert os.listdir(tmp_path) == []
@@ -129,10 +133,16 @@ def test_int8_without_representative_data(models_dir, tmp_path):
 
 def test_unknown_quantize_mode(models_dir, tmp_path):
     completed = run_tool(
-        "to_tflite", models_dir / "tiny.keras", "--output", tmp_path / "q.tflite",
-        "--quantize", "int4",
+        "to_tflite",
+        models_dir / "tiny.keras",
+        "--output",
+        tmp_path / "q.tflite",
+        "--quantize",
+        "int4",
     )
-    assert_refused(completed, "to_tflite", "--quantize", "int4", "none|float16|dynamic|int8")
+    assert_refused(
+        completed, "to_tflite", "--quantize", "int4", "none|float16|dynamic|int8"
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -140,8 +150,14 @@ def test_representative_data_of_wrong_shape(models_dir, tmp_path):
     data = tmp_path / "wrong.npy"
     np.save(data, np.zeros((8, 28, 28), np.float32))
     completed = run_tool(
-        "to_tflite", models_dir / "tiny.keras", "--output", tmp_path / "q.tflite",
-        "--quantize", "int8", "--representative-data", data,
+        "to_tflite",
+        models_dir / "tiny.keras",
+        "--output",
+        tmp_path / "q.tflite",
+        "--quantize",
+        "int8",
+        "--representative-data",
+        data,
     )
     assert_refused(completed, "to_tflite", "--representative-data", "(8, 28, 28)")
     assert os.listdir(tmp_path) == ["wrong.npy"]
@@ -151,7 +167,10 @@ def test_representative_data_of_wrong_shape(models_dir, tmp_path):
     "args,keywords",
     [
         ([], ["`MODEL` must be exactly one path", "Received: 0 arguments"]),
-        (["a.keras", "b.keras"], ["`MODEL` must be exactly one path", "Received: 2 arguments"]),
+        (
+            ["a.keras", "b.keras"],
+            ["`MODEL` must be exactly one path", "Received: 2 arguments"],
+        ),
         (["a.keras", "--no-such-flag"], ["no-such-flag"]),
         (["a.keras", "--opset", "seven"], ["--opset", "seven"]),
     ],
@@ -180,7 +199,10 @@ def test_lambda_refused_without_unsafe(models_dir, tmp_path):
 
 def test_verbose_shows_the_traceback(tmp_path):
     completed = run_tool(
-        "to_onnx", tmp_path / "missing.keras", "--output", tmp_path / "m.onnx",
+        "to_onnx",
+        tmp_path / "missing.keras",
+        "--output",
+        tmp_path / "m.onnx",
         "--verbose",
     )
     assert completed.returncode != 0
@@ -192,7 +214,9 @@ def test_verbose_shows_the_traceback(tmp_path):
     "name,values,keyword",
     [("nan.npy", np.nan, "50 NaN"), ("inf.npy", np.inf, "1 inf")],
 )
-def test_int8_calibrated_on_non_finite_data_refused(models_dir, tmp_path, name, values, keyword):
+def test_int8_calibrated_on_non_finite_data_refused(
+    models_dir, tmp_path, name, values, keyword
+):
     """The issue's commands: exit 2, one line, nothing written, no scratch left."""
     data = np.random.default_rng(0).random((50, 8)).astype(np.float32)
     if np.isnan(values):
@@ -203,11 +227,19 @@ def test_int8_calibrated_on_non_finite_data_refused(models_dir, tmp_path, name, 
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     completed = run_tool(
-        "to_tflite", models_dir / "tiny8.keras", "--output", tmp_path / "q.tflite",
-        "--quantize", "int8", "--representative-data", tmp_path / name,
+        "to_tflite",
+        models_dir / "tiny8.keras",
+        "--output",
+        tmp_path / "q.tflite",
+        "--quantize",
+        "int8",
+        "--representative-data",
+        tmp_path / name,
         env={"TMPDIR": str(scratch)},
     )
-    assert_refused(completed, "to_tflite", "`--representative-data` must be finite", keyword)
+    assert_refused(
+        completed, "to_tflite", "`--representative-data` must be finite", keyword
+    )
     assert sorted(os.listdir(tmp_path)) == [name, "tmpdir"]
     assert os.listdir(scratch) == []
 
@@ -218,8 +250,14 @@ def test_successful_run_prints_no_tensorflow_start_up_noise(models_dir, tmp_path
     scratch = tmp_path / "tmpdir"
     scratch.mkdir()
     completed = run_tool(
-        "to_tflite", models_dir / "tiny8.keras", "--output", tmp_path / "q.tflite",
-        "--quantize", "int8", "--representative-data", data,
+        "to_tflite",
+        models_dir / "tiny8.keras",
+        "--output",
+        tmp_path / "q.tflite",
+        "--quantize",
+        "int8",
+        "--representative-data",
+        data,
         env={"TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "0"},
     )
     assert completed.returncode == 0, completed.stderr
@@ -228,7 +266,12 @@ def test_successful_run_prints_no_tensorflow_start_up_noise(models_dir, tmp_path
     assert completed.stderr == ""
     assert completed.stdout.startswith("verified tflite")
     assert "quantize=int8" in completed.stdout
-    assert sorted(os.listdir(tmp_path)) == ["calibration.npy", "q.tflite", "q.tflite.json", "tmpdir"]
+    assert sorted(os.listdir(tmp_path)) == [
+        "calibration.npy",
+        "q.tflite",
+        "q.tflite.json",
+        "tmpdir",
+    ]
     assert os.listdir(scratch) == []
 
 
@@ -260,7 +303,9 @@ def test_verbose_is_read_before_flags_are_parsed(argv, verbose):
         ("file", "is not a folder"),
     ],
 )
-def test_bad_output_location_refused_before_loading(tool, where, keyword, models_dir, tmp_path):
+def test_bad_output_location_refused_before_loading(
+    tool, where, keyword, models_dir, tmp_path
+):
     """The destination is checked first: the (corrupt) model is never opened."""
     if where == "proc" and not os.path.isdir("/proc/self"):
         pytest.skip("no /proc")
@@ -270,8 +315,12 @@ def test_bad_output_location_refused_before_loading(tool, where, keyword, models
         "file": str(tmp_path / "plain"),
     }[where]
     (tmp_path / "plain").write_bytes(b"x")
-    name = {"to_savedmodel": "out", "to_tflite": "out.tflite", "to_onnx": "out.onnx"}[tool]
-    completed = run_tool(tool, models_dir / "not_a_zip.keras", "--output", os.path.join(folder, name))
+    name = {"to_savedmodel": "out", "to_tflite": "out.tflite", "to_onnx": "out.onnx"}[
+        tool
+    ]
+    completed = run_tool(
+        tool, models_dir / "not_a_zip.keras", "--output", os.path.join(folder, name)
+    )
     assert_refused(completed, tool, "`--output` must be", keyword)
     assert "not_a_zip" not in completed.stderr
     assert sorted(os.listdir(tmp_path)) == ["plain"]
@@ -291,10 +340,16 @@ def test_labelled_data_with_nan_refused(models_dir, tmp_path):
     x[4, 4] = np.nan
     np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % 4)
     completed = run_tool(
-        "to_savedmodel", models_dir / "tiny8.keras", "--output", tmp_path / "sm",
-        "--labelled-data", tmp_path / "labelled.npz",
+        "to_savedmodel",
+        models_dir / "tiny8.keras",
+        "--output",
+        tmp_path / "sm",
+        "--labelled-data",
+        tmp_path / "labelled.npz",
     )
-    assert_refused(completed, "to_savedmodel", "`--labelled-data` must be finite", "1 NaN")
+    assert_refused(
+        completed, "to_savedmodel", "`--labelled-data` must be finite", "1 NaN"
+    )
     assert os.listdir(tmp_path) == ["labelled.npz"]
 
 
@@ -302,8 +357,14 @@ def test_labels_out_of_range_refused(models_dir, tmp_path):
     x = np.random.default_rng(0).random((20, 8)).astype(np.float32)
     np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % 5)  # 4 classes
     completed = run_tool(
-        "to_onnx", models_dir / "tiny8.keras", "--output", tmp_path / "m.onnx",
-        "--labelled-data", tmp_path / "labelled.npz",
+        "to_onnx",
+        models_dir / "tiny8.keras",
+        "--output",
+        tmp_path / "m.onnx",
+        "--labelled-data",
+        tmp_path / "labelled.npz",
     )
-    assert_refused(completed, "to_onnx", "`--labelled-data` labels must be class indices in 0..3")
+    assert_refused(
+        completed, "to_onnx", "`--labelled-data` labels must be class indices in 0..3"
+    )
     assert os.listdir(tmp_path) == ["labelled.npz"]

@@ -29,7 +29,8 @@ def test_every_export_module_is_checked():
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_kdkeras_import(path):
     offending = [
-        module for module, name in imports(path)
+        module
+        for module, name in imports(path)
         if module == "kdkeras" or module.startswith("kdkeras.")
     ]
     assert not offending, f"{path.relative_to(ROOT)} imports {offending}"
@@ -38,12 +39,15 @@ def test_no_kdkeras_import(path):
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_private_name_imported_across_modules(path):
     private = [
-        f"{module}.{name}" for module, name in imports(path)
+        f"{module}.{name}"
+        for module, name in imports(path)
         if name and name.startswith("_") and module.split(".")[0] == "export"
     ]
     private += [
-        module for module, _ in imports(path)
-        if any(part.startswith("_") for part in module.split(".")) and module.startswith("export")
+        module
+        for module, _ in imports(path)
+        if any(part.startswith("_") for part in module.split("."))
+        and module.startswith("export")
     ]
     assert not private, f"{path.relative_to(ROOT)} imports private {private}"
 

@@ -51,7 +51,11 @@ def test_unknown_dynamic_shape_rejected():
     "make,error,message",
     [
         (lambda p: p / "missing.keras", FileNotFoundError, "does not exist"),
-        (lambda p: (p / "w.h5").write_bytes(b"x") and p / "w.h5", loading.ModelLoadError, "not a .keras file"),
+        (
+            lambda p: (p / "w.h5").write_bytes(b"x") and p / "w.h5",
+            loading.ModelLoadError,
+            "not a .keras file",
+        ),
         (lambda p: p, loading.ModelLoadError, "without saved_model.pb"),
         (lambda p: 42, TypeError, "keras.Model or a path"),
     ],

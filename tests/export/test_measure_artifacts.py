@@ -56,9 +56,13 @@ def test_percentiles_are_ordered_and_counted(results, fmt):
         assert stats["samples"] == len(result["samples_ms"][batch]) >= 3
         assert stats["iterations"] == stats["calls_per_sample"] * stats["samples"]
         assert stats["warmup_iterations"] >= 3
-        assert stats["max_ms"] == pytest.approx(max(result["samples_ms"][batch]), abs=1e-4)
+        assert stats["max_ms"] == pytest.approx(
+            max(result["samples_ms"][batch]), abs=1e-4
+        )
         # Throughput is samples per second of timed calls: batch / mean latency.
-        assert stats["throughput_sps"] == pytest.approx(int(batch) * 1e3 / stats["mean_ms"], rel=1e-6)
+        assert stats["throughput_sps"] == pytest.approx(
+            int(batch) * 1e3 / stats["mean_ms"], rel=1e-6
+        )
 
 
 @pytest.mark.parametrize("fmt", measure.FORMATS)
@@ -118,7 +122,6 @@ def test_keras_also_reports_model_predict(results):
     assert "training=False" in results["keras"]["timed_call"]
 
 
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -126,10 +129,16 @@ def test_keras_also_reports_model_predict(results):
         ({"batch_sizes": (0,)}, "`batch_sizes` must be positive"),
         ({"batch_sizes": ()}, "`batch_sizes` must be positive"),
         ({"threads": 0}, "`threads` must be a positive"),
-        ({"options": {"spin": True}}, r"`options` for onnx must be among \['allow_spinning'"),
+        (
+            {"options": {"spin": True}},
+            r"`options` for onnx must be among \['allow_spinning'",
+        ),
         ({"min_time_s": 0}, "`min_time_s` must be > 0"),
         ({"x": np.zeros((2, 6, 6, 1))}, "`x` and `y` must be given together"),
-        ({"x": np.zeros((2, 6, 6, 1)), "y": np.zeros(3, int)}, "`y` must be 1-D integer labels"),
+        (
+            {"x": np.zeros((2, 6, 6, 1)), "y": np.zeros(3, int)},
+            "`y` must be 1-D integer labels",
+        ),
     ],
 )
 def test_bad_arguments_fail_in_one_line(artifacts, kwargs, match):
@@ -155,10 +164,11 @@ def test_runtime_failure_is_one_line_runtime_error(tmp_path):
     assert "\n" not in str(error.value)
 
 
-
 def test_floor_keeps_the_faster_thread_count_per_batch_size(artifacts):
     _, paths = artifacts
-    floor = measure.measure_floor(paths["keras"], batch_sizes=BATCH_SIZES, threads=2, **FAST)
+    floor = measure.measure_floor(
+        paths["keras"], batch_sizes=BATCH_SIZES, threads=2, **FAST
+    )
     assert set(floor["thread_runs"]) == {"1", "2"}
     assert floor["runtime_settings"]["threads_tried"] == [1, 2]
     assert len(set(floor["pid"])) == 2
@@ -167,6 +177,7 @@ def test_floor_keeps_the_faster_thread_count_per_batch_size(artifacts):
         p50s = {t: run[batch] for t, run in floor["thread_runs"].items()}
         assert stats["p50_ms"] == min(p50s.values())
         assert p50s[str(stats["threads"])] == stats["p50_ms"]
-        assert len(floor["samples_ms"][batch]) * stats["calls_per_sample"] == stats["iterations"]
-
-
+        assert (
+            len(floor["samples_ms"][batch]) * stats["calls_per_sample"]
+            == stats["iterations"]
+        )

@@ -19,12 +19,26 @@ def run_child(spec, folder, name):
     spec_path = folder / f"{name}.json"
     spec_path.write_text(json.dumps(spec))
     commands = [
-        {"op": "time", "batch_size": 1, "min_time_s": 0.01, "min_iterations": 5,
-         "max_time_s": 0.1, "warmup_s": 0.0},
+        {
+            "op": "time",
+            "batch_size": 1,
+            "min_time_s": 0.01,
+            "min_iterations": 5,
+            "max_time_s": 0.1,
+            "warmup_s": 0.0,
+        },
         {"op": "finish"},
     ]
     completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-P", "-m", worker.CHILD_MODULE, str(spec_path)],
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-P",
+            "-m",
+            worker.CHILD_MODULE,
+            str(spec_path),
+        ],
         input="".join(json.dumps(command) + "\n" for command in commands),
         capture_output=True,
         text=True,
@@ -37,7 +51,9 @@ def run_child(spec, folder, name):
         for line in completed.stderr.splitlines()
         if line.startswith("import time:") and "|" in line
     }
-    replies = [json.loads(line) for line in completed.stdout.splitlines() if line.strip()]
+    replies = [
+        json.loads(line) for line in completed.stdout.splitlines() if line.strip()
+    ]
     return imported, replies
 
 
@@ -65,7 +81,9 @@ def test_child_never_imports_tensorflow(artifacts, tmp_path, fmt):
 def test_child_times_short_calls_in_blocks(artifacts, tmp_path, min_sample_s, blocks):
     """`min_sample_s` 0 keeps one call a sample; 2 ms makes a tiny model's samples blocks."""
     _, paths = artifacts
-    spec, _ = measure.build_spec(paths["tflite"], "tflite", (1,), 1, str(tmp_path), timing=FAST)
+    spec, _ = measure.build_spec(
+        paths["tflite"], "tflite", (1,), 1, str(tmp_path), timing=FAST
+    )
     spec["min_sample_s"] = min_sample_s
     _, (_, window, result) = run_child(spec, tmp_path, "tflite")
     stats = result["latency"]["1"]
@@ -79,7 +97,9 @@ def test_child_times_short_calls_in_blocks(artifacts, tmp_path, min_sample_s, bl
 def test_keras_child_does_import_tensorflow(artifacts, tmp_path):
     """The check above can fail: a Keras child shows TensorFlow in the same log."""
     _, paths = artifacts
-    spec, _ = measure.build_spec(paths["keras"], "keras", (1,), 1, str(tmp_path), timing=FAST)
+    spec, _ = measure.build_spec(
+        paths["keras"], "keras", (1,), 1, str(tmp_path), timing=FAST
+    )
     imported, replies = run_child(spec, tmp_path, "keras")
     assert "tensorflow" in {name.split(".")[0] for name in imported}
     assert "tensorflow" in replies[-1]["loaded_modules"]

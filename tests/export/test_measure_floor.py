@@ -42,8 +42,12 @@ def test_numpy_forward_equals_keras(activation, transposed_gemv):
 
 def test_numpy_forward_refuses_convolutions():
     model = keras.Sequential(
-        [keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"), keras.layers.Flatten(),
-         keras.layers.Dense(10)]
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Conv2D(4, 3, name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
     )
     with pytest.raises(ValueError, match=r"not a dense network.*'conv' \(Conv2D\)"):
         measure.dense_layers(model)
@@ -56,5 +60,3 @@ def test_numpy_floor_refuses_branching_functional_model():
     model = keras.Model(inputs, keras.layers.Add()([left, right]))
     with pytest.raises(ValueError, match="not a"):
         measure.dense_layers(model)
-
-

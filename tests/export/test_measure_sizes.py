@@ -26,5 +26,3 @@ def test_gzip_size_small_for_sparse_file_and_directory(tmp_path):
     folder = str(tmp_path / "folder")
     assert staging.artifact_size_bytes(folder) == 250_000
     assert 50_000 < measure.gzip_size(folder) < 60_000  # noise does not compress
-
-

@@ -25,15 +25,20 @@ def test_time_call_is_bounded_and_counts_only_the_call():
     def call(value):
         calls.append(value)
 
-    samples, warmup = timing.time_call(call, (1,), min_iterations=50, min_time_s=0.0,
-                                        max_time_s=10.0, warmup_s=0.0)
+    samples, warmup = timing.time_call(
+        call, (1,), min_iterations=50, min_time_s=0.0, max_time_s=10.0, warmup_s=0.0
+    )
     assert len(samples) == 50 and warmup == 3 and len(calls) == 53
-    samples, _ = timing.time_call(time.sleep, (0.02,), min_iterations=1000, min_time_s=0.0,
-                                   max_time_s=0.1, warmup_s=0.0)
+    samples, _ = timing.time_call(
+        time.sleep,
+        (0.02,),
+        min_iterations=1000,
+        min_time_s=0.0,
+        max_time_s=0.1,
+        warmup_s=0.0,
+    )
     assert 3 <= len(samples) <= 6  # the time bound wins over min_iterations
     assert min(samples) >= 0.02e9
-
-
 
 
 def busy_wait(microseconds):
@@ -48,9 +53,15 @@ def test_block_timing_reports_a_known_per_call_delay(delay_us):
     k = timing.calls_per_sample(busy_wait, (delay_us,))
     assert k >= 2  # shorter than MIN_SAMPLE_S: timed in blocks
     assert k * delay_us >= timing.MIN_SAMPLE_S * 1e6 * 0.5
-    samples, _ = timing.time_call(busy_wait, (delay_us,), min_iterations=2000,
-                                  min_time_s=0.05, max_time_s=2.0, warmup_s=0.01,
-                                  calls_per_sample=k)
+    samples, _ = timing.time_call(
+        busy_wait,
+        (delay_us,),
+        min_iterations=2000,
+        min_time_s=0.05,
+        max_time_s=2.0,
+        warmup_s=0.01,
+        calls_per_sample=k,
+    )
     summary = timing.latency_summary(samples, batch_size=1, calls_per_sample=k)
     # Never below the delay; the loop adds well under a microsecond per call.
     assert summary["min_ms"] >= delay_us / 1e3
@@ -67,10 +78,19 @@ def test_slow_calls_stay_one_call_a_sample():
 
 def test_time_call_in_blocks_counts_calls_not_samples():
     calls = []
-    samples, warmup = timing.time_call(calls.append, (1,), min_iterations=50, min_time_s=0.0,
-                                        max_time_s=10.0, warmup_s=0.0, calls_per_sample=4)
+    samples, warmup = timing.time_call(
+        calls.append,
+        (1,),
+        min_iterations=50,
+        min_time_s=0.0,
+        max_time_s=10.0,
+        warmup_s=0.0,
+        calls_per_sample=4,
+    )
     assert len(samples) == 13 and warmup == 3 and len(calls) == 3 + 13 * 4
-    summary = timing.latency_summary([2_000, 4_000, 6_000], batch_size=2, calls_per_sample=10)
+    summary = timing.latency_summary(
+        [2_000, 4_000, 6_000], batch_size=2, calls_per_sample=10
+    )
     assert summary["iterations"] == 30 and summary["samples"] == 3
     assert summary["p50_ms"] == pytest.approx(0.004)
     assert summary["timed_s"] == pytest.approx(10 * 12_000 / 1e9)
@@ -79,5 +99,9 @@ def test_time_call_in_blocks_counts_calls_not_samples():
 
 @pytest.mark.parametrize("calls_per_sample", [0, -3])
 def test_time_call_rejects_a_non_positive_block(calls_per_sample):
-    with pytest.raises(ValueError, match="`calls_per_sample` must be a positive integer"):
-        timing.time_call(sum, ([1],), 5, 0.0, 1.0, 0.0, calls_per_sample=calls_per_sample)
+    with pytest.raises(
+        ValueError, match="`calls_per_sample` must be a positive integer"
+    ):
+        timing.time_call(
+            sum, ([1],), 5, 0.0, 1.0, 0.0, calls_per_sample=calls_per_sample
+        )

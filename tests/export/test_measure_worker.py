@@ -34,7 +34,9 @@ def test_every_runtime_gets_one_window_per_round_and_batch_size(interleaved):
             calls = sum(w["calls"] for w in windows if w["batch_size"] == batch)
             # The percentiles are over the samples of all of a batch size's windows.
             assert result["latency"][str(batch)]["iterations"] == calls
-            per_sample = {w["calls_per_sample"] for w in windows if w["batch_size"] == batch}
+            per_sample = {
+                w["calls_per_sample"] for w in windows if w["batch_size"] == batch
+            }
             assert per_sample == {result["latency"][str(batch)]["calls_per_sample"]}
             assert len(result["samples_ms"][str(batch)]) * per_sample.pop() == calls
         assert result["timing"]["rounds"] == ROUNDS
@@ -45,7 +47,9 @@ def test_windows_of_different_processes_never_overlap(interleaved):
     results, _ = interleaved
     assert len({result["pid"] for result in results}) == len(results)
     windows = sorted(
-        (w["start_ns"], w["end_ns"], result["format"]) for result in results for w in result["windows"]
+        (w["start_ns"], w["end_ns"], result["format"])
+        for result in results
+        for w in result["windows"]
     )
     assert len(windows) == len(results) * ROUNDS * len(BATCH_SIZES)
     for (_, end, _), (start, _, _) in zip(windows, windows[1:], strict=False):
@@ -55,7 +59,9 @@ def test_windows_of_different_processes_never_overlap(interleaved):
 def test_the_order_rotates_between_rounds(interleaved):
     results, _ = interleaved
     windows = sorted(
-        (w["start_ns"], result["format"], w["batch_size"]) for result in results for w in result["windows"]
+        (w["start_ns"], result["format"], w["batch_size"])
+        for result in results
+        for w in result["windows"]
     )
     per_round = len(results) * len(BATCH_SIZES)
     rounds = [windows[i : i + per_round] for i in range(0, len(windows), per_round)]
@@ -68,9 +74,13 @@ def test_the_order_rotates_between_rounds(interleaved):
 def test_progress_is_reported_per_phase(interleaved):
     _, steps = interleaved
     assert steps[0] == "loading 3 runtimes"
-    assert steps[1 : 1 + ROUNDS] == [f"timing round {r}/{ROUNDS}" for r in range(1, ROUNDS + 1)]
+    assert steps[1 : 1 + ROUNDS] == [
+        f"timing round {r}/{ROUNDS}" for r in range(1, ROUNDS + 1)
+    ]
     assert steps[1 + ROUNDS :] == [
-        "finishing mlp.onnx (1 thread)", "finishing mlp.tflite (1 thread)", "finishing dense_layers_2.npz (1 thread)"
+        "finishing mlp.onnx (1 thread)",
+        "finishing mlp.tflite (1 thread)",
+        "finishing dense_layers_2.npz (1 thread)",
     ]
 
 
@@ -79,7 +89,10 @@ def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a protobuf")
     outcomes = measure.measure_artifacts(
-        [(str(broken), "onnx", 1), (paths["tflite"], "tflite", 1)], (1,), rounds=2, **FAST
+        [(str(broken), "onnx", 1), (paths["tflite"], "tflite", 1)],
+        (1,),
+        rounds=2,
+        **FAST,
     )
     assert isinstance(outcomes[0], RuntimeError)
     assert "measuring onnx" in str(outcomes[0]) and "\n" not in str(outcomes[0])
@@ -90,7 +103,9 @@ def test_a_runtime_that_fails_does_not_stop_the_others(artifacts, tmp_path):
 def test_rounds_must_be_a_positive_integer(artifacts, rounds):
     _, paths = artifacts
     with pytest.raises(ValueError, match="`rounds` must be an integer >= 1") as error:
-        measure.measure_artifacts([(paths["onnx"], "onnx", 1)], (1,), rounds=rounds, **FAST)
+        measure.measure_artifacts(
+            [(paths["onnx"], "onnx", 1)], (1,), rounds=rounds, **FAST
+        )
     assert "\n" not in str(error.value)
 
 
@@ -101,7 +116,9 @@ def test_jobs_must_not_be_empty():
 
 def test_windows_split_the_timing_and_keep_the_minimum_calls():
     assert worker.windows(4, 1.0, 200, 3.0) == (0.25, 50, 0.75)
-    assert worker.windows(3, 0.5, 100, 3.0) == pytest.approx((0.5 / 3, 34, 1.0))  # ceil: >= 100 in all
+    assert worker.windows(3, 0.5, 100, 3.0) == pytest.approx(
+        (0.5 / 3, 34, 1.0)
+    )  # ceil: >= 100 in all
 
 
 def test_settle_waits_for_a_spinning_thread_and_no_longer():
@@ -124,14 +141,21 @@ def test_settle_waits_for_a_spinning_thread_and_no_longer():
 def test_an_idle_worker_uses_no_cpu_while_another_is_timed(artifacts, tmp_path):
     _, paths = artifacts
     specs = [
-        measure.build_spec(paths[fmt], fmt, (4,), 2, str(tmp_path), timing=FAST, name=fmt)[0]
+        measure.build_spec(
+            paths[fmt], fmt, (4,), 2, str(tmp_path), timing=FAST, name=fmt
+        )[0]
         for fmt in ("numpy", "onnx")
     ]
-    handles = [worker.MeasurementWorker(spec, str(tmp_path / f"{i}.json")) for i, spec in enumerate(specs)]
+    handles = [
+        worker.MeasurementWorker(spec, str(tmp_path / f"{i}.json"))
+        for i, spec in enumerate(specs)
+    ]
     try:
         for handle in handles:
             handle.wait_ready()
-        handles[0].time(4, 0.3, 1, 1.0, 0.05)  # OpenBLAS spins after this: the worker settles
+        handles[0].time(
+            4, 0.3, 1, 1.0, 0.05
+        )  # OpenBLAS spins after this: the worker settles
         before = _cpu_seconds(handles[0].process.pid)
         handles[1].time(4, 0.3, 1, 1.0, 0.05)
         assert _cpu_seconds(handles[0].process.pid) - before < 0.03
@@ -151,7 +175,9 @@ def _cpu_seconds(pid):
 
 def test_a_worker_that_dies_is_a_one_line_runtime_error(artifacts, tmp_path):
     _, paths = artifacts
-    spec, _ = measure.build_spec(paths["onnx"], "onnx", (1,), 1, str(tmp_path), timing=FAST)
+    spec, _ = measure.build_spec(
+        paths["onnx"], "onnx", (1,), 1, str(tmp_path), timing=FAST
+    )
     with worker.MeasurementWorker(spec, str(tmp_path / "spec.json")) as handle:
         handle.wait_ready()
         handle.process.kill()

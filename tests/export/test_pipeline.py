@@ -34,7 +34,11 @@ def classifier():
 
     keras.utils.set_random_seed(3)
     return keras.Sequential(
-        [keras.Input((5,)), keras.layers.Dense(7, activation="relu"), keras.layers.Dense(3)]
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(7, activation="relu"),
+            keras.layers.Dense(3),
+        ]
     )
 
 
@@ -50,10 +54,22 @@ def good_x(count=6):
 @pytest.mark.parametrize(
     "make,message",
     [
-        (lambda: (np.full((6, 5), np.nan), np.zeros(6)), "must be finite.*6 NaN|30 NaN"),
-        (lambda: (np.where(np.eye(6, 5) > 0, np.inf, good_x()), np.zeros(6)), "must be finite"),
-        (lambda: (good_x(), np.array([0, 1, np.nan, 2, 0, 1])), "labels must be finite"),
-        (lambda: (good_x(), np.array([0, 1, 2, 3, 0, 1])), "class indices in 0..2.*1 labels out of range"),
+        (
+            lambda: (np.full((6, 5), np.nan), np.zeros(6)),
+            "must be finite.*6 NaN|30 NaN",
+        ),
+        (
+            lambda: (np.where(np.eye(6, 5) > 0, np.inf, good_x()), np.zeros(6)),
+            "must be finite",
+        ),
+        (
+            lambda: (good_x(), np.array([0, 1, np.nan, 2, 0, 1])),
+            "labels must be finite",
+        ),
+        (
+            lambda: (good_x(), np.array([0, 1, 2, 3, 0, 1])),
+            "class indices in 0..2.*1 labels out of range",
+        ),
         (lambda: (good_x(), np.array([0, -1, 2, 1, 0, 1])), "class indices in 0..2"),
         (lambda: (good_x(), np.array([0, 1.5, 2, 1, 0, 1])), "class indices"),
         (lambda: (good_x(), np.eye(4)[[0, 1, 2, 3, 0, 1]]), "must have 3 columns"),
@@ -63,7 +79,9 @@ def good_x(count=6):
         (lambda: (np.zeros((6, 4)), np.zeros(6)), r"must have shape \(N,\) \+ \(5,\)"),
     ],
 )
-def test_hostile_labelled_data_refused_naming_the_flag(classifier, tmp_path, make, message):
+def test_hostile_labelled_data_refused_naming_the_flag(
+    classifier, tmp_path, make, message
+):
     x, y = make()
     path = labelled_file(tmp_path / "data.npz", x, y)
     with pytest.raises(ValueError, match=message) as info:
@@ -80,7 +98,9 @@ def test_labelled_npz_missing_keys(classifier, tmp_path):
 
 def test_valid_labelled_data_passes(classifier, tmp_path):
     y = np.array([0, 1, 2, 2, 1, 0])
-    x, labels = pipeline.load_labelled_data(labelled_file(tmp_path / "d.npz", good_x(), y), classifier)
+    x, labels = pipeline.load_labelled_data(
+        labelled_file(tmp_path / "d.npz", good_x(), y), classifier
+    )
     np.testing.assert_array_equal(labels, y)
     assert x.dtype == np.float32
 
@@ -95,7 +115,9 @@ def test_model_whose_output_is_not_2d_logits_is_refused(tmp_path, output_shape):
     if output_shape == (None, 4, 3):
         outputs = keras.layers.Dense(3)(inputs)
     elif output_shape == (None,):
-        outputs = keras.layers.Reshape(())(keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+        outputs = keras.layers.Reshape(())(
+            keras.layers.Dense(1)(keras.layers.Flatten()(inputs))
+        )
     else:
         outputs = keras.layers.Dense(1)(keras.layers.Flatten()(inputs))
     model = keras.Model(inputs, outputs)

@@ -7,7 +7,9 @@ import pytest
 from export.report import budgets
 
 
-def _entry(model, fmt, p99=(1.0, 10.0), size=5e6, memory=100e6, accuracy=0.9, p50=(0.5, 5.0)):
+def _entry(
+    model, fmt, p99=(1.0, 10.0), size=5e6, memory=100e6, accuracy=0.9, p50=(0.5, 5.0)
+):
     return {
         "model": model,
         "format": fmt,
@@ -38,14 +40,27 @@ def _check(content):
 
 
 def test_budget_met_gives_no_violations():
-    assert _check({"max_p99_ms": {1: 3, 64: 20}, "max_size_mb": 6, "max_memory_mb": 900,
-                   "min_accuracy": 0.9, "max_accuracy_drop": 0.02}) == []
+    assert (
+        _check(
+            {
+                "max_p99_ms": {1: 3, 64: 20},
+                "max_size_mb": 6,
+                "max_memory_mb": 900,
+                "min_accuracy": 0.9,
+                "max_accuracy_drop": 0.02,
+            }
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
     "content, expected",
     [
-        ({"max_p99_ms": 2.0}, {("keras", "p99_ms@1"), ("onnx", "p99_ms@64"), ("keras", "p99_ms@64")}),
+        (
+            {"max_p99_ms": 2.0},
+            {("keras", "p99_ms@1"), ("onnx", "p99_ms@64"), ("keras", "p99_ms@64")},
+        ),
         ({"max_p99_ms": {"64": 11}}, {("keras", "p99_ms@64")}),
         ({"max_p50_ms": {1: 0.4}}, {("onnx", "p50_ms@1"), ("keras", "p50_ms@1")}),
         ({"max_size_mb": 4.9}, {("onnx", "size_mb"), ("keras", "size_mb")}),
@@ -66,7 +81,10 @@ def test_each_limit_reports_exactly_its_violations(content, expected):
 
 def test_teacher_gated_only_when_asked():
     violations = _check({"max_size_mb": 10, "model": "both"})
-    assert {(v["model"], v["format"]) for v in violations} == {("teacher", "onnx"), ("teacher", "keras")}
+    assert {(v["model"], v["format"]) for v in violations} == {
+        ("teacher", "onnx"),
+        ("teacher", "keras"),
+    }
 
 
 def test_failed_measurement_is_a_violation():
@@ -80,7 +98,10 @@ def test_failed_measurement_is_a_violation():
     [
         ([1, 2], "must be a mapping"),
         ({"max_p99": 3}, "Received: unknown key.*max_p99"),
-        ({"max_p99_ms": "fast"}, "`max_p99_ms` must be a number. Received: max_p99_ms='fast'"),
+        (
+            {"max_p99_ms": "fast"},
+            "`max_p99_ms` must be a number. Received: max_p99_ms='fast'",
+        ),
         ({"max_p99_ms": {"one": 3}}, "keys must be positive batch sizes"),
         ({"max_p99_ms": -1}, "must be >= 0"),
         ({"min_accuracy": 90}, r"`min_accuracy` must be in \[0.0, 1.0\]"),
@@ -100,8 +121,13 @@ def test_load_yaml_and_json_files(tmp_path):
     yaml_path = tmp_path / "budget.yaml"
     yaml_path.write_text("max_p99_ms:\n  1: 0.5\n  64: 4\nmin_accuracy: 0.85\n")
     json_path = tmp_path / "budget.json"
-    json_path.write_text(json.dumps({"max_p99_ms": {"1": 0.5, "64": 4}, "min_accuracy": 0.85}))
-    from_yaml, from_json = budgets.load_budget(str(yaml_path)), budgets.load_budget(str(json_path))
+    json_path.write_text(
+        json.dumps({"max_p99_ms": {"1": 0.5, "64": 4}, "min_accuracy": 0.85})
+    )
+    from_yaml, from_json = (
+        budgets.load_budget(str(yaml_path)),
+        budgets.load_budget(str(json_path)),
+    )
     assert from_yaml == from_json
     assert from_yaml["max_p99_ms"] == {1: 0.5, 64: 4.0}
 
@@ -110,8 +136,12 @@ def test_load_yaml_and_json_files(tmp_path):
     "name, text, match",
     [
         ("bad.yaml", "max_p99_ms: [1, 2\n", "is not valid YAML"),
-        ("bad.json", "{\"max_p99_ms\": ", "is not valid JSON"),
-        ("budget.toml", "max_p99_ms = 1", "`--budget` must end in .yaml, .yml or .json"),
+        ("bad.json", '{"max_p99_ms": ', "is not valid JSON"),
+        (
+            "budget.toml",
+            "max_p99_ms = 1",
+            "`--budget` must end in .yaml, .yml or .json",
+        ),
     ],
 )
 def test_unreadable_file_is_one_line_error(tmp_path, name, text, match):

@@ -14,15 +14,25 @@ from export.report import budgets
 from export.report import choose
 
 
-def _entry(model, variant, p99_1, p99_64, size_mb, accuracy, memory_mb=100.0, role="student"):
+def _entry(
+    model, variant, p99_1, p99_64, size_mb, accuracy, memory_mb=100.0, role="student"
+):
     fmt = variant.split("_")[0]
     return {
-        "model": model, "role": role, "variant": variant, "format": fmt,
-        "quantize": variant.split("_")[1] if "_" in variant else "none", "error": None,
-        "latency": {"1": {"p50_ms": p99_1 / 2, "p99_ms": p99_1},
-                    "64": {"p50_ms": p99_64 / 2, "p99_ms": p99_64}},
-        "size_bytes": size_mb * 1e6, "gzip_bytes": size_mb * 0.9e6,
-        "peak_rss_bytes": memory_mb * 1e6, "accuracy": accuracy,
+        "model": model,
+        "role": role,
+        "variant": variant,
+        "format": fmt,
+        "quantize": variant.split("_")[1] if "_" in variant else "none",
+        "error": None,
+        "latency": {
+            "1": {"p50_ms": p99_1 / 2, "p99_ms": p99_1},
+            "64": {"p50_ms": p99_64 / 2, "p99_ms": p99_64},
+        },
+        "size_bytes": size_mb * 1e6,
+        "gzip_bytes": size_mb * 0.9e6,
+        "peak_rss_bytes": memory_mb * 1e6,
+        "accuracy": accuracy,
     }
 
 
@@ -30,11 +40,21 @@ def _entry(model, variant, p99_1, p99_64, size_mb, accuracy, memory_mb=100.0, ro
 RESULTS = [
     _entry("teacher", "onnx", 5.0, 50.0, 20.0, 0.93, role="teacher"),
     _entry("teacher", "keras", 9.0, 90.0, 20.0, 0.93, role="teacher"),
-    _entry("pruned", "tflite_int8", 0.10, 9.0, 0.40, 0.90, memory_mb=90),   # fastest at batch 1
-    _entry("pruned", "onnx", 0.30, 2.0, 3.00, 0.91, memory_mb=95),          # fastest at batch 64
-    _entry("clustered", "tflite_dynamic", 0.20, 6.0, 0.30, 0.89, memory_mb=80),  # smallest
-    _entry("clustered", "savedmodel", 2.00, 8.0, 5.00, 0.92, memory_mb=300),  # most accurate
-    _entry("clustered", "numpy", 0.01, 0.5, 0.01, 0.99),  # the floor is never a candidate
+    _entry(
+        "pruned", "tflite_int8", 0.10, 9.0, 0.40, 0.90, memory_mb=90
+    ),  # fastest at batch 1
+    _entry(
+        "pruned", "onnx", 0.30, 2.0, 3.00, 0.91, memory_mb=95
+    ),  # fastest at batch 64
+    _entry(
+        "clustered", "tflite_dynamic", 0.20, 6.0, 0.30, 0.89, memory_mb=80
+    ),  # smallest
+    _entry(
+        "clustered", "savedmodel", 2.00, 8.0, 5.00, 0.92, memory_mb=300
+    ),  # most accurate
+    _entry(
+        "clustered", "numpy", 0.01, 0.5, 0.01, 0.99
+    ),  # the floor is never a candidate
 ]
 
 
@@ -56,18 +76,24 @@ def test_each_objective_picks_its_own_winner(objective, winner):
     assert release["objective"] == objective
     assert release["winner"]["label"] == winner
     labels = [c["label"] for c in release["candidates"]]
-    assert len(labels) == 4 and not any("numpy" in label or "teacher" in label for label in labels)
+    assert len(labels) == 4 and not any(
+        "numpy" in label or "teacher" in label for label in labels
+    )
     values = [c["value"] for c in release["candidates"]]
     assert values == sorted(values)  # ranked by the objective
 
 
 def test_a_limit_moves_the_winner_to_the_next_variant():
-    budget = budgets.parse_budget({"max_accuracy_drop": 0.035, "minimise": "p99_ms_batch_1"})
+    budget = budgets.parse_budget(
+        {"max_accuracy_drop": 0.035, "minimise": "p99_ms_batch_1"}
+    )
     release = choose.choose_release(budget, RESULTS)
     # pruned tflite_int8 drops 0.03 against the teacher's onnx: met; clustered
     # tflite_dynamic drops 0.04: out.
     assert release["winner"]["label"] == "pruned tflite_int8"
-    budget = budgets.parse_budget({"max_accuracy_drop": 0.025, "minimise": "p99_ms_batch_1"})
+    budget = budgets.parse_budget(
+        {"max_accuracy_drop": 0.025, "minimise": "p99_ms_batch_1"}
+    )
     release = choose.choose_release(budget, RESULTS)
     assert release["winner"]["label"] == "pruned onnx"
     out = {c["label"]: c for c in release["candidates"] if not c["meets"]}
@@ -82,13 +108,21 @@ def test_no_variant_meets_the_budget_lists_how_far_each_came():
     assert all(not c["meets"] for c in release["candidates"])
     for candidate in release["candidates"]:
         (message,) = candidate["violations"]
-        assert "p99 latency at batch 1 too high" in message and "vs limit 0.05" in message
+        assert (
+            "p99 latency at batch 1 too high" in message and "vs limit 0.05" in message
+        )
 
 
 def test_an_unmeasured_or_nan_objective_never_wins():
     broken = _entry("pruned", "tflite_float16", math.nan, math.nan, math.nan, math.nan)
-    failed = {"model": "pruned", "role": "student", "variant": "onnx_int8", "format": "onnx",
-              "error": "ParityError: top-1 agreement 0.5 < 0.97", "rejected": True}
+    failed = {
+        "model": "pruned",
+        "role": "student",
+        "variant": "onnx_int8",
+        "format": "onnx",
+        "error": "ParityError: top-1 agreement 0.5 < 0.97",
+        "rejected": True,
+    }
     budget = budgets.parse_budget({"max_size_mb": 100, "minimise": "size_mb"})
     release = choose.choose_release(budget, [broken, failed] + RESULTS)
     assert release["winner"]["label"] == "clustered tflite_dynamic"
@@ -99,9 +133,22 @@ def test_an_unmeasured_or_nan_objective_never_wins():
 
 
 def test_pareto_front_marks_the_undominated_points():
-    points = [{"loss": -0.9, "p99": 1.0}, {"loss": -0.8, "p99": 0.5}, {"loss": -0.8, "p99": 2.0},
-              {"loss": -0.95, "p99": 3.0}, {"loss": None, "p99": 0.1}, {"loss": -0.9, "p99": 1.0}]
-    assert choose.pareto_front(points, ("loss", "p99")) == [True, True, False, True, False, True]
+    points = [
+        {"loss": -0.9, "p99": 1.0},
+        {"loss": -0.8, "p99": 0.5},
+        {"loss": -0.8, "p99": 2.0},
+        {"loss": -0.95, "p99": 3.0},
+        {"loss": None, "p99": 0.1},
+        {"loss": -0.9, "p99": 1.0},
+    ]
+    assert choose.pareto_front(points, ("loss", "p99")) == [
+        True,
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
     assert choose.pareto_front([{"a": math.nan}], ("a",)) == [False]
 
 
@@ -110,27 +157,48 @@ def _release_report(tmp_path, digest=None):
     artifact.write_bytes(b"\x01tflite bytes")
     sidecar = tmp_path / "pruned_int8.tflite.json"
     sidecar.write_text("{}")
-    entry = dict(RESULTS[2], artifact=str(artifact), export={"sidecar_path": str(sidecar)},
-                 sha256=digest or choose.file_digest(str(artifact)), lineage={"converter": "x"})
+    entry = dict(
+        RESULTS[2],
+        artifact=str(artifact),
+        export={"sidecar_path": str(sidecar)},
+        sha256=digest or choose.file_digest(str(artifact)),
+        lineage={"converter": "x"},
+    )
     budget = budgets.parse_budget({"min_accuracy": 0.85, "minimise": "p99_ms_batch_1"})
     results = [entry] + RESULTS[3:]
-    return {"results": results, "release": choose.choose_release(budget, results),
-            "budget": {"limits": budgets.describe(budget)}, "created_utc": "now",
-            "command": "python -m export.report"}
+    return {
+        "results": results,
+        "release": choose.choose_release(budget, results),
+        "budget": {"limits": budgets.describe(budget)},
+        "created_utc": "now",
+        "command": "python -m export.report",
+    }
 
 
-def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_holds(tmp_path):
+def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_holds(
+    tmp_path,
+):
     report = _release_report(tmp_path)
     path = choose.write_release(report, str(tmp_path / "release"))
     assert sorted(os.listdir(tmp_path / "release")) == [
-        "pruned_int8.tflite", "pruned_int8.tflite.json", "release.json"]
+        "pruned_int8.tflite",
+        "pruned_int8.tflite.json",
+        "release.json",
+    ]
     with open(path) as handle:
         record = json.load(handle)
-    assert record["variant"] == "tflite_int8" and record["objective"] == "p99_ms_batch_1"
-    assert record["sha256"] == choose.file_digest(str(tmp_path / "release" / "pruned_int8.tflite"))
+    assert (
+        record["variant"] == "tflite_int8" and record["objective"] == "p99_ms_batch_1"
+    )
+    assert record["sha256"] == choose.file_digest(
+        str(tmp_path / "release" / "pruned_int8.tflite")
+    )
     assert record["size_bytes"] == len(b"\x01tflite bytes")
     assert [b["label"] for b in record["beaten"]] == [
-        "clustered tflite_dynamic", "pruned onnx", "clustered savedmodel"]
+        "clustered tflite_dynamic",
+        "pruned onnx",
+        "clustered savedmodel",
+    ]
     assert "lowest p99_ms_batch_1" in record["why"]
 
 
@@ -145,7 +213,9 @@ def test_write_release_refuses_a_changed_artifact_and_leaves_nothing(tmp_path):
 def test_release_dir_must_be_new_or_empty(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "old.tflite").write_bytes(b"x")
-    with pytest.raises(ValueError, match="`--release-dir` must be a new or empty folder"):
+    with pytest.raises(
+        ValueError, match="`--release-dir` must be a new or empty folder"
+    ):
         choose.check_release_dir(str(tmp_path / "full"))
     with pytest.raises(ValueError, match="must be in an existing folder"):
         choose.check_release_dir(str(tmp_path / "missing" / "release"))

@@ -16,7 +16,16 @@ import pytest
 from export import report as report_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = ["--min-time", "0.02", "--min-iterations", "20", "--max-time", "0.2", "--threads", "1"]
+FAST = [
+    "--min-time",
+    "0.02",
+    "--min-iterations",
+    "20",
+    "--max-time",
+    "0.2",
+    "--threads",
+    "1",
+]
 
 
 def _mlp(hidden, seed):
@@ -31,11 +40,16 @@ def _mlp(hidden, seed):
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
     teacher, student = _mlp((48, 48), 0), _mlp((8,), 1)
-    paths = {"teacher": str(folder / "teacher.keras"), "student": str(folder / "student.keras")}
+    paths = {
+        "teacher": str(folder / "teacher.keras"),
+        "student": str(folder / "student.keras"),
+    }
     teacher.save(paths["teacher"])
     student.save(paths["student"])
     x = np.random.default_rng(2).random((64, 6, 6, 1), dtype=np.float32)
-    y = np.asarray(teacher(x, training=False)).argmax(axis=1)  # teacher accuracy exactly 1
+    y = np.asarray(teacher(x, training=False)).argmax(
+        axis=1
+    )  # teacher accuracy exactly 1
     paths["data"] = str(folder / "labelled.npz")
     np.savez(paths["data"], x=x, y=y)
     paths["folder"] = str(folder)
@@ -46,7 +60,11 @@ def _run(arguments, timeout=600):
     environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
         [sys.executable, "-m", "export.report", *arguments],
-        capture_output=True, text=True, cwd=ROOT, env=environment, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=timeout,
     )
 
 
@@ -60,26 +78,52 @@ def _write(folder, name, text):
 @pytest.fixture(scope="module")
 def violated(inputs):
     """One full run whose budget cannot be met (p99 under a nanosecond)."""
-    budget = _write(inputs["folder"], "strict.yaml",
-                    "max_p99_ms: {1: 0.000001}\nmin_accuracy: 0.5\nformats: [onnx]\n")
+    budget = _write(
+        inputs["folder"],
+        "strict.yaml",
+        "max_p99_ms: {1: 0.000001}\nmin_accuracy: 0.5\nformats: [onnx]\n",
+    )
     output = os.path.join(inputs["folder"], "strict_report")
-    completed = _run(["--teacher", inputs["teacher"], "--student", inputs["student"],
-                      "--formats", "tflite,onnx", "--batch-sizes", "1,3", "--budget", budget,
-                      "--labelled-data", inputs["data"], "--output-dir", output, *FAST])
+    completed = _run(
+        [
+            "--teacher",
+            inputs["teacher"],
+            "--student",
+            inputs["student"],
+            "--formats",
+            "tflite,onnx",
+            "--batch-sizes",
+            "1,3",
+            "--budget",
+            budget,
+            "--labelled-data",
+            inputs["data"],
+            "--output-dir",
+            output,
+            *FAST,
+        ]
+    )
     return completed, output
 
 
 def test_budget_violation_exits_1_and_is_listed(violated):
     completed, output = violated
     assert completed.returncode == 1, completed.stderr[-2000:]
-    assert "budget violated: student onnx: p99 latency at batch 1 too high" in completed.stderr
+    assert (
+        "budget violated: student onnx: p99 latency at batch 1 too high"
+        in completed.stderr
+    )
     assert "Traceback" not in completed.stderr
     with open(os.path.join(output, "report.json")) as handle:
         data = json.load(handle)
     assert data["budget"]["passed"] is False
-    metrics = {(v["model"], v["format"], v["metric"]) for v in data["budget"]["violations"]}
+    metrics = {
+        (v["model"], v["format"], v["metric"]) for v in data["budget"]["violations"]
+    }
     assert ("student", "onnx", "p99_ms@1") in metrics
-    assert all(v["format"] == "onnx" for v in data["budget"]["violations"])  # formats: [onnx]
+    assert all(
+        v["format"] == "onnx" for v in data["budget"]["violations"]
+    )  # formats: [onnx]
     with open(os.path.join(output, "report.md")) as handle:
         markdown = handle.read()
     assert "**Budget: FAILED**" in markdown
@@ -90,7 +134,9 @@ def test_all_three_files_written_and_nothing_half_written(violated):
     _, output = violated
     names = sorted(os.listdir(output))
     assert names == ["artifacts", "report.html", "report.json", "report.md"]
-    assert not [n for n in os.listdir(os.path.join(output, "artifacts")) if n.startswith(".")]
+    assert not [
+        n for n in os.listdir(os.path.join(output, "artifacts")) if n.startswith(".")
+    ]
     with open(os.path.join(output, "report.html")) as handle:
         page = handle.read()
     assert page.count("src='data:image/png;base64,") == 2  # both plots embedded
@@ -107,30 +153,49 @@ def test_json_schema(violated, inputs):
     assert data["data"]["source"] == inputs["data"] and data["data"]["examples"] == 64
     assert len(data["data"]["digest"]) == 16 and data["data"]["calibration"] is None
     entries = {(r["model"], r["format"]): r for r in data["results"]}
-    assert set(entries) == {(m, f) for m in ("teacher", "student") for f in ("tflite", "onnx", "numpy")}
+    assert set(entries) == {
+        (m, f) for m in ("teacher", "student") for f in ("tflite", "onnx", "numpy")
+    }
     for (_, fmt), entry in entries.items():
         assert entry["error"] is None
         assert "samples_ms" not in entry  # raw samples only feed the plots
-        for key in ("parameters", "size_bytes", "gzip_bytes", "peak_rss_bytes", "threads",
-                    "runtime_settings", "timed_call", "pid", "accuracy", "floor_ratio"):
+        for key in (
+            "parameters",
+            "size_bytes",
+            "gzip_bytes",
+            "peak_rss_bytes",
+            "threads",
+            "runtime_settings",
+            "timed_call",
+            "pid",
+            "accuracy",
+            "floor_ratio",
+        ):
             assert key in entry, key
         assert entry["threads"] == 1
         for batch in ("1", "3"):
             stats = entry["latency"][batch]
-            assert stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+            assert (
+                stats["p50_ms"] <= stats["p90_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+            )
         if fmt == "numpy":
             assert entry["floor_ratio"] == {"1": 1.0, "3": 1.0}
     # Labels are the teacher's own predictions: every teacher runtime scores 1.0.
-    assert {entries[("teacher", f)]["accuracy"] for f in ("tflite", "onnx", "numpy")} == {1.0}
+    assert {
+        entries[("teacher", f)]["accuracy"] for f in ("tflite", "onnx", "numpy")
+    } == {1.0}
     # Student/teacher ratio of every figure, per format.
     ratios = {row["format"]: row for row in data["ratios"]}
     assert set(ratios) == {"tflite", "onnx", "numpy"}
     onnx = ratios["onnx"]
     assert onnx["size_bytes"] == pytest.approx(
-        entries[("student", "onnx")]["size_bytes"] / entries[("teacher", "onnx")]["size_bytes"])
+        entries[("student", "onnx")]["size_bytes"]
+        / entries[("teacher", "onnx")]["size_bytes"]
+    )
     assert onnx["latency"]["3"]["p99_ms"] == pytest.approx(
         entries[("student", "onnx")]["latency"]["3"]["p99_ms"]
-        / entries[("teacher", "onnx")]["latency"]["3"]["p99_ms"])
+        / entries[("teacher", "onnx")]["latency"]["3"]["p99_ms"]
+    )
     assert onnx["parameters"] < 0.1  # 8 hidden units against 2x48
     best = data["best_fp32"]["student"]["1"]
     assert best["format"] in ("tflite", "onnx")
@@ -151,28 +216,59 @@ def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
         assert entry["timing"]["interleaved_with"] == len(data["results"]) - 1
         assert len(entry["windows"]) == rounds * 2  # two batch sizes
         for batch in ("1", "3"):
-            calls = sum(w["calls"] for w in entry["windows"] if str(w["batch_size"]) == batch)
+            calls = sum(
+                w["calls"] for w in entry["windows"] if str(w["batch_size"]) == batch
+            )
             assert entry["latency"][batch]["iterations"] == calls
         windows += [(w["start_ns"], w["end_ns"]) for w in entry["windows"]]
     windows.sort()
-    assert all(end <= start for (_, end), (start, _) in zip(windows, windows[1:], strict=False))
+    assert all(
+        end <= start for (_, end), (start, _) in zip(windows, windows[1:], strict=False)
+    )
     with open(os.path.join(output, "report.md")) as handle:
         markdown = handle.read()
-    assert "in 5 windows" in markdown and "timed one at a time in interleaved windows" in markdown
+    assert (
+        "in 5 windows" in markdown
+        and "timed one at a time in interleaved windows" in markdown
+    )
     assert "## Thread search" in markdown
     assert "| student | ONNX Runtime | 1 |" in markdown
 
 
 def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
-    budget = _write(inputs["folder"], "loose.json",
-                    json.dumps({"max_p99_ms": 10000, "max_size_mb": 100, "min_accuracy": 0.0}))
+    budget = _write(
+        inputs["folder"],
+        "loose.json",
+        json.dumps({"max_p99_ms": 10000, "max_size_mb": 100, "min_accuracy": 0.0}),
+    )
     output = os.path.join(inputs["folder"], "loose_report")
-    completed = _run(["--teacher", inputs["teacher"], "--student", inputs["student"],
-                      "--formats", "onnx", "--batch-sizes", "2", "--budget", budget, "--json-only",
-                      "--labelled-data", inputs["data"], "--output-dir", output, *FAST])
+    completed = _run(
+        [
+            "--teacher",
+            inputs["teacher"],
+            "--student",
+            inputs["student"],
+            "--formats",
+            "onnx",
+            "--batch-sizes",
+            "2",
+            "--budget",
+            budget,
+            "--json-only",
+            "--labelled-data",
+            inputs["data"],
+            "--output-dir",
+            output,
+            *FAST,
+        ]
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     data = json.loads(completed.stdout)  # the whole of stdout is one JSON document
-    assert data["budget"] == {"limits": data["budget"]["limits"], "violations": [], "passed": True}
+    assert data["budget"] == {
+        "limits": data["budget"]["limits"],
+        "violations": [],
+        "passed": True,
+    }
     assert sorted(os.listdir(output)) == ["artifacts", "report.json"]
     with open(os.path.join(output, "report.json")) as handle:
         assert json.load(handle) == data
@@ -183,12 +279,27 @@ def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
     "extra, message",
     [
         (["--budget", "BUDGET:max_p99_ms: [1, 2\n"], "is not valid YAML"),
-        (["--budget", "BUDGET:max_p99_msec: 3\n"], "Received: unknown key(s) max_p99_msec"),
-        (["--budget", "BUDGET:max_p99_ms: {8: 1}\n"], "batch size 8, which is not in --batch-sizes"),
-        (["--budget", "BUDGET:max_size_mb: .nan\n"], "`max_size_mb` must be a finite number"),
-        (["--budget", "BUDGET:max_p99_ms: {1: .inf}\n"], "`max_p99_ms[1]` must be a finite number"),
+        (
+            ["--budget", "BUDGET:max_p99_msec: 3\n"],
+            "Received: unknown key(s) max_p99_msec",
+        ),
+        (
+            ["--budget", "BUDGET:max_p99_ms: {8: 1}\n"],
+            "batch size 8, which is not in --batch-sizes",
+        ),
+        (
+            ["--budget", "BUDGET:max_size_mb: .nan\n"],
+            "`max_size_mb` must be a finite number",
+        ),
+        (
+            ["--budget", "BUDGET:max_p99_ms: {1: .inf}\n"],
+            "`max_p99_ms[1]` must be a finite number",
+        ),
         (["--budget", "BUDGET:min_accuracy: yes\n"], "`min_accuracy` must be a number"),
-        (["--budget", "BUDGET:max_size_mb: 1\nminimise: speed\n"], "`minimise` must be one of"),
+        (
+            ["--budget", "BUDGET:max_size_mb: 1\nminimise: speed\n"],
+            "`minimise` must be one of",
+        ),
         (["--variants", "tflite_int4"], "`--variants` must be distinct names from"),
         (["--release-dir", "RELEASE"], "`--release-dir` must come with --budget"),
         (["--formats", "keras,pytorch"], "`--formats` must be distinct names from"),
@@ -200,33 +311,56 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
     extra = list(extra)
     for i, value in enumerate(extra):
         if value.startswith("BUDGET:"):
-            extra[i] = _write(str(tmp_path), "budget.yaml", value[len("BUDGET:"):])
+            extra[i] = _write(str(tmp_path), "budget.yaml", value[len("BUDGET:") :])
         if value == "RELEASE":
             extra[i] = str(tmp_path / "release")
     output = str(tmp_path / "never")
-    completed = _run(["--teacher", inputs["teacher"], "--student", inputs["student"],
-                      "--output-dir", output, *extra], timeout=120)
+    completed = _run(
+        [
+            "--teacher",
+            inputs["teacher"],
+            "--student",
+            inputs["student"],
+            "--output-dir",
+            output,
+            *extra,
+        ],
+        timeout=120,
+    )
     assert completed.returncode == 2, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("export.report: error:"), completed.stderr
+    assert len(lines) == 1 and lines[0].startswith("export.report: error:"), (
+        completed.stderr
+    )
     assert message in lines[0]
     assert not os.path.exists(output)  # failed before doing any work
 
 
 def test_missing_teacher_is_usage_error(inputs, tmp_path):
-    completed = _run(["--teacher", str(tmp_path / "absent.keras"), "--student", inputs["student"]],
-                     timeout=120)
+    completed = _run(
+        ["--teacher", str(tmp_path / "absent.keras"), "--student", inputs["student"]],
+        timeout=120,
+    )
     assert completed.returncode == 2
     assert completed.stderr.strip() == (
         "export.report: error: `--teacher` must be an existing .keras file or SavedModel "
-        f"directory. Received: --teacher={tmp_path / 'absent.keras'}")
+        f"directory. Received: --teacher={tmp_path / 'absent.keras'}"
+    )
 
 
 def test_exit_status_reflects_failures_then_budget():
     ok = {"model": "student", "format": "onnx", "error": None}
     failed = {"model": "student", "format": "tflite", "error": "RuntimeError: boom"}
-    floor_na = {"model": "teacher", "format": "numpy", "error": "not dense", "not_applicable": True}
-    passed, broken = {"passed": True, "violations": []}, {"passed": False, "violations": [{}]}
+    floor_na = {
+        "model": "teacher",
+        "format": "numpy",
+        "error": "not dense",
+        "not_applicable": True,
+    }
+    passed, broken = (
+        {"passed": True, "violations": []},
+        {"passed": False, "violations": [{}]},
+    )
     assert report_lib.exit_status({"results": [ok, floor_na], "budget": passed}) == 0
     assert report_lib.exit_status({"results": [ok], "budget": None}) == 0
     assert report_lib.exit_status({"results": [ok], "budget": broken}) == 1
@@ -234,24 +368,47 @@ def test_exit_status_reflects_failures_then_budget():
     assert report_lib.exit_status({"results": [ok, failed], "budget": broken}) == 1
 
 
-def test_convolutional_teacher_has_no_floor_row_but_the_report_succeeds(inputs, tmp_path):
+def test_convolutional_teacher_has_no_floor_row_but_the_report_succeeds(
+    inputs, tmp_path
+):
     keras.utils.set_random_seed(5)
-    cnn = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(4, 3, name="conv"),
-                            keras.layers.Flatten(), keras.layers.Dense(10)])
+    cnn = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(4, 3, name="conv"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(10),
+        ]
+    )
     cnn_path = str(tmp_path / "cnn.keras")
     cnn.save(cnn_path)
     with np.load(inputs["data"]) as data:
         labelled = (data["x"], data["y"], "test data")
     report = report_lib.build_report(
-        cnn_path, inputs["student"], str(tmp_path / "out"), formats=("tflite",), batch_sizes=(2,),
-        labelled=labelled, threads=1, progress=False,
+        cnn_path,
+        inputs["student"],
+        str(tmp_path / "out"),
+        formats=("tflite",),
+        batch_sizes=(2,),
+        labelled=labelled,
+        threads=1,
+        progress=False,
         timing={"min_time_s": 0.02, "min_iterations": 20, "max_time_s": 0.2},
     )
-    floor = next(r for r in report["results"] if r["model"] == "teacher" and r["format"] == "numpy")
+    floor = next(
+        r
+        for r in report["results"]
+        if r["model"] == "teacher" and r["format"] == "numpy"
+    )
     assert floor["not_applicable"] and "'conv' (Conv2D)" in floor["error"]
     assert report_lib.exit_status(report) == 0
     assert report["best_fp32"]["teacher"]["2"]["floor_ratio"] is None
     assert report["best_fp32"]["student"]["2"]["floor_ratio"] is not None
-    assert [row["format"] for row in report["ratios"]] == ["tflite"]  # no floor ratio row
+    assert [row["format"] for row in report["ratios"]] == [
+        "tflite"
+    ]  # no floor ratio row
     markdown = report_lib.render_markdown(report)
-    assert "| teacher | NumPy floor | – | – | – | – | – | – | n/a: model is not a dense network" in markdown
+    assert (
+        "| teacher | NumPy floor | – | – | – | – | – | – | n/a: model is not a dense network"
+        in markdown
+    )

@@ -22,51 +22,100 @@ def data():
 def test_layer_errors_name_every_quantised_layer_worst_first(data):
     model, calibration, _ = data
     rows = layer_errors.layer_quantization_errors(model, calibration)
-    assert sum(row["op"] == "FULLY_CONNECTED" for row in rows) == 3  # three Dense layers
+    assert (
+        sum(row["op"] == "FULLY_CONNECTED" for row in rows) == 3
+    )  # three Dense layers
     errors = [row["rmse_over_scale"] for row in rows]
     assert errors == sorted(errors, reverse=True)
     assert all(0 < e < 10 for e in errors)  # rounding alone is ~0.29 of a scale
 
 
-def test_selective_variant_keeps_the_named_layers_in_float_and_is_verified(data, tmp_path):
+def test_selective_variant_keeps_the_named_layers_in_float_and_is_verified(
+    data, tmp_path
+):
     model, calibration, labelled = data
-    (entry,) = [r for r in layer_errors.layer_quantization_errors(model, calibration)
-                if r["op"] == "FULLY_CONNECTED"][:1]
+    (entry,) = [
+        r
+        for r in layer_errors.layer_quantization_errors(model, calibration)
+        if r["op"] == "FULLY_CONNECTED"
+    ][:1]
     path = str(tmp_path / "selective.tflite")
-    result = layer_errors.export_selective_int8(model, path, calibration, [entry["layer"]],
-                                                labelled_data=labelled)
+    result = layer_errors.export_selective_int8(
+        model, path, calibration, [entry["layer"]], labelled_data=labelled
+    )
     assert result.sidecar["parity"]["quantize"] == "int8"
     assert result.sidecar["options"]["float_layers"] == [entry["layer"]]
     interpreter = runtimes.TFLiteRuntime(path).interpreter
-    dtypes = {d["name"]: np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+    dtypes = {
+        d["name"]: np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()
+    }
     assert dtypes[entry["layer"]] == "float32"  # kept in float
     assert "int8" in dtypes.values()  # the rest is quantised
 
 
 def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
     model, calibration, labelled = data
-    int8 = {"model": "student", "role": "student", "variant": "tflite_int8", "rejected": True,
-            "error": "ParityError: x", "lineage": build.lineage("student", "tflite", "int8",
-                                                               "s.keras", None, None)}
-    calibration_record = {"inputs": calibration, "source": "array", "samples": 80, "digest": "d"}
-    entry = build.selective_entry(int8, model, str(tmp_path), calibration_record, labelled)
+    int8 = {
+        "model": "student",
+        "role": "student",
+        "variant": "tflite_int8",
+        "rejected": True,
+        "error": "ParityError: x",
+        "lineage": build.lineage("student", "tflite", "int8", "s.keras", None, None),
+    }
+    calibration_record = {
+        "inputs": calibration,
+        "source": "array",
+        "samples": 80,
+        "digest": "d",
+    }
+    entry = build.selective_entry(
+        int8, model, str(tmp_path), calibration_record, labelled
+    )
     assert entry["error"] is None, entry["error"]
     assert entry["variant"] == "tflite_int8_selective" and entry["quantize"] == "int8"
-    assert int8["layer_errors"][0]["layer"] in entry["lineage"]["settings"]["float_layers"]
-    assert len(entry["lineage"]["settings"]["float_layers"]) == build.SELECTIVE_FLOAT_LAYERS
+    assert (
+        int8["layer_errors"][0]["layer"] in entry["lineage"]["settings"]["float_layers"]
+    )
+    assert (
+        len(entry["lineage"]["settings"]["float_layers"])
+        == build.SELECTIVE_FLOAT_LAYERS
+    )
 
 
 @pytest.mark.parametrize(
     "entry, limits, misses",
     [
         ({"rejected": True, "error": "ParityError"}, None, True),
-        ({"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.8}}}}, {"min_accuracy": 0.85}, True),
-        ({"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.88}}}}, {"min_accuracy": 0.85}, False),
-        ({"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.88}}}},
-         {"max_accuracy_drop": 0.01}, True),
-        ({"export": {"parity": {"accuracy": {"keras": 0.9, "exported": float("nan")}}}},
-         {"min_accuracy": 0.5}, True),
-        ({"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.8}}}}, None, False),
+        (
+            {"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.8}}}},
+            {"min_accuracy": 0.85},
+            True,
+        ),
+        (
+            {"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.88}}}},
+            {"min_accuracy": 0.85},
+            False,
+        ),
+        (
+            {"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.88}}}},
+            {"max_accuracy_drop": 0.01},
+            True,
+        ),
+        (
+            {
+                "export": {
+                    "parity": {"accuracy": {"keras": 0.9, "exported": float("nan")}}
+                }
+            },
+            {"min_accuracy": 0.5},
+            True,
+        ),
+        (
+            {"export": {"parity": {"accuracy": {"keras": 0.9, "exported": 0.8}}}},
+            None,
+            False,
+        ),
     ],
 )
 def test_int8_misses(entry, limits, misses):

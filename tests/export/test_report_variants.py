@@ -14,8 +14,20 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FAST = ["--min-time", "0.02", "--min-iterations", "20", "--max-time", "0.2", "--threads", "1",
-        "--rounds", "2", "--batch-sizes", "1,4"]
+FAST = [
+    "--min-time",
+    "0.02",
+    "--min-iterations",
+    "20",
+    "--max-time",
+    "0.2",
+    "--threads",
+    "1",
+    "--rounds",
+    "2",
+    "--batch-sizes",
+    "1,4",
+]
 
 
 def _mlp(hidden, seed, lambda_layer=False):
@@ -33,14 +45,20 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
     paths = {"folder": str(folder)}
     teacher = _mlp((48, 48), 0)
-    for name, model in (("teacher", teacher), ("wide", _mlp((24,), 1)), ("narrow", _mlp((8,), 2)),
-                        ("lambda", _mlp((8,), 3, lambda_layer=True))):
+    for name, model in (
+        ("teacher", teacher),
+        ("wide", _mlp((24,), 1)),
+        ("narrow", _mlp((8,), 2)),
+        ("lambda", _mlp((8,), 3, lambda_layer=True)),
+    ):
         paths[name] = str(folder / f"{name}.keras")
         model.save(paths[name])
     rng = np.random.default_rng(4)
     x = rng.random((200, 6, 6, 1), dtype=np.float32)
     paths["data"] = str(folder / "labelled.npz")
-    np.savez(paths["data"], x=x, y=np.asarray(teacher(x, training=False)).argmax(axis=1))
+    np.savez(
+        paths["data"], x=x, y=np.asarray(teacher(x, training=False)).argmax(axis=1)
+    )
     paths["calibration"] = str(folder / "calibration.npy")
     np.save(paths["calibration"], rng.random((100, 6, 6, 1), dtype=np.float32))
     return paths
@@ -50,7 +68,11 @@ def _run(arguments, timeout=900):
     environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
         [sys.executable, "-m", "export.report", *arguments],
-        capture_output=True, text=True, cwd=ROOT, env=environment, timeout=timeout,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=timeout,
     )
 
 
@@ -63,14 +85,26 @@ def _budget(folder, name, text):
 
 def _one_error_line(completed):
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("export.report: error:"), completed.stderr
+    assert len(lines) == 1 and lines[0].startswith("export.report: error:"), (
+        completed.stderr
+    )
     return lines[0]
 
 
 def test_default_data_that_does_not_fit_exits_2_before_any_work(inputs, tmp_path):
     output = str(tmp_path / "report")
-    completed = _run(["--teacher", inputs["teacher"], "--student", inputs["narrow"],
-                      "--output-dir", output, *FAST], timeout=300)
+    completed = _run(
+        [
+            "--teacher",
+            inputs["teacher"],
+            "--student",
+            inputs["narrow"],
+            "--output-dir",
+            output,
+            *FAST,
+        ],
+        timeout=300,
+    )
     assert completed.returncode == 2, completed.stderr
     line = _one_error_line(completed)
     assert "(6, 6, 1)" in line and "`--labelled-data`" in line
@@ -79,8 +113,19 @@ def test_default_data_that_does_not_fit_exits_2_before_any_work(inputs, tmp_path
 
 def test_lambda_model_needs_unsafe_and_leaves_nothing_behind(inputs, tmp_path):
     output = str(tmp_path / "report")
-    arguments = ["--teacher", inputs["teacher"], "--student", inputs["lambda"], "--output-dir",
-                 output, "--labelled-data", inputs["data"], "--formats", "keras,onnx", *FAST]
+    arguments = [
+        "--teacher",
+        inputs["teacher"],
+        "--student",
+        inputs["lambda"],
+        "--output-dir",
+        output,
+        "--labelled-data",
+        inputs["data"],
+        "--formats",
+        "keras,onnx",
+        *FAST,
+    ]
     completed = _run(arguments, timeout=300)
     assert completed.returncode == 2, completed.stderr
     assert "pass --unsafe only if you trust the file" in _one_error_line(completed)
@@ -90,24 +135,50 @@ def test_lambda_model_needs_unsafe_and_leaves_nothing_behind(inputs, tmp_path):
     assert "safe_mode=False (--unsafe)" in completed.stderr  # the warning, as in to_*
     with open(os.path.join(output, "report.json")) as handle:
         data = json.load(handle)
-    keras_entry = next(r for r in data["results"] if r["model"] == "student" and r["format"] == "keras")
-    assert keras_entry["error"] is None and keras_entry["parity"]["top1_agreement"] == 1.0
+    keras_entry = next(
+        r for r in data["results"] if r["model"] == "student" and r["format"] == "keras"
+    )
+    assert (
+        keras_entry["error"] is None and keras_entry["parity"]["top1_agreement"] == 1.0
+    )
     assert data["settings"]["unsafe"] is True
 
 
 @pytest.fixture(scope="module")
 def released(inputs):
     """Two candidates x (onnx, tflite_int8, onnx_int8), chosen by size."""
-    budget = _budget(inputs["folder"], "select.yaml",
-                     "min_accuracy: 0.0\nmax_p99_ms: 10000\nminimise: size_mb\n")
+    budget = _budget(
+        inputs["folder"],
+        "select.yaml",
+        "min_accuracy: 0.0\nmax_p99_ms: 10000\nminimise: size_mb\n",
+    )
     output = os.path.join(inputs["folder"], "report")
     release = os.path.join(inputs["folder"], "release")
-    completed = _run(["--teacher", inputs["teacher"], "--student", inputs["wide"],
-                      "--student", inputs["narrow"], "--formats", "onnx",
-                      "--variants", "tflite_int8,onnx_int8",
-                      "--representative-data", inputs["calibration"],
-                      "--labelled-data", inputs["data"], "--budget", budget,
-                      "--release-dir", release, "--output-dir", output, *FAST])
+    completed = _run(
+        [
+            "--teacher",
+            inputs["teacher"],
+            "--student",
+            inputs["wide"],
+            "--student",
+            inputs["narrow"],
+            "--formats",
+            "onnx",
+            "--variants",
+            "tflite_int8,onnx_int8",
+            "--representative-data",
+            inputs["calibration"],
+            "--labelled-data",
+            inputs["data"],
+            "--budget",
+            budget,
+            "--release-dir",
+            release,
+            "--output-dir",
+            output,
+            *FAST,
+        ]
+    )
     with open(os.path.join(output, "report.json")) as handle:
         data = json.load(handle)
     return completed, data, release
@@ -118,8 +189,11 @@ def test_every_variant_is_verified_measured_interleaved_and_described(released, 
     assert completed.returncode == 0, completed.stderr[-3000:]
     entries = {(r["model"], r["variant"]): r for r in data["results"]}
     expected = {("teacher", v) for v in ("onnx", "numpy")}
-    expected |= {(m, v) for m in ("wide", "narrow")
-                 for v in ("onnx", "tflite_int8", "onnx_int8", "numpy")}
+    expected |= {
+        (m, v)
+        for m in ("wide", "narrow")
+        for v in ("onnx", "tflite_int8", "onnx_int8", "numpy")
+    }
     assert set(entries) == expected
     # A quantised variant may fail its converter's parity check (random weights,
     # close logits): it is then rejected, reported, and not a failure of the run.
@@ -130,13 +204,20 @@ def test_every_variant_is_verified_measured_interleaved_and_described(released, 
     measured = [r for r in data["results"] if r["error"] is None]
     assert len(measured) + len(rejected) == len(expected)
     assert {r["variant"] for r in measured} >= {"tflite_int8", "onnx_int8"}
-    processes = sum(len(r["pid"]) if isinstance(r["pid"], list) else 1 for r in measured)
+    processes = sum(
+        len(r["pid"]) if isinstance(r["pid"], list) else 1 for r in measured
+    )
     for entry in measured:
-        assert entry["timing"]["interleaved_with"] == processes - 1  # one interleaved run
+        assert (
+            entry["timing"]["interleaved_with"] == processes - 1
+        )  # one interleaved run
         for stats in entry["latency"].values():
-            assert stats["p50_ms"] <= stats["p90_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
-            assert stats["validity"]["valid"] == (stats["iterations"] >= 20
-                                                  and stats["timed_s"] >= 0.02 * (1 - 1e-9))
+            assert (
+                stats["p50_ms"] <= stats["p90_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+            )
+            assert stats["validity"]["valid"] == (
+                stats["iterations"] >= 20 and stats["timed_s"] >= 0.02 * (1 - 1e-9)
+            )
             assert stats["std_ms"] >= 0
         assert entry["first_inference_ms"] > 0 and entry["init_s"] > 0
         assert entry["parity"]["examples"] == 200
@@ -146,8 +227,13 @@ def test_every_variant_is_verified_measured_interleaved_and_described(released, 
             entry = entries[(model, variant)]
             if entry.get("rejected"):
                 continue
-            assert entry["export"]["parity"]["quantize"] == "int8"  # verified by the converter
-            assert entry["lineage"]["calibration_digest"] == data["data"]["calibration"]["digest"]
+            assert (
+                entry["export"]["parity"]["quantize"] == "int8"
+            )  # verified by the converter
+            assert (
+                entry["lineage"]["calibration_digest"]
+                == data["data"]["calibration"]["digest"]
+            )
             assert entry["parity"]["top1_agreement"] >= 0.9
             assert entry["parity"]["max_abs_diff"] > 0  # quantised: outputs do move
         assert entries[(model, "onnx")]["parity"]["max_abs_diff"] < 1e-4
@@ -157,9 +243,13 @@ def test_every_variant_is_verified_measured_interleaved_and_described(released, 
 def test_the_release_is_the_smallest_variant_and_release_json_says_why(released):
     completed, data, release = released
     winner = data["release"]["winner"]
-    candidates = [r for r in data["results"] if r["role"] == "student" and r["format"] != "numpy"]
-    smallest = min((r for r in candidates if r["error"] is None),
-                   key=lambda r: (r["size_bytes"], f"{r['model']} {r['variant']}"))
+    candidates = [
+        r for r in data["results"] if r["role"] == "student" and r["format"] != "numpy"
+    ]
+    smallest = min(
+        (r for r in candidates if r["error"] is None),
+        key=lambda r: (r["size_bytes"], f"{r['model']} {r['variant']}"),
+    )
     assert winner["label"] == f"{smallest['model']} {smallest['variant']}"
     names = sorted(os.listdir(release))
     artifact = os.path.basename(smallest["artifact"])
@@ -179,12 +269,31 @@ def test_the_release_is_the_smallest_variant_and_release_json_says_why(released)
 
 
 def test_no_variant_meeting_the_budget_exits_1_and_releases_nothing(inputs, tmp_path):
-    budget = _budget(str(tmp_path), "strict.yaml", "max_p99_ms: {1: 0.000001}\nminimise: size_mb\n")
+    budget = _budget(
+        str(tmp_path), "strict.yaml", "max_p99_ms: {1: 0.000001}\nminimise: size_mb\n"
+    )
     release = str(tmp_path / "release")
-    completed = _run(["--teacher", inputs["teacher"], "--student", inputs["wide"],
-                      "--student", inputs["narrow"], "--formats", "onnx",
-                      "--labelled-data", inputs["data"], "--budget", budget,
-                      "--release-dir", release, "--output-dir", str(tmp_path / "report"), *FAST])
+    completed = _run(
+        [
+            "--teacher",
+            inputs["teacher"],
+            "--student",
+            inputs["wide"],
+            "--student",
+            inputs["narrow"],
+            "--formats",
+            "onnx",
+            "--labelled-data",
+            inputs["data"],
+            "--budget",
+            budget,
+            "--release-dir",
+            release,
+            "--output-dir",
+            str(tmp_path / "report"),
+            *FAST,
+        ]
+    )
     assert completed.returncode == 1, completed.stderr[-2000:]
     assert "no variant meets the budget" in completed.stderr
     assert "  wide onnx: p99 latency at batch 1 too high (" in completed.stderr

@@ -13,9 +13,16 @@ def test_onnx_providers_prefer_cuda_when_installed(monkeypatch):
     monkeypatch.setattr(
         onnxruntime,
         "get_available_providers",
-        lambda: ["AzureExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+        lambda: [
+            "AzureExecutionProvider",
+            "CUDAExecutionProvider",
+            "CPUExecutionProvider",
+        ],
     )
-    assert runtimes.onnx_providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert runtimes.onnx_providers() == [
+        "CUDAExecutionProvider",
+        "CPUExecutionProvider",
+    ]
     monkeypatch.setattr(
         onnxruntime,
         "get_available_providers",
@@ -37,14 +44,18 @@ def test_int_quantisation_round_trip_within_half_a_step(dtype):
 
 def test_quantisation_clips_to_the_integer_range():
     detail = {"dtype": np.int8, "quantization": (0.1, 0)}
-    values = runtimes.quantize_input(np.array([-100.0, 0.04, 100.0], np.float32), detail)
+    values = runtimes.quantize_input(
+        np.array([-100.0, 0.04, 100.0], np.float32), detail
+    )
     np.testing.assert_array_equal(values, np.array([-128, 0, 127], np.int8))
 
 
 def test_float_tensors_pass_through():
     detail = {"dtype": np.float32, "quantization": (0.0, 0)}
     x = np.array([1.5, -2.0], np.float32)
-    np.testing.assert_array_equal(runtimes.dequantize_output(runtimes.quantize_input(x, detail), detail), x)
+    np.testing.assert_array_equal(
+        runtimes.dequantize_output(runtimes.quantize_input(x, detail), detail), x
+    )
 
 
 def test_unknown_format_rejected():
@@ -54,15 +65,24 @@ def test_unknown_format_rejected():
 
 @pytest.mark.parametrize(
     "fmt, options",
-    [("keras", {}), ("savedmodel", {}), ("tflite", {}), ("onnx", {}), ("onnx", {"io_binding": True}),
-     ("numpy", {}), ("numpy", {"transposed_gemv": True})],
+    [
+        ("keras", {}),
+        ("savedmodel", {}),
+        ("tflite", {}),
+        ("onnx", {}),
+        ("onnx", {"io_binding": True}),
+        ("numpy", {}),
+        ("numpy", {"transposed_gemv": True}),
+    ],
 )
 def test_timed_call_computes_the_models_output(artifacts, tmp_path, fmt, options):
     """What is timed is the real inference: its output equals Keras on fresh inputs."""
     model, paths = artifacts
     path = paths[fmt]
     if fmt == "numpy":
-        path = measure.save_dense_layers(measure.dense_layers(model), str(tmp_path / "w.npz"))
+        path = measure.save_dense_layers(
+            measure.dense_layers(model), str(tmp_path / "w.npz")
+        )
     runtime = runtimes.load(path, fmt, 1, options)
     for batch in (1, 3):  # batch 1: the GEMV path of the floor's transposed_gemv option
         x = np.random.default_rng(7).random((batch, 6, 6, 1), dtype=np.float32)
@@ -81,12 +101,13 @@ def test_timed_call_computes_the_models_output(artifacts, tmp_path, fmt, options
         )
 
 
-
 def test_tflite_weight_tensors_are_the_models_kernels(artifacts):
     model, paths = artifacts
     tensors = runtimes.tflite_weight_tensors(paths["tflite"], min_size=64)
     kernels = sorted(
-        np.asarray(layer.kernel).size for layer in model.layers if hasattr(layer, "kernel")
+        np.asarray(layer.kernel).size
+        for layer in model.layers
+        if hasattr(layer, "kernel")
     )
     assert sorted(array.size for array in tensors.values()) == [
         size for size in kernels if size >= 64

@@ -11,7 +11,9 @@ def test_file_committed_only_on_commit(tmp_path):
     target = tmp_path / "model.onnx"
     with staging.StagedOutput(target) as staged:
         assert os.path.dirname(staged.temporary_path) == str(tmp_path)
-        assert os.path.basename(staged.temporary_path).startswith(".model.onnx.partial-")
+        assert os.path.basename(staged.temporary_path).startswith(
+            ".model.onnx.partial-"
+        )
         with open(staged.temporary_path, "wb") as handle:
             handle.write(b"new")
         assert not target.exists()
@@ -48,9 +50,19 @@ def test_directory_replaced_with_overwrite(tmp_path):
 @pytest.mark.parametrize(
     "setup,kwargs,error,message",
     [
-        ("file", {}, staging.OutputExistsError, "must not exist unless --overwrite is given.*already exists"),
+        (
+            "file",
+            {},
+            staging.OutputExistsError,
+            "must not exist unless --overwrite is given.*already exists",
+        ),
         ("dir", {"overwrite": True}, ValueError, "is an existing directory"),
-        ("file", {"overwrite": True, "directory": True}, ValueError, "is an existing file"),
+        (
+            "file",
+            {"overwrite": True, "directory": True},
+            ValueError,
+            "is an existing file",
+        ),
         (None, {}, ValueError, "parent folder"),
     ],
 )
@@ -158,7 +170,9 @@ def test_only_our_own_stale_names_are_removed(tmp_path):
     removed = staging.remove_stale_staging(tmp_path / "model.onnx")
     expected = sorted(str(tmp_path / n) for n, gone in names.items() if gone)
     assert removed == expected
-    assert sorted(os.listdir(tmp_path)) == sorted(n for n, gone in names.items() if not gone)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        n for n, gone in names.items() if not gone
+    )
 
 
 def test_existing_directory_for_a_file_format_says_so_without_overwrite(tmp_path):

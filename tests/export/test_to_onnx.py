@@ -28,9 +28,7 @@ def session(exported):
     import onnxruntime
 
     _, result = exported
-    return onnxruntime.InferenceSession(
-        result.path, providers=["CPUExecutionProvider"]
-    )
+    return onnxruntime.InferenceSession(result.path, providers=["CPUExecutionProvider"])
 
 
 @pytest.mark.parametrize("batch_size", [1, 8, 61])
@@ -110,8 +108,7 @@ def test_cli_savedmodel_dir_without_output_writes_beside_it(tmp_path):
     assert completed.returncode == 0, completed.stderr
     target = tmp_path / "student.onnx"
     assert completed.stdout.strip().splitlines() == [
-        f"verified onnx, {target}, "
-        + completed.stdout.split(f"{target}, ")[1].strip()
+        f"verified onnx, {target}, " + completed.stdout.split(f"{target}, ")[1].strip()
     ]
     assert "Traceback" not in completed.stderr
     assert sorted(os.listdir(tmp_path)) == [

@@ -42,7 +42,9 @@ def exports(tmp_path_factory):
             representative_data=(
                 None
                 if quantize != "int8"
-                else "fashion-mnist:200" if int8_io else representative
+                else "fashion-mnist:200"
+                if int8_io
+                else representative
             ),
             int8_io=int8_io,
         )
@@ -74,7 +76,9 @@ def test_quantised_top1_agrees_with_keras_on_real_images(exports, quantize, int8
     exported, reference = run(x_test), model(x_test, training=False).numpy()
     threshold = verify.MIN_TOP1_AGREEMENT[quantize]
     assert verify.top1_agreement(exported, reference) >= threshold
-    assert verify.accuracy(exported, y_test) >= verify.accuracy(reference, y_test) - 0.01
+    assert (
+        verify.accuracy(exported, y_test) >= verify.accuracy(reference, y_test) - 0.01
+    )
     recorded = results[quantize, int8_io].sidecar["parity"]
     assert recorded["top1_agreement"] >= threshold
     assert recorded["min_top1_agreement"] == threshold
@@ -132,7 +136,10 @@ def test_badly_calibrated_int8_is_refused_and_not_written(tmp_path):
     "kwargs,message",
     [
         ({"quantize": "int4"}, "`--quantize` must be one of"),
-        ({"quantize": "int8"}, "`--representative-data` must be given with --quantize=int8"),
+        (
+            {"quantize": "int8"},
+            "`--representative-data` must be given with --quantize=int8",
+        ),
         ({"quantize": "dynamic", "int8_io": True}, "`--int8-io` must come with"),
         (
             {"quantize": "int8", "representative_data": np.zeros((4, 28, 28))},

@@ -174,7 +174,10 @@ def test_every_recorded_error_is_finite_and_within_its_tolerance(exports, quanti
 @pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
 def test_agreement_runs_on_held_out_inputs_not_the_calibration_batch(exports, quantize):
     parity = exports[quantize].sidecar["parity"]
-    assert "held-out random inputs scaled like the representative data" in parity["real_inputs"]
+    assert (
+        "held-out random inputs scaled like the representative data"
+        in parity["real_inputs"]
+    )
     assert parity["real_inputs_count"] == verify.DEFAULT_REAL_INPUTS
     held_out = verify.scaled_like(calibration(), verify.DEFAULT_REAL_INPUTS, seed=0)
     rows = {row.tobytes() for row in calibration()}
@@ -183,11 +186,19 @@ def test_agreement_runs_on_held_out_inputs_not_the_calibration_batch(exports, qu
 
 @pytest.mark.parametrize(
     "written,claimed",
-    [("none", "int8"), ("none", "float16"), ("none", "dynamic"), ("float16", "int8"),
-     ("int8", "none"), ("dynamic", "int8")],
+    [
+        ("none", "int8"),
+        ("none", "float16"),
+        ("none", "dynamic"),
+        ("float16", "int8"),
+        ("int8", "none"),
+        ("dynamic", "int8"),
+    ],
 )
 def test_a_file_not_of_the_claimed_mode_is_refused(exports, written, claimed):
-    with pytest.raises(pipeline.ConversionError, match=f"quantize={claimed} tensor types"):
+    with pytest.raises(
+        pipeline.ConversionError, match=f"quantize={claimed} tensor types"
+    ):
         to_tflite.check_tensor_types(exports[written].path, claimed)
 
 
@@ -196,14 +207,21 @@ def test_int8_io_claim_checked_against_the_file(exports):
         to_tflite.check_tensor_types(exports["int8"].path, "int8", int8_io=True)
 
 
-def test_float_file_labelled_int8_is_never_written(model, exports, tmp_path, monkeypatch):
+def test_float_file_labelled_int8_is_never_written(
+    model, exports, tmp_path, monkeypatch
+):
     """A converter that silently leaves everything float32 (the NaN-calibration bug)."""
     with open(exports["none"].path, "rb") as handle:
         float_bytes = handle.read()
     monkeypatch.setattr(to_tflite, "convert", lambda *args, **kwargs: float_bytes)
-    with pytest.raises(pipeline.ConversionError, match="int8 kernels.*nothing was written"):
+    with pytest.raises(
+        pipeline.ConversionError, match="int8 kernels.*nothing was written"
+    ):
         to_tflite.export_tflite(
-            model, tmp_path / "q.tflite", quantize="int8", representative_data=calibration()
+            model,
+            tmp_path / "q.tflite",
+            quantize="int8",
+            representative_data=calibration(),
         )
     assert os.listdir(tmp_path) == []
 

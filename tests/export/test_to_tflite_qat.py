@@ -71,14 +71,19 @@ def test_qat_model_exports_to_int8_that_agrees_with_keras(
     _, (x_test, y_test) = fashion
     assert isinstance(qat_model, tf_keras.Model)
     result = to_tflite.export_tflite(
-        qat_model, str(tmp_path / "qat.tflite"), quantize="qat",
+        qat_model,
+        str(tmp_path / "qat.tflite"),
+        quantize="qat",
         labelled_data=(x_test, y_test),
     )
     kernels = int8_kernels(result.path)
     assert len(kernels) == 2
     assert all(value.dtype == np.int8 for value in kernels.values())
     float_path = to_tflite.export_tflite(student, str(tmp_path / "float.tflite")).path
-    assert result.sidecar["size_bytes"] < 0.35 * sidecar.read_sidecar(float_path)["size_bytes"]
+    assert (
+        result.sidecar["size_bytes"]
+        < 0.35 * sidecar.read_sidecar(float_path)["size_bytes"]
+    )
 
     tflite_logits = runtimes.TFLiteRuntime(result.path).predict(x_test)
     keras_logits = qat_model.predict(x_test, verbose=0)
@@ -88,18 +93,26 @@ def test_qat_model_exports_to_int8_that_agrees_with_keras(
     recorded = sidecar.read_sidecar(result.path)
     assert recorded["options"]["quantize"] == "qat"
     assert recorded["parity"]["top1_agreement"] >= 0.95
-    assert recorded["accuracy"]["exported"] == pytest.approx(accuracy(tflite_logits, y_test))
+    assert recorded["accuracy"]["exported"] == pytest.approx(
+        accuracy(tflite_logits, y_test)
+    )
 
 
 def test_qat_needs_the_quantization_aware_model_and_only_it(
     qat_model, student, tmp_path
 ):
-    with pytest.raises(TypeError, match="`model` must be the quantization-aware") as error:
+    with pytest.raises(
+        TypeError, match="`model` must be the quantization-aware"
+    ) as error:
         to_tflite.export_tflite(student, str(tmp_path / "a.tflite"), quantize="qat")
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="`quantize` must be 'qat'"):
-        to_tflite.export_tflite(qat_model, str(tmp_path / "b.tflite"), quantize="int8",
-                                representative_data=np.ones((4, 28, 28, 1), np.float32))
+        to_tflite.export_tflite(
+            qat_model,
+            str(tmp_path / "b.tflite"),
+            quantize="int8",
+            representative_data=np.ones((4, 28, 28, 1), np.float32),
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -112,9 +125,13 @@ def test_qat_cnn_with_rescaling_and_batch_norm_is_int8_throughout(fashion, tmp_p
         + cnn.layers[1:]
     )
     qat_model = compress.quantization_aware(
-        student, None, x, y,
+        student,
+        None,
+        x,
+        y,
         teacher_logits=np.zeros((len(x), 10), "float32"),
-        epochs=1, batch_size=64,
+        epochs=1,
+        batch_size=64,
     )
     path = to_tflite.export_tflite(
         qat_model, str(tmp_path / "cnn.tflite"), quantize="qat"

@@ -14,7 +14,9 @@ def test_relative_error_matches_its_definition_in_float64():
     actual = expected + rng.normal(scale=1e-3, size=(7, 10)).astype(np.float32)
     a64, b64 = actual.astype(np.float64), expected.astype(np.float64)
     reference = np.abs(a64 - b64).max() / np.abs(b64).max()
-    assert verify.relative_error(actual, expected) == pytest.approx(reference, rel=1e-12)
+    assert verify.relative_error(actual, expected) == pytest.approx(
+        reference, rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,20 +92,33 @@ def test_quantised_gate_is_top1_agreement_on_real_inputs(model):
         return swapped
 
     report = verify.verify_artifact(
-        model, None, "tflite", quantize="int8", real_inputs=x_test,
-        runner=disagree_on_one_in_ten, min_agreement=0.85,
+        model,
+        None,
+        "tflite",
+        quantize="int8",
+        real_inputs=x_test,
+        runner=disagree_on_one_in_ten,
+        min_agreement=0.85,
     )
     assert report["top1_agreement"] == pytest.approx(0.9, abs=0.005)
     with pytest.raises(verify.ParityError, match="top-1 agreement"):
         verify.verify_artifact(
-            model, None, "tflite", quantize="int8", real_inputs=x_test,
+            model,
+            None,
+            "tflite",
+            quantize="int8",
+            real_inputs=x_test,
             runner=disagree_on_one_in_ten,
         )
 
 
 def test_quantised_gate_defaults_to_fashion_mnist_test_images(model):
     report = verify.verify_artifact(
-        model, None, "tflite", quantize="float16", runner=runtimes.KerasRuntime(model).predict
+        model,
+        None,
+        "tflite",
+        quantize="float16",
+        runner=runtimes.KerasRuntime(model).predict,
     )
     assert report["real_inputs"].startswith("Fashion-MNIST test")
     assert report["real_inputs_count"] == verify.DEFAULT_REAL_INPUTS
@@ -125,8 +140,14 @@ def test_accuracy_drop_gate(model):
 
     with pytest.raises(verify.ParityError, match="accuracy .* below Keras"):
         verify.verify_artifact(
-            model, None, "tflite", quantize="int8", labelled=(x_test, y_test),
-            runner=always_class_zero, min_agreement=0.0, tolerance=10.0,
+            model,
+            None,
+            "tflite",
+            quantize="int8",
+            labelled=(x_test, y_test),
+            runner=always_class_zero,
+            min_agreement=0.0,
+            tolerance=10.0,
         )
 
 
@@ -136,7 +157,12 @@ def test_load_inputs_sources(tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.savez(tmp_path / "named.npz", x=x, y=np.zeros(6))
     np.savez(tmp_path / "single.npz", images=x)
-    for source in (x, tmp_path / "x.npy", tmp_path / "named.npz", tmp_path / "single.npz"):
+    for source in (
+        x,
+        tmp_path / "x.npy",
+        tmp_path / "named.npz",
+        tmp_path / "single.npz",
+    ):
         np.testing.assert_array_equal(verify.load_inputs(source, shape), x)
     assert verify.load_inputs("fashion-mnist:5", shape).shape == (5, 28, 28, 1)
 
@@ -145,9 +171,18 @@ def test_load_inputs_sources(tmp_path):
     "make,message",
     [
         (lambda p: p / "missing.npy", "does not exist"),
-        (lambda p: (np.save(p / "bad.npy", np.zeros((3, 28, 28))), p / "bad.npy")[1], "does not match"),
-        (lambda p: (p / "x.csv").write_text("1") and p / "x.csv", "expected a .npy or .npz"),
-        (lambda p: (np.savez(p / "two.npz", a=1, b=2), p / "two.npz")[1], "expected one named 'x'"),
+        (
+            lambda p: (np.save(p / "bad.npy", np.zeros((3, 28, 28))), p / "bad.npy")[1],
+            "does not match",
+        ),
+        (
+            lambda p: (p / "x.csv").write_text("1") and p / "x.csv",
+            "expected a .npy or .npz",
+        ),
+        (
+            lambda p: (np.savez(p / "two.npz", a=1, b=2), p / "two.npz")[1],
+            "expected one named 'x'",
+        ),
         (lambda p: "fashion-mnist:zero", "fashion-mnist:N"),
     ],
 )
@@ -159,10 +194,15 @@ def test_load_inputs_errors_name_the_flag(tmp_path, make, message):
 
 def test_load_labelled_requires_x_and_y(tmp_path):
     np.savez(tmp_path / "only_x.npz", x=np.zeros((2, 28, 28, 1)))
-    with pytest.raises(ValueError, match="`--labelled-data` must be a .npz with arrays x and y.*\\['x'\\]"):
+    with pytest.raises(
+        ValueError,
+        match="`--labelled-data` must be a .npz with arrays x and y.*\\['x'\\]",
+    ):
         verify.load_labelled(tmp_path / "only_x.npz", (None, 28, 28, 1))
     np.savez(tmp_path / "short.npz", x=np.zeros((2, 28, 28, 1)), y=np.zeros(3))
-    with pytest.raises(ValueError, match="one label per input.*2 inputs and labels of shape \\(3,\\)"):
+    with pytest.raises(
+        ValueError, match="one label per input.*2 inputs and labels of shape \\(3,\\)"
+    ):
         verify.load_labelled(tmp_path / "short.npz", (None, 28, 28, 1))
 
 
@@ -195,7 +235,9 @@ def test_nan_outputs_fail_verification(model, quantize):
         return np.full_like(reference(x), np.nan)
 
     with pytest.raises(verify.ParityError, match="relative error inf"):
-        verify.verify_artifact(model, None, "tflite", quantize=quantize, runner=nan_runner)
+        verify.verify_artifact(
+            model, None, "tflite", quantize=quantize, runner=nan_runner
+        )
 
 
 def test_model_with_nan_outputs_cannot_be_verified():
@@ -211,9 +253,14 @@ def test_model_with_nan_outputs_cannot_be_verified():
 def test_quantised_relative_error_is_gated_even_when_argmax_agrees(model):
     """A float16 file off by 5% everywhere agrees on every argmax: still refused."""
     reference = runtimes.KerasRuntime(model).predict
-    with pytest.raises(verify.ParityError, match="quantize=float16 parity failed: relative error 0.05"):
+    with pytest.raises(
+        verify.ParityError, match="quantize=float16 parity failed: relative error 0.05"
+    ):
         verify.verify_artifact(
-            model, None, "tflite", quantize="float16",
+            model,
+            None,
+            "tflite",
+            quantize="float16",
             runner=lambda x: reference(x) * np.float32(1.05),
         )
 
@@ -231,18 +278,27 @@ def test_held_out_inputs_are_drawn_like_the_calibration_data():
         return runtimes.KerasRuntime(model).predict(x)
 
     report = verify.verify_artifact(
-        model, None, "tflite", quantize="int8", calibration_inputs=calibration,
-        runner=recording_runner, seed=3,
+        model,
+        None,
+        "tflite",
+        quantize="int8",
+        calibration_inputs=calibration,
+        runner=recording_runner,
+        seed=3,
     )
     held_out = seen[-1]
     assert report["real_inputs_count"] == len(held_out) == verify.DEFAULT_REAL_INPUTS
     assert "held-out" in report["real_inputs"]
     calibration_rows = {row.tobytes() for row in calibration}
     assert not any(row.tobytes() in calibration_rows for row in held_out)
-    assert np.all(held_out >= calibration.min(0)) and np.all(held_out <= calibration.max(0))
+    assert np.all(held_out >= calibration.min(0)) and np.all(
+        held_out <= calibration.max(0)
+    )
     assert np.abs(held_out.mean(0) - calibration.mean(0)).max() < 0.5
     assert held_out.std() > 1.0  # never constant
-    np.testing.assert_array_equal(held_out, verify.scaled_like(calibration, 500, seed=3))
+    np.testing.assert_array_equal(
+        held_out, verify.scaled_like(calibration, 500, seed=3)
+    )
 
 
 def test_quantised_check_without_any_held_out_inputs_is_bad_input():
@@ -250,9 +306,14 @@ def test_quantised_check_without_any_held_out_inputs_is_bad_input():
 
     inputs = keras.Input((6,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    with pytest.raises(ValueError, match="`--labelled-data` or `--representative-data` must be given"):
+    with pytest.raises(
+        ValueError, match="`--labelled-data` or `--representative-data` must be given"
+    ):
         verify.verify_artifact(
-            model, None, "tflite", quantize="dynamic",
+            model,
+            None,
+            "tflite",
+            quantize="dynamic",
             runner=runtimes.KerasRuntime(model).predict,
         )
 

@@ -17,7 +17,9 @@ def tiny_mlp(seed=0, hidden=(12, 8)):
     # Non-zero biases, so that no converter can drop them.
     for layer in model.layers:
         if isinstance(layer, keras.layers.Dense):
-            layer.bias.assign(np.random.default_rng(seed).normal(0, 0.5, layer.bias.shape))
+            layer.bias.assign(
+                np.random.default_rng(seed).normal(0, 0.5, layer.bias.shape)
+            )
     return model
 
 
@@ -33,6 +35,7 @@ def export_every_format(folder):
     paths["savedmodel"] = export_savedmodel(model, str(folder / "mlp_savedmodel")).path
     paths["tflite"] = export_tflite(model, str(folder / "mlp.tflite")).path
     paths["onnx"] = export_onnx(model, str(folder / "mlp.onnx")).path
-    paths["numpy"] = paths["keras"]  # the floor extracts the weights from the .keras file
+    paths["numpy"] = paths[
+        "keras"
+    ]  # the floor extracts the weights from the .keras file
     return model, paths
-

@@ -40,7 +40,7 @@ def build_cnn(seed=0):
     return keras.Model(inputs, outputs, name="test_cnn")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_cnn():
     """`(model, keras_path, (x_test, y_test))`, built and trained once."""
     import keras

@@ -58,8 +58,14 @@ def run_kdkeras(strategy):
             jit_compile=False,
         )
     history = distiller.fit(
-        x, y, sample_weight=sample_weight, batch_size=GLOBAL_BATCH,
-        epochs=EPOCHS, shuffle=False, verbose=0, validation_data=(x, y),
+        x,
+        y,
+        sample_weight=sample_weight,
+        batch_size=GLOBAL_BATCH,
+        epochs=EPOCHS,
+        shuffle=False,
+        verbose=0,
+        validation_data=(x, y),
     )
     return {
         "weights": [w.tolist() for w in distiller.student.get_weights()],
@@ -97,12 +103,8 @@ def main():
         "two": run_kdkeras(tf.distribute.MirroredStrategy(devices)),
     }
     try:
-        results["builtin_one"] = run_builtin(
-            tf.distribute.OneDeviceStrategy("/cpu:0")
-        )
-        results["builtin_two"] = run_builtin(
-            tf.distribute.MirroredStrategy(devices)
-        )
+        results["builtin_one"] = run_builtin(tf.distribute.OneDeviceStrategy("/cpu:0"))
+        results["builtin_two"] = run_builtin(tf.distribute.MirroredStrategy(devices))
     except Exception as error:  # Contrast only; never fails the kdkeras run.
         results["builtin_error"] = repr(error)
     json.dump(results, sys.stdout)

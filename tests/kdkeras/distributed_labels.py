@@ -45,18 +45,20 @@ def data():
     x = rng.normal(size=(EXAMPLES, 12)).astype("float32")
     y = rng.integers(0, CLASSES, size=EXAMPLES).astype("int32")
     y[rng.uniform(size=EXAMPLES) < 0.4] = kdkeras.targets.UNLABELLED
-    y[GLOBAL_BATCH:2 * GLOBAL_BATCH] = kdkeras.targets.UNLABELLED
+    y[GLOBAL_BATCH : 2 * GLOBAL_BATCH] = kdkeras.targets.UNLABELLED
     sample_weight = rng.uniform(0.5, 1.5, size=EXAMPLES).astype("float32")
     return x, y, sample_weight
 
 
 def mlp(width, seed):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((12,)),
-        keras.layers.Dense(width, activation="relu"),
-        keras.layers.Dense(CLASSES),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((12,)),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
 
 
 def run(strategy, config):
@@ -86,15 +88,16 @@ def run(strategy, config):
         logits = 3.0 * mlp(32, seed=1).predict(x, verbose=0)
         y = kdkeras.targets.top_k_target_dict(
             *kdkeras.targets.top_k_targets(logits, config["top_k"], 4.0),
-            4.0, labels=y,
+            4.0,
+            labels=y,
         )
     if config.get("labels", True):
-        arguments = dict(x=x, y=y, sample_weight=sample_weight,
-                         validation_data=(x, y))
+        arguments = dict(x=x, y=y, sample_weight=sample_weight, validation_data=(x, y))
     else:
         arguments = dict(x=x, validation_data=(x,))
-    history = distiller.fit(batch_size=GLOBAL_BATCH, epochs=EPOCHS,
-                            shuffle=False, verbose=0, **arguments)
+    history = distiller.fit(
+        batch_size=GLOBAL_BATCH, epochs=EPOCHS, shuffle=False, verbose=0, **arguments
+    )
     return {
         "weights": [w.tolist() for w in distiller.student.get_weights()],
         "history": history.history,

@@ -55,9 +55,7 @@ def test_adjust_changes_exactly_one_bias_entry(class_index, amount):
     np.testing.assert_allclose(np.asarray(model(x)), expected_logits, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "model_kind", ["dense_softmax", "softmax_layer"]
-)
+@pytest.mark.parametrize("model_kind", ["dense_softmax", "softmax_layer"])
 def test_adjust_reaches_through_a_final_softmax(model_kind):
     model = _mlp(
         final_activation="softmax" if model_kind == "dense_softmax" else None,
@@ -111,6 +109,7 @@ def test_choose_then_adjust_recovers_an_under_predicted_class():
 
     x_holdout, y_holdout = sample(300)
     x_fresh, y_fresh = sample(300)
+
     def accuracy():
         return np.mean(np.argmax(model.predict(x_fresh, verbose=0), 1) == y_fresh)
 
@@ -130,10 +129,16 @@ def test_choose_then_adjust_recovers_an_under_predicted_class():
         (lambda m: bias.adjust_class_bias(m, -1, 1.0), ValueError, "class_index"),
         (lambda m: bias.adjust_class_bias(m, 1, "big"), TypeError, "amount"),
         (lambda m: bias.adjust_class_bias("model", 1, 1.0), TypeError, "student"),
-        (lambda m: bias.choose_bias_shift(m, np.zeros((2, 6)), [0, 1], 1, []),
-         ValueError, "candidates"),
-        (lambda m: bias.choose_bias_shift(m, np.zeros((2, 6)), [0, 1], 9, [1.0]),
-         ValueError, "class_index"),
+        (
+            lambda m: bias.choose_bias_shift(m, np.zeros((2, 6)), [0, 1], 1, []),
+            ValueError,
+            "candidates",
+        ),
+        (
+            lambda m: bias.choose_bias_shift(m, np.zeros((2, 6)), [0, 1], 9, [1.0]),
+            ValueError,
+            "class_index",
+        ),
     ],
 )
 def test_bad_arguments_raise_one_line_errors(call, error, argument):

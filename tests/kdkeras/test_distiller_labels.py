@@ -30,8 +30,18 @@ def _distiller(alpha=0.0, temperature=4.0, **compile_kwargs):
 # ------------------------------------------------- one step against float64
 
 
-def _expected_step(x, labels, mask, teacher_logits, kernel, bias, alpha,
-                   temperature, weight, learning_rate):
+def _expected_step(
+    x,
+    labels,
+    mask,
+    teacher_logits,
+    kernel,
+    bias,
+    alpha,
+    temperature,
+    weight,
+    learning_rate,
+):
     """float64 SGD step and reported losses of a linear student."""
     logits = x.astype(np.float64) @ kernel + bias
     examples, labelled = len(x), mask.sum()
@@ -40,15 +50,22 @@ def _expected_step(x, labels, mask, teacher_logits, kernel, bias, alpha,
     soft = reference.kd_loss_per_example(teacher_logits, logits, temperature)
     hard_grad = reference.sparse_cross_entropy_gradient(safe_labels, logits)
     hard_grad *= (mask * weight)[:, None] / (labelled if labelled else 1.0)
-    soft_grad = examples * reference.kd_loss_gradient(
-        teacher_logits, logits, temperature) * weight[:, None] / examples
+    soft_grad = (
+        examples
+        * reference.kd_loss_gradient(teacher_logits, logits, temperature)
+        * weight[:, None]
+        / examples
+    )
     grad = alpha * hard_grad + (1 - alpha) * soft_grad
     new_kernel = kernel - learning_rate * x.T.astype(np.float64) @ grad
     new_bias = bias - learning_rate * grad.sum(axis=0)
     student_loss = (weight * hard).sum() / labelled if labelled else 0.0
     distillation_loss = (weight * soft).mean()
-    losses = {"student_loss": student_loss, "distillation_loss": distillation_loss,
-              "loss": alpha * student_loss + (1 - alpha) * distillation_loss}
+    losses = {
+        "student_loss": student_loss,
+        "distillation_loss": distillation_loss,
+        "loss": alpha * student_loss + (1 - alpha) * distillation_loss,
+    }
     return new_kernel, new_bias, losses
 
 
@@ -56,7 +73,8 @@ def _expected_step(x, labels, mask, teacher_logits, kernel, bias, alpha,
 @pytest.mark.parametrize("one_hot", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_partly_labelled_step_matches_float64_reference(
-        labelled_fraction, one_hot, weighted):
+    labelled_fraction, one_hot, weighted
+):
     """Hard loss over the labelled examples / their count; soft over all."""
     x, y = random_data(24, seed=3)
     rng = np.random.default_rng(11)
@@ -64,8 +82,11 @@ def test_partly_labelled_step_matches_float64_reference(
     if 0.0 < labelled_fraction < 1.0:
         mask[:2] = [1.0, 0.0]  # at least one of each
     sparse = np.where(mask > 0, y, UNLABELLED).astype("int32")
-    labels = (np.eye(NUM_CLASSES, dtype="float32")[y] * mask[:, None].astype("float32")
-              if one_hot else sparse)
+    labels = (
+        np.eye(NUM_CLASSES, dtype="float32")[y] * mask[:, None].astype("float32")
+        if one_hot
+        else sparse
+    )
     weight = rng.uniform(0.2, 2.0, size=len(y)) if weighted else np.ones(len(y))
     student, teacher = linear(1), mlp(32, seed=2)
     kernel, bias = [w.astype(np.float64) for w in student.get_weights()]
@@ -73,24 +94,45 @@ def test_partly_labelled_step_matches_float64_reference(
     alpha, temperature, learning_rate = 0.4, 3.0, 0.5
 
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
-    loss_fn = (keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot
-               else None)
-    distiller.compile(optimizer=keras.optimizers.SGD(learning_rate),
-                      student_loss_fn=loss_fn, alpha=alpha,
-                      temperature=temperature, jit_compile=False)
-    history = distiller.fit(x, labels, sample_weight=weight if weighted else None,
-                            batch_size=len(y), epochs=1, verbose=0)
+    loss_fn = (
+        keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot else None
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(learning_rate),
+        student_loss_fn=loss_fn,
+        alpha=alpha,
+        temperature=temperature,
+        jit_compile=False,
+    )
+    history = distiller.fit(
+        x,
+        labels,
+        sample_weight=weight if weighted else None,
+        batch_size=len(y),
+        epochs=1,
+        verbose=0,
+    )
 
     new_kernel, new_bias, losses = _expected_step(
-        x, y, mask, teacher_logits, kernel, bias, alpha, temperature, weight,
-        learning_rate)
+        x,
+        y,
+        mask,
+        teacher_logits,
+        kernel,
+        bias,
+        alpha,
+        temperature,
+        weight,
+        learning_rate,
+    )
     got_kernel, got_bias = distiller.student.get_weights()
     np.testing.assert_allclose(got_kernel, new_kernel, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got_bias, new_bias, rtol=1e-4, atol=1e-5)
     for name, value in losses.items():
         assert np.isfinite(history.history[name][0]), name
-        np.testing.assert_allclose(history.history[name][0], value,
-                                   rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            history.history[name][0], value, rtol=1e-4, atol=1e-6, err_msg=name
+        )
 
 
 def _unlabelled_inputs(x, teacher_logits):
@@ -98,9 +140,18 @@ def _unlabelled_inputs(x, teacher_logits):
         "fit(x)": ((x,), {}),
         "fit(x, None)": ((x, None), {}),
         "dataset of x": ((tf.data.Dataset.from_tensor_slices(x).batch(len(x)),), {}),
-        "dataset of (x,)": ((tf.data.Dataset.from_tensor_slices((x,)).batch(len(x)),), {}),
-        "dataset of teacher logits": ((tf.data.Dataset.from_tensor_slices(
-            (x, {TEACHER_LOGITS_KEY: teacher_logits})).batch(len(x)),), {}),
+        "dataset of (x,)": (
+            (tf.data.Dataset.from_tensor_slices((x,)).batch(len(x)),),
+            {},
+        ),
+        "dataset of teacher logits": (
+            (
+                tf.data.Dataset.from_tensor_slices(
+                    (x, {TEACHER_LOGITS_KEY: teacher_logits})
+                ).batch(len(x)),
+            ),
+            {},
+        ),
     }
 
 
@@ -111,21 +162,38 @@ def test_without_labels_trains_on_soft_targets_alone(form):
     kernel, bias = [w.astype(np.float64) for w in student.get_weights()]
     teacher_logits = teacher.predict(x, verbose=0)
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
-    distiller.compile(optimizer=keras.optimizers.SGD(0.5), alpha=0.0,
-                      temperature=2.0, metrics=["accuracy"], jit_compile=False)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.5),
+        alpha=0.0,
+        temperature=2.0,
+        metrics=["accuracy"],
+        jit_compile=False,
+    )
     args, kwargs = _unlabelled_inputs(x, teacher_logits)[form]
     if not isinstance(args[0], tf.data.Dataset):
         kwargs["batch_size"] = len(x)
     history = distiller.fit(*args, epochs=1, verbose=0, **kwargs)
     new_kernel, new_bias, losses = _expected_step(
-        x, np.zeros(len(x), int), np.zeros(len(x)), teacher_logits.astype(np.float64),
-        kernel, bias, 0.0, 2.0, np.ones(len(x)), 0.5)
-    np.testing.assert_allclose(distiller.student.get_weights()[0], new_kernel,
-                               rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(history.history["distillation_loss"][0],
-                               losses["distillation_loss"], rtol=1e-4)
-    np.testing.assert_allclose(history.history["loss"][0],
-                               losses["distillation_loss"], rtol=1e-4)
+        x,
+        np.zeros(len(x), int),
+        np.zeros(len(x)),
+        teacher_logits.astype(np.float64),
+        kernel,
+        bias,
+        0.0,
+        2.0,
+        np.ones(len(x)),
+        0.5,
+    )
+    np.testing.assert_allclose(
+        distiller.student.get_weights()[0], new_kernel, rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        history.history["distillation_loss"][0], losses["distillation_loss"], rtol=1e-4
+    )
+    np.testing.assert_allclose(
+        history.history["loss"][0], losses["distillation_loss"], rtol=1e-4
+    )
     assert "accuracy" not in history.history  # no labels: nothing to compare
 
 
@@ -150,7 +218,7 @@ def test_alpha_check_also_guards_a_generator():
 
     def batches():
         for start in range(0, len(x), 8):
-            yield (x[start:start + 8],)
+            yield (x[start : start + 8],)
 
     distiller = _distiller(alpha=0.5)
     with pytest.raises(ValueError, match="Received: alpha=0.5"):
@@ -173,19 +241,24 @@ def test_evaluate_on_unlabelled_data_reports_distillation_loss_and_agreement():
     assert distiller.evaluate(x, verbose=0) == pytest.approx(0.7 * expected, rel=1e-5)
     # Labelled data afterwards: the compiled metrics appear (traced anew).
     loss, accuracy = distiller.evaluate(x, y, verbose=0)
-    np.testing.assert_allclose(accuracy, (student_logits.argmax(1) == y).mean(), rtol=1e-6)
+    np.testing.assert_allclose(
+        accuracy, (student_logits.argmax(1) == y).mean(), rtol=1e-6
+    )
 
 
 def test_teacher_agreement_is_sample_weighted_top1_agreement():
     x, y = random_data(40)
     weight = np.random.default_rng(2).uniform(0, 2, size=len(y)).astype("float32")
     distiller = _distiller(alpha=0.3)
-    agree = (distiller.teacher.predict(x, verbose=0).argmax(1)
-             == distiller.student.predict(x, verbose=0).argmax(1))
-    result = distiller.evaluate(x, y, sample_weight=weight, batch_size=16,
-                                verbose=0, return_dict=True)
-    np.testing.assert_allclose(result["teacher_agreement"],
-                               (weight * agree).sum() / weight.sum(), rtol=1e-6)
+    agree = distiller.teacher.predict(x, verbose=0).argmax(
+        1
+    ) == distiller.student.predict(x, verbose=0).argmax(1)
+    result = distiller.evaluate(
+        x, y, sample_weight=weight, batch_size=16, verbose=0, return_dict=True
+    )
+    np.testing.assert_allclose(
+        result["teacher_agreement"], (weight * agree).sum() / weight.sum(), rtol=1e-6
+    )
 
 
 def test_unlabelled_distiller_saves_loads_and_resumes(tmp_path):
@@ -210,12 +283,14 @@ def test_unlabelled_data_through_the_resumable_loop(tmp_path):
     plain, looped = _distiller(jit_compile=False), _distiller(jit_compile=False)
     expected = plain.fit(x, epochs=2, batch_size=8, shuffle=False, verbose=0)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=2)
-    history = looped.fit(x, epochs=2, batch_size=8, shuffle=False, verbose=0,
-                         callbacks=[backup])
+    history = looped.fit(
+        x, epochs=2, batch_size=8, shuffle=False, verbose=0, callbacks=[backup]
+    )
     assert set(history.history) == set(expected.history)
     for name, values in expected.history.items():
-        np.testing.assert_allclose(history.history[name], values, rtol=1e-5,
-                                   atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            history.history[name], values, rtol=1e-5, atol=1e-7, err_msg=name
+        )
     for a, b in zip(
         plain.student.get_weights(), looped.student.get_weights(), strict=True
     ):
@@ -235,8 +310,9 @@ def test_out_of_range_label_raises_whatever_xla(jit_compile, bad_label, as_datas
     if jit_compile == "auto":
         assert distiller.jit_compile is True  # XLA: where NaN came from
     before = [w.copy() for w in distiller.student.get_weights()]
-    data = ((tf.data.Dataset.from_tensor_slices((x, y)).batch(8),) if as_dataset
-            else (x, y))
+    data = (
+        (tf.data.Dataset.from_tensor_slices((x, y)).batch(8),) if as_dataset else (x, y)
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="valid range"):
         distiller.fit(*data, epochs=1, verbose=0)
     for old, new in zip(before, distiller.student.get_weights(), strict=True):
@@ -254,7 +330,8 @@ def test_out_of_range_label_error_is_one_line_for_arrays():
         _distiller(alpha=0.5).fit(x, y, verbose=0)
     assert str(error.value) == (
         f"Received a label value of {NUM_CLASSES} which is outside the valid "
-        f"range of [0, {NUM_CLASSES}) (or -1, an unlabelled example).")
+        f"range of [0, {NUM_CLASSES}) (or -1, an unlabelled example)."
+    )
 
 
 def _empty_inputs():
@@ -262,10 +339,22 @@ def _empty_inputs():
     return {
         "arrays": ((x[:0], y[:0]), {}),
         "dataset": ((tf.data.Dataset.from_tensor_slices((x[:0], y[:0])).batch(4),), {}),
-        "filtered dataset": ((tf.data.Dataset.from_tensor_slices((x, y)).filter(
-            lambda *_: False).batch(4),), {}),
-        "arrays, resumable loop": ((x[:0], y[:0]), {"callbacks": [
-            keras.callbacks.BackupAndRestore("unused-backup-dir", save_freq=2)]}),
+        "filtered dataset": (
+            (
+                tf.data.Dataset.from_tensor_slices((x, y))
+                .filter(lambda *_: False)
+                .batch(4),
+            ),
+            {},
+        ),
+        "arrays, resumable loop": (
+            (x[:0], y[:0]),
+            {
+                "callbacks": [
+                    keras.callbacks.BackupAndRestore("unused-backup-dir", save_freq=2)
+                ]
+            },
+        ),
     }
 
 
@@ -280,19 +369,28 @@ def test_empty_data_is_refused(form, tmp_path, monkeypatch):
     assert not (tmp_path / "unused-backup-dir").exists()
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"temperature": float("inf")}, ValueError, "temperature"),
-    ({"temperature": float("nan")}, ValueError, "temperature"),
-    ({"temperature": 1e-30}, ValueError, "temperature"),
-    ({"temperature": 1e30}, ValueError, "temperature"),
-    ({"temperature": 0.049}, ValueError, "temperature"),
-    ({"temperature": 100.5}, ValueError, "temperature"),
-    ({"alpha": float("nan")}, ValueError, "alpha"),
-    ({"alpha": float("inf")}, ValueError, "alpha"),
-    ({"alpha": None}, TypeError, "alpha"),
-    ({"distillation_loss_fn": kdkeras.losses.DKD(temperature=4.0),
-      "temperature": 2.0}, ValueError, "temperature"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"temperature": float("inf")}, ValueError, "temperature"),
+        ({"temperature": float("nan")}, ValueError, "temperature"),
+        ({"temperature": 1e-30}, ValueError, "temperature"),
+        ({"temperature": 1e30}, ValueError, "temperature"),
+        ({"temperature": 0.049}, ValueError, "temperature"),
+        ({"temperature": 100.5}, ValueError, "temperature"),
+        ({"alpha": float("nan")}, ValueError, "alpha"),
+        ({"alpha": float("inf")}, ValueError, "alpha"),
+        ({"alpha": None}, TypeError, "alpha"),
+        (
+            {
+                "distillation_loss_fn": kdkeras.losses.DKD(temperature=4.0),
+                "temperature": 2.0,
+            },
+            ValueError,
+            "temperature",
+        ),
+    ],
+)
 def test_bad_numeric_compile_arguments_are_refused_in_one_line(kwargs, error, match):
     distiller = kdkeras.Distiller(student=mlp(8, 1), teacher=mlp(32, 2))
     with pytest.raises(error, match=match) as raised:
@@ -304,14 +402,20 @@ def test_bad_numeric_compile_arguments_are_refused_in_one_line(kwargs, error, ma
 @pytest.mark.parametrize("temperature", [0.05, 100.0])
 @pytest.mark.parametrize("loss_fn", [None, "dkd", "dist"])
 def test_temperature_range_ends_give_finite_losses_on_extreme_logits(
-        temperature, loss_fn):
+    temperature, loss_fn
+):
     x, y = random_data(32)
     x = x * 1e4  # logits in the tens of thousands
-    loss_fn = {None: None,
-               "dkd": kdkeras.losses.DKD(temperature=temperature),
-               "dist": kdkeras.losses.DIST(temperature=temperature)}[loss_fn]
-    distiller = _distiller(alpha=0.1, temperature=None if loss_fn else temperature,
-                           distillation_loss_fn=loss_fn)
+    loss_fn = {
+        None: None,
+        "dkd": kdkeras.losses.DKD(temperature=temperature),
+        "dist": kdkeras.losses.DIST(temperature=temperature),
+    }[loss_fn]
+    distiller = _distiller(
+        alpha=0.1,
+        temperature=None if loss_fn else temperature,
+        distillation_loss_fn=loss_fn,
+    )
     result = distiller.evaluate(x, y, verbose=0, return_dict=True)
     assert abs(distiller.student.predict(x, verbose=0)).max() > 1e3
     assert all(np.isfinite(value) for value in result.values()), result

@@ -29,18 +29,18 @@ def _data(examples, seed=0):
 
 def _linear(seed):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)]
-    )
+    return keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
 
 
 def _teacher(seed=2):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((FEATURES,)),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(CLASSES),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((FEATURES,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
 
 
 def _teacher_logits(teacher, x):
@@ -48,11 +48,14 @@ def _teacher_logits(teacher, x):
     return 3.0 * teacher.predict(x, verbose=0)
 
 
-@pytest.mark.parametrize("alpha, k, temperature, jit_compile", [
-    (0.0, 3, 2.5, False),
-    (0.3, 1, 1.0, True),
-    (0.7, 5, 8.0, False),
-])
+@pytest.mark.parametrize(
+    "alpha, k, temperature, jit_compile",
+    [
+        (0.0, 3, 2.5, False),
+        (0.3, 1, 1.0, True),
+        (0.7, 5, 8.0, False),
+    ],
+)
 def test_one_step_matches_float64_reference(alpha, k, temperature, jit_compile):
     """A linear student after one SGD step on top-k targets equals the
     float64 NumPy update, and the history reports the float64 losses."""
@@ -67,31 +70,40 @@ def test_one_step_matches_float64_reference(alpha, k, temperature, jit_compile):
     learning_rate = 0.5
 
     distiller = kdkeras.Distiller(student=student, teacher=_teacher())
-    distiller.compile(optimizer=keras.optimizers.SGD(learning_rate),
-                      alpha=alpha, temperature=temperature,
-                      jit_compile=jit_compile)
-    history = distiller.fit(x, targets, sample_weight=sample_weight,
-                            batch_size=len(y), epochs=1, verbose=0)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(learning_rate),
+        alpha=alpha,
+        temperature=temperature,
+        jit_compile=jit_compile,
+    )
+    history = distiller.fit(
+        x, targets, sample_weight=sample_weight, batch_size=len(y), epochs=1, verbose=0
+    )
 
     logits = x.astype(np.float64) @ kernel + bias
-    soft = reference.top_k_kd_loss_per_example(
-        teacher_logits, logits, k, temperature
-    )
+    soft = reference.top_k_kd_loss_per_example(teacher_logits, logits, k, temperature)
     hard = reference.sparse_cross_entropy_per_example(y, logits)
     per_example_grad = (
-        alpha * reference.sparse_cross_entropy_gradient(y, logits)
-        + (1 - alpha) * reference.top_k_kd_loss_gradient(
-            teacher_logits, logits, k, temperature)
-    ) * sample_weight[:, None] / len(y)
+        (
+            alpha * reference.sparse_cross_entropy_gradient(y, logits)
+            + (1 - alpha)
+            * reference.top_k_kd_loss_gradient(teacher_logits, logits, k, temperature)
+        )
+        * sample_weight[:, None]
+        / len(y)
+    )
     new_kernel, new_bias = distiller.student.get_weights()
     np.testing.assert_allclose(
         new_kernel,
         kernel - learning_rate * x.T.astype(np.float64) @ per_example_grad,
-        rtol=1e-4, atol=1e-5,
+        rtol=1e-4,
+        atol=1e-5,
     )
     np.testing.assert_allclose(
-        new_bias, bias - learning_rate * per_example_grad.sum(axis=0),
-        rtol=1e-4, atol=1e-5,
+        new_bias,
+        bias - learning_rate * per_example_grad.sum(axis=0),
+        rtol=1e-4,
+        atol=1e-5,
     )
     expected = {
         "distillation_loss": (soft * sample_weight).mean(),
@@ -103,8 +115,9 @@ def test_one_step_matches_float64_reference(alpha, k, temperature, jit_compile):
     }
     assert expected["distillation_loss"] > 1e-3  # a check that can fail
     for name, value in expected.items():
-        np.testing.assert_allclose(history.history[name][0], value,
-                                   rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            history.history[name][0], value, rtol=1e-4, atol=1e-6, err_msg=name
+        )
 
 
 def test_all_but_one_class_trains_as_full_logits():
@@ -120,19 +133,25 @@ def test_all_but_one_class_trains_as_full_logits():
     results = []
     for targets in (full, top_k):
         distiller = kdkeras.Distiller(student=_linear(3), teacher=teacher)
-        distiller.compile(optimizer=keras.optimizers.SGD(0.3), alpha=0.2,
-                          temperature=4.0, metrics=["accuracy"],
-                          jit_compile=False)
-        history = distiller.fit(x, targets, batch_size=16, epochs=2,
-                                shuffle=False, verbose=0)
+        distiller.compile(
+            optimizer=keras.optimizers.SGD(0.3),
+            alpha=0.2,
+            temperature=4.0,
+            metrics=["accuracy"],
+            jit_compile=False,
+        )
+        history = distiller.fit(
+            x, targets, batch_size=16, epochs=2, shuffle=False, verbose=0
+        )
         results.append((distiller.student.get_weights(), history.history))
     (full_weights, full_history), (top_weights, top_history) = results
     for a, b in zip(full_weights, top_weights, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     assert set(full_history) == set(top_history)
     for name, values in full_history.items():
-        np.testing.assert_allclose(top_history[name], values, rtol=1e-5,
-                                   atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            top_history[name], values, rtol=1e-5, atol=1e-7, err_msg=name
+        )
 
 
 def test_streamed_top_k_cache_trains_as_its_stored_targets(tmp_path):
@@ -142,7 +161,11 @@ def test_streamed_top_k_cache_trains_as_its_stored_targets(tmp_path):
     teacher = _teacher()
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
     shards = cache_soft_target_shards(
-        teacher, data, tmp_path / "targets", top_k=3, temperature=2.0,
+        teacher,
+        data,
+        tmp_path / "targets",
+        top_k=3,
+        temperature=2.0,
         examples_per_shard=20,
     )
     stored = shards.stored(np.arange(len(x)))
@@ -150,23 +173,29 @@ def test_streamed_top_k_cache_trains_as_its_stored_targets(tmp_path):
         stored["values"], stored["indices"], stored["tail"], 2.0, labels=y
     )
     feeds = {
-        "stream": dict(x=soft_target_shards_dataset(
-            data, shards, batch_size=10, shuffle=False)),
+        "stream": dict(
+            x=soft_target_shards_dataset(data, shards, batch_size=10, shuffle=False)
+        ),
         "arrays": dict(x=x, y=targets, batch_size=10, shuffle=False),
     }
     results = {}
     for name, feed in feeds.items():
         distiller = kdkeras.Distiller(student=_linear(3), teacher=teacher)
-        distiller.compile(optimizer=keras.optimizers.SGD(0.3), alpha=0.2,
-                          temperature=2.0, jit_compile=False)
+        distiller.compile(
+            optimizer=keras.optimizers.SGD(0.3),
+            alpha=0.2,
+            temperature=2.0,
+            jit_compile=False,
+        )
         history = distiller.fit(epochs=2, verbose=0, **feed)
         results[name] = (distiller.student.get_weights(), history.history)
     for a, b in zip(results["arrays"][0], results["stream"][0], strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
     for name, values in results["arrays"][1].items():
         assert np.all(np.isfinite(values)), name
-        np.testing.assert_allclose(results["stream"][1][name], values,
-                                   rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(
+            results["stream"][1][name], values, rtol=1e-6, err_msg=name
+        )
 
 
 def _top_k_batch(temperature=2.0, examples=16):
@@ -180,9 +209,13 @@ def _top_k_batch(temperature=2.0, examples=16):
 def _compiled(temperature=2.0, loss=None):
     distiller = kdkeras.Distiller(student=_linear(1), teacher=_teacher())
     own = isinstance(loss, kdkeras.losses.LogitsDistillationLoss)
-    distiller.compile(optimizer="sgd", alpha=0.1, distillation_loss_fn=loss,
-                      temperature=None if own else temperature,
-                      jit_compile=False)
+    distiller.compile(
+        optimizer="sgd",
+        alpha=0.1,
+        distillation_loss_fn=loss,
+        temperature=None if own else temperature,
+        jit_compile=False,
+    )
     return distiller
 
 
@@ -196,16 +229,20 @@ def test_another_temperature_than_the_targets_is_refused(method):
     assert "2.0" in str(raised.value) and "temperature=4.0" in str(raised.value)
     # From a dataset the values are seen in the graph only: checked there.
     dataset = tf.data.Dataset.from_tensor_slices((x, targets)).batch(8)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match="`temperature` must equal"):
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="`temperature` must equal"
+    ):
         getattr(distiller, method)(dataset, verbose=0)
 
 
-@pytest.mark.parametrize("loss", [
-    kdkeras.losses.DKD(temperature=2.0),
-    kdkeras.losses.DIST(temperature=2.0),
-    keras.losses.KLDivergence(),
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        kdkeras.losses.DKD(temperature=2.0),
+        kdkeras.losses.DIST(temperature=2.0),
+        keras.losses.KLDivergence(),
+    ],
+)
 def test_losses_that_need_every_logit_are_refused(loss):
     x, targets = _top_k_batch()
     distiller = _compiled(loss=loss)
@@ -227,9 +264,13 @@ def test_knowledge_distillation_loss_trains_on_top_k_like_the_default():
         np.testing.assert_allclose(b, a, rtol=1e-6)
 
 
-@pytest.mark.parametrize("drop", [
-    TEACHER_TOP_K_VALUES_KEY, TEACHER_TOP_K_INDICES_KEY,
-])
+@pytest.mark.parametrize(
+    "drop",
+    [
+        TEACHER_TOP_K_VALUES_KEY,
+        TEACHER_TOP_K_INDICES_KEY,
+    ],
+)
 def test_incomplete_top_k_targets_are_refused(drop):
     x, targets = _top_k_batch()
     del targets[drop]

@@ -20,20 +20,26 @@ def _run(config):
     here = os.path.dirname(__file__)
     completed = subprocess.run(
         [sys.executable, os.path.join(here, "distributed_labels.py"), config],
-        capture_output=True, text=True, timeout=600,
-        cwd=os.path.dirname(os.path.dirname(here)))
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=os.path.dirname(os.path.dirname(here)),
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout)
 
 
-@pytest.mark.parametrize("config", [
-    "partial",
-    pytest.param("partial_one_hot", marks=pytest.mark.slow),
-    "unlabelled",
-    pytest.param("dkd", marks=pytest.mark.slow),
-    "dist",
-    "top_k",
-])
+@pytest.mark.parametrize(
+    "config",
+    [
+        "partial",
+        pytest.param("partial_one_hot", marks=pytest.mark.slow),
+        "unlabelled",
+        pytest.param("dkd", marks=pytest.mark.slow),
+        "dist",
+        "top_k",
+    ],
+)
 def test_two_replicas_equal_one_replica(config):
     results = _run(config)
     one, two = results["one"], results["two"]
@@ -41,11 +47,13 @@ def test_two_replicas_equal_one_replica(config):
     assert {"teacher_agreement", "val_distillation_loss"} <= set(one["history"])
     for name, values in one["history"].items():
         assert np.all(np.isfinite(values)), name
-        np.testing.assert_allclose(two["history"][name], values,
-                                   rtol=1e-5, atol=1e-7, err_msg=name)
+        np.testing.assert_allclose(
+            two["history"][name], values, rtol=1e-5, atol=1e-7, err_msg=name
+        )
     for a, b in zip(one["weights"], two["weights"], strict=True):
         np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-5, atol=1e-6)
     if config == "unlabelled":
         assert "accuracy" not in one["history"]
-        np.testing.assert_allclose(one["history"]["loss"],
-                                   one["history"]["distillation_loss"], rtol=1e-6)
+        np.testing.assert_allclose(
+            one["history"]["loss"], one["history"]["distillation_loss"], rtol=1e-6
+        )

@@ -42,11 +42,14 @@ def _mnist_shaped(examples, seed):
     return x, y
 
 
-@pytest.mark.parametrize("metric", [
-    lambda: keras.metrics.SparseCategoricalAccuracy(),  # the example's
-    lambda: "sparse_categorical_accuracy",
-    lambda: "accuracy",
-])
+@pytest.mark.parametrize(
+    "metric",
+    [
+        lambda: keras.metrics.SparseCategoricalAccuracy(),  # the example's
+        lambda: "sparse_categorical_accuracy",
+        lambda: "accuracy",
+    ],
+)
 def test_keras_io_calling_code_runs_unchanged(metric):
     teacher, student = _models()
     x_train, y_train = _mnist_shaped(64, seed=1)
@@ -76,7 +79,8 @@ def test_keras_io_calling_code_runs_unchanged(metric):
     parts = distiller.evaluate(x_test, y_test, verbose=0, return_dict=True)
     assert loss == pytest.approx(parts["loss"], rel=1e-6)
     assert loss == pytest.approx(
-        0.1 * parts["student_loss"] + 0.9 * parts["distillation_loss"], rel=1e-5)
+        0.1 * parts["student_loss"] + 0.9 * parts["distillation_loss"], rel=1e-5
+    )
     assert {"student_loss", "distillation_loss", "teacher_agreement"} <= set(parts)
     history = distiller.fit(x_train, y_train, epochs=1, verbose=0)
     assert {"loss", "student_loss", "distillation_loss"} <= set(history.history)
@@ -90,4 +94,5 @@ def test_evaluate_without_metrics_returns_the_loss_like_keras():
     loss = distiller.evaluate(x, y, verbose=0)
     assert isinstance(loss, float)
     assert loss == pytest.approx(
-        distiller.evaluate(x, y, verbose=0, return_dict=True)["loss"])
+        distiller.evaluate(x, y, verbose=0, return_dict=True)["loss"]
+    )

@@ -28,9 +28,7 @@ def test_kd_loss_value_matches_float64_reference(temperature, scale):
     value = float(losses.kd_loss(teacher_logits, student_logits, temperature))
     # The KL of nearly equal float32 distributions is a difference of
     # log-probabilities: its absolute error is ~1e-7 before the T² factor.
-    np.testing.assert_allclose(
-        value, expected, rtol=2e-5, atol=1e-7 * temperature**2
-    )
+    np.testing.assert_allclose(value, expected, rtol=2e-5, atol=1e-7 * temperature**2)
 
 
 @pytest.mark.parametrize("temperature", TEMPERATURES)
@@ -41,9 +39,7 @@ def test_kd_loss_gradient_is_temperature_times_q_minus_p(temperature, scale):
     with tf.GradientTape() as tape:
         value = losses.kd_loss(teacher_logits, student, temperature)
     gradient = tape.gradient(value, student).numpy()
-    expected = reference.kd_loss_gradient(
-        teacher_logits, student_logits, temperature
-    )
+    expected = reference.kd_loss_gradient(teacher_logits, student_logits, temperature)
     np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-7)
 
 
@@ -59,9 +55,7 @@ def test_kd_loss_stays_finite_for_huge_logits():
     teacher_logits = np.array([[1e4, -1e4, 0.0]], "float32")
     student_logits = np.array([[-1e4, 1e4, 0.0]], "float32")
     value = float(losses.kd_loss(teacher_logits, student_logits, 1.0))
-    expected = reference.kd_loss_per_example(
-        teacher_logits, student_logits, 1.0
-    ).mean()
+    expected = reference.kd_loss_per_example(teacher_logits, student_logits, 1.0).mean()
     assert np.isfinite(value)
     np.testing.assert_allclose(value, expected, rtol=1e-5)
 
@@ -89,13 +83,9 @@ def test_keras_distillation_default_skips_softmax_and_t_squared():
     import keras
 
     teacher_logits, student_logits = _logits(8, 3.0, shape=(8, 10))
-    expected = reference.kd_loss_per_example(
-        teacher_logits, student_logits, 4.0
-    ).mean()
+    expected = reference.kd_loss_per_example(teacher_logits, student_logits, 4.0).mean()
     builtin = keras.distillation.LogitsDistillation(temperature=4.0)
-    builtin_value = float(
-        builtin.compute_loss(teacher_logits, student_logits)
-    )
+    builtin_value = float(builtin.compute_loss(teacher_logits, student_logits))
     ours = float(losses.kd_loss(teacher_logits, student_logits, 4.0))
     np.testing.assert_allclose(ours, expected, rtol=1e-5)
     assert abs(builtin_value - expected) > 0.5 * expected
@@ -103,10 +93,19 @@ def test_keras_distillation_default_skips_softmax_and_t_squared():
 
 @pytest.mark.parametrize(
     "temperature, error",
-    [(0.0, ValueError), (-1.0, ValueError), ("4", TypeError), (None, TypeError),
-     (True, TypeError), (float("inf"), ValueError), (float("nan"), ValueError),
-     (1e-30, ValueError), (1e30, ValueError), (losses.MIN_TEMPERATURE / 2, ValueError),
-     (losses.MAX_TEMPERATURE * 1.01, ValueError)],
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        ("4", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+        (float("inf"), ValueError),
+        (float("nan"), ValueError),
+        (1e-30, ValueError),
+        (1e30, ValueError),
+        (losses.MIN_TEMPERATURE / 2, ValueError),
+        (losses.MAX_TEMPERATURE * 1.01, ValueError),
+    ],
 )
 def test_bad_temperature_names_the_argument(temperature, error):
     logits = np.ones((2, 3), "float32")
@@ -118,7 +117,7 @@ def test_hint_loss_matches_mean_squared_error():
     rng = np.random.default_rng(0)
     teacher_features = rng.normal(size=(4, 3, 3, 2)).astype("float32")
     student_features = rng.normal(size=(4, 3, 3, 2)).astype("float32")
-    expected = ((student_features.astype(np.float64) - teacher_features) ** 2)
+    expected = (student_features.astype(np.float64) - teacher_features) ** 2
     expected = expected.reshape(4, -1).mean(axis=1)
     np.testing.assert_allclose(
         losses.hint_loss_per_example(teacher_features, student_features),
@@ -160,7 +159,8 @@ def test_losses_and_gradients_finite_over_the_accepted_range(temperature, scale,
 def test_kd_loss_matches_reference_at_the_range_ends(temperature):
     teacher_logits, student_logits = _logits(4, 1e4)
     expected = reference.kd_loss_per_example(
-        teacher_logits, student_logits, temperature).mean()
+        teacher_logits, student_logits, temperature
+    ).mean()
     value = float(losses.kd_loss(teacher_logits, student_logits, temperature))
     np.testing.assert_allclose(value, expected, rtol=1e-4)
 
@@ -178,25 +178,34 @@ def _dkd_case(seed, scale, shape=(16, 10)):
 
 @pytest.mark.parametrize("alpha, beta, temperature", DKD_SETTINGS)
 @pytest.mark.parametrize("scale", [0.3, 3.0, 20.0])
-def test_dkd_value_and_gradient_match_float64_reference(alpha, beta, temperature, scale):
+def test_dkd_value_and_gradient_match_float64_reference(
+    alpha, beta, temperature, scale
+):
     teacher_logits, student_logits, labels = _dkd_case(int(scale * 10), scale)
     expected = reference.dkd_loss_per_example(
-        teacher_logits, student_logits, labels, alpha, beta, temperature)
+        teacher_logits, student_logits, labels, alpha, beta, temperature
+    )
     values = losses.dkd_loss_per_example(
-        teacher_logits, student_logits, labels, alpha, beta, temperature)
-    np.testing.assert_allclose(values, expected, rtol=2e-4,
-                               atol=2e-6 * temperature**2 * (alpha + beta))
+        teacher_logits, student_logits, labels, alpha, beta, temperature
+    )
+    np.testing.assert_allclose(
+        values, expected, rtol=2e-4, atol=2e-6 * temperature**2 * (alpha + beta)
+    )
     student = tf.Variable(student_logits)
     with tf.GradientTape() as tape:
-        value = losses.dkd_loss(teacher_logits, student, labels, alpha, beta,
-                                temperature)
+        value = losses.dkd_loss(
+            teacher_logits, student, labels, alpha, beta, temperature
+        )
     gradient = tape.gradient(value, student).numpy()
     expected_gradient = reference.numerical_gradient(
         lambda s: reference.dkd_loss_per_example(
-            teacher_logits, s, labels, alpha, beta, temperature).mean(),
-        student_logits)
-    np.testing.assert_allclose(gradient, expected_gradient, rtol=2e-3,
-                               atol=2e-5 * temperature * (alpha + beta))
+            teacher_logits, s, labels, alpha, beta, temperature
+        ).mean(),
+        student_logits,
+    )
+    np.testing.assert_allclose(
+        gradient, expected_gradient, rtol=2e-3, atol=2e-5 * temperature * (alpha + beta)
+    )
 
 
 def test_dkd_unlabelled_examples_use_the_teacher_top1_class():
@@ -204,16 +213,22 @@ def test_dkd_unlabelled_examples_use_the_teacher_top1_class():
     labels[::3] = -1
     targets = np.where(labels >= 0, labels, teacher_logits.argmax(1))
     expected = reference.dkd_loss_per_example(
-        teacher_logits, student_logits, targets, 1.0, 8.0, 4.0)
+        teacher_logits, student_logits, targets, 1.0, 8.0, 4.0
+    )
     np.testing.assert_allclose(
         losses.dkd_loss_per_example(teacher_logits, student_logits, labels),
-        expected, rtol=2e-4, atol=1e-5)
+        expected,
+        rtol=2e-4,
+        atol=1e-5,
+    )
     as_keras_loss = losses.DKD()(teacher_logits, student_logits)
     np.testing.assert_allclose(
         float(as_keras_loss),
-        reference.dkd_loss_per_example(teacher_logits, student_logits,
-                                       teacher_logits.argmax(1), 1.0, 8.0, 4.0).mean(),
-        rtol=2e-4)
+        reference.dkd_loss_per_example(
+            teacher_logits, student_logits, teacher_logits.argmax(1), 1.0, 8.0, 4.0
+        ).mean(),
+        rtol=2e-4,
+    )
 
 
 def test_dkd_with_alpha_1_beta_1_is_kd():
@@ -223,19 +238,28 @@ def test_dkd_with_alpha_1_beta_1_is_kd():
     t = 4.0
     p = reference.softmax(teacher_logits.astype(np.float64) / t)
     p_target = p[np.arange(len(labels)), labels]
-    tckd = reference.dkd_loss_per_example(teacher_logits, student_logits, labels,
-                                          1.0, 0.0, t)
-    nckd = reference.dkd_loss_per_example(teacher_logits, student_logits, labels,
-                                          0.0, 1.0, t)
+    tckd = reference.dkd_loss_per_example(
+        teacher_logits, student_logits, labels, 1.0, 0.0, t
+    )
+    nckd = reference.dkd_loss_per_example(
+        teacher_logits, student_logits, labels, 0.0, 1.0, t
+    )
     np.testing.assert_allclose(
         tckd + (1 - p_target) * nckd,
-        reference.kd_loss_per_example(teacher_logits, student_logits, t), rtol=1e-9)
-    ours = (losses.dkd_loss_per_example(teacher_logits, student_logits, labels, 1.0, 0.0, t)
-            + (1 - p_target) * losses.dkd_loss_per_example(
-                teacher_logits, student_logits, labels, 0.0, 1.0, t))
+        reference.kd_loss_per_example(teacher_logits, student_logits, t),
+        rtol=1e-9,
+    )
+    ours = losses.dkd_loss_per_example(
+        teacher_logits, student_logits, labels, 1.0, 0.0, t
+    ) + (1 - p_target) * losses.dkd_loss_per_example(
+        teacher_logits, student_logits, labels, 0.0, 1.0, t
+    )
     np.testing.assert_allclose(
-        ours, losses.kd_loss_per_example(teacher_logits, student_logits, t),
-        rtol=1e-4, atol=1e-5)
+        ours,
+        losses.kd_loss_per_example(teacher_logits, student_logits, t),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 # ------------------------------------------------------------------ DIST
@@ -247,32 +271,48 @@ DIST_SETTINGS = [(1.0, 1.0, 1.0), (2.0, 0.5, 4.0), (0.0, 1.0, 2.0)]
 @pytest.mark.parametrize("scale", [0.3, 3.0, 20.0])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_dist_value_and_gradient_match_float64_reference(
-        beta, gamma, temperature, scale, weighted):
+    beta, gamma, temperature, scale, weighted
+):
     teacher_logits, student_logits = _logits(int(scale * 7), scale, (12, 6))
-    weight = (np.random.default_rng(3).uniform(0.2, 2.0, size=12).astype("float32")
-              if weighted else None)
+    weight = (
+        np.random.default_rng(3).uniform(0.2, 2.0, size=12).astype("float32")
+        if weighted
+        else None
+    )
     loss = losses.DIST(beta=beta, gamma=gamma, temperature=temperature)
 
     def expected_value(s):
         inter = reference.dist_inter_per_example(teacher_logits, s, temperature)
         w = np.ones(12) if weight is None else weight.astype(np.float64)
-        return (beta * (w * inter).mean()
-                + gamma * reference.dist_intra(teacher_logits, s, temperature, weight))
+        return beta * (w * inter).mean() + gamma * reference.dist_intra(
+            teacher_logits, s, temperature, weight
+        )
 
     student = tf.Variable(student_logits)
     with tf.GradientTape() as tape:
         value = loss(teacher_logits, student, sample_weight=weight)
     gradient = tape.gradient(value, student).numpy()
-    np.testing.assert_allclose(float(value), expected_value(student_logits),
-                               rtol=1e-4, atol=1e-5 * temperature**2)
+    np.testing.assert_allclose(
+        float(value),
+        expected_value(student_logits),
+        rtol=1e-4,
+        atol=1e-5 * temperature**2,
+    )
     expected_gradient = reference.numerical_gradient(expected_value, student_logits)
-    np.testing.assert_allclose(gradient, expected_gradient, rtol=5e-3,
-                               atol=2e-5 * temperature**2)
+    np.testing.assert_allclose(
+        gradient, expected_gradient, rtol=5e-3, atol=2e-5 * temperature**2
+    )
     if weight is None:
         np.testing.assert_allclose(
-            float(losses.dist_loss(teacher_logits, student_logits, beta, gamma,
-                                   temperature)),
-            expected_value(student_logits), rtol=1e-4, atol=1e-5 * temperature**2)
+            float(
+                losses.dist_loss(
+                    teacher_logits, student_logits, beta, gamma, temperature
+                )
+            ),
+            expected_value(student_logits),
+            rtol=1e-4,
+            atol=1e-5 * temperature**2,
+        )
 
 
 def test_dist_is_zero_for_identical_logits_and_positive_otherwise():
@@ -284,34 +324,48 @@ def test_dist_is_zero_for_identical_logits_and_positive_otherwise():
 # -------------------------------------------------- configs and arguments
 
 
-@pytest.mark.parametrize("loss", [
-    losses.KnowledgeDistillation(temperature=2.5),
-    losses.DKD(alpha=0.5, beta=2.0, temperature=3.0),
-    losses.DIST(beta=2.0, gamma=0.5, temperature=4.0),
-])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        losses.KnowledgeDistillation(temperature=2.5),
+        losses.DKD(alpha=0.5, beta=2.0, temperature=3.0),
+        losses.DIST(beta=2.0, gamma=0.5, temperature=4.0),
+    ],
+)
 def test_logits_losses_round_trip_through_keras_serialisation(loss):
     import keras
 
     assert isinstance(loss, losses.LogitsDistillationLoss)
     restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(loss))
+        keras.saving.serialize_keras_object(loss)
+    )
     assert type(restored) is type(loss)
     assert restored.get_config() == loss.get_config()
     teacher_logits, student_logits = _logits(1, 3.0)
-    np.testing.assert_allclose(float(restored(teacher_logits, student_logits)),
-                               float(loss(teacher_logits, student_logits)), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(restored(teacher_logits, student_logits)),
+        float(loss(teacher_logits, student_logits)),
+        rtol=1e-6,
+    )
 
 
-@pytest.mark.parametrize("make, error, match", [
-    (lambda: losses.DKD(alpha=-1.0), ValueError, "alpha"),
-    (lambda: losses.DKD(beta=float("nan")), ValueError, "beta"),
-    (lambda: losses.DKD(beta="8"), TypeError, "beta"),
-    (lambda: losses.DKD(temperature=float("inf")), ValueError, "temperature"),
-    (lambda: losses.DIST(beta=float("inf")), ValueError, "beta"),
-    (lambda: losses.DIST(gamma=-0.1), ValueError, "gamma"),
-    (lambda: losses.DIST(temperature=0.0), ValueError, "temperature"),
-    (lambda: losses.KnowledgeDistillation(temperature=1e9), ValueError, "temperature"),
-])
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: losses.DKD(alpha=-1.0), ValueError, "alpha"),
+        (lambda: losses.DKD(beta=float("nan")), ValueError, "beta"),
+        (lambda: losses.DKD(beta="8"), TypeError, "beta"),
+        (lambda: losses.DKD(temperature=float("inf")), ValueError, "temperature"),
+        (lambda: losses.DIST(beta=float("inf")), ValueError, "beta"),
+        (lambda: losses.DIST(gamma=-0.1), ValueError, "gamma"),
+        (lambda: losses.DIST(temperature=0.0), ValueError, "temperature"),
+        (
+            lambda: losses.KnowledgeDistillation(temperature=1e9),
+            ValueError,
+            "temperature",
+        ),
+    ],
+)
 def test_bad_loss_arguments_name_the_argument(make, error, match):
     with pytest.raises(error, match=match) as raised:
         make()
@@ -331,20 +385,12 @@ def _top_k_case(seed, classes, k, temperature, scale, examples=16):
 @pytest.mark.parametrize("classes, k", [(10, 1), (10, 4), (100, 20), (1000, 5)])
 @pytest.mark.parametrize("temperature", [0.5, 1.0, 4.0, 20.0])
 @pytest.mark.parametrize("scale", [1.0, 30.0])
-def test_top_k_kd_loss_value_matches_float64_reference(
-    classes, k, temperature, scale
-):
-    teacher, student, targets = _top_k_case(
-        classes + k, classes, k, temperature, scale
-    )
+def test_top_k_kd_loss_value_matches_float64_reference(classes, k, temperature, scale):
+    teacher, student, targets = _top_k_case(classes + k, classes, k, temperature, scale)
     value = losses.top_k_kd_loss_per_example(*targets, student, temperature)
-    expected = reference.top_k_kd_loss_per_example(
-        teacher, student, k, temperature
-    )
+    expected = reference.top_k_kd_loss_per_example(teacher, student, k, temperature)
     assert expected.min() > 0  # nonzero losses: the check can fail
-    np.testing.assert_allclose(
-        value, expected, rtol=2e-4, atol=1e-5 * temperature**2
-    )
+    np.testing.assert_allclose(value, expected, rtol=2e-4, atol=1e-5 * temperature**2)
     np.testing.assert_allclose(
         float(losses.top_k_kd_loss(*targets, student, temperature)),
         expected.mean(),
@@ -370,9 +416,7 @@ def test_top_k_kd_loss_gradient_matches_float64_reference(
             losses.top_k_kd_loss_per_example(*targets, variable, temperature)
         )
     gradient = tape.gradient(value, variable).numpy()
-    expected = reference.top_k_kd_loss_gradient(
-        teacher, student, k, temperature
-    )
+    expected = reference.top_k_kd_loss_gradient(teacher, student, k, temperature)
     np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
     # The analytic reference is the derivative of the float64 loss.
     numerical = reference.numerical_gradient(
@@ -416,9 +460,7 @@ def test_top_k_kd_loss_stays_finite_for_huge_logits():
     with tf.GradientTape() as tape:
         value = losses.top_k_kd_loss(*targets, student, 1.0)
     gradient = tape.gradient(value, student).numpy()
-    expected = reference.top_k_kd_loss_per_example(
-        teacher, student.numpy(), 2, 1.0
-    )
+    expected = reference.top_k_kd_loss_per_example(teacher, student.numpy(), 2, 1.0)
     assert np.isfinite(float(value)) and np.all(np.isfinite(gradient))
     np.testing.assert_allclose(float(value), expected[0], rtol=1e-5)
 
@@ -431,10 +473,15 @@ def test_top_k_kd_loss_gives_no_gradient_to_the_targets():
     assert tape.gradient(value, [values, tail]) == [None, None]
 
 
-@pytest.mark.parametrize("temperature, error", [
-    (0.0, ValueError), (np.nan, ValueError), (1e30, ValueError),
-    ("4", TypeError),
-])
+@pytest.mark.parametrize(
+    "temperature, error",
+    [
+        (0.0, ValueError),
+        (np.nan, ValueError),
+        (1e30, ValueError),
+        ("4", TypeError),
+    ],
+)
 def test_top_k_kd_loss_bad_temperature_names_the_argument(temperature, error):
     _, student, targets = _top_k_case(10, 10, 3, 2.0, 1.0)
     with pytest.raises(error, match="`temperature`") as raised:

@@ -102,9 +102,7 @@ def test_ensemble_large_logits_stay_finite(mean, kind):
     member_logits = [numpy_logits(m, x) for m in members]
     assert max(np.abs(z).max() for z in member_logits) > 1000.0
 
-    logits = keras.ops.convert_to_numpy(
-        teachers.Ensemble(members, mean=mean)(x)
-    )
+    logits = keras.ops.convert_to_numpy(teachers.Ensemble(members, mean=mean)(x))
 
     assert np.all(np.isfinite(logits))
     expected = numpy_ensemble(member_logits, mean)
@@ -181,15 +179,36 @@ def other_input():
         (lambda: [], "arithmetic", ValueError, "`models`"),
         (lambda: None, "arithmetic", TypeError, "`models`"),
         (lambda: build_member("logits", 1), "arithmetic", TypeError, "`models`"),
-        (lambda: [build_member("logits", 1), "x"], "arithmetic", TypeError, "`models[1]`"),
-        (lambda: [build_member("logits", 1), other_classes()], "arithmetic", ValueError, "`models[1]`"),
-        (lambda: [build_member("logits", 1), other_input()], "arithmetic", ValueError, "`models[1]`"),
+        (
+            lambda: [build_member("logits", 1), "x"],
+            "arithmetic",
+            TypeError,
+            "`models[1]`",
+        ),
+        (
+            lambda: [build_member("logits", 1), other_classes()],
+            "arithmetic",
+            ValueError,
+            "`models[1]`",
+        ),
+        (
+            lambda: [build_member("logits", 1), other_input()],
+            "arithmetic",
+            ValueError,
+            "`models[1]`",
+        ),
         (lambda: [Subclassed()], "arithmetic", ValueError, "`models[0]`"),
         (lambda: [build_member("logits", 1)], "harmonic", ValueError, "`mean`"),
     ],
     ids=[
-        "empty", "none", "bare-model", "not-a-model", "classes", "input-shape",
-        "subclassed", "mean",
+        "empty",
+        "none",
+        "bare-model",
+        "not-a-model",
+        "classes",
+        "input-shape",
+        "subclassed",
+        "mean",
     ],
 )
 def test_ensemble_bad_arguments(make_models, mean, error, words):
@@ -212,17 +231,54 @@ def nested_softmax():
         (lambda: build_member("softmax_layer", 1), True),
         (lambda: build_member("activation_softmax", 1), True),
         (lambda: build_member("logits", 1), False),
-        (lambda: keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES, activation="softmax")]), True),
-        (lambda: keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES, activation="log_softmax")]), False),
-        (lambda: keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES, activation="sigmoid")]), False),
+        (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((FEATURES,)),
+                    keras.layers.Dense(CLASSES, activation="softmax"),
+                ]
+            ),
+            True,
+        ),
+        (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((FEATURES,)),
+                    keras.layers.Dense(CLASSES, activation="log_softmax"),
+                ]
+            ),
+            False,
+        ),
+        (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((FEATURES,)),
+                    keras.layers.Dense(CLASSES, activation="sigmoid"),
+                ]
+            ),
+            False,
+        ),
         (nested_softmax, True),
-        (lambda: keras.Sequential([keras.layers.Dense(CLASSES, activation="softmax")]), True),
+        (
+            lambda: keras.Sequential(
+                [keras.layers.Dense(CLASSES, activation="softmax")]
+            ),
+            True,
+        ),
         (Subclassed, False),
         (lambda: teachers.Ensemble([build_member("dense_softmax", 1)]), False),
     ],
     ids=[
-        "dense-softmax", "softmax-layer", "activation-softmax", "logits",
-        "sequential-softmax", "log-softmax", "sigmoid", "nested", "unbuilt-sequential", "subclassed",
+        "dense-softmax",
+        "softmax-layer",
+        "activation-softmax",
+        "logits",
+        "sequential-softmax",
+        "log-softmax",
+        "sigmoid",
+        "nested",
+        "unbuilt-sequential",
+        "subclassed",
         "ensemble",
     ],
 )

@@ -59,9 +59,7 @@ def test_outputs_logits_of_shape_batch_by_10(builder):
 def test_documented_parameters_and_flops_match(builder):
     model = builder()
     assert model.count_params() == _documented(builder, "Parameters")
-    assert models.count_flops(model) == _documented(
-        builder, "FLOPs per example"
-    )
+    assert models.count_flops(model) == _documented(builder, "FLOPs per example")
 
 
 @pytest.mark.parametrize("builder", BUILDERS, ids=lambda b: b.__name__)
@@ -153,13 +151,28 @@ def test_same_seed_gives_same_training_outputs():
     "builder, kwargs, error, argument",
     [
         (models.build_mlp_teacher, {"hidden_units": ()}, ValueError, "hidden_units"),
-        (models.build_mlp_teacher, {"hidden_dropout": 1.0}, ValueError, "hidden_dropout"),
+        (
+            models.build_mlp_teacher,
+            {"hidden_dropout": 1.0},
+            ValueError,
+            "hidden_dropout",
+        ),
         (models.build_mlp_teacher, {"jitter_pixels": -1}, ValueError, "jitter_pixels"),
-        (models.build_mlp_student, {"hidden_units": (800, 0)}, ValueError, "hidden_units"),
+        (
+            models.build_mlp_student,
+            {"hidden_units": (800, 0)},
+            ValueError,
+            "hidden_units",
+        ),
         (models.build_mlp_student, {"num_classes": 1}, ValueError, "num_classes"),
         (models.build_cnn_teacher, {"dropout": "high"}, TypeError, "dropout"),
         (models.build_cnn_teacher, {"seed": 1.5}, TypeError, "seed"),
-        (models.build_cnn_student, {"input_shape": (28, 28)}, ValueError, "input_shape"),
+        (
+            models.build_cnn_student,
+            {"input_shape": (28, 28)},
+            ValueError,
+            "input_shape",
+        ),
     ],
 )
 def test_bad_arguments_raise_one_line_errors(builder, kwargs, error, argument):

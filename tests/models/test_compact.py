@@ -48,9 +48,7 @@ def test_outputs_logits_and_computes_relu_mlp():
     expected = np.maximum(flat @ w1 + b1, 0.0) @ w2 + b2
     np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
     assert output.activation is keras.activations.linear
-    np.testing.assert_array_equal(
-        np.asarray(student(images, training=True)), logits
-    )
+    np.testing.assert_array_equal(np.asarray(student(images, training=True)), logits)
 
 
 @pytest.mark.parametrize(

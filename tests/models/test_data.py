@@ -23,19 +23,26 @@ def _fake_debian_dir(folder, images=4):
     pixels = rng.integers(0, 256, size=(images, 28, 28), dtype=np.uint8)
     labels = rng.integers(0, 10, size=images, dtype=np.uint8)
     for prefix in ("train", "t10k"):
-        with gzip.open(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"), "wb") as f:
+        with gzip.open(
+            os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"), "wb"
+        ) as f:
             f.write(b"\0" * 16 + pixels.tobytes())
-        with gzip.open(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"), "wb") as f:
+        with gzip.open(
+            os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"), "wb"
+        ) as f:
             f.write(b"\0" * 8 + labels.tobytes())
     return pixels, labels
 
 
-def test_debian_files_seed_keras_cache_and_keras_loader_reads_them(tmp_path, monkeypatch):
+def test_debian_files_seed_keras_cache_and_keras_loader_reads_them(
+    tmp_path, monkeypatch
+):
     _isolated_keras_home(tmp_path, monkeypatch)
     pixels, labels = _fake_debian_dir(str(tmp_path / "debian"))
     monkeypatch.setattr(data, "DEBIAN_DIR", str(tmp_path / "debian"))
-    monkeypatch.setattr(data.seed_keras_cache, "__defaults__",
-                        (str(tmp_path / "debian"),))
+    monkeypatch.setattr(
+        data.seed_keras_cache, "__defaults__", (str(tmp_path / "debian"),)
+    )
 
     (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist()
 
@@ -50,8 +57,9 @@ def test_debian_files_seed_keras_cache_and_keras_loader_reads_them(tmp_path, mon
 
 def test_no_cache_no_package_no_network_says_what_to_do(tmp_path, monkeypatch):
     _isolated_keras_home(tmp_path, monkeypatch)
-    monkeypatch.setattr(data.seed_keras_cache, "__defaults__",
-                        (str(tmp_path / "missing"),))
+    monkeypatch.setattr(
+        data.seed_keras_cache, "__defaults__", (str(tmp_path / "missing"),)
+    )
 
     def offline():
         raise OSError("network is unreachable")

@@ -101,8 +101,18 @@ def test_round_trip_reproduces_outputs_exactly(name):
 
 @pytest.mark.parametrize(
     "activation",
-    ["relu", "gelu", "swish", "elu", "selu", "softplus", "tanh", "sigmoid",
-     "softmax", "exponential"],
+    [
+        "relu",
+        "gelu",
+        "swish",
+        "elu",
+        "selu",
+        "softplus",
+        "tanh",
+        "sigmoid",
+        "softmax",
+        "exponential",
+    ],
 )
 def test_builtin_activations_match_exactly(activation):
     student = keras.Sequential(
@@ -131,9 +141,7 @@ def test_unsupported_layer_is_named():
             keras.layers.Lambda(lambda t: t * 2.0, name="lambda_3"),
         ]
     )
-    with pytest.raises(
-        ValueError, match=r"cannot carry layer 'lambda_3' \(Lambda\)"
-    ):
+    with pytest.raises(ValueError, match=r"cannot carry layer 'lambda_3' \(Lambda\)"):
         bridge.to_tf_keras(student)
 
 

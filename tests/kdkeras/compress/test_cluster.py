@@ -58,8 +58,14 @@ def test_convolutions_are_clustered_too(fashion):
         ]
     )
     clustered = compress.cluster(
-        student, None, x, y, teacher_logits=np.zeros((len(x), 10), "float32"),
-        number_of_clusters=4, epochs=1, batch_size=64,
+        student,
+        None,
+        x,
+        y,
+        teacher_logits=np.zeros((len(x), 10), "float32"),
+        number_of_clusters=4,
+        epochs=1,
+        batch_size=64,
     )
     counts = compress.unique_kernel_values(clustered)
     assert set(counts) == {"conv", "logits"}

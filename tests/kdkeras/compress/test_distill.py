@@ -11,9 +11,7 @@ ALPHA, TEMPERATURE, LEARNING_RATE = 0.3, 4.0, 0.5
 
 def _linear_student(seed):
     rng = np.random.default_rng(seed)
-    student = tf_keras.Sequential(
-        [tf_keras.Input((6,)), tf_keras.layers.Dense(4)]
-    )
+    student = tf_keras.Sequential([tf_keras.Input((6,)), tf_keras.layers.Dense(4)])
     kernel = rng.normal(size=(6, 4)).astype("float32")
     bias = rng.normal(size=(4,)).astype("float32")
     student.layers[0].set_weights([kernel, bias])
@@ -32,9 +30,7 @@ def _batch(seed, size=8):
 def test_one_step_matches_float64_loss_and_gradient(alpha):
     student, kernel, bias = _linear_student(seed=0)
     x, labels, teacher_logits = _batch(seed=1)
-    distiller = distill.TfKerasDistiller(
-        student, temperature=TEMPERATURE, alpha=alpha
-    )
+    distiller = distill.TfKerasDistiller(student, temperature=TEMPERATURE, alpha=alpha)
     distiller.compile(optimizer=tf_keras.optimizers.SGD(LEARNING_RATE))
     logs = distiller.train_on_batch(
         x, {"labels": labels, "teacher_logits": teacher_logits}, return_dict=True
@@ -42,9 +38,7 @@ def test_one_step_matches_float64_loss_and_gradient(alpha):
 
     logits = x.astype("float64") @ kernel + bias
     student_loss = reference.sparse_cross_entropy_per_example(labels, logits)
-    distillation = reference.kd_loss_per_example(
-        teacher_logits, logits, TEMPERATURE
-    )
+    distillation = reference.kd_loss_per_example(teacher_logits, logits, TEMPERATURE)
     expected = alpha * student_loss.mean() + (1 - alpha) * distillation.mean()
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
     np.testing.assert_allclose(logs["student_loss"], student_loss.mean(), rtol=1e-5)
@@ -79,11 +73,9 @@ def test_sample_weights_scale_examples_over_the_batch_size():
         return_dict=True,
     )
     logits = x.astype("float64") @ kernel + bias
-    per_example = ALPHA * reference.sparse_cross_entropy_per_example(
-        labels, logits
-    ) + (1 - ALPHA) * reference.kd_loss_per_example(
-        teacher_logits, logits, TEMPERATURE
-    )
+    per_example = ALPHA * reference.sparse_cross_entropy_per_example(labels, logits) + (
+        1 - ALPHA
+    ) * reference.kd_loss_per_example(teacher_logits, logits, TEMPERATURE)
     # Keras' "sum_over_batch_size", as kdkeras.Distiller reduces.
     expected = (per_example * weights).sum() / len(x)
     np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
@@ -139,7 +131,11 @@ def test_soft_targets_runs_the_teacher_or_checks_given_logits():
         ({"epochs": 0}, ValueError, "`epochs` must be >= 1"),
         ({"batch_size": 2.5}, TypeError, "`batch_size` must be an int"),
         ({"alpha": 1.5}, ValueError, r"`alpha` must be in \[0, 1\]"),
-        ({"temperature": 0.0}, ValueError, r"`temperature` must be a finite number in \[0.05, 100.0\]"),
+        (
+            {"temperature": 0.0},
+            ValueError,
+            r"`temperature` must be a finite number in \[0.05, 100.0\]",
+        ),
     ],
 )
 def test_fit_distilling_rejects_bad_arguments(arguments, error, message):

@@ -94,8 +94,13 @@ def test_teacher_logits_give_the_same_student_as_the_teacher(
             keras.utils.set_random_seed(13)
             results.append(
                 compress.prune(
-                    student, x=x, y=y, target_sparsity=0.5, epochs=1,
-                    batch_size=64, **arguments,
+                    student,
+                    x=x,
+                    y=y,
+                    target_sparsity=0.5,
+                    epochs=1,
+                    batch_size=64,
+                    **arguments,
                 ).get_weights()
             )
     finally:

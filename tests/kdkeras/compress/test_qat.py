@@ -25,4 +25,6 @@ def test_qat_model_is_fake_quantized_and_keeps_the_students_accuracy(
     ]
     assert len(wrapped_dense) == 2
     dense_accuracy = accuracy(student.predict(x_test, verbose=0), y_test)
-    assert accuracy(qat_model.predict(x_test, verbose=0), y_test) > dense_accuracy - 0.05
+    assert (
+        accuracy(qat_model.predict(x_test, verbose=0), y_test) > dense_accuracy - 0.05
+    )

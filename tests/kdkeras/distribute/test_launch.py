@@ -50,11 +50,14 @@ def test_tf_configs():
 
 
 def test_each_worker_gets_its_tf_config_and_prefixed_output(tmp_path):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import json, os
         config = json.loads(os.environ["TF_CONFIG"])
         print("index", config["task"]["index"], "of", len(config["cluster"]["worker"]))
-    """)
+    """,
+    )
     output = io.StringIO()
     code = launch.launch([sys.executable, script], workers=3, timeout=60, output=output)
     assert code == 0
@@ -63,42 +66,57 @@ def test_each_worker_gets_its_tf_config_and_prefixed_output(tmp_path):
 
 
 def test_first_failure_is_propagated_and_others_are_stopped(tmp_path, capsys):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import json, os, sys, time
         index = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
         if index == 1:
             sys.exit(3)
         time.sleep(300)
-    """)
+    """,
+    )
     started = time.monotonic()
-    code = launch.launch([sys.executable, script], workers=2, timeout=200, output=io.StringIO())
+    code = launch.launch(
+        [sys.executable, script], workers=2, timeout=200, output=io.StringIO()
+    )
     assert code == 3
     assert time.monotonic() - started < 60
     assert "worker 1 exited with code 3" in capsys.readouterr().err
 
 
 def test_killed_worker_reports_signal_exit_code(tmp_path):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import json, os, signal, time
         if json.loads(os.environ["TF_CONFIG"])["task"]["index"] == 0:
             os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(300)
-    """)
-    code = launch.launch([sys.executable, script], workers=2, timeout=200, output=io.StringIO())
+    """,
+    )
+    code = launch.launch(
+        [sys.executable, script], workers=2, timeout=200, output=io.StringIO()
+    )
     assert code == 128 + 9
 
 
 def test_timeout_kills_everything(tmp_path, capsys):
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    script = _script(tmp_path, f"""
+    script = _script(
+        tmp_path,
+        f"""
         import os, signal, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # like a blocked TF
         open(os.path.join({str(pid_dir)!r}, str(os.getpid())), "w").close()
         time.sleep(300)
-    """)
+    """,
+    )
     started = time.monotonic()
-    code = launch.launch([sys.executable, script], workers=2, timeout=3, output=io.StringIO())
+    code = launch.launch(
+        [sys.executable, script], workers=2, timeout=3, output=io.StringIO()
+    )
     assert code == launch.TIMEOUT_EXIT_CODE
     assert time.monotonic() - started < 30
     assert "timed out after 3 s" in capsys.readouterr().err
@@ -126,13 +144,26 @@ def test_bad_arguments_exit_2_with_one_line(arguments, message, capsys):
 
 @pytest.mark.slow  # test_multi_worker runs the CLI end to end by default
 def test_command_line_passes_script_arguments(tmp_path):
-    script = _script(tmp_path, """
+    script = _script(
+        tmp_path,
+        """
         import sys
         print("args", sys.argv[1:])
-    """)
+    """,
+    )
     result = runner.run(
-        ["-m", "kdkeras.launch", "--workers", "2", "--timeout", "120",
-         script, "--epochs", "3", "-v"],
+        [
+            "-m",
+            "kdkeras.launch",
+            "--workers",
+            "2",
+            "--timeout",
+            "120",
+            script,
+            "--epochs",
+            "3",
+            "-v",
+        ],
         timeout=180,
     )
     assert result.returncode == 0, result.stderr[-1000:]

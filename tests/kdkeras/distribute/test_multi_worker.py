@@ -69,18 +69,31 @@ def test_fit_matches_keras_fit_for_a_plain_model(batch_size):
     (val_x, val_y) = _data(16, seed=1)
     keras_model, loop_model = _mlp(3), _mlp(3)
     expected = keras_model.fit(
-        x, y, batch_size=batch_size, epochs=2, shuffle=False, verbose=0,
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
         validation_data=(val_x, val_y),
     )
     history = multi_worker.fit(
-        loop_model, x, y, batch_size=batch_size, epochs=2, shuffle=False,
-        verbose=0, validation_data=(val_x, val_y),
+        loop_model,
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        validation_data=(val_x, val_y),
     )
     assert history is loop_model.history
     assert sorted(history.history) == sorted(expected.history)
     for key, values in expected.history.items():
         np.testing.assert_allclose(history.history[key], values, rtol=1e-5, atol=1e-6)
-    for got, want in zip(loop_model.get_weights(), keras_model.get_weights(), strict=True):
+    for got, want in zip(
+        loop_model.get_weights(), keras_model.get_weights(), strict=True
+    ):
         np.testing.assert_allclose(got, want, atol=ATOL)
 
 
@@ -118,7 +131,9 @@ def test_backup_resumes_mid_epoch_exactly(tmp_path):
     backup = keras.callbacks.BackupAndRestore(backup_dir, save_freq=2)
     with pytest.raises(KeyboardInterrupt):
         multi_worker.fit(model, x, y, callbacks=[backup, Interrupt()], **arguments)
-    state = multi_worker.read_training_state(os.path.join(backup_dir, "latest.weights.h5"))
+    state = multi_worker.read_training_state(
+        os.path.join(backup_dir, "latest.weights.h5")
+    )
     assert state == {"epoch": 1, "steps_done": 4}
 
     resumed = _mlp(5)  # a fresh process would rebuild the model like this
@@ -130,7 +145,9 @@ def test_backup_resumes_mid_epoch_exactly(tmp_path):
     assert seen == [4, 5]  # only the rest of epoch 1
     assert len(history.history["loss"]) == 1
     assert int(resumed.optimizer.iterations) == 12
-    for got, want in zip(resumed.get_weights(), uninterrupted.get_weights(), strict=True):
+    for got, want in zip(
+        resumed.get_weights(), uninterrupted.get_weights(), strict=True
+    ):
         np.testing.assert_allclose(got, want, atol=ATOL)
     assert not os.path.exists(backup_dir)  # deleted after a completed run
 
@@ -140,7 +157,9 @@ def test_a_crash_while_saving_keeps_the_previous_backup(tmp_path, monkeypatch):
     model = _mlp(6)
     model.build((None, 6))
     directory = str(tmp_path)
-    multi_worker.save_weights_atomically(model, directory, {"epoch": 0, "steps_done": 2})
+    multi_worker.save_weights_atomically(
+        model, directory, {"epoch": 0, "steps_done": 2}
+    )
     saved = [w.copy() for w in model.get_weights()]
 
     def crash_midway(filepath, overwrite=True):
@@ -227,8 +246,18 @@ def test_two_workers_match_single_process_and_only_chief_writes(
     scratch.mkdir()
     env = runner.environment(TMPDIR=scratch)  # where workers make temp dirs
     result = runner.run(
-        ["-m", "kdkeras.launch", "--workers", "2", "--timeout", str(RUN_TIMEOUT),
-         runner.DISTIL, "--out", str(out), "--checkpoint"],
+        [
+            "-m",
+            "kdkeras.launch",
+            "--workers",
+            "2",
+            "--timeout",
+            str(RUN_TIMEOUT),
+            runner.DISTIL,
+            "--out",
+            str(out),
+            "--checkpoint",
+        ],
         RUN_TIMEOUT + 30,
         env=env,
     )
@@ -238,7 +267,10 @@ def test_two_workers_match_single_process_and_only_chief_writes(
     _assert_same_weights(out, single_process_weights)
     # The chief wrote each file once, in one place; nothing half written.
     assert sorted(os.listdir(out)) == [
-        "checkpoint.weights.h5", "history.json", "student.keras", "student_weights.npz",
+        "checkpoint.weights.h5",
+        "history.json",
+        "student.keras",
+        "student_weights.npz",
     ]
     student = keras.saving.load_model(out / "student.keras", safe_mode=True)
     for a, b in zip(student.get_weights(), single_process_weights, strict=True):
@@ -250,10 +282,21 @@ def test_two_workers_match_single_process_and_only_chief_writes(
 def test_single_process_kill_and_resume(tmp_path, single_process_weights):
     out, backup = tmp_path / "out", tmp_path / "backup"
     marker, record = tmp_path / "marker", tmp_path / "record.json"
-    common = [runner.DISTIL, "--out", str(out), "--strategy", "default",
-              "--backup", str(backup), "--save-freq", "2"]
+    common = [
+        runner.DISTIL,
+        "--out",
+        str(out),
+        "--strategy",
+        "default",
+        "--backup",
+        str(backup),
+        "--save-freq",
+        "2",
+    ]
     with open(tmp_path / "killed.log", "wb") as log:
-        process = runner.start(common + ["--stall-at", "5", "--marker", str(marker)], log=log)
+        process = runner.start(
+            common + ["--stall-at", "5", "--marker", str(marker)], log=log
+        )
     try:
         runner.wait_for_file(marker, process, RUN_TIMEOUT)
     finally:
@@ -276,16 +319,29 @@ def test_two_workers_kill_one_and_restart_both(tmp_path, single_process_weights)
     out, backup = tmp_path / "out", tmp_path / "backup"
     marker, record = tmp_path / "marker", tmp_path / "record.json"
     ports = [int(p) for p in _free_ports(2)]
-    common = [runner.DISTIL, "--out", str(out), "--backup", str(backup),
-              "--save-freq", "2", "--heartbeat", "10"]
+    common = [
+        runner.DISTIL,
+        "--out",
+        str(out),
+        "--backup",
+        str(backup),
+        "--save-freq",
+        "2",
+        "--heartbeat",
+        "10",
+    ]
     processes = []
     for index in range(2):
         env = runner.environment(TF_CONFIG=runner.tf_config(ports, index))
         with open(tmp_path / f"worker{index}.log", "wb") as log:
-            processes.append(runner.start(
-                common + ["--stall-at", "5", "--stall-task", "1", "--marker", str(marker)],
-                env=env, log=log,
-            ))
+            processes.append(
+                runner.start(
+                    common
+                    + ["--stall-at", "5", "--stall-task", "1", "--marker", str(marker)],
+                    env=env,
+                    log=log,
+                )
+            )
     try:
         runner.wait_for_file(marker, processes[1], RUN_TIMEOUT)
         runner.kill(processes[1])

@@ -25,7 +25,9 @@ def test_parse_valid_config():
     assert not distribute.is_chief(config)
     assert distribute.is_chief(distribute.parse_tf_config(_config(index=0)))
     with_chief = {"chief": ["127.0.0.1:20000"], **WORKERS}
-    assert not distribute.is_chief(distribute.parse_tf_config(_config(with_chief, index=0)))
+    assert not distribute.is_chief(
+        distribute.parse_tf_config(_config(with_chief, index=0))
+    )
     assert distribute.num_workers(distribute.parse_tf_config(_config(with_chief))) == 3
 
 
@@ -96,7 +98,9 @@ def test_unreachable_chief_times_out_in_process():
         _config({"worker": [f"127.0.0.1:{port}", "127.0.0.1:20002"]}, index=1)
     )
     started = time.monotonic()
-    with pytest.raises(TimeoutError, match=f"chief at 127.0.0.1:{port} .from TF_CONFIG") as error:
+    with pytest.raises(
+        TimeoutError, match=f"chief at 127.0.0.1:{port} .from TF_CONFIG"
+    ) as error:
         distribute.wait_for_chief(config, timeout_seconds=1.0)
     assert time.monotonic() - started < 10
     assert "\n" not in str(error.value)
@@ -125,18 +129,24 @@ _BUILD_STRATEGY = (
         # In-process tests above cover these messages; the subprocess runs
         # add the exit code (slow: each one imports TensorFlow).
         pytest.param(
-            "out of range", 5, "TF_CONFIG task index 5 is out of range",
+            "out of range",
+            5,
+            "TF_CONFIG task index 5 is out of range",
             marks=pytest.mark.slow,
         ),
         pytest.param(
-            "unreachable chief", 1, "Could not reach the chief",
+            "unreachable chief",
+            1,
+            "Could not reach the chief",
             marks=pytest.mark.slow,
         ),
         # Only a process can show the watchdog ending a blocked start-up.
         ("missing worker", 0, "waiting for the 2 tasks in TF_CONFIG"),
     ],
 )
-def test_bad_cluster_exits_non_zero_with_one_line_in_bounded_time(case, index, expected):
+def test_bad_cluster_exits_non_zero_with_one_line_in_bounded_time(
+    case, index, expected
+):
     ports = [_closed_port(), _closed_port()]
     env = runner.environment(TF_CONFIG=runner.tf_config(ports, index))
     started = time.monotonic()
@@ -163,8 +173,12 @@ def test_per_replica_batch_size_splits_evenly(batch, expected):
 
 @pytest.mark.parametrize(
     "batch, message",
-    [(60, "must be a multiple of the 8 replicas"), (0, "positive int"), (8.0, "positive int"),
-     (True, "positive int")],
+    [
+        (60, "must be a multiple of the 8 replicas"),
+        (0, "positive int"),
+        (8.0, "positive int"),
+        (True, "positive int"),
+    ],
 )
 def test_per_replica_batch_size_errors(batch, message):
     with pytest.raises(ValueError, match=message):
@@ -173,8 +187,13 @@ def test_per_replica_batch_size_errors(batch, message):
 
 @pytest.mark.parametrize(
     "policy, expected",
-    [(None, "DATA"), ("data", "DATA"), ("FILE", "FILE"), ("off", "OFF"),
-     (tf.data.experimental.AutoShardPolicy.FILE, "FILE")],
+    [
+        (None, "DATA"),
+        ("data", "DATA"),
+        ("FILE", "FILE"),
+        ("off", "OFF"),
+        (tf.data.experimental.AutoShardPolicy.FILE, "FILE"),
+    ],
 )
 def test_with_auto_shard_policy(policy, expected):
     dataset = distribute.with_auto_shard_policy(tf.data.Dataset.range(4), policy)
@@ -198,7 +217,8 @@ def test_distribute_dataset_keeps_every_example_once(monkeypatch):
     calls = []
     original = distribute.with_auto_shard_policy
     monkeypatch.setattr(
-        distribute.strategy, "with_auto_shard_policy",
+        distribute.strategy,
+        "with_auto_shard_policy",
         lambda d, p=None: calls.append(p) or original(d, p),
     )
     distribute.distribute_dataset(original(dataset, "file"))

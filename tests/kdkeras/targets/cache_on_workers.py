@@ -25,14 +25,24 @@ def main(folder):
     x = np.load(os.path.join(folder, "x.npy"))
     data = tf.data.Dataset.from_tensor_slices(x).batch(7)
     shards = cache_soft_target_shards(
-        teacher, data, os.path.join(folder, "targets"), shard="auto",
-        top_k=3, temperature=2.0, examples_per_shard=10,
+        teacher,
+        data,
+        os.path.join(folder, "targets"),
+        shard="auto",
+        top_k=3,
+        temperature=2.0,
+        examples_per_shard=10,
     )
-    print(json.dumps({
-        "path": os.path.basename(shards.path),
-        "shards": [shard["id"] for shard in shards.index["shards"]],
-        "examples": len(shards),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "path": os.path.basename(shards.path),
+                "shards": [shard["id"] for shard in shards.index["shards"]],
+                "examples": len(shards),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

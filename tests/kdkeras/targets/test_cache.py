@@ -2,16 +2,15 @@
 
 import os
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-import keras
-from tests import reference
+from kdkeras import teachers
 from kdkeras.targets import augmentation
 from kdkeras.targets import cache
 from kdkeras.targets import fingerprint
-from kdkeras import teachers
+from tests import reference
 
 pytestmark = pytest.mark.usefixtures("deterministic")
 
@@ -31,9 +30,7 @@ def build_teacher(seed, activation="relu", augment=False, softmax=False):
     layers += [
         keras.layers.Dense(8, activation=activation),
         keras.layers.Dropout(0.5),
-        keras.layers.Dense(
-            CLASSES, activation="softmax" if softmax else None
-        ),
+        keras.layers.Dense(CLASSES, activation="softmax" if softmax else None),
     ]
     return keras.Sequential(layers)
 
@@ -82,14 +79,10 @@ def test_float16_cache_is_rounded_logits(tmp_path):
     teacher = build_teacher(3)
     x = random_x(4)
     full = cache.cache_soft_targets(teacher, x, tmp_path / "a.npz")
-    half = cache.cache_soft_targets(
-        teacher, x, tmp_path / "b.npz", dtype="float16"
-    )
+    half = cache.cache_soft_targets(teacher, x, tmp_path / "b.npz", dtype="float16")
     assert half.dtype == np.float16
     np.testing.assert_array_equal(half, full.astype(np.float16))
-    loaded = cache.load_soft_targets(
-        tmp_path / "b.npz", teacher, x, dtype="float16"
-    )
+    loaded = cache.load_soft_targets(tmp_path / "b.npz", teacher, x, dtype="float16")
     np.testing.assert_array_equal(loaded, half)
 
 
@@ -140,9 +133,7 @@ def test_stale_cache_is_never_used(tmp_path, teacher_calls, change, word):
         dtype = "float16"
 
     with pytest.raises(cache.StaleSoftTargetsError, match=word):
-        cache.cache_soft_targets(
-            teacher, x, path, dtype=dtype, on_stale="error"
-        )
+        cache.cache_soft_targets(teacher, x, path, dtype=dtype, on_stale="error")
     with pytest.raises(cache.StaleSoftTargetsError, match=word):
         cache.load_soft_targets(path, teacher, x, dtype=dtype)
 
@@ -168,9 +159,7 @@ def test_corrupt_cache_is_recomputed_or_rejected(tmp_path):
     )
 
 
-def test_failed_write_leaves_previous_cache_and_no_temporary(
-    tmp_path, monkeypatch
-):
+def test_failed_write_leaves_previous_cache_and_no_temporary(tmp_path, monkeypatch):
     teacher = build_teacher(5)
     x = random_x(6)
     path = tmp_path / "targets.npz"
@@ -191,9 +180,7 @@ def test_failed_write_leaves_previous_cache_and_no_temporary(
 
 def test_load_missing_cache_raises(tmp_path):
     with pytest.raises(FileNotFoundError, match="`path`"):
-        cache.load_soft_targets(
-            tmp_path / "none.npz", build_teacher(1), random_x(1)
-        )
+        cache.load_soft_targets(tmp_path / "none.npz", build_teacher(1), random_x(1))
 
 
 def test_teacher_fingerprint_ignores_layer_names_but_not_weights():
@@ -202,18 +189,18 @@ def test_teacher_fingerprint_ignores_layer_names_but_not_weights():
     second = build_teacher(7)
     names = [[layer.name for layer in m.layers] for m in (first, second)]
     assert names[0] != names[1]
-    assert fingerprint.teacher_fingerprint(
-        first
-    ) == fingerprint.teacher_fingerprint(second)
+    assert fingerprint.teacher_fingerprint(first) == fingerprint.teacher_fingerprint(
+        second
+    )
 
     other_activation = build_teacher(7, activation="tanh")
     assert fingerprint.teacher_fingerprint(
         other_activation
     ) != fingerprint.teacher_fingerprint(first)
     change_weight(second)
-    assert fingerprint.teacher_fingerprint(
-        first
-    ) != fingerprint.teacher_fingerprint(second)
+    assert fingerprint.teacher_fingerprint(first) != fingerprint.teacher_fingerprint(
+        second
+    )
 
 
 def test_fingerprint_of_augmenting_teacher_is_stable_and_cache_is_clean(
@@ -224,9 +211,7 @@ def test_fingerprint_of_augmenting_teacher_is_stable_and_cache_is_clean(
     before = fingerprint.teacher_fingerprint(teacher)
     logits = cache.cache_soft_targets(teacher, x, tmp_path / "t.npz")
     # Augmentation and dropout are inactive at inference: clean logits.
-    np.testing.assert_allclose(
-        logits, teacher(x, training=False), rtol=1e-6, atol=1e-6
-    )
+    np.testing.assert_allclose(logits, teacher(x, training=False), rtol=1e-6, atol=1e-6)
     assert fingerprint.teacher_fingerprint(teacher) == before
     assert augmentation.random_augmentation_layers(teacher)
 

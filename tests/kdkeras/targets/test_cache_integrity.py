@@ -7,14 +7,14 @@ import socket
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
-import keras
-from tests import reference
 from kdkeras.targets import cache
 from kdkeras.targets import dataset
 from kdkeras.targets import online
+from tests import reference
 
 FEATURES = 6
 CLASSES = 4
@@ -113,9 +113,7 @@ def test_unreadable_cache_is_recomputed(tmp_path, teacher_calls, how):
         logits, reference.dense_relu_logits(teacher, x), atol=1e-5
     )
     assert len(teacher_calls) == 2  # the first write and the recomputation
-    np.testing.assert_array_equal(
-        cache.load_soft_targets(path, teacher, x), logits
-    )
+    np.testing.assert_array_equal(cache.load_soft_targets(path, teacher, x), logits)
     assert sorted(os.listdir(tmp_path)) == ["targets.npz"]
 
 
@@ -138,9 +136,7 @@ def tamper(path, edit):
     ],
     ids=["one-value", "rows-swapped", "nan"],
 )
-def test_tampered_logits_are_detected_and_never_used(
-    tmp_path, teacher_calls, edit
-):
+def test_tampered_logits_are_detected_and_never_used(tmp_path, teacher_calls, edit):
     teacher, x, path = valid_cache(tmp_path)
     truth = cache.load_soft_targets(path, teacher, x)
     tamper(path, edit)
@@ -160,9 +156,7 @@ def test_cache_of_other_classes_is_refused_even_with_a_matching_digest(tmp_path)
     with np.load(path) as archive:
         metadata = json.loads(str(archive["metadata"]))
     logits = np.ones((len(x), CLASSES + 1), "float32")
-    metadata.update(
-        classes=CLASSES + 1, logits_sha256=fingerprint.array_digest(logits)
-    )
+    metadata.update(classes=CLASSES + 1, logits_sha256=fingerprint.array_digest(logits))
     np.savez(path, logits=logits, metadata=np.array(json.dumps(metadata)))
     with pytest.raises(cache.StaleSoftTargetsError, match="shape"):
         cache.load_soft_targets(path, teacher, x)
@@ -254,8 +248,12 @@ def test_cache_file_follows_the_umask(tmp_path, umask):
 
 def test_staging_files_of_dead_processes_are_removed(tmp_path):
     """A `kill -9` mid-write leaves a staging file: the next write removes it."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     host = socket.gethostname()
     abandoned = tmp_path / f".targets.npz.{host}-{dead.stdout.strip()}.ab12.partial"
     abandoned.write_bytes(b"half a cache")
@@ -276,7 +274,9 @@ def test_non_finite_sample_weights_are_refused(kind):
     with pytest.raises(ValueError, match="`sample_weight` must be finite"):
         if kind == "cached":
             dataset.soft_target_dataset(
-                random_x(), np.zeros(30), np.zeros((30, CLASSES)),
+                random_x(),
+                np.zeros(30),
+                np.zeros((30, CLASSES)),
                 sample_weight=weights,
             )
         else:

@@ -1,15 +1,15 @@
 """Tests for kdkeras/targets/dataset.py: batches of inputs with cached logits."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-from tests import reference
 from kdkeras.targets import cache
 from kdkeras.targets import dataset as dataset_lib
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from tests import reference
 
 pytestmark = pytest.mark.usefixtures("deterministic")
 
@@ -93,9 +93,7 @@ def test_dataset_order_is_reproducible_and_unshuffled_on_request():
     logits = np.random.default_rng(2).normal(size=(40, CLASSES))
 
     def labels(**kwargs):
-        dataset = dataset_lib.soft_target_dataset(
-            x, y, logits, batch_size=16, **kwargs
-        )
+        dataset = dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, **kwargs)
         return collect(dataset)[1].tolist()
 
     assert labels(seed=3) == labels(seed=3)
@@ -159,8 +157,11 @@ def test_dataset_accepts_a_student_without_augmentation():
         ]
     )
     dataset = dataset_lib.soft_target_dataset(
-        random_x(1, 8), np.arange(8), np.zeros((8, CLASSES)),
-        student=student, augmentation=False,
+        random_x(1, 8),
+        np.arange(8),
+        np.zeros((8, CLASSES)),
+        student=student,
+        augmentation=False,
     )
     assert sum(int(b[0].shape[0]) for b in dataset) == 8
 
@@ -226,8 +227,6 @@ def test_distiller_on_cached_targets_trains_like_online():
         rtol=1e-5,
     )
     keras.utils.set_random_seed(23)
-    initial = keras.Sequential(
-        [keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)]
-    )
+    initial = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
     # The student did train.
     assert np.abs(cached_weights[0] - initial.get_weights()[0]).max() > 1e-3

@@ -1,16 +1,16 @@
 """Tests for kdkeras/targets/online.py: the teacher in the input pipeline."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
-from tests import reference
 import kdkeras
 from kdkeras.targets.augmentation import inference_supports_jit
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.online import online_soft_target_dataset
+from tests import reference
 
 pytestmark = pytest.mark.usefixtures("deterministic")
 
@@ -52,7 +52,12 @@ def test_every_example_gets_the_teachers_logits_for_its_own_input(
     weights = np.linspace(0.5, 2.0, len(x)).astype("float32")
     teacher = build_model(1)
     dataset = online_soft_target_dataset(
-        x, y, teacher, batch_size=8, shuffle=shuffle, seed=3,
+        x,
+        y,
+        teacher,
+        batch_size=8,
+        shuffle=shuffle,
+        seed=3,
         sample_weight=weights if with_weights else None,
         jit_compile=jit_compile,
     )
@@ -66,7 +71,8 @@ def test_every_example_gets_the_teachers_logits_for_its_own_input(
         np.testing.assert_allclose(
             targets[TEACHER_LOGITS_KEY].numpy(),
             reference.dense_relu_logits(teacher, x[index]),
-            rtol=1e-5, atol=1e-5,
+            rtol=1e-5,
+            atol=1e-5,
         )
         if with_weights:
             np.testing.assert_array_equal(element[2].numpy(), weights[index])
@@ -92,10 +98,12 @@ def test_softmax_teacher_is_read_through_its_logits():
     x, y = labelled_data()
     teacher = build_model(2, softmax=True)
     dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
-    (_, targets), = list(dataset)
+    ((_, targets),) = list(dataset)
     np.testing.assert_allclose(
-        targets[TEACHER_LOGITS_KEY].numpy(), reference.dense_relu_logits(teacher, x),
-        rtol=1e-5, atol=1e-5,
+        targets[TEACHER_LOGITS_KEY].numpy(),
+        reference.dense_relu_logits(teacher, x),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -106,19 +114,22 @@ def test_augmented_batch_is_what_teacher_and_student_both_see(kind):
     if kind == "layer":
         augmentation = keras.layers.GaussianNoise(0.5, seed=0)
     else:
-        augmentation = lambda images: images * tf.random.uniform(  # noqa: E731
-            (tf.shape(images)[0], 1), 0.5, 1.5
-        )
+
+        def augmentation(images):
+            scale = tf.random.uniform((tf.shape(images)[0], 1), 0.5, 1.5)
+            return images * scale
+
     dataset = online_soft_target_dataset(
         x, y, teacher, 16, shuffle=False, augmentation=augmentation
     )
     for start, (batch_x, targets) in zip(range(0, len(x), 16), dataset, strict=True):
         batch_x = batch_x.numpy()
-        assert not np.allclose(batch_x, x[start:start + 16])  # augmented
+        assert not np.allclose(batch_x, x[start : start + 16])  # augmented
         np.testing.assert_allclose(
             targets[TEACHER_LOGITS_KEY].numpy(),
             reference.dense_relu_logits(teacher, batch_x),
-            rtol=1e-5, atol=1e-5,
+            rtol=1e-5,
+            atol=1e-5,
         )
 
 
@@ -127,10 +138,12 @@ def test_teacher_augmentation_layers_do_not_veto_xla_or_change_logits():
     teacher = build_model(1, augment=True)
     assert inference_supports_jit(teacher)
     dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
-    (_, targets), = list(dataset)
+    ((_, targets),) = list(dataset)
     np.testing.assert_allclose(
-        targets[TEACHER_LOGITS_KEY].numpy(), teacher.predict(x, verbose=0),
-        rtol=1e-5, atol=1e-5,
+        targets[TEACHER_LOGITS_KEY].numpy(),
+        teacher.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 
@@ -143,8 +156,10 @@ def test_training_matches_the_teacher_inside_the_step(alpha, temperature):
         teacher, student = build_model(1, hidden=16), build_model(2)
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
         distiller.compile(
-            optimizer=keras.optimizers.SGD(0.1), alpha=alpha,
-            temperature=temperature, jit_compile=False,
+            optimizer=keras.optimizers.SGD(0.1),
+            alpha=alpha,
+            temperature=temperature,
+            jit_compile=False,
         )
         history = feed(distiller, teacher)
         return student.get_weights(), history.history
@@ -154,9 +169,9 @@ def test_training_matches_the_teacher_inside_the_step(alpha, temperature):
     )
     weights_pipeline, history_pipeline = train(
         lambda d, t: d.fit(
-            online_soft_target_dataset(x, y, t, 8, shuffle=False,
-                                       jit_compile=False),
-            epochs=2, verbose=0,
+            online_soft_target_dataset(x, y, t, 8, shuffle=False, jit_compile=False),
+            epochs=2,
+            verbose=0,
         )
     )
     for expected, actual in zip(weights_in_step, weights_pipeline, strict=True):
@@ -205,15 +220,26 @@ def test_auto_jit_leaves_a_convolutional_teacher_to_tf_on_cpu(
 
     x, y = labelled_data()
     keras.utils.set_random_seed(0)
-    middle = ([keras.layers.Reshape((FEATURES, 1)),
-               keras.layers.Conv1D(4, 3, padding="same"), keras.layers.Flatten()]
-              if convolutional else [keras.layers.Dense(4, activation="relu")])
-    teacher = keras.Sequential([keras.Input((FEATURES,)), *middle,
-                                keras.layers.Dense(CLASSES)])
+    middle = (
+        [
+            keras.layers.Reshape((FEATURES, 1)),
+            keras.layers.Conv1D(4, 3, padding="same"),
+            keras.layers.Flatten(),
+        ]
+        if convolutional
+        else [keras.layers.Dense(4, activation="relu")]
+    )
+    teacher = keras.Sequential(
+        [keras.Input((FEATURES,)), *middle, keras.layers.Dense(CLASSES)]
+    )
     monkeypatch.setattr(tf, "function", recording_function)
     dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
     monkeypatch.undo()
     assert compiled[0] is expected_jit
-    (_, targets), = list(dataset)
-    np.testing.assert_allclose(targets[TEACHER_LOGITS_KEY].numpy(),
-                               teacher.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+    ((_, targets),) = list(dataset)
+    np.testing.assert_allclose(
+        targets[TEACHER_LOGITS_KEY].numpy(),
+        teacher.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )

@@ -57,8 +57,10 @@ def build_cache(tmp_path, teacher=None, data=None, name="targets", **kwargs):
     data = data if data is not None else stream(indexed_x())
     kwargs.setdefault("examples_per_shard", PER_SHARD)
     path = tmp_path / name
-    return teacher, data, shards_lib.cache_soft_target_shards(
-        teacher, data, path, **kwargs
+    return (
+        teacher,
+        data,
+        shards_lib.cache_soft_target_shards(teacher, data, path, **kwargs),
     )
 
 
@@ -74,9 +76,7 @@ def test_streamed_cache_holds_the_teachers_logits_in_shards(tmp_path, dtype):
     np.testing.assert_allclose(all_logits(shards), expected, rtol=1e-3, atol=1e-5)
     assert sorted(os.listdir(tmp_path)) == ["targets"]  # no staging left
     names = sorted(os.listdir(tmp_path / "targets"))
-    assert names == ["index.json"] + [
-        f"shard-{i:05d}.logits.npy" for i in range(6)
-    ]
+    assert names == ["index.json"] + [f"shard-{i:05d}.logits.npy" for i in range(6)]
     last = np.load(tmp_path / "targets" / names[-1], mmap_mode="r")
     assert isinstance(last, np.memmap) and last.shape == (3, CLASSES)
     assert last.dtype == np.dtype(dtype)
@@ -85,12 +85,11 @@ def test_streamed_cache_holds_the_teachers_logits_in_shards(tmp_path, dtype):
     np.testing.assert_allclose(all_logits(shards), in_memory, rtol=1e-3, atol=1e-6)
 
 
-def test_matching_cache_is_reused_and_the_teacher_does_not_run(
-    tmp_path, monkeypatch
-):
+def test_matching_cache_is_reused_and_the_teacher_does_not_run(tmp_path, monkeypatch):
     teacher, data, _ = build_cache(tmp_path)
     index = tmp_path / "targets" / "index.json"
     before = os.stat(index)
+
     def no_teacher(model):
         raise AssertionError("the teacher ran")
 
@@ -115,8 +114,9 @@ def collect(dataset):
     return join(xs), join(ys), join(logits), join(weights)
 
 
-@pytest.mark.parametrize("with_labels, with_weights", [
-    (True, False), (True, True), (False, False)])
+@pytest.mark.parametrize(
+    "with_labels, with_weights", [(True, False), (True, True), (False, False)]
+)
 def test_training_batches_join_each_example_with_its_own_logits(
     tmp_path, with_labels, with_weights
 ):
@@ -128,8 +128,9 @@ def test_training_batches_join_each_example_with_its_own_logits(
     dataset = soft_target_shards_dataset(
         data, shards, batch_size=16, shuffle_buffer=32, seed=3
     )
-    expected_keys = [LABELS_KEY, TEACHER_LOGITS_KEY] if with_labels else [
-        TEACHER_LOGITS_KEY]
+    expected_keys = (
+        [LABELS_KEY, TEACHER_LOGITS_KEY] if with_labels else [TEACHER_LOGITS_KEY]
+    )
     assert sorted(dataset.element_spec[1]) == expected_keys
     assert len(dataset.element_spec) == (3 if with_weights else 2)
     orders = []
@@ -138,8 +139,10 @@ def test_training_batches_join_each_example_with_its_own_logits(
         order = batch_x[:, 0].astype(int)
         assert sorted(order) == list(range(COUNT))
         np.testing.assert_allclose(
-            logits, reference.dense_relu_logits(teacher, x[order]),
-            rtol=1e-5, atol=1e-5,
+            logits,
+            reference.dense_relu_logits(teacher, x[order]),
+            rtol=1e-5,
+            atol=1e-5,
         )
         if with_labels:
             np.testing.assert_array_equal(batch_y, y[order])
@@ -149,9 +152,7 @@ def test_training_batches_join_each_example_with_its_own_logits(
     # Shuffled across shards: the first batch draws from several shards.
     assert len(set(np.array(orders[0][:16]) // PER_SHARD)) > 1
     assert orders[0] != orders[1]
-    unshuffled = soft_target_shards_dataset(
-        data, shards, batch_size=16, shuffle=False
-    )
+    unshuffled = soft_target_shards_dataset(data, shards, batch_size=16, shuffle=False)
     assert collect(unshuffled)[0][:, 0].astype(int).tolist() == list(range(COUNT))
 
 
@@ -159,9 +160,7 @@ def test_partial_labels_pass_through(tmp_path):
     x, y = indexed_x(), labels()
     y[::4] = -1
     teacher, data, shards = build_cache(tmp_path, data=stream(x, y))
-    _, batch_y, _, _ = collect(
-        soft_target_shards_dataset(data, shards, shuffle=False)
-    )
+    _, batch_y, _, _ = collect(soft_target_shards_dataset(data, shards, shuffle=False))
     np.testing.assert_array_equal(batch_y, y)
 
 
@@ -202,7 +201,10 @@ def test_two_workers_merged_equal_one_process_byte_for_byte(tmp_path):
     parts = []
     for worker in range(2):
         _, _, part = build_cache(
-            tmp_path, teacher=teacher, data=data, name=f"part{worker}",
+            tmp_path,
+            teacher=teacher,
+            data=data,
+            name=f"part{worker}",
             shard=(worker, 2),
         )
         computed = [entry["id"] for entry in part.index["shards"]]
@@ -229,9 +231,7 @@ def test_merge_refuses_missing_or_disagreeing_parts(tmp_path):
         tmp_path, teacher=teacher, data=other, name="p1", shard=(1, 2)
     )
     with pytest.raises(cache.StaleSoftTargetsError, match="disagrees"):
-        shards_lib.merge_soft_target_shards(
-            [part0.path, part1.path], tmp_path / "m"
-        )
+        shards_lib.merge_soft_target_shards([part0.path, part1.path], tmp_path / "m")
     assert not os.path.exists(tmp_path / "m")
 
 
@@ -257,9 +257,17 @@ def damage(path, how):
         raise AssertionError(how)
 
 
-@pytest.mark.parametrize("how", [
-    "missing-shard", "truncated-shard", "edited-shard", "garbage-index",
-    "empty-index", "dropped-shard-from-index"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "missing-shard",
+        "truncated-shard",
+        "edited-shard",
+        "garbage-index",
+        "empty-index",
+        "dropped-shard-from-index",
+    ],
+)
 def test_damaged_cache_is_detected_and_recomputed(tmp_path, how):
     teacher, data, shards = build_cache(tmp_path)
     truth = all_logits(shards)
@@ -301,9 +309,7 @@ def test_other_data_order_or_teacher_is_stale(tmp_path, change):
 
 
 def test_top_k_cache_stores_k_logits_their_classes_and_the_tail(tmp_path):
-    teacher, data, shards = build_cache(
-        tmp_path, top_k=3, temperature=2.0
-    )
+    teacher, data, shards = build_cache(tmp_path, top_k=3, temperature=2.0)
     full = reference.dense_relu_logits(teacher, indexed_x())
     values, indices, tail = topk.top_k_targets(full, 3, 2.0)
     stored = shards.stored(np.arange(COUNT))
@@ -318,16 +324,13 @@ def test_top_k_cache_stores_k_logits_their_classes_and_the_tail(tmp_path):
         {k: np.concatenate([b[1][k] for b in batches]) for k in batches[0][1]}
     )
     assert labels is None and isinstance(targets, TopKTargets)
-    np.testing.assert_array_equal(
-        targets.values, stored["values"].astype("float32")
-    )
+    np.testing.assert_array_equal(targets.values, stored["values"].astype("float32"))
     np.testing.assert_array_equal(targets.indices, indices)
     np.testing.assert_array_equal(targets.tail, stored["tail"])
     np.testing.assert_array_equal(targets.temperature, np.full(COUNT, 2.0))
     # expand_top_k=True: full logits with the tail spread evenly.
     _, _, logits, _ = collect(
-        soft_target_shards_dataset(data, shards, shuffle=False,
-                                   expand_top_k=True)
+        soft_target_shards_dataset(data, shards, shuffle=False, expand_top_k=True)
     )
     np.testing.assert_allclose(
         logits,
@@ -369,8 +372,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     }
     if "data" in kwargs:
         kwargs = {"data": special[kwargs["data"]]}
-    arguments = {"teacher": build_teacher(), "data": data,
-                 "path": tmp_path / "targets"}
+    arguments = {"teacher": build_teacher(), "data": data, "path": tmp_path / "targets"}
     arguments.update(kwargs)
     with pytest.raises(error, match=word) as raised:
         shards_lib.cache_soft_target_shards(**arguments)
@@ -424,9 +426,11 @@ def test_parse_shard():
 
 def test_stream_that_reshuffles_between_passes_is_refused(tmp_path):
     x = indexed_x()
-    data = tf.data.Dataset.from_tensor_slices(x).shuffle(
-        COUNT, seed=1, reshuffle_each_iteration=True
-    ).batch(7)
+    data = (
+        tf.data.Dataset.from_tensor_slices(x)
+        .shuffle(COUNT, seed=1, reshuffle_each_iteration=True)
+        .batch(7)
+    )
     teacher, data, shards = build_cache(tmp_path, data=data)
     with pytest.raises(cache.StaleSoftTargetsError, match="data order"):
         soft_target_shards_dataset(data, shards)
@@ -464,9 +468,7 @@ def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
         return initial, student.get_weights(), history.history
 
     initial, streamed, streamed_history = train(
-        soft_target_shards_dataset(
-            data, shards, batch_size=16, shuffle=False
-        )
+        soft_target_shards_dataset(data, shards, batch_size=16, shuffle=False)
     )
     _, in_memory, in_memory_history = train(
         dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, shuffle=False)

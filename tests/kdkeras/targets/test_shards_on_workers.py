@@ -22,11 +22,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 
 def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
     keras.utils.set_random_seed(1)
-    teacher = keras.Sequential([
-        keras.Input((6,)),
-        keras.layers.Dense(16, activation="relu"),
-        keras.layers.Dense(10),
-    ])
+    teacher = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
     x = np.random.default_rng(0).standard_normal((53, 6)).astype("float32")
     workers = tmp_path / "workers"
     workers.mkdir()
@@ -36,9 +38,10 @@ def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", ROOT)
     output = io.StringIO()
     code = launch.launch(
-        [sys.executable, os.path.join(HERE, "cache_on_workers.py"),
-         str(workers)],
-        workers=2, timeout=600, output=output,
+        [sys.executable, os.path.join(HERE, "cache_on_workers.py"), str(workers)],
+        workers=2,
+        timeout=600,
+        output=output,
     )
     assert code == 0, output.getvalue()[-3000:]
     reports = {}
@@ -50,14 +53,20 @@ def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
     assert sorted(reports) == ["[worker 0", "[worker 1"]
     for report in reports.values():
         assert report == {
-            "path": "targets", "shards": [0, 1, 2, 3, 4, 5], "examples": 53,
+            "path": "targets",
+            "shards": [0, 1, 2, 3, 4, 5],
+            "examples": 53,
         }
     # The parts are gone once merged; nothing half-written is left.
     assert sorted(os.listdir(workers)) == ["targets", "teacher.keras", "x.npy"]
 
     data = tf.data.Dataset.from_tensor_slices(x).batch(7)
     cache_soft_target_shards(
-        teacher, data, tmp_path / "single", top_k=3, temperature=2.0,
+        teacher,
+        data,
+        tmp_path / "single",
+        top_k=3,
+        temperature=2.0,
         examples_per_shard=10,
     )
     names = sorted(os.listdir(tmp_path / "single"))
@@ -86,11 +95,18 @@ def test_auto_without_tf_config_is_one_process(tmp_path, monkeypatch):
 
 
 def test_auto_on_an_evaluator_task_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("TF_CONFIG", json.dumps({
-        "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"],
-                    "evaluator": ["127.0.0.1:3"]},
-        "task": {"type": "evaluator", "index": 0},
-    }))
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps(
+            {
+                "cluster": {
+                    "worker": ["127.0.0.1:1", "127.0.0.1:2"],
+                    "evaluator": ["127.0.0.1:3"],
+                },
+                "task": {"type": "evaluator", "index": 0},
+            }
+        ),
+    )
     teacher, data = _small_case()
     with pytest.raises(ValueError, match="chief or worker") as raised:
         cache_soft_target_shards(teacher, data, tmp_path / "a", shard="auto")

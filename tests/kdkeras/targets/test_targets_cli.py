@@ -4,10 +4,10 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 from kdkeras.targets import cli
 from kdkeras.targets import shards
 
@@ -18,9 +18,7 @@ CLASSES = 7
 @pytest.fixture
 def files(tmp_path):
     keras.utils.set_random_seed(0)
-    teacher = keras.Sequential(
-        [keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)]
-    )
+    teacher = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
     teacher.save(tmp_path / "teacher.keras")
     x = np.random.default_rng(0).standard_normal((41, FEATURES)).astype("float32")
     np.save(tmp_path / "x.npy", x)
@@ -29,9 +27,16 @@ def files(tmp_path):
 
 def values(**overrides):
     result = {
-        "teacher": None, "inputs": None, "output": None, "batch-size": 8,
-        "dtype": None, "top-k": None, "temperature": None,
-        "examples-per-shard": 10, "shard": None, "merge": None,
+        "teacher": None,
+        "inputs": None,
+        "output": None,
+        "batch-size": 8,
+        "dtype": None,
+        "top-k": None,
+        "temperature": None,
+        "examples-per-shard": 10,
+        "shard": None,
+        "merge": None,
         "on-stale": "recompute",
     }
     result.update(overrides)
@@ -40,13 +45,13 @@ def values(**overrides):
 
 def test_two_workers_then_merge_equal_one_process(files):
     folder, teacher, x = files
-    common = dict(
-        teacher=str(folder / "teacher.keras"), inputs=str(folder / "x.npy")
-    )
+    common = dict(teacher=str(folder / "teacher.keras"), inputs=str(folder / "x.npy"))
     assert cli.run(values(output=str(folder / "one"), **common)) == 0
     for worker in range(2):
-        assert cli.run(values(
-            output=str(folder / "part"), shard=f"{worker}/2", **common)) == 0
+        assert (
+            cli.run(values(output=str(folder / "part"), shard=f"{worker}/2", **common))
+            == 0
+        )
     parts = [str(folder / "part.0-of-2"), str(folder / "part.1-of-2")]
     assert cli.run(values(merge=parts, output=str(folder / "merged"))) == 0
     names = sorted(os.listdir(folder / "one"))
@@ -57,8 +62,10 @@ def test_two_workers_then_merge_equal_one_process(files):
         ).read_bytes()
     merged = shards.load_soft_target_shards(folder / "merged", teacher)
     np.testing.assert_allclose(
-        merged.logits(np.arange(41)), teacher.predict(x, verbose=0),
-        rtol=1e-5, atol=1e-6,
+        merged.logits(np.arange(41)),
+        teacher.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -76,13 +83,12 @@ def test_two_workers_then_merge_equal_one_process(files):
 def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
     folder, _, _ = files
     arguments = values(
-        teacher=str(folder / "teacher.keras"), inputs=str(folder / "x.npy"),
+        teacher=str(folder / "teacher.keras"),
+        inputs=str(folder / "x.npy"),
         output=str(folder / "out"),
     )
     for name, value in overrides.items():
-        arguments[name] = (
-            str(folder / value) if name == "inputs" and value else value
-        )
+        arguments[name] = str(folder / value) if name == "inputs" and value else value
     assert cli.run(arguments) == code
     error = capsys.readouterr().err
     assert error.startswith("kdkeras.targets.cli: error: ") and word in error
@@ -93,14 +99,25 @@ def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
 def test_process_exit_codes_and_stale_check(files):
     folder, _, x = files
     base = [
-        sys.executable, "-m", "kdkeras.targets.cli",
-        f"--teacher={folder / 'teacher.keras'}", f"--inputs={folder / 'x.npy'}",
-        f"--output={folder / 'out'}", "--examples-per-shard=10",
+        sys.executable,
+        "-m",
+        "kdkeras.targets.cli",
+        f"--teacher={folder / 'teacher.keras'}",
+        f"--inputs={folder / 'x.npy'}",
+        f"--output={folder / 'out'}",
+        "--examples-per-shard=10",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    assert cli.run(values(
-        teacher=str(folder / "teacher.keras"), inputs=str(folder / "x.npy"),
-        output=str(folder / "out"))) == 0
+    assert (
+        cli.run(
+            values(
+                teacher=str(folder / "teacher.keras"),
+                inputs=str(folder / "x.npy"),
+                output=str(folder / "out"),
+            )
+        )
+        == 0
+    )
     np.save(folder / "x.npy", x[::-1].copy())  # other data order
     stale = subprocess.run(
         base + ["--on-stale=error"], capture_output=True, text=True, env=env

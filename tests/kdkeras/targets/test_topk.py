@@ -33,7 +33,8 @@ def test_dense_logits_keep_the_top_k_and_spread_the_rest_evenly():
     np.testing.assert_allclose(p_dense[rows, top], p[rows, top], rtol=1e-5)
     rest_mass = p[rows, rest].sum(axis=1, keepdims=True)
     np.testing.assert_allclose(
-        p_dense[rows, rest], np.broadcast_to(rest_mass / (classes - k), rest.shape),
+        p_dense[rows, rest],
+        np.broadcast_to(rest_mass / (classes - k), rest.shape),
         rtol=1e-4,
     )
 

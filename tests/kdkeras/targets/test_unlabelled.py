@@ -1,18 +1,18 @@
 """Soft-target datasets without labels and with partial labels (issue 19)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras
 import kdkeras
-from tests import reference
 from kdkeras.targets import cache
 from kdkeras.targets import dataset
 from kdkeras.targets import online
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.batch import split_targets
+from tests import reference
 
 FEATURES = 6
 CLASSES = 4
@@ -47,9 +47,7 @@ def build(kind, x, y, teacher, **kwargs):
     if kind == "cached":
         logits = cache.compute_soft_targets(teacher, x)
         return dataset.soft_target_dataset(x, y, logits, **kwargs)
-    return online.online_soft_target_dataset(
-        x, y, teacher, jit_compile=False, **kwargs
-    )
+    return online.online_soft_target_dataset(x, y, teacher, jit_compile=False, **kwargs)
 
 
 @pytest.mark.parametrize("kind", ["cached", "online"])
@@ -58,7 +56,12 @@ def test_unlabelled_batches_carry_only_the_teachers_logits(kind, with_weights):
     x, teacher = indexed_x(), build_model(2)
     weights = np.linspace(0.5, 1.5, len(x)).astype("float32")
     data = build(
-        kind, x, None, teacher, batch_size=8, seed=3,
+        kind,
+        x,
+        None,
+        teacher,
+        batch_size=8,
+        seed=3,
         sample_weight=weights if with_weights else None,
     )
     spec = data.element_spec
@@ -74,8 +77,10 @@ def test_unlabelled_batches_carry_only_the_teachers_logits(kind, with_weights):
         index = batch_x[:, 0].astype(int)
         seen.extend(index)
         np.testing.assert_allclose(
-            logits.numpy(), reference.dense_relu_logits(teacher, x[index]),
-            rtol=1e-5, atol=1e-5,
+            logits.numpy(),
+            reference.dense_relu_logits(teacher, x[index]),
+            rtol=1e-5,
+            atol=1e-5,
         )
         if with_weights:
             np.testing.assert_array_equal(element[2].numpy(), weights[index])
@@ -94,8 +99,10 @@ def test_partial_labels_pass_through_with_their_marker(kind):
         np.testing.assert_array_equal(batch_labels.numpy(), y[index])
         labels.extend(batch_labels.numpy())
         np.testing.assert_allclose(
-            logits.numpy(), reference.dense_relu_logits(teacher, x[index]),
-            rtol=1e-5, atol=1e-5,
+            logits.numpy(),
+            reference.dense_relu_logits(teacher, x[index]),
+            rtol=1e-5,
+            atol=1e-5,
         )
     assert labels.count(UNLABELLED) == (y == UNLABELLED).sum() > 0
 
@@ -109,9 +116,7 @@ def test_distiller_trains_on_soft_targets_alone(kind, labels):
     data = build(kind, x, y, teacher, batch_size=16, seed=5)
     student = build_model(7)
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
-    distiller.compile(
-        optimizer=keras.optimizers.SGD(0.05), alpha=0.0, temperature=2.0
-    )
+    distiller.compile(optimizer=keras.optimizers.SGD(0.05), alpha=0.0, temperature=2.0)
     before = distiller.evaluate(data, verbose=0, return_dict=True)
     history = distiller.fit(data, epochs=3, verbose=0).history
     after = distiller.evaluate(data, verbose=0, return_dict=True)

@@ -13,7 +13,9 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "..")))
+sys.path.insert(
+    0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,7 +33,9 @@ def mlp(width, seed):
     return keras.Sequential(
         [
             keras.Input((FEATURES,)),
-            keras.layers.Dense(width, activation="relu", kernel_initializer=initializer),
+            keras.layers.Dense(
+                width, activation="relu", kernel_initializer=initializer
+            ),
             keras.layers.Dense(CLASSES, kernel_initializer=initializer),
         ]
     )
@@ -123,8 +127,13 @@ def main():
             )
         )
     fit_arguments = dict(
-        x=x, y=y, batch_size=args.batch, epochs=args.epochs,
-        shuffle=False, callbacks=callbacks, verbose=0,
+        x=x,
+        y=y,
+        batch_size=args.batch,
+        epochs=args.epochs,
+        shuffle=False,
+        callbacks=callbacks,
+        verbose=0,
     )
     # The hook Distiller.fit applies (multi-worker, or a mid-epoch backup).
     if multi_worker.needs_multi_worker_fit(strategy, callbacks):
@@ -142,7 +151,9 @@ def main():
         os.replace(temporary, path)
         with open(os.path.join(args.out, "history.json"), "w") as file:
             json.dump(history.history, file)
-    print("done", json.dumps({k: v[-1] for k, v in history.history.items()}), flush=True)
+    print(
+        "done", json.dumps({k: v[-1] for k, v in history.history.items()}), flush=True
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,9 @@ def wait_for_file(path, process, timeout):
         if os.path.exists(path):
             return
         if process.poll() is not None:
-            raise AssertionError(f"process exited with {process.returncode} before writing {path}")
+            raise AssertionError(
+                f"process exited with {process.returncode} before writing {path}"
+            )
         time.sleep(0.2)
     raise AssertionError(f"{path} not written within {timeout} s")
 
