@@ -6,16 +6,15 @@ never how fast anything runs (that is benchmarks/inference_latency.py).
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
 from export import report as report_lib
+from tests.export.report_cli import run_report
+from tests.export.report_cli import write_text
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = [
     "--min-time",
     "0.02",
@@ -56,35 +55,16 @@ def inputs(tmp_path_factory):
     return paths
 
 
-def _run(arguments, timeout=600):
-    environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "export.report", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment,
-        timeout=timeout,
-    )
-
-
-def _write(folder, name, text):
-    path = os.path.join(folder, name)
-    with open(path, "w") as handle:
-        handle.write(text)
-    return path
-
-
 @pytest.fixture(scope="module")
 def violated(inputs):
     """One full run whose budget cannot be met (p99 under a nanosecond)."""
-    budget = _write(
+    budget = write_text(
         inputs["folder"],
         "strict.yaml",
         "max_p99_ms: {1: 0.000001}\nmin_accuracy: 0.5\nformats: [onnx]\n",
     )
     output = os.path.join(inputs["folder"], "strict_report")
-    completed = _run(
+    completed = run_report(
         [
             "--teacher",
             inputs["teacher"],
@@ -236,13 +216,13 @@ def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
 
 
 def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
-    budget = _write(
+    budget = write_text(
         inputs["folder"],
         "loose.json",
         json.dumps({"max_p99_ms": 10000, "max_size_mb": 100, "min_accuracy": 0.0}),
     )
     output = os.path.join(inputs["folder"], "loose_report")
-    completed = _run(
+    completed = run_report(
         [
             "--teacher",
             inputs["teacher"],
@@ -311,11 +291,11 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
     extra = list(extra)
     for i, value in enumerate(extra):
         if value.startswith("BUDGET:"):
-            extra[i] = _write(str(tmp_path), "budget.yaml", value[len("BUDGET:") :])
+            extra[i] = write_text(str(tmp_path), "budget.yaml", value[len("BUDGET:") :])
         if value == "RELEASE":
             extra[i] = str(tmp_path / "release")
     output = str(tmp_path / "never")
-    completed = _run(
+    completed = run_report(
         [
             "--teacher",
             inputs["teacher"],
@@ -337,7 +317,7 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
 
 
 def test_missing_teacher_is_usage_error(inputs, tmp_path):
-    completed = _run(
+    completed = run_report(
         ["--teacher", str(tmp_path / "absent.keras"), "--student", inputs["student"]],
         timeout=120,
     )

@@ -6,14 +6,14 @@ fast anything runs.
 
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.export.report_cli import run_report
+from tests.export.report_cli import write_text
+
 FAST = [
     "--min-time",
     "0.02",
@@ -64,25 +64,6 @@ def inputs(tmp_path_factory):
     return paths
 
 
-def _run(arguments, timeout=900):
-    environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "export.report", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=environment,
-        timeout=timeout,
-    )
-
-
-def _budget(folder, name, text):
-    path = os.path.join(folder, name)
-    with open(path, "w") as handle:
-        handle.write(text)
-    return path
-
-
 def _one_error_line(completed):
     lines = [line for line in completed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("export.report: error:"), (
@@ -93,7 +74,7 @@ def _one_error_line(completed):
 
 def test_default_data_that_does_not_fit_exits_2_before_any_work(inputs, tmp_path):
     output = str(tmp_path / "report")
-    completed = _run(
+    completed = run_report(
         [
             "--teacher",
             inputs["teacher"],
@@ -126,13 +107,13 @@ def test_lambda_model_needs_unsafe_and_leaves_nothing_behind(inputs, tmp_path):
         "keras,onnx",
         *FAST,
     ]
-    completed = _run(arguments, timeout=300)
+    completed = run_report(arguments, timeout=300)
     assert completed.returncode == 2, completed.stderr
     line = _one_error_line(completed)
     assert "pass --unsafe" in line
     assert "only if you trust the file" in line
     assert not os.path.exists(output)  # no empty artifacts/ folder
-    completed = _run(arguments + ["--unsafe"])
+    completed = run_report(arguments + ["--unsafe"])
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "safe_mode=False (--unsafe)" in completed.stderr  # the warning, as in to_*
     with open(os.path.join(output, "report.json")) as handle:
@@ -149,14 +130,14 @@ def test_lambda_model_needs_unsafe_and_leaves_nothing_behind(inputs, tmp_path):
 @pytest.fixture(scope="module")
 def released(inputs):
     """Two candidates x (onnx, tflite_int8, onnx_int8), chosen by size."""
-    budget = _budget(
+    budget = write_text(
         inputs["folder"],
         "select.yaml",
         "min_accuracy: 0.0\nmax_p99_ms: 10000\nminimise: size_mb\n",
     )
     output = os.path.join(inputs["folder"], "report")
     release = os.path.join(inputs["folder"], "release")
-    completed = _run(
+    completed = run_report(
         [
             "--teacher",
             inputs["teacher"],
@@ -271,11 +252,11 @@ def test_the_release_is_the_smallest_variant_and_release_json_says_why(released)
 
 
 def test_no_variant_meeting_the_budget_exits_1_and_releases_nothing(inputs, tmp_path):
-    budget = _budget(
+    budget = write_text(
         str(tmp_path), "strict.yaml", "max_p99_ms: {1: 0.000001}\nminimise: size_mb\n"
     )
     release = str(tmp_path / "release")
-    completed = _run(
+    completed = run_report(
         [
             "--teacher",
             inputs["teacher"],
