@@ -20,6 +20,10 @@ Core variants (the issue's goals are checked on these):
                      tf.data pipeline instead of inside the step
   kdkeras_cached     kdkeras.Distiller on cached soft targets
                      (kdkeras.soft_targets.soft_target_dataset)
+  kdkeras_cached_streamed
+                     kdkeras.Distiller on the streamed, sharded cache
+                     (kdkeras.cache_soft_target_shards over a tf.data stream
+                     of the same arrays, then soft_target_shards_dataset)
 Extra variants (`--variants=all`, or list them): see `VARIANTS` below.
 "forcexla" variants set the private `model._jit_compile = True` after
 `compile`: Keras turns `jit_compile=True` into False (with a warning) for any
@@ -28,12 +32,15 @@ model holding a layer with `supports_jit=False`, and the paper teacher's
 teacher's inference-mode forward pass, which XLA compiles fine.
 
 Goals: kdkeras online (either online variant) >= 1.30x keras_distillation; kdkeras_cached >= 1.8x
-keras_distillation and >= 0.9x the fastest plain-fit variant.
+keras_distillation and >= 0.9x the fastest plain-fit variant (issue 3);
+kdkeras_cached_streamed >= 0.9x kdkeras_cached, same run (issue 18).
 
 Usage:
   .venv/bin/python -m benchmarks.train_throughput                  # 20k examples
   .venv/bin/python -m benchmarks.train_throughput --examples=60000 --repeats=5
   .venv/bin/python -m benchmarks.train_throughput --variants=all
+  .venv/bin/python -m benchmarks.train_throughput \
+      --variants=kdkeras_cached,kdkeras_cached_streamed --repeats=7
   .venv/bin/python -m benchmarks.train_throughput --quick          # smoke test
 """
 
@@ -71,6 +78,12 @@ flags.DEFINE_integer(
     "CPU column measures work per sample with little sensitivity to other "
     "processes on a shared machine.",
 )
+flags.DEFINE_integer(
+    "stream-batch-size",
+    1024,
+    "kdkeras_cached_streamed: examples per batch of the input stream the "
+    "sharded cache is built from and joined with.",
+)
 flags.DEFINE_bool("verbose", False, "Show tracebacks on errors.")
 
 CORE = (
@@ -80,6 +93,7 @@ CORE = (
     "kdkeras_online",
     "kdkeras_online_pipelined",
     "kdkeras_cached",
+    "kdkeras_cached_streamed",
 )
 # name: (kind, description)
 VARIANTS = {
@@ -126,6 +140,11 @@ VARIANTS = {
     "kdkeras_cached": (
         "cached",
         "kdkeras.Distiller, cached logits, soft_target_dataset, jit 'auto'",
+    ),
+    "kdkeras_cached_streamed": (
+        "cached",
+        "kdkeras.Distiller, streamed sharded cache, soft_target_shards_dataset "
+        "over a tf.data stream of input batches, jit 'auto'",
     ),
     "kdkeras_cached_nojit": (
         "cached",
@@ -174,6 +193,8 @@ def _command(examples, repeats, names):
         f"--steps-per-execution={FLAGS['steps-per-execution'].value}",
         f"--threads={FLAGS.threads}",
     ]
+    if "kdkeras_cached_streamed" in names:
+        arguments.append(f"--stream-batch-size={FLAGS['stream-batch-size'].value}")
     return ".venv/bin/python -m benchmarks.train_throughput " + (
         " ".join(shlex.quote(a) for a in arguments)
     )
@@ -249,12 +270,18 @@ def _force_xla(model):
     model.train_function = None
 
 
-def _setup(name, x, y, teacher_logits):
-    """Builds and compiles variant `name`; returns (model, fit arguments)."""
+def _setup(name, x, y, cached):
+    """Builds and compiles variant `name`; returns (model, fit arguments).
+
+    `cached`: `{"logits": in-memory cache, "stream": the input stream,
+    "shards": the sharded cache of that stream}`.
+    """
     import keras
 
     import kdkeras
     from kdkeras import soft_targets
+
+    teacher_logits = cached["logits"]
 
     keras.utils.set_random_seed(0)
     teacher, student = _models()
@@ -324,6 +351,15 @@ def _setup(name, x, y, teacher_logits):
         return distiller, {
             "x": _slices_dataset(x, y, teacher_logits, batch_size, seed=0)
         }
+    if name == "kdkeras_cached_streamed":
+        dataset = kdkeras.soft_target_shards_dataset(
+            cached["stream"],
+            cached["shards"],
+            batch_size=batch_size,
+            shuffle=True,
+            seed=0,
+        )
+        return distiller, {"x": dataset}
     dataset = soft_targets.soft_target_dataset(
         x, y, teacher_logits, batch_size=batch_size, shuffle=True, seed=0
     )
@@ -419,15 +455,54 @@ def run():
         raise ValueError(f"--batch-size must be >= 1, got {FLAGS['batch-size'].value}")
     if FLAGS.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {FLAGS.threads}")
+    if FLAGS["stream-batch-size"].value < 1:
+        raise ValueError(
+            f"--stream-batch-size must be >= 1, got {FLAGS['stream-batch-size'].value}"
+        )
 
     import tensorflow as tf
 
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
         tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-    import keras
+    with tempfile.TemporaryDirectory() as folder:
+        _run_in(folder, examples, repeats, names)
 
+
+def _caches(folder, teacher, x, y, names):
+    """The in-memory and (if a variant needs it) the sharded cache of x.
+
+    Returns `(cached, seconds)`: the `_setup` argument, and the one-off
+    seconds of building each cache.
+    """
+    import tensorflow as tf
+
+    import kdkeras
     from kdkeras import soft_targets
+
+    start = time.perf_counter()
+    cached = {
+        "logits": soft_targets.cache_soft_targets(
+            teacher, x, os.path.join(folder, "targets.npz"), batch_size=1024
+        )
+    }
+    seconds = {"in-memory": time.perf_counter() - start}
+    if "kdkeras_cached_streamed" in names:
+        start = time.perf_counter()
+        cached["stream"] = tf.data.Dataset.from_tensor_slices((x, y)).batch(
+            FLAGS["stream-batch-size"].value
+        )
+        cached["shards"] = kdkeras.cache_soft_target_shards(
+            teacher, cached["stream"], os.path.join(folder, "shards")
+        )
+        seconds["sharded"] = time.perf_counter() - start
+    return cached, seconds
+
+
+def _run_in(folder, examples, repeats, names):
+    import keras
+    import tensorflow as tf
+
     from models import data
 
     load_before = os.getloadavg()
@@ -436,17 +511,12 @@ def run():
     # One-off cost of the cached variants: the teacher's forward over x.
     keras.utils.set_random_seed(0)
     teacher, _ = _models()
-    with tempfile.TemporaryDirectory() as folder:
-        start = time.perf_counter()
-        teacher_logits = soft_targets.cache_soft_targets(
-            teacher, x, os.path.join(folder, "targets.npz"), batch_size=1024
-        )
-        cache_seconds = time.perf_counter() - start
+    cached, cache_seconds = _caches(folder, teacher, x, y, names)
 
     setups = {}
     for name in names:
         start = time.perf_counter()
-        model, fit_arguments = _setup(name, x, y, teacher_logits)
+        model, fit_arguments = _setup(name, x, y, cached)
         _epoch_seconds(model, fit_arguments)  # warm-up: trace / compile
         setups[name] = (model, fit_arguments)
         print(
@@ -507,8 +577,14 @@ def run():
     )
     print(
         f"Cached soft targets: teacher forward over {examples} examples "
-        f"(batch 1024, one-off) took {cache_seconds:.2f} s."
+        f"(batch 1024, one-off) took {cache_seconds['in-memory']:.2f} s."
     )
+    if "sharded" in cache_seconds:
+        print(
+            "Streamed sharded cache (cache_soft_target_shards over a stream of "
+            f"batches of {FLAGS['stream-batch-size'].value}, one-off): "
+            f"{cache_seconds['sharded']:.2f} s."
+        )
     print()
     print(
         "samples/s: median and best epoch (wall clock); CPU: median samples "
@@ -555,6 +631,16 @@ def run():
                 "kdkeras_cached within 10% of the fastest plain fit",
                 "kdkeras_cached",
                 fastest_plain,
+                0.90,
+            )
+        )
+    if "kdkeras_cached" in names and "kdkeras_cached_streamed" in names:
+        in_memory = {w: statistic[w]["kdkeras_cached"] for w in statistic}
+        goals.append(
+            (
+                "kdkeras_cached_streamed >= 0.90x kdkeras_cached (same run)",
+                "kdkeras_cached_streamed",
+                in_memory,
                 0.90,
             )
         )

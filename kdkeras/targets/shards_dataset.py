@@ -3,7 +3,9 @@
 `soft_target_shards_dataset` streams the inputs again and joins every
 example with the logits the cache holds for its position in the stream (one
 contiguous read per input batch), then shuffles the examples with their
-logits in a buffer that spans shard boundaries, re-batches and prefetches:
+logits within windows of consecutive examples that span shard boundaries
+(`shuffled_batches`: whole batches gathered at once, no per-example
+`tf.data` element), re-batches and prefetches:
 batches `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`, as from the in-memory
 cache (`kdkeras.targets.dataset`), or for a top-k cache the top-k targets
 (`kdkeras.targets.batch`), which the Distiller trains on exactly.
@@ -22,8 +24,9 @@ from kdkeras.targets.batch import TEACHER_TEMPERATURE_KEY
 from kdkeras.targets.batch import TEACHER_TOP_K_INDICES_KEY
 from kdkeras.targets.batch import TEACHER_TOP_K_VALUES_KEY
 from kdkeras.targets.cache import StaleSoftTargetsError
-from kdkeras.targets.shards import SoftTargetShards
-from kdkeras.targets.shards import check_stream_matches
+from kdkeras.targets.shard_index import check_stream_matches
+from kdkeras.targets.shard_reader import SoftTargetShards
+from kdkeras.targets.shards import check_positive_int
 from kdkeras.targets.stream import check_stream
 from kdkeras.targets.stream import is_tf_dataset
 
@@ -67,8 +70,9 @@ def soft_target_shards_dataset(
 
     `data` is streamed again; every example is joined with the logits the
     cache holds for its position in the stream, then examples are shuffled
-    with a buffer of `shuffle_buffer` (reshuffled every epoch; the buffer
-    spans shard boundaries), re-batched and prefetched. Logits are read from
+    within windows of `shuffle_buffer` consecutive examples (reshuffled
+    every epoch; a window spans shard and input-batch boundaries, see
+    `shuffled_batches`), batched and prefetched. Logits are read from
     the shard files as float32. A top-k cache yields its top-k targets
     instead of `TEACHER_LOGITS_KEY` (`TEACHER_TOP_K_VALUES_KEY`,
     `TEACHER_TOP_K_INDICES_KEY`, `TEACHER_TAIL_KEY` and the cache's
@@ -88,8 +92,9 @@ def soft_target_shards_dataset(
             is first streamed once (no teacher) to check every shard's
             inputs: a stream whose order changes between passes is refused.
         batch_size: Positive int.
-        shuffle: Whether to shuffle (with the buffer) every epoch.
-        shuffle_buffer: Positive int, examples held for shuffling.
+        shuffle: Whether to shuffle (within windows) every epoch.
+        shuffle_buffer: Positive int, examples per shuffled window (held in
+            memory together; rounded up to a multiple of `batch_size`).
         seed: Optional shuffle seed.
         augmentation: Must be `None` (see `kdkeras.targets.augmentation`).
         student: Optional student, checked for random augmentation layers.
@@ -138,15 +143,8 @@ def soft_target_shards_dataset(
             f"`shards` {shards.path!r} holds one worker's part only: join "
             "the parts with merge_soft_target_shards."
         )
-    if shuffle and (
-        isinstance(shuffle_buffer, bool)
-        or not isinstance(shuffle_buffer, (int, np.integer))
-        or shuffle_buffer < 1
-    ):
-        raise ValueError(
-            "`shuffle_buffer` must be a positive int. "
-            f"Received: shuffle_buffer={shuffle_buffer!r}"
-        )
+    if shuffle:
+        shuffle_buffer = check_positive_int(shuffle_buffer, "shuffle_buffer")
     check_stream(data)
     if shards.verified_for is not data:
         check_stream_matches(shards.path, shards.index, data)
@@ -246,12 +244,12 @@ def soft_target_shards_dataset(
         return parts["x"], targets
 
     dataset = dataset.map(attach, num_parallel_calls=tf.data.AUTOTUNE)
-    dataset = dataset.unbatch()
     if shuffle:
-        dataset = dataset.shuffle(
-            int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True
+        dataset = shuffled_batches(
+            dataset, batch_size, shuffle_buffer, seed, drop_remainder
         )
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    else:  # Whole batches are sliced and joined (no per-example elements).
+        dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
     dataset = dataset.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     # The number of batches is known: Keras shows progress, and a stream
     # that yields another number of examples fails instead of training.
@@ -260,3 +258,61 @@ def soft_target_shards_dataset(
         batches += 1
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(batches))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def shuffled_batches(dataset, batch_size, window, seed, drop_remainder=False):
+    """Batches of a dataset of batches, shuffled within windows of examples.
+
+    The batches are regrouped into windows of `window` consecutive examples
+    rounded up to a multiple of `batch_size` (the last window fewer); each
+    window is permuted with a permutation drawn anew every epoch
+    (deterministic for a given `seed`) and cut into batches, each gathered
+    from the window at once. The examples of a window, which may span shards
+    and input batches, come out in a random order, with no per-example
+    `tf.data` element and no copy of the permuted window.
+
+    Args:
+        dataset: A `tf.data.Dataset` of batches (any nested structure whose
+            leaves share their first dimension).
+        batch_size: Positive int.
+        window: Positive int, examples shuffled together.
+        seed: Optional int seed.
+        drop_remainder: Drop the last incomplete batch.
+
+    Returns:
+        A `tf.data.Dataset` of batches.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> batches = tf.data.Dataset.range(10).batch(4)
+    >>> shuffled = shuffled_batches(batches, 2, 5, seed=1)
+    >>> [sorted(b.numpy().tolist()) for b in shuffled][-1]  # the last window
+    [8, 9]
+    >>> sorted(tf.concat(list(shuffled), 0).numpy().tolist()) == list(range(10))
+    True
+    """
+    import tensorflow as tf
+
+    window = -(-window // batch_size) * batch_size
+
+    def window_batches(window_seed, parts):
+        count = tf.shape(tf.nest.flatten(parts)[0], out_type=tf.int64)[0]
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([window_seed, tf.constant(0, tf.int64)])
+        )
+        if drop_remainder:
+            batches = count // batch_size
+        else:
+            batches = (count + batch_size - 1) // batch_size
+
+        def gather(batch):
+            start = batch * batch_size
+            indices = order[start : tf.minimum(start + batch_size, count)]
+            return tf.nest.map_structure(lambda part: tf.gather(part, indices), parts)
+
+        return tf.data.Dataset.range(batches).map(gather)
+
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    windows = tf.data.Dataset.zip(seeds, dataset.rebatch(window))
+    return windows.flat_map(window_batches)
