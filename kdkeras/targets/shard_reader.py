@@ -156,6 +156,19 @@ def load_soft_target_shards(path, teacher=None, data=None):
     Raises:
         StaleSoftTargetsError: naming what is missing, truncated, changed,
             from another teacher, other data or another data order.
+
+    Example:
+
+    >>> import keras, numpy as np, tensorflow as tf, tempfile, os
+    >>> from kdkeras.targets.shards import cache_soft_target_shards
+    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
+    >>> data = tf.data.Dataset.from_tensor_slices(x).batch(4)
+    >>> path = os.path.join(tempfile.mkdtemp(), "targets")
+    >>> _ = cache_soft_target_shards(teacher, data, path)
+    >>> shards = load_soft_target_shards(path, teacher, data)
+    >>> shards.logits([0, 9]).shape
+    (2, 3)
     """
     path = os.fspath(path)
     index = read_index(path)
