@@ -11,61 +11,20 @@ import tensorflow as tf
 from kdkeras.targets import cache
 from kdkeras.targets import shards as shards_lib
 from kdkeras.targets import topk
-from kdkeras.targets.batch import LABELS_KEY
-from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import split_targets
 from kdkeras.targets.shards_dataset import soft_target_shards_dataset
 from tests import reference
-
-FEATURES = 6
-CLASSES = 10
-COUNT = 53
-PER_SHARD = 10  # 6 shards, the last one of 3 examples
-
-
-def build_teacher(seed=1):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
-
-
-def indexed_x(count=COUNT, seed=0):
-    """Random inputs whose first feature is the example's index."""
-    x = np.random.default_rng(seed).standard_normal((count, FEATURES))
-    x[:, 0] = np.arange(count)
-    return x.astype("float32")
-
-
-def labels(count=COUNT):
-    return (np.arange(count) * 7 % CLASSES).astype("int32")
-
-
-def stream(x, *rest, batch_size=7):
-    data = x if not rest else (x, *rest)
-    return tf.data.Dataset.from_tensor_slices(data).batch(batch_size)
-
-
-def build_cache(tmp_path, teacher=None, data=None, name="targets", **kwargs):
-    teacher = teacher or build_teacher()
-    data = data if data is not None else stream(indexed_x())
-    kwargs.setdefault("examples_per_shard", PER_SHARD)
-    path = tmp_path / name
-    return (
-        teacher,
-        data,
-        shards_lib.cache_soft_target_shards(teacher, data, path, **kwargs),
-    )
-
-
-def all_logits(shards):
-    return shards.logits(np.arange(len(shards)))
+from tests.kdkeras.targets.shards_setup import CLASSES
+from tests.kdkeras.targets.shards_setup import COUNT
+from tests.kdkeras.targets.shards_setup import PER_SHARD
+from tests.kdkeras.targets.shards_setup import all_logits
+from tests.kdkeras.targets.shards_setup import assert_same_files
+from tests.kdkeras.targets.shards_setup import build_cache
+from tests.kdkeras.targets.shards_setup import build_teacher
+from tests.kdkeras.targets.shards_setup import collect
+from tests.kdkeras.targets.shards_setup import indexed_x
+from tests.kdkeras.targets.shards_setup import stream
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -101,101 +60,6 @@ def test_matching_cache_is_reused_and_the_teacher_does_not_run(tmp_path, monkeyp
     assert os.stat(index).st_ino == before.st_ino
 
 
-def collect(dataset):
-    xs, ys, logits, weights = [], [], [], []
-    for element in dataset:
-        xs.append(element[0].numpy())
-        logits.append(element[1][TEACHER_LOGITS_KEY].numpy())
-        if LABELS_KEY in element[1]:
-            ys.append(element[1][LABELS_KEY].numpy())
-        if len(element) == 3:
-            weights.append(element[2].numpy())
-    join = lambda parts: np.concatenate(parts) if parts else None  # noqa: E731
-    return join(xs), join(ys), join(logits), join(weights)
-
-
-@pytest.mark.parametrize(
-    "with_labels, with_weights", [(True, False), (True, True), (False, False)]
-)
-def test_training_batches_join_each_example_with_its_own_logits(
-    tmp_path, with_labels, with_weights
-):
-    x, y = indexed_x(), labels()
-    weights = np.linspace(0.5, 2.0, COUNT).astype("float32")
-    parts = ([y] if with_labels else []) + ([weights] if with_weights else [])
-    data = stream(x, *parts)
-    teacher, data, shards = build_cache(tmp_path, data=data)
-    dataset = soft_target_shards_dataset(
-        data, shards, batch_size=16, shuffle_buffer=32, seed=3
-    )
-    expected_keys = (
-        [LABELS_KEY, TEACHER_LOGITS_KEY] if with_labels else [TEACHER_LOGITS_KEY]
-    )
-    assert sorted(dataset.element_spec[1]) == expected_keys
-    assert len(dataset.element_spec) == (3 if with_weights else 2)
-    orders = []
-    for _ in range(2):
-        batch_x, batch_y, logits, batch_weights = collect(dataset)
-        order = batch_x[:, 0].astype(int)
-        assert sorted(order) == list(range(COUNT))
-        np.testing.assert_allclose(
-            logits,
-            reference.dense_relu_logits(teacher, x[order]),
-            rtol=1e-5,
-            atol=1e-5,
-        )
-        if with_labels:
-            np.testing.assert_array_equal(batch_y, y[order])
-        if with_weights:
-            np.testing.assert_array_equal(batch_weights, weights[order])
-        orders.append(order.tolist())
-    # Shuffled across shards: the first batch draws from several shards.
-    assert len(set(np.array(orders[0][:16]) // PER_SHARD)) > 1
-    assert orders[0] != orders[1]
-    unshuffled = soft_target_shards_dataset(data, shards, batch_size=16, shuffle=False)
-    assert collect(unshuffled)[0][:, 0].astype(int).tolist() == list(range(COUNT))
-
-
-def test_partial_labels_pass_through(tmp_path):
-    x, y = indexed_x(), labels()
-    y[::4] = -1
-    teacher, data, shards = build_cache(tmp_path, data=stream(x, y))
-    _, batch_y, _, _ = collect(soft_target_shards_dataset(data, shards, shuffle=False))
-    np.testing.assert_array_equal(batch_y, y)
-
-
-class ArraySequence(keras.utils.PyDataset):
-    def __init__(self, x, y, batch_size):
-        super().__init__()
-        self.x, self.y, self.batch_size = x, y, batch_size
-
-    @property
-    def num_batches(self):
-        return -(-len(self.x) // self.batch_size)
-
-    def __getitem__(self, index):
-        rows = slice(index * self.batch_size, (index + 1) * self.batch_size)
-        return self.x[rows], self.y[rows]
-
-
-def test_py_dataset_streams_like_a_tf_dataset(tmp_path):
-    x, y = indexed_x(), labels()
-    teacher, _, from_tf = build_cache(tmp_path, data=stream(x, y), name="tf")
-    sequence = ArraySequence(x, y, batch_size=9)
-    _, _, from_py = build_cache(tmp_path, teacher=teacher, data=sequence, name="py")
-    # Other batch sizes: the same logits up to float32 rounding.
-    np.testing.assert_allclose(
-        all_logits(from_py), all_logits(from_tf), rtol=1e-5, atol=1e-5
-    )
-    assert from_py.index["data"] == from_tf.index["data"]  # batching-independent
-    batch_x, batch_y, logits, _ = collect(
-        soft_target_shards_dataset(sequence, from_py, batch_size=8)
-    )
-    order = batch_x[:, 0].astype(int)
-    np.testing.assert_array_equal(batch_y, y[order])
-    np.testing.assert_array_equal(logits, all_logits(from_py)[order])
-
-
 def test_two_workers_merged_equal_one_process_byte_for_byte(tmp_path):
     teacher, data, single = build_cache(tmp_path, name="single")
     parts = []
@@ -213,12 +77,7 @@ def test_two_workers_merged_equal_one_process_byte_for_byte(tmp_path):
     with pytest.raises(cache.StaleSoftTargetsError, match="merge"):
         shards_lib.load_soft_target_shards(parts[0])
     merged = shards_lib.merge_soft_target_shards(parts[::-1], tmp_path / "merged")
-    names = sorted(os.listdir(tmp_path / "single"))
-    assert sorted(os.listdir(tmp_path / "merged")) == names
-    for name in names:
-        assert (tmp_path / "merged" / name).read_bytes() == (
-            tmp_path / "single" / name
-        ).read_bytes(), name
+    assert_same_files(tmp_path / "merged", tmp_path / "single")
     shards_lib.load_soft_target_shards(merged.path, teacher, data)
 
 
@@ -444,53 +303,6 @@ def test_folder_with_a_foreign_index_is_never_replaced(tmp_path):
     with pytest.raises(FileExistsError, match="`path`"):
         build_cache(tmp_path)
     assert sorted(os.listdir(folder)) == ["data.csv", "index.json"]
-
-
-def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
-    import kdkeras
-    from kdkeras.targets import dataset as dataset_lib
-
-    x, y = indexed_x(), labels()
-    teacher, data, shards = build_cache(tmp_path, data=stream(x, y))
-    logits = all_logits(shards)
-
-    def train(feed):
-        keras.utils.set_random_seed(4)
-        student = keras.Sequential(
-            [keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)]
-        )
-        initial = student.get_weights()
-        distiller = kdkeras.Distiller(student=student, teacher=teacher)
-        distiller.compile(
-            optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0
-        )
-        history = distiller.fit(feed, epochs=2, verbose=0)
-        return initial, student.get_weights(), history.history
-
-    initial, streamed, streamed_history = train(
-        soft_target_shards_dataset(data, shards, batch_size=16, shuffle=False)
-    )
-    _, in_memory, in_memory_history = train(
-        dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, shuffle=False)
-    )
-    for a, b in zip(streamed, in_memory, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(
-        streamed_history["loss"], in_memory_history["loss"], rtol=1e-5
-    )
-    assert np.abs(streamed[0] - initial[0]).max() > 1e-3  # it did train
-
-
-@pytest.mark.parametrize("drop_remainder, batches", [(False, 4), (True, 3)])
-def test_training_dataset_knows_its_number_of_batches(
-    tmp_path, drop_remainder, batches
-):
-    _, data, shards = build_cache(tmp_path)
-    dataset = soft_target_shards_dataset(
-        data, shards, batch_size=16, drop_remainder=drop_remainder
-    )
-    assert int(dataset.cardinality()) == batches
-    assert len(list(dataset)) == batches
 
 
 def test_rows_are_read_by_position_in_any_order_with_repeats(tmp_path):

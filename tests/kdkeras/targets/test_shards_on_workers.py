@@ -15,20 +15,15 @@ import tensorflow as tf
 from kdkeras.distribute import launch
 from kdkeras.targets import cache_soft_target_shards
 from kdkeras.targets import load_soft_target_shards
+from tests.kdkeras import distiller_setup
+from tests.kdkeras.targets.shards_setup import assert_same_files
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 
 
 def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
-    keras.utils.set_random_seed(1)
-    teacher = keras.Sequential(
-        [
-            keras.Input((6,)),
-            keras.layers.Dense(16, activation="relu"),
-            keras.layers.Dense(10),
-        ]
-    )
+    teacher = distiller_setup.mlp(16, seed=1, classes=10, features=6)
     x = np.random.default_rng(0).standard_normal((53, 6)).astype("float32")
     workers = tmp_path / "workers"
     workers.mkdir()
@@ -69,12 +64,7 @@ def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
         temperature=2.0,
         examples_per_shard=10,
     )
-    names = sorted(os.listdir(tmp_path / "single"))
-    assert sorted(os.listdir(workers / "targets")) == names
-    for name in names:
-        assert (workers / "targets" / name).read_bytes() == (
-            tmp_path / "single" / name
-        ).read_bytes(), name
+    assert_same_files(workers / "targets", tmp_path / "single")
     load_soft_target_shards(workers / "targets", teacher, data)
 
 
