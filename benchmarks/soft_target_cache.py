@@ -1,25 +1,22 @@
-"""The streamed, sharded soft-target cache: memory, speed, top-k (issue 18).
+"""The streamed, sharded soft-target cache: memory and top-k (issue 18).
 
-Three parts, each printed as a Markdown table with the command that made it:
+Two parts, each printed as a Markdown table with the command that made it:
 
   memory      peak RSS of building the cache for, and training one epoch from,
               synthetic 28x28 uint8 image streams of 1x, 10x, 50x
               Fashion-MNIST's 60,000 images (a small teacher and student),
               each scale in a fresh process; goal: the same peak within 10%.
-  throughput  kdkeras.Distiller epochs on Fashion-MNIST (the paper's student,
-              784-800-800-10, batch 128) from the in-memory cache
-              (soft_target_dataset) and from the streamed cache
-              (soft_target_shards_dataset), same process, timed round-robin;
-              goal: streamed >= 0.9x in-memory samples/s.
   topk        a 1,000-class synthetic teacher: bytes per example stored, and
               the top-k losses' relative error against the full-logit loss
               for K in {5, 20, 100}.
 
+Training speed from the streamed cache against the in-memory one is the
+`kdkeras_cached_streamed` variant of `benchmarks.train_throughput`.
+
 Usage (from the repository root):
-  python benchmarks/soft_target_cache.py                       # all parts
-  python benchmarks/soft_target_cache.py --part=memory --scales=1,10,50
-  python benchmarks/soft_target_cache.py --part=throughput --repeats=3
-  python benchmarks/soft_target_cache.py --part=topk
+  .venv/bin/python -m benchmarks.soft_target_cache                  # both parts
+  .venv/bin/python -m benchmarks.soft_target_cache --part=memory --scales=1,10,50
+  .venv/bin/python -m benchmarks.soft_target_cache --part=topk
 """
 
 import os
@@ -30,7 +27,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import json  # noqa: E402
 import resource  # noqa: E402
 import shlex  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -40,21 +36,20 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum(
-    "part", "all", ["all", "memory", "throughput", "topk"], "What to measure."
-)
+flags.DEFINE_enum("part", "all", ["all", "memory", "topk"], "What to measure.")
 flags.DEFINE_list("scales", ["1", "10", "50"], "Memory: multiples of 60,000.")
 flags.DEFINE_integer("child-scale", 0, "Internal: measure one scale.")
-flags.DEFINE_integer("repeats", 3, "Throughput: timed epochs per variant.")
-flags.DEFINE_integer("examples", 60000, "Throughput: Fashion-MNIST examples.")
 
 FASHION_MNIST = 60000
 SIDE = 28
 CLASSES = 10
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def command():
-    return "python benchmarks/soft_target_cache.py " + " ".join(
+    return ".venv/bin/python -m benchmarks.soft_target_cache " + " ".join(
         shlex.quote(a) for a in sys.argv[1:]
     )
 
@@ -142,7 +137,13 @@ def memory():
     rows = []
     for scale in FLAGS.scales:
         result = subprocess.run(
-            [sys.executable, __file__, f"--child-scale={int(scale)}"],
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.soft_target_cache",
+                f"--child-scale={int(scale)}",
+            ],
+            cwd=ROOT,
             capture_output=True,
             text=True,
             check=False,
@@ -169,76 +170,6 @@ def memory():
     spread = max(peaks) / min(peaks) - 1
     verdict = "within" if spread <= 0.10 else "NOT within"
     print(f"\nPeak RSS spread across scales: {spread:.1%} ({verdict} 10%).")
-
-
-def throughput():
-    import keras
-    import tensorflow as tf
-
-    import kdkeras
-    from kdkeras.targets import cache
-    from kdkeras.targets import dataset as dataset_lib
-    from kdkeras.targets import shards as shards_lib
-    from kdkeras.targets.shards_dataset import soft_target_shards_dataset
-    from models.data import load_fashion_mnist
-
-    (x, y), _ = load_fashion_mnist(limit_train=FLAGS.examples)
-    x = x.reshape(len(x), -1).astype("float32")
-    y = y.astype("int32")
-    keras.utils.set_random_seed(0)
-    teacher = keras.Sequential(
-        [
-            keras.Input((784,)),
-            keras.layers.Dense(256, activation="relu"),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
-    folder = tempfile.mkdtemp()
-    logits = cache.cache_soft_targets(teacher, x, os.path.join(folder, "t.npz"))
-    stream = tf.data.Dataset.from_tensor_slices((x, y)).batch(1024)
-    shards = shards_lib.cache_soft_target_shards(
-        teacher, stream, os.path.join(folder, "shards")
-    )
-    feeds = {
-        "in-memory cache (soft_target_dataset)": dataset_lib.soft_target_dataset(
-            x, y, logits, batch_size=128, seed=0
-        ),
-        "streamed cache (soft_target_shards_dataset)": soft_target_shards_dataset(
-            stream, shards, batch_size=128, seed=0
-        ),
-    }
-    distillers = {}
-    for name, feed in feeds.items():
-        keras.utils.set_random_seed(1)
-        student = keras.Sequential(
-            [
-                keras.Input((784,)),
-                keras.layers.Dense(800, activation="relu"),
-                keras.layers.Dense(800, activation="relu"),
-                keras.layers.Dense(CLASSES),
-            ]
-        )
-        distiller = kdkeras.Distiller(student=student, teacher=teacher)
-        distiller.compile(
-            optimizer=keras.optimizers.Adam(1e-3), alpha=0.1, temperature=4.0
-        )
-        distiller.fit(feed, epochs=1, verbose=0)  # warm-up: tracing
-        distillers[name] = distiller
-    rates = {name: [] for name in feeds}
-    names = list(feeds)
-    for repeat in range(FLAGS.repeats):
-        for name in names[repeat % 2 :] + names[: repeat % 2]:
-            start = time.perf_counter()
-            distillers[name].fit(feeds[name], epochs=1, verbose=0)
-            rates[name].append(len(x) / (time.perf_counter() - start))
-    print(f"\n`{command()}`\n")
-    print("| feed | samples/s (median) | runs |")
-    print("|---|---|---|")
-    for name in names:
-        runs = ", ".join(f"{r:.0f}" for r in rates[name])
-        print(f"| {name} | {statistics.median(rates[name]):.0f} | {runs} |")
-    ratio = statistics.median(rates[names[1]]) / statistics.median(rates[names[0]])
-    print(f"\nStreamed / in-memory: {ratio:.2f}x (goal >= 0.9x).")
 
 
 def topk_part():
@@ -342,8 +273,6 @@ def main(argv):
         return
     if FLAGS.part in ("all", "topk"):
         topk_part()
-    if FLAGS.part in ("all", "throughput"):
-        throughput()
     if FLAGS.part in ("all", "memory"):
         memory()
 

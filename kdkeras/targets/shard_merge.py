@@ -89,18 +89,18 @@ def merge_soft_target_shards(paths, path):
 
     >>> import keras, numpy as np, tensorflow as tf, tempfile, os
     >>> from kdkeras.targets.shards import cache_soft_target_shards
-    >>> teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> x = np.random.default_rng(0).normal(size=(10, 4)).astype("float32")
-    >>> data = tf.data.Dataset.from_tensor_slices(x).batch(4)
     >>> folder = tempfile.mkdtemp()
-    >>> parts = [os.path.join(folder, f"part{i}") for i in range(2)]
-    >>> for i, part in enumerate(parts):
+    >>> teacher = keras.Sequential([keras.Input((2,)), keras.layers.Dense(5)])
+    >>> x = np.linspace(-1, 1, 24, dtype="float32").reshape(12, 2)
+    >>> parts = [os.path.join(folder, f"worker{i}") for i in range(2)]
+    >>> for i, part in enumerate(parts):  # each worker: shards j % 2 == i
+    ...     data = tf.data.Dataset.from_tensor_slices(x).batch(5)
     ...     _ = cache_soft_target_shards(
-    ...         teacher, data, part, examples_per_shard=4, shard=(i, 2)
+    ...         teacher, data, part, examples_per_shard=3, shard=(i, 2)
     ...     )
     >>> merged = merge_soft_target_shards(parts, os.path.join(folder, "all"))
-    >>> len(merged), len(merged.index["shards"])
-    (10, 3)
+    >>> len(merged), [shard["id"] for shard in merged.index["shards"]]
+    (12, [0, 1, 2, 3])
     """
     paths = [os.fspath(p) for p in paths]
     if not paths:
