@@ -269,7 +269,9 @@ def shuffled_batches(dataset, batch_size, window, seed, drop_remainder=False):
     (deterministic for a given `seed`) and cut into batches, each gathered
     from the window at once. The examples of a window, which may span shards
     and input batches, come out in a random order, with no per-example
-    `tf.data` element and no copy of the permuted window.
+    `tf.data` element and no copy of the permuted window. The next window is
+    assembled while this one's batches are used (two or three windows are
+    held in memory).
 
     Args:
         dataset: A `tf.data.Dataset` of batches (any nested structure whose
@@ -316,4 +318,5 @@ def shuffled_batches(dataset, batch_size, window, seed, drop_remainder=False):
 
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     windows = tf.data.Dataset.zip(seeds, dataset.rebatch(window))
-    return windows.flat_map(window_batches)
+    # The next window is assembled while the batches of this one are used.
+    return windows.prefetch(1).flat_map(window_batches)
