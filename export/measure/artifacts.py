@@ -198,6 +198,7 @@ def measure_artifacts(
     timeout_s=900,
     on_step=None,
     return_outputs=False,
+    evaluate=None,
 ):
     """Measures several artifacts, each in its own subprocess, timed interleaved.
 
@@ -222,8 +223,9 @@ def measure_artifacts(
         rounds: Windows per artifact and batch size (1: one contiguous window each).
         min_iterations: Minimum timed calls per batch size (see `min_time_s`).
         max_time_s: Upper bound on timing one batch size (keeps `model.predict` bounded).
-        warmup_s: Untimed warm-up before an artifact's first window of each batch size
-            (at least 3 calls); later windows warm up for `export.measure.worker.REWARM_S`.
+        warmup_s: Untimed warm-up of each batch size right after the artifact is
+            loaded (at least 3 calls); every window warms up for
+            `export.measure.worker.REWARM_S` first.
         eval_batch_size: Batch size of the accuracy pass.
         seed: Seed of the random timing inputs.
         timeout_s: A subprocess is killed after this many seconds loading, or on one
@@ -231,6 +233,10 @@ def measure_artifacts(
         on_step: Optional `callable(label)` told of each phase (a progress bar).
         return_outputs: With `x`, each result also holds `outputs`: the runtime's
             float32 outputs on `x` (from the accuracy pass), for parity checks.
+        evaluate: Optional sequence of booleans, one per job: with `x`, whether that
+            job runs the accuracy pass (default: every job). A job that does not has
+            `accuracy` None (e.g. the same file at another thread count, whose
+            accuracy one run already gives).
 
     Returns:
         One entry per job, in order: a result dict as `measure_artifact` returns, or the
@@ -243,6 +249,12 @@ def measure_artifacts(
     jobs = [worker.Job(*job) for job in jobs]
     if not jobs:
         raise ValueError("`jobs` must name at least one artifact. Received: jobs=[]")
+    evaluate = [True] * len(jobs) if evaluate is None else [bool(e) for e in evaluate]
+    if len(evaluate) != len(jobs):
+        raise ValueError(
+            f"`evaluate` must hold one boolean per job ({len(jobs)}). "
+            f"Received: {len(evaluate)} values"
+        )
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(
             f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}"
@@ -292,7 +304,9 @@ def measure_artifacts(
                 eval_batch_size=eval_batch_size,
                 name=f"dense_layers_{index}",
             )
-            if return_outputs and labelled is not None:
+            if not evaluate[index]:
+                spec.pop("data_path", None)
+            elif return_outputs and labelled is not None:
                 spec["outputs_path"] = os.path.join(scratch, f"outputs_{index}.npy")
             specs.append(spec)
             runtime_paths.append(runtime_path)

@@ -8,7 +8,9 @@ LiteRT or NumPy artifact, so that its peak resident memory is that runtime's.
 The child:
 1. imports its runtime and records the resident-memory high-water mark
    (`baseline_rss_bytes`);
-2. loads the artifact, says it is ready, and waits (blocked, using no CPU);
+2. loads the artifact, warms each batch size up when the spec says
+   `warmup_at_load` (the first call timed as `first_inference`), says it is
+   ready, and waits (blocked, using no CPU);
 3. times windows when the parent asks (`serve`): per window one batch size,
    its preallocated input, a warm-up, then exactly the raw runtime call with
    `time.perf_counter_ns` around it (`export.measure.timing.time_call`); a call
@@ -96,6 +98,7 @@ class Session:
         self.inputs, self.samples, self.windows = {}, {}, []
         self.min_sample_s = float(spec.get("min_sample_s", timing.MIN_SAMPLE_S))
         self.calls_per_sample = {}
+        self.load_warmup = {}
 
     def input_for(self, batch_size):
         """The batch of `batch_size` random inputs, drawn once and reused."""
@@ -105,6 +108,37 @@ class Session:
                 self.rng.random(shape, dtype=np.float32)
             )
         return self.inputs[batch_size]
+
+    def first_call(self, batch_size, call, args):
+        """Times the very first call after loading, once (counted as a warm-up call).
+
+        Lazy allocation, kernel selection, tracing: what a service's first request pays.
+        """
+        if self.first_inference is not None:
+            return
+        first_start = time.perf_counter_ns()
+        call(*args)
+        self.first_inference = {
+            "batch_size": batch_size,
+            "ms": (time.perf_counter_ns() - first_start) / 1e6,
+        }
+
+    def warm_up(self, warmup_s):
+        """Warms every batch size of the spec up, untimed, right after loading.
+
+        The parent starts every worker at once; warming up while the others load
+        costs no time of its own, and each batch size's first timed window then needs
+        only a short re-warm-up (`export.measure.worker.REWARM_S`) like the later
+        ones. The first call is timed as `first_inference`, under the same conditions
+        as `load_s` (the other workers loading too). Returns the warm-up calls per
+        batch size.
+        """
+        for batch_size in self.spec["batch_sizes"]:
+            batch_size = int(batch_size)
+            self.label, call, args = self.runtime.timed(self.input_for(batch_size))
+            self.first_call(batch_size, call, args)
+            self.load_warmup[batch_size] = 1 + timing.warm_up(call, args, warmup_s)
+        return dict(self.load_warmup)
 
     def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
         """Times one window of `batch_size`, then waits until this process is idle.
@@ -121,15 +155,7 @@ class Session:
         # The runtime prepares the call for this shape each window (LiteRT resizes and
         # re-allocates, ONNX Runtime re-binds): other batch sizes may have run between.
         self.label, call, args = self.runtime.timed(self.input_for(batch_size))
-        if self.first_inference is None:
-            # The very first call after loading (lazy allocation, kernel selection):
-            # what a service's first request pays; counted as a warm-up call.
-            first_start = time.perf_counter_ns()
-            call(*args)
-            self.first_inference = {
-                "batch_size": batch_size,
-                "ms": (time.perf_counter_ns() - first_start) / 1e6,
-            }
+        self.first_call(batch_size, call, args)
         if batch_size not in self.calls_per_sample:
             # One block size per batch size, so that its pooled samples are alike.
             self.calls_per_sample[batch_size] = timing.calls_per_sample(
@@ -161,7 +187,7 @@ class Session:
             summary = timing.latency_summary(
                 taken, batch_size, self.calls_per_sample[batch_size]
             )
-            summary["warmup_iterations"] = sum(
+            summary["warmup_iterations"] = self.load_warmup.get(batch_size, 0) + sum(
                 w["warmup_iterations"]
                 for w in self.windows
                 if w["batch_size"] == batch_size
@@ -255,6 +281,8 @@ def serve(spec, commands, replies):
         replies.flush()
 
     session = Session(spec)
+    if spec.get("warmup_at_load"):
+        session.warm_up(spec["warmup_s"])
     reply({"ready": True, "load_s": session.load_s})
     for line in commands:
         if not line.strip():

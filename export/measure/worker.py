@@ -53,9 +53,9 @@ PACKAGE_ROOT = os.path.dirname(
 )
 CHILD_MODULE = "export.measure.child"
 
-# Warm-up of every window after a worker's first one per batch size: another process has
-# just had the cores and the caches, so the first calls would be slow. The first window
-# of each batch size warms up for the full `warmup_s`.
+# Warm-up of every window: another process has just had the cores and the caches, so
+# the first calls would be slow. The full `warmup_s` runs once per batch size, right
+# after loading (`export.measure.child.Session.warm_up`).
 REWARM_S = 0.05
 
 Job = collections.namedtuple(
@@ -211,12 +211,13 @@ def windows(rounds, min_time_s, min_iterations, max_time_s):
 def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
     """Measures several specs, their timing windows interleaved round by round.
 
-    Every worker is started and loaded first (loading is not timed, so the workers load
-    in parallel). Then, `rounds` times, each worker times one window of each batch size;
-    the worker order rotates every round, and so does the batch-size order. A window is
-    `1/rounds` of the spec's `min_time_s`, `min_iterations` and `max_time_s`, after a
-    warm-up of the spec's `warmup_s` the first time a worker runs a batch size and of
-    `REWARM_S` afterwards. Last, each worker in turn finishes (alternative calls such as
+    Every worker is started and loaded first, and warms each of its batch sizes up
+    for the spec's `warmup_s` right after loading (neither is timed, so the workers
+    load and warm up in parallel). Then, `rounds` times, each worker times one window
+    of each batch size; the worker order rotates every round, and so does the
+    batch-size order. A window is `1/rounds` of the spec's `min_time_s`,
+    `min_iterations` and `max_time_s`, after a re-warm-up of `REWARM_S` (another
+    process has just had the cores and the caches). Last, each worker in turn finishes (alternative calls such as
     `model.predict`, peak memory, accuracy).
 
     Args:
@@ -235,6 +236,8 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
     try:
         for index, spec in enumerate(specs):
             path = os.path.join(scratch, f"spec_{index}.json")
+            # Each child warms its batch sizes up while the others load (untimed).
+            spec = dict(spec, warmup_at_load=True)
             workers[index] = MeasurementWorker(spec, path, timeout_s=timeout_s)
         if on_step:
             on_step(f"loading {len(specs)} runtimes")
@@ -260,11 +263,7 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
                     spec["min_iterations"],
                     spec["max_time_s"],
                 )
-                warmup = (
-                    spec["warmup_s"]
-                    if round_index == 0
-                    else min(spec["warmup_s"], REWARM_S)
-                )
+                warmup = min(spec["warmup_s"], REWARM_S)
                 try:
                     for batch_size in sizes:
                         workers[index].time(

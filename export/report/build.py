@@ -29,7 +29,10 @@ import numpy as np
 from export import cli
 from export import loading
 from export import measure
+from export import pipeline
 from export.measure import environment
+from export.measure import timing as timing_lib
+from export.measure import worker
 from export.report import budgets
 from export.report import choose
 
@@ -316,9 +319,12 @@ def build_report(
                     (x, y) if labelled else None,
                 )
             )
+    # The converters' child (one TensorFlow import for every conversion) is not
+    # needed any more: its memory is freed before anything is measured.
+    pipeline.stop_isolated()
     # Every runtime of every model in one interleaved measurement, so that the
     # student/teacher and floor ratios are taken under the same machine conditions.
-    jobs, owners = [], []
+    jobs, owners, evaluate = [], [], []
     for entry in results:
         if entry.get("error"):
             continue
@@ -330,6 +336,9 @@ def build_report(
                 options["unsafe"] = True
             jobs.append((entry["artifact"], fmt, count, options))
             owners.append(entry)
+            # One accuracy pass per file: the first thread count's run gives it
+            # (`best_of_threads` takes accuracy and outputs from the first run).
+            evaluate.append(count == counts[0])
     if bar:  # loading the runtimes, the timing rounds, one finish per process
         bar.total = exports + 1 + settings_of_timing["rounds"] + len(jobs)
     outcomes = []
@@ -341,6 +350,7 @@ def build_report(
             y=y,
             on_step=(bar.next_step if bar else None),
             return_outputs=labelled is not None,
+            evaluate=evaluate,
             **timing,
         )
     references = {}
@@ -651,6 +661,10 @@ def timing_settings(timing):
         "max_time_s": timing.get("max_time_s", measure.DEFAULT_MAX_TIME_S),
         "warmup_s": timing.get("warmup_s", measure.DEFAULT_WARMUP_S),
         "rounds": timing.get("rounds", measure.DEFAULT_ROUNDS),
+        "rewarm_s": min(
+            timing.get("warmup_s", measure.DEFAULT_WARMUP_S), worker.REWARM_S
+        ),
+        "min_sample_s": timing_lib.MIN_SAMPLE_S,
     }
 
 

@@ -593,8 +593,8 @@ def environment_lines(report):
         f"- Timing: at least {settings['timing']['min_iterations']} calls and "
         f"{settings['timing']['min_time_s']} s per batch size, at most "
         f"{settings['timing']['max_time_s']} s, in {settings['timing'].get('rounds', 1)} windows; "
-        f"warm-up {settings['timing']['warmup_s']} s before a runtime's first window of a batch "
-        f"size and {min(settings['timing']['warmup_s'], REWARM_S)} s before each later one "
+        f"warm-up {settings['timing']['warmup_s']} s per batch size right after loading "
+        f"and {min(settings['timing']['warmup_s'], REWARM_S)} s before each window "
         "(at least 3 calls each) excluded; each runtime in its own process, all loaded first, then "
         "timed one at a time in interleaved windows (rotating order), so that every figure "
         "and ratio is taken under the same machine conditions.",
