@@ -66,14 +66,16 @@ def time_blocks(call, args, calls_per_sample, seconds, warmup_s):
     return samples
 
 
-def settle(max_s=0.5, interval_s=0.01):
-    """Waits until this process's CPU time stops growing (spinning pools), at most `max_s`."""
-    start = time.perf_counter()
-    while time.perf_counter() - start < max_s:
+def settle(intervals=50, interval_s=0.01):
+    """Returns once this process's CPU time stops growing (spinning thread pools).
+
+    Checks every `interval_s` seconds, at most `intervals` times.
+    """
+    for _ in range(intervals):
         cpu = time.process_time()
         time.sleep(interval_s)
         if time.process_time() - cpu < 0.1 * interval_s:
-            return
+            break
 
 
 def release_settings(record):

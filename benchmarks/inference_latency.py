@@ -60,30 +60,47 @@ from benchmarks.independent_timer import IndependentTimer  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "student", None, ".keras student; default: models.build_mlp_student((800, 800))."
+    "student",
+    default=None,
+    help=".keras student; default: models.build_mlp_student((800, 800)).",
 )
 flags.DEFINE_list(
-    "formats", ["numpy", "onnx", "tflite", "savedmodel", "keras"], "Formats to compare."
+    "formats",
+    default=["numpy", "onnx", "tflite", "savedmodel", "keras"],
+    help="Formats to compare.",
 )
-flags.DEFINE_list("batch_sizes", ["1", "64"], "Batch sizes.")
+flags.DEFINE_list("batch-sizes", default=["1", "64"], help="Batch sizes.")
 flags.DEFINE_integer(
-    "rounds", 20, "Interleaved windows per format, batch size and side."
+    "rounds",
+    default=20,
+    help="Interleaved windows per format, batch size and side.",
 )
 flags.DEFINE_integer(
-    "threads", None, "Threads per runtime (default: all available cores)."
+    "threads",
+    default=None,
+    help="Threads per runtime (default: all available cores).",
 )
 flags.DEFINE_float(
-    "seconds", 4.0, "Timing seconds per batch size and side, over all rounds."
+    "seconds",
+    default=4.0,
+    help="Timing seconds per batch size and side, over all rounds.",
 )
-flags.DEFINE_boolean("sweep", True, "Search thread settings for the floor goal.")
-flags.DEFINE_boolean("quick", False, "Smoke test: 2 rounds, 0.6 s timing, small sweep.")
-flags.DEFINE_string("json", None, "Also write the results as JSON to this path.")
+flags.DEFINE_boolean(
+    "sweep", default=True, help="Search thread settings for the floor goal."
+)
+flags.DEFINE_boolean(
+    "quick", default=False, help="Smoke test: 2 rounds, 0.6 s timing, small sweep."
+)
+flags.DEFINE_string(
+    "json", default=None, help="Also write the results as JSON to this path."
+)
 flags.DEFINE_string(
     "release",
-    None,
-    "A --release-dir of export.report: check the released file's recorded p50 "
-    "(release.json) against an independent timing of that file, and the report's "
-    "worker against the same timer in alternating windows.",
+    default=None,
+    help="A --release-dir of export.report: check the released file's recorded p50 "
+    "(release.json) against an independent timing of that file, with the recorded "
+    "threads, block size and warm-up per batch size, and the report's worker "
+    "against the same timer in alternating windows.",
 )
 
 
@@ -400,7 +417,7 @@ def main(argv):
     rounds = 2 if quick else FLAGS.rounds
     seconds = 0.6 if quick else FLAGS.seconds
     threads = FLAGS.threads or measure.available_threads()
-    batch_sizes = [int(b) for b in FLAGS.batch_sizes]
+    batch_sizes = [int(b) for b in FLAGS["batch-sizes"].value]
     formats = list(FLAGS.formats)
     command = ".venv/bin/python -m benchmarks.inference_latency " + shlex.join(
         sys.argv[1:]
