@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 
+from export import inputs
 from export import loading
 from export import sidecar
 from export import staging
@@ -86,9 +87,9 @@ def load_labelled_data(labelled_data, model):
     input_shape, _ = loading.input_signature(model)
     num_classes = loading.num_classes(model)
     if isinstance(labelled_data, (str, os.PathLike)):
-        return verify.load_labelled(labelled_data, input_shape, num_classes=num_classes)
+        return inputs.load_labelled(labelled_data, input_shape, num_classes=num_classes)
     x, y = labelled_data
-    return verify.check_labelled(
+    return inputs.check_labelled(
         x, y, input_shape, flag="labelled_data", num_classes=num_classes
     )
 
