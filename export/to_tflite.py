@@ -91,8 +91,7 @@ def convert(
     if quantize == "qat":
         return convert_quantization_aware(model)
     with tempfile.TemporaryDirectory(prefix="kdkeras-tflite-") as scratch:
-        saved_model_dir = os.path.join(scratch, "saved_model")
-        to_savedmodel.write_savedmodel(model, saved_model_dir)
+        saved_model_dir = to_savedmodel.scratch_savedmodel(model)
         calibration_path = None
         if quantize == "int8":
             calibration_path = os.path.join(scratch, "representative.npy")

@@ -233,7 +233,7 @@ def verify_artifact(
         ValueError: a quantised format without any held-out inputs.
     """
     input_shape, dtype = loading.input_signature(model)
-    reference = runtimes.KerasRuntime(model).predict
+    reference = runtimes.keras_reference(model).predict
     if runner is None:
         options = {"providers": runtimes.onnx_providers()} if fmt == "onnx" else None
         runner = runtimes.load(path, fmt, options=options).predict

@@ -263,7 +263,7 @@ def build_report(
             if name not in references:
                 from export import runtimes
 
-                references[name] = runtimes.KerasRuntime(models[name]).predict(x)
+                references[name] = runtimes.keras_reference(models[name]).predict(x)
             entry["parity"] = held_out_parity(outputs, references[name], labelled[2])
     if bar:
         bar.finish()
