@@ -99,6 +99,7 @@ class Session:
         self.min_sample_s = float(spec.get("min_sample_s", timing.MIN_SAMPLE_S))
         self.calls_per_sample = {}
         self.load_warmup = {}
+        self.alternatives = None
 
     def input_for(self, batch_size):
         """The batch of `batch_size` random inputs, drawn once and reused."""
@@ -179,27 +180,23 @@ class Session:
         self.windows.append(window)
         return window
 
-    def finish(self):
-        """Alternatives, peak memory, accuracy and parameters; returns the result dict."""
+    def time_alternatives(self):
+        """Times the runtime's alternative calls (e.g. `model.predict`) once.
+
+        Alternatives are slow calls shown for honesty: each batch size is bounded
+        to 1 s so that they do not dominate the measurement time. The parent asks
+        for them one worker at a time (they are timings); `finish` reuses them.
+        Returns `{label: {batch_size: summary}}`.
+        """
+        if self.alternatives is not None:
+            return self.alternatives
         spec = self.spec
-        latency, alternatives, samples = {}, {}, {}
-        for batch_size, taken in self.samples.items():
-            summary = timing.latency_summary(
-                taken, batch_size, self.calls_per_sample[batch_size]
-            )
-            summary["warmup_iterations"] = self.load_warmup.get(batch_size, 0) + sum(
-                w["warmup_iterations"]
-                for w in self.windows
-                if w["batch_size"] == batch_size
-            )
-            latency[str(batch_size)] = summary
-            samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
+        self.alternatives = {}
+        for batch_size in self.samples:
             for alt_label, alt_call, alt_args, alt_kwargs in getattr(
                 self.runtime, "alternatives", lambda x: []
             )(self.input_for(batch_size)):
                 bound = (lambda c, k: lambda *a: c(*a, **k))(alt_call, alt_kwargs)
-                # Alternatives are slow calls shown for honesty (model.predict): bounded
-                # to 1 s so that they do not dominate the measurement time.
                 alt_max = min(spec["max_time_s"], 1.0)
                 alt_k = timing.calls_per_sample(bound, alt_args, self.min_sample_s)
                 alt_taken, alt_warmup = timing.time_call(
@@ -213,7 +210,31 @@ class Session:
                 )
                 alt_summary = timing.latency_summary(alt_taken, batch_size, alt_k)
                 alt_summary["warmup_iterations"] = alt_warmup
-                alternatives.setdefault(alt_label, {})[str(batch_size)] = alt_summary
+                self.alternatives.setdefault(alt_label, {})[str(batch_size)] = (
+                    alt_summary
+                )
+        return self.alternatives
+
+    def finish(self):
+        """Alternatives, peak memory, accuracy and parameters; returns the result dict.
+
+        Nothing here is timed but the alternatives (`time_alternatives`, unless
+        asked for before), so the parent may finish several workers at once.
+        """
+        spec = self.spec
+        latency, samples = {}, {}
+        for batch_size, taken in self.samples.items():
+            summary = timing.latency_summary(
+                taken, batch_size, self.calls_per_sample[batch_size]
+            )
+            summary["warmup_iterations"] = self.load_warmup.get(batch_size, 0) + sum(
+                w["warmup_iterations"]
+                for w in self.windows
+                if w["batch_size"] == batch_size
+            )
+            latency[str(batch_size)] = summary
+            samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
+        alternatives = self.time_alternatives()
         peak = environment.peak_rss_bytes()
         runtime = self.runtime
         result = {
@@ -271,8 +292,9 @@ def serve(spec, commands, replies):
     Protocol, one JSON object per line: this process writes `{"ready": true}` once the
     runtime is loaded; then for each `{"op": "time", "batch_size", "min_time_s",
     "min_iterations", "max_time_s", "warmup_s"}` it times one window and writes the
-    window's record (`Session.time`); `{"op": "finish"}` makes it write the result dict
-    and return. While it waits for a command it blocks on `commands`, using no CPU, so
+    window's record (`Session.time`); `{"op": "alternatives"}` times the alternative
+    calls (`Session.time_alternatives`); `{"op": "finish"}` makes it write the result
+    dict and return. While it waits for a command it blocks on `commands`, using no CPU, so
     that the process being timed has the cores to itself.
     """
 
@@ -297,6 +319,8 @@ def serve(spec, commands, replies):
                 command["warmup_s"],
             )
             reply(window)
+        elif command["op"] == "alternatives":
+            reply({"alternatives": session.time_alternatives()})
         elif command["op"] == "finish":
             reply(session.finish())
             return

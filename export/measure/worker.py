@@ -180,9 +180,29 @@ class MeasurementWorker:
         }
         return self.send(command, f"batch {batch_size}")
 
+    def time_alternatives(self):
+        """Times the runtime's alternative calls (`model.predict`) in the child now."""
+        return self.send({"op": "alternatives"}, "alternatives")["alternatives"]
+
     def finish(self):
         """The child's result dict (percentiles over all its windows); it then exits."""
-        result = self.send({"op": "finish"}, "finishing")
+        self.start_finish()
+        return self.end_finish()
+
+    def start_finish(self):
+        """Asks the child to finish, without waiting (see `end_finish`)."""
+        try:
+            self.process.stdin.write(json.dumps({"op": "finish"}) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            self.process.wait()
+            raise RuntimeError(
+                f"measuring {self.label} failed: {self.last_error()}"
+            ) from None
+
+    def end_finish(self):
+        """The result of `start_finish`, once the child wrote it; the child exits."""
+        result = self.read("finishing")
         self.process.wait(timeout=self.timeout_s)
         return result
 
@@ -208,7 +228,9 @@ def windows(rounds, min_time_s, min_iterations, max_time_s):
     )
 
 
-def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
+def measure_interleaved(
+    specs, scratch, *, rounds, timeout_s=900, on_step=None, parallel=None
+):
     """Measures several specs, their timing windows interleaved round by round.
 
     Every worker is started and loaded first, and warms each of its batch sizes up
@@ -217,8 +239,9 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
     of each batch size; the worker order rotates every round, and so does the
     batch-size order. A window is `1/rounds` of the spec's `min_time_s`,
     `min_iterations` and `max_time_s`, after a re-warm-up of `REWARM_S` (another
-    process has just had the cores and the caches). Last, each worker in turn finishes (alternative calls such as
-    `model.predict`, peak memory, accuracy).
+    process has just had the cores and the caches). Then each worker in turn times its
+    alternative calls (such as `model.predict`), and last the workers finish, up to
+    `parallel` at once (peak memory, accuracy: nothing timed).
 
     Args:
         specs: Measurement specs (`export.measure` builds them).
@@ -226,11 +249,18 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
         rounds: Windows per worker and batch size (>= 1).
         timeout_s: Seconds a worker may take to load, or to answer one command.
         on_step: Optional `callable(label)` told of each phase (a progress bar).
+        parallel: Workers finishing at once (their accuracy passes; nothing timed);
+            default: the available cores.
 
     Returns:
         One entry per spec, in order: the result dict, or the `RuntimeError` that ended
         that worker (the other workers go on).
     """
+    if parallel is None:
+        from export.measure import environment
+
+        parallel = environment.available_threads()
+    parallel = max(1, int(parallel))
     outcomes = [None] * len(specs)
     workers = {}
     try:
@@ -272,17 +302,46 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
                 except RuntimeError as error:
                     outcomes[index] = error
                     workers.pop(index).close()
+        # The alternative calls are timings: one worker at a time. The rest of a
+        # finish (peak memory, accuracy pass, parameters) is not timed: up to
+        # `parallel` workers finish at once.
         for index in sorted(workers):
-            if on_step:
-                spec = specs[index]
-                threads = spec["threads"]
-                on_step(
-                    f"finishing {os.path.basename(spec['path'])} ({threads} thread{'s' * (threads != 1)})"
-                )
             try:
-                outcomes[index] = workers[index].finish()
+                workers[index].time_alternatives()
             except RuntimeError as error:
                 outcomes[index] = error
+                workers.pop(index).close()
+        pending, running = sorted(workers), {}
+        while pending or running:
+            while pending and len(running) < parallel:
+                index = pending.pop(0)
+                if on_step:
+                    spec = specs[index]
+                    threads = spec["threads"]
+                    on_step(
+                        f"finishing {os.path.basename(spec['path'])} "
+                        f"({threads} thread{'s' * (threads != 1)})"
+                    )
+                try:
+                    workers[index].start_finish()
+                except RuntimeError as error:
+                    outcomes[index] = error
+                    continue
+                running[workers[index].process.stdout] = index
+            ready, _, _ = select.select(list(running), [], [], timeout_s)
+            if not ready:
+                for index in running.values():
+                    outcomes[index] = RuntimeError(
+                        f"measuring {workers[index].label} timed out after "
+                        f"{timeout_s} s (finishing)"
+                    )
+                running = {}
+            for stream in ready:
+                index = running.pop(stream)
+                try:
+                    outcomes[index] = workers[index].end_finish()
+                except RuntimeError as error:
+                    outcomes[index] = error
     finally:
         for worker in workers.values():
             worker.close()
