@@ -198,7 +198,6 @@ def measure_artifacts(
     timeout_s=900,
     on_step=None,
     return_outputs=False,
-    evaluate=None,
 ):
     """Measures several artifacts, each in its own subprocess, timed interleaved.
 
@@ -209,7 +208,8 @@ def measure_artifacts(
     drifts. Each batch size's percentiles are over all of its windows.
 
     Args:
-        jobs: Sequence of `export.measure.worker.Job(path, fmt, threads, options)`; `fmt` None
+        jobs: Sequence of `export.measure.worker.Job(path, fmt, threads, options,
+            evaluate)`; a job with `evaluate` False has `accuracy` None; `fmt` None
             infers it from `path`, `threads` None means every available core. `path` is a
             `.keras`, `.tflite`, `.onnx` file or SavedModel directory; for `numpy` a dense
             `.keras` model (its weights are extracted here) or an `.npz` from
@@ -233,10 +233,6 @@ def measure_artifacts(
         on_step: Optional `callable(label)` told of each phase (a progress bar).
         return_outputs: With `x`, each result also holds `outputs`: the runtime's
             float32 outputs on `x` (from the accuracy pass), for parity checks.
-        evaluate: Optional sequence of booleans, one per job: with `x`, whether that
-            job runs the accuracy pass (default: every job). A job that does not has
-            `accuracy` None (e.g. the same file at another thread count, whose
-            accuracy one run already gives).
 
     Returns:
         One entry per job, in order: a result dict as `measure_artifact` returns, or the
@@ -249,12 +245,6 @@ def measure_artifacts(
     jobs = [worker.Job(*job) for job in jobs]
     if not jobs:
         raise ValueError("`jobs` must name at least one artifact. Received: jobs=[]")
-    evaluate = [True] * len(jobs) if evaluate is None else [bool(e) for e in evaluate]
-    if len(evaluate) != len(jobs):
-        raise ValueError(
-            f"`evaluate` must hold one boolean per job ({len(jobs)}). "
-            f"Received: {len(evaluate)} values"
-        )
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(
             f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}"
@@ -304,7 +294,7 @@ def measure_artifacts(
                 eval_batch_size=eval_batch_size,
                 name=f"dense_layers_{index}",
             )
-            if not evaluate[index]:
+            if not job.evaluate:
                 spec.pop("data_path", None)
             elif return_outputs and labelled is not None:
                 spec["outputs_path"] = os.path.join(scratch, f"outputs_{index}.npy")

@@ -59,11 +59,13 @@ CHILD_MODULE = "export.measure.child"
 REWARM_S = 0.05
 
 Job = collections.namedtuple(
-    "Job", ["path", "fmt", "threads", "options"], defaults=(None,)
+    "Job", ["path", "fmt", "threads", "options", "evaluate"], defaults=(None, True)
 )
 Job.__doc__ = """One measurement: an artifact `path` (as the runtime loads it), its format
-`fmt`, the `threads` the runtime may use and runtime `options`
-(`export.runtimes.OPTIONS`)."""
+`fmt`, the `threads` the runtime may use, runtime `options`
+(`export.runtimes.OPTIONS`), and whether it runs the accuracy pass when labelled data
+is given (`evaluate`; False for the same file at another thread count, whose accuracy
+one run already gives)."""
 
 
 def child_environment(fmt, threads):
@@ -149,7 +151,8 @@ class MeasurementWorker:
             raise RuntimeError(f"measuring {self.label} failed: {self.last_error()}")
         return json.loads(line)
 
-    def send(self, command, what):
+    def request(self, command):
+        """Writes one command to the child, without waiting for its answer."""
         try:
             self.process.stdin.write(json.dumps(command) + "\n")
             self.process.stdin.flush()
@@ -158,6 +161,9 @@ class MeasurementWorker:
             raise RuntimeError(
                 f"measuring {self.label} failed: {self.last_error()}"
             ) from None
+
+    def send(self, command, what):
+        self.request(command)
         return self.read(what)
 
     def wait_ready(self):
@@ -191,14 +197,7 @@ class MeasurementWorker:
 
     def start_finish(self):
         """Asks the child to finish, without waiting (see `end_finish`)."""
-        try:
-            self.process.stdin.write(json.dumps({"op": "finish"}) + "\n")
-            self.process.stdin.flush()
-        except (BrokenPipeError, OSError):
-            self.process.wait()
-            raise RuntimeError(
-                f"measuring {self.label} failed: {self.last_error()}"
-            ) from None
+        self.request({"op": "finish"})
 
     def end_finish(self):
         """The result of `start_finish`, once the child wrote it; the child exits."""

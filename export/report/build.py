@@ -205,7 +205,7 @@ def build_report(
     pipeline.stop_isolated()
     # Every runtime of every model in one interleaved measurement, so that the
     # student/teacher and floor ratios are taken under the same machine conditions.
-    jobs, owners, evaluate = [], [], []
+    jobs, owners = [], []
     for entry in results:
         if entry.get("error"):
             continue
@@ -215,11 +215,10 @@ def build_report(
             options = dict((runtime_options or {}).get(fmt) or {})
             if fmt == "keras" and unsafe:
                 options["unsafe"] = True
-            jobs.append((entry["artifact"], fmt, count, options))
-            owners.append(entry)
             # One accuracy pass per file: the first thread count's run gives it
             # (`best_of_threads` takes accuracy and outputs from the first run).
-            evaluate.append(count == counts[0])
+            jobs.append((entry["artifact"], fmt, count, options, count == counts[0]))
+            owners.append(entry)
     if bar:  # loading the runtimes, the timing rounds, one finish per process
         bar.total = exports + 1 + settings_of_timing["rounds"] + len(jobs)
     outcomes = []
@@ -231,7 +230,6 @@ def build_report(
             y=y,
             on_step=(bar.next_step if bar else None),
             return_outputs=labelled is not None,
-            evaluate=evaluate,
             **timing,
         )
     references = {}

@@ -15,6 +15,23 @@ from export.report.compare import measured
 from export.report.variant_tables import variant_tables
 
 
+def latency_row(entry, call, threads, stats, floor_ratio):
+    """One row of the latency table: a runtime's call at one batch size."""
+    return [
+        entry["model"],
+        variant_name(entry),
+        f"`{call}`",
+        threads,
+        format_number(stats["p50_ms"]),
+        format_number(stats["p90_ms"]),
+        format_number(stats["p99_ms"]),
+        format_number(stats["max_ms"]),
+        f"{stats['throughput_sps']:.0f}",
+        str(stats["iterations"]),
+        format_ratio(floor_ratio),
+    ]
+
+
 def tables(report):
     """The report's tables as `(title, headers, rows, note)`; rendered to Markdown and HTML."""
     results = report["results"]
@@ -102,36 +119,11 @@ def tables(report):
             stats = r["latency"][b]
             ratio = (r.get("floor_ratio") or {}).get(b)
             rows.append(
-                [
-                    r["model"],
-                    variant_name(r),
-                    f"`{r['timed_call']}`",
-                    threads_label(r, b),
-                    format_number(stats["p50_ms"]),
-                    format_number(stats["p90_ms"]),
-                    format_number(stats["p99_ms"]),
-                    format_number(stats["max_ms"]),
-                    f"{stats['throughput_sps']:.0f}",
-                    str(stats["iterations"]),
-                    format_ratio(ratio),
-                ]
+                latency_row(r, r["timed_call"], threads_label(r, b), stats, ratio)
             )
             for label, per_batch in (r.get("alternatives") or {}).items():
-                stats = per_batch[b]
                 rows.append(
-                    [
-                        r["model"],
-                        variant_name(r),
-                        f"`{label}`",
-                        str(r["threads"]),
-                        format_number(stats["p50_ms"]),
-                        format_number(stats["p90_ms"]),
-                        format_number(stats["p99_ms"]),
-                        format_number(stats["max_ms"]),
-                        f"{stats['throughput_sps']:.0f}",
-                        str(stats["iterations"]),
-                        "–",
-                    ]
+                    latency_row(r, label, str(r["threads"]), per_batch[b], None)
                 )
         out.append(
             (
