@@ -31,12 +31,14 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_float("seconds", 60.0, "Length of the step-noise trace.")
-flags.DEFINE_float("window", 0.25, "Seconds per window of the trace.")
-flags.DEFINE_integer("batch", 64, "Batch size of the traced forward pass.")
-flags.DEFINE_integer("threads", 2, "BLAS / ONNX Runtime threads.")
+flags.DEFINE_float("seconds", default=60.0, help="Length of the step-noise trace.")
+flags.DEFINE_float("window", default=0.25, help="Seconds per window of the trace.")
+flags.DEFINE_integer("batch", default=64, help="Batch size of the traced forward pass.")
+flags.DEFINE_integer("threads", default=2, help="BLAS / ONNX Runtime threads.")
 flags.DEFINE_boolean(
-    "spin", True, "Also measure the spin tails and LiteRT's default threads."
+    "spin",
+    default=True,
+    help="Also measure the spin tails and LiteRT's default threads.",
 )
 
 # Runs in a child with the BLAS thread count set before NumPy loads.

@@ -7,9 +7,12 @@ moves both into place. On any failure nothing appears at the destination and
 no temporary file is left behind.
 """
 
+import atexit
 import dataclasses
+import json
 import os
 
+from export import inputs
 from export import loading
 from export import sidecar
 from export import staging
@@ -84,9 +87,9 @@ def load_labelled_data(labelled_data, model):
     input_shape, _ = loading.input_signature(model)
     num_classes = loading.num_classes(model)
     if isinstance(labelled_data, (str, os.PathLike)):
-        return verify.load_labelled(labelled_data, input_shape, num_classes=num_classes)
+        return inputs.load_labelled(labelled_data, input_shape, num_classes=num_classes)
     x, y = labelled_data
-    return verify.check_labelled(
+    return inputs.check_labelled(
         x, y, input_shape, flag="labelled_data", num_classes=num_classes
     )
 
@@ -180,15 +183,105 @@ def export_artifact(
     )
 
 
+class IsolatedRunner:
+    """A child process that runs converter calls, kept alive between calls.
+
+    `python -m export.pipeline --serve FD` reads one JSON request per line on its
+    stdin and writes one JSON outcome per line to the pipe `FD`; its stdout goes
+    to the caller's stderr. The child pays TensorFlow's import once, not once per
+    conversion. A crash kills only the child: the call reports it, and the next
+    call starts a new child. One runner per process (`run_isolated`).
+    """
+
+    def __init__(self):
+        self.process = None
+        self.outcomes = None
+
+    def start(self):
+        import subprocess
+        import sys
+
+        path_entries = [e for e in sys.path if isinstance(e, str) and e]
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path_entries)}
+        try:
+            stderr_fd = sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):  # A replaced sys.stderr.
+            stderr_fd = 2
+        read_fd, write_fd = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "export.pipeline", "--serve", str(write_fd)],
+                stdin=subprocess.PIPE,
+                stdout=stderr_fd,
+                env=environment,
+                pass_fds=(write_fd,),
+                text=True,
+            )
+        finally:
+            os.close(write_fd)
+        self.outcomes = os.fdopen(read_fd, "r", encoding="utf-8")
+
+    def call(self, request):
+        """Sends one request; returns its outcome list, or None if the child died.
+
+        Returns:
+            `(outcome, returncode)`: the child's `[kind, message]` and None, or None
+            and the dead child's exit code.
+        """
+        import sys
+
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        sys.stderr.flush()
+        try:
+            self.process.stdin.write(request + "\n")
+            self.process.stdin.flush()
+            line = self.outcomes.readline()
+        except (BrokenPipeError, OSError):
+            line = ""
+        if line:
+            return json.loads(line), None
+        code = self.process.wait()
+        self.stop()
+        return None, code
+
+    def stop(self):
+        """Ends the child (it exits when its stdin closes)."""
+        if self.process is None:
+            return
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(timeout=30)
+        except Exception:  # A child that does not exit is killed.
+            self.process.kill()
+            self.process.wait()
+        self.outcomes.close()
+        self.process = self.outcomes = None
+
+
+ISOLATED = IsolatedRunner()
+atexit.register(ISOLATED.stop)
+
+
+def stop_isolated():
+    """Ends the converter child of `run_isolated`, if one runs (frees its memory)."""
+    ISOLATED.stop()
+
+
 def run_isolated(target, arguments, what):
-    """Runs `target(**arguments)` in a fresh child process.
+    """Runs `target(**arguments)` in a child process, not in the caller's.
 
     For native converters that can crash the process (the TFLite converter
     segfaults on some calibration data): a crash becomes a one-line
     `ConversionError` here instead of killing the caller. The child is
     `python -m export.pipeline` (not a multiprocessing spawn, which would
     re-run a caller's unguarded `__main__` script); it inherits stderr, the
-    environment and `sys.path`; its stdout goes to stderr.
+    environment and `sys.path`; its stdout goes to stderr. It stays alive for
+    the next call (`IsolatedRunner`), so that several conversions pay one
+    TensorFlow import; `stop_isolated` ends it.
 
     Args:
         target: A module-level function.
@@ -199,51 +292,24 @@ def run_isolated(target, arguments, what):
         ConversionError: `target` raised (its one-line message is kept), or
             the child died (the signal is named) or exited without a result.
     """
-    import json
     import signal
-    import subprocess
     import sys
-    import tempfile
 
     module = target.__module__
     if module == "__main__":  # `python -m export.to_tflite`: its real name.
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         module = spec.name if spec is not None else module
     request = json.dumps(
-        {
-            "target": f"{module}:{target.__qualname__}",
-            "arguments": arguments,
-        }
+        {"target": f"{module}:{target.__qualname__}", "arguments": arguments}
     )
-    handle, result_path = tempfile.mkstemp(prefix="kdkeras-result-", suffix=".json")
-    os.close(handle)
-    path_entries = [entry for entry in sys.path if isinstance(entry, str) and entry]
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path_entries)}
-    try:
-        stderr_fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # A replaced sys.stderr.
-        stderr_fd = 2
-    try:
-        sys.stderr.flush()
-        completed = subprocess.run(
-            [sys.executable, "-m", "export.pipeline", request, result_path],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr_fd,
-            env=environment,
-            check=False,
-        )
-        with open(result_path, encoding="utf-8") as result_file:
-            text = result_file.read()
-    finally:
-        os.remove(result_path)
-    if text:
-        kind, message = json.loads(text)
+    outcome, code = ISOLATED.call(request)
+    if outcome is not None:
+        kind, message = outcome
         if kind == "ok":
             return
         raise ConversionError(
             message if kind == "ConversionError" else f"{what} failed: {message}"
         )
-    code = completed.returncode
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -256,16 +322,13 @@ def run_isolated(target, arguments, what):
     raise ConversionError(f"{what} exited with status {code} and no result")
 
 
-def isolated_main(argv):
-    """Child side of `run_isolated`: `python -m export.pipeline REQUEST RESULT`.
+def run_request(request):
+    """Runs one request of `run_isolated` here; returns `["ok", None]` or the error.
 
-    Writes `["ok", null]` or `[error type, one-line message]` as JSON to
-    RESULT.
+    The error is `[error type, one-line message]`.
     """
     import importlib
-    import json
 
-    request, result_path = json.loads(argv[1]), argv[2]
     module_name, _, function_name = request["target"].partition(":")
     try:
         function = importlib.import_module(module_name)
@@ -277,14 +340,25 @@ def isolated_main(argv):
         message = loading.error_summary(error)
         if kind != "ConversionError":
             message = f"{kind}: {message}"
-        outcome = [kind, message]
-    else:
-        outcome = ["ok", None]
-    with open(result_path, "w", encoding="utf-8") as result_file:
-        json.dump(outcome, result_file)
+        return [kind, message]
+    return ["ok", None]
+
+
+def serve_isolated(outcome_fd, requests):
+    """Child side of `run_isolated`: runs each request line, answers on `outcome_fd`."""
+    with os.fdopen(outcome_fd, "w", encoding="utf-8") as outcomes:
+        for line in requests:
+            if not line.strip():
+                continue
+            outcomes.write(json.dumps(run_request(json.loads(line))) + "\n")
+            outcomes.flush()
 
 
 if __name__ == "__main__":
     import sys
 
-    isolated_main(sys.argv)
+    if sys.argv[1:2] == ["--serve"] and len(sys.argv) == 3:
+        serve_isolated(int(sys.argv[2]), sys.stdin)
+    else:
+        sys.stderr.write("usage: python -m export.pipeline --serve FD\n")
+        sys.exit(2)

@@ -33,6 +33,7 @@ import tempfile
 
 import numpy as np
 
+from export import inputs
 from export import pipeline
 from export import runtimes
 from export import to_onnx
@@ -173,7 +174,7 @@ def export_onnx_int8(
     from export import loading
 
     input_shape, _ = loading.input_signature(model)
-    representative = verify.load_inputs(representative_data, input_shape)
+    representative = inputs.load_inputs(representative_data, input_shape)
     if not np.all(np.isfinite(representative)):
         raise ValueError(
             "`representative_data` must be finite (no NaN or inf): it sets the "
@@ -214,7 +215,7 @@ def export_onnx_int8(
     # Agreement on real inputs: labelled x (via verify), else Fashion-MNIST test
     # images for 28x28x1 models (verify's default), else the calibration data.
     real_inputs = real_source = None
-    if labelled_data is None and not verify.takes_fashion_mnist(input_shape):
+    if labelled_data is None and not inputs.takes_fashion_mnist(input_shape):
         real_inputs = representative
         real_source = f"representative data {representative_source}"
     return pipeline.export_artifact(

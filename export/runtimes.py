@@ -30,6 +30,7 @@ or LiteRT never imports TensorFlow.
 
 import importlib.metadata
 import os
+import weakref
 
 import numpy as np
 
@@ -172,6 +173,30 @@ class KerasRuntime:
 
     def parameters(self):
         return int(self.model.count_params())
+
+
+# id(model) -> (weak reference, KerasRuntime on a weak proxy of the model).
+KERAS_REFERENCES = {}
+
+
+def keras_reference(model):
+    """The `KerasRuntime` of an in-memory model, built once per model object.
+
+    Verifying several artifacts of one model (every variant of a report) then
+    traces its `tf.function` once, not once per artifact. The function reads the
+    model's variables when called, so it follows later changes of the weights.
+    The runtime holds the model weakly: the entry goes when the model does.
+    """
+    key = id(model)
+    entry = KERAS_REFERENCES.get(key)
+    if entry is not None and entry[0]() is model:
+        return entry[1]
+    runtime = KerasRuntime(weakref.proxy(model))
+    KERAS_REFERENCES[key] = (
+        weakref.ref(model, lambda _, key=key: KERAS_REFERENCES.pop(key, None)),
+        runtime,
+    )
+    return runtime
 
 
 class SavedModelRuntime:

@@ -113,8 +113,7 @@ def convert(model, opset=None):
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="kdkeras-onnx-") as scratch:
-        saved_model_dir = os.path.join(scratch, "saved_model")
-        to_savedmodel.write_savedmodel(model, saved_model_dir)
+        saved_model_dir = to_savedmodel.scratch_savedmodel(model)
         output_path = os.path.join(scratch, "model.onnx")
         pipeline.run_isolated(
             convert_saved_model,

@@ -17,7 +17,14 @@ Command line:
     python -m export.to_savedmodel student.keras --output student_savedmodel
 """
 
+import atexit
+import hashlib
 import os
+import shutil
+import tempfile
+import weakref
+
+import numpy as np
 
 from export import loading
 from export import pipeline
@@ -57,6 +64,68 @@ def write_savedmodel(model, path, input_name=INPUT_NAME, output_name=OUTPUT_NAME
     archive.add_endpoint("serving_default", function)
     archive.write_out(os.fspath(path), verbose=False)
     return function
+
+
+def weights_digest(model):
+    """SHA-256 of a model's weights (names, shapes, values): changes when they do."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(np.asarray(weight))
+        digest.update(f"{weight.path}:{value.dtype}:{value.shape}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+class ScratchSavedModels:
+    """SavedModels of in-memory models, written once per model and weights.
+
+    The TFLite and ONNX converters read a SavedModel; a report converts each
+    model several times (float, float16, dynamic-range, int8, ONNX). Each model
+    object's SavedModel is written once into a private temporary folder and
+    reused while its weights are unchanged (`weights_digest`); it is removed
+    when the model is garbage-collected, or at exit.
+    """
+
+    def __init__(self):
+        self.folder = None
+        self.entries = {}
+
+    def path(self, model):
+        """A SavedModel of `model` as it is now (`write_savedmodel`)."""
+        digest = weights_digest(model)
+        key = id(model)
+        entry = self.entries.get(key)
+        if entry is not None and entry[0]() is model and entry[1] == digest:
+            return entry[2]
+        if entry is not None:
+            self.forget(key)
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="kdkeras-savedmodels-")
+            atexit.register(shutil.rmtree, self.folder, True)
+        path = tempfile.mkdtemp(dir=self.folder)
+        write_savedmodel(model, os.path.join(path, "saved_model"))
+        self.entries[key] = (
+            weakref.ref(model, lambda _, key=key: self.forget(key)),
+            digest,
+            os.path.join(path, "saved_model"),
+        )
+        return self.entries[key][2]
+
+    def forget(self, key):
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            shutil.rmtree(os.path.dirname(entry[2]), ignore_errors=True)
+
+
+SCRATCH_SAVEDMODELS = ScratchSavedModels()
+
+
+def scratch_savedmodel(model):
+    """A SavedModel of `model` for a converter to read (written once, reused).
+
+    Do not modify it: other conversions of the same model read it too.
+    """
+    return SCRATCH_SAVEDMODELS.path(model)
 
 
 def export_savedmodel(

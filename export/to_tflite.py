@@ -30,7 +30,7 @@ XNNPACK.
 
 Representative data (any quantised mode) is validated before conversion:
 finite, numeric, of the model's input shape, at least
-`export.verify.MIN_REPRESENTATIVE_EXAMPLES` rows, not constant.
+`export.inputs.MIN_REPRESENTATIVE_EXAMPLES` rows, not constant.
 
 The written file's tensor types are read back (`tensor_types`) and must be
 those of the mode claimed (`check_tensor_types`): float32 kernels for `none`,
@@ -56,6 +56,7 @@ import tempfile
 
 import numpy as np
 
+from export import inputs
 from export import loading
 from export import pipeline
 from export import runtimes
@@ -90,8 +91,7 @@ def convert(
     if quantize == "qat":
         return convert_quantization_aware(model)
     with tempfile.TemporaryDirectory(prefix="kdkeras-tflite-") as scratch:
-        saved_model_dir = os.path.join(scratch, "saved_model")
-        to_savedmodel.write_savedmodel(model, saved_model_dir)
+        saved_model_dir = to_savedmodel.scratch_savedmodel(model)
         calibration_path = None
         if quantize == "int8":
             calibration_path = os.path.join(scratch, "representative.npy")
@@ -439,7 +439,7 @@ def export_tflite(
 
     representative = None
     if representative_data is not None:
-        representative = verify.load_representative(representative_data, input_shape)
+        representative = inputs.load_representative(representative_data, input_shape)
     if isinstance(representative_data, (str, os.PathLike)):
         representative_source = os.fspath(representative_data)
     else:
@@ -448,7 +448,7 @@ def export_tflite(
         quantize not in ("none", "qat")
         and representative is None
         and labelled_data is None
-        and not verify.takes_fashion_mnist(input_shape)
+        and not inputs.takes_fashion_mnist(input_shape)
     ):
         raise ValueError(
             f"`--representative-data` or `--labelled-data` must be given with "

@@ -208,7 +208,8 @@ def measure_artifacts(
     drifts. Each batch size's percentiles are over all of its windows.
 
     Args:
-        jobs: Sequence of `export.measure.worker.Job(path, fmt, threads, options)`; `fmt` None
+        jobs: Sequence of `export.measure.worker.Job(path, fmt, threads, options,
+            evaluate)`; a job with `evaluate` False has `accuracy` None; `fmt` None
             infers it from `path`, `threads` None means every available core. `path` is a
             `.keras`, `.tflite`, `.onnx` file or SavedModel directory; for `numpy` a dense
             `.keras` model (its weights are extracted here) or an `.npz` from
@@ -222,8 +223,9 @@ def measure_artifacts(
         rounds: Windows per artifact and batch size (1: one contiguous window each).
         min_iterations: Minimum timed calls per batch size (see `min_time_s`).
         max_time_s: Upper bound on timing one batch size (keeps `model.predict` bounded).
-        warmup_s: Untimed warm-up before an artifact's first window of each batch size
-            (at least 3 calls); later windows warm up for `export.measure.worker.REWARM_S`.
+        warmup_s: Untimed warm-up of each batch size right after the artifact is
+            loaded (at least 3 calls); every window warms up for
+            `export.measure.worker.REWARM_S` first.
         eval_batch_size: Batch size of the accuracy pass.
         seed: Seed of the random timing inputs.
         timeout_s: A subprocess is killed after this many seconds loading, or on one
@@ -292,7 +294,9 @@ def measure_artifacts(
                 eval_batch_size=eval_batch_size,
                 name=f"dense_layers_{index}",
             )
-            if return_outputs and labelled is not None:
+            if not job.evaluate:
+                spec.pop("data_path", None)
+            elif return_outputs and labelled is not None:
                 spec["outputs_path"] = os.path.join(scratch, f"outputs_{index}.npy")
             specs.append(spec)
             runtime_paths.append(runtime_path)

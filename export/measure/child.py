@@ -8,7 +8,9 @@ LiteRT or NumPy artifact, so that its peak resident memory is that runtime's.
 The child:
 1. imports its runtime and records the resident-memory high-water mark
    (`baseline_rss_bytes`);
-2. loads the artifact, says it is ready, and waits (blocked, using no CPU);
+2. loads the artifact, warms each batch size up when the spec says
+   `warmup_at_load` (the first call timed as `first_inference`), says it is
+   ready, and waits (blocked, using no CPU);
 3. times windows when the parent asks (`serve`): per window one batch size,
    its preallocated input, a warm-up, then exactly the raw runtime call with
    `time.perf_counter_ns` around it (`export.measure.timing.time_call`); a call
@@ -96,6 +98,8 @@ class Session:
         self.inputs, self.samples, self.windows = {}, {}, []
         self.min_sample_s = float(spec.get("min_sample_s", timing.MIN_SAMPLE_S))
         self.calls_per_sample = {}
+        self.load_warmup = {}
+        self.alternatives = None
 
     def input_for(self, batch_size):
         """The batch of `batch_size` random inputs, drawn once and reused."""
@@ -105,6 +109,37 @@ class Session:
                 self.rng.random(shape, dtype=np.float32)
             )
         return self.inputs[batch_size]
+
+    def first_call(self, batch_size, call, args):
+        """Times the very first call after loading, once (counted as a warm-up call).
+
+        Lazy allocation, kernel selection, tracing: what a service's first request pays.
+        """
+        if self.first_inference is not None:
+            return
+        first_start = time.perf_counter_ns()
+        call(*args)
+        self.first_inference = {
+            "batch_size": batch_size,
+            "ms": (time.perf_counter_ns() - first_start) / 1e6,
+        }
+
+    def warm_up(self, warmup_s):
+        """Warms every batch size of the spec up, untimed, right after loading.
+
+        The parent starts every worker at once; warming up while the others load
+        costs no time of its own, and each batch size's first timed window then needs
+        only a short re-warm-up (`export.measure.worker.REWARM_S`) like the later
+        ones. The first call is timed as `first_inference`, under the same conditions
+        as `load_s` (the other workers loading too). Returns the warm-up calls per
+        batch size.
+        """
+        for batch_size in self.spec["batch_sizes"]:
+            batch_size = int(batch_size)
+            self.label, call, args = self.runtime.timed(self.input_for(batch_size))
+            self.first_call(batch_size, call, args)
+            self.load_warmup[batch_size] = 1 + timing.warm_up(call, args, warmup_s)
+        return dict(self.load_warmup)
 
     def time(self, batch_size, min_time_s, min_iterations, max_time_s, warmup_s):
         """Times one window of `batch_size`, then waits until this process is idle.
@@ -121,15 +156,7 @@ class Session:
         # The runtime prepares the call for this shape each window (LiteRT resizes and
         # re-allocates, ONNX Runtime re-binds): other batch sizes may have run between.
         self.label, call, args = self.runtime.timed(self.input_for(batch_size))
-        if self.first_inference is None:
-            # The very first call after loading (lazy allocation, kernel selection):
-            # what a service's first request pays; counted as a warm-up call.
-            first_start = time.perf_counter_ns()
-            call(*args)
-            self.first_inference = {
-                "batch_size": batch_size,
-                "ms": (time.perf_counter_ns() - first_start) / 1e6,
-            }
+        self.first_call(batch_size, call, args)
         if batch_size not in self.calls_per_sample:
             # One block size per batch size, so that its pooled samples are alike.
             self.calls_per_sample[batch_size] = timing.calls_per_sample(
@@ -153,27 +180,23 @@ class Session:
         self.windows.append(window)
         return window
 
-    def finish(self):
-        """Alternatives, peak memory, accuracy and parameters; returns the result dict."""
+    def time_alternatives(self):
+        """Times the runtime's alternative calls (e.g. `model.predict`) once.
+
+        Alternatives are slow calls shown for honesty: each batch size is bounded
+        to 1 s so that they do not dominate the measurement time. The parent asks
+        for them one worker at a time (they are timings); `finish` reuses them.
+        Returns `{label: {batch_size: summary}}`.
+        """
+        if self.alternatives is not None:
+            return self.alternatives
         spec = self.spec
-        latency, alternatives, samples = {}, {}, {}
-        for batch_size, taken in self.samples.items():
-            summary = timing.latency_summary(
-                taken, batch_size, self.calls_per_sample[batch_size]
-            )
-            summary["warmup_iterations"] = sum(
-                w["warmup_iterations"]
-                for w in self.windows
-                if w["batch_size"] == batch_size
-            )
-            latency[str(batch_size)] = summary
-            samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
+        self.alternatives = {}
+        for batch_size in self.samples:
             for alt_label, alt_call, alt_args, alt_kwargs in getattr(
                 self.runtime, "alternatives", lambda x: []
             )(self.input_for(batch_size)):
                 bound = (lambda c, k: lambda *a: c(*a, **k))(alt_call, alt_kwargs)
-                # Alternatives are slow calls shown for honesty (model.predict): bounded
-                # to 1 s so that they do not dominate the measurement time.
                 alt_max = min(spec["max_time_s"], 1.0)
                 alt_k = timing.calls_per_sample(bound, alt_args, self.min_sample_s)
                 alt_taken, alt_warmup = timing.time_call(
@@ -187,7 +210,31 @@ class Session:
                 )
                 alt_summary = timing.latency_summary(alt_taken, batch_size, alt_k)
                 alt_summary["warmup_iterations"] = alt_warmup
-                alternatives.setdefault(alt_label, {})[str(batch_size)] = alt_summary
+                self.alternatives.setdefault(alt_label, {})[str(batch_size)] = (
+                    alt_summary
+                )
+        return self.alternatives
+
+    def finish(self):
+        """Alternatives, peak memory, accuracy and parameters; returns the result dict.
+
+        Nothing here is timed but the alternatives (`time_alternatives`, unless
+        asked for before), so the parent may finish several workers at once.
+        """
+        spec = self.spec
+        latency, samples = {}, {}
+        for batch_size, taken in self.samples.items():
+            summary = timing.latency_summary(
+                taken, batch_size, self.calls_per_sample[batch_size]
+            )
+            summary["warmup_iterations"] = self.load_warmup.get(batch_size, 0) + sum(
+                w["warmup_iterations"]
+                for w in self.windows
+                if w["batch_size"] == batch_size
+            )
+            latency[str(batch_size)] = summary
+            samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
+        alternatives = self.time_alternatives()
         peak = environment.peak_rss_bytes()
         runtime = self.runtime
         result = {
@@ -245,8 +292,9 @@ def serve(spec, commands, replies):
     Protocol, one JSON object per line: this process writes `{"ready": true}` once the
     runtime is loaded; then for each `{"op": "time", "batch_size", "min_time_s",
     "min_iterations", "max_time_s", "warmup_s"}` it times one window and writes the
-    window's record (`Session.time`); `{"op": "finish"}` makes it write the result dict
-    and return. While it waits for a command it blocks on `commands`, using no CPU, so
+    window's record (`Session.time`); `{"op": "alternatives"}` times the alternative
+    calls (`Session.time_alternatives`); `{"op": "finish"}` makes it write the result
+    dict and return. While it waits for a command it blocks on `commands`, using no CPU, so
     that the process being timed has the cores to itself.
     """
 
@@ -255,6 +303,8 @@ def serve(spec, commands, replies):
         replies.flush()
 
     session = Session(spec)
+    if spec.get("warmup_at_load"):
+        session.warm_up(spec["warmup_s"])
     reply({"ready": True, "load_s": session.load_s})
     for line in commands:
         if not line.strip():
@@ -269,6 +319,8 @@ def serve(spec, commands, replies):
                 command["warmup_s"],
             )
             reply(window)
+        elif command["op"] == "alternatives":
+            reply({"alternatives": session.time_alternatives()})
         elif command["op"] == "finish":
             reply(session.finish())
             return

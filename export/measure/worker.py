@@ -53,17 +53,19 @@ PACKAGE_ROOT = os.path.dirname(
 )
 CHILD_MODULE = "export.measure.child"
 
-# Warm-up of every window after a worker's first one per batch size: another process has
-# just had the cores and the caches, so the first calls would be slow. The first window
-# of each batch size warms up for the full `warmup_s`.
+# Warm-up of every window: another process has just had the cores and the caches, so
+# the first calls would be slow. The full `warmup_s` runs once per batch size, right
+# after loading (`export.measure.child.Session.warm_up`).
 REWARM_S = 0.05
 
 Job = collections.namedtuple(
-    "Job", ["path", "fmt", "threads", "options"], defaults=(None,)
+    "Job", ["path", "fmt", "threads", "options", "evaluate"], defaults=(None, True)
 )
 Job.__doc__ = """One measurement: an artifact `path` (as the runtime loads it), its format
-`fmt`, the `threads` the runtime may use and runtime `options`
-(`export.runtimes.OPTIONS`)."""
+`fmt`, the `threads` the runtime may use, runtime `options`
+(`export.runtimes.OPTIONS`), and whether it runs the accuracy pass when labelled data
+is given (`evaluate`; False for the same file at another thread count, whose accuracy
+one run already gives)."""
 
 
 def child_environment(fmt, threads):
@@ -149,7 +151,8 @@ class MeasurementWorker:
             raise RuntimeError(f"measuring {self.label} failed: {self.last_error()}")
         return json.loads(line)
 
-    def send(self, command, what):
+    def request(self, command):
+        """Writes one command to the child, without waiting for its answer."""
         try:
             self.process.stdin.write(json.dumps(command) + "\n")
             self.process.stdin.flush()
@@ -158,6 +161,9 @@ class MeasurementWorker:
             raise RuntimeError(
                 f"measuring {self.label} failed: {self.last_error()}"
             ) from None
+
+    def send(self, command, what):
+        self.request(command)
         return self.read(what)
 
     def wait_ready(self):
@@ -180,9 +186,22 @@ class MeasurementWorker:
         }
         return self.send(command, f"batch {batch_size}")
 
+    def time_alternatives(self):
+        """Times the runtime's alternative calls (`model.predict`) in the child now."""
+        return self.send({"op": "alternatives"}, "alternatives")["alternatives"]
+
     def finish(self):
         """The child's result dict (percentiles over all its windows); it then exits."""
-        result = self.send({"op": "finish"}, "finishing")
+        self.start_finish()
+        return self.end_finish()
+
+    def start_finish(self):
+        """Asks the child to finish, without waiting (see `end_finish`)."""
+        self.request({"op": "finish"})
+
+    def end_finish(self):
+        """The result of `start_finish`, once the child wrote it; the child exits."""
+        result = self.read("finishing")
         self.process.wait(timeout=self.timeout_s)
         return result
 
@@ -208,16 +227,20 @@ def windows(rounds, min_time_s, min_iterations, max_time_s):
     )
 
 
-def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
+def measure_interleaved(
+    specs, scratch, *, rounds, timeout_s=900, on_step=None, parallel=None
+):
     """Measures several specs, their timing windows interleaved round by round.
 
-    Every worker is started and loaded first (loading is not timed, so the workers load
-    in parallel). Then, `rounds` times, each worker times one window of each batch size;
-    the worker order rotates every round, and so does the batch-size order. A window is
-    `1/rounds` of the spec's `min_time_s`, `min_iterations` and `max_time_s`, after a
-    warm-up of the spec's `warmup_s` the first time a worker runs a batch size and of
-    `REWARM_S` afterwards. Last, each worker in turn finishes (alternative calls such as
-    `model.predict`, peak memory, accuracy).
+    Every worker is started and loaded first, and warms each of its batch sizes up
+    for the spec's `warmup_s` right after loading (neither is timed, so the workers
+    load and warm up in parallel). Then, `rounds` times, each worker times one window
+    of each batch size; the worker order rotates every round, and so does the
+    batch-size order. A window is `1/rounds` of the spec's `min_time_s`,
+    `min_iterations` and `max_time_s`, after a re-warm-up of `REWARM_S` (another
+    process has just had the cores and the caches). Then each worker in turn times its
+    alternative calls (such as `model.predict`), and last the workers finish, up to
+    `parallel` at once (peak memory, accuracy: nothing timed).
 
     Args:
         specs: Measurement specs (`export.measure` builds them).
@@ -225,16 +248,25 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
         rounds: Windows per worker and batch size (>= 1).
         timeout_s: Seconds a worker may take to load, or to answer one command.
         on_step: Optional `callable(label)` told of each phase (a progress bar).
+        parallel: Workers finishing at once (their accuracy passes; nothing timed);
+            default: the available cores.
 
     Returns:
         One entry per spec, in order: the result dict, or the `RuntimeError` that ended
         that worker (the other workers go on).
     """
+    if parallel is None:
+        from export.measure import environment
+
+        parallel = environment.available_threads()
+    parallel = max(1, int(parallel))
     outcomes = [None] * len(specs)
     workers = {}
     try:
         for index, spec in enumerate(specs):
             path = os.path.join(scratch, f"spec_{index}.json")
+            # Each child warms its batch sizes up while the others load (untimed).
+            spec = dict(spec, warmup_at_load=True)
             workers[index] = MeasurementWorker(spec, path, timeout_s=timeout_s)
         if on_step:
             on_step(f"loading {len(specs)} runtimes")
@@ -260,11 +292,7 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
                     spec["min_iterations"],
                     spec["max_time_s"],
                 )
-                warmup = (
-                    spec["warmup_s"]
-                    if round_index == 0
-                    else min(spec["warmup_s"], REWARM_S)
-                )
+                warmup = min(spec["warmup_s"], REWARM_S)
                 try:
                     for batch_size in sizes:
                         workers[index].time(
@@ -273,17 +301,46 @@ def measure_interleaved(specs, scratch, *, rounds, timeout_s=900, on_step=None):
                 except RuntimeError as error:
                     outcomes[index] = error
                     workers.pop(index).close()
+        # The alternative calls are timings: one worker at a time. The rest of a
+        # finish (peak memory, accuracy pass, parameters) is not timed: up to
+        # `parallel` workers finish at once.
         for index in sorted(workers):
-            if on_step:
-                spec = specs[index]
-                threads = spec["threads"]
-                on_step(
-                    f"finishing {os.path.basename(spec['path'])} ({threads} thread{'s' * (threads != 1)})"
-                )
             try:
-                outcomes[index] = workers[index].finish()
+                workers[index].time_alternatives()
             except RuntimeError as error:
                 outcomes[index] = error
+                workers.pop(index).close()
+        pending, running = sorted(workers), {}
+        while pending or running:
+            while pending and len(running) < parallel:
+                index = pending.pop(0)
+                if on_step:
+                    spec = specs[index]
+                    threads = spec["threads"]
+                    on_step(
+                        f"finishing {os.path.basename(spec['path'])} "
+                        f"({threads} thread{'s' * (threads != 1)})"
+                    )
+                try:
+                    workers[index].start_finish()
+                except RuntimeError as error:
+                    outcomes[index] = error
+                    continue
+                running[workers[index].process.stdout] = index
+            ready, _, _ = select.select(list(running), [], [], timeout_s)
+            if not ready:
+                for index in running.values():
+                    outcomes[index] = RuntimeError(
+                        f"measuring {workers[index].label} timed out after "
+                        f"{timeout_s} s (finishing)"
+                    )
+                running = {}
+            for stream in ready:
+                index = running.pop(stream)
+                try:
+                    outcomes[index] = workers[index].end_finish()
+                except RuntimeError as error:
+                    outcomes[index] = error
     finally:
         for worker in workers.values():
             worker.close()

@@ -20,7 +20,6 @@ release is chosen (`export.report.choose`).
 """
 
 import datetime
-import hashlib
 import os
 import time
 
@@ -29,143 +28,28 @@ import numpy as np
 from export import cli
 from export import loading
 from export import measure
+from export import pipeline
 from export.measure import environment
+from export.measure import timing as timing_lib
+from export.measure import worker
 from export.report import budgets
 from export.report import choose
+from export.report.compare import add_floor_ratios
+from export.report.compare import add_pareto
+from export.report.compare import best_fp32
+from export.report.compare import held_out_parity
+from export.report.compare import ratios
+from export.report.variants import VARIANTS
+from export.report.variants import candidate_names
+from export.report.variants import check_data_shapes
+from export.report.variants import data_digest
+from export.report.variants import exported_entry
+from export.report.variants import int8_misses
+from export.report.variants import selective_entry
 
 FORMATS = ("keras", "savedmodel", "tflite", "onnx")
 MODELS = ("teacher", "student")
 SCHEMA_VERSION = 2
-# Quantised variants of each student: name -> (format, quantisation mode).
-VARIANTS = {
-    "tflite_float16": ("tflite", "float16"),
-    "tflite_dynamic": ("tflite", "dynamic"),
-    "tflite_int8": ("tflite", "int8"),
-    "onnx_int8": ("onnx", "int8"),
-}
-CONVERTERS = {
-    "keras": "the .keras file itself",
-    "savedmodel": "keras.export.ExportArchive (export.to_savedmodel)",
-    "tflite": "tf.lite.TFLiteConverter.from_saved_model (export.to_tflite)",
-    "onnx": "tf2onnx.convert.from_function (export.to_onnx)",
-    "numpy": "dense weights extracted (export.measure.floor)",
-}
-
-
-class DataShapeError(ValueError):
-    """The accuracy or calibration data does not fit a model's input."""
-
-
-def candidate_names(paths):
-    """Report names of the students: `student` for one, else their file stems."""
-    if len(paths) == 1:
-        return ["student"]
-    names = []
-    for path in paths:
-        stem = (
-            os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "student"
-        )
-        name, count = stem, 2
-        while name in names or name == "teacher":
-            name, count = f"{stem}_{count}", count + 1
-        names.append(name)
-    return names
-
-
-def check_data_shapes(models, x, flag, source):
-    """Raises `DataShapeError` unless every model takes examples shaped like `x`'s.
-
-    A model whose input has the same number of elements per example is accepted:
-    the runtimes reshape each batch (a flat 784 input takes 28x28x1 images).
-    """
-    example = tuple(x.shape[1:])
-    for name, model in models.items():
-        shape, _ = loading.input_signature(model)
-        wanted = tuple(shape[1:])
-        if int(np.prod(wanted)) != int(np.prod(example)):
-            hint = (
-                " Pass `--labelled-data` with a .npz of x (N, "
-                f"{', '.join(str(d) for d in wanted)}) and y"
-                if flag == "--labelled-data" and source.startswith("Fashion-MNIST")
-                else ""
-            )
-            raise DataShapeError(
-                f"`{flag}` must hold examples of the {name}'s input shape {wanted}. "
-                f"Received: examples of shape {example} from {source}.{hint}"
-            )
-
-
-def data_digest(x):
-    """SHA-256 (first 16 hex digits) of float32 data and its shape."""
-    array = np.ascontiguousarray(x, dtype=np.float32)
-    digest = hashlib.sha256(repr(array.shape).encode())
-    digest.update(array.tobytes())
-    return digest.hexdigest()[:16]
-
-
-def export_verified(
-    model, fmt, path, quantize="none", representative=None, labelled=None
-):
-    """Exports with the verified converters; returns their sidecar (parity etc.).
-
-    Args:
-        model: The `keras.Model`.
-        fmt: `savedmodel`, `tflite` or `onnx`.
-        path: Destination.
-        quantize: `none`, or a TFLite mode (`float16`, `dynamic`, `int8`), or `int8`
-            for ONNX (`export.quantize_onnx`).
-        representative: float32 calibration inputs (int8).
-        labelled: Optional `(x, y)` held-out data, passed to the converter as
-            `labelled_data`: its accuracy gate and, for quantised modes, the real
-            inputs of the top-1 agreement check (never the calibration data).
-    """
-    if fmt == "savedmodel":
-        from export.to_savedmodel import export_savedmodel
-
-        result = export_savedmodel(model, path, overwrite=True)
-    elif fmt == "tflite":
-        from export.to_tflite import export_tflite
-
-        result = export_tflite(
-            model,
-            path,
-            quantize=quantize,
-            overwrite=True,
-            representative_data=representative if quantize == "int8" else None,
-            labelled_data=labelled if quantize != "none" else None,
-        )
-    elif fmt == "onnx" and quantize == "int8":
-        from export.quantize_onnx import export_onnx_int8
-
-        result = export_onnx_int8(
-            model, path, representative, overwrite=True, labelled_data=labelled
-        )
-    elif fmt == "onnx":
-        from export.to_onnx import export_onnx
-
-        result = export_onnx(model, path, overwrite=True)
-    else:  # pragma: no cover - guarded by the caller
-        raise ValueError(f"cannot export format {fmt!r}")
-    return {
-        "sidecar_path": result.sidecar_path,
-        "parity": result.sidecar.get("parity"),
-        "options": result.sidecar.get("options"),
-        "versions": result.sidecar.get("versions"),
-    }
-
-
-def artifact_path(directory, model_name, fmt, quantize="none"):
-    """Where `build_report` writes the artifact of `model_name` in `fmt`."""
-    suffix = "" if quantize == "none" else f"_{quantize}"
-    return os.path.join(
-        directory,
-        {
-            "savedmodel": f"{model_name}_savedmodel",
-            "tflite": f"{model_name}{suffix}.tflite",
-            "onnx": f"{model_name}{suffix}.onnx",
-            "numpy": f"{model_name}_dense_layers.npz",
-        }[fmt],
-    )
 
 
 def build_report(
@@ -316,6 +200,9 @@ def build_report(
                     (x, y) if labelled else None,
                 )
             )
+    # The converters' child (one TensorFlow import for every conversion) is not
+    # needed any more: its memory is freed before anything is measured.
+    pipeline.stop_isolated()
     # Every runtime of every model in one interleaved measurement, so that the
     # student/teacher and floor ratios are taken under the same machine conditions.
     jobs, owners = [], []
@@ -328,7 +215,9 @@ def build_report(
             options = dict((runtime_options or {}).get(fmt) or {})
             if fmt == "keras" and unsafe:
                 options["unsafe"] = True
-            jobs.append((entry["artifact"], fmt, count, options))
+            # One accuracy pass per file: the first thread count's run gives it
+            # (`best_of_threads` takes accuracy and outputs from the first run).
+            jobs.append((entry["artifact"], fmt, count, options, count == counts[0]))
             owners.append(entry)
     if bar:  # loading the runtimes, the timing rounds, one finish per process
         bar.total = exports + 1 + settings_of_timing["rounds"] + len(jobs)
@@ -372,7 +261,7 @@ def build_report(
             if name not in references:
                 from export import runtimes
 
-                references[name] = runtimes.KerasRuntime(models[name]).predict(x)
+                references[name] = runtimes.keras_reference(models[name]).predict(x)
             entry["parity"] = held_out_parity(outputs, references[name], labelled[2])
     if bar:
         bar.finish()
@@ -430,219 +319,6 @@ def build_report(
     return report
 
 
-# Layers kept in float by the selective int8 variant: the worst by quantisation error.
-SELECTIVE_FLOAT_LAYERS = 2
-
-
-def int8_misses(entry, budget):
-    """Whether an int8 variant failed its parity check or misses the accuracy limits.
-
-    Judged on the converter's own verification on the held-out data (the sidecar's
-    `accuracy`), before anything is measured: `min_accuracy`, and `max_accuracy_drop`
-    against its own Keras model.
-    """
-    if entry.get("rejected"):
-        return True
-    accuracy = ((entry.get("export") or {}).get("parity") or {}).get("accuracy")
-    if entry.get("error") or budget is None or not accuracy:
-        return False
-    if "min_accuracy" in budget and not accuracy["exported"] >= budget["min_accuracy"]:
-        return True
-    drop = accuracy["keras"] - accuracy["exported"]
-    return "max_accuracy_drop" in budget and not drop <= budget["max_accuracy_drop"]
-
-
-def selective_entry(int8_entry, model, artifacts, calibration, labelled):
-    """Per-layer quantisation error of an int8 variant, and the selective variant.
-
-    Sets `int8_entry["layer_errors"]` (worst first, `export.report.layer_errors`) and
-    returns the entry of `tflite_int8_selective`: int8 with the worst
-    `SELECTIVE_FLOAT_LAYERS` layers kept in float, verified like every variant.
-    """
-    from export.report import layer_errors
-    from export.verify import ParityError
-
-    name = int8_entry["model"]
-    entry = {
-        "model": name,
-        "format": "tflite",
-        "error": None,
-        "export": None,
-        "role": int8_entry["role"],
-        "variant": "tflite_int8_selective",
-        "quantize": "int8",
-    }
-    entry["lineage"] = dict(int8_entry["lineage"])
-    try:
-        errors = layer_errors.layer_quantization_errors(model, calibration["inputs"])
-        int8_entry["layer_errors"] = errors
-        float_layers = [row["layer"] for row in errors[:SELECTIVE_FLOAT_LAYERS]]
-        entry["artifact"] = os.path.join(artifacts, f"{name}_int8_selective.tflite")
-        result = layer_errors.export_selective_int8(
-            model,
-            entry["artifact"],
-            calibration["inputs"],
-            float_layers,
-            labelled_data=labelled,
-        )
-        entry["export"] = {
-            "sidecar_path": result.sidecar_path,
-            "parity": result.sidecar.get("parity"),
-            "options": result.sidecar.get("options"),
-            "versions": result.sidecar.get("versions"),
-        }
-        entry["lineage"]["converter"] += " + QuantizationDebugger(denylisted_nodes)"
-        entry["lineage"]["settings"] = dict(
-            entry["lineage"]["settings"], float_layers=float_layers
-        )
-        entry["sha256"] = choose.file_digest(entry["artifact"])
-    except ParityError as error:
-        entry.update(
-            error=f"ParityError: {loading.error_summary(error)}", rejected=True
-        )
-    except Exception as error:  # Recorded in the report; exit status 1.
-        entry["error"] = f"{type(error).__name__}: {loading.error_summary(error)}"
-    return entry
-
-
-def held_out_parity(outputs, reference, source):
-    """Max abs diff and top-1 agreement of a runtime's outputs with Keras'."""
-    outputs = np.asarray(outputs, np.float64).reshape(len(reference), -1)
-    reference = np.asarray(reference, np.float64).reshape(len(reference), -1)
-    finite = bool(np.all(np.isfinite(outputs)))
-    return {
-        "inputs": source,
-        "examples": int(len(reference)),
-        "max_abs_diff": float(np.max(np.abs(outputs - reference)))
-        if finite
-        else float("inf"),
-        "top1_agreement": float(np.mean(outputs.argmax(1) == reference.argmax(1))),
-        "reference": "Keras tf.function(model(x, training=False)) in the report's process",
-    }
-
-
-def add_pareto(results, batch_sizes):
-    """Sets `pareto` on each measured entry: the fronts it is on.
-
-    Fronts: accuracy (maximised) against p99 latency at each batch size, and against
-    size on disk; every measured runtime but the NumPy floor takes part.
-    """
-    points, entries = [], []
-    for entry in results:
-        if not measured(entry) or entry["format"] == "numpy":
-            continue
-        accuracy = entry.get("accuracy")
-        point = {
-            "loss": None if accuracy is None else -accuracy,
-            "size": entry.get("size_bytes"),
-        }
-        for b in batch_sizes:
-            point[f"p99@{b}"] = entry["latency"][str(b)]["p99_ms"]
-        points.append(point)
-        entries.append(entry)
-    fronts = {f"p99_ms@{b}": ("loss", f"p99@{b}") for b in batch_sizes}
-    fronts["size_mb"] = ("loss", "size")
-    for entry in entries:
-        entry["pareto"] = []
-    for front, keys in fronts.items():
-        for entry, on in zip(entries, choose.pareto_front(points, keys), strict=True):
-            if on:
-                entry["pareto"].append(front)
-
-
-def lineage(name, fmt, quantize, source, export, calibration):
-    """Where a variant comes from: source model, converter, quantisation, data."""
-    options = (export or {}).get("options") or {}
-    versions = (export or {}).get("versions") or {}
-    converter = CONVERTERS[fmt]
-    if fmt == "onnx" and quantize == "int8":
-        converter += (
-            " + onnxruntime.quantization.quantize_static (export.quantize_onnx)"
-        )
-    tool_versions = {
-        k: versions.get(k)
-        for k in ("tensorflow", "tf2onnx", "onnxruntime", "litert")
-        if versions.get(k)
-    }
-    settings = {
-        k: v
-        for k, v in options.items()
-        if k not in ("representative_data", "providers", "delegate")
-    }
-    int8 = quantize == "int8" and calibration is not None
-    return {
-        "source_model": source,
-        "model": name,
-        "converter": converter,
-        "versions": tool_versions,
-        "quantize": quantize,
-        "settings": settings,
-        "calibration_data": calibration["source"] if int8 else None,
-        "calibration_samples": calibration["samples"] if int8 else None,
-        "calibration_digest": calibration["digest"] if int8 else None,
-        "threads": None,
-    }
-
-
-def exported_entry(
-    name,
-    fmt,
-    model,
-    source,
-    artifacts,
-    quantize="none",
-    calibration=None,
-    labelled=None,
-):
-    """Exports `model` to `fmt` (verified); returns its report entry, `artifact` set.
-
-    A quantised variant that fails its parity check is `rejected` (reported, never
-    measured, not a failure of the report).
-    """
-    from export.verify import ParityError
-
-    entry = {"model": name, "format": fmt, "error": None, "export": None}
-    entry["lineage"] = lineage(name, fmt, quantize, source, None, calibration)
-    if fmt == "keras" and os.path.isdir(source):
-        entry.update(
-            error="the model was given as a SavedModel, not a .keras file",
-            not_applicable=True,
-        )
-        return entry
-    try:
-        if fmt == "keras":
-            entry["artifact"] = source
-        elif fmt == "numpy":
-            try:
-                layers = measure.dense_layers(model)
-            except ValueError as error:
-                entry.update(error=loading.error_summary(error), not_applicable=True)
-                return entry
-            entry["artifact"] = measure.save_dense_layers(
-                layers, artifact_path(artifacts, name, fmt)
-            )
-        else:
-            entry["artifact"] = artifact_path(artifacts, name, fmt, quantize)
-            entry["export"] = export_verified(
-                model,
-                fmt,
-                entry["artifact"],
-                quantize,
-                representative=None if calibration is None else calibration["inputs"],
-                labelled=labelled,
-            )
-            entry["lineage"] = lineage(
-                name, fmt, quantize, source, entry["export"], calibration
-            )
-        entry["sha256"] = choose.file_digest(entry["artifact"])
-    except ParityError as error:
-        entry["error"] = f"ParityError: {loading.error_summary(error)}"
-        entry["rejected"] = quantize != "none"
-    except Exception as error:  # Recorded in the report; exit status 1.
-        entry["error"] = f"{type(error).__name__}: {loading.error_summary(error)}"
-    return entry
-
-
 def timing_settings(timing):
     """The timing keywords of `measure_artifacts`, defaults filled in."""
     return {
@@ -651,124 +327,8 @@ def timing_settings(timing):
         "max_time_s": timing.get("max_time_s", measure.DEFAULT_MAX_TIME_S),
         "warmup_s": timing.get("warmup_s", measure.DEFAULT_WARMUP_S),
         "rounds": timing.get("rounds", measure.DEFAULT_ROUNDS),
+        "rewarm_s": min(
+            timing.get("warmup_s", measure.DEFAULT_WARMUP_S), worker.REWARM_S
+        ),
+        "min_sample_s": timing_lib.MIN_SAMPLE_S,
     }
-
-
-def measured(entry):
-    """Whether a report entry holds figures (no error, latency measured)."""
-    return not entry.get("error") and "latency" in entry
-
-
-def add_floor_ratios(results, batch_sizes):
-    """Sets each entry's `floor_ratio`: its p50 over its model's NumPy floor p50."""
-    floors = {r["model"]: r for r in results if r["format"] == "numpy" and measured(r)}
-    for entry in results:
-        floor = floors.get(entry["model"])
-        if not measured(entry) or floor is None:
-            entry["floor_ratio"] = None
-            continue
-        entry["floor_ratio"] = {
-            str(b): entry["latency"][str(b)]["p50_ms"]
-            / floor["latency"][str(b)]["p50_ms"]
-            for b in batch_sizes
-        }
-
-
-def ratio(student, teacher):
-    """`student / teacher`, None when either is missing or the teacher is 0."""
-    if student is None or teacher is None or teacher == 0:
-        return None
-    return student / teacher
-
-
-def ratios(results, formats, batch_sizes):
-    """Student/teacher ratio of every figure, per student and format (floor included)."""
-    by_key = {
-        (r["model"], r["format"]): r
-        for r in results
-        if r.get("quantize", "none") == "none"
-    }
-    students = []
-    for r in results:
-        if r.get("role", r["model"]) == "student" and r["model"] not in students:
-            students.append(r["model"])
-    rows = []
-    for name in students:
-        for fmt in tuple(formats) + ("numpy",):
-            student, teacher = by_key.get((name, fmt)), by_key.get(("teacher", fmt))
-            if (
-                not student
-                or not teacher
-                or not measured(student)
-                or not measured(teacher)
-            ):
-                continue
-            row = {"model": name, "format": fmt}
-            for field in (
-                "parameters",
-                "size_bytes",
-                "gzip_bytes",
-                "peak_rss_bytes",
-                "accuracy",
-            ):
-                row[field] = ratio(student.get(field), teacher.get(field))
-            row["latency"] = {
-                str(b): {
-                    key: ratio(
-                        student["latency"][str(b)][key], teacher["latency"][str(b)][key]
-                    )
-                    for key in (
-                        "p50_ms",
-                        "p90_ms",
-                        "p99_ms",
-                        "max_ms",
-                        "throughput_sps",
-                    )
-                }
-                for b in batch_sizes
-            }
-            rows.append(row)
-    return rows
-
-
-def best_fp32(results, batch_sizes):
-    """Per model and batch size: the fastest float runtime (p50) and its ratio to the floor."""
-    best = {}
-    names = []
-    for r in results:
-        if r["model"] not in names:
-            names.append(r["model"])
-    for name in names:
-        floor = next(
-            (
-                r
-                for r in results
-                if r["model"] == name and r["format"] == "numpy" and measured(r)
-            ),
-            None,
-        )
-        candidates = [
-            r
-            for r in results
-            if r["model"] == name
-            and r["format"] != "numpy"
-            and measured(r)
-            and r.get("quantize", "none") == "none"
-        ]
-        per_batch = {}
-        for b in batch_sizes:
-            if not candidates:
-                continue
-            winner = min(candidates, key=lambda r: r["latency"][str(b)]["p50_ms"])
-            p50 = winner["latency"][str(b)]["p50_ms"]
-            floor_p50 = floor["latency"][str(b)]["p50_ms"] if floor else None
-            per_batch[str(b)] = {
-                "format": winner["format"],
-                "p50_ms": p50,
-                "floor_p50_ms": floor_p50,
-                "floor_ratio": ratio(p50, floor_p50),
-                "threads": winner["latency"][str(b)].get("threads", winner["threads"]),
-                "runtime_settings": winner["runtime_settings"],
-            }
-        best[name] = per_batch
-    return best

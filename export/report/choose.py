@@ -270,6 +270,7 @@ def write_release(report, release_dir):
                 "threads": entry.get("threads"),
                 "parity": entry.get("parity"),
             },
+            "timing": (report.get("settings") or {}).get("timing"),
             "beaten": beaten,
             "report_created_utc": report["created_utc"],
             "command": report.get("command"),

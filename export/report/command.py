@@ -42,10 +42,10 @@ from export import measure
 from export.report import budgets
 from export.report import choose
 from export.report.build import FORMATS
-from export.report.build import VARIANTS
 from export.report.build import build_report
 from export.report.render import to_json
 from export.report.render import write_report
+from export.report.variants import VARIANTS
 
 PROGRAM = "export.report"
 

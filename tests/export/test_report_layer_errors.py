@@ -5,8 +5,8 @@ import pytest
 
 from export import runtimes
 from export.report import budgets
-from export.report import build
 from export.report import layer_errors
+from export.report import variants
 from tests.export.tiny_mlp import tiny_mlp
 
 
@@ -61,7 +61,7 @@ def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
         "variant": "tflite_int8",
         "rejected": True,
         "error": "ParityError: x",
-        "lineage": build.lineage("student", "tflite", "int8", "s.keras", None, None),
+        "lineage": variants.lineage("student", "tflite", "int8", "s.keras", None, None),
     }
     calibration_record = {
         "inputs": calibration,
@@ -69,7 +69,7 @@ def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
         "samples": 80,
         "digest": "d",
     }
-    entry = build.selective_entry(
+    entry = variants.selective_entry(
         int8, model, str(tmp_path), calibration_record, labelled
     )
     assert entry["error"] is None, entry["error"]
@@ -79,7 +79,7 @@ def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
     )
     assert (
         len(entry["lineage"]["settings"]["float_layers"])
-        == build.SELECTIVE_FLOAT_LAYERS
+        == variants.SELECTIVE_FLOAT_LAYERS
     )
 
 
@@ -120,4 +120,4 @@ def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
 )
 def test_int8_misses(entry, limits, misses):
     budget = None if limits is None else budgets.parse_budget(limits)
-    assert build.int8_misses(dict({"error": None}, **entry), budget) is misses
+    assert variants.int8_misses(dict({"error": None}, **entry), budget) is misses

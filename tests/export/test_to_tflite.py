@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from export import inputs
 from export import runtimes
 from export import sidecar
 from export import to_tflite
@@ -82,7 +83,7 @@ def test_quantised_top1_agrees_with_keras_on_real_images(exports, quantize, int8
     recorded = results[quantize, int8_io].sidecar["parity"]
     assert recorded["top1_agreement"] >= threshold
     assert recorded["min_top1_agreement"] == threshold
-    assert recorded["real_inputs_count"] == verify.DEFAULT_REAL_INPUTS
+    assert recorded["real_inputs_count"] == inputs.DEFAULT_REAL_INPUTS
 
 
 def test_quantised_models_are_smaller(exports):

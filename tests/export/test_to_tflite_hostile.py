@@ -14,6 +14,7 @@ import tempfile
 import numpy as np
 import pytest
 
+from export import inputs
 from export import pipeline
 from export import sidecar
 from export import to_onnx
@@ -79,7 +80,7 @@ def hostile(name):
     if name == "wrong shape":
         return x[:, :16]
     if name == "too few":
-        return x[: verify.MIN_REPRESENTATIVE_EXAMPLES - 1]
+        return x[: inputs.MIN_REPRESENTATIVE_EXAMPLES - 1]
     if name == "all zero":
         return np.zeros_like(x)
     raise AssertionError(name)
@@ -94,7 +95,7 @@ HOSTILE = {
     "complex": "must hold real numbers",
     "strings": "must hold real numbers",
     "wrong shape": r"must have shape \(N,\) \+ \(32,\)",
-    "too few": f"at least {verify.MIN_REPRESENTATIVE_EXAMPLES} examples",
+    "too few": f"at least {inputs.MIN_REPRESENTATIVE_EXAMPLES} examples",
     "all zero": "must vary",
 }
 
@@ -178,8 +179,8 @@ def test_agreement_runs_on_held_out_inputs_not_the_calibration_batch(exports, qu
         "held-out random inputs scaled like the representative data"
         in parity["real_inputs"]
     )
-    assert parity["real_inputs_count"] == verify.DEFAULT_REAL_INPUTS
-    held_out = verify.scaled_like(calibration(), verify.DEFAULT_REAL_INPUTS, seed=0)
+    assert parity["real_inputs_count"] == inputs.DEFAULT_REAL_INPUTS
+    held_out = inputs.scaled_like(calibration(), inputs.DEFAULT_REAL_INPUTS, seed=0)
     rows = {row.tobytes() for row in calibration()}
     assert not any(row.tobytes() in rows for row in held_out)
 
