@@ -11,8 +11,8 @@ kernel (`DepthwiseConv2D` kernels are not clusterable in TFMOT).
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from kdkeras import arguments
 from kdkeras.compress import bridge
-from kdkeras.compress import checks
 from kdkeras.compress import distill
 
 CLUSTERABLE_LAYERS = ("Dense", "Conv2D")
@@ -64,7 +64,7 @@ def cluster(
     kdkeras.compress.unique_kernel_values(clustered)  # {'hidden_1': 16, ...}
     ```
     """
-    number_of_clusters = checks.check_positive_int(
+    number_of_clusters = arguments.check_positive_int(
         "number_of_clusters", number_of_clusters
     )
     if number_of_clusters < 2:

@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from kdkeras import arguments
 from kdkeras import losses
 from kdkeras.compress import bridge
-from kdkeras.compress import checks
 from kdkeras.targets import LABELS_KEY
 from kdkeras.targets import TEACHER_LOGITS_KEY
 
@@ -218,9 +218,9 @@ def fit_distilling(
     Returns:
         The `tf_keras` `History`.
     """
-    epochs = checks.check_positive_int("epochs", epochs)
-    batch_size = checks.check_positive_int("batch_size", batch_size)
-    alpha = checks.check_fraction("alpha", alpha)
+    epochs = arguments.check_positive_int("epochs", epochs)
+    batch_size = arguments.check_positive_int("batch_size", batch_size)
+    alpha = arguments.check_fraction("alpha", alpha)
     x = np.asarray(x, dtype="float32")
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
