@@ -233,7 +233,9 @@ class Distiller(XlaStepFunctions, keras.Model):
             names.append("hint_loss")
         names.append("teacher_agreement")
         self._loss_trackers = {name: keras.metrics.Mean(name=name) for name in names}
-        self._blended_loss = step_metrics.BlendedLoss(self._blend_losses)
+        self._blended_loss = step_metrics.BlendedLoss(
+            lambda: step_metrics.blend_results(self.alpha, self._loss_trackers)
+        )
 
     @property
     def metrics(self):
@@ -264,27 +266,14 @@ class Distiller(XlaStepFunctions, keras.Model):
         finally:
             self._data_without_labels = previous
 
-    def _blend_losses(self):
-        """The reported `loss`: the parts' means, blended as in the step."""
-        results = {
-            name: tracker.result() for name, tracker in self._loss_trackers.items()
-        }
-        loss = (
-            self.alpha * results["student_loss"]
-            + (1.0 - self.alpha) * results["distillation_loss"]
-        )
-        if "hint_loss" in results:
-            loss = loss + results["hint_loss"]
-        return loss
-
     def get_compile_config(self):
         if not getattr(self, "_compile_arguments", None):
             return {}
-        arguments = dict(self._compile_arguments)
+        config = dict(self._compile_arguments)
         for key in ("optimizer", "student_loss_fn", "distillation_loss_fn"):
-            arguments[key] = keras.saving.serialize_keras_object(arguments[key])
-        arguments["metrics"] = keras.saving.serialize_keras_object(arguments["metrics"])
-        return arguments
+            config[key] = keras.saving.serialize_keras_object(config[key])
+        config["metrics"] = keras.saving.serialize_keras_object(config["metrics"])
+        return config
 
     def compile_from_config(self, config):
         config = dict(config)

@@ -44,6 +44,34 @@ class BlendedLoss(keras.metrics.Metric):
         return self._blend()
 
 
+def blend_results(alpha, trackers):
+    """The reported `loss`: the parts' means, blended as in the step.
+
+    Args:
+        alpha: The Distiller's `alpha`.
+        trackers: The part-loss trackers by name (`update_step_metrics`).
+
+    Returns:
+        `alpha * student_loss + (1 - alpha) * distillation_loss (+ hint_loss)`.
+
+    Example:
+
+    >>> trackers = {"student_loss": keras.metrics.Mean(),
+    ...             "distillation_loss": keras.metrics.Mean()}
+    >>> trackers["student_loss"].update_state(2.0)
+    >>> trackers["distillation_loss"].update_state(1.0)
+    >>> float(blend_results(0.25, trackers))
+    1.25
+    """
+    results = {name: tracker.result() for name, tracker in trackers.items()}
+    loss = (
+        alpha * results["student_loss"] + (1.0 - alpha) * results["distillation_loss"]
+    )
+    if "hint_loss" in results:
+        loss = loss + results["hint_loss"]
+    return loss
+
+
 def teacher_classes(teacher_logits):
     """The teacher's top-1 class per example, int32 `(batch,)`.
 

@@ -282,13 +282,22 @@ def per_kernel(model, layer_types, statistic):
 
 
 def fine_tune(
-    student, teacher, x, y, wrap, teacher_logits=None, callbacks=(), **fitting
+    student,
+    teacher,
+    x,
+    y,
+    wrap,
+    teacher_logits=None,
+    callbacks=(),
+    strip=None,
+    **fitting,
 ):
     """Carries a Keras 3 student to `tf_keras`, wraps it, fine-tunes it.
 
     The one path of `prune`, `cluster` and `quantization_aware`: the
     teacher's soft targets (`soft_targets`), the bridge (`to_tf_keras`),
-    the TFMOT wrapping, then `fit_distilling`.
+    the TFMOT wrapping, `fit_distilling`, and for `prune` and `cluster` the
+    wrappers stripped and the bridge back to Keras 3 (`from_tf_keras`).
 
     Args:
         student: Keras 3 student returning logits.
@@ -299,14 +308,19 @@ def fine_tune(
         wrap: Callable `(tf_keras model) -> TFMOT-wrapped tf_keras model`.
         teacher_logits: Optional precomputed teacher logits `(N, classes)`.
         callbacks: `tf_keras` callbacks of the fit.
+        strip: Optional callable `(wrapped tf_keras model) -> tf_keras
+            model without the TFMOT wrappers` (e.g. `strip_pruning`).
         **fitting: The arguments of `fit_distilling` (`epochs`,
             `batch_size`, `temperature`, `alpha`, `learning_rate`,
             `validation_data`, `verbose`).
 
     Returns:
-        The fine-tuned, still wrapped, `tf_keras` model.
+        The fine-tuned, still wrapped, `tf_keras` model; with `strip`, the
+        stripped model as Keras 3.
     """
     teacher_logits = soft_targets(teacher, x, teacher_logits)
     wrapped = wrap(bridge.to_tf_keras(student))
     fit_distilling(wrapped, x, y, teacher_logits, callbacks=callbacks, **fitting)
-    return wrapped
+    if strip is None:
+        return wrapped
+    return bridge.from_tf_keras(strip(wrapped))

@@ -9,13 +9,13 @@ loss, the wrappers are stripped and the student comes back as Keras 3.
 (`DepthwiseConv2D` kernels are not prunable in TFMOT and stay dense.)
 """
 
+import functools
 import math
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from kdkeras import arguments
-from kdkeras.compress import bridge
 from kdkeras.compress import distill
 
 PRUNABLE_LAYERS = ("Dense", "Conv2D")
@@ -142,21 +142,18 @@ def prune(
         initial_sparsity,
         pruning_end,
     )
-    wrapped = distill.fine_tune(
+    sparsity = tfmot.sparsity.keras
+    wrapper = functools.partial(sparsity.prune_low_magnitude, pruning_schedule=schedule)
+    return distill.fine_tune(
         student,
         teacher,
         x,
         y,
-        distill.wrap_layers(
-            PRUNABLE_LAYERS,
-            lambda layer: tfmot.sparsity.keras.prune_low_magnitude(
-                layer, pruning_schedule=schedule
-            ),
-        ),
-        teacher_logits=teacher_logits,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        distill.wrap_layers(PRUNABLE_LAYERS, wrapper),
+        teacher_logits,
+        callbacks=[sparsity.UpdatePruningStep()],
+        strip=sparsity.strip_pruning,
         epochs=epochs,
         batch_size=batch_size,
         **fitting,
     )
-    return bridge.from_tf_keras(tfmot.sparsity.keras.strip_pruning(wrapped))

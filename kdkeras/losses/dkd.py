@@ -27,12 +27,7 @@ def _target_classes(teacher_logits, labels):
 
 
 def dkd_loss_per_example(
-    teacher_logits,
-    student_logits,
-    labels=None,
-    alpha=1.0,
-    beta=8.0,
-    temperature=4.0,
+    teacher_logits, student_logits, labels=None, alpha=1.0, beta=8.0, temperature=4.0
 ):
     """Per-example decoupled KD loss (DKD, Zhao et al. 2022).
 
@@ -89,12 +84,7 @@ def dkd_loss_per_example(
 
 
 def dkd_loss(
-    teacher_logits,
-    student_logits,
-    labels=None,
-    alpha=1.0,
-    beta=8.0,
-    temperature=4.0,
+    teacher_logits, student_logits, labels=None, alpha=1.0, beta=8.0, temperature=4.0
 ):
     """Decoupled KD loss (DKD, Zhao et al. 2022), mean over the batch.
 
