@@ -18,6 +18,10 @@ Public API:
     adjust_class_bias     raise one class's output bias (paper §3), amount chosen on held-out data
     targets               the home of soft targets: batch contract, cache, shards, online
     bias, distribute, hints, losses, online_soft_targets, soft_targets, teachers: the modules behind them
+    the Distiller's parts: labels (sparse / one-hot, the unlabelled mask, range checks),
+                          reductions (global sums, per-example values), soft_target_loss and
+                          step_loss (one step's loss), step_metrics (what a step reports),
+                          step_functions (checks outside XLA, the step inside), arguments
     random_layers         which layers are random in training and the identity at inference
     xla                   when jit_compile="auto" uses XLA (on CPU: dense layers, no training-time random draws)
     compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)

@@ -10,6 +10,9 @@ features, multiplied by the hint's weight.
 import numbers
 
 import keras
+from keras import ops
+
+from kdkeras import losses
 
 
 class Hint:
@@ -119,6 +122,38 @@ def feature_model(model, layer_names, role):
     return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
 
 
+def feature_models(student, teacher, hints):
+    """The student's and teacher's feature models and the hint projections.
+
+    Args:
+        student: The student's logits model (functional or Sequential).
+        teacher: The teacher's logits model.
+        hints: The `Hint`s (`as_hints`).
+
+    Returns:
+        `(student_features, teacher_features, projections)`: models returning
+        `[logits, *features of each hint]` (`feature_model`), and one
+        projection (or `None`) per hint (`make_projection`).
+    """
+    student_features = feature_model(
+        student, [hint.student_layer for hint in hints], "student"
+    )
+    teacher_features = feature_model(
+        teacher, [hint.teacher_layer for hint in hints], "teacher"
+    )
+    student_shapes = [output.shape for output in student_features.outputs]
+    teacher_shapes = [output.shape for output in teacher_features.outputs]
+    projections = [
+        make_projection(
+            student_shapes[index + 1],
+            teacher_shapes[index + 1],
+            name=f"hint_projection_{index}",
+        )
+        for index in range(len(hints))
+    ]
+    return student_features, teacher_features, projections
+
+
 def make_projection(student_shape, teacher_shape, name):
     """A projection from student to teacher feature width, or None.
 
@@ -151,3 +186,37 @@ def make_projection(student_shape, teacher_shape, name):
         )
     layer.build(student_shape)
     return layer
+
+
+def hint_values(hints, projections, student_features, teacher_features):
+    """Per-example weighted hint loss, summed over the hints.
+
+    Args:
+        hints: The `Hint`s.
+        projections: One projection layer (or `None`, the identity) per hint
+            (`make_projection`).
+        student_features: One student feature tensor per hint.
+        teacher_features: One teacher feature tensor per hint.
+
+    Returns:
+        float32 tensor `(batch,)`: `sum(hint.weight * hint loss)`, the hint
+        loss `kdkeras.losses.hint_loss_per_example`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> features = np.ones((2, 3), "float32")
+    >>> hint_values([Hint("a", "b", weight=0.5)], [None],
+    ...             [features], [features + 2.0]).numpy().tolist()
+    [2.0, 2.0]
+    """
+    total = 0.0
+    for hint, projection, student_feature, teacher_feature in zip(
+        hints, projections, student_features, teacher_features, strict=True
+    ):
+        if projection is not None:
+            student_feature = projection(student_feature)
+        total = total + hint.weight * losses.hint_loss_per_example(
+            teacher_feature, ops.cast(student_feature, "float32")
+        )
+    return total

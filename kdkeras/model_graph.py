@@ -2,8 +2,9 @@
 
 Teachers (`outputs_probabilities`, `logits_model`), the output bias
 (`kdkeras.bias`) and the `tf_keras` bridge (`kdkeras.compress`) all ask which
-single input and output a model has and which layer call produced a tensor.
-Keras 3 has no public API for the second; this module is the one place that
+single input and output a model has and which layer call produced a tensor;
+the Distiller asks the shapes its teacher and student take and give
+(`known_shape`). Keras 3 has no public API for the second; this module is the one place that
 reads Keras' graph records (`_keras_history`, `_inbound_nodes`).
 """
 
@@ -75,3 +76,30 @@ def producer(tensor):
     operation = history.operation
     node = operation._inbound_nodes[history.node_index]
     return operation, list(node.input_tensors)
+
+
+def known_shape(model, attribute):
+    """A model's `input_shape` or `output_shape`, where Keras knows it.
+
+    Args:
+        model: A Keras model.
+        attribute: `"input_shape"` or `"output_shape"`.
+
+    Returns:
+        The shape as a tuple, or `None` for a model without a known shape (a
+        subclassed or unbuilt model) or with several inputs or outputs.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> known_shape(model, "output_shape")
+    (None, 3)
+    """
+    try:
+        shape = getattr(model, attribute)
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(shape, list):
+        shape = shape[0] if len(shape) == 1 else None
+    return tuple(shape) if shape is not None else None

@@ -8,11 +8,12 @@ comes back as Keras 3 with at most `number_of_clusters` distinct values per
 kernel (`DepthwiseConv2D` kernels are not clusterable in TFMOT).
 """
 
+import functools
+
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from kdkeras.compress import bridge
-from kdkeras.compress import checks
+from kdkeras import arguments
 from kdkeras.compress import distill
 
 CLUSTERABLE_LAYERS = ("Dense", "Conv2D")
@@ -64,7 +65,7 @@ def cluster(
     kdkeras.compress.unique_kernel_values(clustered)  # {'hidden_1': 16, ...}
     ```
     """
-    number_of_clusters = checks.check_positive_int(
+    number_of_clusters = arguments.check_positive_int(
         "number_of_clusters", number_of_clusters
     )
     if number_of_clusters < 2:
@@ -72,21 +73,20 @@ def cluster(
             "`number_of_clusters` must be >= 2. "
             f"Received: number_of_clusters={number_of_clusters}"
         )
-    init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
-    wrapped = distill.fine_tune(
+    clustering = tfmot.clustering.keras
+    wrapper = functools.partial(
+        clustering.cluster_weights,
+        number_of_clusters=number_of_clusters,
+        cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
+    )
+    wrap = distill.wrap_layers(CLUSTERABLE_LAYERS, wrapper)
+    return distill.fine_tune(
         student,
         teacher,
         x,
         y,
-        distill.wrap_layers(
-            CLUSTERABLE_LAYERS,
-            lambda layer: tfmot.clustering.keras.cluster_weights(
-                layer,
-                number_of_clusters=number_of_clusters,
-                cluster_centroids_init=init,
-            ),
-        ),
-        teacher_logits=teacher_logits,
+        wrap,
+        teacher_logits,
+        strip=clustering.strip_clustering,
         **fitting,
     )
-    return bridge.from_tf_keras(tfmot.clustering.keras.strip_clustering(wrapped))

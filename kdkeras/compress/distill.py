@@ -20,9 +20,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from kdkeras import arguments
 from kdkeras import losses
 from kdkeras.compress import bridge
-from kdkeras.compress import checks
 from kdkeras.targets import LABELS_KEY
 from kdkeras.targets import TEACHER_LOGITS_KEY
 
@@ -218,9 +218,9 @@ def fit_distilling(
     Returns:
         The `tf_keras` `History`.
     """
-    epochs = checks.check_positive_int("epochs", epochs)
-    batch_size = checks.check_positive_int("batch_size", batch_size)
-    alpha = checks.check_fraction("alpha", alpha)
+    epochs = arguments.check_positive_int("epochs", epochs)
+    batch_size = arguments.check_positive_int("batch_size", batch_size)
+    alpha = arguments.check_fraction("alpha", alpha)
     x = np.asarray(x, dtype="float32")
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
@@ -282,13 +282,22 @@ def per_kernel(model, layer_types, statistic):
 
 
 def fine_tune(
-    student, teacher, x, y, wrap, teacher_logits=None, callbacks=(), **fitting
+    student,
+    teacher,
+    x,
+    y,
+    wrap,
+    teacher_logits=None,
+    callbacks=(),
+    strip=None,
+    **fitting,
 ):
     """Carries a Keras 3 student to `tf_keras`, wraps it, fine-tunes it.
 
     The one path of `prune`, `cluster` and `quantization_aware`: the
     teacher's soft targets (`soft_targets`), the bridge (`to_tf_keras`),
-    the TFMOT wrapping, then `fit_distilling`.
+    the TFMOT wrapping, `fit_distilling`, and for `prune` and `cluster` the
+    wrappers stripped and the bridge back to Keras 3 (`from_tf_keras`).
 
     Args:
         student: Keras 3 student returning logits.
@@ -299,14 +308,19 @@ def fine_tune(
         wrap: Callable `(tf_keras model) -> TFMOT-wrapped tf_keras model`.
         teacher_logits: Optional precomputed teacher logits `(N, classes)`.
         callbacks: `tf_keras` callbacks of the fit.
+        strip: Optional callable `(wrapped tf_keras model) -> tf_keras
+            model without the TFMOT wrappers` (e.g. `strip_pruning`).
         **fitting: The arguments of `fit_distilling` (`epochs`,
             `batch_size`, `temperature`, `alpha`, `learning_rate`,
             `validation_data`, `verbose`).
 
     Returns:
-        The fine-tuned, still wrapped, `tf_keras` model.
+        The fine-tuned, still wrapped, `tf_keras` model; with `strip`, the
+        stripped model as Keras 3.
     """
     teacher_logits = soft_targets(teacher, x, teacher_logits)
     wrapped = wrap(bridge.to_tf_keras(student))
     fit_distilling(wrapped, x, y, teacher_logits, callbacks=callbacks, **fitting)
-    return wrapped
+    if strip is None:
+        return wrapped
+    return bridge.from_tf_keras(strip(wrapped))

@@ -9,13 +9,13 @@ loss, the wrappers are stripped and the student comes back as Keras 3.
 (`DepthwiseConv2D` kernels are not prunable in TFMOT and stay dense.)
 """
 
+import functools
 import math
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from kdkeras.compress import bridge
-from kdkeras.compress import checks
+from kdkeras import arguments
 from kdkeras.compress import distill
 
 PRUNABLE_LAYERS = ("Dense", "Conv2D")
@@ -63,10 +63,10 @@ def pruning_schedule(
     Returns:
         `tfmot.sparsity.keras.PolynomialDecay`.
     """
-    target_sparsity = checks.check_fraction(
+    target_sparsity = arguments.check_fraction(
         "target_sparsity", target_sparsity, upper_inclusive=False
     )
-    initial_sparsity = checks.check_fraction(
+    initial_sparsity = arguments.check_fraction(
         "initial_sparsity", initial_sparsity, upper_inclusive=False
     )
     if initial_sparsity > target_sparsity:
@@ -75,10 +75,10 @@ def pruning_schedule(
             f"initial_sparsity={initial_sparsity}, "
             f"target_sparsity={target_sparsity}"
         )
-    pruning_end = checks.check_fraction("pruning_end", pruning_end)
+    pruning_end = arguments.check_fraction("pruning_end", pruning_end)
     if pruning_end == 0:
         raise ValueError("`pruning_end` must be in (0, 1]. Received: 0")
-    updates = checks.check_positive_int("updates", updates)
+    updates = arguments.check_positive_int("updates", updates)
     total_steps = math.ceil(num_examples / batch_size) * epochs
     # The pruning step counts from 0 to total_steps - 1.
     last_step = max(1, min(total_steps - 1, round(total_steps * pruning_end)))
@@ -136,27 +136,24 @@ def prune(
     """
     schedule = pruning_schedule(
         len(x),
-        checks.check_positive_int("batch_size", batch_size),
-        checks.check_positive_int("epochs", epochs),
+        arguments.check_positive_int("batch_size", batch_size),
+        arguments.check_positive_int("epochs", epochs),
         target_sparsity,
         initial_sparsity,
         pruning_end,
     )
-    wrapped = distill.fine_tune(
+    sparsity = tfmot.sparsity.keras
+    wrapper = functools.partial(sparsity.prune_low_magnitude, pruning_schedule=schedule)
+    return distill.fine_tune(
         student,
         teacher,
         x,
         y,
-        distill.wrap_layers(
-            PRUNABLE_LAYERS,
-            lambda layer: tfmot.sparsity.keras.prune_low_magnitude(
-                layer, pruning_schedule=schedule
-            ),
-        ),
-        teacher_logits=teacher_logits,
-        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        distill.wrap_layers(PRUNABLE_LAYERS, wrapper),
+        teacher_logits,
+        callbacks=[sparsity.UpdatePruningStep()],
+        strip=sparsity.strip_pruning,
         epochs=epochs,
         batch_size=batch_size,
         **fitting,
     )
-    return bridge.from_tf_keras(tfmot.sparsity.keras.strip_pruning(wrapped))

@@ -3,7 +3,8 @@
 batch         the keys of a target dict (`LABELS_KEY`, `TEACHER_LOGITS_KEY`,
               the top-k keys `TEACHER_TOP_K_*_KEY`) and `split_targets`,
               the one reader of a batch's targets (`TopKTargets`);
-              `top_k_target_dict`; `UNLABELLED`, an unlabelled example
+              `logits_batch`, `top_k_target_dict`; `UNLABELLED`, an
+              unlabelled example
 cache         `cache_soft_targets`: the teacher's logits for in-memory
               arrays, computed once, stored digest-checked in one file
 dataset       `soft_target_dataset`: batches of inputs with cached logits
@@ -18,7 +19,8 @@ stream        one pass over a finite, deterministic stream of input batches
 shard_files   shard `.npy` files written row by row, read by position
 cli           `python -m kdkeras.targets.cli`: `--shard i/n`, `--merge`
 topk          `top_k=K` targets for many classes (their loss,
-              `top_k_kd_loss`, lives in `kdkeras.losses`)
+              `top_k_kd_loss`, lives in `kdkeras.losses`), and the checks
+              that a Distiller trains on them at their temperature
 fingerprint   what keys a cache to its teacher and its data
 augmentation  random augmentation layers, refused with cached targets
 inputs        the per-example array checks all of the above share
@@ -36,6 +38,7 @@ from kdkeras.targets.batch import TEACHER_TOP_K_INDICES_KEY
 from kdkeras.targets.batch import TEACHER_TOP_K_VALUES_KEY
 from kdkeras.targets.batch import UNLABELLED
 from kdkeras.targets.batch import TopKTargets
+from kdkeras.targets.batch import logits_batch
 from kdkeras.targets.batch import split_targets
 from kdkeras.targets.batch import top_k_target_dict
 from kdkeras.targets.cache import StaleSoftTargetsError

@@ -13,7 +13,8 @@ the input pipeline), in one of two forms:
   Distiller refuses another). `top_k_target_dict` writes it.
 
 Every producer writes these keys and every consumer reads them through
-`split_targets`: the dict is spelled in this module only.
+`split_targets` (`logits_batch` and `top_k_target_dict` write them): the dict
+is spelled in this module only.
 
 Labels may be missing or partial. A batch without labels is `x` alone, or
 `(x, {TEACHER_LOGITS_KEY: t})` (or the top-k keys alone). In a partly
@@ -97,6 +98,35 @@ def split_targets(y):
     if TEACHER_LOGITS_KEY in y:
         return y.get(LABELS_KEY), y[TEACHER_LOGITS_KEY]
     return y, None
+
+
+def logits_batch(x, teacher_logits, labels=None, sample_weight=None):
+    """A training batch with full teacher logits, as the pipelines yield it.
+
+    Args:
+        x: The batch's inputs.
+        teacher_logits: Its teacher logits `(batch, classes)`.
+        labels: Optional labels, stored under `LABELS_KEY`.
+        sample_weight: Optional weights `(batch,)`.
+
+    Returns:
+        `(x, targets)`, or `(x, targets, sample_weight)` with weights;
+        `targets` holds `TEACHER_LOGITS_KEY` (and `LABELS_KEY`).
+
+    Example:
+
+    >>> x, targets = logits_batch([[0.5]], [[2.0, 1.0]], labels=[0])
+    >>> sorted(targets)
+    ['labels', 'teacher_logits']
+    >>> len(logits_batch([[0.5]], [[2.0, 1.0]], sample_weight=[1.0]))
+    3
+    """
+    targets = {TEACHER_LOGITS_KEY: teacher_logits}
+    if labels is not None:
+        targets[LABELS_KEY] = labels
+    if sample_weight is None:
+        return x, targets
+    return x, targets, sample_weight
 
 
 def top_k_target_dict(values, indices, tail, temperature, labels=None):

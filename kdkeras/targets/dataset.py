@@ -13,8 +13,7 @@ import numpy as np
 
 from kdkeras.targets import inputs
 from kdkeras.targets.augmentation import check_no_augmentation
-from kdkeras.targets.batch import LABELS_KEY
-from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.batch import logits_batch
 
 
 def soft_target_dataset(
@@ -102,15 +101,15 @@ def soft_target_dataset(
     )
 
     def gather(indices):
-        batch_x = tf.nest.map_structure(
-            lambda tensor: tf.gather(tensor, indices), x_tensors
+        def rows(tensor):
+            return None if tensor is None else tf.gather(tensor, indices)
+
+        return logits_batch(
+            tf.nest.map_structure(rows, x_tensors),
+            rows(logits_tensor),
+            labels=rows(y_tensor),
+            sample_weight=rows(weight_tensor),
         )
-        targets = {TEACHER_LOGITS_KEY: tf.gather(logits_tensor, indices)}
-        if y_tensor is not None:
-            targets[LABELS_KEY] = tf.gather(y_tensor, indices)
-        if weight_tensor is None:
-            return batch_x, targets
-        return batch_x, targets, tf.gather(weight_tensor, indices)
 
     return index_batches(count, gather, batch_size, shuffle, seed, drop_remainder)
 

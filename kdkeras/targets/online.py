@@ -25,8 +25,7 @@ from kdkeras import teachers
 from kdkeras import xla
 from kdkeras.targets import inputs
 from kdkeras.targets.augmentation import inference_supports_jit
-from kdkeras.targets.batch import LABELS_KEY
-from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.batch import logits_batch
 from kdkeras.targets.dataset import index_batches
 
 
@@ -156,11 +155,8 @@ def online_soft_target_dataset(
         logits = tf.debugging.check_numerics(
             forward(images), "`teacher` gave non-finite logits for this batch"
         )
-        targets = {TEACHER_LOGITS_KEY: logits}
-        if y_tensor is not None:
-            targets[LABELS_KEY] = tf.gather(y_tensor, indices)
-        if weight_tensor is None:
-            return images, targets
-        return images, targets, tf.gather(weight_tensor, indices)
+        labels = None if y_tensor is None else tf.gather(y_tensor, indices)
+        weights = None if weight_tensor is None else tf.gather(weight_tensor, indices)
+        return logits_batch(images, logits, labels=labels, sample_weight=weights)
 
     return index_batches(count, gather, batch_size, shuffle, seed, drop_remainder)

@@ -19,7 +19,8 @@ by the student's tail mass. It equals the full-logit loss
 the disagreement WITHIN the tail (`r` the teacher's tail mass), which it does
 not see; with K = classes - 1 it is exact. The `kdkeras.Distiller` trains on
 it when a batch carries top-k targets (`kdkeras.targets.batch`), at the
-temperature they were built for only.
+temperature they were built for only, with the default soft-target loss
+(`check_top_k_loss`, `check_array_top_k`, `checked_top_k`).
 
 `dense_logits_from_top_k` expands top-k targets to full logits for a loss
 that needs every logit (DKD, DIST, a Keras loss): the K logits are kept
@@ -32,13 +33,21 @@ be used at the temperature the targets were built for.
 """
 
 import numpy as np
+import tensorflow as tf
+from keras import ops
 
+from kdkeras.losses import KnowledgeDistillation
 from kdkeras.losses import check_temperature
 from kdkeras.losses import top_k_kd_loss
 from kdkeras.losses import top_k_kd_loss_per_example
+from kdkeras.targets.batch import TopKTargets
+from kdkeras.targets.batch import split_targets
 
 __all__ = [
+    "check_array_top_k",
     "check_top_k",
+    "check_top_k_loss",
+    "checked_top_k",
     "dense_logits_from_top_k",
     "top_k_kd_loss",
     "top_k_kd_loss_per_example",
@@ -132,3 +141,125 @@ def dense_logits_from_top_k(values, indices, tail, classes, temperature):
     dense = np.repeat(fill[:, None], classes, axis=1).astype(np.float32)
     np.put_along_axis(dense, indices.astype(np.int64), values, axis=1)
     return dense
+
+
+def check_top_k_loss(loss_fn):
+    """Refuses a distillation loss other than the soft-target loss.
+
+    Top-k targets train with `top_k_kd_loss_per_example`, the soft-target
+    loss on the K classes and the rest: the `Distiller`'s default
+    distillation loss (`None`) or `KnowledgeDistillation`.
+
+    Args:
+        loss_fn: The Distiller's `distillation_loss_fn`.
+
+    Raises:
+        ValueError: any other loss.
+
+    Example:
+
+    >>> check_top_k_loss(None)
+    >>> check_top_k_loss(KnowledgeDistillation(temperature=2.0))
+    """
+    if loss_fn is None or isinstance(loss_fn, KnowledgeDistillation):
+        return
+    name = getattr(loss_fn, "name", None) or type(loss_fn).__name__
+    raise ValueError(
+        "`distillation_loss_fn` must be None or KnowledgeDistillation to "
+        "train on top-k teacher targets (other losses need every logit: "
+        "expand them with kdkeras.targets.dense_logits_from_top_k, e.g. "
+        "soft_target_shards_dataset(..., expand_top_k=True)). "
+        f"Received: distillation_loss_fn={name}"
+    )
+
+
+def _temperature_message(temperature, targets_temperature):
+    return (
+        "`temperature` must equal the temperature the top-k teacher targets "
+        f"were computed at, {targets_temperature} (their tail is the other "
+        "classes' mass at it): compile with it, or rebuild the targets at "
+        f"this one. Received: temperature={temperature}"
+    )
+
+
+def check_array_top_k(y, temperature, loss_fn):
+    """Eager check of NumPy top-k targets: the loss and the temperature.
+
+    Args:
+        y: A batch's targets (`split_targets`); anything without top-k
+            targets passes.
+        temperature: The Distiller's temperature.
+        loss_fn: The Distiller's `distillation_loss_fn` (`check_top_k_loss`).
+
+    Raises:
+        ValueError: another loss, or targets at another temperature.
+
+    Example:
+
+    >>> from kdkeras.targets.batch import top_k_target_dict
+    >>> targets = top_k_target_dict([[2.0]], [[1]], [0.5], temperature=4.0)
+    >>> check_array_top_k(targets, 4.0, None)
+    >>> check_array_top_k(targets, 2.0, None)
+    Traceback (most recent call last):
+    ...
+    ValueError: `temperature` must equal the temperature the top-k teacher \
+targets were computed at, 4.0 (their tail is the other classes' mass at it): \
+compile with it, or rebuild the targets at this one. Received: temperature=2.0
+    """
+    _, teacher_targets = split_targets(y)
+    if not isinstance(teacher_targets, TopKTargets):
+        return
+    check_top_k_loss(loss_fn)
+    targets_temperature = np.asarray(
+        ops.convert_to_numpy(teacher_targets.temperature), np.float32
+    )
+    other = targets_temperature != np.float32(temperature)
+    if np.any(other):
+        raise ValueError(
+            _temperature_message(temperature, float(targets_temperature[other].flat[0]))
+        )
+
+
+def checked_top_k(teacher_targets, temperature, loss_fn):
+    """Top-k targets, after an in-graph check of their temperature.
+
+    Their tail is the other classes' mass at the temperature they were
+    computed at: at any other the loss would be wrong. The loss is checked
+    at trace time (`check_top_k_loss`), the temperature in the graph (to run
+    outside XLA) for every batch.
+
+    Args:
+        teacher_targets: Full teacher logits or `None` (returned as they
+            are), or `TopKTargets`.
+        temperature: The Distiller's temperature.
+        loss_fn: The Distiller's `distillation_loss_fn`.
+
+    Returns:
+        `teacher_targets`, top-k ones with the check as a control dependency.
+
+    Raises:
+        InvalidArgumentError: targets at another temperature (when run).
+
+    Example:
+
+    >>> targets = TopKTargets(
+    ...     np.array([[2.0]]), np.array([[1]]), np.array([0.5]), np.array([4.0]))
+    >>> checked_top_k(targets, 4.0, None).tail.numpy().tolist()
+    [0.5]
+    """
+    if not isinstance(teacher_targets, TopKTargets):
+        return teacher_targets
+    check_top_k_loss(loss_fn)
+    targets_temperature = ops.cast(teacher_targets.temperature, "float32")
+    expected = ops.cast(temperature, "float32")
+    check = tf.debugging.Assert(
+        ops.all(ops.equal(targets_temperature, expected)),
+        [
+            _temperature_message(temperature, "the value after this message"),
+            targets_temperature,
+        ],
+        summarize=1,
+    )
+    with tf.control_dependencies([check]):
+        tail = tf.identity(teacher_targets.tail)
+    return teacher_targets._replace(tail=tail)
