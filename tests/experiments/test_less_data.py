@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from experiments import less_data
+from experiments import less_data_markdown
+from experiments import less_data_students
+from experiments import less_data_subsets
 from experiments import report
 from kdkeras.targets import UNLABELLED
 from models import data
@@ -31,28 +34,28 @@ def fashion_labels():
 
 @pytest.mark.parametrize("fraction, size", [(0.03, 1_800), (0.1, 6_000)])
 def test_labelled_subset_is_stratified_and_seeded(fashion_labels, fraction, size):
-    labelled = less_data.select_labelled(fashion_labels, fraction, seed=0)
+    labelled = less_data_subsets.select_labelled(fashion_labels, fraction, seed=0)
     assert len(labelled) == size == len(np.unique(labelled))
     assert np.all(np.diff(labelled) > 0)
     # Fashion-MNIST has 6,000 training images per class.
     assert np.bincount(fashion_labels[labelled], minlength=10).tolist() == (
         [size // 10] * 10
     )
-    again = less_data.select_labelled(fashion_labels, fraction, seed=0)
-    other = less_data.select_labelled(fashion_labels, fraction, seed=1)
+    again = less_data_subsets.select_labelled(fashion_labels, fraction, seed=0)
+    other = less_data_subsets.select_labelled(fashion_labels, fraction, seed=1)
     np.testing.assert_array_equal(labelled, again)
     assert len(np.intersect1d(labelled, other)) < size // 2
 
 
 def test_partly_labelled_keeps_exactly_the_subsets_labels(fashion_labels):
-    labelled = less_data.select_labelled(fashion_labels, 0.03, seed=2)
-    marked = less_data.partly_labelled(fashion_labels, labelled)
+    labelled = less_data_subsets.select_labelled(fashion_labels, 0.03, seed=2)
+    marked = less_data_subsets.partly_labelled(fashion_labels, labelled)
     kept = np.flatnonzero(marked != UNLABELLED)
     np.testing.assert_array_equal(kept, labelled)
     np.testing.assert_array_equal(marked[kept], fashion_labels[kept])
     assert np.sum(marked == UNLABELLED) == len(fashion_labels) - 1_800
     # A seed's smaller subset lies inside its larger one.
-    larger = less_data.select_labelled(fashion_labels, 0.1, seed=2)
+    larger = less_data_subsets.select_labelled(fashion_labels, 0.1, seed=2)
     assert np.all(np.isin(labelled, larger))
 
 
@@ -63,7 +66,7 @@ def test_partly_labelled_keeps_exactly_the_subsets_labels(fashion_labels):
 def test_uneven_classes_get_their_share_and_the_total_is_rounded(counts, fraction):
     labels = np.repeat(np.arange(len(counts)), counts)
     np.random.default_rng(0).shuffle(labels)
-    labelled = less_data.select_labelled(labels, fraction, seed=3)
+    labelled = less_data_subsets.select_labelled(labels, fraction, seed=3)
     assert len(labelled) == round(fraction * len(labels))
     per_class = np.bincount(labels[labelled], minlength=len(counts))
     assert np.all(np.abs(per_class - fraction * np.array(counts)) < 1)
@@ -72,7 +75,7 @@ def test_uneven_classes_get_their_share_and_the_total_is_rounded(counts, fractio
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, float("nan")])
 def test_bad_fraction_is_refused(fraction):
     with pytest.raises(ValueError, match="`fraction` must be in"):
-        less_data.select_labelled(np.arange(10) % 2, fraction, seed=0)
+        less_data_subsets.select_labelled(np.arange(10) % 2, fraction, seed=0)
 
 
 @pytest.mark.parametrize(
@@ -124,14 +127,14 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     assert [row[1] for row in rows] == [
         "teacher (CNN), all labels",
         "student alone, all labels",
-        *less_data.HOWS,
+        *less_data_students.HOWS,
     ]
     expected = {  # labels, images per pass
         "teacher (CNN), all labels": (f"all {train}", train),
         "student alone, all labels": (f"all {train}", train),
-        less_data.ALONE: ("10% (40)", 40),
-        less_data.DISTILLED: ("10% (40)", 40),
-        less_data.UNLABELLED_TOO: ("10% (40)", train),
+        less_data_students.ALONE: ("10% (40)", 40),
+        less_data_students.DISTILLED: ("10% (40)", 40),
+        less_data_students.UNLABELLED_TOO: ("10% (40)", train),
     }
     for labels, how, examples, passes, accuracy, errors, agrees, _ in rows:
         assert (labels, int(examples)) == expected[how]
@@ -182,9 +185,9 @@ def _result(alone, distilled, unlabelled_too, all_labels):
         "rows": [
             row(None, "teacher (CNN), all labels", [0.95]),
             row(None, "student alone, all labels", all_labels),
-            row(0.03, less_data.ALONE, alone),
-            row(0.03, less_data.DISTILLED, distilled),
-            row(0.03, less_data.UNLABELLED_TOO, unlabelled_too),
+            row(0.03, less_data_students.ALONE, alone),
+            row(0.03, less_data_students.DISTILLED, distilled),
+            row(0.03, less_data_students.UNLABELLED_TOO, unlabelled_too),
         ],
     }
 
@@ -203,7 +206,7 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
 ):
     # (a) 0.80 ± 0.01 and all labels 0.90: (c) at 0.88 recovers 80%.
     result = _result([0.80, 0.81, 0.79], distilled, unlabelled_too, [0.9] * 3)
-    section = less_data.render_markdown(result, "python -m experiments.less_data")
+    section = less_data_markdown.render_markdown(result, "python -m experiments.less_data")
     assert f"(c) recovers {recovered} the accuracy difference" in section
     met = "met" if recovered == "**80%** of" else "NOT met"
     assert f"(goal ≥ 80%: {met})" in section
