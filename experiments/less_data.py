@@ -65,6 +65,8 @@ SETTINGS = (
     "steps",
     "temperature",
     "alpha",
+    "worker_json",
+    "merge_json",
     *SHARED_SETTINGS,
 )
 QUICK = {
@@ -135,6 +137,18 @@ def define_flags():
     )
     flags.DEFINE_float("temperature", DEFAULT_TEMPERATURE, "Softmax temperature T.")
     flags.DEFINE_float("alpha", DEFAULT_ALPHA, "Weight of the hard-label loss.")
+    flags.DEFINE_string(
+        "worker-json",
+        "",
+        "Write the result as JSON here instead of --output (to merge seeds "
+        "run as separate processes with --merge-json).",
+    )
+    flags.DEFINE_list(
+        "merge-json",
+        [],
+        "Train nothing: merge these --worker-json results (same settings, "
+        "their seeds in this order) into --output.",
+    )
     define_shared_flags(
         quick_help="Smoke run: 20 steps, 1 seed, a 784-32-10 student, a "
         "1-epoch teacher, 1000 train / 500 test examples (explicit flags "
@@ -346,8 +360,38 @@ def run(settings, log=print, on_seed=None):
 
 
 def write_report(settings):
-    """Runs the experiment, writing its section after each seed."""
+    """Runs the experiment (or merges workers' results) and writes it.
+
+    The section is written after each seed; with `--worker-json`, the
+    result is written as JSON at the end instead.
+    """
+    from experiments import less_data_seeds
+
     command = cli.reproduce_command("experiments.less_data")
+    if settings["merge_json"]:
+        results = [less_data_seeds.read_result(path) for path in settings["merge_json"]]
+        commands = {command for _, command in results}
+        if len(commands) != 1:
+            raise ValueError(
+                "`--merge-json` results must come from one command but their "
+                f"seeds. Received: {sorted(commands)}"
+            )
+        result = less_data_seeds.merge_results([result for result, _ in results])
+        seeds = ",".join(map(str, result["seeds_done"]))
+        command = commands.pop()
+        if seeds != ",".join(FLAGS["seeds"].default):
+            command += f" --seeds={seeds}"
+        report.update_section(
+            FLAGS.output,
+            SECTION,
+            less_data_markdown.render_markdown(
+                result,
+                command,
+                f" (run as {len(results)} processes of its seeds with "
+                "`--worker-json`, merged with `--merge-json`)",
+            ),
+        )
+        return FLAGS.output
 
     def write(result):
         report.update_section(
@@ -356,7 +400,15 @@ def write_report(settings):
             less_data_markdown.render_markdown(result, command),
         )
 
-    write(run(settings, log=cli.progress_log(FLAGS.verbose), on_seed=write))
+    log = cli.progress_log(FLAGS.verbose)
+    if settings["worker_json"]:
+        less_data_seeds.write_result(
+            settings["worker_json"],
+            run(settings, log=log),
+            less_data_seeds.command_of_all_seeds(command),
+        )
+        return settings["worker_json"]
+    write(run(settings, log=log, on_seed=write))
     return FLAGS.output
 
 

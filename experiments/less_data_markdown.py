@@ -120,8 +120,14 @@ def _share(recovered):
     return f"{recovered:.0%}"
 
 
-def render_markdown(result, command):
-    """The 'less-data' section of RESULTS.md for a `run` result."""
+def render_markdown(result, command, how_run=""):
+    """The 'less-data' section of RESULTS.md for a `run` result.
+
+    Args:
+        result: A `less_data.run` result.
+        command: The command reproducing it.
+        how_run: Optional text on how the command was run, after it.
+    """
     import keras
     import tensorflow as tf
 
@@ -139,7 +145,7 @@ def render_markdown(result, command):
             "",
         ]
     lines += [
-        f"Reproduce with `{command}`",
+        f"Reproduce with `{command}`{how_run}",
         f"(written {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, "
         f"{os.cpu_count()} CPUs on {platform.machine()}, shared with other "

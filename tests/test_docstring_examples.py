@@ -34,6 +34,7 @@ MODULES = [
     "experiments.cli",
     "experiments.less_data",
     "experiments.less_data_markdown",
+    "experiments.less_data_seeds",
     "experiments.less_data_students",
     "experiments.less_data_subsets",
     "experiments.recipe",

@@ -212,3 +212,62 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
     assert f"(goal ≥ 80%: {met})" in section
     gain = r"\(b\) − \(a\) = [+-]\d+\.\d\d points .*: "
     assert re.search(gain + re.escape(verdict), section)
+
+
+def test_seeds_run_apart_merge_into_one_section(tmp_path):
+    from experiments import less_data_seeds
+
+    command = "python -m experiments.less_data --steps=5"
+    paths = []
+    for seed, shift in ((0, 0.0), (1, 0.01), (2, -0.01)):
+        result = _result([0.80 + shift], [0.85], [0.88 + shift], [0.9])
+        result["settings"]["seeds"] = result["seeds_done"] = [seed]
+        paths.append(tmp_path / f"seed{seed}.json")
+        less_data_seeds.write_result(str(paths[-1]), result, command)
+    output = tmp_path / "RESULTS.md"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.less_data",
+            f"--merge-json={','.join(map(str, paths))}",
+            f"--output={output}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    section = report.read_section(str(output), less_data.SECTION)
+    assert f"Reproduce with `{command}` (run as 3 processes" in section
+    assert "- 3%, (a) alone, labelled images: 80.00, 81.00, 79.00" in section
+    assert "- 3%, (c) distilled, + the other images unlabelled: 88.00, 89.00, 87.00" in (
+        section
+    )
+    # A result of other settings is refused with one line, nothing written.
+    other = _result([0.8], [0.85], [0.88], [0.9])
+    other["settings"]["steps"] = 6
+    other["settings"]["seeds"] = other["seeds_done"] = [3]
+    less_data_seeds.write_result(str(tmp_path / "other.json"), other, command)
+    refused = tmp_path / "REFUSED.md"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.less_data",
+            f"--merge-json={paths[0]},{tmp_path / 'other.json'}",
+            f"--output={refused}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 1
+    # TensorFlow's start-up logs come first: the error is the last line.
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "error: `results` must share every setting but the seeds. "
+        "Received: steps=5 and steps=6"
+    )
+    assert not refused.exists()
