@@ -206,7 +206,7 @@ def check_shared(settings):
     cli.check_at_least_one(settings, ("teacher_epochs", "batch_size"))
     if not settings["learning_rate"] > 0:
         raise ValueError(
-            "`--learning-rate` must be > 0. Received: " f"{settings['learning_rate']}"
+            f"`--learning-rate` must be > 0. Received: {settings['learning_rate']}"
         )
 
 

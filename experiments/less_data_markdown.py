@@ -267,5 +267,3 @@ def render_markdown(result, command, how_run=""):
         ),
     ]
     return "\n".join(lines) + "\n"
-
-

@@ -118,9 +118,7 @@ class StudentRuns:
         elif how == ALONE:
             model, seconds = self._alone(labelled, seed, recipe, steps)
         elif how == DISTILLED:
-            model, seconds = self._distilled(
-                labelled, self.labels, seed, recipe, steps
-            )
+            model, seconds = self._distilled(labelled, self.labels, seed, recipe, steps)
         elif how == UNLABELLED_TOO:
             marked = less_data_subsets.partly_labelled(self.labels, labelled)
             model, seconds = self._distilled(None, marked, seed, recipe, steps)

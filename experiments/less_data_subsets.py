@@ -86,8 +86,7 @@ def hold_out(images, labels, count):
     """
     if not 1 <= count < len(labels):
         raise ValueError(
-            f"`count` must be an int in [1, {len(labels) - 1}]. Received: "
-            f"count={count}"
+            f"`count` must be an int in [1, {len(labels) - 1}]. Received: count={count}"
         )
     split = len(labels) - count
     return (images[:split], labels[:split]), (images[split:], labels[split:])

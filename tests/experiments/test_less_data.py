@@ -206,7 +206,9 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
 ):
     # (a) 0.80 ± 0.01 and all labels 0.90: (c) at 0.88 recovers 80%.
     result = _result([0.80, 0.81, 0.79], distilled, unlabelled_too, [0.9] * 3)
-    section = less_data_markdown.render_markdown(result, "python -m experiments.less_data")
+    section = less_data_markdown.render_markdown(
+        result, "python -m experiments.less_data"
+    )
     assert f"(c) recovers {recovered} the accuracy difference" in section
     met = "met" if recovered == "**80%** of" else "NOT met"
     assert f"(goal ≥ 80%: {met})" in section
@@ -242,8 +244,9 @@ def test_seeds_run_apart_merge_into_one_section(tmp_path):
     section = report.read_section(str(output), less_data.SECTION)
     assert f"Reproduce with `{command}` (run as 3 processes" in section
     assert "- 3%, (a) alone, labelled images: 80.00, 81.00, 79.00" in section
-    assert "- 3%, (c) distilled, + the other images unlabelled: 88.00, 89.00, 87.00" in (
-        section
+    assert (
+        "- 3%, (c) distilled, + the other images unlabelled: 88.00, 89.00, 87.00"
+        in (section)
     )
     # A result of other settings is refused with one line, nothing written.
     other = _result([0.8], [0.85], [0.88], [0.9])
