@@ -84,7 +84,7 @@ def merge_results(results):
     ...     "settings": {"seeds": [1], "steps": 6}}])
     Traceback (most recent call last):
     ...
-    ValueError: `results` must share every setting but the seeds. Received: steps=5 and steps=6
+    ValueError: `results` must share every setting but the seeds. Received: ...
     """
     if not results:
         raise ValueError("`results` must hold at least one result.")

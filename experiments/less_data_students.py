@@ -149,15 +149,13 @@ class StudentRuns:
         )
 
     def _alone(self, indices, seed, recipe, steps):
-        from kdkeras.targets import split_targets
-
         model = self.student()
         model.compile(
             optimizer=recipe.optimizer(steps),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         dataset = self._dataset(indices, self.labels, seed, recipe).map(
-            lambda images, targets: (images, split_targets(targets)[0])
+            _hard_labels_only
         )
         return model, _fit_steps(model, dataset, steps)
 
@@ -209,6 +207,13 @@ class StudentRuns:
                     f"Distiller.evaluate reports {name}={float(logs[name])} on "
                     f"the held-out images, NumPy {value}."
                 )
+
+
+def _hard_labels_only(images, targets):
+    """A soft-target dataset's element with its labels alone."""
+    from kdkeras.targets import split_targets
+
+    return images, split_targets(targets)[0]
 
 
 def _fit_steps(model, dataset, steps):
