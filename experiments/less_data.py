@@ -255,7 +255,7 @@ def load_data_and_teacher(settings, log, validation=0):
     recipe = less_data_students.teacher_recipe(
         settings["teacher_recipe"], settings["teacher_epochs"]
     )
-    log(f"teacher: {recipe.describe()} (or the cached one)")
+    log(f"teacher: {less_data_students.describe_teacher(recipe)} (or the cached one)")
     teacher, seconds = training.cached_cnn_teacher(
         settings["cache_dir"], recipe, *train
     )

@@ -14,6 +14,7 @@ from experiments.less_data_students import ALL_LABELS
 from experiments.less_data_students import ALONE
 from experiments.less_data_students import DISTILLED
 from experiments.less_data_students import UNLABELLED_TOO
+from experiments.less_data_students import describe_teacher
 
 #: The share of the (a)→all-labels accuracy difference (c) must recover.
 GOAL_RECOVERED = 0.8
@@ -155,7 +156,7 @@ def render_markdown(result, command, how_run=""):
         f"{result['test_size']} test images. Teacher: "
         f"`models.build_cnn_teacher()`, seed 0, trained on all "
         f"{result['train_size']} labelled training images "
-        f"({result['teacher_recipe'].describe().rsplit(', T=', 1)[0]}). "
+        f"({describe_teacher(result['teacher_recipe'])}). "
         "Student: `models.build_mlp_student(hidden_units="
         f"{tuple(settings['student_units'])})` (784-{units}-10, "
         f"{result['parameters']:,} parameters). Every "

@@ -172,7 +172,7 @@ def render_markdown(result, command):
         f"last {result['held_size']:,} training images are held out of every "
         f"student's training, which uses the other {result['train_size']:,}. "
         "The teacher is the experiment's own (`models.build_cnn_teacher()`, "
-        f"{result['teacher_recipe'].describe().rsplit(', T=', 1)[0]}, "
+        f"{less_data_students.describe_teacher(result['teacher_recipe'])}, "
         "trained on all the training images, the held-out ones included: "
         "its soft targets on them are never trained on). Every student "
         f"(`models.build_mlp_student(hidden_units="

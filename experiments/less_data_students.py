@@ -44,6 +44,17 @@ def teacher_recipe(name, epochs):
     return Recipe(epochs=epochs, augment=False, **TEACHER_RECIPES[name])
 
 
+def describe_teacher(recipe):
+    """A teacher `Recipe`'s summary, without the distillation settings.
+
+    Example:
+
+    >>> describe_teacher(teacher_recipe("constant", epochs=5))
+    'Adam 0.001, constant schedule, 5 epochs, batch 128, no augmentation'
+    """
+    return recipe.describe().rsplit(", T=", 1)[0]
+
+
 def student_recipe(batch_size, learning_rate, schedule, temperature, alpha):
     """The `Recipe` of every student run: one epoch of `steps` steps.
 
