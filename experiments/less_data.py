@@ -79,7 +79,7 @@ QUICK = {
 }
 #: The students' settings, chosen by `experiments.less_data_probe`.
 DEFAULT_STEPS = 1500
-DEFAULT_TEMPERATURE = 20.0
+DEFAULT_TEMPERATURE = 2.0
 DEFAULT_ALPHA = 0.1
 
 
