@@ -180,8 +180,8 @@ def render_markdown(result, command):
         f", Adam {settings['learning_rate']:g}, {settings['schedule']} "
         f"schedule) is measured on the held-out images. (a) and (c) keep the "
         f"labels of {fraction} ({result['labelled']:,}) of the training "
-        "images. The teacher's accuracy on the held-out images: "
-        f"{100 * result['teacher_accuracy']:.2f}%.",
+        "images. The teacher's accuracy on the held-out images (which it "
+        f"was trained on): {100 * result['teacher_accuracy']:.2f}%.",
         "",
         "| steps | student | T | alpha | held-out accuracy (%) "
         "| (c) recovers | training time (s) |",
@@ -198,6 +198,17 @@ def render_markdown(result, command):
             f"{row['seconds']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    distilled = [row for row in result["rows"] if row["temperature"] is not None]
+    if distilled:
+        best = max(distilled, key=lambda row: row["accuracy"])
+        lines += [
+            "",
+            "The highest held-out accuracy of (c): "
+            f"{best['steps']} steps, T={best['temperature']:g}, "
+            f"alpha={best['alpha']:g} ({100 * best['accuracy']:.2f}%"
+            + _blank_or(best.get("recovered"), ", recovering {:.1%}")
+            + ").",
+        ]
     return "\n".join(lines) + "\n"
 
 

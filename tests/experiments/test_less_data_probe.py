@@ -75,6 +75,10 @@ def test_smoke_run_writes_one_row_per_probe(tmp_path):
     section = report.read_section(str(output), less_data_probe.SECTION)
     assert "The last 100 training images are held out" in section
     assert "which uses the other 400" in section
+    assert re.search(
+        r"The highest held-out accuracy of \(c\): [34] steps, T=[28], alpha=0.1 ",
+        section,
+    )
     rows = [
         [cell.strip() for cell in line.strip().strip("|").split("|")]
         for line in section.splitlines()
