@@ -3,12 +3,12 @@
 Every student run takes `steps` optimizer steps of one `Recipe`'s batch size
 and learning-rate schedule, whatever its training set's size, and is
 measured on held-out images (the test set, or a validation split) by its
-top-1 accuracy and its agreement with the teacher.
+top-1 accuracy and its agreement with the teacher. Keras is imported where
+it is used, so a command's bad flag is reported before TensorFlow loads.
 """
 
 import time
 
-import keras
 import numpy as np
 
 #: The student on every label.
@@ -120,6 +120,8 @@ class StudentRuns:
             `(accuracy, agreement, seconds)`: top-1 accuracy and agreement
             with the teacher on the held-out images, seconds in `fit`.
         """
+        import keras
+
         from experiments import less_data_subsets
         from experiments import training
 
@@ -160,6 +162,8 @@ class StudentRuns:
         )
 
     def _alone(self, indices, seed, recipe, steps):
+        import keras
+
         model = self.student()
         model.compile(
             optimizer=recipe.optimizer(steps),
@@ -171,6 +175,8 @@ class StudentRuns:
         return model, _fit_steps(model, dataset, steps)
 
     def _distilled(self, indices, labels, seed, recipe, steps):
+        import keras
+
         from kdkeras import Distiller
 
         distiller = Distiller(student=self.student(), teacher=self.teacher)
