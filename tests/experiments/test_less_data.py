@@ -19,8 +19,8 @@ from models import data
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(*arguments):
-    command = [sys.executable, "-m", "experiments.less_data", *arguments]
+def _run(*arguments, module="experiments.less_data"):
+    command = [sys.executable, "-m", module, *arguments]
     return subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -79,20 +79,27 @@ def test_bad_fraction_is_refused(fraction):
 
 
 @pytest.mark.parametrize(
-    "flag",
+    "module, flag",
     [
-        "--fractions=0.03,1.5",
-        "--fractions=x",
-        "--seeds=a",
-        "--steps=0",
-        "--student-units=0",
-        "--alpha=2",
+        ("experiments.less_data", "--fractions=0.03,1.5"),
+        ("experiments.less_data", "--fractions=x"),
+        ("experiments.less_data", "--seeds=a"),
+        ("experiments.less_data", "--steps=0"),
+        ("experiments.less_data", "--student-units=0"),
+        ("experiments.less_data", "--alpha=2"),
+        ("experiments.less_data_probe", "--steps=0"),
+        ("experiments.less_data_probe", "--steps=x"),
+        ("experiments.less_data_probe", "--temperatures=0"),
+        ("experiments.less_data_probe", "--alphas=1.5"),
+        ("experiments.less_data_probe", "--fraction=1"),
+        ("experiments.less_data_probe", "--validation=0"),
+        ("experiments.less_data_probe", "--teacher-epochs=0"),
     ],
 )
-def test_bad_flag_exits_2_with_one_line(tmp_path, flag):
+def test_bad_flag_exits_2_with_one_line(tmp_path, module, flag):
     output = tmp_path / "RESULTS.md"
-    completed = _run(flag, f"--output={output}")
-    assert completed.returncode == 2
+    completed = _run(flag, f"--output={output}", module=module)
+    assert completed.returncode == 2, completed.stderr[-2000:]
     assert completed.stderr.startswith("error: `--")
     assert len(completed.stderr.strip().splitlines()) == 1
     assert not output.exists()
@@ -227,45 +234,21 @@ def test_seeds_run_apart_merge_into_one_section(tmp_path):
         paths.append(tmp_path / f"seed{seed}.json")
         less_data_seeds.write_result(str(paths[-1]), result, command)
     output = tmp_path / "RESULTS.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.less_data",
-            f"--merge-json={','.join(map(str, paths))}",
-            f"--output={output}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = _run(f"--merge-json={','.join(map(str, paths))}", f"--output={output}")
     assert completed.returncode == 0, completed.stderr[-2000:]
     section = report.read_section(str(output), less_data.SECTION)
     assert f"Reproduce with `{command}` (run as 3 processes" in section
     assert "- 3%, (a) alone, labelled images: 80.00, 81.00, 79.00" in section
-    assert (
-        "- 3%, (c) distilled, + the other images unlabelled: 88.00, 89.00, 87.00"
-        in (section)
-    )
+    unlabelled_too = "- 3%, (c) distilled, + the other images unlabelled: "
+    assert unlabelled_too + "88.00, 89.00, 87.00" in section
     # A result of other settings is refused with one line, nothing written.
     other = _result([0.8], [0.85], [0.88], [0.9])
     other["settings"]["steps"] = 6
     other["settings"]["seeds"] = other["seeds_done"] = [3]
     less_data_seeds.write_result(str(tmp_path / "other.json"), other, command)
     refused = tmp_path / "REFUSED.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.less_data",
-            f"--merge-json={paths[0]},{tmp_path / 'other.json'}",
-            f"--output={refused}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = _run(
+        f"--merge-json={paths[0]},{tmp_path / 'other.json'}", f"--output={refused}"
     )
     assert completed.returncode == 1
     # TensorFlow's start-up logs come first: the error is the last line.

@@ -1,4 +1,7 @@
-"""Tests of `python -m experiments.less_data_probe` and its held-out split."""
+"""Tests of `python -m experiments.less_data_probe` and its held-out split.
+
+Its bad flags are tested with the experiment's in test_less_data.py.
+"""
 
 import os
 import re
@@ -37,27 +40,6 @@ def test_hold_out_splits_off_the_last_examples(count):
 def test_hold_out_refuses_an_empty_side(count):
     with pytest.raises(ValueError, match="`count` must be an int in \\[1, 9\\]"):
         less_data_subsets.hold_out(np.zeros(10), np.zeros(10), count)
-
-
-@pytest.mark.parametrize(
-    "flag",
-    [
-        "--steps=0",
-        "--steps=x",
-        "--temperatures=0",
-        "--alphas=1.5",
-        "--fraction=1",
-        "--validation=0",
-        "--teacher-epochs=0",
-    ],
-)
-def test_bad_flag_exits_2_with_one_line(tmp_path, flag):
-    output = tmp_path / "RESULTS.md"
-    completed = _run(flag, f"--output={output}")
-    assert completed.returncode == 2, completed.stderr[-2000:]
-    assert completed.stderr.startswith("error: `--")
-    assert len(completed.stderr.strip().splitlines()) == 1
-    assert not output.exists()
 
 
 def test_smoke_run_writes_one_row_per_probe(tmp_path):
