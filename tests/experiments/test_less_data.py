@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 from experiments import less_data
+from experiments import less_data_markdown
+from experiments import less_data_students
+from experiments import less_data_subsets
 from experiments import report
 from kdkeras.targets import UNLABELLED
 from models import data
@@ -16,8 +19,8 @@ from models import data
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _run(*arguments):
-    command = [sys.executable, "-m", "experiments.less_data", *arguments]
+def _run(*arguments, module="experiments.less_data"):
+    command = [sys.executable, "-m", module, *arguments]
     return subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -31,28 +34,28 @@ def fashion_labels():
 
 @pytest.mark.parametrize("fraction, size", [(0.03, 1_800), (0.1, 6_000)])
 def test_labelled_subset_is_stratified_and_seeded(fashion_labels, fraction, size):
-    labelled = less_data.select_labelled(fashion_labels, fraction, seed=0)
+    labelled = less_data_subsets.select_labelled(fashion_labels, fraction, seed=0)
     assert len(labelled) == size == len(np.unique(labelled))
     assert np.all(np.diff(labelled) > 0)
     # Fashion-MNIST has 6,000 training images per class.
     assert np.bincount(fashion_labels[labelled], minlength=10).tolist() == (
         [size // 10] * 10
     )
-    again = less_data.select_labelled(fashion_labels, fraction, seed=0)
-    other = less_data.select_labelled(fashion_labels, fraction, seed=1)
+    again = less_data_subsets.select_labelled(fashion_labels, fraction, seed=0)
+    other = less_data_subsets.select_labelled(fashion_labels, fraction, seed=1)
     np.testing.assert_array_equal(labelled, again)
     assert len(np.intersect1d(labelled, other)) < size // 2
 
 
 def test_partly_labelled_keeps_exactly_the_subsets_labels(fashion_labels):
-    labelled = less_data.select_labelled(fashion_labels, 0.03, seed=2)
-    marked = less_data.partly_labelled(fashion_labels, labelled)
+    labelled = less_data_subsets.select_labelled(fashion_labels, 0.03, seed=2)
+    marked = less_data_subsets.partly_labelled(fashion_labels, labelled)
     kept = np.flatnonzero(marked != UNLABELLED)
     np.testing.assert_array_equal(kept, labelled)
     np.testing.assert_array_equal(marked[kept], fashion_labels[kept])
     assert np.sum(marked == UNLABELLED) == len(fashion_labels) - 1_800
     # A seed's smaller subset lies inside its larger one.
-    larger = less_data.select_labelled(fashion_labels, 0.1, seed=2)
+    larger = less_data_subsets.select_labelled(fashion_labels, 0.1, seed=2)
     assert np.all(np.isin(labelled, larger))
 
 
@@ -63,7 +66,7 @@ def test_partly_labelled_keeps_exactly_the_subsets_labels(fashion_labels):
 def test_uneven_classes_get_their_share_and_the_total_is_rounded(counts, fraction):
     labels = np.repeat(np.arange(len(counts)), counts)
     np.random.default_rng(0).shuffle(labels)
-    labelled = less_data.select_labelled(labels, fraction, seed=3)
+    labelled = less_data_subsets.select_labelled(labels, fraction, seed=3)
     assert len(labelled) == round(fraction * len(labels))
     per_class = np.bincount(labels[labelled], minlength=len(counts))
     assert np.all(np.abs(per_class - fraction * np.array(counts)) < 1)
@@ -72,24 +75,31 @@ def test_uneven_classes_get_their_share_and_the_total_is_rounded(counts, fractio
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, float("nan")])
 def test_bad_fraction_is_refused(fraction):
     with pytest.raises(ValueError, match="`fraction` must be in"):
-        less_data.select_labelled(np.arange(10) % 2, fraction, seed=0)
+        less_data_subsets.select_labelled(np.arange(10) % 2, fraction, seed=0)
 
 
 @pytest.mark.parametrize(
-    "flag",
+    "module, flag",
     [
-        "--fractions=0.03,1.5",
-        "--fractions=x",
-        "--seeds=a",
-        "--steps=0",
-        "--student-units=0",
-        "--alpha=2",
+        ("experiments.less_data", "--fractions=0.03,1.5"),
+        ("experiments.less_data", "--fractions=x"),
+        ("experiments.less_data", "--seeds=a"),
+        ("experiments.less_data", "--steps=0"),
+        ("experiments.less_data", "--student-units=0"),
+        ("experiments.less_data", "--alpha=2"),
+        ("experiments.less_data_probe", "--steps=0"),
+        ("experiments.less_data_probe", "--steps=x"),
+        ("experiments.less_data_probe", "--temperatures=0"),
+        ("experiments.less_data_probe", "--alphas=1.5"),
+        ("experiments.less_data_probe", "--fraction=1"),
+        ("experiments.less_data_probe", "--validation=0"),
+        ("experiments.less_data_probe", "--teacher-epochs=0"),
     ],
 )
-def test_bad_flag_exits_2_with_one_line(tmp_path, flag):
+def test_bad_flag_exits_2_with_one_line(tmp_path, module, flag):
     output = tmp_path / "RESULTS.md"
-    completed = _run(flag, f"--output={output}")
-    assert completed.returncode == 2
+    completed = _run(flag, f"--output={output}", module=module)
+    assert completed.returncode == 2, completed.stderr[-2000:]
     assert completed.stderr.startswith("error: `--")
     assert len(completed.stderr.strip().splitlines()) == 1
     assert not output.exists()
@@ -124,14 +134,14 @@ def test_smoke_run_writes_a_consistent_section(tmp_path):
     assert [row[1] for row in rows] == [
         "teacher (CNN), all labels",
         "student alone, all labels",
-        *less_data.HOWS,
+        *less_data_students.HOWS,
     ]
     expected = {  # labels, images per pass
         "teacher (CNN), all labels": (f"all {train}", train),
         "student alone, all labels": (f"all {train}", train),
-        less_data.ALONE: ("10% (40)", 40),
-        less_data.DISTILLED: ("10% (40)", 40),
-        less_data.UNLABELLED_TOO: ("10% (40)", train),
+        less_data_students.ALONE: ("10% (40)", 40),
+        less_data_students.DISTILLED: ("10% (40)", 40),
+        less_data_students.UNLABELLED_TOO: ("10% (40)", train),
     }
     for labels, how, examples, passes, accuracy, errors, agrees, _ in rows:
         assert (labels, int(examples)) == expected[how]
@@ -182,9 +192,9 @@ def _result(alone, distilled, unlabelled_too, all_labels):
         "rows": [
             row(None, "teacher (CNN), all labels", [0.95]),
             row(None, "student alone, all labels", all_labels),
-            row(0.03, less_data.ALONE, alone),
-            row(0.03, less_data.DISTILLED, distilled),
-            row(0.03, less_data.UNLABELLED_TOO, unlabelled_too),
+            row(0.03, less_data_students.ALONE, alone),
+            row(0.03, less_data_students.DISTILLED, distilled),
+            row(0.03, less_data_students.UNLABELLED_TOO, unlabelled_too),
         ],
     }
 
@@ -203,9 +213,47 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
 ):
     # (a) 0.80 ± 0.01 and all labels 0.90: (c) at 0.88 recovers 80%.
     result = _result([0.80, 0.81, 0.79], distilled, unlabelled_too, [0.9] * 3)
-    section = less_data.render_markdown(result, "python -m experiments.less_data")
+    section = less_data_markdown.render_markdown(
+        result, "python -m experiments.less_data"
+    )
     assert f"(c) recovers {recovered} the accuracy difference" in section
     met = "met" if recovered == "**80%** of" else "NOT met"
     assert f"(goal ≥ 80%: {met})" in section
     gain = r"\(b\) − \(a\) = [+-]\d+\.\d\d points .*: "
     assert re.search(gain + re.escape(verdict), section)
+
+
+def test_seeds_run_apart_merge_into_one_section(tmp_path):
+    from experiments import less_data_seeds
+
+    command = "python -m experiments.less_data --steps=5"
+    paths = []
+    for seed, shift in ((0, 0.0), (1, 0.01), (2, -0.01)):
+        result = _result([0.80 + shift], [0.85], [0.88 + shift], [0.9])
+        result["settings"]["seeds"] = result["seeds_done"] = [seed]
+        paths.append(tmp_path / f"seed{seed}.json")
+        less_data_seeds.write_result(str(paths[-1]), result, command)
+    output = tmp_path / "RESULTS.md"
+    completed = _run(f"--merge-json={','.join(map(str, paths))}", f"--output={output}")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    section = report.read_section(str(output), less_data.SECTION)
+    assert f"Reproduce with `{command}` (run as 3 processes" in section
+    assert "- 3%, (a) alone, labelled images: 80.00, 81.00, 79.00" in section
+    unlabelled_too = "- 3%, (c) distilled, + the other images unlabelled: "
+    assert unlabelled_too + "88.00, 89.00, 87.00" in section
+    # A result of other settings is refused with one line, nothing written.
+    other = _result([0.8], [0.85], [0.88], [0.9])
+    other["settings"]["steps"] = 6
+    other["settings"]["seeds"] = other["seeds_done"] = [3]
+    less_data_seeds.write_result(str(tmp_path / "other.json"), other, command)
+    refused = tmp_path / "REFUSED.md"
+    completed = _run(
+        f"--merge-json={paths[0]},{tmp_path / 'other.json'}", f"--output={refused}"
+    )
+    assert completed.returncode == 1
+    # TensorFlow's start-up logs come first: the error is the last line.
+    assert completed.stderr.strip().splitlines()[-1] == (
+        "error: `results` must share every setting but the seeds. "
+        "Received: steps=5 and steps=6"
+    )
+    assert not refused.exists()
