@@ -55,18 +55,11 @@ SETTINGS = (
     "epochs",
     "teacher_epochs",
     "seed",
-    "temperature",
-    "alpha",
-    "batch_size",
-    "learning_rate",
-    "schedule",
-    "augment",
+    *cli.RECIPE_SETTINGS,
     "teacher_augment",
     "max_bias_shift",
     "bias_step",
-    "limit_train",
-    "limit_test",
-    "cache_dir",
+    *cli.RUN_SETTINGS,
 )
 QUICK = {
     "epochs": 1,
@@ -134,8 +127,8 @@ def run(settings, log=print):
     import keras
 
     import models
+    from experiments import recipe
     from experiments import training
-    from experiments.recipe import Recipe
     from kdkeras import bias
     from models import data
 
@@ -143,19 +136,7 @@ def run(settings, log=print):
         settings["limit_train"], settings["limit_test"]
     )
     omitted = settings["omitted_class"]
-    common = dict(
-        batch_size=settings["batch_size"],
-        learning_rate=settings["learning_rate"],
-        schedule=settings["schedule"],
-        augment=settings["augment"],
-        temperature=settings["temperature"],
-        alpha=settings["alpha"],
-    )
-    teacher_recipe = Recipe(
-        epochs=settings["teacher_epochs"],
-        **dict(common, augment=settings["teacher_augment"]),
-    )
-    student_recipe = Recipe(epochs=settings["epochs"], **common)
+    student_recipe, teacher_recipe = recipe.recipes_from_settings(settings)
 
     # The teacher is the table's CNN teacher (all training data, all classes;
     # shared through --cache-dir). Only the student's transfer set omits a class.

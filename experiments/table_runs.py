@@ -70,9 +70,17 @@ TEACHERS = {
 }
 
 
+#: The fields of a `Row` that hold one value per seed.
+PER_SEED_FIELDS = ("errors", "seconds", "int8_errors")
+
+
 @dataclasses.dataclass
 class Row:
-    """One line of the table: errors and seconds over seeds."""
+    """One line of a table: errors and seconds over seeds.
+
+    `flops`, `int8_bytes` and `int8_errors` (the int8 TFLite student's test
+    errors per seed) are filled by the tables that export their students.
+    """
 
     name: str
     description: str
@@ -80,51 +88,64 @@ class Row:
     errors: list = dataclasses.field(default_factory=list)
     seconds: list = dataclasses.field(default_factory=list)
     teacher: str = ""  # name of the row whose errors define the gap
+    alone: str = ROW_ALONE  # name of the row of the student trained alone
+    flops: int = None
+    int8_bytes: int = None
+    int8_errors: list = dataclasses.field(default_factory=list)
 
     @property
     def mean_errors(self):
         return statistics.fmean(self.errors)
 
 
-def run(settings, log=print, on_seed=None):
-    """Trains everything; returns `(rows, info)` for `table_markdown`.
+@dataclasses.dataclass
+class Teachers:
+    """The trained teachers of a table, their rows and their soft targets.
+
+    `logits` and `ensemble_logits` hold one array per student epoch (the
+    teacher's logits on that epoch's images), or None when no seed trains
+    in this process.
+    """
+
+    teacher: object
+    ensemble: object
+    rows: dict
+    logits: list
+    ensemble_logits: list
+    single_cache_seconds: float
+    cache_seconds: float
+    cached: bool
+
+
+def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
+    """Trains (or loads) the teachers and caches their soft targets.
+
+    Member 0 is "the" teacher; the ensemble (`kdkeras.teachers.Ensemble`,
+    `settings["ensemble_size"]` members of `TEACHERS[settings["teacher"]]`,
+    seeds 0, 1, ...) adds the others. Each is loaded from
+    `settings["cache_dir"]` when a teacher trained with the same recipe is
+    there.
 
     Args:
-        settings: Dict of the flag values (see `SETTINGS`).
+        settings: Dict of the flag values (`teacher`, `ensemble_size`,
+            `ensemble_mean`, `cache_dir`, `seeds`).
+        teacher_recipe: The teachers' `Recipe`.
+        student_recipe: The students' `Recipe` (its epochs' images get soft
+            targets).
+        train: `(x_train, y_train)`.
+        test: `(x_test, y_test)`.
         log: Callable receiving progress messages.
-        on_seed: Optional callable `(rows, info)` called after each seed
-            (e.g. to write partial results).
+
+    Returns:
+        A `Teachers`.
     """
     import keras
     import numpy as np
 
-    import models
     from experiments import training
-    from experiments.recipe import Recipe
     from kdkeras import teachers
-    from models import data
 
-    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(
-        settings["limit_train"], settings["limit_test"]
-    )
-    common = dict(
-        batch_size=settings["batch_size"],
-        learning_rate=settings["learning_rate"],
-        schedule=settings["schedule"],
-        augment=settings["augment"],
-        temperature=settings["temperature"],
-        alpha=settings["alpha"],
-    )
-    student_recipe = Recipe(epochs=settings["epochs"], **common)
-    teacher_recipe = Recipe(
-        epochs=settings["teacher_epochs"],
-        **dict(
-            common,
-            augment=settings["teacher_augment"],
-            schedule=settings["teacher_schedule"],
-        ),
-    )
-
+    (x_train, y_train), (x_test, y_test) = train, test
     # Teachers: member 0 is "the" teacher; the ensemble adds the others.
     kind = TEACHERS[settings["teacher"]]
     members, teacher_seconds = [], []
@@ -214,6 +235,51 @@ def run(settings, log=print, on_seed=None):
         ]
         cache_seconds = time.perf_counter() - start
 
+    return Teachers(
+        teacher,
+        ensemble,
+        rows,
+        teacher_logits,
+        ensemble_logits,
+        single_cache_seconds,
+        cache_seconds,
+        any(s is None for s in teacher_seconds),
+    )
+
+
+def run(settings, log=print, on_seed=None):
+    """Trains everything; returns `(rows, info)` for `table_markdown`.
+
+    Args:
+        settings: Dict of the flag values (see `SETTINGS`).
+        log: Callable receiving progress messages.
+        on_seed: Optional callable `(rows, info)` called after each seed
+            (e.g. to write partial results).
+    """
+    import keras
+
+    import models
+    from experiments import recipe
+    from experiments import training
+    from models import data
+
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(
+        settings["limit_train"], settings["limit_test"]
+    )
+    student_recipe, teacher_recipe = recipe.recipes_from_settings(settings)
+
+    setup = train_teachers(
+        settings,
+        teacher_recipe,
+        student_recipe,
+        (x_train, y_train),
+        (x_test, y_test),
+        log,
+    )
+    kind = TEACHERS[settings["teacher"]]
+    teacher, ensemble, rows = setup.teacher, setup.ensemble, setup.rows
+    teacher_logits, ensemble_logits = setup.logits, setup.ensemble_logits
+
     student_parameters = models.build_mlp_student().count_params()
     description = "`models.build_mlp_student()` (784-800-800-10)"
     rows[ROW_ALONE] = Row(ROW_ALONE, description + ", labels only", student_parameters)
@@ -243,9 +309,9 @@ def run(settings, log=print, on_seed=None):
         "teacher_recipe": teacher_recipe,
         "seeds": settings["seeds"],
         "all_seeds": settings["seeds"],
-        "single_cache_seconds": single_cache_seconds,
-        "cache_seconds": cache_seconds,
-        "teachers_cached": any(s is None for s in teacher_seconds),
+        "single_cache_seconds": setup.single_cache_seconds,
+        "cache_seconds": setup.cache_seconds,
+        "teachers_cached": setup.cached,
         "teacher_label": kind.label,
     }
     for seed in settings["seeds"]:
