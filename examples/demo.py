@@ -203,8 +203,8 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
     import keras
 
     import kdkeras
-    from kdkeras import soft_targets
     import models
+    from kdkeras import soft_targets
 
     build = getattr(models, STUDENTS[_flag("student")])
     keras.utils.set_random_seed(_flag("seed") + 1)
