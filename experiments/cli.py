@@ -68,6 +68,28 @@ def define_distillation_flags(temperature=4.0, alpha=0.1):
     flags.DEFINE_integer("batch-size", 128, "Batch size.")
 
 
+def define_recipe_flags(temperature=4.0, alpha=0.1, learning_rate=1e-3):
+    """Defines the flags of `RECIPE_SETTINGS` (`define_distillation_flags`,
+    `--learning-rate`, `--schedule` and `--augment`).
+
+    Args:
+        temperature: Default softmax temperature T.
+        alpha: Default weight of the hard-label loss.
+        learning_rate: Default initial Adam learning rate.
+    """
+    define_distillation_flags(temperature, alpha)
+    flags.DEFINE_float("learning-rate", learning_rate, "Adam's initial learning rate.")
+    flags.DEFINE_enum(
+        "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."
+    )
+    flags.DEFINE_boolean(
+        "augment",
+        False,
+        "Shift (±2 px) and mirror each epoch's training images, the same images "
+        "for teacher and student.",
+    )
+
+
 def flag_name(setting):
     """The command-line flag of a setting.
 

@@ -81,17 +81,7 @@ def define_flags():
     flags.DEFINE_integer("teacher-epochs", 5, "Epochs of every teacher.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds (mean ± std).")
     flags.DEFINE_integer("ensemble-size", 3, "CNN teachers in the ensemble.")
-    cli.define_distillation_flags(temperature=1.0, alpha=0.5)
-    flags.DEFINE_float("learning-rate", 2e-3, "Adam's initial learning rate.")
-    flags.DEFINE_enum(
-        "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."
-    )
-    flags.DEFINE_boolean(
-        "augment",
-        False,
-        "Shift (±2 px) and mirror each epoch's training images, the same "
-        "images for teacher and student.",
-    )
+    cli.define_recipe_flags(temperature=1.0, alpha=0.5, learning_rate=2e-3)
     flags.DEFINE_boolean(
         "teacher-augment", False, "Augment the teachers' training images too."
     )

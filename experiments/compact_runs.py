@@ -248,18 +248,9 @@ def run(settings, log=print, on_seed=None):
                 alone=row_name(kind, METHOD_ALONE),
                 flops=models.count_flops(student),
             )
-    info = {
-        "train_size": len(train[0]),
-        "test_size": len(test[0]),
-        "student_recipe": student_recipe,
-        "teacher_recipe": teacher_recipe,
-        "seeds": settings["seeds"],
-        "all_seeds": settings["seeds"],
-        "single_cache_seconds": setup.single_cache_seconds,
-        "cache_seconds": setup.cache_seconds,
-        "teachers_cached": setup.cached,
-        "teacher_label": "CNN",
-    }
+    info = setup.info(
+        settings, len(train[0]), len(test[0]), (student_recipe, teacher_recipe)
+    )
     calibration = train[0][:CALIBRATION_EXAMPLES]
     with tempfile.TemporaryDirectory(prefix="kdkeras-compact-") as scratch:
         for seed in settings["seeds"]:

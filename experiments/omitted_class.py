@@ -34,10 +34,7 @@ def define_flags():
     flags.DEFINE_integer("teacher-epochs", 10, "Teacher epochs.")
     flags.DEFINE_boolean("teacher-augment", False, "Augment the teacher's images.")
     flags.DEFINE_integer("seed", 0, "Seed of the split, teacher and student.")
-    cli.define_distillation_flags()
-    flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
-    flags.DEFINE_enum("schedule", "cosine", ["cosine", "constant"], "LR schedule.")
-    flags.DEFINE_boolean("augment", False, "Shift/mirror each epoch's images.")
+    cli.define_recipe_flags()
     flags.DEFINE_float("max-bias-shift", 10.0, "Largest bias shift tried.")
     flags.DEFINE_float("bias-step", 0.25, "Step between bias shifts tried.")
     cli.define_run_flags(

@@ -80,17 +80,7 @@ def define_flags():
         ["arithmetic", "geometric"],
         "How the ensemble averages its members.",
     )
-    cli.define_distillation_flags()
-    flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
-    flags.DEFINE_enum(
-        "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."
-    )
-    flags.DEFINE_boolean(
-        "augment",
-        False,
-        "Shift (±2 px) and mirror each epoch's training images, the same images "
-        "for teacher and student.",
-    )
+    cli.define_recipe_flags()
     flags.DEFINE_enum(
         "teacher-schedule",
         "cosine",

@@ -115,6 +115,29 @@ class Teachers:
     single_cache_seconds: float
     cache_seconds: float
     cached: bool
+    label: str  # the teachers' kind, e.g. "CNN"
+
+    def info(self, settings, train_size, test_size, recipes):
+        """The `info` a table's `run` returns: data, recipes, seeds, caches.
+
+        Args:
+            settings: The run's settings (`seeds`).
+            train_size: Int, training examples.
+            test_size: Int, test examples.
+            recipes: `(student_recipe, teacher_recipe)`.
+        """
+        return {
+            "train_size": train_size,
+            "test_size": test_size,
+            "student_recipe": recipes[0],
+            "teacher_recipe": recipes[1],
+            "seeds": settings["seeds"],
+            "all_seeds": settings["seeds"],
+            "single_cache_seconds": self.single_cache_seconds,
+            "cache_seconds": self.cache_seconds,
+            "teachers_cached": self.cached,
+            "teacher_label": self.label,
+        }
 
 
 def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
@@ -244,6 +267,7 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
         single_cache_seconds,
         cache_seconds,
         any(s is None for s in teacher_seconds),
+        kind.label,
     )
 
 
@@ -302,18 +326,9 @@ def run(settings, log=print, on_seed=None):
         student_parameters,
         teacher=ROW_ENSEMBLE,
     )
-    info = {
-        "train_size": len(x_train),
-        "test_size": len(x_test),
-        "student_recipe": student_recipe,
-        "teacher_recipe": teacher_recipe,
-        "seeds": settings["seeds"],
-        "all_seeds": settings["seeds"],
-        "single_cache_seconds": setup.single_cache_seconds,
-        "cache_seconds": setup.cache_seconds,
-        "teachers_cached": setup.cached,
-        "teacher_label": kind.label,
-    }
+    info = setup.info(
+        settings, len(x_train), len(x_test), (student_recipe, teacher_recipe)
+    )
     for seed in settings["seeds"]:
         runs = (
             (
