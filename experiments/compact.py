@@ -39,6 +39,7 @@ SETTINGS = (
     "ensemble_size",
     *cli.RECIPE_SETTINGS,
     "teacher_augment",
+    "teacher_file",
     "int8",
     *cli.RUN_SETTINGS,
 )
@@ -84,6 +85,14 @@ def define_flags():
     cli.define_recipe_flags(temperature=1.0, alpha=0.5, learning_rate=2e-3)
     flags.DEFINE_boolean(
         "teacher-augment", False, "Augment the teachers' training images too."
+    )
+    flags.DEFINE_string(
+        "teacher-file",
+        "",
+        "Load the CNN teacher (member 0 of the ensemble) from this .keras "
+        "file instead of training it, e.g. the demo's "
+        "demo_output/teacher.keras (its recipe: --teacher-epochs=5, Adam "
+        "2e-3 cosine, batch 128).",
     )
     flags.DEFINE_boolean("int8", True, "Quantise every trained student to int8 TFLite.")
     cli.define_run_flags(

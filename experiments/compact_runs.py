@@ -235,6 +235,8 @@ def run(settings, log=print, on_seed=None):
         models.count_flops(member) for member in setup.ensemble.members
     )
     methods = [METHOD_ALONE] + [m for m in METHODS[1:] if m.key in settings["methods"]]
+    if not any(method.teacher == ROW_ENSEMBLE for method in methods):
+        del rows[ROW_ENSEMBLE]  # no student learns from it
     kinds = [STUDENTS[name] for name in settings["students"]]
     for kind in kinds:
         student = kind.build()

@@ -127,7 +127,8 @@ def per_seed_and_notes_lines(rows, info):
     if info["teachers_cached"]:
         lines.append(
             "- Teachers were loaded from `--cache-dir` (trained by an earlier "
-            "run with the same settings), so teacher times are not shown."
+            "run with the same settings) or `--teacher-file`, so teacher times "
+            "are not shown."
         )
     return lines
 

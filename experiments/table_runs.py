@@ -7,6 +7,7 @@ ensemble; it returns one `Row` per line of the table (`ROW_NAMES`).
 """
 
 import dataclasses
+import os
 import statistics
 import time
 
@@ -147,11 +148,11 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
     `settings["ensemble_size"]` members of `TEACHERS[settings["teacher"]]`,
     seeds 0, 1, ...) adds the others. Each is loaded from
     `settings["cache_dir"]` when a teacher trained with the same recipe is
-    there.
+    there; member 0 from `settings["teacher_file"]` when given.
 
     Args:
         settings: Dict of the flag values (`teacher`, `ensemble_size`,
-            `ensemble_mean`, `cache_dir`, `seeds`).
+            `ensemble_mean`, `cache_dir`, `seeds`, optional `teacher_file`).
         teacher_recipe: The teachers' `Recipe`.
         student_recipe: The students' `Recipe` (its epochs' images get soft
             targets).
@@ -172,6 +173,12 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
     # Teachers: member 0 is "the" teacher; the ensemble adds the others.
     kind = TEACHERS[settings["teacher"]]
     members, teacher_seconds = [], []
+    teacher_file = settings.get("teacher_file")
+    if teacher_file and not os.path.isfile(teacher_file):
+        raise ValueError(
+            "`--teacher-file` must be an existing .keras file. "
+            f"Received: --teacher-file={teacher_file}"
+        )
     for index in range(settings["ensemble_size"]):
         log(f"teacher {index}: training ({teacher_recipe.epochs} epochs)")
         path = training.teacher_cache_path(
@@ -181,6 +188,8 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
             teacher_recipe,
             len(x_train),
         )
+        if index == 0 and teacher_file:
+            path = teacher_file  # loaded, never written
         model, seconds = training.cached_teacher(
             path,
             lambda index=index: kind.build(
@@ -214,7 +223,8 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
     rows = {
         ROW_TEACHER: Row(
             ROW_TEACHER,
-            f"{kind.label}: {kind.builder}, seed 0",
+            f"{kind.label}: {kind.builder}, seed 0"
+            + (f", loaded from `{teacher_file}`" if teacher_file else ""),
             teacher.count_params(),
             [training.count_errors(teacher, x_test, y_test)],
             [s for s in teacher_seconds[:1] if s is not None],
