@@ -1,16 +1,23 @@
 """The main job, end to end on Fashion-MNIST: `make demo` (python -m examples.demo).
 
+The summary, goals and table are in `examples.demo_summary`; the int8 export
+and the sign-off report, run as processes, in `examples.demo_export`.
+
 1. Loads Fashion-MNIST (offline from Debian's files when installed).
 2. Trains the CNN teacher (`models.build_cnn_teacher`, Adam with cosine
    decay), or reuses it from `--output-dir` if a teacher trained with the
    same settings is already there.
-3. Builds the compact student (`models.compact.build_compact_student`) once
-   and keeps its initial weights.
+3. Builds the compact student (`--student`: `models.build_compact_student`,
+   the MLP 784-100-10, or `models.build_compact_cnn_student`) once and keeps
+   its initial weights.
 4. Trains the student alone, as the baseline, and distils the same student
-   (same initial weights, same batches in the same order, same optimiser,
-   schedule, epochs and batch size) with `kdkeras.Distiller` from cached soft
-   targets: the teacher runs once over the training set
-   (`kdkeras.soft_targets`), so each distillation step costs a student step.
+   (same initial weights, same images and batches in the same order, same
+   optimiser, schedule, epochs and batch size) with `kdkeras.Distiller` from
+   cached soft targets: the teacher runs once over the students' images
+   (`kdkeras.cache_soft_targets`), so each distillation step costs a student
+   step. With `--augmented-copies`, those images are the training set and
+   fixed shifted, mirrored, partly mixed-up copies of it (function matching;
+   `experiments.augment`), the same for both students.
 5. Quantises the distilled student to full int8 TFLite, calibrated on
    training images (`python -m export.to_tflite --quantize int8`), and
    measures it (`--measure`).
@@ -98,6 +105,23 @@ flags.DEFINE_float(
     "alpha",
     0.5,
     "Weight of the hard-label loss, in [0, 1].",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+flags.DEFINE_integer(
+    "augmented-copies",
+    1,
+    "Copies of the training set the students train on: the images, then "
+    "fixed shifted (±2 px), mirrored and partly mixed-up copies "
+    "(`experiments.augment.function_matching_copies`), the teacher's soft "
+    "targets cached on exactly those images; the student alone trains on the "
+    "same images with their (mixed) labels. An epoch passes over every copy.",
+    lower_bound=1,
+)
+flags.DEFINE_float(
+    "mixup",
+    0.5,
+    "Share of each augmented copy mixed with another image (function matching).",
     lower_bound=0.0,
     upper_bound=1.0,
 )
@@ -198,8 +222,34 @@ def _soft_target_loss():
     return {"distillation_loss_fn": loss_class(temperature=temperature)}
 
 
+def _student_training_set(teacher, x_train, y_train, output_dir):
+    """The students' images, one-hot (or mixed) labels and teacher logits.
+
+    The teacher runs once over the images (`kdkeras.cache_soft_targets`,
+    reused from `output_dir` while teacher and images are unchanged).
+    """
+    from experiments import augment
+    from kdkeras import soft_targets
+
+    images, labels = augment.function_matching_copies(
+        x_train,
+        y_train,
+        _flag("augmented-copies"),
+        seed=_flag("seed"),
+        num_classes=10,
+        mixup_fraction=_flag("mixup"),
+    )
+    teacher_logits = soft_targets.cache_soft_targets(
+        teacher, images, os.path.join(output_dir, "teacher_soft_targets.npz")
+    )
+    return images, labels, teacher_logits
+
+
 def _train_students(teacher, x_train, y_train, teacher_logits):
-    """The student alone and distilled: same weights, batches and schedule."""
+    """The student alone and distilled: same weights, batches and schedule.
+
+    `y_train` holds one-hot or mixed labels (`_student_training_set`).
+    """
     import keras
 
     import kdkeras
@@ -227,7 +277,7 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
     distiller.compile(
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
-        metrics=["accuracy"],
+        student_loss_fn=keras.losses.CategoricalCrossentropy(from_logits=True),
         alpha=_flag("alpha"),
         **_soft_target_loss(),
     )
@@ -236,8 +286,7 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
     alone.set_weights(initial_weights)
     alone.compile(
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         jit_compile=distiller.jit_compile,  # the same compilation for both
     )
     print(f"Training the compact student alone ({epochs} epochs)")
@@ -272,7 +321,6 @@ def main(argv):
     del argv
     started = time.perf_counter()
     import models
-    from kdkeras import soft_targets
     from models import data
 
     output_dir = _flag("output-dir")
@@ -284,11 +332,11 @@ def main(argv):
     print(f"Fashion-MNIST: {len(x_train)} train, {test_examples} test examples")
 
     teacher, teacher_seconds = _teacher(x_train, y_train, output_dir)
-    teacher_logits = soft_targets.cache_soft_targets(
-        teacher, x_train, os.path.join(output_dir, "teacher_soft_targets.npz")
+    images, labels, teacher_logits = _student_training_set(
+        teacher, x_train, y_train, output_dir
     )
     alone, alone_seconds, student, distilled_seconds = _train_students(
-        teacher, x_train, y_train, teacher_logits
+        teacher, images, labels, teacher_logits
     )
 
     teacher_path = os.path.join(output_dir, "teacher.keras")
@@ -385,7 +433,9 @@ def main(argv):
             "loss": _flag("loss"),
             "temperature": _flag("temperature"),
             "alpha": _flag("alpha"),
-            "soft_targets": "cached, teacher on the unaugmented training set",
+            "augmented_copies": _flag("augmented-copies"),
+            "mixup": _flag("mixup"),
+            "soft_targets": "cached, the teacher on exactly the students' images",
             "seed": _flag("seed"),
         },
         "teacher_trained": teacher_seconds is not None,
