@@ -1,9 +1,6 @@
 """Smoke test of `python -m experiments.compact --quick` and its parts."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -12,29 +9,18 @@ from experiments import compact
 from experiments import compact_runs
 from experiments import report
 from experiments import table_runs
+from tests.experiments import table_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN, TEST = 500, 300
 COLUMNS = 9
 
 
 def _run(*arguments):
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.compact", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return table_cli.run_experiment("experiments.compact", *arguments)
 
 
 def _table_rows(markdown):
-    rows = {}
-    for line in markdown.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == COLUMNS and cells[0] not in ("model", "---"):
-            rows[cells[0]] = cells
-    return rows
+    return table_cli.table_rows(markdown, COLUMNS)
 
 
 def test_quick_run_writes_every_row_with_int8_figures(tmp_path):
