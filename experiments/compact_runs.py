@@ -152,9 +152,10 @@ def int8_figures(student, calibration, test, directory, batch_size=1000):
     """The int8 TFLite file size and test errors of `student`.
 
     The file is written by `export.to_tflite.export_tflite` (which checks
-    it against Keras on random inputs) and run on the LiteRT interpreter
-    (`export.runtimes.TFLiteRuntime`) over the test images: the errors are
-    measured, never held against a threshold.
+    its outputs' relative error against Keras) and run on the LiteRT
+    interpreter (`export.runtimes.TFLiteRuntime`) over the test images: the
+    errors and the top-1 agreement are measured, never held against a
+    threshold.
 
     Args:
         student: A trained `keras.Model`.
@@ -177,6 +178,8 @@ def int8_figures(student, calibration, test, directory, batch_size=1000):
         quantize="int8",
         representative_data=calibration,
         overwrite=True,
+        min_agreement=0.0,  # measured below, not gated (barely trained
+        # students of `--quick` disagree on near-tied logits)
     )
     runtime = runtimes.TFLiteRuntime(result.path)
     x_test, y_test = test
