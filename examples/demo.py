@@ -1,16 +1,23 @@
 """The main job, end to end on Fashion-MNIST: `make demo` (python -m examples.demo).
 
+The summary, goals and table are in `examples.demo_summary`; the int8 export
+and the sign-off report, run as processes, in `examples.demo_export`.
+
 1. Loads Fashion-MNIST (offline from Debian's files when installed).
 2. Trains the CNN teacher (`models.build_cnn_teacher`, Adam with cosine
    decay), or reuses it from `--output-dir` if a teacher trained with the
    same settings is already there.
-3. Builds the compact student (`models.compact.build_compact_student`) once
-   and keeps its initial weights.
+3. Builds the compact student (`--student`: `models.build_compact_student`,
+   the MLP 784-100-10, or `models.build_compact_cnn_student`) once and keeps
+   its initial weights.
 4. Trains the student alone, as the baseline, and distils the same student
-   (same initial weights, same batches in the same order, same optimiser,
-   schedule, epochs and batch size) with `kdkeras.Distiller` from cached soft
-   targets: the teacher runs once over the training set
-   (`kdkeras.soft_targets`), so each distillation step costs a student step.
+   (same initial weights, same images and batches in the same order, same
+   optimiser, schedule, epochs and batch size) with `kdkeras.Distiller` from
+   cached soft targets: the teacher runs once over the students' images
+   (`kdkeras.cache_soft_targets`), so each distillation step costs a student
+   step. With `--augmented-copies`, those images are the training set and
+   fixed shifted, mirrored, partly mixed-up copies of it (function matching;
+   `experiments.augment`), the same for both students.
 5. Quantises the distilled student to full int8 TFLite, calibrated on
    training images (`python -m export.to_tflite --quantize int8`), and
    measures it (`--measure`).
@@ -24,29 +31,45 @@
 import json
 import math
 import os
-import re
-import subprocess
 import sys
 import time
 
 from absl import app
 from absl import flags
 
+from examples import demo_export
+from examples import demo_summary
+from experiments import table_markdown
+
 FLAGS = flags.FLAGS
+#: `--student`: the `models` builder of each compact student.
+STUDENTS = {
+    "mlp": "build_compact_student",
+    "cnn": "build_compact_cnn_student",
+}
 flags.DEFINE_string("output-dir", "demo_output", "Where models and reports go.")
-flags.DEFINE_integer("teacher-epochs", 5, "Epochs of the CNN teacher.", lower_bound=1)
-flags.DEFINE_float(
-    "teacher-learning-rate",
-    2e-3,
-    "Initial Adam learning rate of the teacher (cosine decay).",
-    lower_bound=0.0,
-)
-flags.DEFINE_integer("student-epochs", 20, "Epochs of each student.", lower_bound=1)
-flags.DEFINE_float(
-    "student-learning-rate",
-    2e-3,
-    "Initial Adam learning rate of each student (cosine decay).",
-    lower_bound=0.0,
+
+
+def _define_schedule_flags(model, epochs, what):
+    """`--{model}-epochs` and `--{model}-learning-rate`."""
+    flags.DEFINE_integer(f"{model}-epochs", epochs, f"Epochs of {what}.", lower_bound=1)
+    flags.DEFINE_float(
+        f"{model}-learning-rate",
+        2e-3,
+        f"Initial Adam learning rate of {what} (cosine decay).",
+        lower_bound=0.0,
+    )
+
+
+_define_schedule_flags("teacher", 5, "the CNN teacher")
+_define_schedule_flags("student", 20, "each student")
+flags.DEFINE_enum(
+    "student",
+    "mlp",
+    list(STUDENTS),
+    "Compact student: mlp (models.build_compact_student, 784-100-10) or cnn "
+    "(models.build_compact_cnn_student, strided convolutions 16-32: fewer "
+    "errors, about 6x slower to train).",
 )
 flags.DEFINE_integer(
     "batch-size", 128, "Batch size of every training run.", lower_bound=1
@@ -86,6 +109,23 @@ flags.DEFINE_float(
     lower_bound=0.0,
     upper_bound=1.0,
 )
+flags.DEFINE_integer(
+    "augmented-copies",
+    1,
+    "Copies of the training set the students train on: the images, then "
+    "fixed shifted (±2 px), mirrored and partly mixed-up copies "
+    "(`experiments.augment.function_matching_copies`), the teacher's soft "
+    "targets cached on exactly those images; the student alone trains on the "
+    "same images with their (mixed) labels. An epoch passes over every copy.",
+    lower_bound=1,
+)
+flags.DEFINE_float(
+    "mixup",
+    0.5,
+    "Share of each augmented copy mixed with another image (function matching).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 flags.DEFINE_integer("seed", 0, "Random seed.", lower_bound=0)
 flags.DEFINE_integer(
     "calibration-examples",
@@ -101,22 +141,6 @@ flags.DEFINE_boolean(
     True,
     "Write the sign-off report (teacher "
     "against the fp32 distilled student) after training.",
-)
-
-# Goals of issue 15, checked on every full run.
-MIN_PARAMETER_RATIO = 10.0
-MIN_FLOPS_RATIO = 5.0
-MIN_GAP_CLOSED = 0.40
-MAX_INT8_ACCURACY_LOSS = 0.005
-MIN_SPEEDUP = {"1": 2.0, "64": 5.0}
-MAX_WALL_TIME_S = 360.0
-FULL_TEST_SET = 10_000
-BATCH_SIZES = ("1", "64")
-ROWS = (
-    ("teacher", "teacher (CNN)"),
-    ("student_alone", "student alone"),
-    ("student_distilled", "student distilled"),
-    ("student_distilled_int8", "distilled, int8 TFLite"),
 )
 
 
@@ -199,16 +223,43 @@ def _soft_target_loss():
     return {"distillation_loss_fn": loss_class(temperature=temperature)}
 
 
+def _student_training_set(teacher, x_train, y_train, output_dir):
+    """The students' images, one-hot (or mixed) labels and teacher logits.
+
+    The teacher runs once over the images (`kdkeras.cache_soft_targets`,
+    reused from `output_dir` while teacher and images are unchanged).
+    """
+    from experiments import augment
+    from kdkeras import soft_targets
+
+    images, labels = augment.function_matching_copies(
+        x_train,
+        y_train,
+        _flag("augmented-copies"),
+        seed=_flag("seed"),
+        num_classes=10,
+        mixup_fraction=_flag("mixup"),
+    )
+    teacher_logits = soft_targets.cache_soft_targets(
+        teacher, images, os.path.join(output_dir, "teacher_soft_targets.npz")
+    )
+    return images, labels, teacher_logits
+
+
 def _train_students(teacher, x_train, y_train, teacher_logits):
-    """The student alone and distilled: same weights, batches and schedule."""
+    """The student alone and distilled: same weights, batches and schedule.
+
+    `y_train` holds one-hot or mixed labels (`_student_training_set`).
+    """
     import keras
 
     import kdkeras
+    import models
     from kdkeras import soft_targets
-    from models import compact
 
+    build = getattr(models, STUDENTS[_flag("student")])
     keras.utils.set_random_seed(_flag("seed") + 1)
-    initial_weights = compact.build_compact_student().get_weights()
+    initial_weights = build().get_weights()
     epochs = _flag("student-epochs")
 
     def batches():
@@ -221,23 +272,22 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
             seed=_flag("seed"),
         )
 
-    student = compact.build_compact_student()
+    student = build()
     student.set_weights(initial_weights)
     # The teacher does not run: its logits come with every batch.
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
     distiller.compile(
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
-        metrics=["accuracy"],
+        student_loss_fn=keras.losses.CategoricalCrossentropy(from_logits=True),
         alpha=_flag("alpha"),
         **_soft_target_loss(),
     )
 
-    alone = compact.build_compact_student()
+    alone = build()
     alone.set_weights(initial_weights)
     alone.compile(
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         jit_compile=distiller.jit_compile,  # the same compilation for both
     )
     print(f"Training the compact student alone ({epochs} epochs)")
@@ -268,248 +318,10 @@ def _errors(model, x_test, y_test):
     return int((logits.argmax(axis=1) != y_test).sum())
 
 
-def _run(command, what):
-    """Runs a CLI of this repository; returns (exit code, stdout)."""
-    print("Running:", " ".join(command), flush=True)
-    completed = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)
-    sys.stdout.write(completed.stdout)
-    if completed.returncode not in (0, 1):
-        print(f"{what} failed with exit code {completed.returncode}")
-    return completed.returncode, completed.stdout
-
-
-def _remove(*paths):
-    for path in paths:
-        if os.path.exists(path):
-            os.remove(path)
-
-
-def _quantize_int8(student_path, x_train, x_test, y_test, output_dir):
-    """int8 TFLite of the student: its sidecar plus the measured p50s."""
-    import numpy as np
-
-    calibration = os.path.join(output_dir, "calibration_images.npy")
-    np.save(calibration, x_train[: _flag("calibration-examples")])
-    labelled = os.path.join(output_dir, "test_data.npz")
-    np.savez(labelled, x=x_test, y=y_test)
-    output = os.path.join(output_dir, "student_int8.tflite")
-    _remove(output, output + ".json")  # nothing stale is read back below
-    code, stdout = _run(
-        [
-            sys.executable,
-            "-m",
-            "export.to_tflite",
-            student_path,
-            f"--output={output}",
-            "--quantize=int8",
-            f"--representative-data={calibration}",
-            f"--labelled-data={labelled}",
-            "--overwrite",
-            "--measure",
-        ],
-        "export.to_tflite --quantize int8",
-    )
-    if code != 0 or not os.path.exists(output + ".json"):
-        return None
-    with open(output + ".json") as file:
-        sidecar = json.load(file)
-    # `--measure` prints "batch B: p50 X ms, ..." per batch size.
-    p50 = {
-        batch: float(ms)
-        for batch, ms in re.findall(r"batch (\d+): p50 ([0-9.]+) ms", stdout)
-    }
-    return {"path": output, "sidecar": sidecar, "p50_ms": p50}
-
-
-def _report(teacher_path, student_path, output_dir):
-    """The sign-off report, teacher against the fp32 student; its JSON."""
-    report_dir = os.path.join(output_dir, "report")
-    budget = os.path.join(os.path.dirname(__file__), "budget.yaml")
-    path = os.path.join(report_dir, "report.json")
-    _remove(path)  # nothing stale is read back below
-    code, _ = _run(
-        [
-            sys.executable,
-            "-m",
-            "export.report",
-            f"--teacher={teacher_path}",
-            f"--student={student_path}",
-            f"--output-dir={report_dir}",
-            f"--budget={budget}",
-        ],
-        "export.report",
-    )
-    if not os.path.exists(path):  # exit 3 (a format failed) still writes it
-        return None
-    with open(path) as file:
-        report = json.load(file)
-    report["exit_code"] = code
-    print(f"Sign-off report: {report_dir}/report.md (and .html, .json)")
-    return report
-
-
-def _report_figures(report, name):
-    """Best-runtime p50 per batch size and TFLite size of one report model."""
-    best = (report or {}).get("best_fp32", {}).get(name, {})
-    p50 = {b: best[b]["p50_ms"] for b in BATCH_SIZES if b in best}
-    runtime = {b: best[b]["format"] for b in BATCH_SIZES if b in best}
-    size = None
-    for result in (report or {}).get("results", []):
-        if (
-            result.get("model") == name
-            and result.get("format") == "tflite"
-            and result.get("size_bytes")
-        ):
-            size = int(result["size_bytes"])
-    return p50, runtime, size
-
-
-def _row(
-    parameters,
-    flops,
-    errors,
-    test_examples,
-    size=None,
-    p50=None,
-    runtime=None,
-    train_seconds=None,
-):
-    errors = int(errors)
-    return {
-        "parameters": int(parameters),
-        "flops": flops,
-        "errors": errors,
-        "correct": test_examples - errors,
-        "accuracy": (test_examples - errors) / test_examples,
-        "tflite_bytes": size,
-        "p50_ms": p50 or {},
-        "runtime": runtime or {},
-        "train_seconds": train_seconds,
-    }
-
-
-def gap_closed(teacher_errors, alone_errors, distilled_errors):
-    """Fraction of the student-alone -> teacher error gap the distillation
-    closed; None when the student alone is not worse than the teacher."""
-    gap = alone_errors - teacher_errors
-    if gap <= 0:
-        return None
-    return (alone_errors - distilled_errors) / gap
-
-
-def _goals(summary, report, int8):
-    """Each goal of issue 15: what was measured and whether it holds."""
-    rows = summary["rows"]
-    teacher = rows["teacher"]
-    distilled = rows["student_distilled"]
-    full = summary["test_examples"] == FULL_TEST_SET
-    goals = []
-
-    def add(goal, holds, measured):
-        goals.append({"goal": goal, "holds": holds, "measured": measured})
-
-    ratio = teacher["parameters"] / distilled["parameters"]
-    add(
-        f"student has >= {MIN_PARAMETER_RATIO:g}x fewer parameters",
-        ratio >= MIN_PARAMETER_RATIO,
-        f"{ratio:.1f}x",
-    )
-    ratio = teacher["flops"] / distilled["flops"]
-    add(
-        f"student has >= {MIN_FLOPS_RATIO:g}x fewer FLOPs per example",
-        ratio >= MIN_FLOPS_RATIO,
-        f"{ratio:.1f}x",
-    )
-    alone_errors = rows["student_alone"]["errors"]
-    add(
-        "distilled student makes fewer test errors than the student alone",
-        distilled["errors"] < alone_errors if full else None,
-        f"{distilled['errors']} vs {alone_errors}",
-    )
-    closed = summary["gap_closed"]
-    add(
-        f"distillation closes >= {MIN_GAP_CLOSED:.0%} of the gap",
-        (closed is not None and closed >= MIN_GAP_CLOSED) if full else None,
-        "no gap (student alone not worse than the teacher)"
-        if closed is None
-        else f"{closed:.1%}",
-    )
-    if int8 is None:
-        add(
-            "int8 student loses <= 0.5 pp against the fp32 student",
-            None,
-            "not measured (int8 export skipped or failed)",
-        )
-    else:
-        loss = distilled["accuracy"] - rows["student_distilled_int8"]["accuracy"]
-        add(
-            "int8 student loses <= 0.5 pp against the fp32 student",
-            loss <= MAX_INT8_ACCURACY_LOSS if full else None,
-            f"{100 * loss:+.2f} pp",
-        )
-    for batch in BATCH_SIZES:
-        goal = (
-            f"student's best runtime >= {MIN_SPEEDUP[batch]:g}x faster "
-            f"than the teacher's at batch {batch}"
-        )
-        if batch in teacher["p50_ms"] and batch in distilled["p50_ms"]:
-            speedup = teacher["p50_ms"][batch] / distilled["p50_ms"][batch]
-            add(goal, speedup >= MIN_SPEEDUP[batch], f"{speedup:.1f}x")
-        else:
-            add(goal, None, "not measured (report skipped or failed)")
-    if report is not None and report.get("budget"):
-        add(
-            "student within its release budget (examples/budget.yaml)",
-            bool(report["budget"].get("passed")),
-            "; ".join(str(v) for v in report["budget"].get("violations", []))
-            or "no violation",
-        )
-    add(
-        f"whole demo under {MAX_WALL_TIME_S / 60:g} minutes",
-        summary["wall_time_s"] < MAX_WALL_TIME_S,
-        f"{summary['wall_time_s']:.0f} s"
-        + ("" if summary["teacher_trained"] else " (teacher reused from cache)"),
-    )
-    return goals
-
-
-def _format_table(summary):
-    rows = summary["rows"]
-
-    def cell(value, fmt):
-        width = int(fmt.split(".")[0])
-        return "-".rjust(width) if value is None else format(value, fmt)
-
-    header = (
-        f"{'model':24s} {'params':>8s} {'TFLite MB':>9s} {'errors':>6s} "
-        f"{'accuracy':>8s} {'p50 ms @1':>9s} {'p50 ms @64':>10s}"
-    )
-    lines = [header, "-" * len(header)]
-    for key, label in ROWS:
-        if key not in rows:
-            continue
-        row = rows[key]
-        size = None if row["tflite_bytes"] is None else row["tflite_bytes"] / 1e6
-        lines.append(
-            f"{label:24s} {row['parameters']:8,d} {cell(size, '9.3f')} "
-            f"{row['errors']:6d} {row['accuracy']:8.4f} "
-            f"{cell(row['p50_ms'].get('1'), '9.4f')} "
-            f"{cell(row['p50_ms'].get('64'), '10.4f')}"
-        )
-    closed = summary["gap_closed"]
-    lines.append(
-        f"Distillation closed {'-' if closed is None else f'{closed:.1%}'} of "
-        f"the student-alone -> teacher gap ({summary['test_examples']:,d} "
-        "test images; p50 = the fastest runtime's median latency)."
-    )
-    return "\n".join(lines)
-
-
 def main(argv):
     del argv
     started = time.perf_counter()
     import models
-    from kdkeras import soft_targets
     from models import data
 
     output_dir = _flag("output-dir")
@@ -521,11 +333,11 @@ def main(argv):
     print(f"Fashion-MNIST: {len(x_train)} train, {test_examples} test examples")
 
     teacher, teacher_seconds = _teacher(x_train, y_train, output_dir)
-    teacher_logits = soft_targets.cache_soft_targets(
-        teacher, x_train, os.path.join(output_dir, "teacher_soft_targets.npz")
+    images, labels, teacher_logits = _student_training_set(
+        teacher, x_train, y_train, output_dir
     )
     alone, alone_seconds, student, distilled_seconds = _train_students(
-        teacher, x_train, y_train, teacher_logits
+        teacher, images, labels, teacher_logits
     )
 
     teacher_path = os.path.join(output_dir, "teacher.keras")
@@ -535,13 +347,24 @@ def main(argv):
 
     int8 = None
     if _flag("int8"):
-        int8 = _quantize_int8(student_path, x_train, x_test, y_test, output_dir)
+        int8 = demo_export.quantize_int8(
+            student_path,
+            x_train,
+            x_test,
+            y_test,
+            output_dir,
+            _flag("calibration-examples"),
+        )
     report = None
     if _flag("report"):
-        report = _report(teacher_path, student_path, output_dir)
+        report = demo_export.sign_off_report(teacher_path, student_path, output_dir)
 
-    teacher_p50, teacher_runtime, teacher_size = _report_figures(report, "teacher")
-    student_p50, student_runtime, student_size = _report_figures(report, "student")
+    teacher_p50, teacher_runtime, teacher_size = demo_summary.report_figures(
+        report, "teacher"
+    )
+    student_p50, student_runtime, student_size = demo_summary.report_figures(
+        report, "student"
+    )
     teacher_flops = models.count_flops(teacher)
     student_flops = models.count_flops(student)
     errors = {
@@ -553,7 +376,7 @@ def main(argv):
         )
     }
     rows = {
-        "teacher": _row(
+        "teacher": demo_summary.row(
             teacher.count_params(),
             teacher_flops,
             errors["teacher"],
@@ -563,14 +386,14 @@ def main(argv):
             teacher_runtime,
             teacher_seconds,
         ),
-        "student_alone": _row(
+        "student_alone": demo_summary.row(
             alone.count_params(),
             student_flops,
             errors["alone"],
             test_examples,
             train_seconds=alone_seconds,
         ),
-        "student_distilled": _row(
+        "student_distilled": demo_summary.row(
             student.count_params(),
             student_flops,
             errors["student"],
@@ -583,7 +406,7 @@ def main(argv):
     }
     if int8 is not None:
         accuracy = int8["sidecar"]["accuracy"]["exported"]
-        rows["student_distilled_int8"] = _row(
+        rows["student_distilled_int8"] = demo_summary.row(
             student.count_params(),
             student_flops,
             round((1.0 - accuracy) * test_examples),
@@ -596,9 +419,11 @@ def main(argv):
         "test_examples": test_examples,
         "train_examples": len(x_train),
         "rows": rows,
-        "gap_closed": gap_closed(errors["teacher"], errors["alone"], errors["student"]),
+        "gap_closed": table_markdown.gap_closed(
+            errors["alone"], errors["student"], errors["teacher"]
+        ),
         "recipe": {
-            "student": "models.compact.build_compact_student()",
+            "student": f"models.{STUDENTS[_flag('student')]}()",
             "teacher": "models.build_cnn_teacher()",
             "teacher_epochs": _flag("teacher-epochs"),
             "teacher_learning_rate": _flag("teacher-learning-rate"),
@@ -609,7 +434,9 @@ def main(argv):
             "loss": _flag("loss"),
             "temperature": _flag("temperature"),
             "alpha": _flag("alpha"),
-            "soft_targets": "cached, teacher on the unaugmented training set",
+            "augmented_copies": _flag("augmented-copies"),
+            "mixup": _flag("mixup"),
+            "soft_targets": "cached, the teacher on exactly the students' images",
             "seed": _flag("seed"),
         },
         "teacher_trained": teacher_seconds is not None,
@@ -619,7 +446,7 @@ def main(argv):
         ),
     }
     summary["wall_time_s"] = time.perf_counter() - started
-    summary["goals"] = _goals(summary, report, int8)
+    summary["goals"] = demo_summary.goals(summary, report, int8)
     path = os.path.join(output_dir, "summary.json")
     temporary = path + ".partial"
     with open(temporary, "w") as file:
@@ -627,9 +454,9 @@ def main(argv):
     os.replace(temporary, path)
 
     print()
-    print(_format_table(summary))
+    print(demo_summary.format_table(summary))
     print()
-    if test_examples != FULL_TEST_SET:
+    if test_examples != demo_summary.FULL_TEST_SET:
         print(
             f"Goals judged on the full test set only ({test_examples} "
             "test images used): accuracy goals not judged."

@@ -16,6 +16,19 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 
+#: The settings of `define_run_flags` that every experiment reads (`--quick`,
+#: `--output` and `--verbose` are read by the experiment's `run` itself).
+RUN_SETTINGS = ("limit_train", "limit_test", "cache_dir")
+#: The settings every student and teacher `Recipe` shares
+#: (`recipe.recipes_from_settings`).
+RECIPE_SETTINGS = (
+    "temperature",
+    "alpha",
+    "batch_size",
+    "learning_rate",
+    "schedule",
+    "augment",
+)
 #: Exit code of a bad flag value.
 USAGE_EXIT_CODE = 2
 #: Exit code of a run that failed.
@@ -41,17 +54,40 @@ def define_run_flags(quick_help, output_help, cache_help):
     flags.DEFINE_boolean("verbose", False, "Progress output and tracebacks.")
 
 
-def define_distillation_flags(temperature=4.0):
+def define_distillation_flags(temperature=4.0, alpha=0.1):
     """Defines `--temperature`, `--alpha` and `--batch-size`.
 
     The distillation recipe every experiment and training benchmark shares.
 
     Args:
         temperature: Default softmax temperature T.
+        alpha: Default weight of the hard-label loss.
     """
     flags.DEFINE_float("temperature", temperature, "Softmax temperature T.")
-    flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss.")
+    flags.DEFINE_float("alpha", alpha, "Weight of the hard-label loss.")
     flags.DEFINE_integer("batch-size", 128, "Batch size.")
+
+
+def define_recipe_flags(temperature=4.0, alpha=0.1, learning_rate=1e-3):
+    """Defines the flags of `RECIPE_SETTINGS` (`define_distillation_flags`,
+    `--learning-rate`, `--schedule` and `--augment`).
+
+    Args:
+        temperature: Default softmax temperature T.
+        alpha: Default weight of the hard-label loss.
+        learning_rate: Default initial Adam learning rate.
+    """
+    define_distillation_flags(temperature, alpha)
+    flags.DEFINE_float("learning-rate", learning_rate, "Adam's initial learning rate.")
+    flags.DEFINE_enum(
+        "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."
+    )
+    flags.DEFINE_boolean(
+        "augment",
+        False,
+        "Shift (±2 px) and mirror each epoch's training images, the same images "
+        "for teacher and student.",
+    )
 
 
 def flag_name(setting):

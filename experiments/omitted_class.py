@@ -34,10 +34,7 @@ def define_flags():
     flags.DEFINE_integer("teacher-epochs", 10, "Teacher epochs.")
     flags.DEFINE_boolean("teacher-augment", False, "Augment the teacher's images.")
     flags.DEFINE_integer("seed", 0, "Seed of the split, teacher and student.")
-    cli.define_distillation_flags()
-    flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
-    flags.DEFINE_enum("schedule", "cosine", ["cosine", "constant"], "LR schedule.")
-    flags.DEFINE_boolean("augment", False, "Shift/mirror each epoch's images.")
+    cli.define_recipe_flags()
     flags.DEFINE_float("max-bias-shift", 10.0, "Largest bias shift tried.")
     flags.DEFINE_float("bias-step", 0.25, "Step between bias shifts tried.")
     cli.define_run_flags(
@@ -55,18 +52,11 @@ SETTINGS = (
     "epochs",
     "teacher_epochs",
     "seed",
-    "temperature",
-    "alpha",
-    "batch_size",
-    "learning_rate",
-    "schedule",
-    "augment",
+    *cli.RECIPE_SETTINGS,
     "teacher_augment",
     "max_bias_shift",
     "bias_step",
-    "limit_train",
-    "limit_test",
-    "cache_dir",
+    *cli.RUN_SETTINGS,
 )
 QUICK = {
     "epochs": 1,
@@ -134,8 +124,8 @@ def run(settings, log=print):
     import keras
 
     import models
+    from experiments import recipe
     from experiments import training
-    from experiments.recipe import Recipe
     from kdkeras import bias
     from models import data
 
@@ -143,19 +133,7 @@ def run(settings, log=print):
         settings["limit_train"], settings["limit_test"]
     )
     omitted = settings["omitted_class"]
-    common = dict(
-        batch_size=settings["batch_size"],
-        learning_rate=settings["learning_rate"],
-        schedule=settings["schedule"],
-        augment=settings["augment"],
-        temperature=settings["temperature"],
-        alpha=settings["alpha"],
-    )
-    teacher_recipe = Recipe(
-        epochs=settings["teacher_epochs"],
-        **dict(common, augment=settings["teacher_augment"]),
-    )
-    student_recipe = Recipe(epochs=settings["epochs"], **common)
+    student_recipe, teacher_recipe = recipe.recipes_from_settings(settings)
 
     # The teacher is the table's CNN teacher (all training data, all classes;
     # shared through --cache-dir). Only the student's transfer set omits a class.

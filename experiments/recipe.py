@@ -5,6 +5,7 @@ import dataclasses
 import keras
 
 from experiments import checks
+from experiments import cli
 
 SCHEDULES = ("cosine", "constant")
 
@@ -92,3 +93,37 @@ class Recipe:
             f"batch {self.batch_size}, {augmentation}, "
             f"T={self.temperature:g}, alpha={self.alpha:g}"
         )
+
+
+def recipes_from_settings(settings):
+    """The student's and the teacher's `Recipe` of an experiment's settings.
+
+    Both take the settings of `cli.RECIPE_SETTINGS`; the student trains for `epochs`,
+    the teacher for `teacher_epochs`, with `teacher_augment` and, when the
+    experiment has one, `teacher_schedule`.
+
+    Args:
+        settings: Dict of setting name -> value (`cli.settings_from_flags`).
+
+    Returns:
+        `(student_recipe, teacher_recipe)`.
+
+    Example:
+
+    >>> settings = dict(epochs=3, teacher_epochs=5, teacher_augment=False,
+    ...                 temperature=2.0, alpha=0.5, batch_size=64,
+    ...                 learning_rate=1e-3, schedule="cosine", augment=True)
+    >>> student, teacher = recipes_from_settings(settings)
+    >>> student.epochs, teacher.epochs, teacher.augment, student.batch_size
+    (3, 5, False, 64)
+    """
+    common = {name: settings[name] for name in cli.RECIPE_SETTINGS}
+    teacher = dict(
+        common,
+        augment=settings["teacher_augment"],
+        schedule=settings.get("teacher_schedule", settings["schedule"]),
+    )
+    return (
+        Recipe(epochs=settings["epochs"], **common),
+        Recipe(epochs=settings["teacher_epochs"], **teacher),
+    )

@@ -1,8 +1,10 @@
-"""The results table's seeds in parallel, one process per seed.
+"""A table's seeds in parallel, one process per seed.
 
 `run_parallel` trains (or loads) the teachers once, then starts one
-`python -m experiments.table --worker-json=...` process per seed, at most
-`jobs` at a time, and merges the rows they write as JSON in seed order.
+`python -m <module> --worker-json=...` process per seed, at most `jobs` at a
+time, and merges the rows they write as JSON in seed order. An
+`SeedExperiment` names the module, its `run` and the rows each seed trains:
+`TABLE` is `experiments.table`'s.
 """
 
 import dataclasses
@@ -13,6 +15,8 @@ import sys
 import tempfile
 import time
 
+from absl import flags
+
 from experiments import cli
 from experiments import report
 from experiments import table_runs
@@ -20,14 +24,36 @@ from experiments.table_runs import ROW_ALONE
 from experiments.table_runs import ROW_KDKERAS
 from experiments.table_runs import ROW_KDKERAS_ENSEMBLE
 from experiments.table_runs import ROW_KERAS
-from experiments.table_runs import ROW_NAMES
 
-STUDENT_ROWS = (ROW_ALONE, ROW_KDKERAS, ROW_KERAS, ROW_KDKERAS_ENSEMBLE)
+FLAGS = flags.FLAGS
 
 
-def worker_command(settings, seed, threads, json_path):
+@dataclasses.dataclass(frozen=True)
+class SeedExperiment:
+    """What `run_parallel` needs to know of an experiment.
+
+    Args:
+        module: The experiment's `python -m` module (its workers run it).
+        run: Callable `(settings, log=..., on_seed=...) -> (rows, info)`.
+        student_rows: Names of the rows each seed trains (the others, such
+            as the teachers, come from the parent process).
+    """
+
+    module: str
+    run: object
+    student_rows: tuple
+
+
+TABLE = SeedExperiment(
+    "experiments.table",
+    table_runs.run,
+    (ROW_ALONE, ROW_KDKERAS, ROW_KERAS, ROW_KDKERAS_ENSEMBLE),
+)
+
+
+def worker_command(settings, seed, threads, json_path, module=TABLE.module):
     """The command line of one `--jobs` worker: these settings, one seed."""
-    arguments = [sys.executable, "-m", "experiments.table"]
+    arguments = [sys.executable, "-m", module]
     for name, value in settings.items():
         if name == "jobs":
             continue
@@ -45,8 +71,8 @@ def worker_command(settings, seed, threads, json_path):
     return arguments + [f"--threads={threads}", f"--worker-json={json_path}"]
 
 
-def run_parallel(settings, jobs, log=print, on_seed=None):
-    """`table_runs.run` with up to `jobs` seeds at once, one process each.
+def run_parallel(settings, jobs, log=print, on_seed=None, experiment=TABLE):
+    """`experiment.run` with up to `jobs` seeds at once, one process each.
 
     The teachers are trained (or loaded) here first and cached in
     `settings["cache_dir"]` (a temporary folder when empty), so every worker
@@ -59,13 +85,14 @@ def run_parallel(settings, jobs, log=print, on_seed=None):
         jobs: Int, the most seeds trained at once.
         log: Callable receiving progress messages.
         on_seed: Optional callable `(rows, info)` called after each seed.
+        experiment: The `SeedExperiment` to run (default: the results table).
 
     Returns:
-        `(rows, info)` as `table_runs.run` returns them, all seeds merged.
+        `(rows, info)` as `experiment.run` returns them, all seeds merged.
     """
     with tempfile.TemporaryDirectory(prefix="kdkeras-table-") as scratch:
         settings = dict(settings, cache_dir=settings["cache_dir"] or scratch)
-        rows, info = table_runs.run(dict(settings, seeds=[]), log=log)
+        rows, info = experiment.run(dict(settings, seeds=[]), log=log)
         by_name = {row.name: row for row in rows}
         threads = max(1, (os.cpu_count() or 1) // jobs)
         pending = list(settings["seeds"])
@@ -74,7 +101,9 @@ def run_parallel(settings, jobs, log=print, on_seed=None):
             while pending and len(running) < jobs:
                 seed = pending.pop(0)
                 json_path = os.path.join(scratch, f"seed{seed}.json")
-                command = worker_command(settings, seed, threads, json_path)
+                command = worker_command(
+                    settings, seed, threads, json_path, experiment.module
+                )
                 log(f"seed {seed}: started in its own process ({threads} threads)")
                 # stderr to a file, not a pipe: a full pipe would block the worker.
                 with open(json_path + ".log", "w") as stderr:
@@ -110,31 +139,133 @@ def run_parallel(settings, jobs, log=print, on_seed=None):
 
 
 def merge_seeds(by_name, info, settings, results):
-    """Rows and info with the finished workers' seeds, in seed order."""
+    """Rows and info with the finished workers' seeds, in seed order.
+
+    The rows a worker wrote (its JSON's `"rows"`) take their per-seed
+    values (`table_runs.PER_SEED_FIELDS`) from the workers; the others keep
+    the parent's.
+    """
     rows = {name: dataclasses.replace(row) for name, row in by_name.items()}
     done = [seed for seed in settings["seeds"] if seed in results]
-    for name in STUDENT_ROWS:
-        rows[name].errors, rows[name].seconds = [], []
+    trained = {name for seed in done for name in results[seed]["rows"]}
+    for name in trained:
+        for field in table_runs.PER_SEED_FIELDS:
+            setattr(rows[name], field, [])
         for seed in done:
             values = results[seed]["rows"][name]
-            rows[name].errors += values["errors"]
-            rows[name].seconds += values["seconds"]
+            for field in table_runs.PER_SEED_FIELDS:
+                getattr(rows[name], field).extend(values.get(field, []))
     merged = dict(info, seeds=done, all_seeds=settings["seeds"])
     if done:
         merged["single_cache_seconds"] = results[done[0]]["single_cache_seconds"]
         merged["cache_seconds"] = results[done[0]]["cache_seconds"]
-    return [rows[name] for name in ROW_NAMES], merged
+    return list(rows.values()), merged
 
 
-def write_worker_json(path, rows, info):
+def write_worker_json(path, rows, info, experiment=TABLE):
     """Writes one worker's student rows and cache times as JSON at `path`."""
     payload = {
         "rows": {
-            row.name: {"errors": row.errors, "seconds": row.seconds}
+            row.name: {
+                field: getattr(row, field) for field in table_runs.PER_SEED_FIELDS
+            }
             for row in rows
-            if row.name in STUDENT_ROWS
+            if row.name in experiment.student_rows
         },
         "single_cache_seconds": info["single_cache_seconds"],
         "cache_seconds": info["cache_seconds"],
     }
     report.write_atomically(path, json.dumps(payload))
+
+
+def define_flags():
+    """Defines `--jobs`, `--threads` and `--worker-json` (`run_and_write`)."""
+    flags.DEFINE_integer(
+        "jobs",
+        1,
+        "Seeds trained at once, each in its own process with CPUs/jobs "
+        "TensorFlow threads (the teachers are trained or loaded first).",
+    )
+    flags.DEFINE_integer(
+        "threads", 0, "TensorFlow intra-/inter-op threads (0: TF's default)."
+    )
+    flags.DEFINE_string(
+        "worker-json",
+        "",
+        "Internal (used by --jobs): write this process's rows as JSON here "
+        "instead of the markdown file.",
+    )
+
+
+def read_settings(names, quick_values, at_least_one):
+    """A seeded table's settings: flags, with `--quick` filling unset ones.
+
+    Args:
+        names: Setting names (underscored), `seeds` among them.
+        quick_values: As for `cli.settings_from_flags`.
+        at_least_one: Names of the int settings that must be >= 1 (`jobs`
+            is checked too).
+
+    Returns:
+        The settings, `seeds` as a list of ints and `jobs` added.
+
+    Raises:
+        ValueError: a bad setting, in one line.
+    """
+    settings = cli.settings_from_flags(names, quick_values)
+    try:
+        settings["seeds"] = [int(seed) for seed in settings["seeds"]]
+    except ValueError:
+        raise ValueError(
+            "`--seeds` must be a comma-separated list of ints. "
+            f"Received: {','.join(settings['seeds'])}"
+        ) from None
+    if not settings["seeds"]:
+        raise ValueError("`--seeds` must name at least one seed.")
+    settings["jobs"] = FLAGS.jobs
+    cli.check_at_least_one(settings, (*at_least_one, "jobs"))
+    return settings
+
+
+def run_and_write(settings, experiment, section, render_markdown):
+    """Runs `experiment` and writes its RESULTS.md section after each seed.
+
+    A `--worker-json` process runs its one seed and writes its rows as JSON
+    instead; with `--jobs` above 1, seeds run in their own processes
+    (`run_parallel`).
+
+    Args:
+        settings: Dict of the flag values (`read_settings`).
+        experiment: A `SeedExperiment`.
+        section: The RESULTS.md section written (`report.update_section`).
+        render_markdown: Callable `(rows, info, command) -> markdown`.
+
+    Returns:
+        The path written.
+    """
+    if FLAGS.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    log = cli.progress_log(FLAGS.verbose)
+    worker_json = FLAGS["worker-json"].value
+    if worker_json:
+        rows, info = experiment.run(settings, log=log)
+        write_worker_json(worker_json, rows, info, experiment)
+        return worker_json
+    command = cli.reproduce_command(experiment.module)
+    output = FLAGS.output
+
+    def write(rows, info):
+        markdown = render_markdown(rows, info, command)
+        report.update_section(output, section, markdown)
+
+    if settings["jobs"] > 1 and len(settings["seeds"]) > 1:
+        rows, info = run_parallel(
+            settings, settings["jobs"], log=log, on_seed=write, experiment=experiment
+        )
+    else:
+        rows, info = experiment.run(settings, log=log, on_seed=write)
+    write(rows, info)
+    return output

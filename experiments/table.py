@@ -28,7 +28,6 @@ from absl import app
 from absl import flags
 
 from experiments import cli
-from experiments import report
 from experiments import seed_processes
 from experiments import table_markdown
 from experiments import table_runs
@@ -45,17 +44,10 @@ SETTINGS = (
     "teacher",
     "ensemble_size",
     "ensemble_mean",
-    "temperature",
-    "alpha",
-    "batch_size",
-    "learning_rate",
-    "schedule",
-    "augment",
+    *cli.RECIPE_SETTINGS,
     "teacher_schedule",
     "teacher_augment",
-    "limit_train",
-    "limit_test",
-    "cache_dir",
+    *cli.RUN_SETTINGS,
 )
 QUICK = {
     "epochs": 1,
@@ -88,17 +80,7 @@ def define_flags():
         ["arithmetic", "geometric"],
         "How the ensemble averages its members.",
     )
-    cli.define_distillation_flags()
-    flags.DEFINE_float("learning-rate", 1e-3, "Adam's initial learning rate.")
-    flags.DEFINE_enum(
-        "schedule", "cosine", ["cosine", "constant"], "Learning-rate schedule."
-    )
-    flags.DEFINE_boolean(
-        "augment",
-        False,
-        "Shift (±2 px) and mirror each epoch's training images, the same images "
-        "for teacher and student.",
-    )
+    cli.define_recipe_flags()
     flags.DEFINE_enum(
         "teacher-schedule",
         "cosine",
@@ -117,70 +99,21 @@ def define_flags():
         cache_help="Folder caching trained teachers (.keras) between runs; "
         "empty: none.",
     )
-    flags.DEFINE_integer(
-        "jobs",
-        1,
-        "Seeds trained at once, each in its own process with CPUs/jobs "
-        "TensorFlow threads (the teachers are trained or loaded first).",
-    )
-    flags.DEFINE_integer(
-        "threads", 0, "TensorFlow intra-/inter-op threads (0: TF's default)."
-    )
-    flags.DEFINE_string(
-        "worker-json",
-        "",
-        "Internal (used by --jobs): write this process's rows as JSON here "
-        "instead of the markdown file.",
-    )
+    seed_processes.define_flags()
 
 
 def read_settings():
     """The run's settings: flags, with --quick filling unset ones."""
-    settings = cli.settings_from_flags(SETTINGS, QUICK)
-    try:
-        settings["seeds"] = [int(seed) for seed in settings["seeds"]]
-    except ValueError:
-        raise ValueError(
-            "`--seeds` must be a comma-separated list of ints. "
-            f"Received: {','.join(settings['seeds'])}"
-        ) from None
-    if not settings["seeds"]:
-        raise ValueError("`--seeds` must name at least one seed.")
-    settings["jobs"] = FLAGS.jobs
-    cli.check_at_least_one(
-        settings, ("epochs", "teacher_epochs", "ensemble_size", "jobs")
+    return seed_processes.read_settings(
+        SETTINGS, QUICK, ("epochs", "teacher_epochs", "ensemble_size")
     )
-    return settings
 
 
 def run(settings):
     """Trains the table's rows and writes them; returns the path written."""
-    if FLAGS.threads:
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
-    log = cli.progress_log(FLAGS.verbose)
-    worker_json = FLAGS["worker-json"].value
-    if worker_json:
-        rows, info = table_runs.run(settings, log=log)
-        seed_processes.write_worker_json(worker_json, rows, info)
-        return worker_json
-    command = cli.reproduce_command("experiments.table")
-    output = FLAGS.output
-
-    def write(rows, info):
-        markdown = table_markdown.render_markdown(rows, info, command)
-        report.update_section(output, SECTION, markdown)
-
-    if settings["jobs"] > 1 and len(settings["seeds"]) > 1:
-        rows, info = seed_processes.run_parallel(
-            settings, settings["jobs"], log=log, on_seed=write
-        )
-    else:
-        rows, info = table_runs.run(settings, log=log, on_seed=write)
-    write(rows, info)
-    return output
+    return seed_processes.run_and_write(
+        settings, seed_processes.TABLE, SECTION, table_markdown.render_markdown
+    )
 
 
 def main(argv):

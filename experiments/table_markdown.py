@@ -10,10 +10,15 @@ import os
 import platform
 import statistics
 
-from experiments.table_runs import ROW_ALONE
 
+def mean_std(values, digits=0):
+    """`"mean ± std"` of `values` (just the mean for one value).
 
-def _mean_std(values, digits=0):
+    Example:
+
+    >>> mean_std([100, 104], 1), mean_std([7])
+    ('102.0 ± 2.8', '7')
+    """
     mean = statistics.fmean(values)
     if len(values) < 2:
         return f"{mean:.{digits}f}"
@@ -37,12 +42,11 @@ def gap_closed(alone_errors, distilled_errors, teacher_errors):
     return (alone_errors - distilled_errors) / gap
 
 
-def render_markdown(rows, info, command):
-    """RESULTS.md text for `rows` (from `run`)."""
+def header_lines(title, info, command):
+    """A table section's title, command, machine and recipe lines."""
     import keras
     import tensorflow as tf
 
-    by_name = {row.name: row for row in rows}
     partial = []
     if len(info["seeds"]) < len(info["all_seeds"]):
         partial = [
@@ -50,9 +54,8 @@ def render_markdown(rows, info, command):
             f"{len(info['all_seeds'])} seeds finished; the run is still going.**",
             "",
         ]
-    alone = by_name[ROW_ALONE]
-    lines = [
-        "## Distillation on Fashion-MNIST: the results table",
+    return [
+        f"## {title}",
         "",
         *partial,
         f"Reproduce with `{command}`",
@@ -67,34 +70,26 @@ def render_markdown(rows, info, command):
         f"{', '.join(map(str, info['seeds']))} (mean ± std over seeds). "
         f"Teachers: {_teacher_text(info['teacher_recipe'])}.",
         "",
-        "| model | how | test errors | parameters | training time (s) | gap closed |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        gap = "—"
-        if row.teacher:
-            closed = gap_closed(
-                alone.mean_errors,
-                row.mean_errors,
-                by_name[row.teacher].mean_errors,
-            )
-            gap = "n/a (teacher not better)" if closed is None else f"{closed:.0%}"
-        elif row.name == ROW_ALONE:
-            gap = "0% (reference)"
-        seconds = _mean_std(row.seconds) if row.seconds else "cached"
-        lines.append(
-            f"| {row.name} | {row.description} | {_mean_std(row.errors, 1 if len(row.errors) > 1 else 0)} "
-            f"| {row.parameters:,} | {seconds} | {gap} |"
+
+
+def row_gap_closed(row, by_name):
+    """The gap-closed cell of `row`: its student alone against its teacher."""
+    if row.teacher:
+        closed = gap_closed(
+            by_name[row.alone].mean_errors,
+            row.mean_errors,
+            by_name[row.teacher].mean_errors,
         )
-    lines += [
-        "",
-        "Gap closed = (student alone − distilled) / (student alone − its "
-        "teacher), on mean test errors; the ensemble student is measured "
-        "against the ensemble.",
-        "",
-        "Per-seed test errors:",
-        "",
-    ]
+        return "n/a (teacher not better)" if closed is None else f"{closed:.0%}"
+    if row.name == row.alone:
+        return "0% (reference)"
+    return "—"
+
+
+def per_seed_and_notes_lines(rows, info):
+    """The per-seed errors and the notes on caching, keras and processes."""
+    lines = ["", "Per-seed test errors:", ""]
     for row in rows:
         lines.append(f"- {row.name}: {', '.join(map(str, row.errors))}")
     augmentation_note = (
@@ -132,8 +127,35 @@ def render_markdown(rows, info, command):
     if info["teachers_cached"]:
         lines.append(
             "- Teachers were loaded from `--cache-dir` (trained by an earlier "
-            "run with the same settings), so teacher times are not shown."
+            "run with the same settings) or `--teacher-file`, so teacher times "
+            "are not shown."
         )
+    return lines
+
+
+def render_markdown(rows, info, command):
+    """RESULTS.md text for `rows` (from `table_runs.run`)."""
+    by_name = {row.name: row for row in rows}
+    lines = header_lines(
+        "Distillation on Fashion-MNIST: the results table", info, command
+    ) + [
+        "| model | how | test errors | parameters | training time (s) | gap closed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        seconds = mean_std(row.seconds) if row.seconds else "cached"
+        errors = mean_std(row.errors, 1 if len(row.errors) > 1 else 0)
+        lines.append(
+            f"| {row.name} | {row.description} | {errors} "
+            f"| {row.parameters:,} | {seconds} | {row_gap_closed(row, by_name)} |"
+        )
+    lines += [
+        "",
+        "Gap closed = (student alone − distilled) / (student alone − its "
+        "teacher), on mean test errors; the ensemble student is measured "
+        "against the ensemble.",
+    ]
+    lines += per_seed_and_notes_lines(rows, info)
     return "\n".join(lines) + "\n"
 
 

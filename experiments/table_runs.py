@@ -7,6 +7,7 @@ ensemble; it returns one `Row` per line of the table (`ROW_NAMES`).
 """
 
 import dataclasses
+import os
 import statistics
 import time
 
@@ -70,9 +71,17 @@ TEACHERS = {
 }
 
 
+#: The fields of a `Row` that hold one value per seed.
+PER_SEED_FIELDS = ("errors", "seconds", "int8_errors")
+
+
 @dataclasses.dataclass
 class Row:
-    """One line of the table: errors and seconds over seeds."""
+    """One line of a table: errors and seconds over seeds.
+
+    `flops`, `int8_bytes` and `int8_errors` (the int8 TFLite student's test
+    errors per seed) are filled by the tables that export their students.
+    """
 
     name: str
     description: str
@@ -80,54 +89,96 @@ class Row:
     errors: list = dataclasses.field(default_factory=list)
     seconds: list = dataclasses.field(default_factory=list)
     teacher: str = ""  # name of the row whose errors define the gap
+    alone: str = ROW_ALONE  # name of the row of the student trained alone
+    flops: int = None
+    int8_bytes: int = None
+    int8_errors: list = dataclasses.field(default_factory=list)
 
     @property
     def mean_errors(self):
         return statistics.fmean(self.errors)
 
 
-def run(settings, log=print, on_seed=None):
-    """Trains everything; returns `(rows, info)` for `table_markdown`.
+@dataclasses.dataclass
+class Teachers:
+    """The trained teachers of a table, their rows and their soft targets.
+
+    `logits` and `ensemble_logits` hold one array per student epoch (the
+    teacher's logits on that epoch's images), or None when no seed trains
+    in this process.
+    """
+
+    teacher: object
+    ensemble: object
+    rows: dict
+    logits: list
+    ensemble_logits: list
+    single_cache_seconds: float
+    cache_seconds: float
+    cached: bool
+    label: str  # the teachers' kind, e.g. "CNN"
+
+    def info(self, settings, train_size, test_size, recipes):
+        """The `info` a table's `run` returns: data, recipes, seeds, caches.
+
+        Args:
+            settings: The run's settings (`seeds`).
+            train_size: Int, training examples.
+            test_size: Int, test examples.
+            recipes: `(student_recipe, teacher_recipe)`.
+        """
+        return {
+            "train_size": train_size,
+            "test_size": test_size,
+            "student_recipe": recipes[0],
+            "teacher_recipe": recipes[1],
+            "seeds": settings["seeds"],
+            "all_seeds": settings["seeds"],
+            "single_cache_seconds": self.single_cache_seconds,
+            "cache_seconds": self.cache_seconds,
+            "teachers_cached": self.cached,
+            "teacher_label": self.label,
+        }
+
+
+def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
+    """Trains (or loads) the teachers and caches their soft targets.
+
+    Member 0 is "the" teacher; the ensemble (`kdkeras.teachers.Ensemble`,
+    `settings["ensemble_size"]` members of `TEACHERS[settings["teacher"]]`,
+    seeds 0, 1, ...) adds the others. Each is loaded from
+    `settings["cache_dir"]` when a teacher trained with the same recipe is
+    there; member 0 from `settings["teacher_file"]` when given.
 
     Args:
-        settings: Dict of the flag values (see `SETTINGS`).
+        settings: Dict of the flag values (`teacher`, `ensemble_size`,
+            `ensemble_mean`, `cache_dir`, `seeds`, optional `teacher_file`).
+        teacher_recipe: The teachers' `Recipe`.
+        student_recipe: The students' `Recipe` (its epochs' images get soft
+            targets).
+        train: `(x_train, y_train)`.
+        test: `(x_test, y_test)`.
         log: Callable receiving progress messages.
-        on_seed: Optional callable `(rows, info)` called after each seed
-            (e.g. to write partial results).
+
+    Returns:
+        A `Teachers`.
     """
     import keras
     import numpy as np
 
-    import models
     from experiments import training
-    from experiments.recipe import Recipe
     from kdkeras import teachers
-    from models import data
 
-    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(
-        settings["limit_train"], settings["limit_test"]
-    )
-    common = dict(
-        batch_size=settings["batch_size"],
-        learning_rate=settings["learning_rate"],
-        schedule=settings["schedule"],
-        augment=settings["augment"],
-        temperature=settings["temperature"],
-        alpha=settings["alpha"],
-    )
-    student_recipe = Recipe(epochs=settings["epochs"], **common)
-    teacher_recipe = Recipe(
-        epochs=settings["teacher_epochs"],
-        **dict(
-            common,
-            augment=settings["teacher_augment"],
-            schedule=settings["teacher_schedule"],
-        ),
-    )
-
+    (x_train, y_train), (x_test, y_test) = train, test
     # Teachers: member 0 is "the" teacher; the ensemble adds the others.
     kind = TEACHERS[settings["teacher"]]
     members, teacher_seconds = [], []
+    teacher_file = settings.get("teacher_file")
+    if teacher_file and not os.path.isfile(teacher_file):
+        raise ValueError(
+            "`--teacher-file` must be an existing .keras file. "
+            f"Received: --teacher-file={teacher_file}"
+        )
     for index in range(settings["ensemble_size"]):
         log(f"teacher {index}: training ({teacher_recipe.epochs} epochs)")
         path = training.teacher_cache_path(
@@ -137,6 +188,8 @@ def run(settings, log=print, on_seed=None):
             teacher_recipe,
             len(x_train),
         )
+        if index == 0 and teacher_file:
+            path = teacher_file  # loaded, never written
         model, seconds = training.cached_teacher(
             path,
             lambda index=index: kind.build(
@@ -170,7 +223,8 @@ def run(settings, log=print, on_seed=None):
     rows = {
         ROW_TEACHER: Row(
             ROW_TEACHER,
-            f"{kind.label}: {kind.builder}, seed 0",
+            f"{kind.label}: {kind.builder}, seed 0"
+            + (f", loaded from `{teacher_file}`" if teacher_file else ""),
             teacher.count_params(),
             [training.count_errors(teacher, x_test, y_test)],
             [s for s in teacher_seconds[:1] if s is not None],
@@ -214,6 +268,52 @@ def run(settings, log=print, on_seed=None):
         ]
         cache_seconds = time.perf_counter() - start
 
+    return Teachers(
+        teacher,
+        ensemble,
+        rows,
+        teacher_logits,
+        ensemble_logits,
+        single_cache_seconds,
+        cache_seconds,
+        any(s is None for s in teacher_seconds),
+        kind.label,
+    )
+
+
+def run(settings, log=print, on_seed=None):
+    """Trains everything; returns `(rows, info)` for `table_markdown`.
+
+    Args:
+        settings: Dict of the flag values (see `SETTINGS`).
+        log: Callable receiving progress messages.
+        on_seed: Optional callable `(rows, info)` called after each seed
+            (e.g. to write partial results).
+    """
+    import keras
+
+    import models
+    from experiments import recipe
+    from experiments import training
+    from models import data
+
+    (x_train, y_train), (x_test, y_test) = data.load_fashion_mnist(
+        settings["limit_train"], settings["limit_test"]
+    )
+    student_recipe, teacher_recipe = recipe.recipes_from_settings(settings)
+
+    setup = train_teachers(
+        settings,
+        teacher_recipe,
+        student_recipe,
+        (x_train, y_train),
+        (x_test, y_test),
+        log,
+    )
+    kind = TEACHERS[settings["teacher"]]
+    teacher, ensemble, rows = setup.teacher, setup.ensemble, setup.rows
+    teacher_logits, ensemble_logits = setup.logits, setup.ensemble_logits
+
     student_parameters = models.build_mlp_student().count_params()
     description = "`models.build_mlp_student()` (784-800-800-10)"
     rows[ROW_ALONE] = Row(ROW_ALONE, description + ", labels only", student_parameters)
@@ -236,18 +336,9 @@ def run(settings, log=print, on_seed=None):
         student_parameters,
         teacher=ROW_ENSEMBLE,
     )
-    info = {
-        "train_size": len(x_train),
-        "test_size": len(x_test),
-        "student_recipe": student_recipe,
-        "teacher_recipe": teacher_recipe,
-        "seeds": settings["seeds"],
-        "all_seeds": settings["seeds"],
-        "single_cache_seconds": single_cache_seconds,
-        "cache_seconds": cache_seconds,
-        "teachers_cached": any(s is None for s in teacher_seconds),
-        "teacher_label": kind.label,
-    }
+    info = setup.info(
+        settings, len(x_train), len(x_test), (student_recipe, teacher_recipe)
+    )
     for seed in settings["seeds"]:
         runs = (
             (

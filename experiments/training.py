@@ -101,8 +101,30 @@ def teacher_logits_by_epoch(teacher, images, recipe):
     ]
 
 
+def _compiled_distiller(student, teacher, images, recipe, distillation_loss_fn):
+    distiller = distiller_lib.Distiller(student=student, teacher=teacher)
+    loss = {"temperature": recipe.temperature}
+    if distillation_loss_fn is not None:
+        loss = {"distillation_loss_fn": distillation_loss_fn}
+    distiller.compile(
+        optimizer=recipe.optimizer(_steps_per_epoch(images, recipe)),
+        student_loss_fn=_sparse_crossentropy(),
+        alpha=recipe.alpha,
+        **loss,
+    )
+    return distiller
+
+
 def distill_with_kdkeras(
-    student, teacher, images, labels, logits_by_epoch, recipe, seed, verbose=0
+    student,
+    teacher,
+    images,
+    labels,
+    logits_by_epoch,
+    recipe,
+    seed,
+    verbose=0,
+    distillation_loss_fn=None,
 ):
     """Distils with `kdkeras.Distiller` from cached soft targets.
 
@@ -110,16 +132,17 @@ def distill_with_kdkeras(
     (`teacher_logits_by_epoch`) and are fed as
     `{"labels": y, "teacher_logits": t}`, so the teacher does not run here.
 
+    Args:
+        distillation_loss_fn: None for `kdkeras.kd_loss` at the recipe's
+            temperature, else a soft-target loss such as `kdkeras.DIST`
+            (which carries its own temperature).
+
     Returns:
         Seconds spent in `fit`.
     """
     keras.utils.set_random_seed(seed)
-    distiller = distiller_lib.Distiller(student=student, teacher=teacher)
-    distiller.compile(
-        optimizer=recipe.optimizer(_steps_per_epoch(images, recipe)),
-        student_loss_fn=_sparse_crossentropy(),
-        alpha=recipe.alpha,
-        temperature=recipe.temperature,
+    distiller = _compiled_distiller(
+        student, teacher, images, recipe, distillation_loss_fn
     )
     return _fit_epochs(
         distiller,
@@ -131,6 +154,56 @@ def distill_with_kdkeras(
         recipe,
         verbose,
     )
+
+
+def shift_and_flip_layer(recipe, seed):
+    """The recipe's shift (whole pixels, zero fill) and mirror as a layer.
+
+    The in-graph counterpart of `augment.shift_and_flip`, for pipelines
+    that augment each batch as it is drawn (`distill_online`).
+    """
+    layers = [
+        keras.layers.RandomTranslation(
+            recipe.max_shift / 28,
+            recipe.max_shift / 28,
+            fill_mode="constant",
+            interpolation="nearest",
+            seed=seed,
+        )
+    ]
+    if recipe.flip:
+        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 1))
+    return keras.Sequential(layers, name="shift_and_flip")
+
+
+def distill_online(
+    student, teacher, images, labels, recipe, seed, verbose=0, distillation_loss_fn=None
+):
+    """Distils with the teacher run per batch on the augmented batch.
+
+    `kdkeras.online_soft_target_dataset` draws each batch, shifts and
+    mirrors it (`shift_and_flip_layer`, a fresh draw every step) and runs
+    the teacher on exactly those images in the input pipeline (consistent
+    augmentation), so the student never sees the same image twice.
+
+    Returns:
+        Seconds spent in `fit`.
+    """
+    keras.utils.set_random_seed(seed)
+    distiller = _compiled_distiller(
+        student, teacher, images, recipe, distillation_loss_fn
+    )
+    dataset = targets_lib.online_soft_target_dataset(
+        images,
+        labels,
+        teacher,
+        batch_size=recipe.batch_size,
+        seed=seed,
+        augmentation=shift_and_flip_layer(recipe, seed),
+    )
+    start = time.perf_counter()
+    distiller.fit(dataset, epochs=recipe.epochs, verbose=verbose)
+    return time.perf_counter() - start
 
 
 def distill_with_keras(student, teacher, images, labels, recipe, seed, verbose=0):

@@ -9,18 +9,18 @@ from models import data
 from models import flops
 from models.cnn import build_cnn_student
 from models.cnn import build_cnn_teacher
+from models.compact import build_compact_cnn_student
 from models.compact import build_compact_student
 from models.data import load_fashion_mnist
 from models.flops import count_flops
-from models.mlp import build_mlp_small_student
 from models.mlp import build_mlp_student
 from models.mlp import build_mlp_teacher
 
 __all__ = [
     "build_cnn_student",
     "build_cnn_teacher",
+    "build_compact_cnn_student",
     "build_compact_student",
-    "build_mlp_small_student",
     "build_mlp_student",
     "build_mlp_teacher",
     "count_flops",

@@ -1,8 +1,8 @@
 """Multilayer perceptrons from Hinton, Vinyals & Dean (2015), §3 (MNIST).
 
 Teacher: 784-1200-1200-10 with dropout and ±2-pixel input jitter. Student:
-784-800-800-10 without regularisation. A tiny 784-64-10 student for
-compression experiments. All output logits (no softmax).
+784-800-800-10 without regularisation. Both output logits (no softmax); the
+compact MLP students are in `models.compact`.
 """
 
 import keras
@@ -154,33 +154,3 @@ def build_mlp_student(
     """
     return _build_mlp(hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name)
 
-
-def build_mlp_small_student(
-    hidden_units=(64,),
-    num_classes=DEFAULT_NUM_CLASSES,
-    input_shape=DEFAULT_INPUT_SHAPE,
-    name="mlp_small_student",
-):
-    """A tiny MLP student: 784-64-10, no regularisation.
-
-    Layers: `flatten` → `hidden_1` (ReLU) → `logits`.
-
-    With the defaults: Parameters: 50,890. FLOPs per example: 101,632
-    (2 × multiply-accumulates of the Dense layers, see `models.flops`).
-
-    Args:
-        hidden_units: Sequence of ints, width of each ReLU hidden layer.
-        num_classes: Int >= 2, number of output logits.
-        input_shape: `(height, width, channels)` of the images.
-        name: Model name.
-
-    Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
-
-    Example:
-
-    >>> build_mlp_small_student().count_params()
-    50890
-    """
-    return _build_mlp(hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name)

@@ -14,8 +14,6 @@ import sys
 
 import pytest
 
-from examples import demo
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_EXAMPLES = 512
 TEST_EXAMPLES = 300
@@ -76,21 +74,6 @@ def test_gap_fraction_is_computed_from_the_listed_errors(run):
         )
     else:
         assert summary["gap_closed"] is None
-
-
-@pytest.mark.parametrize(
-    "teacher, alone, distilled, expected",
-    [
-        (900, 1100, 1000, 0.5),
-        (900, 1100, 1150, -0.25),
-        (900, 900, 850, None),
-        (1000, 900, 900, None),
-    ],
-)
-def test_gap_closed(teacher, alone, distilled, expected):
-    assert demo.gap_closed(teacher, alone, distilled) == (
-        expected if expected is None else pytest.approx(expected)
-    )
 
 
 def test_student_is_compact_and_int8_file_is_real(run):

@@ -9,6 +9,7 @@ import pytest
 from experiments import augment
 from experiments import checks
 from experiments import cli
+from experiments import compact_runs
 from experiments import omitted_class
 from experiments import recipe
 from experiments import report
@@ -117,6 +118,7 @@ def test_split_transfer_set_removes_the_class_and_holds_out_all_classes():
         augment,
         checks,
         cli,
+        compact_runs,
         recipe,
         report,
         omitted_class,

@@ -1,9 +1,6 @@
 """Smoke test of `python -m experiments.table --quick` and its parts."""
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -11,28 +8,17 @@ from experiments import report
 from experiments import table
 from experiments import table_markdown
 from experiments import table_runs
+from tests.experiments import table_cli
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN, TEST = 600, 300
 
 
 def _run(*arguments):
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.table", *arguments],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return table_cli.run_experiment("experiments.table", *arguments, timeout=300)
 
 
 def _table_rows(markdown):
-    rows = {}
-    for line in markdown.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) == 6 and cells[0] in table_runs.ROW_NAMES:
-            rows[cells[0]] = cells
-    return rows
+    return table_cli.table_rows(markdown, 6)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ from models import mlp
 BUILDERS = [
     models.build_mlp_teacher,
     models.build_mlp_student,
-    models.build_mlp_small_student,
+    models.build_compact_student,
+    models.build_compact_cnn_student,
     models.build_cnn_teacher,
     models.build_cnn_student,
 ]
@@ -91,7 +92,12 @@ def test_regularisation_is_active_in_training(builder):
 
 
 @pytest.mark.parametrize(
-    "builder", [models.build_mlp_student, models.build_mlp_small_student]
+    "builder",
+    [
+        models.build_mlp_student,
+        models.build_compact_student,
+        models.build_compact_cnn_student,
+    ],
 )
 def test_unregularised_students_ignore_training_flag(builder):
     model = builder()
