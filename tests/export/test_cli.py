@@ -118,49 +118,54 @@ def test_existing_output_refused_and_untouched(tool, models_dir, tmp_path):
     assert kept.read_bytes() == b"previous export"
 
 
-def test_int8_without_representative_data(models_dir, tmp_path):
-    completed = run_tool(
-        "to_tflite",
-        models_dir / "tiny.keras",
-        "--output",
-        tmp_path / "q.tflite",
-        "--quantize",
+def run_quantize(model, output, mode, data=None, env=None):
+    """`python -m export.to_tflite MODEL --output OUTPUT --quantize MODE`.
+
+    With `--representative-data DATA` when `data` is given.
+    """
+    args = [model, "--output", output, "--quantize", mode]
+    if data is not None:
+        args += ["--representative-data", data]
+    return run_tool("to_tflite", *args, env=env)
+
+
+def run_int8_with_scratch(models_dir, folder, data, **env):
+    """Quantises tiny8.keras to `folder/q.tflite` (int8, calibrated on `data`).
+
+    TMPDIR is a new empty `folder/tmpdir`; returns the completed process and that
+    folder, which the tool must leave empty.
+    """
+    scratch = folder / "tmpdir"
+    scratch.mkdir()
+    completed = run_quantize(
+        models_dir / "tiny8.keras",
+        folder / "q.tflite",
         "int8",
-    )
-    assert_refused(completed, "to_tflite", "int8", "--representative-data")
-    assert os.listdir(tmp_path) == []
-
-
-def test_unknown_quantize_mode(models_dir, tmp_path):
-    completed = run_tool(
-        "to_tflite",
-        models_dir / "tiny.keras",
-        "--output",
-        tmp_path / "q.tflite",
-        "--quantize",
-        "int4",
-    )
-    assert_refused(
-        completed, "to_tflite", "--quantize", "int4", "none|float16|dynamic|int8"
-    )
-    assert os.listdir(tmp_path) == []
-
-
-def test_representative_data_of_wrong_shape(models_dir, tmp_path):
-    data = tmp_path / "wrong.npy"
-    np.save(data, np.zeros((8, 28, 28), np.float32))
-    completed = run_tool(
-        "to_tflite",
-        models_dir / "tiny.keras",
-        "--output",
-        tmp_path / "q.tflite",
-        "--quantize",
-        "int8",
-        "--representative-data",
         data,
+        env={"TMPDIR": str(scratch), **env},
     )
-    assert_refused(completed, "to_tflite", "--representative-data", "(8, 28, 28)")
-    assert os.listdir(tmp_path) == ["wrong.npy"]
+    return completed, scratch
+
+
+@pytest.mark.parametrize(
+    "mode,data_shape,keywords",
+    [
+        ("int8", None, ["int8", "--representative-data"]),
+        ("int4", None, ["--quantize", "int4", "none|float16|dynamic|int8"]),
+        ("int8", (8, 28, 28), ["--representative-data", "(8, 28, 28)"]),
+    ],
+    ids=["int8_without_data", "unknown_mode", "data_of_wrong_shape"],
+)
+def test_quantize_settings_refused(models_dir, tmp_path, mode, data_shape, keywords):
+    data = None
+    if data_shape is not None:
+        data = tmp_path / "wrong.npy"
+        np.save(data, np.random.default_rng(0).random(data_shape).astype(np.float32))
+    completed = run_quantize(
+        models_dir / "tiny.keras", tmp_path / "q.tflite", mode, data
+    )
+    assert_refused(completed, "to_tflite", *keywords)
+    assert os.listdir(tmp_path) == ([] if data is None else ["wrong.npy"])
 
 
 @pytest.mark.parametrize(
@@ -224,19 +229,7 @@ def test_int8_calibrated_on_non_finite_data_refused(
     else:
         data[7, 3] = np.inf
     np.save(tmp_path / name, data)
-    scratch = tmp_path / "tmpdir"
-    scratch.mkdir()
-    completed = run_tool(
-        "to_tflite",
-        models_dir / "tiny8.keras",
-        "--output",
-        tmp_path / "q.tflite",
-        "--quantize",
-        "int8",
-        "--representative-data",
-        tmp_path / name,
-        env={"TMPDIR": str(scratch)},
-    )
+    completed, scratch = run_int8_with_scratch(models_dir, tmp_path, tmp_path / name)
     assert_refused(
         completed, "to_tflite", "`--representative-data` must be finite", keyword
     )
@@ -247,18 +240,8 @@ def test_int8_calibrated_on_non_finite_data_refused(
 def test_successful_run_prints_no_tensorflow_start_up_noise(models_dir, tmp_path):
     data = tmp_path / "calibration.npy"
     np.save(data, np.random.default_rng(0).random((64, 8)).astype(np.float32))
-    scratch = tmp_path / "tmpdir"
-    scratch.mkdir()
-    completed = run_tool(
-        "to_tflite",
-        models_dir / "tiny8.keras",
-        "--output",
-        tmp_path / "q.tflite",
-        "--quantize",
-        "int8",
-        "--representative-data",
-        data,
-        env={"TMPDIR": str(scratch), "TF_CPP_MIN_LOG_LEVEL": "0"},
+    completed, scratch = run_int8_with_scratch(
+        models_dir, tmp_path, data, TF_CPP_MIN_LOG_LEVEL="0"
     )
     assert completed.returncode == 0, completed.stderr
     for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "cuda", "W0000", "I0000"):
@@ -335,36 +318,35 @@ def test_existing_directory_for_a_file_format(tool, models_dir, tmp_path):
     assert os.listdir(tmp_path) == [target.name] and os.listdir(target) == []
 
 
-def test_labelled_data_with_nan_refused(models_dir, tmp_path):
+@pytest.mark.parametrize(
+    "tool,output,non_finite,classes,keywords",
+    [
+        ("to_savedmodel", "sm", True, 4, ["`--labelled-data` must be finite", "1 NaN"]),
+        (
+            "to_onnx",
+            "m.onnx",
+            False,
+            5,
+            ["`--labelled-data` labels must be class indices in 0..3"],
+        ),
+    ],
+    ids=["nan_inputs", "labels_out_of_range"],
+)
+def test_bad_labelled_data_refused(
+    models_dir, tmp_path, tool, output, non_finite, classes, keywords
+):
+    """The model has 4 classes; labelled data with a NaN or a 5th class is refused."""
     x = np.random.default_rng(0).random((20, 8)).astype(np.float32)
-    x[4, 4] = np.nan
-    np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % 4)
+    if non_finite:
+        x[4, 4] = np.nan
+    np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % classes)
     completed = run_tool(
-        "to_savedmodel",
+        tool,
         models_dir / "tiny8.keras",
         "--output",
-        tmp_path / "sm",
+        tmp_path / output,
         "--labelled-data",
         tmp_path / "labelled.npz",
     )
-    assert_refused(
-        completed, "to_savedmodel", "`--labelled-data` must be finite", "1 NaN"
-    )
-    assert os.listdir(tmp_path) == ["labelled.npz"]
-
-
-def test_labels_out_of_range_refused(models_dir, tmp_path):
-    x = np.random.default_rng(0).random((20, 8)).astype(np.float32)
-    np.savez(tmp_path / "labelled.npz", x=x, y=np.arange(20) % 5)  # 4 classes
-    completed = run_tool(
-        "to_onnx",
-        models_dir / "tiny8.keras",
-        "--output",
-        tmp_path / "m.onnx",
-        "--labelled-data",
-        tmp_path / "labelled.npz",
-    )
-    assert_refused(
-        completed, "to_onnx", "`--labelled-data` labels must be class indices in 0..3"
-    )
+    assert_refused(completed, tool, *keywords)
     assert os.listdir(tmp_path) == ["labelled.npz"]

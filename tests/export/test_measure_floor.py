@@ -40,8 +40,8 @@ def test_numpy_forward_equals_keras(activation, transposed_gemv):
     assert forward.parameters() == model.count_params() - 4 * 16
 
 
-def test_numpy_forward_refuses_convolutions():
-    model = keras.Sequential(
+def _convolutional():
+    return keras.Sequential(
         [
             keras.Input((8, 8, 1)),
             keras.layers.Conv2D(4, 3, name="conv"),
@@ -49,14 +49,23 @@ def test_numpy_forward_refuses_convolutions():
             keras.layers.Dense(10),
         ]
     )
-    with pytest.raises(ValueError, match=r"not a dense network.*'conv' \(Conv2D\)"):
-        measure.dense_layers(model)
 
 
-def test_numpy_floor_refuses_branching_functional_model():
+def _branching_functional():
     inputs = keras.Input((5,))
     left = keras.layers.Dense(4, name="left")(inputs)
     right = keras.layers.Dense(4, name="right")(inputs)
-    model = keras.Model(inputs, keras.layers.Add()([left, right]))
-    with pytest.raises(ValueError, match="not a"):
-        measure.dense_layers(model)
+    return keras.Model(inputs, keras.layers.Add()([left, right]))
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (_convolutional, r"not a dense network.*'conv' \(Conv2D\)"),
+        (_branching_functional, "not a"),
+    ],
+    ids=["convolutions", "branching_functional_model"],
+)
+def test_numpy_floor_refuses_what_is_not_a_dense_chain(build, message):
+    with pytest.raises(ValueError, match=message):
+        measure.dense_layers(build())

@@ -19,23 +19,29 @@ def test_latency_summary_matches_numpy_percentiles():
     assert summary["throughput_sps"] == pytest.approx(8 * 501 / (samples.sum() / 1e9))
 
 
-def test_time_call_is_bounded_and_counts_only_the_call():
+# No minimum time and no warm-up time: the loop stops at its other bounds.
+UNTIMED = {"min_time_s": 0.0, "warmup_s": 0.0}
+
+
+@pytest.mark.parametrize("calls_per_sample,samples_taken", [(1, 50), (4, 13)])
+def test_time_call_counts_only_the_calls(calls_per_sample, samples_taken):
+    """3 warm-up calls, then 50 calls timed one a sample or in blocks of 4."""
     calls = []
-
-    def call(value):
-        calls.append(value)
-
     samples, warmup = timing.time_call(
-        call, (1,), min_iterations=50, min_time_s=0.0, max_time_s=10.0, warmup_s=0.0
+        calls.append,
+        (1,),
+        min_iterations=50,
+        max_time_s=10.0,
+        calls_per_sample=calls_per_sample,
+        **UNTIMED,
     )
-    assert len(samples) == 50 and warmup == 3 and len(calls) == 53
+    assert len(samples) == samples_taken and warmup == 3
+    assert len(calls) == 3 + samples_taken * calls_per_sample
+
+
+def test_time_call_is_bounded_in_time():
     samples, _ = timing.time_call(
-        time.sleep,
-        (0.02,),
-        min_iterations=1000,
-        min_time_s=0.0,
-        max_time_s=0.1,
-        warmup_s=0.0,
+        time.sleep, (0.02,), min_iterations=1000, max_time_s=0.1, **UNTIMED
     )
     assert 3 <= len(samples) <= 6  # the time bound wins over min_iterations
     assert min(samples) >= 0.02e9
@@ -76,18 +82,7 @@ def test_slow_calls_stay_one_call_a_sample():
     assert timing.calls_per_sample(busy_wait, (5,), min_sample_s=0.0) == 1
 
 
-def test_time_call_in_blocks_counts_calls_not_samples():
-    calls = []
-    samples, warmup = timing.time_call(
-        calls.append,
-        (1,),
-        min_iterations=50,
-        min_time_s=0.0,
-        max_time_s=10.0,
-        warmup_s=0.0,
-        calls_per_sample=4,
-    )
-    assert len(samples) == 13 and warmup == 3 and len(calls) == 3 + 13 * 4
+def test_latency_summary_of_blocks_counts_calls_not_samples():
     summary = timing.latency_summary(
         [2_000, 4_000, 6_000], batch_size=2, calls_per_sample=10
     )

@@ -12,33 +12,18 @@ import numpy as np
 import pytest
 
 from export import report as report_lib
+from tests.export.report_cli import FAST
+from tests.export.report_cli import mlp
+from tests.export.report_cli import one_error_line
+from tests.export.report_cli import report_arguments
 from tests.export.report_cli import run_report
 from tests.export.report_cli import write_text
-
-FAST = [
-    "--min-time",
-    "0.02",
-    "--min-iterations",
-    "20",
-    "--max-time",
-    "0.2",
-    "--threads",
-    "1",
-]
-
-
-def _mlp(hidden, seed):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((6, 6, 1)), keras.layers.Flatten()]
-    layers += [keras.layers.Dense(units, activation="relu") for units in hidden]
-    layers.append(keras.layers.Dense(10))
-    return keras.Sequential(layers)
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("report")
-    teacher, student = _mlp((48, 48), 0), _mlp((8,), 1)
+    teacher, student = mlp((48, 48), 0), mlp((8,), 1)
     paths = {
         "teacher": str(folder / "teacher.keras"),
         "student": str(folder / "student.keras"),
@@ -55,35 +40,38 @@ def inputs(tmp_path_factory):
     return paths
 
 
+def _measure(inputs, budget_name, budget, **flags):
+    """A full report of the module's teacher and student on its labelled data.
+
+    The budget text `budget` is written to `budget_name` in the module's folder;
+    returns the completed process and the output folder.
+    """
+    folder = inputs["folder"]
+    output = os.path.join(folder, os.path.splitext(budget_name)[0] + "_report")
+    completed = run_report(
+        report_arguments(
+            inputs["teacher"],
+            [inputs["student"]],
+            budget=write_text(folder, budget_name, budget),
+            labelled_data=inputs["data"],
+            output_dir=output,
+            **flags,
+            **FAST,
+        )
+    )
+    return completed, output
+
+
 @pytest.fixture(scope="module")
 def violated(inputs):
     """One full run whose budget cannot be met (p99 under a nanosecond)."""
-    budget = write_text(
-        inputs["folder"],
+    return _measure(
+        inputs,
         "strict.yaml",
         "max_p99_ms: {1: 0.000001}\nmin_accuracy: 0.5\nformats: [onnx]\n",
+        formats="tflite,onnx",
+        batch_sizes="1,3",
     )
-    output = os.path.join(inputs["folder"], "strict_report")
-    completed = run_report(
-        [
-            "--teacher",
-            inputs["teacher"],
-            "--student",
-            inputs["student"],
-            "--formats",
-            "tflite,onnx",
-            "--batch-sizes",
-            "1,3",
-            "--budget",
-            budget,
-            "--labelled-data",
-            inputs["data"],
-            "--output-dir",
-            output,
-            *FAST,
-        ]
-    )
-    return completed, output
 
 
 def test_budget_violation_exits_1_and_is_listed(violated):
@@ -216,31 +204,13 @@ def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
 
 
 def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
-    budget = write_text(
-        inputs["folder"],
+    completed, output = _measure(
+        inputs,
         "loose.json",
         json.dumps({"max_p99_ms": 10000, "max_size_mb": 100, "min_accuracy": 0.0}),
-    )
-    output = os.path.join(inputs["folder"], "loose_report")
-    completed = run_report(
-        [
-            "--teacher",
-            inputs["teacher"],
-            "--student",
-            inputs["student"],
-            "--formats",
-            "onnx",
-            "--batch-sizes",
-            "2",
-            "--budget",
-            budget,
-            "--json-only",
-            "--labelled-data",
-            inputs["data"],
-            "--output-dir",
-            output,
-            *FAST,
-        ]
+        formats="onnx",
+        batch_sizes="2",
+        json_only=True,
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     data = json.loads(completed.stdout)  # the whole of stdout is one JSON document
@@ -296,29 +266,18 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
             extra[i] = str(tmp_path / "release")
     output = str(tmp_path / "never")
     completed = run_report(
-        [
-            "--teacher",
-            inputs["teacher"],
-            "--student",
-            inputs["student"],
-            "--output-dir",
-            output,
-            *extra,
-        ],
+        report_arguments(inputs["teacher"], [inputs["student"]], output_dir=output)
+        + extra,
         timeout=120,
     )
     assert completed.returncode == 2, completed.stderr
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("export.report: error:"), (
-        completed.stderr
-    )
-    assert message in lines[0]
+    assert message in one_error_line(completed)
     assert not os.path.exists(output)  # failed before doing any work
 
 
 def test_missing_teacher_is_usage_error(inputs, tmp_path):
     completed = run_report(
-        ["--teacher", str(tmp_path / "absent.keras"), "--student", inputs["student"]],
+        report_arguments(str(tmp_path / "absent.keras"), [inputs["student"]]),
         timeout=120,
     )
     assert completed.returncode == 2

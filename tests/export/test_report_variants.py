@@ -7,49 +7,29 @@ fast anything runs.
 import json
 import os
 
-import keras
 import numpy as np
 import pytest
 
+from tests.export.report_cli import FAST
+from tests.export.report_cli import mlp
+from tests.export.report_cli import one_error_line
+from tests.export.report_cli import report_arguments
 from tests.export.report_cli import run_report
 from tests.export.report_cli import write_text
 
-FAST = [
-    "--min-time",
-    "0.02",
-    "--min-iterations",
-    "20",
-    "--max-time",
-    "0.2",
-    "--threads",
-    "1",
-    "--rounds",
-    "2",
-    "--batch-sizes",
-    "1,4",
-]
-
-
-def _mlp(hidden, seed, lambda_layer=False):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((6, 6, 1)), keras.layers.Flatten()]
-    if lambda_layer:
-        layers.append(keras.layers.Lambda(lambda t: t * 2.0))
-    layers += [keras.layers.Dense(units, activation="relu") for units in hidden]
-    layers.append(keras.layers.Dense(10))
-    return keras.Sequential(layers)
+FAST = dict(FAST, rounds=2, batch_sizes="1,4")
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("variants")
     paths = {"folder": str(folder)}
-    teacher = _mlp((48, 48), 0)
+    teacher = mlp((48, 48), 0)
     for name, model in (
         ("teacher", teacher),
-        ("wide", _mlp((24,), 1)),
-        ("narrow", _mlp((8,), 2)),
-        ("lambda", _mlp((8,), 3, lambda_layer=True)),
+        ("wide", mlp((24,), 1)),
+        ("narrow", mlp((8,), 2)),
+        ("lambda", mlp((8,), 3, lambda_layer=True)),
     ):
         paths[name] = str(folder / f"{name}.keras")
         model.save(paths[name])
@@ -64,52 +44,33 @@ def inputs(tmp_path_factory):
     return paths
 
 
-def _one_error_line(completed):
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("export.report: error:"), (
-        completed.stderr
-    )
-    return lines[0]
-
-
 def test_default_data_that_does_not_fit_exits_2_before_any_work(inputs, tmp_path):
     output = str(tmp_path / "report")
     completed = run_report(
-        [
-            "--teacher",
-            inputs["teacher"],
-            "--student",
-            inputs["narrow"],
-            "--output-dir",
-            output,
-            *FAST,
-        ],
+        report_arguments(
+            inputs["teacher"], [inputs["narrow"]], output_dir=output, **FAST
+        ),
         timeout=300,
     )
     assert completed.returncode == 2, completed.stderr
-    line = _one_error_line(completed)
+    line = one_error_line(completed)
     assert "(6, 6, 1)" in line and "`--labelled-data`" in line
     assert not os.path.exists(output)
 
 
 def test_lambda_model_needs_unsafe_and_leaves_nothing_behind(inputs, tmp_path):
     output = str(tmp_path / "report")
-    arguments = [
-        "--teacher",
+    arguments = report_arguments(
         inputs["teacher"],
-        "--student",
-        inputs["lambda"],
-        "--output-dir",
-        output,
-        "--labelled-data",
-        inputs["data"],
-        "--formats",
-        "keras,onnx",
-        *FAST,
-    ]
+        [inputs["lambda"]],
+        output_dir=output,
+        labelled_data=inputs["data"],
+        formats="keras,onnx",
+        **FAST,
+    )
     completed = run_report(arguments, timeout=300)
     assert completed.returncode == 2, completed.stderr
-    line = _one_error_line(completed)
+    line = one_error_line(completed)
     assert "pass --unsafe" in line
     assert "only if you trust the file" in line
     assert not os.path.exists(output)  # no empty artifacts/ folder
@@ -127,42 +88,40 @@ def test_lambda_model_needs_unsafe_and_leaves_nothing_behind(inputs, tmp_path):
     assert data["settings"]["unsafe"] is True
 
 
+def _release(inputs, folder, budget, **flags):
+    """The report of the two candidates in ONNX, choosing a release by `budget`.
+
+    Writes the budget, the report and the release in `folder`; returns the
+    completed process and the release folder.
+    """
+    release = os.path.join(folder, "release")
+    completed = run_report(
+        report_arguments(
+            inputs["teacher"],
+            [inputs["wide"], inputs["narrow"]],
+            formats="onnx",
+            labelled_data=inputs["data"],
+            budget=write_text(folder, "budget.yaml", budget),
+            release_dir=release,
+            output_dir=os.path.join(folder, "report"),
+            **flags,
+            **FAST,
+        )
+    )
+    return completed, release
+
+
 @pytest.fixture(scope="module")
 def released(inputs):
     """Two candidates x (onnx, tflite_int8, onnx_int8), chosen by size."""
-    budget = write_text(
+    completed, release = _release(
+        inputs,
         inputs["folder"],
-        "select.yaml",
         "min_accuracy: 0.0\nmax_p99_ms: 10000\nminimise: size_mb\n",
+        variants="tflite_int8,onnx_int8",
+        representative_data=inputs["calibration"],
     )
-    output = os.path.join(inputs["folder"], "report")
-    release = os.path.join(inputs["folder"], "release")
-    completed = run_report(
-        [
-            "--teacher",
-            inputs["teacher"],
-            "--student",
-            inputs["wide"],
-            "--student",
-            inputs["narrow"],
-            "--formats",
-            "onnx",
-            "--variants",
-            "tflite_int8,onnx_int8",
-            "--representative-data",
-            inputs["calibration"],
-            "--labelled-data",
-            inputs["data"],
-            "--budget",
-            budget,
-            "--release-dir",
-            release,
-            "--output-dir",
-            output,
-            *FAST,
-        ]
-    )
-    with open(os.path.join(output, "report.json")) as handle:
+    with open(os.path.join(inputs["folder"], "report", "report.json")) as handle:
         data = json.load(handle)
     return completed, data, release
 
@@ -252,30 +211,8 @@ def test_the_release_is_the_smallest_variant_and_release_json_says_why(released)
 
 
 def test_no_variant_meeting_the_budget_exits_1_and_releases_nothing(inputs, tmp_path):
-    budget = write_text(
-        str(tmp_path), "strict.yaml", "max_p99_ms: {1: 0.000001}\nminimise: size_mb\n"
-    )
-    release = str(tmp_path / "release")
-    completed = run_report(
-        [
-            "--teacher",
-            inputs["teacher"],
-            "--student",
-            inputs["wide"],
-            "--student",
-            inputs["narrow"],
-            "--formats",
-            "onnx",
-            "--labelled-data",
-            inputs["data"],
-            "--budget",
-            budget,
-            "--release-dir",
-            release,
-            "--output-dir",
-            str(tmp_path / "report"),
-            *FAST,
-        ]
+    completed, release = _release(
+        inputs, str(tmp_path), "max_p99_ms: {1: 0.000001}\nminimise: size_mb\n"
     )
     assert completed.returncode == 1, completed.stderr[-2000:]
     assert "no variant meets the budget" in completed.stderr

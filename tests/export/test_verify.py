@@ -91,25 +91,11 @@ def test_quantised_gate_is_top1_agreement_on_real_inputs(model):
         swapped[rows, second] = logits[rows, top]
         return swapped
 
-    report = verify.verify_artifact(
-        model,
-        None,
-        "tflite",
-        quantize="int8",
-        real_inputs=x_test,
-        runner=disagree_on_one_in_ten,
-        min_agreement=0.85,
-    )
+    int8 = {"quantize": "int8", "real_inputs": x_test, "runner": disagree_on_one_in_ten}
+    report = verify.verify_artifact(model, None, "tflite", min_agreement=0.85, **int8)
     assert report["top1_agreement"] == pytest.approx(0.9, abs=0.005)
     with pytest.raises(verify.ParityError, match="top-1 agreement"):
-        verify.verify_artifact(
-            model,
-            None,
-            "tflite",
-            quantize="int8",
-            real_inputs=x_test,
-            runner=disagree_on_one_in_ten,
-        )
+        verify.verify_artifact(model, None, "tflite", **int8)  # int8 default: 0.97
 
 
 def test_quantised_gate_defaults_to_fashion_mnist_test_images(model):

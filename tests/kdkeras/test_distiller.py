@@ -11,10 +11,17 @@ import tensorflow as tf
 import kdkeras
 from tests import reference
 from tests.kdkeras.distiller_setup import NUM_CLASSES
+from tests.kdkeras.distiller_setup import assert_first_epoch
+from tests.kdkeras.distiller_setup import assert_sgd_step
 from tests.kdkeras.distiller_setup import compiled_distiller
+from tests.kdkeras.distiller_setup import distiller_gradient
 from tests.kdkeras.distiller_setup import linear
 from tests.kdkeras.distiller_setup import mlp
+from tests.kdkeras.distiller_setup import one_sgd_step
 from tests.kdkeras.distiller_setup import random_data
+
+# The history of a Distiller compiled with metrics=["accuracy"].
+FIGURES = {"loss", "student_loss", "distillation_loss", "teacher_agreement", "accuracy"}
 
 
 def _distiller(alpha=0.1, temperature=4.0, **compile_kwargs):
@@ -35,40 +42,22 @@ def test_one_step_matches_float64_reference(alpha, temperature, weighted):
     rng = np.random.default_rng(7)
     sample_weight = rng.uniform(0.2, 2.0, size=len(y)) if weighted else None
     student, teacher = linear(1), mlp(32, seed=2)
-    kernel, bias = [w.astype(np.float64) for w in student.get_weights()]
     teacher_logits = teacher.predict(x, verbose=0).astype(np.float64)
-    learning_rate = 0.5
-
-    distiller = kdkeras.Distiller(student=student, teacher=teacher)
-    distiller.compile(
-        optimizer=keras.optimizers.SGD(learning_rate),
-        alpha=alpha,
-        temperature=temperature,
-        jit_compile=False,
-    )
-    history = distiller.fit(
-        x, y, sample_weight=sample_weight, batch_size=len(y), epochs=1, verbose=0
+    kernel, bias, history = one_sgd_step(
+        student, teacher, x, y, sample_weight, alpha=alpha, temperature=temperature
     )
 
     logits = x.astype(np.float64) @ kernel + bias
     weight = np.ones(len(y)) if sample_weight is None else sample_weight
     student_losses = reference.sparse_cross_entropy_per_example(y, logits)
     soft_losses = reference.kd_loss_per_example(teacher_logits, logits, temperature)
-    per_example_grad = (
-        (
-            alpha * reference.sparse_cross_entropy_gradient(y, logits)
-            + (1 - alpha)
-            * len(y)
-            * reference.kd_loss_gradient(teacher_logits, logits, temperature)
-        )
-        * weight[:, None]
-        / len(y)
+    per_example_grad = distiller_gradient(
+        alpha,
+        reference.sparse_cross_entropy_gradient(y, logits),
+        len(y) * reference.kd_loss_gradient(teacher_logits, logits, temperature),
+        weight,
     )
-    expected_kernel = kernel - learning_rate * x.T.astype(np.float64) @ per_example_grad
-    expected_bias = bias - learning_rate * per_example_grad.sum(axis=0)
-    new_kernel, new_bias = distiller.student.get_weights()
-    np.testing.assert_allclose(new_kernel, expected_kernel, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(new_bias, expected_bias, rtol=1e-4, atol=1e-5)
+    assert_sgd_step(student, x, kernel, bias, per_example_grad)
 
     expected = {
         "student_loss": (student_losses * weight).mean(),
@@ -77,10 +66,7 @@ def test_one_step_matches_float64_reference(alpha, temperature, weighted):
     expected["loss"] = (
         alpha * expected["student_loss"] + (1 - alpha) * expected["distillation_loss"]
     )
-    for name, value in expected.items():
-        np.testing.assert_allclose(
-            history.history[name][0], value, rtol=1e-4, atol=1e-6, err_msg=name
-        )
+    assert_first_epoch(history, expected)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -90,18 +76,7 @@ def test_history_reports_loss_parts_and_student_metrics(jit_compile):
     history = distiller.fit(
         x, y, epochs=2, batch_size=16, verbose=0, validation_data=(x, y)
     )
-    assert set(history.history) == {
-        "loss",
-        "student_loss",
-        "distillation_loss",
-        "teacher_agreement",
-        "accuracy",
-        "val_loss",
-        "val_student_loss",
-        "val_distillation_loss",
-        "val_teacher_agreement",
-        "val_accuracy",
-    }
+    assert set(history.history) == FIGURES | {f"val_{name}" for name in FIGURES}
     for prefix in ("", "val_"):
         for epoch in range(2):
             total = history.history[f"{prefix}loss"][epoch]
@@ -312,21 +287,9 @@ def test_student_saves_alone(tmp_path):
 
 def test_distiller_saves_loads_and_resumes_exactly(tmp_path):
     x, y = random_data()
-    uninterrupted = _distiller(alpha=0.3, temperature=5.0, jit_compile=False)
-    uninterrupted.compile(
-        optimizer=keras.optimizers.Adam(0.01),
-        alpha=0.3,
-        temperature=5.0,
-        metrics=["accuracy"],
-        jit_compile=False,
-    )
-    first = _distiller(alpha=0.3, temperature=5.0, jit_compile=False)
-    first.compile(
-        optimizer=keras.optimizers.Adam(0.01),
-        alpha=0.3,
-        temperature=5.0,
-        metrics=["accuracy"],
-        jit_compile=False,
+    uninterrupted, first = (
+        _distiller(0.3, 5.0, optimizer=keras.optimizers.Adam(0.01), jit_compile=False)
+        for _ in range(2)
     )
     uninterrupted.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
     first.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
@@ -337,13 +300,7 @@ def test_distiller_saves_loads_and_resumes_exactly(tmp_path):
     assert (resumed.alpha, resumed.temperature) == (0.3, 5.0)
     assert int(resumed.optimizer.iterations) == 4
     history = resumed.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
-    assert set(history.history) == {
-        "loss",
-        "student_loss",
-        "distillation_loss",
-        "teacher_agreement",
-        "accuracy",
-    }
+    assert set(history.history) == FIGURES
     for a, b in zip(
         uninterrupted.student.get_weights(), resumed.student.get_weights(), strict=True
     ):
@@ -440,17 +397,9 @@ def test_mixed_float16_student_trains_with_loss_scaling_and_float32_losses():
     expected = float32.evaluate(x, y, verbose=0, return_dict=True)
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        student, teacher = mlp(8, seed=1), mlp(32, seed=2)
-        distiller = kdkeras.Distiller(student=student, teacher=teacher)
-        distiller.compile(
-            optimizer=keras.optimizers.SGD(0.05),
-            metrics=["accuracy"],
-            alpha=0.1,
-            temperature=4.0,
-            jit_compile=False,
-        )
+        distiller = _distiller(jit_compile=False)  # built under mixed_float16
         assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
-        assert student.compute_dtype == "float16"
+        assert distiller.student.compute_dtype == "float16"
         result = distiller.evaluate(x, y, verbose=0, return_dict=True)
         history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0)
     finally:

@@ -15,32 +15,28 @@ from kdkeras.targets import soft_target_shards_dataset
 from kdkeras.targets import top_k_target_dict
 from kdkeras.targets import top_k_targets
 from tests import reference
+from tests.kdkeras.distiller_setup import assert_first_epoch
+from tests.kdkeras.distiller_setup import assert_sgd_step
+from tests.kdkeras.distiller_setup import distiller_gradient
+from tests.kdkeras.distiller_setup import linear
+from tests.kdkeras.distiller_setup import mlp
+from tests.kdkeras.distiller_setup import one_sgd_step
+from tests.kdkeras.distiller_setup import random_data
 
 CLASSES = 9
 FEATURES = 6
 
 
 def _data(examples, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(examples, FEATURES)).astype("float32")
-    y = rng.integers(0, CLASSES, size=examples).astype("int32")
-    return x, y
+    return random_data(examples, seed, features=FEATURES, classes=CLASSES)
 
 
 def _linear(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
+    return linear(seed, classes=CLASSES, features=FEATURES)
 
 
-def _teacher(seed=2):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(32, activation="relu"),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
+def _teacher():
+    return mlp(32, seed=2, classes=CLASSES, features=FEATURES)
 
 
 def _teacher_logits(teacher, x):
@@ -61,50 +57,32 @@ def test_one_step_matches_float64_reference(alpha, k, temperature, jit_compile):
     float64 NumPy update, and the history reports the float64 losses."""
     x, y = _data(24, seed=k)
     sample_weight = np.random.default_rng(7).uniform(0.2, 2.0, size=len(y))
-    student = _linear(1)
-    teacher_logits = _teacher_logits(_teacher(), x)
-    kernel, bias = (w.astype(np.float64) for w in student.get_weights())
+    student, teacher = _linear(1), _teacher()
+    teacher_logits = _teacher_logits(teacher, x)
     targets = top_k_target_dict(
         *top_k_targets(teacher_logits, k, temperature), temperature, labels=y
     )
-    learning_rate = 0.5
-
-    distiller = kdkeras.Distiller(student=student, teacher=_teacher())
-    distiller.compile(
-        optimizer=keras.optimizers.SGD(learning_rate),
+    kernel, bias, history = one_sgd_step(
+        student,
+        teacher,
+        x,
+        targets,
+        sample_weight,
         alpha=alpha,
         temperature=temperature,
         jit_compile=jit_compile,
-    )
-    history = distiller.fit(
-        x, targets, sample_weight=sample_weight, batch_size=len(y), epochs=1, verbose=0
     )
 
     logits = x.astype(np.float64) @ kernel + bias
     soft = reference.top_k_kd_loss_per_example(teacher_logits, logits, k, temperature)
     hard = reference.sparse_cross_entropy_per_example(y, logits)
-    per_example_grad = (
-        (
-            alpha * reference.sparse_cross_entropy_gradient(y, logits)
-            + (1 - alpha)
-            * reference.top_k_kd_loss_gradient(teacher_logits, logits, k, temperature)
-        )
-        * sample_weight[:, None]
-        / len(y)
+    per_example_grad = distiller_gradient(
+        alpha,
+        reference.sparse_cross_entropy_gradient(y, logits),
+        reference.top_k_kd_loss_gradient(teacher_logits, logits, k, temperature),
+        sample_weight,
     )
-    new_kernel, new_bias = distiller.student.get_weights()
-    np.testing.assert_allclose(
-        new_kernel,
-        kernel - learning_rate * x.T.astype(np.float64) @ per_example_grad,
-        rtol=1e-4,
-        atol=1e-5,
-    )
-    np.testing.assert_allclose(
-        new_bias,
-        bias - learning_rate * per_example_grad.sum(axis=0),
-        rtol=1e-4,
-        atol=1e-5,
-    )
+    assert_sgd_step(student, x, kernel, bias, per_example_grad)
     expected = {
         "distillation_loss": (soft * sample_weight).mean(),
         "student_loss": (hard * sample_weight).mean(),
@@ -114,10 +92,24 @@ def test_one_step_matches_float64_reference(alpha, k, temperature, jit_compile):
         ),
     }
     assert expected["distillation_loss"] > 1e-3  # a check that can fail
-    for name, value in expected.items():
-        np.testing.assert_allclose(
-            history.history[name][0], value, rtol=1e-4, atol=1e-6, err_msg=name
-        )
+    assert_first_epoch(history, expected)
+
+
+def _two_epochs(teacher, temperature, metrics=None, **data):
+    """A linear student distilled for two epochs with SGD(0.3) and alpha 0.2.
+
+    Returns its weights and the history.
+    """
+    distiller = kdkeras.Distiller(student=_linear(3), teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.3),
+        alpha=0.2,
+        temperature=temperature,
+        metrics=metrics,
+        jit_compile=False,
+    )
+    history = distiller.fit(epochs=2, verbose=0, **data)
+    return distiller.student.get_weights(), history.history
 
 
 def test_all_but_one_class_trains_as_full_logits():
@@ -130,21 +122,12 @@ def test_all_but_one_class_trains_as_full_logits():
         *top_k_targets(teacher_logits, CLASSES - 1, 4.0), 4.0, labels=y
     )
     full = {"labels": y, "teacher_logits": teacher_logits}
-    results = []
-    for targets in (full, top_k):
-        distiller = kdkeras.Distiller(student=_linear(3), teacher=teacher)
-        distiller.compile(
-            optimizer=keras.optimizers.SGD(0.3),
-            alpha=0.2,
-            temperature=4.0,
-            metrics=["accuracy"],
-            jit_compile=False,
+    (full_weights, full_history), (top_weights, top_history) = (
+        _two_epochs(
+            teacher, 4.0, ["accuracy"], x=x, y=targets, batch_size=16, shuffle=False
         )
-        history = distiller.fit(
-            x, targets, batch_size=16, epochs=2, shuffle=False, verbose=0
-        )
-        results.append((distiller.student.get_weights(), history.history))
-    (full_weights, full_history), (top_weights, top_history) = results
+        for targets in (full, top_k)
+    )
     for a, b in zip(full_weights, top_weights, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
     assert set(full_history) == set(top_history)
@@ -178,17 +161,7 @@ def test_streamed_top_k_cache_trains_as_its_stored_targets(tmp_path):
         ),
         "arrays": dict(x=x, y=targets, batch_size=10, shuffle=False),
     }
-    results = {}
-    for name, feed in feeds.items():
-        distiller = kdkeras.Distiller(student=_linear(3), teacher=teacher)
-        distiller.compile(
-            optimizer=keras.optimizers.SGD(0.3),
-            alpha=0.2,
-            temperature=2.0,
-            jit_compile=False,
-        )
-        history = distiller.fit(epochs=2, verbose=0, **feed)
-        results[name] = (distiller.student.get_weights(), history.history)
+    results = {name: _two_epochs(teacher, 2.0, **feed) for name, feed in feeds.items()}
     for a, b in zip(results["arrays"][0], results["stream"][0], strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
     for name, values in results["arrays"][1].items():

@@ -29,6 +29,15 @@ def _cnn(filters, width, seed):
     )
 
 
+def _narrow_from_wide(hint_list, teacher=None):
+    """A Distiller of the narrow CNN (seed 1) from the wide one (seed 2)."""
+    return kdkeras.Distiller(
+        student=_cnn(4, 16, seed=1),
+        teacher=_cnn(8, 32, seed=2) if teacher is None else teacher,
+        hints=hint_list,
+    )
+
+
 @pytest.mark.parametrize(
     "student_filters, student_width, projected",
     [
@@ -81,10 +90,8 @@ def test_hint_loss_is_reported_and_matches_reference(
 def test_hint_training_pulls_features_together_and_trains_projection():
     x, y = _data(128)
     teacher = _cnn(8, 32, seed=2)
-    distiller = kdkeras.Distiller(
-        student=_cnn(4, 16, seed=1),
-        teacher=teacher,
-        hints=[kdkeras.Hint("embedding", "embedding", weight=1.0)],
+    distiller = _narrow_from_wide(
+        [kdkeras.Hint("embedding", "embedding", weight=1.0)], teacher
     )
     distiller.compile(optimizer=keras.optimizers.Adam(0.01), alpha=0.5)
     projection_before = distiller.projections[0].get_weights()[0].copy()
@@ -98,11 +105,7 @@ def test_hint_training_pulls_features_together_and_trains_projection():
 
 def test_distiller_with_hints_saves_and_loads(tmp_path):
     x, y = _data()
-    distiller = kdkeras.Distiller(
-        student=_cnn(4, 16, seed=1),
-        teacher=_cnn(8, 32, seed=2),
-        hints=[kdkeras.Hint("embedding", "embedding", weight=0.3)],
-    )
+    distiller = _narrow_from_wide([kdkeras.Hint("embedding", "embedding", weight=0.3)])
     distiller.compile(optimizer="adam")
     distiller.fit(x, y, epochs=1, verbose=0)
     distiller.save(tmp_path / "distiller.keras")
@@ -129,20 +132,12 @@ def test_distiller_with_hints_saves_and_loads(tmp_path):
         (lambda: hints.Hint("a", "b", weight=-1), ValueError, "weight"),
         (lambda: hints.as_hints([42]), TypeError, "hints"),
         (
-            lambda: kdkeras.Distiller(
-                student=_cnn(4, 16, 1),
-                teacher=_cnn(8, 32, 2),
-                hints=[("nope", "features")],
-            ),
+            lambda: _narrow_from_wide([("nope", "features")]),
             ValueError,
             "no layer named 'nope'",
         ),
         (
-            lambda: kdkeras.Distiller(
-                student=_cnn(4, 16, 1),
-                teacher=_cnn(8, 32, 2),
-                hints=[("features", "embedding")],
-            ),
+            lambda: _narrow_from_wide([("features", "embedding")]),
             ValueError,
             "Cannot project",
         ),

@@ -133,33 +133,41 @@ def test_regularizer_is_carried_both_ways():
         assert regularizer.get_config()["l2"] == pytest.approx(1e-4)
 
 
-def test_unsupported_layer_is_named():
-    student = keras.Sequential(
+def _lambda_student():
+    return keras.Sequential(
         [
             keras.Input((4,)),
             keras.layers.Dense(3),
             keras.layers.Lambda(lambda t: t * 2.0, name="lambda_3"),
         ]
     )
-    with pytest.raises(ValueError, match=r"cannot carry layer 'lambda_3' \(Lambda\)"):
-        bridge.to_tf_keras(student)
 
 
-def test_branching_functional_model_is_refused():
+def _branching_model():
     inputs = keras.Input((4,))
     first = keras.layers.Dense(3, name="first")(inputs)
     second = keras.layers.Dense(3, name="second")(inputs)
-    model = keras.Model(inputs, keras.layers.Add(name="merge")([first, second]))
-    with pytest.raises(ValueError, match=r"'merge' \(Add\)"):
-        bridge.to_tf_keras(model)
+    return keras.Model(inputs, keras.layers.Add(name="merge")([first, second]))
 
 
-def test_shared_layer_is_refused():
+def _shared_layer_model():
     inputs = keras.Input((4,))
     shared = keras.layers.Dense(4, name="shared")
-    model = keras.Model(inputs, shared(shared(inputs)))
-    with pytest.raises(ValueError, match="single-chain.*'shared'"):
-        bridge.to_tf_keras(model)
+    return keras.Model(inputs, shared(shared(inputs)))
+
+
+@pytest.mark.parametrize(
+    "build,message",
+    [
+        (_lambda_student, r"cannot carry layer 'lambda_3' \(Lambda\)"),
+        (_branching_model, r"'merge' \(Add\)"),
+        (_shared_layer_model, "single-chain.*'shared'"),
+    ],
+    ids=["unsupported_layer_is_named", "branching_model", "shared_layer"],
+)
+def test_models_that_are_not_a_chain_of_known_layers_are_refused(build, message):
+    with pytest.raises(ValueError, match=message):
+        bridge.to_tf_keras(build())
 
 
 @pytest.mark.parametrize(

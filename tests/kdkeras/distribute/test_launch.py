@@ -151,20 +151,6 @@ def test_command_line_passes_script_arguments(tmp_path):
         print("args", sys.argv[1:])
     """,
     )
-    result = runner.run(
-        [
-            "-m",
-            "kdkeras.launch",
-            "--workers",
-            "2",
-            "--timeout",
-            "120",
-            script,
-            "--epochs",
-            "3",
-            "-v",
-        ],
-        timeout=180,
-    )
+    result = runner.launch(script, "--epochs", "3", "-v", timeout=120, grace=60)
     assert result.returncode == 0, result.stderr[-1000:]
     assert result.stdout.count("args ['--epochs', '3', '-v']") == 2

@@ -245,21 +245,8 @@ def test_two_workers_match_single_process_and_only_chief_writes(
     out.mkdir()
     scratch.mkdir()
     env = runner.environment(TMPDIR=scratch)  # where workers make temp dirs
-    result = runner.run(
-        [
-            "-m",
-            "kdkeras.launch",
-            "--workers",
-            "2",
-            "--timeout",
-            str(RUN_TIMEOUT),
-            runner.DISTIL,
-            "--out",
-            str(out),
-            "--checkpoint",
-        ],
-        RUN_TIMEOUT + 30,
-        env=env,
+    result = runner.launch(
+        runner.DISTIL, "--out", out, "--checkpoint", timeout=RUN_TIMEOUT, env=env
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert result.stdout.count("] done ") == 2  # both workers finished

@@ -11,47 +11,16 @@ from kdkeras.targets import augmentation
 from kdkeras.targets import cache
 from kdkeras.targets import fingerprint
 from tests import reference
+from tests.kdkeras.targets.targets_setup import CLASSES
+from tests.kdkeras.targets.targets_setup import dense_model
+from tests.kdkeras.targets.targets_setup import random_x
 
 pytestmark = pytest.mark.usefixtures("deterministic")
 
-FEATURES = 6
-CLASSES = 4
 
-
-def build_teacher(seed, activation="relu", augment=False, softmax=False):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((FEATURES,))]
-    if augment:  # Image-style jitter, reshaped around the 1-D features.
-        layers += [
-            keras.layers.Reshape((2, 3, 1)),
-            keras.layers.RandomTranslation(0.3, 0.3),
-            keras.layers.Flatten(),
-        ]
-    layers += [
-        keras.layers.Dense(8, activation=activation),
-        keras.layers.Dropout(0.5),
-        keras.layers.Dense(CLASSES, activation="softmax" if softmax else None),
-    ]
-    return keras.Sequential(layers)
-
-
-def random_x(seed, count=50):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((count, FEATURES)).astype("float32")
-
-
-@pytest.fixture
-def teacher_calls(monkeypatch):
-    """Counts how often the teacher actually runs."""
-    calls = []
-    original = cache.compute_soft_targets
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cache, "compute_soft_targets", counting)
-    return calls
+def build_teacher(seed, **options):
+    """The module's teacher: Dropout after its hidden layer (off for targets)."""
+    return dense_model(seed, dropout=True, **options)
 
 
 @pytest.mark.parametrize("softmax", [False, True])

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 
@@ -15,38 +14,17 @@ from kdkeras.targets import cache
 from kdkeras.targets import dataset
 from kdkeras.targets import online
 from tests import reference
-
-FEATURES = 6
-CLASSES = 4
-
-
-def build_teacher(seed=5):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
+from tests.kdkeras.targets import targets_setup
+from tests.kdkeras.targets.targets_setup import CLASSES
+from tests.kdkeras.targets.targets_setup import FEATURES
 
 
-def random_x(seed=6, count=30):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((count, FEATURES)).astype("float32")
+def build_teacher():
+    return targets_setup.dense_model(5)
 
 
-@pytest.fixture
-def teacher_calls(monkeypatch):
-    calls = []
-    original = cache.compute_soft_targets
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cache, "compute_soft_targets", counting)
-    return calls
+def random_x():
+    return targets_setup.random_x(6, count=30)
 
 
 def valid_cache(tmp_path):

@@ -10,28 +10,12 @@ from kdkeras.targets import dataset as dataset_lib
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from tests import reference
+from tests.kdkeras.targets.targets_setup import CLASSES
+from tests.kdkeras.targets.targets_setup import FEATURES
+from tests.kdkeras.targets.targets_setup import dense_model
+from tests.kdkeras.targets.targets_setup import random_x
 
 pytestmark = pytest.mark.usefixtures("deterministic")
-
-FEATURES = 6
-CLASSES = 4
-
-
-def build_teacher(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
-
-
-def random_x(seed, count=50):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((count, FEATURES)).astype("float32")
 
 
 def collect(dataset):
@@ -53,7 +37,7 @@ def collect(dataset):
 
 @pytest.mark.parametrize("with_weights", [False, True])
 def test_shuffled_dataset_keeps_each_example_with_its_targets(with_weights):
-    teacher = build_teacher(10)
+    teacher = dense_model(10, dropout=True)
     x = random_x(11, count=203)
     y = np.random.default_rng(12).integers(0, CLASSES, 203).astype("int32")
     teacher_logits = cache.compute_soft_targets(teacher, x)
@@ -196,7 +180,7 @@ def test_distiller_on_cached_targets_trains_like_online():
 
     x = random_x(20, count=96)
     y = np.random.default_rng(21).integers(0, CLASSES, 96).astype("int32")
-    teacher = build_teacher(22)
+    teacher = dense_model(22, dropout=True)
     teacher_logits = cache.compute_soft_targets(teacher, x)
 
     def train(cached):

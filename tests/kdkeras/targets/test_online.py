@@ -11,27 +11,11 @@ from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.online import online_soft_target_dataset
 from tests import reference
+from tests.kdkeras.targets.targets_setup import CLASSES
+from tests.kdkeras.targets.targets_setup import FEATURES
+from tests.kdkeras.targets.targets_setup import dense_model
 
 pytestmark = pytest.mark.usefixtures("deterministic")
-
-FEATURES = 6
-CLASSES = 4
-
-
-def build_model(seed, hidden=8, softmax=False, augment=False):
-    keras.utils.set_random_seed(seed)
-    layers = [keras.Input((FEATURES,))]
-    if augment:  # Inactive at inference: must not veto XLA or change logits.
-        layers += [
-            keras.layers.Reshape((2, 3, 1)),
-            keras.layers.RandomTranslation(0.3, 0.3),
-            keras.layers.Flatten(),
-        ]
-    layers += [
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dense(CLASSES, activation="softmax" if softmax else None),
-    ]
-    return keras.Sequential(layers)
 
 
 def labelled_data(count=45, seed=0):
@@ -42,6 +26,17 @@ def labelled_data(count=45, seed=0):
     return x, rng.integers(0, CLASSES, count)
 
 
+def assert_one_batch_of_predictions(dataset, teacher, x):
+    """`dataset` is one batch whose targets are `teacher.predict(x)`."""
+    ((_, targets),) = list(dataset)
+    np.testing.assert_allclose(
+        targets[TEACHER_LOGITS_KEY].numpy(),
+        teacher.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("jit_compile", [True, False])
 @pytest.mark.parametrize("with_weights", [True, False])
@@ -50,7 +45,7 @@ def test_every_example_gets_the_teachers_logits_for_its_own_input(
 ):
     x, y = labelled_data()
     weights = np.linspace(0.5, 2.0, len(x)).astype("float32")
-    teacher = build_model(1)
+    teacher = dense_model(1)
     dataset = online_soft_target_dataset(
         x,
         y,
@@ -82,7 +77,7 @@ def test_every_example_gets_the_teachers_logits_for_its_own_input(
 
 def test_reshuffles_every_epoch_and_repeats_with_the_seed():
     x, y = labelled_data()
-    teacher = build_model(1)
+    teacher = dense_model(1)
 
     def order(dataset):
         return [int(i) for b, _ in dataset for i in b.numpy()[:, 0]]
@@ -96,7 +91,7 @@ def test_reshuffles_every_epoch_and_repeats_with_the_seed():
 
 def test_softmax_teacher_is_read_through_its_logits():
     x, y = labelled_data()
-    teacher = build_model(2, softmax=True)
+    teacher = dense_model(2, softmax=True)
     dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
     ((_, targets),) = list(dataset)
     np.testing.assert_allclose(
@@ -110,7 +105,7 @@ def test_softmax_teacher_is_read_through_its_logits():
 @pytest.mark.parametrize("kind", ["layer", "callable"])
 def test_augmented_batch_is_what_teacher_and_student_both_see(kind):
     x, y = labelled_data()
-    teacher = build_model(1)
+    teacher = dense_model(1)
     if kind == "layer":
         augmentation = keras.layers.GaussianNoise(0.5, seed=0)
     else:
@@ -135,16 +130,10 @@ def test_augmented_batch_is_what_teacher_and_student_both_see(kind):
 
 def test_teacher_augmentation_layers_do_not_veto_xla_or_change_logits():
     x, y = labelled_data()
-    teacher = build_model(1, augment=True)
+    teacher = dense_model(1, augment=True)
     assert inference_supports_jit(teacher)
     dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
-    ((_, targets),) = list(dataset)
-    np.testing.assert_allclose(
-        targets[TEACHER_LOGITS_KEY].numpy(),
-        teacher.predict(x, verbose=0),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    assert_one_batch_of_predictions(dataset, teacher, x)
 
 
 @pytest.mark.parametrize("alpha,temperature", [(0.1, 4.0), (0.5, 20.0)])
@@ -153,7 +142,7 @@ def test_training_matches_the_teacher_inside_the_step(alpha, temperature):
     x, y = labelled_data(count=40)
 
     def train(feed):
-        teacher, student = build_model(1, hidden=16), build_model(2)
+        teacher, student = dense_model(1, hidden=16), dense_model(2)
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
         distiller.compile(
             optimizer=keras.optimizers.SGD(0.1),
@@ -195,7 +184,7 @@ def test_training_matches_the_teacher_inside_the_step(alpha, temperature):
 )
 def test_bad_input_is_refused_with_a_clear_message(kwargs, message):
     x, y = labelled_data()
-    arguments = {"x": x, "y": y, "teacher": build_model(1)}
+    arguments = {"x": x, "y": y, "teacher": dense_model(1)}
     arguments.update(kwargs)
     with pytest.raises(ValueError) as raised:
         online_soft_target_dataset(**arguments)
@@ -236,10 +225,4 @@ def test_auto_jit_leaves_a_convolutional_teacher_to_tf_on_cpu(
     dataset = online_soft_target_dataset(x, y, teacher, 64, shuffle=False)
     monkeypatch.undo()
     assert compiled[0] is expected_jit
-    ((_, targets),) = list(dataset)
-    np.testing.assert_allclose(
-        targets[TEACHER_LOGITS_KEY].numpy(),
-        teacher.predict(x, verbose=0),
-        rtol=1e-5,
-        atol=1e-5,
-    )
+    assert_one_batch_of_predictions(dataset, teacher, x)

@@ -13,28 +13,11 @@ from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.batch import split_targets
 from tests import reference
+from tests.kdkeras.targets.targets_setup import CLASSES
+from tests.kdkeras.targets.targets_setup import dense_model
+from tests.kdkeras.targets.targets_setup import indexed_x
 
-FEATURES = 6
-CLASSES = 4
 UNLABELLED = -1
-
-
-def build_model(seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential(
-        [
-            keras.Input((FEATURES,)),
-            keras.layers.Dense(8, activation="relu"),
-            keras.layers.Dense(CLASSES),
-        ]
-    )
-
-
-def indexed_x(count=37, seed=0):
-    """Random inputs whose first feature is the example's index."""
-    x = np.random.default_rng(seed).standard_normal((count, FEATURES))
-    x[:, 0] = np.arange(count)
-    return x.astype("float32")
 
 
 def partial_labels(count=37, seed=1):
@@ -53,7 +36,7 @@ def build(kind, x, y, teacher, **kwargs):
 @pytest.mark.parametrize("kind", ["cached", "online"])
 @pytest.mark.parametrize("with_weights", [False, True])
 def test_unlabelled_batches_carry_only_the_teachers_logits(kind, with_weights):
-    x, teacher = indexed_x(), build_model(2)
+    x, teacher = indexed_x(37), dense_model(2)
     weights = np.linspace(0.5, 1.5, len(x)).astype("float32")
     data = build(
         kind,
@@ -89,7 +72,7 @@ def test_unlabelled_batches_carry_only_the_teachers_logits(kind, with_weights):
 
 @pytest.mark.parametrize("kind", ["cached", "online"])
 def test_partial_labels_pass_through_with_their_marker(kind):
-    x, y, teacher = indexed_x(), partial_labels(), build_model(2)
+    x, y, teacher = indexed_x(37), partial_labels(), dense_model(2)
     data = build(kind, x, y, teacher, batch_size=8, seed=4)
     assert sorted(data.element_spec[1]) == [LABELS_KEY, TEACHER_LOGITS_KEY]
     labels = []
@@ -111,10 +94,10 @@ def test_partial_labels_pass_through_with_their_marker(kind):
 @pytest.mark.parametrize("labels", ["none", "partial"])
 def test_distiller_trains_on_soft_targets_alone(kind, labels):
     """alpha=0: the student moves towards the teacher on unlabelled data."""
-    x, teacher = indexed_x(64), build_model(2)
+    x, teacher = indexed_x(64), dense_model(2)
     y = None if labels == "none" else partial_labels(64)
     data = build(kind, x, y, teacher, batch_size=16, seed=5)
-    student = build_model(7)
+    student = dense_model(7)
     distiller = kdkeras.Distiller(student=student, teacher=teacher)
     distiller.compile(optimizer=keras.optimizers.SGD(0.05), alpha=0.0, temperature=2.0)
     before = distiller.evaluate(data, verbose=0, return_dict=True)

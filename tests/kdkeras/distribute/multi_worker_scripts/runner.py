@@ -40,6 +40,25 @@ def run(args, timeout, env=None):
     )
 
 
+def launch(script, *script_args, timeout, workers=2, grace=30, env=None):
+    """Runs `python -m kdkeras.launch` on `script` with `script_args`.
+
+    Args:
+        script: the worker script's path.
+        *script_args: the script's own arguments.
+        timeout: the launcher's `--timeout`, in seconds.
+        workers: the launcher's `--workers`.
+        grace: how many seconds more than `timeout` the launcher itself gets.
+        env: the environment (default: `environment()`).
+
+    Returns:
+        The CompletedProcess (text output).
+    """
+    command = ["-m", "kdkeras.launch", "--workers", str(workers)]
+    command += ["--timeout", str(timeout), script, *map(str, script_args)]
+    return run(command, timeout + grace, env=env)
+
+
 def start(args, env=None, log=None):
     """Starts `python args...` in its own process group (killable as one)."""
     return subprocess.Popen(
