@@ -153,4 +153,3 @@ def build_mlp_student(
     (None, 10)
     """
     return _build_mlp(hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name)
-
