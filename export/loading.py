@@ -68,9 +68,14 @@ def load_model(path, unsafe=False):
 
     Example:
 
-    >>> model = load_model("student.keras")
-    >>> model.output.shape
-    (None, 10)
+    >>> import os
+    >>> import tempfile
+    >>> import keras
+    >>> import numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "student.keras")
+    >>> keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(path)
+    >>> load_model(path).predict(np.ones((2, 4)), verbose=0).shape
+    (2, 3)
     """
     path = os.fspath(path)
     if not os.path.exists(path):

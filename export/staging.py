@@ -197,10 +197,18 @@ class StagedOutput:
 
     Example:
 
-    >>> with StagedOutput("model.onnx") as staged:
-    ...     write(staged.temporary_path)
-    ...     check(staged.temporary_path)
+    >>> import os
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+    >>> with StagedOutput(path) as staged:
+    ...     with open(staged.temporary_path, "wb") as f:
+    ...         _ = f.write(b"verified bytes")
+    ...     os.path.exists(path)  # nothing at the destination until commit
     ...     staged.commit()
+    False
+    '...model.onnx'
+    >>> os.listdir(os.path.dirname(path))
+    ['model.onnx']
     """
 
     def __init__(self, path, overwrite=False, directory=False, flag="--output"):

@@ -239,7 +239,13 @@ def export_onnx(
 
     Example:
 
-    >>> result = export_onnx("student.keras")        # writes student.onnx
+    >>> import os
+    >>> import tempfile
+    >>> import keras
+    >>> keras.utils.set_random_seed(0)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "student.onnx")
+    >>> result = export_onnx(model, path)
     >>> result.sidecar["parity"]["max_relative_error"] < 1e-5
     True
     """

@@ -160,7 +160,13 @@ def export_savedmodel(
 
     Example:
 
-    >>> result = export_savedmodel(model, "student_savedmodel")
+    >>> import os
+    >>> import tempfile
+    >>> import keras
+    >>> keras.utils.set_random_seed(0)
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> path = os.path.join(tempfile.mkdtemp(), "student_savedmodel")
+    >>> result = export_savedmodel(model, path)
     >>> result.sidecar["parity"]["max_relative_error"] < 1e-5
     True
     """

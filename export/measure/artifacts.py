@@ -14,9 +14,15 @@ together (`measure_artifacts`) are timed in interleaved windows, so that all
 of them see the same machine conditions (`export.measure.worker`).
 
 Example:
+    >>> import os
+    >>> import tempfile
+    >>> import keras
     >>> from export.measure import measure_artifact
-    >>> result = measure_artifact("student.onnx", "onnx", batch_sizes=(1, 64))
-    >>> result["latency"]["1"]["p50_ms"], result["peak_rss_bytes"]
+    >>> path = os.path.join(tempfile.mkdtemp(), "student.keras")
+    >>> keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).save(path)
+    >>> result = measure_artifact(path, batch_sizes=(1, 8), min_time_s=0.05)
+    >>> result["format"], sorted(result["latency"]), result["peak_rss_bytes"] > 0
+    ('keras', ['1', '8'], True)
 """
 
 import os

@@ -18,8 +18,12 @@ formats: [tflite, onnx]         # which formats are gated (default: every measur
 ```
 
 Example:
-    >>> budget = load_budget("budget.yaml")
-    >>> violations = check_budget(budget, report["results"])
+    >>> budget = parse_budget({"max_size_mb": 1.0})
+    >>> result = {"model": "student", "format": "onnx", "size_bytes": 3_000_000,
+    ...           "gzip_bytes": 2_500_000, "latency": {}, "peak_rss_bytes": 1,
+    ...           "accuracy": None}
+    >>> [v["metric"] for v in check_budget(budget, [result])]  # 3.0 MB > 1.0 MB
+    ['size_mb']
 """
 
 import json
