@@ -165,6 +165,17 @@ def render_markdown(rows, info, command):
         "same test images.",
     ]
     lines += table_markdown.per_seed_and_notes_lines(rows, info)
+    online = {method.name for method in compact_runs.METHODS if method.online}
+    if any(row.name.split(": ", 1)[-1] in online for row in rows):
+        lines.append(
+            "- The online rows are the exception to the recipe's augmentation: "
+            "each batch is shifted and mirrored afresh every step "
+            "(`experiments.training.shift_and_flip_layer`) and the teacher runs "
+            "on exactly those images, while the student-alone row sees the "
+            "images the recipe gives it; their gap closed is measured against "
+            "that baseline, not against a student alone on the same augmented "
+            "images."
+        )
     return "\n".join(lines) + "\n"
 
 
