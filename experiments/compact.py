@@ -168,13 +168,12 @@ def render_markdown(rows, info, command):
     online = {method.name for method in compact_runs.METHODS if method.online}
     if any(row.name.split(": ", 1)[-1] in online for row in rows):
         lines.append(
-            "- The online rows are the exception to the recipe's augmentation: "
-            "each batch is shifted and mirrored afresh every step "
+            '- The online rows (and their own baseline, "alone, augmented '
+            "online\") are the exception to the recipe's augmentation: each "
+            "batch is shifted and mirrored afresh every step "
             "(`experiments.training.shift_and_flip_layer`) and the teacher runs "
-            "on exactly those images, while the student-alone row sees the "
-            "images the recipe gives it; their gap closed is measured against "
-            "that baseline, not against a student alone on the same augmented "
-            "images."
+            "on exactly those images; their gap closed is measured against the "
+            "student alone trained on the same kind of augmented batches."
         )
     return "\n".join(lines) + "\n"
 

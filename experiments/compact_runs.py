@@ -75,8 +75,18 @@ class Method:
 
 
 METHOD_ALONE = Method("alone", "alone", "labels only", "")
+#: The baseline of the online rows: labels only, on the images they see.
+METHOD_ALONE_ONLINE = Method(
+    "alone-online",
+    "alone, augmented online",
+    "labels only, each batch shifted and mirrored afresh as the online rows' "
+    "(`experiments.training.train_classifier_online`)",
+    "",
+    online=True,
+)
 METHODS = (
     METHOD_ALONE,
+    METHOD_ALONE_ONLINE,
     Method("kd", "kdkeras, KD, cached", "KD, cached soft targets", ROW_TEACHER),
     Method(
         "kd-online",
@@ -122,8 +132,9 @@ METHODS = (
         loss="dist",
     ),
 )
-#: `--methods` names: every method but the student alone, which always runs.
-METHOD_NAMES = tuple(method.key for method in METHODS[1:])
+#: `--methods` names: every method but the students alone, which run with
+#: the rows they are the baseline of.
+METHOD_NAMES = tuple(method.key for method in METHODS[2:])
 
 
 def row_name(kind, method):
@@ -200,6 +211,10 @@ def _train(method, kind, student, data, setup, recipe, seed):
         return training.train_classifier(
             student, x_train, y_train, recipe, seed, jit_compile=kind.jit_compile
         )
+    if method is METHOD_ALONE_ONLINE:
+        return training.train_classifier_online(
+            student, x_train, y_train, recipe, seed, jit_compile=kind.jit_compile
+        )
     ensemble = method.teacher == ROW_ENSEMBLE
     teacher = setup.ensemble if ensemble else setup.teacher
     if method.keras_distillation:
@@ -251,7 +266,9 @@ def run(settings, log=print, on_seed=None):
     rows[ROW_ENSEMBLE].flops = sum(
         models.count_flops(member) for member in setup.ensemble.members
     )
-    methods = [METHOD_ALONE] + [m for m in METHODS[1:] if m.key in settings["methods"]]
+    methods = [METHOD_ALONE] + [m for m in METHODS[2:] if m.key in settings["methods"]]
+    if any(method.online and method.teacher for method in methods):
+        methods.insert(1, METHOD_ALONE_ONLINE)  # the online rows' baseline
     if not any(method.teacher == ROW_ENSEMBLE for method in methods):
         del rows[ROW_ENSEMBLE]  # no student learns from it
     kinds = [STUDENTS[name] for name in settings["students"]]
@@ -264,7 +281,9 @@ def run(settings, log=print, on_seed=None):
                 f"{kind.builder}, {method.description}",
                 student.count_params(),
                 teacher=method.teacher,
-                alone=row_name(kind, METHOD_ALONE),
+                alone=row_name(
+                    kind, METHOD_ALONE_ONLINE if method.online else METHOD_ALONE
+                ),
                 flops=models.count_flops(student),
             )
     info = setup.info(

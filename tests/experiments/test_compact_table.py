@@ -58,10 +58,18 @@ def test_quick_run_writes_every_row_with_int8_figures(tmp_path):
             )
             assert 0 <= int(int8) <= TEST
             assert float(seconds) > 0
-            if method is compact_runs.METHOD_ALONE:
+            if not method.teacher:
                 assert gap == "0% (reference)"
             else:
                 assert re.fullmatch(r"-?\d+%|n/a \(teacher not better\)", gap)
+        # The online row is measured against the student alone on the same
+        # kind of augmented batches, not against the plain baseline.
+        online = rows[f"{kind.label}: kdkeras, KD, online"]
+        baseline = int(rows[f"{kind.label}: alone, augmented online"][2])
+        gap = baseline - int(teacher[2])
+        if gap > 0:
+            expected = (baseline - int(online[2])) / gap
+            assert online[3] == f"{expected:.0%}"
 
 
 def test_methods_flag_limits_the_rows_and_students_flag_the_students(tmp_path):
