@@ -180,7 +180,6 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
             f"Received: --teacher-file={teacher_file}"
         )
     for index in range(settings["ensemble_size"]):
-        log(f"teacher {index}: training ({teacher_recipe.epochs} epochs)")
         path = training.teacher_cache_path(
             settings["cache_dir"],
             kind.cache_name,
@@ -190,6 +189,10 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
         )
         if index == 0 and teacher_file:
             path = teacher_file  # loaded, never written
+        if path and os.path.isfile(path):
+            log(f"teacher {index}: loading {path}")
+        else:
+            log(f"teacher {index}: training ({teacher_recipe.epochs} epochs)")
         model, seconds = training.cached_teacher(
             path,
             lambda index=index: kind.build(
