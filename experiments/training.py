@@ -55,6 +55,16 @@ def _fit_epochs(model, images, targets_of_epoch, recipe, verbose):
     return seconds
 
 
+def _compile_classifier(model, images, recipe, seed, jit_compile):
+    """Seeds, then compiles `model` for hard-label cross-entropy on `recipe`."""
+    keras.utils.set_random_seed(seed)
+    model.compile(
+        optimizer=recipe.optimizer(_steps_per_epoch(images, recipe)),
+        loss=_sparse_crossentropy(),
+        jit_compile=jit_compile,
+    )
+
+
 def train_classifier(model, images, labels, recipe, seed, jit_compile, verbose=0):
     """Trains `model` (logits) on hard labels with cross-entropy.
 
@@ -70,12 +80,7 @@ def train_classifier(model, images, labels, recipe, seed, jit_compile, verbose=0
     Returns:
         Seconds spent in `fit`.
     """
-    keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=recipe.optimizer(_steps_per_epoch(images, recipe)),
-        loss=_sparse_crossentropy(),
-        jit_compile=jit_compile,
-    )
+    _compile_classifier(model, images, recipe, seed, jit_compile)
     return _fit_epochs(model, images, lambda epoch: labels, recipe, verbose)
 
 
@@ -190,12 +195,7 @@ def train_classifier_online(
     """
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
-    model.compile(
-        optimizer=recipe.optimizer(_steps_per_epoch(images, recipe)),
-        loss=_sparse_crossentropy(),
-        jit_compile=jit_compile,
-    )
+    _compile_classifier(model, images, recipe, seed, jit_compile)
     augmentation = shift_and_flip_layer(recipe, seed)
     dataset = (
         tf.data.Dataset.from_tensor_slices((images, labels))
