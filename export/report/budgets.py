@@ -207,8 +207,15 @@ def load_budget(path):
         raise BudgetError(
             f"`--budget` must be an existing .yaml or .json file. Received: --budget={path}"
         )
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())
+        raise BudgetError(
+            f"`--budget` must be a readable UTF-8 .yaml or .json file. "
+            f"Received: --budget={path} ({reason})"
+        ) from None
     extension = os.path.splitext(path)[1].lower()
     try:
         if extension == ".json":

@@ -142,11 +142,19 @@ def test_load_yaml_and_json_files(tmp_path):
             "max_p99_ms = 1",
             "`--budget` must end in .yaml, .yml or .json",
         ),
+        (
+            "binary.yaml",
+            b"\xff\xfemax_size_mb: 1\n",
+            "`--budget` must be a readable UTF-8 .yaml or .json file",
+        ),
     ],
 )
 def test_unreadable_file_is_one_line_error(tmp_path, name, text, match):
     path = tmp_path / name
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     with pytest.raises(budgets.BudgetError, match=match) as error:
         budgets.load_budget(str(path))
     assert "\n" not in str(error.value)
