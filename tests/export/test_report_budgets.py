@@ -142,6 +142,9 @@ def test_load_yaml_and_json_files(tmp_path):
             "max_p99_ms = 1",
             "`--budget` must end in .yaml, .yml or .json",
         ),
+        ("twice.yaml", "max_size_mb: 1\nmax_size_mb: 50\n", "'max_size_mb' twice"),
+        ("twice.json", '{"max_size_mb": 1, "max_size_mb": 50}', "'max_size_mb' twice"),
+        ("nested.yaml", "max_p99_ms: {1: 2, 1: 90}\n", "1 twice"),
         (
             "binary.yaml",
             b"\xff\xfemax_size_mb: 1\n",
