@@ -16,7 +16,7 @@ import, so importing the Python API does not touch absl's global flags);
 
 Exit status, the same for every tool:
 
-    0  done, every check passed
+    0  done, every check passed (also `--help`, which lists every flag)
     1  a check failed: parity or accuracy against Keras (`ParityError`), a
        budget, or an export or measurement of the report; also an unexpected
        error (its type is named)
