@@ -16,7 +16,7 @@ import, so importing the Python API does not touch absl's global flags);
 
 Exit status, the same for every tool:
 
-    0  done, every check passed
+    0  done, every check passed (also `--help`, which lists every flag)
     1  a check failed: parity or accuracy against Keras (`ParityError`), a
        budget, or an export or measurement of the report; also an unexpected
        error (its type is named)
@@ -256,12 +256,33 @@ def parser(program):
     """absl's flag parser, with a one-line error and exit 2 on bad flags."""
 
     def parse(argv):
+        show_flags_in_help()
         try:
             return FLAGS(argv)
         except flags.Error as error:
             fail(program, one_line(error), EXIT_USAGE)
+        except SystemExit as exit:
+            # absl's --help/--helpfull print the help, then exit 1; asking for
+            # help is not a failed check.
+            if exit.code == EXIT_CHECK_FAILED:
+                sys.exit(EXIT_OK)
+            raise
 
     return parse
+
+
+def show_flags_in_help():
+    """Makes the tools' flags (defined in `export`) part of `--help`.
+
+    absl's `--help` lists only the main module's own flags; ours are defined
+    in `export.cli` and the tool modules, so it listed none.
+    """
+    main_module = sys.argv[0]
+    for module, module_flags in FLAGS.flags_by_module_dict().items():
+        if module == main_module or not module.startswith("export"):
+            continue
+        for flag in module_flags:
+            FLAGS.register_key_flag_for_module(main_module, flag)
 
 
 def run_main(program, main, argv=None, takes_arguments=False):

@@ -354,10 +354,39 @@ def serve_isolated(outcome_fd, requests):
             outcomes.flush()
 
 
+def import_tensorflow_quietly_if_asked():
+    """Child side: drops TensorFlow's import noise if the caller's logging is quiet.
+
+    TensorFlow's start-up lines (`failed call to cuInit`, absl's "All log
+    messages before absl::InitializeLog()") are written natively to file
+    descriptor 2 whatever `TF_CPP_MIN_LOG_LEVEL` says; when it is set above 0
+    (the CLIs set it unless `--verbose`), they are dropped here, so that the
+    child, which writes to the caller's stderr, is as quiet as the caller.
+    """
+    import sys
+    import tempfile
+
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401  (imported for its side effect)
+        except ImportError:
+            pass
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["--serve"] and len(sys.argv) == 3:
+        import_tensorflow_quietly_if_asked()
         serve_isolated(int(sys.argv[2]), sys.stdin)
     else:
         sys.stderr.write("usage: python -m export.pipeline --serve FD\n")

@@ -469,13 +469,44 @@ class Distiller(XlaStepFunctions, keras.Model):
                 return_dict=True,
                 **kwargs,
             )
-        if return_dict:
-            return logs
+        return logs if return_dict else self._as_keras_results(logs)
+
+    def _as_keras_results(self, logs):
+        """The loss, then the compiled metrics in order, as plain Keras lists."""
         parts = set(self._loss_trackers) | {"loss"}
         results = [logs["loss"]] + [
             value for name, value in logs.items() if name not in parts
         ]
         return results[0] if len(results) == 1 else results
+
+    def train_on_batch(
+        self, x, y=None, sample_weight=None, class_weight=None, return_dict=False
+    ):
+        """`keras.Model.train_on_batch`, returning what `evaluate` returns."""
+        logs = super().train_on_batch(
+            x,
+            y,
+            sample_weight=sample_weight,
+            class_weight=class_weight,
+            return_dict=True,
+        )
+        return logs if return_dict else self._as_keras_results(logs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """`keras.Model.test_on_batch`, returning what `evaluate` returns."""
+        logs = super().test_on_batch(
+            x, y, sample_weight=sample_weight, return_dict=True
+        )
+        return logs if return_dict else self._as_keras_results(logs)
+
+    def predict(self, x, batch_size=None, verbose="auto", **kwargs):
+        """The student's `predict`; `verbose="auto"` as in `fit`."""
+        return super().predict(
+            x,
+            batch_size=batch_size,
+            verbose=arguments.resolve_verbose(verbose),
+            **kwargs,
+        )
 
     def _check_arrays(self, x, y):
         """Eager checks of array data: not empty, labels and top-k targets."""

@@ -331,7 +331,7 @@ def serve(spec, commands, replies):
 
 def main(argv):
     """Runs `serve` on the spec file `argv[1]`, commands on stdin."""
-    if len(argv) != 2:
+    if len(argv) != 2 or not os.path.isfile(argv[1]):
         sys.stderr.write(
             "usage: python -m export.measure.child SPEC.json  (then commands on stdin)\n"
         )

@@ -197,6 +197,42 @@ def objective_value(objective, entry, reference_accuracy=None):
     return float(value)
 
 
+def _mapping_without_repeats(pairs):
+    """A dict of `pairs`; a key given twice (the last would silently win) is refused."""
+    mapping = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise BudgetError(
+                f"`--budget` must give each key once. Received: {key!r} twice"
+            )
+        mapping[key] = value
+    return mapping
+
+
+def _load_yaml_without_repeats(text):
+    """`yaml.safe_load`, refusing a mapping that repeats a key."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        loader.flatten_mapping(node)
+        pairs = [
+            (
+                loader.construct_object(key, deep=deep),
+                loader.construct_object(value, deep=deep),
+            )
+            for key, value in node.value
+        ]
+        return _mapping_without_repeats(pairs)
+
+    Loader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    return yaml.load(text, Loader=Loader)  # noqa: S506  (a SafeLoader subclass)
+
+
 def load_budget(path):
     """Reads and validates a `.yaml`/`.yml`/`.json` budget file (see module docstring).
 
@@ -207,16 +243,21 @@ def load_budget(path):
         raise BudgetError(
             f"`--budget` must be an existing .yaml or .json file. Received: --budget={path}"
         )
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = " ".join(str(error).split())
+        raise BudgetError(
+            f"`--budget` must be a readable UTF-8 .yaml or .json file. "
+            f"Received: --budget={path} ({reason})"
+        ) from None
     extension = os.path.splitext(path)[1].lower()
     try:
         if extension == ".json":
-            content = json.loads(text)
+            content = json.loads(text, object_pairs_hook=_mapping_without_repeats)
         elif extension in (".yaml", ".yml"):
-            import yaml
-
-            content = yaml.safe_load(text)
+            content = _load_yaml_without_repeats(text)
         else:
             raise BudgetError(
                 f"`--budget` must end in .yaml, .yml or .json. Received: --budget={path}"

@@ -155,7 +155,13 @@ def build_report(
             "digest": data_digest(representative[0][:MAX_CALIBRATION_SAMPLES]),
         }
     artifacts = os.path.join(output_dir, "artifacts")
-    os.makedirs(artifacts, exist_ok=True)
+    try:
+        os.makedirs(artifacts, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            "`--output-dir` must be a folder that can be created and written. "
+            f"Received: --output-dir={output_dir} ({error.strerror})"
+        ) from None
     plan = []
     for name in sources:
         plan += [(name, fmt, "none", fmt) for fmt in formats]

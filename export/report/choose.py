@@ -187,6 +187,47 @@ def check_release_dir(path):
         )
 
 
+def check_sidecar(path, artifact_name, size_bytes, recorded):
+    """Refuses a sidecar that does not describe the released artifact.
+
+    It must name `artifact_name`, give its `size_bytes`, and hold the parity
+    the report recorded when the artifact was exported (`recorded["parity"]`):
+    a sidecar rewritten since (another export to the same path) is stale.
+
+    Raises:
+        RuntimeError: the sidecar is unreadable or stale (one line).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise RuntimeError(
+            f"the sidecar of {artifact_name} is unreadable "
+            f"({' '.join(str(error).split())}); nothing released"
+        ) from None
+    if not isinstance(content, dict):
+        content = {}
+    stale = []
+    if content.get("artifact") != artifact_name:
+        stale.append(f"artifact {content.get('artifact')!r} != {artifact_name!r}")
+    if content.get("size_bytes") != size_bytes:
+        stale.append(f"size_bytes {content.get('size_bytes')} != {size_bytes}")
+    if "parity" in recorded and _canonical(content.get("parity")) != _canonical(
+        recorded["parity"]
+    ):
+        stale.append("parity differs from the one measured")
+    if stale:
+        raise RuntimeError(
+            f"the sidecar of {artifact_name} does not describe it "
+            f"({'; '.join(stale)}); nothing released"
+        )
+
+
+def _canonical(value):
+    """JSON text of `value` (NaN equals NaN; key order ignored)."""
+    return json.dumps(value, sort_keys=True, default=float)
+
+
 def write_release(report, release_dir):
     """Copies the winner and its sidecar into `release_dir`, with `release.json`.
 
@@ -225,9 +266,18 @@ def write_release(report, release_dir):
                 f"{entry['artifact']} changed after it was measured (SHA-256 "
                 f"{digest[:12]}… != {entry['sha256'][:12]}…); nothing released"
             )
+        size_bytes = staging.artifact_size_bytes(copied)
         sidecar = (entry.get("export") or {}).get("sidecar_path")
-        if sidecar and os.path.exists(sidecar):
-            shutil.copy2(sidecar, os.path.join(staged, os.path.basename(sidecar)))
+        if sidecar:
+            copied_sidecar = os.path.join(staged, os.path.basename(sidecar))
+            try:
+                shutil.copy2(sidecar, copied_sidecar)
+            except OSError as error:
+                raise RuntimeError(
+                    f"the sidecar {sidecar} of {name} cannot be copied "
+                    f"({' '.join(str(error).split())}); nothing released"
+                ) from None
+            check_sidecar(copied_sidecar, name, size_bytes, entry["export"])
         beaten = [c for c in release["candidates"] if c is not winner]
         latency = {
             b: {
@@ -247,7 +297,7 @@ def write_release(report, release_dir):
         record = {
             "artifact": name,
             "sha256": digest,
-            "size_bytes": staging.artifact_size_bytes(copied),
+            "size_bytes": size_bytes,
             "sidecar": os.path.basename(sidecar) if sidecar else None,
             "model": entry["model"],
             "variant": winner["variant"],

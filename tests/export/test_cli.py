@@ -350,3 +350,20 @@ def test_bad_labelled_data_refused(
     )
     assert_refused(completed, tool, *keywords)
     assert os.listdir(tmp_path) == ["labelled.npz"]
+
+
+@pytest.mark.parametrize(
+    "tool, flag",
+    [
+        ("to_savedmodel", "--output"),
+        ("to_tflite", "--representative-data"),
+        ("to_onnx", "--labelled-data"),
+        ("report", "--budget"),
+    ],
+)
+def test_help_lists_the_tool_flags_and_exits_0(tool, flag):
+    completed = run_tool(tool, "--help")
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""
+    assert f"  {flag}:" in completed.stdout
+    assert "  --[no]verbose:" in completed.stdout

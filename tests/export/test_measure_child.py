@@ -103,3 +103,18 @@ def test_keras_child_does_import_tensorflow(artifacts, tmp_path):
     imported, replies = run_child(spec, tmp_path, "keras")
     assert "tensorflow" in {name.split(".")[0] for name in imported}
     assert "tensorflow" in replies[-1]["loaded_modules"]
+
+
+@pytest.mark.parametrize("arguments", [[], ["--help"], ["absent.json"], ["a", "b"]])
+def test_child_without_a_spec_file_prints_its_usage_and_exits_2(arguments, tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "export.measure.child", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=worker.child_environment("numpy", 1),
+        timeout=120,
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.startswith("usage: python -m export.measure.child")
+    assert "Traceback" not in completed.stderr

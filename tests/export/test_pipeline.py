@@ -1,6 +1,8 @@
 """export.pipeline: destinations checked first, converters isolated in a child."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -130,3 +132,25 @@ def test_sidecar_path_that_is_a_directory_is_refused_first(tmp_path):
     (tmp_path / "m.onnx.json").mkdir()
     with pytest.raises(ValueError, match="must be a file path"):
         pipeline.resolve_for_export("does-not-matter.keras", tmp_path / "m.onnx")
+
+
+@pytest.mark.parametrize("level", ["1", "3"])
+def test_isolated_child_start_up_is_as_quiet_as_the_caller_asks(level):
+    """The converter child writes to the caller's stderr: no TensorFlow noise."""
+    script = (
+        "import importlib\n"
+        "from export import pipeline\n"
+        "pipeline.run_isolated(importlib.import_module, {'name': 'tensorflow'}, 'x')\n"
+        "pipeline.stop_isolated()\n"
+    )
+    repository = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    completed = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=repository,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": level},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stderr == ""

@@ -142,11 +142,22 @@ def test_load_yaml_and_json_files(tmp_path):
             "max_p99_ms = 1",
             "`--budget` must end in .yaml, .yml or .json",
         ),
+        ("twice.yaml", "max_size_mb: 1\nmax_size_mb: 50\n", "'max_size_mb' twice"),
+        ("twice.json", '{"max_size_mb": 1, "max_size_mb": 50}', "'max_size_mb' twice"),
+        ("nested.yaml", "max_p99_ms: {1: 2, 1: 90}\n", "1 twice"),
+        (
+            "binary.yaml",
+            b"\xff\xfemax_size_mb: 1\n",
+            "`--budget` must be a readable UTF-8 .yaml or .json file",
+        ),
     ],
 )
 def test_unreadable_file_is_one_line_error(tmp_path, name, text, match):
     path = tmp_path / name
-    path.write_text(text)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
     with pytest.raises(budgets.BudgetError, match=match) as error:
         budgets.load_budget(str(path))
     assert "\n" not in str(error.value)

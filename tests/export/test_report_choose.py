@@ -152,15 +152,25 @@ def test_pareto_front_marks_the_undominated_points():
     assert choose.pareto_front([{"a": math.nan}], ("a",)) == [False]
 
 
-def _release_report(tmp_path, digest=None):
+PARITY = {"format": "tflite", "max_abs_diff": 0.01, "top1_agreement": 0.99}
+
+
+def _release_report(tmp_path, digest=None, sidecar_content=None):
     artifact = tmp_path / "pruned_int8.tflite"
     artifact.write_bytes(b"\x01tflite bytes")
     sidecar = tmp_path / "pruned_int8.tflite.json"
-    sidecar.write_text("{}")
+    if sidecar_content is None:
+        sidecar_content = {
+            "artifact": "pruned_int8.tflite",
+            "size_bytes": len(b"\x01tflite bytes"),
+            "parity": PARITY,
+        }
+    if sidecar_content != "absent":
+        sidecar.write_text(json.dumps(sidecar_content))
     entry = dict(
         RESULTS[2],
         artifact=str(artifact),
-        export={"sidecar_path": str(sidecar)},
+        export={"sidecar_path": str(sidecar), "parity": PARITY},
         sha256=digest or choose.file_digest(str(artifact)),
         lineage={"converter": "x"},
     )
@@ -205,6 +215,39 @@ def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_hold
 def test_write_release_refuses_a_changed_artifact_and_leaves_nothing(tmp_path):
     report = _release_report(tmp_path, digest="0" * 64)
     with pytest.raises(RuntimeError, match="changed after it was measured"):
+        choose.write_release(report, str(tmp_path / "release"))
+    assert not os.path.exists(tmp_path / "release")
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".release")]
+
+
+@pytest.mark.parametrize(
+    "sidecar_content, match",
+    [
+        ("absent", "cannot be copied"),
+        (
+            {"artifact": "other.tflite", "size_bytes": 13, "parity": PARITY},
+            "artifact 'other.tflite' != 'pruned_int8.tflite'",
+        ),
+        (
+            {"artifact": "pruned_int8.tflite", "size_bytes": 99, "parity": PARITY},
+            "size_bytes 99 != 13",
+        ),
+        (
+            {
+                "artifact": "pruned_int8.tflite",
+                "size_bytes": 13,
+                "parity": dict(PARITY, max_abs_diff=0.5),
+            },
+            "parity differs",
+        ),
+        ([1, 2], "does not describe it"),
+    ],
+)
+def test_write_release_refuses_a_missing_or_stale_sidecar_and_leaves_nothing(
+    tmp_path, sidecar_content, match
+):
+    report = _release_report(tmp_path, sidecar_content=sidecar_content)
+    with pytest.raises(RuntimeError, match=match):
         choose.write_release(report, str(tmp_path / "release"))
     assert not os.path.exists(tmp_path / "release")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".release")]

@@ -275,6 +275,25 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
     assert not os.path.exists(output)  # failed before doing any work
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
+def test_output_dir_that_cannot_be_created_is_usage_error(inputs):
+    output = "/proc/kdkeras-report"  # /proc refuses new entries, even to root
+    completed = run_report(
+        report_arguments(
+            inputs["teacher"],
+            [inputs["student"]],
+            labelled_data=inputs["data"],
+            output_dir=output,
+        ),
+        timeout=120,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert one_error_line(completed).startswith(
+        "export.report: error: `--output-dir` must be a folder that can be created "
+        f"and written. Received: --output-dir={output} ("
+    )
+
+
 def test_missing_teacher_is_usage_error(inputs, tmp_path):
     completed = run_report(
         report_arguments(str(tmp_path / "absent.keras"), [inputs["student"]]),

@@ -129,6 +129,8 @@ def released(inputs):
 def test_every_variant_is_verified_measured_interleaved_and_described(released, inputs):
     completed, data, _ = released
     assert completed.returncode == 0, completed.stderr[-3000:]
+    for noise in ("cuInit", "absl::InitializeLog", "cudart_stub"):
+        assert noise not in completed.stderr  # also the converter child's start-up
     entries = {(r["model"], r["variant"]): r for r in data["results"]}
     expected = {("teacher", v) for v in ("onnx", "numpy")}
     expected |= {

@@ -412,6 +412,28 @@ def test_progress_is_one_line_per_epoch_off_a_terminal(monkeypatch):
     assert len(lines) == 7
 
 
+def test_predict_off_a_terminal_writes_one_line(monkeypatch):
+    stream = io.StringIO()
+    monkeypatch.setattr(stream, "isatty", lambda: False, raising=False)
+    monkeypatch.setattr(sys, "stdout", stream)
+    x, _ = random_data(64)
+    distiller = _distiller(alpha=0.1)
+    monkeypatch.setattr(keras.utils.Progbar, "__init__", _slow_interval_progbar)
+    distiller.predict(x, batch_size=1)
+    output = stream.getvalue()
+    assert "\b" not in output and "\r" not in output
+    assert len([line for line in output.splitlines() if line.strip()]) == 1
+
+
+_progbar_init = keras.utils.Progbar.__init__
+
+
+def _slow_interval_progbar(self, *args, **kwargs):
+    """A Progbar that would redraw after every batch (interval 0)."""
+    kwargs["interval"] = 0.0
+    _progbar_init(self, *args, **kwargs)
+
+
 def test_progress_bar_is_live_in_a_terminal(monkeypatch):
     output = _fit_output(monkeypatch, terminal=True)
     assert "\r" in output or "\b" in output

@@ -96,3 +96,23 @@ def test_evaluate_without_metrics_returns_the_loss_like_keras():
     assert loss == pytest.approx(
         distiller.evaluate(x, y, verbose=0, return_dict=True)["loss"]
     )
+
+
+@pytest.mark.parametrize("method", ["test_on_batch", "train_on_batch"])
+def test_on_batch_results_are_loss_then_metrics_like_evaluate(method):
+    teacher, student = _models()
+    x, y = _mnist_shaped(32, seed=4)
+    distiller = Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer="adam",
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+        alpha=0.1,
+        temperature=10,
+    )
+    accuracy = (distiller.student.predict(x, verbose=0).argmax(axis=1) == y).mean()
+    loss, batch_accuracy = getattr(distiller, method)(x, y)
+    assert batch_accuracy == pytest.approx(accuracy, rel=1e-6)
+    parts = getattr(distiller, method)(x, y, return_dict=True)
+    assert {"student_loss", "distillation_loss", "sparse_categorical_accuracy"} <= set(
+        parts
+    )
