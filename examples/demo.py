@@ -143,6 +143,55 @@ flags.DEFINE_boolean(
     "against the fp32 distilled student) after training.",
 )
 
+#: Exit status of a bad flag value or a positional argument.
+USAGE_EXIT_CODE = 2
+
+
+def _register_finite_validators():
+    """NaN passes absl's bounds (every comparison with it is False)."""
+    for name in ("temperature", "alpha", "mixup"):
+        flags.register_validator(
+            name,
+            math.isfinite,
+            message=f"`--{name}` must be a finite number (not NaN)",
+        )
+    for model in ("teacher", "student"):
+        name = f"{model}-learning-rate"
+        flags.register_validator(
+            name,
+            lambda value: math.isfinite(value) and value > 0,
+            message=f"`--{name}` must be a finite number > 0",
+        )
+    flags.register_validator(
+        "output-dir",
+        lambda value: bool(value and value.strip()),
+        message="`--output-dir` must be a non-empty path",
+    )
+
+
+_register_finite_validators()
+
+
+def _usage_error(message):
+    sys.stderr.write(f"examples.demo: error: {message}\n")
+    sys.stderr.flush()
+    sys.exit(USAGE_EXIT_CODE)
+
+
+def parse_flags(argv):
+    """absl's flag parser: a bad flag or a positional argument exits 2 with
+    one line on stderr, before anything is loaded or trained."""
+    try:
+        arguments = FLAGS(argv)
+    except flags.Error as error:
+        _usage_error(" ".join(str(error).split()))
+    if len(arguments) > 1:
+        _usage_error(
+            "`examples.demo` takes no positional arguments. "
+            f"Received: {' '.join(arguments[1:])}"
+        )
+    return arguments
+
 
 def _flag(name):
     return FLAGS[name].value
@@ -475,4 +524,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

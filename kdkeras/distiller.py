@@ -34,7 +34,9 @@ from kdkeras.distribute import multi_worker
 from kdkeras.model_graph import known_shape
 from kdkeras.reductions import per_example_weight
 from kdkeras.step_functions import XlaStepFunctions
+from kdkeras.targets import TopKTargets
 from kdkeras.targets import split_targets
+from kdkeras.targets.inputs import check_finite_logits
 from kdkeras.targets.topk import check_array_top_k
 from kdkeras.targets.topk import checked_top_k
 
@@ -335,6 +337,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         )
 
     def _train_core(self, x, labels, teacher_logits, sample_weight):
+        """`(logs, teacher_finite)`; no update from non-finite teacher logits."""
         with tf.GradientTape() as tape:
             step = self._step_losses(
                 x, labels, teacher_logits, sample_weight, training=True
@@ -342,11 +345,18 @@ class Distiller(XlaStepFunctions, keras.Model):
             scaled_loss = self.optimizer.scale_loss(step["loss"])
         trainable_variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, trainable_variables)
+        teacher_finite = _all_finite(step["teacher_logits"])
+        gradients = [
+            ops.where(teacher_finite, gradient, ops.zeros_like(gradient))
+            if isinstance(gradient, tf.Tensor)
+            else gradient
+            for gradient in gradients
+        ]
         self.optimizer.apply_gradients(zip(gradients, trainable_variables, strict=True))
         step_metrics.update_step_metrics(
             self._loss_trackers, self._compile_metrics, step
         )
-        return self.get_metrics_result()
+        return self.get_metrics_result(), teacher_finite
 
     def _test_core(self, x, labels, teacher_logits, sample_weight):
         step = self._step_losses(
@@ -355,7 +365,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         step_metrics.update_step_metrics(
             self._loss_trackers, self._compile_metrics, step
         )
-        return self.get_metrics_result()
+        return self.get_metrics_result(), _all_finite(step["teacher_logits"])
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -370,7 +380,7 @@ class Distiller(XlaStepFunctions, keras.Model):
             teacher_logits, self.temperature, self.distillation_loss_fn
         )
         step = self._step_core("train")
-        return step(x, labels, teacher_logits, sample_weight)
+        return _checked_teacher(*step(x, labels, teacher_logits, sample_weight))
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -381,7 +391,7 @@ class Distiller(XlaStepFunctions, keras.Model):
             teacher_logits, self.temperature, self.distillation_loss_fn
         )
         step = self._step_core("test")
-        return step(x, labels, teacher_logits, sample_weight)
+        return _checked_teacher(*step(x, labels, teacher_logits, sample_weight))
 
     # ------------------------------------------------------ fit and evaluate
 
@@ -513,6 +523,11 @@ class Distiller(XlaStepFunctions, keras.Model):
         arguments.check_not_empty(x)
         labels_lib.check_array_labels(y, self._num_classes())
         check_array_top_k(y, self.temperature, self.distillation_loss_fn)
+        _, teacher_targets = split_targets(y)
+        if isinstance(teacher_targets, TopKTargets):
+            teacher_targets = teacher_targets.values
+        if teacher_targets is not None and hasattr(teacher_targets, "shape"):
+            check_finite_logits(ops.convert_to_numpy(teacher_targets))
 
     # ---------------------------------------------------------- serialisation
 
@@ -530,6 +545,32 @@ class Distiller(XlaStepFunctions, keras.Model):
         config["student"] = keras.saving.deserialize_keras_object(config["student"])
         config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         return cls(**config)
+
+
+def _all_finite(teacher_logits):
+    """Whether every teacher logit (or top-k logit) of the batch is finite."""
+    if isinstance(teacher_logits, TopKTargets):
+        teacher_logits = teacher_logits.values
+    return ops.all(ops.isfinite(teacher_logits))
+
+
+def _checked_teacher(logs, teacher_finite):
+    """`logs`, after an in-graph check (outside XLA) of the teacher's logits.
+
+    A NaN or inf teacher logit makes every soft-target loss NaN: the step
+    is refused, with the student left as it was, instead of training on it.
+    """
+    check = tf.debugging.Assert(
+        teacher_finite,
+        [
+            "`teacher_logits` must be finite. Received: NaN or inf in this "
+            "batch's teacher logits (a diverged or float16-overflowing "
+            "teacher, or non-finite cached targets); the student was not "
+            "updated on this batch."
+        ],
+    )
+    with tf.control_dependencies([check]):
+        return tf.nest.map_structure(tf.identity, logs)
 
 
 def _optimizer_steps(model):

@@ -2,24 +2,37 @@
 
 import numbers
 
+#: Largest width (units, filters, classes) a builder accepts: wider layers of
+#: these small-image models are a typo, and their weights would not fit in
+#: memory (an out-of-memory error instead of a one-line one).
+MAX_WIDTH = 65536
+
 
 def check_units(name, units, allow_empty=False):
-    """Returns `units` as a tuple of positive ints or raises a one-line error."""
+    """Returns `units` as a tuple of ints in [1, MAX_WIDTH] or raises a
+    one-line error. An unordered collection (set, dict) or a string is
+    refused: the layers' order would be arbitrary."""
+    original = units
     if isinstance(units, numbers.Integral) and not isinstance(units, bool):
         units = (units,)
+    if isinstance(units, (str, bytes, set, frozenset, dict)):
+        units = None
     try:
         units = tuple(units)
     except TypeError:
         raise TypeError(
-            f"`{name}` must be a sequence of positive ints. Received: {name}={units!r}"
+            f"`{name}` must be a sequence of positive ints. "
+            f"Received: {name}={original!r}"
         ) from None
     if (not units and not allow_empty) or not all(
-        isinstance(u, numbers.Integral) and not isinstance(u, bool) and u > 0
+        isinstance(u, numbers.Integral)
+        and not isinstance(u, bool)
+        and 0 < u <= MAX_WIDTH
         for u in units
     ):
         raise ValueError(
-            f"`{name}` must be a non-empty sequence of positive ints. "
-            f"Received: {name}={units!r}"
+            f"`{name}` must be a non-empty sequence of ints in [1, {MAX_WIDTH}]. "
+            f"Received: {name}={original!r}"
         )
     return tuple(int(u) for u in units)
 
@@ -35,34 +48,40 @@ def check_rate(name, rate):
     return float(rate)
 
 
-def check_positive_int(name, value, minimum=1):
-    """Returns `value` as an int >= `minimum` or raises a one-line error."""
+def check_positive_int(name, value, minimum=1, maximum=MAX_WIDTH):
+    """Returns `value` as an int in [`minimum`, `maximum`] or raises a
+    one-line error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
             f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
         )
-    if value < minimum:
+    if not minimum <= value <= maximum:
         raise ValueError(
-            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
+            f"`{name}` must be an int in [{minimum}, {maximum}]. "
+            f"Received: {name}={value!r}"
         )
     return int(value)
 
 
 def check_input_shape(input_shape):
-    """Returns `input_shape` as a `(height, width, channels)` tuple."""
-    try:
-        shape = tuple(int(d) for d in input_shape)
-    except (TypeError, ValueError):
+    """Returns `input_shape` as a `(height, width, channels)` tuple of ints."""
+    if isinstance(input_shape, (str, bytes)) or not hasattr(input_shape, "__len__"):
         raise TypeError(
             "`input_shape` must be (height, width, channels). "
             f"Received: input_shape={input_shape!r}"
-        ) from None
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(
-            "`input_shape` must be (height, width, channels) of positive "
-            f"ints. Received: input_shape={input_shape!r}"
         )
-    return shape
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(
+        isinstance(d, numbers.Integral)
+        and not isinstance(d, bool)
+        and 1 <= d <= MAX_WIDTH
+        for d in shape
+    ):
+        raise ValueError(
+            "`input_shape` must be (height, width, channels) of ints in "
+            f"[1, {MAX_WIDTH}]. Received: input_shape={input_shape!r}"
+        )
+    return tuple(int(d) for d in shape)
 
 
 def check_seed(seed):

@@ -13,36 +13,53 @@ import math
 import keras
 
 
-def _spatial_size(output_shape):
+def _known(layer, shape):
+    """`shape` without its batch axis, refusing an unknown dimension."""
+    if any(d is None for d in shape[1:]):
+        raise ValueError(
+            "`model` must have known input dimensions (besides the batch) to "
+            f"count FLOPs. Received: layer {layer.name!r} with output shape "
+            f"{tuple(shape)}"
+        )
+    return tuple(int(d) for d in shape[1:])
+
+
+def _spatial_size(layer):
     # (batch, *spatial, channels) in channels_last; drop batch and channels.
-    return math.prod(int(d) for d in output_shape[1:-1])
+    return math.prod(_known(layer, layer.output.shape)[:-1])
 
 
 def _layer_macs(layer):
     """Multiply-accumulates for one example through `layer` (0 if none)."""
     if isinstance(layer, keras.layers.Dense):
-        input_units = int(layer.input.shape[-1])
+        input_units = _known(layer, layer.input.shape)[-1]
         # A Dense on a rank > 2 input applies to every leading position.
-        positions = math.prod(int(d) for d in layer.output.shape[1:-1])
+        positions = math.prod(_known(layer, layer.output.shape)[:-1])
         return positions * input_units * layer.units
     if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
         _check_channels_last(layer)
         kernel = layer.kernel.shape  # (*k, in, multiplier)
-        return _spatial_size(layer.output.shape) * math.prod(kernel)
+        return _spatial_size(layer) * math.prod(kernel)
     if isinstance(layer, keras.layers.SeparableConv2D):
         _check_channels_last(layer)
         depthwise = layer.depthwise_kernel.shape
         pointwise = layer.pointwise_kernel.shape
         depthwise_output = math.prod(depthwise)
-        return _spatial_size(layer.output.shape) * (
-            depthwise_output + math.prod(pointwise)
-        )
+        return _spatial_size(layer) * (depthwise_output + math.prod(pointwise))
     if isinstance(
         layer, (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
     ):
         _check_channels_last(layer)
         # kernel (*k, in / groups, out): every output position costs its size.
-        return _spatial_size(layer.output.shape) * math.prod(layer.kernel.shape)
+        return _spatial_size(layer) * math.prod(layer.kernel.shape)
+    if hasattr(layer, "kernel") or hasattr(layer, "cell"):
+        # Transposed convolutions, EinsumDense, recurrent layers...: matrix
+        # products this convention does not count; 0 would be wrong.
+        raise ValueError(
+            "count_flops counts Dense, Conv1D/2D/3D, DepthwiseConv1D/2D and "
+            "SeparableConv2D layers only. Received: layer "
+            f"{layer.name!r} of type {type(layer).__name__}"
+        )
     return 0
 
 

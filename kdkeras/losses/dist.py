@@ -20,10 +20,23 @@ from kdkeras.reductions import global_sum
 _PEARSON_EPSILON = 1e-8
 
 
+def _norm(sum_of_squares):
+    """`sqrt`, with gradient 0 at 0 (as `torch.norm`'s in DIST's code).
+
+    A constant vector (one example's column at batch size 1, a class whose
+    probability underflows to 0 in every example, a uniform softmax) has a
+    centred sum of squares of exactly 0, where `sqrt`'s gradient is
+    `inf · 0 = NaN` (always under XLA).
+    """
+    positive = sum_of_squares > 0
+    safe = ops.where(positive, sum_of_squares, ops.ones_like(sum_of_squares))
+    return ops.where(positive, ops.sqrt(safe), ops.zeros_like(sum_of_squares))
+
+
 def _centred_correlation(a, b, axis):
     a = a - ops.mean(a, axis=axis, keepdims=True)
     b = b - ops.mean(b, axis=axis, keepdims=True)
-    norms = ops.sqrt(ops.sum(a * a, axis=axis)) * ops.sqrt(ops.sum(b * b, axis=axis))
+    norms = _norm(ops.sum(a * a, axis=axis)) * _norm(ops.sum(b * b, axis=axis))
     return ops.sum(a * b, axis=axis) / (norms + _PEARSON_EPSILON)
 
 
@@ -111,7 +124,7 @@ def dist_intra_class_loss(
     # The global moments' value, with the gradient of this replica's own
     # examples (the all-reduce runs on constants, after the first one).
     moments = local + ops.stop_gradient(global_sum(local) - local)
-    norms = ops.sqrt(moments[1]) * ops.sqrt(moments[2])
+    norms = _norm(moments[1]) * _norm(moments[2])
     correlation = moments[0] / (norms + _PEARSON_EPSILON)
     return temperature**2 * (1.0 - ops.mean(correlation))
 
@@ -149,7 +162,10 @@ class DIST(LogitsDistillationLoss):
     Its intra-class term is a correlation over the batch, not a sum over
     examples: the `Distiller` adds it once per step, computed over the
     global batch under `tf.distribute` (`dist_intra_class_loss`). It
-    therefore depends on the batch size, as in the paper.
+    therefore depends on the batch size, as in the paper. The correlation
+    of a constant vector is 0, as in the authors' code: at batch size 1 the
+    intra-class term is the constant `gamma · T²`, with no gradient. NaN or
+    inf teacher logits give a NaN loss; the `Distiller` refuses them.
 
     Args:
         beta: Weight of the inter-class term (finite, >= 0).

@@ -114,7 +114,8 @@ class DKD(LogitsDistillationLoss):
     batch's labels as target classes (an unlabelled example, `-1` or an
     all-zero one-hot row, uses the teacher's top-1 class); called alone,
     `loss(teacher_logits, student_logits)` uses the teacher's top-1 class.
-    Defaults are mdistiller's CIFAR-100 settings.
+    Defaults are mdistiller's CIFAR-100 settings. NaN or inf teacher logits
+    give a NaN loss; the `Distiller` refuses them.
 
     Args:
         alpha: Weight of the target-class term TCKD (finite, >= 0).

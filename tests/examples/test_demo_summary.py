@@ -1,5 +1,7 @@
 """Tests for `examples.demo_summary`: the goals of issue 15 and the table."""
 
+import math
+
 import pytest
 
 from examples import demo_summary
@@ -11,7 +13,15 @@ def _row(parameters, flops, errors, p50=None, test_examples=10_000):
     )
 
 
-def _summary(alone, distilled, int8, test_examples=10_000, wall_time_s=300.0):
+def _summary(
+    alone,
+    distilled,
+    int8,
+    test_examples=10_000,
+    wall_time_s=300.0,
+    train_examples=60_000,
+    teacher_trained=True,
+):
     rows = {
         "teacher": _row(824_458, 9_287_680, 850, {"1": 0.2, "64": 20.0}),
         "student_alone": _row(20_490, 539_392, alone),
@@ -26,7 +36,8 @@ def _summary(alone, distilled, int8, test_examples=10_000, wall_time_s=300.0):
         "test_examples": test_examples,
         "gap_closed": gap,
         "wall_time_s": wall_time_s,
-        "teacher_trained": True,
+        "teacher_trained": teacher_trained,
+        "train_examples": train_examples,
     }
 
 
@@ -79,3 +90,107 @@ def test_format_table_lists_every_model_and_the_gap():
     for label in ("teacher (CNN)", "student alone", "student distilled", "int8"):
         assert label in text
     assert "Distillation closed 45.0% of" in text
+
+
+# ------------------------------------------------- figures missing or NaN
+
+
+@pytest.mark.parametrize("missing", [None, math.nan, 0.0, math.inf])
+@pytest.mark.parametrize("model", ["teacher", "student_distilled"])
+@pytest.mark.parametrize("batch", ["1", "64"])
+def test_speedup_is_not_judged_without_both_p50(missing, model, batch):
+    summary = _summary(950, 905, 910)
+    summary["rows"][model]["p50_ms"][batch] = missing
+    goal = _find(_verdicts(summary), f"batch {batch}")
+    assert goal["holds"] is None and "not measured" in goal["measured"]
+    other = "64" if batch == "1" else "1"
+    assert _find(_verdicts(summary), f"batch {other}")["holds"] is True
+
+
+def test_speedup_is_not_judged_when_p50_is_absent():
+    summary = _summary(950, 905, 910)
+    summary["rows"]["student_distilled"]["p50_ms"] = {}
+    for batch in ("1", "64"):
+        assert _find(_verdicts(summary), f"batch {batch}")["holds"] is None
+
+
+@pytest.mark.parametrize("field", ["parameters", "flops"])
+@pytest.mark.parametrize("missing", [None, math.nan, 0])
+def test_size_ratios_are_not_judged_without_the_figures(field, missing):
+    summary = _summary(950, 905, 910)
+    summary["rows"]["student_distilled"][field] = missing
+    word = "parameters" if field == "parameters" else "FLOPs"
+    goal = _find(_verdicts(summary), word)
+    assert goal["holds"] is None and "not measured" in goal["measured"]
+
+
+@pytest.mark.parametrize("alone", [850, 800])
+def test_no_gap_is_never_a_gap_closed(alone):
+    """Student alone as good as (or better than) the teacher: nothing to
+    close, and the distilled student is worse than the alone one."""
+    summary = _summary(alone, 860, 865)
+    assert summary["gap_closed"] is None
+    verdicts = _verdicts(summary)
+    assert _find(verdicts, "closes")["holds"] is False
+    assert "no gap" in _find(verdicts, "closes")["measured"]
+    text = demo_summary.format_table(summary)
+    assert "Distillation closed - of" in text
+
+
+def test_a_nan_gap_fraction_is_not_judged():
+    summary = _summary(950, 905, 910)
+    summary["gap_closed"] = math.nan
+    assert _find(_verdicts(summary), "closes")["holds"] is None
+
+
+def test_int8_is_not_judged_without_its_row_or_with_nan_accuracy():
+    summary = _summary(950, 905, 910)
+    del summary["rows"]["student_distilled_int8"]
+    assert _find(_verdicts(summary), "int8")["holds"] is None
+    summary = _summary(950, 905, 910)
+    summary["rows"]["student_distilled_int8"]["accuracy"] = math.nan
+    assert _find(_verdicts(summary), "int8")["holds"] is None
+    goals = demo_summary.goals(_summary(950, 905, 910), report=None, int8=None)
+    assert [g["holds"] for g in goals if "int8" in g["goal"]] == [None]
+
+
+@pytest.mark.parametrize(
+    "kwargs, holds",
+    [
+        ({}, True),
+        ({"teacher_trained": False}, None),  # not a run from a fresh clone
+        ({"train_examples": 512}, None),  # a slice of the training set
+        ({"test_examples": 300}, None),
+        ({"wall_time_s": math.nan}, None),
+        ({"wall_time_s": 400.0, "teacher_trained": False}, False),
+        ({"wall_time_s": 400.0, "train_examples": 512}, False),
+    ],
+)
+def test_wall_time_holds_only_for_a_full_run_that_trained_its_teacher(kwargs, holds):
+    goal = _find(_verdicts(_summary(950, 905, 910, **kwargs)), "minutes")
+    assert goal["holds"] is holds
+
+
+def test_budget_holds_only_when_the_report_says_passed():
+    summary = _summary(950, 905, 910)
+    for budget, holds in [
+        ({"passed": True}, True),
+        ({"passed": False, "violations": ["size"]}, False),
+        ({"violations": []}, False),
+        ({"passed": "yes"}, False),
+    ]:
+        goals = demo_summary.goals(summary, {"budget": budget}, int8={"path": "x"})
+        assert [g["holds"] for g in goals if "budget" in g["goal"]] == [holds]
+
+
+def test_format_table_shows_missing_figures_as_dashes():
+    summary = _summary(950, 905, 910, test_examples=300)
+    summary["rows"]["student_alone"]["tflite_bytes"] = None
+    del summary["rows"]["student_distilled_int8"]
+    lines = demo_summary.format_table(summary).splitlines()
+    assert len(lines) == 2 + 3 + 1  # header, rule, three models, the gap
+    alone = next(line for line in lines if line.startswith("student alone"))
+    assert alone.split()[3] == "-"  # TFLite MB
+    assert alone.split()[-2:] == ["-", "-"]  # no p50 at 1 and 64
+    assert "int8" not in "\n".join(lines)
+    assert "(300 test images;" in lines[-1]
