@@ -10,17 +10,12 @@ import tensorflow as tf
 
 import kdkeras
 from kdkeras import losses
+from tests import reference
 from tests.kdkeras.distiller_setup import NUM_CLASSES
 from tests.kdkeras.distiller_setup import mlp
 from tests.kdkeras.distiller_setup import random_data
 
 # ------------------------------------------------------ float64 references
-
-
-def _log_softmax(logits):
-    logits = np.asarray(logits, np.float64)
-    peak = logits.max(axis=-1, keepdims=True)
-    return logits - peak - np.log(np.exp(logits - peak).sum(axis=-1, keepdims=True))
 
 
 def _logsumexp(logits):
@@ -51,7 +46,7 @@ def dkd_reference(teacher_logits, student_logits, targets, alpha, beta, t):
         binary = np.stack(
             [logits[rows, targets] - log_all, _logsumexp(rest) - log_all], axis=1
         )
-        return binary, _log_softmax(rest)
+        return binary, reference.log_softmax(rest)
 
     teacher_binary, teacher_rest = parts(teacher_logits)
     student_binary, student_rest = parts(student_logits)
@@ -72,22 +67,11 @@ def _pearson(a, b):
 def dist_reference(teacher_logits, student_logits, beta, gamma, t):
     """Huang et al. 2022: T² (beta mean_i (1 - ρ(row i)) + gamma (1 - mean_c
     ρ(column c))) of softmax(z / T)."""
-    p = np.exp(_log_softmax(np.asarray(teacher_logits, np.float64) / t))
-    q = np.exp(_log_softmax(np.asarray(student_logits, np.float64) / t))
+    p = np.exp(reference.log_softmax(np.asarray(teacher_logits, np.float64) / t))
+    q = np.exp(reference.log_softmax(np.asarray(student_logits, np.float64) / t))
     inter = (1.0 - _pearson(q.T, p.T)).mean()
     intra = 1.0 - _pearson(q, p).mean()
     return t**2 * (beta * inter + gamma * intra)
-
-
-def _numerical_gradient(function, values, step):
-    values = np.asarray(values, np.float64)
-    gradient = np.zeros_like(values)
-    for index in np.ndindex(values.shape):
-        up, down = values.copy(), values.copy()
-        up[index] += step
-        down[index] -= step
-        gradient[index] = (function(up) - function(down)) / (2 * step)
-    return gradient
 
 
 def _value_and_gradient(function, student_logits, jit_compile=False):
@@ -134,7 +118,7 @@ def test_dkd_matches_the_paper_on_logits_of_a_thousand(
         jit_compile,
     )
     np.testing.assert_allclose(value, expected.mean(), rtol=1e-4)
-    expected_gradient = _numerical_gradient(
+    expected_gradient = reference.numerical_gradient(
         lambda s: dkd_reference(teacher, s, targets, 1.0, 8.0, temperature).mean(),
         student,
         step=1e-3,
@@ -212,7 +196,7 @@ def test_dist_at_batch_size_1_has_the_inter_class_gradient_alone(jit_compile):
         value, dist_reference(teacher, student, 1.0, 1.0, 4.0), rtol=1e-5
     )
     np.testing.assert_allclose(value, 16.0 + dist_reference(teacher, student, 1, 0, 4))
-    expected_gradient = _numerical_gradient(
+    expected_gradient = reference.numerical_gradient(
         lambda s: dist_reference(teacher, s, 1.0, 1.0, 4.0), student, step=1e-4
     )
     np.testing.assert_allclose(gradient, expected_gradient, rtol=1e-3, atol=1e-5)
