@@ -29,6 +29,7 @@ and the sign-off report, run as processes, in `examples.demo_export`.
 """
 
 import json
+import logging
 import math
 import os
 import sys
@@ -40,6 +41,7 @@ from absl import flags
 from examples import demo_export
 from examples import demo_summary
 from experiments import table_markdown
+from export import cli as export_cli
 
 FLAGS = flags.FLAGS
 #: `--student`: the `models` builder of each compact student.
@@ -141,6 +143,12 @@ flags.DEFINE_boolean(
     True,
     "Write the sign-off report (teacher "
     "against the fp32 distilled student) after training.",
+)
+flags.DEFINE_boolean(
+    "verbose",
+    False,
+    "Show TensorFlow's native logs (start-up notices such as `failed call to "
+    "cuInit` on a CPU machine, XLA service lines); quiet without it.",
 )
 
 #: Exit status of a bad flag value or a positional argument.
@@ -370,6 +378,11 @@ def _errors(model, x_test, y_test):
 def main(argv):
     del argv
     started = time.perf_counter()
+    if not _flag("verbose"):
+        # `export.cli` set TF_CPP_MIN_LOG_LEVEL on import; this drops the lines
+        # TensorFlow writes natively while it is imported.
+        export_cli.import_tensorflow_quietly()
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     import models
     from models import data
 

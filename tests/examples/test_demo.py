@@ -9,6 +9,7 @@ goals are stated, with the accuracy goals left unjudged on a slice.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -42,8 +43,19 @@ def run(tmp_path_factory):
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
+    (output_dir / "stderr.txt").write_text(completed.stderr)
     with open(os.path.join(output_dir, "summary.json")) as file:
         return completed.stdout, json.load(file), output_dir
+
+
+def test_tensorflow_native_logs_are_not_printed(run):
+    # `make demo | tee log` on a CPU machine: no `failed call to cuInit`, no
+    # absl/glog lines (I1201 12:00:00.0 ...), no XLA service notices.
+    _, _, output_dir = run
+    stderr = (output_dir / "stderr.txt").read_text()
+    assert not re.search(r"^[IWEF]\d{4} |cuInit|absl::InitializeLog", stderr, re.M), (
+        stderr[:2000]
+    )
 
 
 def test_every_row_adds_up_to_the_test_images(run):

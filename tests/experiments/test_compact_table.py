@@ -110,6 +110,8 @@ def test_bad_flags_exit_2_with_one_line(tmp_path, arguments, message):
     assert completed.returncode == 2
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+    # One line: TensorFlow's start-up notices (cuInit, absl) are not printed.
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
     assert not output.exists()
 
 
