@@ -171,7 +171,7 @@ def confirm_release(
             )
             if key in stats
         }
-        figures["threads"] = threads
+        figures["threads"] = int(results[threads]["threads"])  # as the worker ran
         figures["windows"] = sum(
             1 for w in results[threads]["windows"] if str(w["batch_size"]) == batch
         )
