@@ -101,14 +101,14 @@ def confirm_release(
 
     Raises:
         ValueError: `rounds` is not a positive integer.
-        RuntimeError: the file could not be loaded or timed (one line).
+        RuntimeError: the file could not be read, loaded or timed, or the entry
+            does not record a batch size's threads (one line).
     """
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(
             f"`rounds` must be an integer >= 1. Received: rounds={rounds!r}"
         )
     fmt, path = entry["format"], entry["artifact"]
-    plan = thread_plan(entry)
     min_iterations = int(timing.get("min_iterations", measure.DEFAULT_MIN_ITERATIONS))
     window_s, _, max_window_s = worker.windows(
         int(timing.get("rounds", measure.DEFAULT_ROUNDS)),
@@ -125,6 +125,7 @@ def confirm_release(
     started_utc = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     started = time.perf_counter()
     try:
+        plan = thread_plan(entry)
         digest = choose.file_digest(path)
         results = run_windows(
             path,
