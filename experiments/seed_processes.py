@@ -142,8 +142,8 @@ def merge_seeds(by_name, info, settings, results):
     """Rows and info with the finished workers' seeds, in seed order.
 
     The rows a worker wrote (its JSON's `"rows"`) take their per-seed
-    values (`table_runs.PER_SEED_FIELDS`) from the workers; the others keep
-    the parent's.
+    values (`table_runs.PER_SEED_FIELDS`) and their int8 file size from the
+    workers; the others keep the parent's.
     """
     rows = {name: dataclasses.replace(row) for name, row in by_name.items()}
     done = [seed for seed in settings["seeds"] if seed in results]
@@ -155,6 +155,9 @@ def merge_seeds(by_name, info, settings, results):
             values = results[seed]["rows"][name]
             for field in table_runs.PER_SEED_FIELDS:
                 getattr(rows[name], field).extend(values.get(field, []))
+            if values.get("int8_bytes") is not None:
+                # One figure per row (the in-process run keeps its last seed's).
+                rows[name].int8_bytes = values["int8_bytes"]
     merged = dict(info, seeds=done, all_seeds=settings["seeds"])
     if done:
         merged["single_cache_seconds"] = results[done[0]]["single_cache_seconds"]
@@ -167,7 +170,8 @@ def write_worker_json(path, rows, info, experiment=TABLE):
     payload = {
         "rows": {
             row.name: {
-                field: getattr(row, field) for field in table_runs.PER_SEED_FIELDS
+                **{field: getattr(row, field) for field in table_runs.PER_SEED_FIELDS},
+                "int8_bytes": row.int8_bytes,
             }
             for row in rows
             if row.name in experiment.student_rows

@@ -1,6 +1,7 @@
 """Tests for the experiments' building blocks: augmentation, recipe, report."""
 
 import doctest
+import json
 import os
 
 import numpy as np
@@ -156,3 +157,28 @@ def test_worker_command_repeats_the_settings_with_dashed_flags_and_one_seed():
         "--threads=4",
         "--worker-json=out.json",
     ]
+
+
+def test_seeds_from_worker_processes_keep_the_int8_file_size(tmp_path):
+    # experiments.compact --jobs=3: each seed is trained in its own process;
+    # the int8 size column of RESULTS.md came out empty ("—") before.
+    rows = []
+    for errors, size in [(921, 23_456), (924, 23_460)]:
+        row = table_runs.Row("CNN: alone", "d", 10, errors=[errors], seconds=[5.0])
+        row.int8_bytes, row.int8_errors = size, [errors + 3]
+        rows.append(row)
+    results = {}
+    for seed, row in enumerate(rows):
+        path = tmp_path / f"seed{seed}.json"
+        seed_processes.write_worker_json(
+            str(path),
+            [row],
+            {"single_cache_seconds": 1.0, "cache_seconds": 2.0},
+            seed_processes.SeedExperiment("m", None, ("CNN: alone",)),
+        )
+        results[seed] = json.loads(path.read_text())
+    parent = {"CNN: alone": table_runs.Row("CNN: alone", "d", 10)}
+    merged, _ = seed_processes.merge_seeds(parent, {}, {"seeds": [0, 1]}, results)
+    assert merged[0].errors == [921, 924]
+    assert merged[0].int8_errors == [924, 927]
+    assert merged[0].int8_bytes == 23_460
