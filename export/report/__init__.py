@@ -9,7 +9,6 @@
     plots    latency distributions; accuracy against p99 and size (Pareto fronts)
     budgets  release limits (YAML/JSON) checked against a report's results
     choose   the Pareto fronts, the budget's release and the release folder
-    confirm  the release's own timing: the chosen file alone, 20 rounds
     layer_errors  per-layer int8 quantisation error; the selective int8 variant
     command  `python -m export.report`: flags, exit status
 
@@ -35,9 +34,6 @@ from export.report.choose import pareto_front
 from export.report.choose import write_release
 from export.report.command import exit_status
 from export.report.command import main
-from export.report.command import release_winner
-from export.report.confirm import CONFIRM_ROUNDS
-from export.report.confirm import confirm_release
 from export.report.render import render_html
 from export.report.render import render_markdown
 from export.report.render import to_json

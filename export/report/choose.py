@@ -6,8 +6,7 @@ budget (`export.report.budgets`), the one with the lowest `minimise`
 objective, and says how far every other variant came; `write_release` copies
 the winner and its sidecar into a release folder, atomically, with a
 `release.json` that records only what the copied file bears out (its SHA-256
-is checked against the one measured), its latencies from the winner's own
-confirmation run (`export.report.confirm`).
+is checked against the one measured).
 
 Example:
     >>> points = [{"a": 1.0, "b": 3.0}, {"a": 2.0, "b": 2.0}, {"a": 3.0, "b": 3.0}]
@@ -229,51 +228,28 @@ def _canonical(value):
     return json.dumps(value, sort_keys=True, default=float)
 
 
-def winner_entry(report):
-    """The report's result entry of the release's winner."""
-    winner = report["release"]["winner"]
-    return next(
-        r
-        for r in report["results"]
-        if r["model"] == winner["model"]
-        and r.get("variant", r["format"]) == winner["variant"]
-    )
-
-
-# What `release.json` keeps of each batch size's latency in the report.
-REPORT_LATENCY_KEYS = (
-    "p50_ms",
-    "p99_ms",
-    "validity",
-    "calls_per_sample",
-    "samples",
-    "threads",
-)
-
-
-def write_release(report, release_dir, confirmation=None):
+def write_release(report, release_dir):
     """Copies the winner and its sidecar into `release_dir`, with `release.json`.
 
     The folder is built beside `release_dir` and renamed into place, so a failure
     leaves nothing. The copy's SHA-256 must equal the digest taken when the artifact
-    was measured (`entry["sha256"]`), and the one of the file the confirmation
-    timed.
+    was measured (`entry["sha256"]`).
 
     Args:
         report: A report whose `release` has a winner.
         release_dir: The folder to create (new, or empty).
-        confirmation: The winner's confirmation run
-            (`export.report.confirm.confirm_release`): its figures become
-            `measured.latency`, the report's interleaved ones
-            `measured.latency_in_report`, and `confirmation` says how they were
-            taken. None records the interleaved figures as `measured.latency`.
 
     Returns:
         The path of `release.json`.
     """
     release = report["release"]
     winner = release["winner"]
-    entry = winner_entry(report)
+    entry = next(
+        r
+        for r in report["results"]
+        if r["model"] == winner["model"]
+        and r.get("variant", r["format"]) == winner["variant"]
+    )
     check_release_dir(release_dir)
     staged = staging.temporary_sibling(release_dir)
     os.makedirs(staged)
@@ -302,40 +278,22 @@ def write_release(report, release_dir, confirmation=None):
                     f"({' '.join(str(error).split())}); nothing released"
                 ) from None
             check_sidecar(copied_sidecar, name, size_bytes, entry["export"])
-        if confirmation is not None and confirmation.get("sha256") not in (
-            None,
-            digest,
-        ):
-            raise RuntimeError(
-                f"{entry['artifact']} changed after its confirmation run (SHA-256 "
-                f"{digest[:12]}… != {confirmation['sha256'][:12]}…); nothing released"
-            )
         beaten = [c for c in release["candidates"] if c is not winner]
-        in_report = {
-            b: {k: stats[k] for k in REPORT_LATENCY_KEYS if k in stats}
+        latency = {
+            b: {
+                k: stats[k]
+                for k in (
+                    "p50_ms",
+                    "p99_ms",
+                    "validity",
+                    "calls_per_sample",
+                    "samples",
+                    "threads",
+                )
+                if k in stats
+            }
             for b, stats in entry["latency"].items()
         }
-        why = (
-            f"meets every limit of the budget and has the lowest "
-            f"{release['objective']} ({winner['value']:.6g}) of the "
-            f"{sum(c['meets'] for c in release['candidates'])} variant(s) that do, "
-            f"among {len(release['candidates'])} measured"
-        )
-        measured = {"accuracy": entry.get("accuracy")}
-        if confirmation is None:
-            measured["latency"] = in_report
-            confirmed = None
-        else:
-            rounds = ((report.get("settings") or {}).get("timing") or {}).get("rounds")
-            why += (
-                f"; chosen on the report's {rounds or 'interleaved'} interleaved "
-                "rounds (measured.latency_in_report); the recorded latencies "
-                f"(measured.latency) come from a {confirmation['rounds']}-round "
-                "confirmation run of the released file, timed alone"
-            )
-            measured["latency"] = confirmation["latency"]
-            measured["latency_in_report"] = in_report
-            confirmed = {k: v for k, v in confirmation.items() if k != "latency"}
         record = {
             "artifact": name,
             "sha256": digest,
@@ -348,16 +306,21 @@ def write_release(report, release_dir, confirmation=None):
             "lineage": entry.get("lineage"),
             "objective": release["objective"],
             "objective_value": winner["value"],
-            "why": why,
+            "why": (
+                f"meets every limit of the budget and has the lowest "
+                f"{release['objective']} ({winner['value']:.6g}) of the "
+                f"{sum(c['meets'] for c in release['candidates'])} variant(s) that do, "
+                f"among {len(release['candidates'])} measured"
+            ),
             "limits": report["budget"]["limits"] if report.get("budget") else None,
             "measured": {
-                **measured,
+                "accuracy": entry.get("accuracy"),
                 "accuracy_examples": entry.get("accuracy_examples"),
+                "latency": latency,
                 "threads": entry.get("threads"),
                 "parity": entry.get("parity"),
             },
             "timing": (report.get("settings") or {}).get("timing"),
-            "confirmation": confirmed,
             "beaten": beaten,
             "report_created_utc": report["created_utc"],
             "command": report.get("command"),

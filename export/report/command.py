@@ -14,17 +14,12 @@ into `--output-dir`; see `export.report.build` for what is measured. Each
 
 With `--release-dir` (or a budget that sets `minimise`), the budget selects:
 the best variant meeting every limit is the release, copied with its sidecar
-to `--release-dir` with `release.json` (`export.report.choose`). Before
-anything is copied, the winner's file is timed again alone, in
-`--confirm-rounds` windows per batch size (`export.report.confirm`):
-`release.json` records those latencies, and a latency limit of the budget
-that they break releases nothing.
+to `--release-dir` with `release.json` (`export.report.choose`).
 
 Exit status (`export.cli`): 0 every budget met (selecting: a variant meets
 it); 1 a budget was violated (selecting: no variant meets it, each one's
-shortfall listed on stderr; or the winner's confirmation run failed or broke
-a latency limit, nothing released), or an export or a measurement failed (the
-report is still written, with the error in place of the figures); a quantised
+shortfall listed on stderr), or an export or a measurement failed (the report
+is still written, with the error in place of the figures); a quantised
 variant that fails its parity check is reported as rejected, not a failure.
 2 bad input (a flag, an unreadable budget or data file, data that does not
 fit a model), found before any export. Errors are one line on stderr, without
@@ -46,7 +41,6 @@ from export import cli
 from export import measure
 from export.report import budgets
 from export.report import choose
-from export.report import confirm
 from export.report.build import FORMATS
 from export.report.build import build_report
 from export.report.render import to_json
@@ -70,64 +64,10 @@ def exit_status(report, selecting=False):
     if failures(report):
         return cli.EXIT_CHECK_FAILED
     if selecting and report.get("release") is not None:
-        release = report["release"]
-        if (release.get("confirmation") or {}).get("problem"):
-            return cli.EXIT_CHECK_FAILED
-        return cli.EXIT_OK if release["winner"] else cli.EXIT_CHECK_FAILED
+        return cli.EXIT_OK if report["release"]["winner"] else cli.EXIT_CHECK_FAILED
     if report["budget"] and not report["budget"]["passed"]:
         return cli.EXIT_CHECK_FAILED
     return cli.EXIT_OK
-
-
-def release_winner(report, budget, release_dir, rounds=confirm.CONFIRM_ROUNDS):
-    """Confirms the winner's latencies, then writes the release.
-
-    The winner's file is timed alone (`confirm.confirm_release`, with the runtime
-    options it was measured with); if that fails, or its figures break a latency
-    limit of `budget`, nothing is written. `report["release"]["confirmation"]`
-    records the run, and its `problem` (one line, or None).
-
-    Args:
-        report: A report whose `release` has a winner.
-        budget: The parsed budget (`budgets.parse_budget`).
-        release_dir: The folder to create (`choose.write_release`).
-        rounds: Windows per batch size of the confirmation run.
-
-    Returns:
-        The path of `release.json`, or None when nothing was released.
-    """
-    release = report["release"]
-    entry = choose.winner_entry(report)
-    settings = report["settings"]
-    options = dict((settings.get("runtime_options") or {}).get(entry["format"]) or {})
-    if entry["format"] == "keras" and settings.get("unsafe"):
-        options["unsafe"] = True
-    label = release["winner"]["label"]
-    try:
-        confirmation = confirm.confirm_release(
-            entry, settings["timing"], rounds=rounds, options=options
-        )
-    except RuntimeError as error:
-        release["confirmation"] = {
-            "rounds": rounds,
-            "problem": f"nothing released: the {rounds}-round confirmation run of "
-            f"{label} failed ({cli.one_line(error)})",
-        }
-        return None
-    violations = confirm.latency_violations(budget, entry, confirmation)
-    problem = None
-    if violations:
-        prefix = f"{label}: "
-        problem = (
-            f"nothing released: {label} breaks the budget in its {rounds}-round "
-            "confirmation run: "
-            + "; ".join(v["message"].removeprefix(prefix) for v in violations)
-        )
-    release["confirmation"] = dict(confirmation, violations=violations, problem=problem)
-    if problem:
-        return None
-    release["written"] = choose.write_release(report, release_dir, confirmation)
-    return release["written"]
 
 
 def parse_variants(text):
@@ -334,13 +274,6 @@ def define_flags():
         "Formats measured with 1 and with --threads threads, keeping the faster "
         "per batch size (the NumPy floor always is). Empty to disable.",
     )
-    flags.DEFINE_integer(
-        "confirm-rounds",
-        confirm.CONFIRM_ROUNDS,
-        "Windows per batch size of the release's confirmation run: the winner's "
-        "file timed alone, each window as long as one of the report's; "
-        "release.json records these latencies.",
-    )
     cli.define_verbose_flag()
 
 
@@ -373,11 +306,6 @@ def check_flags(value):
     if value("rounds") < 1:
         raise cli.UsageError(
             f"`--rounds` must be >= 1. Received: --rounds={value('rounds')}"
-        )
-    if value("confirm-rounds") < 1:
-        raise cli.UsageError(
-            "`--confirm-rounds` must be >= 1. "
-            f"Received: --confirm-rounds={value('confirm-rounds')}"
         )
     search_threads = [f.strip() for f in value("search-threads") if f.strip()]
     if any(f not in FORMATS for f in search_threads):
@@ -482,11 +410,8 @@ def run(argv):
                 and report["release"]["winner"]
                 and value("release-dir")
             ):
-                release_winner(
-                    report,
-                    settings["budget"],
-                    value("release-dir"),
-                    value("confirm-rounds"),
+                report["release"]["written"] = choose.write_release(
+                    report, value("release-dir")
                 )
             written = write_report(report, output_dir, json_only=value("json-only"))
     if value("json-only"):
@@ -502,10 +427,7 @@ def run(argv):
             cli.warn(PROGRAM, f"budget violated: {violation['message']}")
     if selecting and report.get("release"):
         release = report["release"]
-        problem = (release.get("confirmation") or {}).get("problem")
-        if problem:
-            sys.stderr.write(f"{PROGRAM}: error: {problem}\n")
-        elif release["winner"]:
+        if release["winner"]:
             cli.warn(
                 PROGRAM,
                 f"release: {release['winner']['label']} "

@@ -15,8 +15,6 @@ import numpy as np
 
 from export import staging
 from export.measure.worker import REWARM_S
-from export.report import choose
-from export.report import confirm
 from export.report.cells import markdown_table
 from export.report.cells import variant_name
 from export.report.compare import measured
@@ -39,21 +37,11 @@ def verdict_lines(report):
         lines += [f"- {v['message']}" for v in budget["violations"]]
     release = report.get("release")
     if release:
-        confirmation = release.get("confirmation") or {}
-        if release["winner"] and confirmation.get("problem"):
-            lines.append(
-                f"**Release: none** (confirmation run FAILED): "
-                f"{confirmation['problem']}."
-            )
-        elif release["winner"]:
+        if release["winner"]:
             lines.append(
                 f"**Release: {release['winner']['label']}** (lowest "
                 f"{release['objective']} among the variants meeting the budget)."
             )
-            if confirmation.get("latency"):
-                lines.append(
-                    confirm.summary_line(confirmation, choose.winner_entry(report))
-                )
         else:
             lines.append("**Release: none** (no variant meets the budget).")
     rejected = [r for r in report["results"] if r.get("rejected")]

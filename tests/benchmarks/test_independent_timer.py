@@ -49,68 +49,6 @@ def test_release_settings_falls_back_to_one_call_and_the_lineage_threads():
     }
 
 
-def test_release_settings_reads_the_confirmation_figures_of_a_written_release(
-    tmp_path,
-):
-    from export.report import budgets
-    from export.report import choose
-
-    artifact = tmp_path / "student.tflite"
-    artifact.write_bytes(b"\x02tflite")
-    interleaved = {
-        "1": {"p50_ms": 0.0030, "p99_ms": 0.01, "calls_per_sample": 9, "threads": 1},
-        "64": {"p50_ms": 0.105, "p99_ms": 0.3, "calls_per_sample": 1, "threads": 2},
-    }
-    entry = {
-        "model": "student",
-        "variant": "tflite",
-        "format": "tflite",
-        "artifact": str(artifact),
-        "sha256": choose.file_digest(str(artifact)),
-        "threads": 1,
-        "latency": interleaved,
-        "size_bytes": 8,
-    }
-    budget = budgets.parse_budget({"max_p99_ms": 1.0})
-    report = {
-        "results": [entry],
-        "release": choose.choose_release(budget, [entry]),
-        "budget": None,
-        "settings": {"timing": {"rounds": 5, "warmup_s": 0.5, "rewarm_s": 0.05}},
-        "created_utc": "now",
-    }
-    confirmation = {
-        "rounds": 20,
-        "window_s": 0.1,
-        "sha256": entry["sha256"],
-        "latency": {
-            "1": {
-                "p50_ms": 0.0028,
-                "p99_ms": 0.009,
-                "calls_per_sample": 10,
-                "threads": 1,
-                "windows": 20,
-            },
-            "64": {
-                "p50_ms": 0.087,
-                "p99_ms": 0.25,
-                "calls_per_sample": 1,
-                "threads": 2,
-                "windows": 20,
-            },
-        },
-    }
-    path = choose.write_release(report, str(tmp_path / "release"), confirmation)
-    with open(path) as handle:
-        record = json.load(handle)
-    # The independent check compares the file with what the confirmation recorded.
-    assert independent_timer.release_settings(record) == {
-        1: {"p50_ms": 0.0028, "calls_per_sample": 10, "threads": 1},
-        64: {"p50_ms": 0.087, "calls_per_sample": 1, "threads": 2},
-    }
-    assert independent_timer.release_timing(record) == (0.5, 0.05)
-
-
 def test_release_timing_uses_the_recorded_warm_up():
     record = release_record({}, timing={"warmup_s": 0.25, "rewarm_s": 0.01})
     assert independent_timer.release_timing(record) == (0.25, 0.01)

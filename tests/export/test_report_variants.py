@@ -212,59 +212,6 @@ def test_the_release_is_the_smallest_variant_and_release_json_says_why(released)
     assert "VALID" in markdown
 
 
-def test_release_json_latencies_come_from_the_confirmation_run(released):
-    completed, data, release = released
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    winner = data["release"]["winner"]
-    entry = next(
-        r
-        for r in data["results"]
-        if r["model"] == winner["model"] and r["variant"] == winner["variant"]
-    )
-    with open(os.path.join(release, "release.json")) as handle:
-        record = json.load(handle)
-    confirmation = record["confirmation"]
-    assert confirmation["rounds"] == 20
-    # The report's window: --min-time 0.02 over --rounds 2.
-    assert confirmation["window_s"] == pytest.approx(0.01)
-    assert confirmation["sha256"] == record["sha256"]
-    latency = record["measured"]["latency"]
-    assert sorted(latency) == ["1", "4"]
-    for batch, stats in latency.items():
-        assert stats["windows"] == 20
-        assert stats["threads"] == entry["latency"][batch].get(
-            "threads", entry["threads"]
-        )
-        assert np.isfinite([stats["p50_ms"], stats["p99_ms"]]).all()
-        assert 0 < stats["p50_ms"] <= stats["p99_ms"]
-        assert stats["samples"] * stats["calls_per_sample"] == stats["iterations"]
-        assert stats["validity"]["valid"]
-        kept = (
-            "p50_ms",
-            "p99_ms",
-            "validity",
-            "calls_per_sample",
-            "samples",
-            "threads",
-        )
-        assert record["measured"]["latency_in_report"][batch] == {
-            key: value for key, value in entry["latency"][batch].items() if key in kept
-        }
-    assert "20-round confirmation run" in record["why"]
-    assert data["release"]["confirmation"]["latency"] == latency
-    with open(os.path.join(os.path.dirname(release), "report", "report.md")) as handle:
-        markdown = handle.read()
-    line = next(
-        text for text in markdown.splitlines() if text.startswith("Release latencies")
-    )
-    assert "come from a 20-round confirmation run of the released file" in line
-    for batch, stats in latency.items():
-        assert (
-            f"batch {batch} {stats['p50_ms']:.4g} ms (interleaved "
-            f"{entry['latency'][batch]['p50_ms']:.4g} ms" in line
-        )
-
-
 def test_no_variant_meeting_the_budget_exits_1_and_releases_nothing(inputs, tmp_path):
     completed, release = _release(
         inputs, str(tmp_path), "max_p99_ms: {1: 0.000001}\nminimise: size_mb\n"
