@@ -153,6 +153,9 @@ flags.DEFINE_boolean(
 
 #: Exit status of a bad flag value or a positional argument.
 USAGE_EXIT_CODE = 2
+#: Training steps per call of both students' compiled step (the same updates on
+#: the same batches; less Python per step for a student this small).
+STUDENT_STEPS_PER_EXECUTION = 32
 
 
 def _register_finite_validators():
@@ -337,6 +340,7 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
         student_loss_fn=keras.losses.CategoricalCrossentropy(from_logits=True),
         alpha=_flag("alpha"),
+        steps_per_execution=STUDENT_STEPS_PER_EXECUTION,
         **_soft_target_loss(),
     )
 
@@ -346,6 +350,7 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         jit_compile=distiller.jit_compile,  # the same compilation for both
+        steps_per_execution=STUDENT_STEPS_PER_EXECUTION,
     )
     print(f"Training the compact student alone ({epochs} epochs)")
     start = time.perf_counter()
