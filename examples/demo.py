@@ -29,7 +29,6 @@ and the sign-off report, run as processes, in `examples.demo_export`.
 """
 
 import json
-import logging
 import math
 import os
 import sys
@@ -387,10 +386,7 @@ def main(argv):
     del argv
     started = time.perf_counter()
     if not _flag("verbose"):
-        # `export.cli` set TF_CPP_MIN_LOG_LEVEL on import; this drops the lines
-        # TensorFlow writes natively while it is imported.
-        export_cli.import_tensorflow_quietly()
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        export_cli.quiet_tensorflow()
     import models
     from models import data
 

@@ -7,8 +7,6 @@ line; `main` turns a bad setting into a one-line error and exit code 2, and a
 failed run into a one-line error and exit code 1.
 """
 
-import logging
-import os
 import shlex
 import sys
 import time
@@ -168,12 +166,7 @@ def main(argv, read_settings, run):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.verbose:
-        # TensorFlow's start-up notices (`failed call to cuInit`, oneDNN): the
-        # environment of `export.cli.QUIET_ENVIRONMENT`, then a captured import.
-        os.environ.update(export_cli.QUIET_ENVIRONMENT)
-        export_cli.import_tensorflow_quietly()
-        # And its Python warnings (tf.function retracing notices).
-        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        export_cli.quiet_tensorflow()
     try:
         settings = read_settings()
     except ValueError as error:

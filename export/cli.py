@@ -319,6 +319,21 @@ def import_tensorflow_quietly():
             pass
 
 
+def quiet_tensorflow():
+    """For programs outside `export` that train: TensorFlow without its chatter.
+
+    Sets `QUIET_ENVIRONMENT`, imports TensorFlow with its import noise captured
+    (`failed call to cuInit`, absl's start-up line) and raises its Python
+    logger to ERROR (tf.function retracing notices). Call it before TensorFlow
+    is imported, unless the user asked for `--verbose`.
+    """
+    import logging
+
+    os.environ.update(QUIET_ENVIRONMENT)
+    import_tensorflow_quietly()
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def run(program, export_fn, argv=None, output_required=None, tool_arguments=None):
     """Runs a `to_*` export tool under absl with one-line errors.
 
