@@ -38,6 +38,7 @@ file descriptor 2 captured.
 """
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -327,8 +328,6 @@ def quiet_tensorflow():
     logger to ERROR (tf.function retracing notices). Call it before TensorFlow
     is imported, unless the user asked for `--verbose`.
     """
-    import logging
-
     os.environ.update(QUIET_ENVIRONMENT)
     import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
