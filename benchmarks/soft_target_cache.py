@@ -93,8 +93,8 @@ def measure_scale(scale):
     import keras
 
     import kdkeras
-    from kdkeras.targets import shards as shards_lib
-    from kdkeras.targets.shards_dataset import soft_target_shards_dataset
+    from kdkeras.targets.shards import writer as shards_lib
+    from kdkeras.targets.shards.dataset import soft_target_shards_dataset
 
     count = scale * FASHION_MNIST
     teacher, student = small_model(1, 64), small_model(2, 32)
@@ -179,8 +179,8 @@ def topk_part():
 
     from kdkeras.losses import kd_loss_per_example
     from kdkeras.losses import top_k_kd_loss
-    from kdkeras.targets import shards as shards_lib
     from kdkeras.targets import topk
+    from kdkeras.targets.shards import writer as shards_lib
 
     classes, count = 1000, 4096
     keras.utils.set_random_seed(0)

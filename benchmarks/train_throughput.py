@@ -19,7 +19,7 @@ Core variants (the issue's goals are checked on these):
                      the teacher runs on every batch, in the prefetched
                      tf.data pipeline instead of inside the step
   kdkeras_cached     kdkeras.Distiller on cached soft targets
-                     (kdkeras.soft_targets.soft_target_dataset)
+                     (kdkeras.targets.soft_target_dataset)
   kdkeras_cached_streamed
                      kdkeras.Distiller on the streamed, sharded cache
                      (kdkeras.cache_soft_target_shards over a tf.data stream
@@ -279,7 +279,7 @@ def _setup(name, x, y, cached):
     import keras
 
     import kdkeras
-    from kdkeras import soft_targets
+    from kdkeras import targets as soft_targets
 
     teacher_logits = cached["logits"]
 
@@ -478,7 +478,7 @@ def _caches(folder, teacher, x, y, names):
     import tensorflow as tf
 
     import kdkeras
-    from kdkeras import soft_targets
+    from kdkeras import targets as soft_targets
 
     start = time.perf_counter()
     cached = {

@@ -39,7 +39,7 @@ from absl import flags
 
 from examples import demo_export
 from examples import demo_summary
-from experiments import table_markdown
+from experiments.table import markdown as table_markdown
 from export import cli as export_cli
 
 FLAGS = flags.FLAGS
@@ -292,7 +292,7 @@ def _student_training_set(teacher, x_train, y_train, output_dir):
     reused from `output_dir` while teacher and images are unchanged).
     """
     from experiments import augment
-    from kdkeras import soft_targets
+    from kdkeras import targets as soft_targets
 
     images, labels = augment.function_matching_copies(
         x_train,
@@ -317,7 +317,7 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
 
     import kdkeras
     import models
-    from kdkeras import soft_targets
+    from kdkeras import targets as soft_targets
 
     build = getattr(models, STUDENTS[_flag("student")])
     keras.utils.set_random_seed(_flag("seed") + 1)

@@ -3,7 +3,7 @@
 Not installed with kdkeras; run from the repository root:
 `python -m experiments.table` and `python -m experiments.compact` (write
 RESULTS.md), `python -m experiments.omitted_class`,
-`python -m experiments.less_data` and `python -m experiments.less_data_probe`.
+`python -m experiments.less_data` and `python -m experiments.less_data.probe`.
 
 Modules: `table` (its flags and main), `table_runs` (the trainings behind it),
 `table_markdown` (its RESULTS.md section), `seed_processes` (seeds in

@@ -19,11 +19,11 @@ from absl import flags
 
 from experiments import cli
 from experiments import report
-from experiments import table_runs
-from experiments.table_runs import ROW_ALONE
-from experiments.table_runs import ROW_KDKERAS
-from experiments.table_runs import ROW_KDKERAS_ENSEMBLE
-from experiments.table_runs import ROW_KERAS
+from experiments.table import runs as table_runs
+from experiments.table.runs import ROW_ALONE
+from experiments.table.runs import ROW_KDKERAS
+from experiments.table.runs import ROW_KDKERAS_ENSEMBLE
+from experiments.table.runs import ROW_KERAS
 
 FLAGS = flags.FLAGS
 

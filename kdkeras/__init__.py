@@ -1,42 +1,46 @@
 """kdkeras: knowledge distillation for Keras 3 on TensorFlow.
 
-Public API:
+The public API is what `__all__` lists; everything else (modules whose name
+starts with `_`, and names not listed here or in a public subpackage's
+`__all__`) is internal and may change without notice.
+
+Training:
     Distiller             the keras.Model whose train_step blends hard and soft losses
     Hint                  a FitNets feature-matching term for the Distiller
     Ensemble              several teachers as one (arithmetic / geometric mean)
-    kd_loss               T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
-    DKD, DIST             decoupled KD and Pearson-relation KD, on raw logits
-                          (`distillation_loss_fn=kdkeras.DKD()`)
+    logits_model, outputs_probabilities
+                          read a softmax-output model through its logits
     UNLABELLED            the label (-1) of an unlabelled example in a partly labelled batch
-    cache_soft_targets    run the teacher once; train on its cached logits
-    soft_target_dataset   batches (x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t}) for the Distiller
+
+Losses (all of them in `kdkeras.losses`):
+    kd_loss               T² · KL(softmax(t/T) ‖ softmax(s/T)), from log-softmax
+    KnowledgeDistillation, DKD, DIST
+                          losses on raw logits (`distillation_loss_fn=kdkeras.DKD()`)
+    LogitsDistillationLoss  their base class
+
+Soft targets (`kdkeras.targets`):
+    cache_soft_targets    run the teacher once; keep its logits (in memory or sharded)
+    load_soft_targets, StaleSoftTargetsError
+    soft_target_dataset   batches (x, {labels, teacher_logits}) for the Distiller
     online_soft_target_dataset
-                          the same batches with the teacher run per batch in the
-                          input pipeline (prefetched; consistent augmentation)
+                          the teacher run per batch in the input pipeline
     cache_soft_target_shards, soft_target_shards_dataset
-                          the cache for streams larger than memory (sharded, top-k)
-    adjust_class_bias     raise one class's output bias (paper §3), amount chosen on held-out data
-    targets               the home of soft targets: batch contract, cache, shards, online
-    bias, distribute, hints, losses, online_soft_targets, soft_targets, teachers: the modules behind them
-    the Distiller's parts: labels (sparse / one-hot, the unlabelled mask, range checks),
-                          reductions (global sums, per-example values), soft_target_loss and
-                          step_loss (one step's loss), step_metrics (what a step reports),
-                          step_functions (checks outside XLA, the step inside), arguments
-    random_layers         which layers are random in training and the identity at inference
-    xla                   when jit_compile="auto" uses XLA (on CPU: dense layers, no training-time random draws)
-    compress              TFMOT bridge: prune, cluster, QAT while distilling (loaded on use)
+                          the sharded, streamed (optionally top-k) cache
+
+Other:
+    adjust_class_bias, choose_bias_shift
+                          omitted-class bias adjustment (paper §3)
+    distribute            strategy from the environment, multi-worker fit, launcher
+    compress              TFMOT bridge: prune, cluster, QAT while distilling
+                          (imported on first use: it loads tf_keras)
 """
 
 from kdkeras import bias
 from kdkeras import distribute
 from kdkeras import hints
 from kdkeras import losses
-from kdkeras import online_soft_targets
-from kdkeras import random_layers
-from kdkeras import soft_targets
 from kdkeras import targets
 from kdkeras import teachers
-from kdkeras import xla
 from kdkeras.bias import adjust_class_bias
 from kdkeras.bias import choose_bias_shift
 from kdkeras.distiller import Distiller
@@ -46,19 +50,49 @@ from kdkeras.losses import DKD
 from kdkeras.losses import KnowledgeDistillation
 from kdkeras.losses import LogitsDistillationLoss
 from kdkeras.losses import kd_loss
-from kdkeras.online_soft_targets import online_soft_target_dataset
-from kdkeras.soft_targets import StaleSoftTargetsError
-from kdkeras.soft_targets import cache_soft_targets
-from kdkeras.soft_targets import load_soft_targets
-from kdkeras.soft_targets import soft_target_dataset
 from kdkeras.targets import UNLABELLED
+from kdkeras.targets import StaleSoftTargetsError
 from kdkeras.targets import cache_soft_target_shards
+from kdkeras.targets import cache_soft_targets
+from kdkeras.targets import load_soft_targets
+from kdkeras.targets import online_soft_target_dataset
+from kdkeras.targets import soft_target_dataset
 from kdkeras.targets import soft_target_shards_dataset
 from kdkeras.teachers import Ensemble
 from kdkeras.teachers import logits_model
 from kdkeras.teachers import outputs_probabilities
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DIST",
+    "DKD",
+    "Distiller",
+    "Ensemble",
+    "Hint",
+    "KnowledgeDistillation",
+    "LogitsDistillationLoss",
+    "StaleSoftTargetsError",
+    "UNLABELLED",
+    "adjust_class_bias",
+    "bias",
+    "cache_soft_target_shards",
+    "cache_soft_targets",
+    "choose_bias_shift",
+    "compress",
+    "distribute",
+    "hints",
+    "kd_loss",
+    "load_soft_targets",
+    "logits_model",
+    "losses",
+    "online_soft_target_dataset",
+    "outputs_probabilities",
+    "soft_target_dataset",
+    "soft_target_shards_dataset",
+    "targets",
+    "teachers",
+]
 
 
 def __getattr__(name):

@@ -12,7 +12,7 @@ import numbers
 import keras
 import numpy as np
 
-from kdkeras import model_graph
+from kdkeras import _model_graph as model_graph
 
 
 def _output_dense(model):

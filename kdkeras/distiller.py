@@ -23,17 +23,17 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from kdkeras import arguments
 from kdkeras import hints as hints_lib
-from kdkeras import labels as labels_lib
-from kdkeras import soft_target_loss
-from kdkeras import soft_targets
-from kdkeras import step_loss
-from kdkeras import step_metrics
+from kdkeras import targets as soft_targets
+from kdkeras._model_graph import known_shape
+from kdkeras._step import arguments
+from kdkeras._step import labels as labels_lib
+from kdkeras._step import loss as step_loss
+from kdkeras._step import metrics as step_metrics
+from kdkeras._step.functions import XlaStepFunctions
+from kdkeras._step.reductions import per_example_weight
 from kdkeras.distribute import multi_worker
-from kdkeras.model_graph import known_shape
-from kdkeras.reductions import per_example_weight
-from kdkeras.step_functions import XlaStepFunctions
+from kdkeras.losses import _soft_target as soft_target_loss
 from kdkeras.targets import TopKTargets
 from kdkeras.targets import split_targets
 from kdkeras.targets.inputs import check_finite_logits
@@ -68,7 +68,7 @@ class Distiller(XlaStepFunctions, keras.Model):
 
     Batches are `(x, y)` or `(x, y, sample_weight)`. `y` may also be a dict
     `{"labels": y, "teacher_logits": logits}` carrying cached soft targets
-    (see `kdkeras.soft_targets`); the teacher then does not run at all. For
+    (see `kdkeras.targets`); the teacher then does not run at all. For
     many classes it may carry top-k targets instead (the keys of
     `kdkeras.targets.batch`, e.g. from a `top_k` shard cache): the
     soft-target loss is then `kdkeras.losses.top_k_kd_loss_per_example`,
@@ -188,7 +188,7 @@ class Distiller(XlaStepFunctions, keras.Model):
                 enabled, or with a layer that does not support XLA; on a
                 CPU-only machine, also not when the student (or a hint
                 projection) has convolutions, pooling, or dropout-like random
-                draws, which XLA runs slower there (`kdkeras.xla`; Keras' own
+                draws, which XLA runs slower there (`kdkeras._step.xla`; Keras' own
                 "auto" turns XLA off on every CPU-only machine).
             **kwargs: Passed to `keras.Model.compile` (e.g.
                 `steps_per_execution`, `run_eagerly`).

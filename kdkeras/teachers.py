@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from kdkeras import model_graph
+from kdkeras import _model_graph as model_graph
 
 MEANS = ("arithmetic", "geometric")
 

@@ -22,7 +22,7 @@ each layer feeding the next) of `InputLayer`, `Dense`, `Conv2D`,
 `GlobalAveragePooling2D`, `Flatten`, `Reshape`, `Dropout`, `Activation`,
 `ReLU`, `Rescaling`, with float32 dtype policies, built-in activations and
 `L1`/`L2`/`L1L2` regularizers. The other layers that are random in training
-and the identity at inference (`kdkeras.random_layers`: `RandomFlip`,
+and the identity at inference (`kdkeras._random_layers`: `RandomFlip`,
 `RandomTranslation`, ..., `GaussianNoise`, `GaussianDropout`,
 `SpatialDropout2D`, `AlphaDropout`) are dropped (`DROPPED_LAYERS`): outputs at
 inference are unchanged, but compression fine-tuning then runs without them.
@@ -32,8 +32,8 @@ Anything else raises a `ValueError` naming the layer.
 import keras
 import tf_keras
 
-from kdkeras import model_graph
-from kdkeras import random_layers
+from kdkeras import _model_graph as model_graph
+from kdkeras import _random_layers as random_layers
 
 # Configuration fields, per layer class, that define the forward pass. The
 # same names are used by Keras 3 and tf_keras for these layers.

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from kdkeras import arguments
+from kdkeras._step import arguments
 from kdkeras.compress import distill
 
 CLUSTERABLE_LAYERS = ("Dense", "Conv2D")

@@ -20,8 +20,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from kdkeras import arguments
 from kdkeras import losses
+from kdkeras._step import arguments
 from kdkeras.compress import bridge
 from kdkeras.targets import LABELS_KEY
 from kdkeras.targets import TEACHER_LOGITS_KEY

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from kdkeras import arguments
+from kdkeras._step import arguments
 from kdkeras.compress import distill
 
 PRUNABLE_LAYERS = ("Dense", "Conv2D")

@@ -11,7 +11,7 @@ Public API:
                                 `fit` under `MultiWorkerMirroredStrategy`
                                 (used by `kdkeras.Distiller.fit`)
     launch                      run a script as N local workers
-                                (`python -m kdkeras.launch`)
+                                (`python -m kdkeras.distribute.launch`)
 """
 
 from kdkeras.distribute import launch

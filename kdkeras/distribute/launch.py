@@ -5,7 +5,7 @@ script that builds its strategy with
 `kdkeras.distribute.strategy_from_environment()` runs under
 `MultiWorkerMirroredStrategy` exactly as it would on N machines.
 
-    python -m kdkeras.launch --workers 2 train.py --epochs 3
+    python -m kdkeras.distribute.launch --workers 2 train.py --epochs 3
 
 Output lines are prefixed with `[worker i]`. The first worker to exit
 non-zero stops the others and its exit code is returned; `--timeout` bounds
@@ -187,7 +187,7 @@ def _signal_group(process, signum):
 
 
 def _error(message):
-    sys.stderr.write(f"kdkeras.launch: error: {message}\n")
+    sys.stderr.write(f"kdkeras.distribute.launch: error: {message}\n")
     sys.stderr.flush()
 
 
@@ -199,7 +199,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parse(argv):
     parser = _Parser(
-        prog="python -m kdkeras.launch",
+        prog="python -m kdkeras.distribute.launch",
         description="Run a training script as N local workers with TF_CONFIG.",
     )
     parser.add_argument(

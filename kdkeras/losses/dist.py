@@ -3,18 +3,18 @@
 An inter-class term per example (the correlation over the classes of one
 example's softened probabilities) and an intra-class term over the batch
 (the correlation over the examples of each class's), all-reduced across
-replicas under `tf.distribute` (`kdkeras.reductions.global_sum`).
+replicas under `tf.distribute` (`kdkeras._step.reductions.global_sum`).
 """
 
 import keras
 import tensorflow as tf
 from keras import ops
 
+from kdkeras._step.reductions import global_sum
 from kdkeras.losses.loss import LogitsDistillationLoss
 from kdkeras.losses.loss import check_temperature
 from kdkeras.losses.loss import check_weight
 from kdkeras.losses.loss import float_logits
-from kdkeras.reductions import global_sum
 
 # DIST's epsilon, added to the product of norms (Huang et al.'s code).
 _PEARSON_EPSILON = 1e-8

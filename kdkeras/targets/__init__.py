@@ -1,26 +1,15 @@
-"""Soft targets: the batch contract, the offline cache and the online pipeline.
+"""Soft targets: the batch contract, the caches and the online pipeline.
 
-batch         the keys of a target dict (`LABELS_KEY`, `TEACHER_LOGITS_KEY`,
-              the top-k keys `TEACHER_TOP_K_*_KEY`) and `split_targets`,
-              the one reader of a batch's targets (`TopKTargets`);
-              `logits_batch`, `top_k_target_dict`; `UNLABELLED`, an
-              unlabelled example
-cache         `cache_soft_targets`: the teacher's logits for in-memory
-              arrays, computed once, stored digest-checked in one file
-dataset       `soft_target_dataset`: batches of inputs with cached logits
+batch         the keys of a target dict and `split_targets`, the one reader
+              of a batch's targets (`TopKTargets`); `UNLABELLED`
+memory/       `cache_soft_targets` for in-memory arrays (one digest-checked
+              file) and `soft_target_dataset`
+shards/       the sharded cache for streams larger than memory and top-k
+              storage; its command line
 online        `online_soft_target_dataset`: the teacher run per batch in
               the input pipeline (prefetched; consistent augmentation)
-shards        `cache_soft_target_shards`: the teacher streamed over a
-              `tf.data.Dataset`/`PyDataset`, logits in `.npy` shards with a
-              digest-checked index (worker shards, `merge_soft_target_shards`)
-shards_dataset  `soft_target_shards_dataset`: training batches joined with
-              the shards by stream position
-stream        one pass over a finite, deterministic stream of input batches
-shard_files   shard `.npy` files written row by row, read by position
-cli           `python -m kdkeras.targets.cli`: `--shard i/n`, `--merge`
-topk          `top_k=K` targets for many classes (their loss,
-              `top_k_kd_loss`, lives in `kdkeras.losses`), and the checks
-              that a Distiller trains on them at their temperature
+topk          `top_k=K` targets for many classes (their loss lives in
+              `kdkeras.losses`)
 fingerprint   what keys a cache to its teacher and its data
 augmentation  random augmentation layers, refused with cached targets
 inputs        the per-example array checks all of the above share
@@ -41,20 +30,50 @@ from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import logits_batch
 from kdkeras.targets.batch import split_targets
 from kdkeras.targets.batch import top_k_target_dict
-from kdkeras.targets.cache import StaleSoftTargetsError
-from kdkeras.targets.cache import cache_soft_targets
-from kdkeras.targets.cache import compute_soft_targets
-from kdkeras.targets.cache import load_soft_targets
-from kdkeras.targets.dataset import soft_target_dataset
 from kdkeras.targets.fingerprint import data_fingerprint
 from kdkeras.targets.fingerprint import teacher_fingerprint
+from kdkeras.targets.memory.cache import StaleSoftTargetsError
+from kdkeras.targets.memory.cache import cache_soft_targets
+from kdkeras.targets.memory.cache import compute_soft_targets
+from kdkeras.targets.memory.cache import load_soft_targets
+from kdkeras.targets.memory.dataset import soft_target_dataset
 from kdkeras.targets.online import online_soft_target_dataset
-from kdkeras.targets.shards import SoftTargetShards
-from kdkeras.targets.shards import cache_soft_target_shards
-from kdkeras.targets.shards import load_soft_target_shards
-from kdkeras.targets.shards import merge_soft_target_shards
-from kdkeras.targets.shards_dataset import soft_target_shards_dataset
+from kdkeras.targets.shards.dataset import soft_target_shards_dataset
+from kdkeras.targets.shards.writer import SoftTargetShards
+from kdkeras.targets.shards.writer import cache_soft_target_shards
+from kdkeras.targets.shards.writer import load_soft_target_shards
+from kdkeras.targets.shards.writer import merge_soft_target_shards
 from kdkeras.targets.topk import dense_logits_from_top_k
-from kdkeras.targets.topk import top_k_kd_loss
-from kdkeras.targets.topk import top_k_kd_loss_per_example
 from kdkeras.targets.topk import top_k_targets
+
+__all__ = [
+    "LABELS_KEY",
+    "SoftTargetShards",
+    "StaleSoftTargetsError",
+    "TEACHER_LOGITS_KEY",
+    "TEACHER_TAIL_KEY",
+    "TEACHER_TEMPERATURE_KEY",
+    "TEACHER_TOP_K_INDICES_KEY",
+    "TEACHER_TOP_K_VALUES_KEY",
+    "TopKTargets",
+    "UNLABELLED",
+    "cache_soft_target_shards",
+    "cache_soft_targets",
+    "check_no_augmentation",
+    "compute_soft_targets",
+    "data_fingerprint",
+    "dense_logits_from_top_k",
+    "inference_supports_jit",
+    "load_soft_target_shards",
+    "load_soft_targets",
+    "logits_batch",
+    "merge_soft_target_shards",
+    "online_soft_target_dataset",
+    "random_augmentation_layers",
+    "soft_target_dataset",
+    "soft_target_shards_dataset",
+    "split_targets",
+    "teacher_fingerprint",
+    "top_k_target_dict",
+    "top_k_targets",
+]

@@ -22,11 +22,11 @@ import keras
 import numpy as np
 
 from kdkeras import teachers
-from kdkeras import xla
+from kdkeras._step import xla
 from kdkeras.targets import inputs
 from kdkeras.targets.augmentation import inference_supports_jit
 from kdkeras.targets.batch import logits_batch
-from kdkeras.targets.dataset import index_batches
+from kdkeras.targets.memory.dataset import index_batches
 
 
 def _check_teacher(teacher):
@@ -93,7 +93,7 @@ def online_soft_target_dataset(
             when every teacher layer supports XLA (random augmentation
             layers, inactive at inference, excepted), op determinism is
             off and, on a CPU-only machine, the teacher has no convolution
-            or pooling layer (`kdkeras.xla`: XLA runs those slower there).
+            or pooling layer (`kdkeras._step.xla`: XLA runs those slower there).
         drop_remainder: Drop the last incomplete batch.
 
     Returns:

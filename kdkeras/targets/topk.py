@@ -10,7 +10,7 @@ With it the teacher's distribution at `T` is known exactly on K+1 buckets
 (the K classes, and "any other class"): `softmax([t_top / T, tail])`.
 
 The distillation loss on those buckets, `T^2 * KL(p_buckets || q_buckets)`,
-is `kdkeras.losses.top_k_kd_loss_per_example` (re-exported here with
+is `kdkeras.losses.top_k_kd_loss_per_example` (with
 `top_k_kd_loss`, its batch mean): the student's buckets are its own
 probabilities of the K classes and its total probability of all the others,
 both at `T`. Nothing is renormalised away: the teacher's tail mass is matched
@@ -38,8 +38,6 @@ from keras import ops
 
 from kdkeras.losses import KnowledgeDistillation
 from kdkeras.losses import check_temperature
-from kdkeras.losses import top_k_kd_loss
-from kdkeras.losses import top_k_kd_loss_per_example
 from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import split_targets
 
@@ -49,8 +47,6 @@ __all__ = [
     "check_top_k_loss",
     "checked_top_k",
     "dense_logits_from_top_k",
-    "top_k_kd_loss",
-    "top_k_kd_loss_per_example",
     "top_k_targets",
 ]
 

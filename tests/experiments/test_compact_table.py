@@ -5,10 +5,10 @@ import re
 import pytest
 
 import models
-from experiments import compact
-from experiments import compact_runs
 from experiments import report
-from experiments import table_runs
+from experiments.compact import cli as compact
+from experiments.compact import runs as compact_runs
+from experiments.table import runs as table_runs
 from tests.experiments import table_cli
 
 TRAIN, TEST = 500, 300

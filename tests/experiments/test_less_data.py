@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import less_data
-from experiments import less_data_markdown
-from experiments import less_data_students
-from experiments import less_data_subsets
 from experiments import report
+from experiments.less_data import cli as less_data
+from experiments.less_data import markdown as less_data_markdown
+from experiments.less_data import students as less_data_students
+from experiments.less_data import subsets as less_data_subsets
 from kdkeras.targets import UNLABELLED
 from models import data
 from tests.experiments import table_cli
@@ -88,13 +88,13 @@ def test_bad_fraction_is_refused(fraction):
         ("experiments.less_data", "--steps=0"),
         ("experiments.less_data", "--student-units=0"),
         ("experiments.less_data", "--alpha=2"),
-        ("experiments.less_data_probe", "--steps=0"),
-        ("experiments.less_data_probe", "--steps=x"),
-        ("experiments.less_data_probe", "--temperatures=0"),
-        ("experiments.less_data_probe", "--alphas=1.5"),
-        ("experiments.less_data_probe", "--fraction=1"),
-        ("experiments.less_data_probe", "--validation=0"),
-        ("experiments.less_data_probe", "--teacher-epochs=0"),
+        ("experiments.less_data.probe", "--steps=0"),
+        ("experiments.less_data.probe", "--steps=x"),
+        ("experiments.less_data.probe", "--temperatures=0"),
+        ("experiments.less_data.probe", "--alphas=1.5"),
+        ("experiments.less_data.probe", "--fraction=1"),
+        ("experiments.less_data.probe", "--validation=0"),
+        ("experiments.less_data.probe", "--teacher-epochs=0"),
     ],
 )
 def test_bad_flag_exits_2_with_one_line(tmp_path, module, flag):
@@ -223,7 +223,7 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
 
 
 def test_seeds_run_apart_merge_into_one_section(tmp_path):
-    from experiments import less_data_seeds
+    from experiments.less_data import seeds as less_data_seeds
 
     command = "python -m experiments.less_data --steps=5"
     paths = []

@@ -1,4 +1,4 @@
-"""Tests of `python -m experiments.less_data_probe` and its held-out split.
+"""Tests of `python -m experiments.less_data.probe` and its held-out split.
 
 Its bad flags are tested with the experiment's in test_less_data.py.
 """
@@ -11,16 +11,16 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import less_data_probe
-from experiments import less_data_students
-from experiments import less_data_subsets
 from experiments import report
+from experiments.less_data import probe as less_data_probe
+from experiments.less_data import students as less_data_students
+from experiments.less_data import subsets as less_data_subsets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _run(*arguments):
-    command = [sys.executable, "-m", "experiments.less_data_probe", *arguments]
+    command = [sys.executable, "-m", "experiments.less_data.probe", *arguments]
     return subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=300
     )

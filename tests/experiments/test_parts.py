@@ -10,14 +10,14 @@ import pytest
 from experiments import augment
 from experiments import checks
 from experiments import cli
-from experiments import compact_runs
 from experiments import omitted_class
 from experiments import recipe
 from experiments import report
 from experiments import seed_processes
-from experiments import table
-from experiments import table_markdown
-from experiments import table_runs
+from experiments.compact import runs as compact_runs
+from experiments.table import cli as table
+from experiments.table import markdown as table_markdown
+from experiments.table import runs as table_runs
 
 
 def test_shift_and_flip_moves_whole_pixels_within_range():

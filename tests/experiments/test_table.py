@@ -5,9 +5,9 @@ import re
 import pytest
 
 from experiments import report
-from experiments import table
-from experiments import table_markdown
-from experiments import table_runs
+from experiments.table import cli as table
+from experiments.table import markdown as table_markdown
+from experiments.table import runs as table_runs
 from tests.experiments import table_cli
 
 TRAIN, TEST = 600, 300

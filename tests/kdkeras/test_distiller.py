@@ -492,7 +492,7 @@ def test_cached_targets_with_an_augmenting_student_are_refused():
 def test_auto_jit_on_cpu_uses_xla_only_where_it_is_faster(
     student_layers, teacher_layers, expected
 ):
-    from kdkeras import xla
+    from kdkeras._step import xla
 
     assert xla.cpu_only()  # these machines have no GPU; the rule is CPU-only
     teacher = keras.Sequential(

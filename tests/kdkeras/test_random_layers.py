@@ -1,11 +1,11 @@
-"""Tests of kdkeras/random_layers.py: random in training, identity at inference."""
+"""Tests of kdkeras/_random_layers.py: random in training, identity at inference."""
 
 import keras
 import numpy as np
 import pytest
 
-from kdkeras import random_layers
-from kdkeras import xla
+from kdkeras import _random_layers as random_layers
+from kdkeras._step import xla
 
 ARGUMENTS = {
     "AlphaDropout": {"rate": 0.5},

@@ -2,7 +2,7 @@
 
 import pytest
 
-from kdkeras.targets import cache
+from kdkeras.targets.memory import cache
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import pytest
 import tensorflow as tf
 
 import kdkeras
-from kdkeras.targets import cache
-from kdkeras.targets import dataset
 from kdkeras.targets import online
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.batch import split_targets
+from kdkeras.targets.memory import cache
+from kdkeras.targets.memory import dataset
 from tests import reference
 from tests.kdkeras.targets.targets_setup import CLASSES
 from tests.kdkeras.targets.targets_setup import dense_model

@@ -1,6 +1,6 @@
 """Worker script for the multi-worker tests: distil a tiny MLP, deterministically.
 
-Run directly (one process, default strategy) or by `kdkeras.launch` /
+Run directly (one process, default strategy) or by `kdkeras.distribute.launch` /
 the tests with `TF_CONFIG` set (one process per worker). The chief writes
 `student.keras`, `student_weights.npz` and (with --checkpoint)
 `checkpoint.weights.h5` into --out; other workers write nothing there.

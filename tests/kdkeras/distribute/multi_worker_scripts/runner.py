@@ -41,7 +41,7 @@ def run(args, timeout, env=None):
 
 
 def launch(script, *script_args, timeout, workers=2, grace=30, env=None):
-    """Runs `python -m kdkeras.launch` on `script` with `script_args`.
+    """Runs `python -m kdkeras.distribute.launch` on `script` with `script_args`.
 
     Args:
         script: the worker script's path.
@@ -54,7 +54,7 @@ def launch(script, *script_args, timeout, workers=2, grace=30, env=None):
     Returns:
         The CompletedProcess (text output).
     """
-    command = ["-m", "kdkeras.launch", "--workers", str(workers)]
+    command = ["-m", "kdkeras.distribute.launch", "--workers", str(workers)]
     command += ["--timeout", str(timeout), script, *map(str, script_args)]
     return run(command, timeout + grace, env=env)
 

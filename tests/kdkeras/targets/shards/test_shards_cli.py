@@ -1,0 +1,130 @@
+"""Tests for kdkeras/targets/shards/cli.py: workers' shards from the command line."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from kdkeras.targets.shards import cli
+from kdkeras.targets.shards import writer as shards
+
+FEATURES = 5
+CLASSES = 7
+
+
+@pytest.fixture
+def files(tmp_path):
+    keras.utils.set_random_seed(0)
+    teacher = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
+    teacher.save(tmp_path / "teacher.keras")
+    x = np.random.default_rng(0).standard_normal((41, FEATURES)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    return tmp_path, teacher, x
+
+
+def values(**overrides):
+    result = {
+        "teacher": None,
+        "inputs": None,
+        "output": None,
+        "batch-size": 8,
+        "dtype": None,
+        "top-k": None,
+        "temperature": None,
+        "examples-per-shard": 10,
+        "shard": None,
+        "merge": None,
+        "on-stale": "recompute",
+    }
+    result.update(overrides)
+    return result
+
+
+def test_two_workers_then_merge_equal_one_process(files):
+    folder, teacher, x = files
+    common = dict(teacher=str(folder / "teacher.keras"), inputs=str(folder / "x.npy"))
+    assert cli.run(values(output=str(folder / "one"), **common)) == 0
+    for worker in range(2):
+        assert (
+            cli.run(values(output=str(folder / "part"), shard=f"{worker}/2", **common))
+            == 0
+        )
+    parts = [str(folder / "part.0-of-2"), str(folder / "part.1-of-2")]
+    assert cli.run(values(merge=parts, output=str(folder / "merged"))) == 0
+    names = sorted(os.listdir(folder / "one"))
+    assert len(names) == 1 + 5  # index + ceil(41 / 10) shards
+    for name in names:
+        assert (folder / "merged" / name).read_bytes() == (
+            folder / "one" / name
+        ).read_bytes()
+    merged = shards.load_soft_target_shards(folder / "merged", teacher)
+    np.testing.assert_allclose(
+        merged.logits(np.arange(41)),
+        teacher.predict(x, verbose=0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, code, word",
+    [
+        ({"output": None}, 2, "`--output`"),
+        ({"inputs": "missing.npy"}, 2, "`--inputs`"),
+        ({"shard": "2/2"}, 2, "`shard`"),
+        ({"top-k": 3}, 2, "`temperature`"),
+        ({"batch-size": 0}, 2, "`--batch-size`"),
+        ({"merge": ["a"], "shard": "0/2"}, 2, "`--merge`"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
+    folder, _, _ = files
+    arguments = values(
+        teacher=str(folder / "teacher.keras"),
+        inputs=str(folder / "x.npy"),
+        output=str(folder / "out"),
+    )
+    for name, value in overrides.items():
+        arguments[name] = str(folder / value) if name == "inputs" and value else value
+    assert cli.run(arguments) == code
+    error = capsys.readouterr().err
+    assert error.startswith("kdkeras.targets.shards.cli: error: ") and word in error
+    assert error.count("\n") == 1
+    assert not os.path.exists(folder / "out")
+
+
+def test_process_exit_codes_and_stale_check(files):
+    folder, _, x = files
+    base = [
+        sys.executable,
+        "-m",
+        "kdkeras.targets.shards.cli",
+        f"--teacher={folder / 'teacher.keras'}",
+        f"--inputs={folder / 'x.npy'}",
+        f"--output={folder / 'out'}",
+        "--examples-per-shard=10",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    assert (
+        cli.run(
+            values(
+                teacher=str(folder / "teacher.keras"),
+                inputs=str(folder / "x.npy"),
+                output=str(folder / "out"),
+            )
+        )
+        == 0
+    )
+    np.save(folder / "x.npy", x[::-1].copy())  # other data order
+    stale = subprocess.run(
+        base + ["--on-stale=error"], capture_output=True, text=True, env=env
+    )
+    assert stale.returncode == 1
+    assert "another data order" in stale.stderr and "Traceback" not in stale.stderr
+    bad = subprocess.run(
+        base + ["--batch-size=x"], capture_output=True, text=True, env=env
+    )
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
