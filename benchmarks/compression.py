@@ -17,7 +17,7 @@ subprocess (test-set accuracy, file size, gzip size, batch-1 latency); the
 dense student is also measured with ONNX Runtime and the NumPy forward pass,
 so "best fp32" is the fastest fp32 runtime, not just fp32 TFLite.
 
-Goals (issue 7): int8 <= 0.27x the fp32 file, <= 0.5 pp accuracy drop against
+Goals: int8 <= 0.27x the fp32 file, <= 0.5 pp accuracy drop against
 the dense distilled student, batch-1 p50 <= 0.5x the best fp32 runtime;
 pruned <= 1 pp drop and gzip size <= 0.35x the dense one.
 

@@ -1,4 +1,4 @@
-"""The streamed, sharded soft-target cache: memory and top-k (issue 18).
+"""The streamed, sharded soft-target cache: memory and top-k.
 
 Two parts, each printed as a Markdown table with the command that made it:
 

@@ -32,8 +32,8 @@ model holding a layer with `supports_jit=False`, and the paper teacher's
 teacher's inference-mode forward pass, which XLA compiles fine.
 
 Goals: kdkeras online (either online variant) >= 1.30x keras_distillation; kdkeras_cached >= 1.8x
-keras_distillation and >= 0.9x the fastest plain-fit variant (issue 3);
-kdkeras_cached_streamed >= 0.9x kdkeras_cached, same run (issue 18).
+keras_distillation and >= 0.9x the fastest plain-fit variant;
+kdkeras_cached_streamed >= 0.9x kdkeras_cached, same run.
 
 Usage:
   .venv/bin/python -m benchmarks.train_throughput                  # 20k examples

@@ -1,6 +1,6 @@
 """The less-data experiment's RESULTS.md section and the issue's goals.
 
-`goals` judges a `experiments.less_data.cli.run` result against issue 19's goals;
+`goals` judges a `experiments.less_data.cli.run` result against the goals set for learning from few labels;
 `render_markdown` writes its section: the settings, one row per teacher and
 student (mean ± std over the seeds), the per-seed accuracies and the goals.
 """

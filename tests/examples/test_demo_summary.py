@@ -1,4 +1,4 @@
-"""Tests for `examples.demo_summary`: the goals of issue 15 and the table."""
+"""Tests for `examples.demo_summary`: the demo's goals and the table."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""No value a budget parser accepts can turn a gate off (issue 16, item 8).
+"""No value a budget parser accepts can turn a gate off.
 
 Every limit key is written with hostile values, in YAML and in JSON, and read with
 `load_budget`. Each value is either refused with a one-line `BudgetError`, or the gate

@@ -1,6 +1,6 @@
 """The Distiller without labels, with partial labels, and with hostile inputs.
 
-Unlabelled and partly labelled transfer sets (issue 19), out-of-range labels
+Unlabelled and partly labelled transfer sets, out-of-range labels
 under every XLA setting, empty data, and the compile arguments' ranges.
 """
 

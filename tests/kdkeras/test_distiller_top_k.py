@@ -1,4 +1,4 @@
-"""The Distiller on top-k teacher targets (many classes, issue 18): the batch
+"""The Distiller on top-k teacher targets (many classes): the batch
 contract's top-k keys, `kdkeras.losses.top_k_kd_loss_per_example`, checked
 against float64 NumPy; the temperature and loss checks; the streamed cache."""
 

@@ -1,4 +1,4 @@
-"""Soft-target datasets without labels and with partial labels (issue 19)."""
+"""Soft-target datasets without labels and with partial labels."""
 
 import keras
 import numpy as np

@@ -1,5 +1,5 @@
 """Hostile inputs to the soft-target cache: empty, truncated, tampered files,
-NaN teachers, empty data, directories, file modes (issue 16)."""
+NaN teachers, empty data, directories, file modes."""
 
 import json
 import os

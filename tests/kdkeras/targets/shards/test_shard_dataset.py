@@ -1,5 +1,5 @@
 """Tests for kdkeras/targets/shards/dataset.py: training batches joined with
-a sharded cache by stream position, shuffled within windows (issue 18)."""
+a sharded cache by stream position, shuffled within windows."""
 
 import keras
 import numpy as np

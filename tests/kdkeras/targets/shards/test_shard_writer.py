@@ -1,4 +1,4 @@
-"""Tests for kdkeras/targets/shards/writer.py: the streamed, sharded cache (issue 18)."""
+"""Tests for kdkeras/targets/shards/writer.py: the streamed, sharded cache."""
 
 import json
 import os

@@ -19,7 +19,7 @@ from tests.kdkeras import distiller_setup
 from tests.kdkeras.targets.shards.shards_setup import assert_same_files
 
 HERE = os.path.dirname(__file__)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 
 def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
