@@ -116,7 +116,9 @@ class _ArrayBatches(keras.utils.PyDataset):
 
     def __init__(self, x, y=None, sample_weight=None, batch_size=DEFAULT_BATCH_SIZE):
         super().__init__()
-        self.x = x
+        # A list of inputs as a tuple: a list is not a nested structure to
+        # tf.data.
+        self.x = tuple(x) if isinstance(x, list) else x
         self.y = y
         self.sample_weight = sample_weight
         self.batch_size = batch_size
@@ -132,7 +134,7 @@ class _ArrayBatches(keras.utils.PyDataset):
         rows = slice(start, min(start + self.batch_size, self.count))
         x = tf.nest.map_structure(lambda array: array[rows], self.x)
         if self.y is None:
-            return x
+            return (x,)  # Not `x`: a tuple of inputs is not `(x, y)`.
         if self.sample_weight is None:
             return x, self.y[rows]
         return x, self.y[rows], self.sample_weight[rows]

@@ -305,3 +305,26 @@ def test_old_names_are_gone():
         assert name not in kdkeras.__all__
         assert name not in kdkeras.targets.__all__
         assert not hasattr(kdkeras, name)
+
+
+@pytest.mark.parametrize("storage", ["memory", "shards"])
+def test_a_list_of_arrays_for_a_two_input_model(storage, tmp_path):
+    keras.utils.set_random_seed(3)
+    a, b = keras.Input((4,)), keras.Input((3,))
+    joined = keras.layers.Concatenate()([a, b])
+    teacher = keras.Model([a, b], keras.layers.Dense(CLASSES)(joined))
+    arrays, y = _arrays(two_inputs=True)
+    x = [arrays["a"], arrays["b"]]
+    cache = kdkeras.cache_soft_targets(teacher, x, tmp_path / "t", storage=storage)
+    expected = teacher.predict(x, verbose=0)
+    np.testing.assert_allclose(cache.logits, expected, rtol=1e-5, atol=1e-6)
+    for labels in (y, None):
+        batches = kdkeras.soft_target_dataset(
+            cache, labels, batch_size=BATCH, shuffle=False
+        )
+        inputs, targets = next(iter(batches))
+        np.testing.assert_array_equal(inputs[1], x[1][:BATCH])
+        np.testing.assert_allclose(
+            targets[TEACHER_LOGITS_KEY], expected[:BATCH], rtol=1e-5, atol=1e-6
+        )
+        assert (LABELS_KEY in targets) == (labels is not None)
