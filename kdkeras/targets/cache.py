@@ -48,7 +48,7 @@ class SoftTargetCache:
 
     Returned by `cache_soft_targets`; `soft_target_dataset(cache, ...)`
     builds training batches from it. It reads as the array of its logits
-    (`np.asarray(cache)`).
+    (`np.asarray(cache)`, `cache[rows]`).
 
     Attributes:
         storage: `"memory"` or `"shards"`.
@@ -96,6 +96,15 @@ class SoftTargetCache:
 
     def __len__(self):
         return self.examples
+
+    def __getitem__(self, index):
+        """The logits of these examples (`cache[i]`, `cache[a:b]`, ...)."""
+        if self.shards is None:
+            return self._logits[index]
+        rows = np.arange(self.examples)[index]
+        return self.shards.logits(np.atleast_1d(rows)).reshape(
+            np.shape(rows) + (self.classes,)
+        )
 
     def __array__(self, dtype=None, copy=None):
         logits = self.logits

@@ -108,6 +108,8 @@ def test_cached_logits_are_the_teachers_in_the_storage_auto_picks(kind, tmp_path
     expected = teacher.predict(x, verbose=0)
     np.testing.assert_allclose(cache.logits, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(cache), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cache[3], expected[3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cache[-5:], expected[-5:], rtol=1e-5, atol=1e-6)
     assert (tmp_path / kind).is_dir() == (cache.storage == "shards")
 
 
