@@ -93,8 +93,6 @@ def measure_scale(scale):
     import keras
 
     import kdkeras
-    from kdkeras.targets.shards import writer as shards_lib
-    from kdkeras.targets.shards.dataset import soft_target_shards_dataset
 
     count = scale * FASHION_MNIST
     teacher, student = small_model(1, 64), small_model(2, 32)
@@ -103,11 +101,11 @@ def measure_scale(scale):
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "targets")
         start = time.perf_counter()
-        shards = shards_lib.cache_soft_target_shards(teacher, data, path)
+        cache = kdkeras.cache_soft_targets(teacher, data, path)
         cache_seconds = time.perf_counter() - start
         after_cache = peak_rss_mb()
         stored = sum(os.path.getsize(os.path.join(path, n)) for n in os.listdir(path))
-        dataset = soft_target_shards_dataset(data, shards, batch_size=512, seed=0)
+        dataset = kdkeras.soft_target_dataset(cache, batch_size=512, seed=0)
         distiller = kdkeras.Distiller(student=student, teacher=teacher)
         distiller.compile(
             optimizer=keras.optimizers.Adam(1e-3), alpha=0.1, temperature=4.0
@@ -120,7 +118,7 @@ def measure_scale(scale):
             {
                 "scale": scale,
                 "examples": count,
-                "shards": len(shards.index["shards"]),
+                "shards": len(cache.shards.index["shards"]),
                 "cache_mb": stored / 2**20,
                 "rss_before_mb": baseline,
                 "peak_after_cache_mb": after_cache,
@@ -177,10 +175,10 @@ def topk_part():
     import numpy as np
     import tensorflow as tf
 
+    import kdkeras
     from kdkeras.losses import kd_loss_per_example
     from kdkeras.losses import top_k_kd_loss
     from kdkeras.targets import topk
-    from kdkeras.targets.shards import writer as shards_lib
 
     classes, count = 1000, 4096
     keras.utils.set_random_seed(0)
@@ -208,7 +206,7 @@ def topk_part():
 
     def stored_bytes(**kwargs):
         path = os.path.join(folder, str(len(os.listdir(folder))))
-        shards = shards_lib.cache_soft_target_shards(teacher, stream, path, **kwargs)
+        shards = kdkeras.cache_soft_targets(teacher, stream, path, **kwargs).shards
         total = sum(
             os.path.getsize(os.path.join(path, entry["name"]))
             for shard in shards.index["shards"]

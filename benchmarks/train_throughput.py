@@ -22,8 +22,8 @@ Core variants (the issue's goals are checked on these):
                      (kdkeras.targets.soft_target_dataset)
   kdkeras_cached_streamed
                      kdkeras.Distiller on the streamed, sharded cache
-                     (kdkeras.cache_soft_target_shards over a tf.data stream
-                     of the same arrays, then soft_target_shards_dataset)
+                     (kdkeras.cache_soft_targets over a tf.data stream of
+                     the same arrays, then kdkeras.soft_target_dataset)
 Extra variants (`--variants=all`, or list them): see `VARIANTS` below.
 "forcexla" variants set the private `model._jit_compile = True` after
 `compile`: Keras turns `jit_compile=True` into False (with a warning) for any
@@ -143,7 +143,7 @@ VARIANTS = {
     ),
     "kdkeras_cached_streamed": (
         "cached",
-        "kdkeras.Distiller, streamed sharded cache, soft_target_shards_dataset "
+        "kdkeras.Distiller, streamed sharded cache, soft_target_dataset "
         "over a tf.data stream of input batches, jit 'auto'",
     ),
     "kdkeras_cached_nojit": (
@@ -352,8 +352,7 @@ def _setup(name, x, y, cached):
             "x": _slices_dataset(x, y, teacher_logits, batch_size, seed=0)
         }
     if name == "kdkeras_cached_streamed":
-        dataset = kdkeras.soft_target_shards_dataset(
-            cached["stream"],
+        dataset = kdkeras.soft_target_dataset(
             cached["shards"],
             batch_size=batch_size,
             shuffle=True,
@@ -483,8 +482,12 @@ def _caches(folder, teacher, x, y, names):
     start = time.perf_counter()
     cached = {
         "logits": soft_targets.cache_soft_targets(
-            teacher, x, os.path.join(folder, "targets.npz"), batch_size=1024
-        )
+            teacher,
+            x,
+            os.path.join(folder, "targets.npz"),
+            batch_size=1024,
+            storage="memory",
+        ).logits
     }
     seconds = {"in-memory": time.perf_counter() - start}
     if "kdkeras_cached_streamed" in names:
@@ -492,7 +495,7 @@ def _caches(folder, teacher, x, y, names):
         cached["stream"] = tf.data.Dataset.from_tensor_slices((x, y)).batch(
             FLAGS["stream-batch-size"].value
         )
-        cached["shards"] = kdkeras.cache_soft_target_shards(
+        cached["shards"] = kdkeras.cache_soft_targets(
             teacher, cached["stream"], os.path.join(folder, "shards")
         )
         seconds["sharded"] = time.perf_counter() - start
@@ -581,7 +584,7 @@ def _run_in(folder, examples, repeats, names):
     )
     if "sharded" in cache_seconds:
         print(
-            "Streamed sharded cache (cache_soft_target_shards over a stream of "
+            "Streamed sharded cache (cache_soft_targets over a stream of "
             f"batches of {FLAGS['stream-batch-size'].value}, one-off): "
             f"{cache_seconds['sharded']:.2f} s."
         )

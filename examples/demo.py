@@ -286,10 +286,11 @@ def _soft_target_loss():
 
 
 def _student_training_set(teacher, x_train, y_train, output_dir):
-    """The students' images, one-hot (or mixed) labels and teacher logits.
+    """The students' images, one-hot (or mixed) labels and cached targets.
 
     The teacher runs once over the images (`kdkeras.cache_soft_targets`,
-    reused from `output_dir` while teacher and images are unchanged).
+    reused from `output_dir` while teacher and images are unchanged); the
+    returned `SoftTargetCache` holds the images and their teacher logits.
     """
     from experiments import augment
     from kdkeras import targets as soft_targets
@@ -302,16 +303,17 @@ def _student_training_set(teacher, x_train, y_train, output_dir):
         num_classes=10,
         mixup_fraction=_flag("mixup"),
     )
-    teacher_logits = soft_targets.cache_soft_targets(
+    cache = soft_targets.cache_soft_targets(
         teacher, images, os.path.join(output_dir, "teacher_soft_targets.npz")
     )
-    return images, labels, teacher_logits
+    return images, labels, cache
 
 
-def _train_students(teacher, x_train, y_train, teacher_logits):
+def _train_students(teacher, x_train, y_train, cache):
     """The student alone and distilled: same weights, batches and schedule.
 
-    `y_train` holds one-hot or mixed labels (`_student_training_set`).
+    `y_train` holds one-hot or mixed labels and `cache` the teacher's logits
+    for `x_train` (`_student_training_set`).
     """
     import keras
 
@@ -327,9 +329,8 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
     def batches():
         # Same seed: both students see the same batches in the same order.
         return soft_targets.soft_target_dataset(
-            x_train,
+            cache,
             y_train,
-            teacher_logits,
             batch_size=_flag("batch-size"),
             seed=_flag("seed"),
         )
@@ -399,11 +400,9 @@ def main(argv):
     print(f"Fashion-MNIST: {len(x_train)} train, {test_examples} test examples")
 
     teacher, teacher_seconds = _teacher(x_train, y_train, output_dir)
-    images, labels, teacher_logits = _student_training_set(
-        teacher, x_train, y_train, output_dir
-    )
+    images, labels, cache = _student_training_set(teacher, x_train, y_train, output_dir)
     alone, alone_seconds, student, distilled_seconds = _train_students(
-        teacher, images, labels, teacher_logits
+        teacher, images, labels, cache
     )
 
     teacher_path = os.path.join(output_dir, "teacher.keras")

@@ -2,11 +2,15 @@
 
 A section is the text between `<!-- begin NAME -->` and `<!-- end NAME -->`.
 `update_section` replaces that text (or appends the section) and writes the
-file atomically: to a temporary file beside it, read back, then moved.
+file atomically (`kdutils.staging.write_atomically`): to a temporary file
+beside it, read back, then moved.
 """
 
 import os
 import re
+import statistics
+
+from kdutils.staging import write_atomically
 
 TITLE = "# Results"
 
@@ -20,17 +24,27 @@ def _markers(name):
     return f"<!-- begin {name} -->", f"<!-- end {name} -->"
 
 
-def write_atomically(path, text):
-    """Writes `text` to a temporary file beside `path`, verifies, moves it."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.partial")
-    with open(temporary, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    with open(temporary, encoding="utf-8") as stream:
-        if stream.read() != text:
-            raise OSError(f"could not verify {temporary}")
-    os.replace(temporary, path)
+def mean_std(values, digits=0, scale=1.0):
+    """`"mean ± std"` (sample std) of `values * scale`; the mean alone for one.
+
+    Args:
+        values: The per-seed figures (at least one).
+        digits: Decimals shown.
+        scale: Factor applied first (100 shows fractions as percentages).
+
+    Returns:
+        The text of a table cell.
+
+    Example:
+
+    >>> mean_std([100, 104], 1), mean_std([7]), mean_std([0.5, 0.7], 2, scale=100)
+    ('102.0 ± 2.8', '7', '60.00 ± 14.14')
+    """
+    scaled = [scale * value for value in values]
+    text = f"{statistics.fmean(scaled):.{digits}f}"
+    if len(scaled) > 1:
+        text += f" ± {statistics.stdev(scaled):.{digits}f}"
+    return text
 
 
 def update_section(path, name, text):
@@ -67,6 +81,7 @@ def update_section(path, name, text):
         content = (
             existing.rstrip() + "\n\n" if existing.strip() else TITLE + "\n\n"
         ) + block
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_atomically(path, content)
     return content
 

@@ -24,6 +24,7 @@ from experiments.table.runs import ROW_ALONE
 from experiments.table.runs import ROW_KDKERAS
 from experiments.table.runs import ROW_KDKERAS_ENSEMBLE
 from experiments.table.runs import ROW_KERAS
+from kdutils.staging import write_atomically
 
 FLAGS = flags.FLAGS
 
@@ -179,7 +180,7 @@ def write_worker_json(path, rows, info, experiment=TABLE):
         "single_cache_seconds": info["single_cache_seconds"],
         "cache_seconds": info["cache_seconds"],
     }
-    report.write_atomically(path, json.dumps(payload))
+    write_atomically(path, json.dumps(payload))
 
 
 def define_flags():

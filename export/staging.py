@@ -16,20 +16,20 @@ directory moved aside), PID being the exporting process. A process killed
 with `kill -9` cannot clean up, so every new `StagedOutput` for NAME first
 removes the staging paths of NAME whose process is no longer running
 (`remove_stale_staging`). Only names of exactly this pattern are touched, and
-never one whose PID is alive (another export in progress). Names of the
-earlier pattern without PID (`.NAME.partial-HEX`) are removed when older than
-`LEGACY_STALE_SECONDS`.
+never one whose PID is alive (another export in progress). The mechanics
+(names, renames, removal) are `kdutils.staging`'s.
 """
 
 import errno
 import os
 import re
-import secrets
-import shutil
 import tempfile
-import time
 
-LEGACY_STALE_SECONDS = 3600
+from kdutils.staging import process_alive
+from kdutils.staging import remove_path
+from kdutils.staging import replace_path
+from kdutils.staging import temporary_sibling
+
 STAGING_TAGS = ("partial", "old")
 
 
@@ -102,50 +102,28 @@ def check_writable_folder(folder, path, flag="--output"):
     os.remove(probe)
 
 
-def temporary_sibling(path, tag="partial"):
-    """A fresh hidden path beside `path`: `.x.onnx.partial-<pid>-<8 hex>`."""
-    parent, name = os.path.split(os.path.abspath(path))
-    return os.path.join(parent, f".{name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}")
-
-
 def staging_pattern(name):
-    """Regex of the staging names of `name`: groups (pid or None)."""
+    """Regex of the staging names of `name`: group 1 is the PID."""
     tags = "|".join(STAGING_TAGS)
-    return re.compile(rf"^\.{re.escape(name)}\.(?:{tags})-(?:(\d+)-)?[0-9a-f]{{8}}$")
+    return re.compile(rf"^\.{re.escape(name)}\.(?:{tags})-(\d+)-[0-9a-f]{{8}}$")
 
 
-def process_alive(pid):
-    """Whether a process with this PID exists on this machine."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # Exists, owned by another user.
-        return True
-    return True
-
-
-def remove_stale_staging(path, now=None):
+def remove_stale_staging(path):
     """Removes staging leftovers of `path` from exports that died.
 
     A name `.NAME.partial-PID-HEX` / `.NAME.old-PID-HEX` is removed when
     process PID is not running (an export killed with `kill -9`; PID reuse
-    at worst keeps a leftover until the PID is free again); a legacy name
-    `.NAME.partial-HEX` when older than `LEGACY_STALE_SECONDS`. Nothing else
-    in the folder is touched.
+    at worst keeps a leftover until the PID is free again). Nothing else in
+    the folder is touched.
 
     Args:
         path: The destination whose leftovers are removed.
-        now: Current time (seconds since the epoch), for tests.
 
     Returns:
         The removed paths, sorted.
     """
     parent, name = os.path.split(os.path.abspath(os.fspath(path)))
     pattern = staging_pattern(name)
-    now = time.time() if now is None else now
     removed = []
     try:
         entries = os.listdir(parent)
@@ -156,16 +134,8 @@ def remove_stale_staging(path, now=None):
         if not match:
             continue
         candidate = os.path.join(parent, entry)
-        pid = match.group(1)
-        if pid is not None:
-            stale = int(pid) != os.getpid() and not process_alive(int(pid))
-        else:
-            try:
-                age = now - os.lstat(candidate).st_mtime
-            except OSError:
-                continue
-            stale = age > LEGACY_STALE_SECONDS
-        if stale:
+        pid = int(match.group(1))
+        if pid != os.getpid() and not process_alive(pid):
             try:
                 remove_path(candidate)
             except OSError as error:
@@ -173,14 +143,6 @@ def remove_stale_staging(path, now=None):
                     continue
             removed.append(candidate)
     return sorted(removed)
-
-
-def remove_path(path):
-    """Removes a file or directory tree if it exists."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
 
 
 class StagedOutput:
@@ -235,17 +197,7 @@ class StagedOutput:
             )
         # Re-check: the destination may have appeared while we worked.
         check_output_path(self.path, self.overwrite, self.directory, self.flag)
-        if self.directory and os.path.isdir(self.path):
-            aside = temporary_sibling(self.path, tag="old")
-            os.replace(self.path, aside)
-            try:
-                os.replace(self.temporary_path, self.path)
-            except BaseException:
-                os.replace(aside, self.path)
-                raise
-            remove_path(aside)
-        else:
-            os.replace(self.temporary_path, self.path)
+        replace_path(self.temporary_path, self.path)
         self.committed = True
         return self.path
 

@@ -19,13 +19,14 @@ Losses (all of them in `kdkeras.losses`):
     LogitsDistillationLoss  their base class
 
 Soft targets (`kdkeras.targets`):
-    cache_soft_targets    run the teacher once; keep its logits (in memory or sharded)
+    cache_soft_targets    run the teacher once over what `fit` takes (arrays,
+                          dicts of arrays, datasets); keep its logits in memory
+                          or in shards (by size, or `storage=`, `top_k=`)
     load_soft_targets, StaleSoftTargetsError
-    soft_target_dataset   batches (x, {labels, teacher_logits}) for the Distiller
+    soft_target_dataset   batches (x, {labels, teacher_logits}) for the Distiller,
+                          from either storage
     online_soft_target_dataset
                           the teacher run per batch in the input pipeline
-    cache_soft_target_shards, soft_target_shards_dataset
-                          the sharded, streamed (optionally top-k) cache
 
 Other:
     adjust_class_bias, choose_bias_shift
@@ -52,12 +53,10 @@ from kdkeras.losses import LogitsDistillationLoss
 from kdkeras.losses import kd_loss
 from kdkeras.targets import UNLABELLED
 from kdkeras.targets import StaleSoftTargetsError
-from kdkeras.targets import cache_soft_target_shards
 from kdkeras.targets import cache_soft_targets
 from kdkeras.targets import load_soft_targets
 from kdkeras.targets import online_soft_target_dataset
 from kdkeras.targets import soft_target_dataset
-from kdkeras.targets import soft_target_shards_dataset
 from kdkeras.teachers import Ensemble
 from kdkeras.teachers import logits_model
 from kdkeras.teachers import outputs_probabilities
@@ -76,7 +75,6 @@ __all__ = [
     "UNLABELLED",
     "adjust_class_bias",
     "bias",
-    "cache_soft_target_shards",
     "cache_soft_targets",
     "choose_bias_shift",
     "compress",
@@ -89,7 +87,6 @@ __all__ = [
     "online_soft_target_dataset",
     "outputs_probabilities",
     "soft_target_dataset",
-    "soft_target_shards_dataset",
     "targets",
     "teachers",
 ]

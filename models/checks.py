@@ -2,6 +2,8 @@
 
 import numbers
 
+from kdutils.checks import check_positive_int
+
 #: Largest width (units, filters, classes) a builder accepts: wider layers of
 #: these small-image models are a typo, and their weights would not fit in
 #: memory (an out-of-memory error instead of a one-line one).
@@ -48,19 +50,10 @@ def check_rate(name, rate):
     return float(rate)
 
 
-def check_positive_int(name, value, minimum=1, maximum=MAX_WIDTH):
-    """Returns `value` as an int in [`minimum`, `maximum`] or raises a
-    one-line error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
-        )
-    if not minimum <= value <= maximum:
-        raise ValueError(
-            f"`{name}` must be an int in [{minimum}, {maximum}]. "
-            f"Received: {name}={value!r}"
-        )
-    return int(value)
+def check_width(name, value, minimum=1):
+    """Returns `value` as an int in [`minimum`, `MAX_WIDTH`] or raises a
+    one-line error (`kdutils.checks.check_positive_int`)."""
+    return check_positive_int(name, value, minimum, MAX_WIDTH)
 
 
 def check_input_shape(input_shape):

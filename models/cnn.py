@@ -56,9 +56,9 @@ def build_cnn_teacher(
     64
     """
     filters = checks.check_units("filters", filters)
-    dense_units = checks.check_positive_int("dense_units", dense_units)
+    dense_units = checks.check_width("dense_units", dense_units)
     dropout = checks.check_rate("dropout", dropout)
-    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    num_classes = checks.check_width("num_classes", num_classes, 2)
     input_shape = checks.check_input_shape(input_shape)
     seed = checks.check_seed(seed)
 
@@ -126,7 +126,7 @@ def build_cnn_student(
     """
     filters = checks.check_units("filters", filters)
     dropout = checks.check_rate("dropout", dropout)
-    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    num_classes = checks.check_width("num_classes", num_classes, 2)
     input_shape = checks.check_input_shape(input_shape)
     seed = checks.check_seed(seed)
 

@@ -49,8 +49,8 @@ def build_compact_student(
     >>> student.get_layer("hidden").units
     100
     """
-    hidden_units = checks.check_positive_int("hidden_units", hidden_units)
-    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    hidden_units = checks.check_width("hidden_units", hidden_units)
+    num_classes = checks.check_width("num_classes", num_classes, 2)
     input_shape = checks.check_input_shape(input_shape)
 
     inputs = keras.Input(shape=input_shape, name="images")
@@ -93,7 +93,7 @@ def build_compact_cnn_student(
     (20490, (2, 2))
     """
     filters = checks.check_units("filters", filters)
-    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    num_classes = checks.check_width("num_classes", num_classes, 2)
     input_shape = checks.check_input_shape(input_shape)
 
     inputs = keras.Input(shape=input_shape, name="images")

@@ -26,8 +26,8 @@ def _build_mlp(
     hidden_units = checks.check_units("hidden_units", hidden_units)
     input_dropout = checks.check_rate("input_dropout", input_dropout)
     hidden_dropout = checks.check_rate("hidden_dropout", hidden_dropout)
-    jitter_pixels = checks.check_positive_int("jitter_pixels", jitter_pixels, minimum=0)
-    num_classes = checks.check_positive_int("num_classes", num_classes, 2)
+    jitter_pixels = checks.check_width("jitter_pixels", jitter_pixels, minimum=0)
+    num_classes = checks.check_width("num_classes", num_classes, 2)
     input_shape = checks.check_input_shape(input_shape)
     seed = checks.check_seed(seed)
 

@@ -11,7 +11,15 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PACKAGES = ("kdkeras", "models", "export", "experiments", "benchmarks", "examples")
+PACKAGES = (
+    "kdkeras",
+    "kdutils",
+    "models",
+    "export",
+    "experiments",
+    "benchmarks",
+    "examples",
+)
 
 
 def modules_with_examples():

@@ -22,6 +22,7 @@ from absl import flags
 from experiments import cli
 from experiments import seed_processes
 from experiments.compact import runs as compact_runs
+from experiments.report import mean_std
 from experiments.table import markdown as table_markdown
 
 FLAGS = flags.FLAGS
@@ -141,13 +142,11 @@ def render_markdown(rows, info, command):
     ]
     for row in rows:
         digits = 1 if len(row.errors) > 1 else 0
-        int8 = (
-            table_markdown.mean_std(row.int8_errors, digits) if row.int8_errors else "—"
-        )
-        seconds = table_markdown.mean_std(row.seconds) if row.seconds else "cached"
+        int8 = mean_std(row.int8_errors, digits) if row.int8_errors else "—"
+        seconds = mean_std(row.seconds) if row.seconds else "cached"
         lines.append(
             f"| {row.name} | {row.description} "
-            f"| {table_markdown.mean_std(row.errors, digits)} "
+            f"| {mean_std(row.errors, digits)} "
             f"| {table_markdown.row_gap_closed(row, by_name)} "
             f"| {row.parameters:,} | {row.flops:,} | {_kilobytes(row)} | {int8} "
             f"| {seconds} |"

@@ -15,24 +15,10 @@ from experiments.less_data.students import ALONE
 from experiments.less_data.students import DISTILLED
 from experiments.less_data.students import UNLABELLED_TOO
 from experiments.less_data.students import describe_teacher
+from experiments.report import mean_std
 
 #: The share of the (a)→all-labels accuracy difference (c) must recover.
 GOAL_RECOVERED = 0.8
-
-
-def mean_std(values, scale=100.0, digits=2):
-    """`mean ± std` (sample std) of `values * scale`.
-
-    Example:
-
-    >>> mean_std([0.5, 0.7])
-    '60.00 ± 14.14'
-    """
-    scaled = [scale * value for value in values]
-    text = f"{statistics.fmean(scaled):.{digits}f}"
-    if len(scaled) > 1:
-        text += f" ± {statistics.stdev(scaled):.{digits}f}"
-    return text
 
 
 def recovered_share(alone, unlabelled_too, all_labels):
@@ -187,15 +173,11 @@ def render_markdown(result, command, how_run=""):
             else f"{settings['steps'] * recipe.batch_size / row['examples']:.1f}"
         )
         errors = [test_size * (1.0 - value) for value in row["accuracy"]]
-        seconds = (
-            mean_std(row["seconds"], scale=1.0, digits=0)
-            if row["seconds"]
-            else "cached"
-        )
+        seconds = mean_std(row["seconds"]) if row["seconds"] else "cached"
         lines.append(
             f"| {labels} | {row['how']} | {row['examples']:,} | {passes} "
-            f"| {mean_std(row['accuracy'])} | {mean_std(errors, 1.0, 1)} "
-            f"| {mean_std(row['agreement'])} | {seconds} |"
+            f"| {mean_std(row['accuracy'], 2, 100)} | {mean_std(errors, 1)} "
+            f"| {mean_std(row['agreement'], 2, 100)} | {seconds} |"
         )
     lines += ["", "Per-seed test accuracy (%):", ""]
     for row in result["rows"][1:]:

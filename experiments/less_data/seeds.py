@@ -12,7 +12,7 @@ import dataclasses
 import json
 import shlex
 
-from experiments import report
+from kdutils.staging import write_atomically
 
 #: The settings that may differ between the results merged.
 PER_PROCESS = ("seeds", "worker_json", "merge_json")
@@ -45,7 +45,7 @@ def write_result(path, result, command):
     data["recipe"] = dataclasses.asdict(result["recipe"])
     data["teacher_recipe"] = dataclasses.asdict(result["teacher_recipe"])
     data["command"] = command
-    report.write_atomically(path, json.dumps(data, indent=1) + "\n")
+    write_atomically(path, json.dumps(data, indent=1) + "\n")
 
 
 def read_result(path):

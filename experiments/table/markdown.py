@@ -8,21 +8,8 @@ distillation closed.
 import datetime
 import os
 import platform
-import statistics
 
-
-def mean_std(values, digits=0):
-    """`"mean ± std"` of `values` (just the mean for one value).
-
-    Example:
-
-    >>> mean_std([100, 104], 1), mean_std([7])
-    ('102.0 ± 2.8', '7')
-    """
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+from experiments.report import mean_std
 
 
 def gap_closed(alone_errors, distilled_errors, teacher_errors):

@@ -14,7 +14,6 @@ Example:
     [True, True, False]
 """
 
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import shutil
 
 from export import staging
 from export.report import budgets
+from kdutils.digests import file_digest
 
 DEFAULT_OBJECTIVE = "p99_ms_batch_1"
 
@@ -151,25 +151,6 @@ def teachers_of(results):
         for r in results
         if budgets.role(r) == "teacher" and r.get("quantize", "none") == "none"
     ]
-
-
-def file_digest(path):
-    """SHA-256 of a file, or of a directory's files (relative names and bytes)."""
-    digest = hashlib.sha256()
-    if os.path.isdir(path):
-        for root, folders, files in os.walk(path):
-            folders.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                digest.update(os.path.relpath(full, path).encode() + b"\0")
-                with open(full, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
-        return digest.hexdigest()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_release_dir(path):

@@ -12,24 +12,8 @@ import tensorflow as tf
 
 from kdkeras._model_graph import known_shape
 
-
-def check_positive_int(name, value):
-    """Returns `value` as an int >= 1, else raises a one-line error.
-
-    Example:
-
-    >>> check_positive_int("epochs", 2)
-    2
-    >>> check_positive_int("epochs", 0)
-    Traceback (most recent call last):
-    ...
-    ValueError: `epochs` must be >= 1. Received: epochs=0
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int. Received: {name}={value!r}")
-    if value < 1:
-        raise ValueError(f"`{name}` must be >= 1. Received: {name}={value}")
-    return int(value)
+# One home (kdutils), one name for the Distiller's and kdkeras.compress' checks.
+from kdutils.checks import check_positive_int  # noqa: F401
 
 
 def check_fraction(name, value, upper_inclusive=True):

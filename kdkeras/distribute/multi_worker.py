@@ -41,6 +41,8 @@ import tensorflow as tf
 from keras.src.trainers.data_adapters import array_slicing
 
 from kdkeras.distribute import strategy as strategy_lib
+from kdutils.staging import fsync_path
+from kdutils.staging import write_atomically
 
 STATE_ATTRIBUTE = "kdkeras_training_state"
 _WEIGHTS_NAME = "latest.weights.h5"
@@ -433,7 +435,8 @@ def save_weights_atomically(model, directory, state):
 
     The weights go to a temporary file beside the target with `state`
     stored inside it, are fsynced, then `os.replace`d over the target: a
-    reader sees either the previous complete file or the new one.
+    reader sees either the previous complete file or the new one. (Its name
+    keeps Keras' `.weights.h5` ending, which `save_weights` requires.)
     """
     os.makedirs(directory, exist_ok=True)
     target = os.path.join(directory, _WEIGHTS_NAME)
@@ -441,15 +444,14 @@ def save_weights_atomically(model, directory, state):
     model.save_weights(temporary, overwrite=True)
     with h5py.File(temporary, "a") as file:
         file.attrs[STATE_ATTRIBUTE] = json.dumps(state)
-    _fsync(temporary)
+    fsync_path(temporary)
     os.replace(temporary, target)
     # Keras' own layout: epoch and last batch index, for stock readers.
-    metadata = os.path.join(directory, f".tmp-{os.getpid()}-{_METADATA_NAME}")
-    with open(metadata, "w") as file:
-        json.dump({"epoch": state["epoch"], "batch": state["steps_done"] - 1}, file)
-    _fsync(metadata)
-    os.replace(metadata, os.path.join(directory, _METADATA_NAME))
-    _fsync(directory)
+    write_atomically(
+        os.path.join(directory, _METADATA_NAME),
+        json.dumps({"epoch": state["epoch"], "batch": state["steps_done"] - 1}),
+    )
+    fsync_path(directory)
 
 
 def read_training_state(path):
@@ -457,11 +459,3 @@ def read_training_state(path):
     with h5py.File(path, "r") as file:
         value = file.attrs.get(STATE_ATTRIBUTE)
     return None if value is None else json.loads(value)
-
-
-def _fsync(path):
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -1,11 +1,14 @@
 """Soft targets: the batch contract, the caches and the online pipeline.
 
+cache         `cache_soft_targets`: the one entry point, for everything
+              `fit` takes (arrays, dicts of arrays, datasets), storage
+              chosen by size or by argument; `soft_target_dataset`: the
+              training batches from either storage (`SoftTargetCache`)
 batch         the keys of a target dict and `split_targets`, the one reader
               of a batch's targets (`TopKTargets`); `UNLABELLED`
-memory/       `cache_soft_targets` for in-memory arrays (one digest-checked
-              file) and `soft_target_dataset`
-shards/       the sharded cache for streams larger than memory and top-k
-              storage; its command line
+memory/       the in-memory storage: one digest-checked file
+shards/       the sharded storage for streams larger than memory and top-k
+              targets; its command line
 online        `online_soft_target_dataset`: the teacher run per batch in
               the input pipeline (prefetched; consistent augmentation)
 topk          `top_k=K` targets for many classes (their loss lives in
@@ -30,17 +33,16 @@ from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import logits_batch
 from kdkeras.targets.batch import split_targets
 from kdkeras.targets.batch import top_k_target_dict
+from kdkeras.targets.cache import SoftTargetCache
+from kdkeras.targets.cache import cache_soft_targets
+from kdkeras.targets.cache import soft_target_dataset
 from kdkeras.targets.fingerprint import data_fingerprint
 from kdkeras.targets.fingerprint import teacher_fingerprint
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
-from kdkeras.targets.memory.cache import cache_soft_targets
 from kdkeras.targets.memory.cache import compute_soft_targets
 from kdkeras.targets.memory.cache import load_soft_targets
-from kdkeras.targets.memory.dataset import soft_target_dataset
 from kdkeras.targets.online import online_soft_target_dataset
-from kdkeras.targets.shards.dataset import soft_target_shards_dataset
 from kdkeras.targets.shards.writer import SoftTargetShards
-from kdkeras.targets.shards.writer import cache_soft_target_shards
 from kdkeras.targets.shards.writer import load_soft_target_shards
 from kdkeras.targets.shards.writer import merge_soft_target_shards
 from kdkeras.targets.topk import dense_logits_from_top_k
@@ -48,6 +50,7 @@ from kdkeras.targets.topk import top_k_targets
 
 __all__ = [
     "LABELS_KEY",
+    "SoftTargetCache",
     "SoftTargetShards",
     "StaleSoftTargetsError",
     "TEACHER_LOGITS_KEY",
@@ -57,7 +60,6 @@ __all__ = [
     "TEACHER_TOP_K_VALUES_KEY",
     "TopKTargets",
     "UNLABELLED",
-    "cache_soft_target_shards",
     "cache_soft_targets",
     "check_no_augmentation",
     "compute_soft_targets",
@@ -71,7 +73,6 @@ __all__ = [
     "online_soft_target_dataset",
     "random_augmentation_layers",
     "soft_target_dataset",
-    "soft_target_shards_dataset",
     "split_targets",
     "teacher_fingerprint",
     "top_k_target_dict",

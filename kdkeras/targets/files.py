@@ -4,14 +4,18 @@ A cache is written under a hidden staging name in the target's own folder
 (same file system), verified, then renamed onto the target, so the target
 never holds a partial cache. Staged files follow the umask like any other
 file, so a team can share a cache folder. A staging name records its host and
-process; one left by a process that died (e.g. `kill -9`) is removed by the
-next write of the same target.
+process (caches may live on storage several hosts share); one left by a
+process of this host that died (e.g. `kill -9`) is removed by the next write
+of the same target. The renames and removals are `kdutils.staging`'s.
 """
 
 import os
 import secrets
-import shutil
 import socket
+
+from kdutils.staging import process_alive
+from kdutils.staging import remove_path as remove
+from kdutils.staging import replace_path
 
 STAGING_SUFFIX = ".partial"
 
@@ -22,16 +26,6 @@ def _prefix(path):
 
 def _owner():
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_abandoned_staging(path):
@@ -55,7 +49,7 @@ def remove_abandoned_staging(path):
             continue
         owner = name[len(prefix) : -len(STAGING_SUFFIX)].rsplit(".", 1)[0]
         owner_host, _, pid = owner.rpartition("-")
-        if owner_host != host or not pid.isdigit() or _process_alive(int(pid)):
+        if owner_host != host or not pid.isdigit() or process_alive(int(pid)):
             continue
         remove(os.path.join(folder, name))
 
@@ -97,14 +91,6 @@ def create_staging_directory(path):
     return staging
 
 
-def remove(path):
-    """Removes a file or a folder tree if it exists."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
 def replace_directory(staging, path):
     """Moves the folder `staging` onto `path`, replacing a previous one.
 
@@ -116,14 +102,4 @@ def replace_directory(staging, path):
         staging: A complete folder (from `create_staging_directory`).
         path: The target path.
     """
-    if os.path.isdir(path) and not os.path.islink(path):
-        aside = _staging_name(path)
-        os.replace(path, aside)
-        try:
-            os.replace(staging, path)
-        except BaseException:
-            os.replace(aside, path)
-            raise
-        remove(aside)
-    else:
-        os.replace(staging, path)
+    replace_path(staging, path, aside=_staging_name(path))

@@ -164,7 +164,7 @@ def check_top_k_loss(loss_fn):
         "`distillation_loss_fn` must be None or KnowledgeDistillation to "
         "train on top-k teacher targets (other losses need every logit: "
         "expand them with kdkeras.targets.dense_logits_from_top_k, e.g. "
-        "soft_target_shards_dataset(..., expand_top_k=True)). "
+        "soft_target_dataset(..., expand_top_k=True)). "
         f"Received: distillation_loss_fn={name}"
     )
 

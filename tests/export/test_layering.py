@@ -1,4 +1,5 @@
-"""export/ stands on its own: it never imports kdkeras, nor another module's private names."""
+"""export/ stands on its own: of this repository it imports only itself, `models`
+and `kdutils`, never kdkeras, nor another module's private names."""
 
 import ast
 import pathlib
@@ -7,6 +8,18 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCES = sorted((ROOT / "export").rglob("*.py"))
+#: The repository's top-level packages, and those export/ may import.
+FIRST_PARTY = {
+    "benchmarks",
+    "examples",
+    "experiments",
+    "export",
+    "kdkeras",
+    "kdutils",
+    "models",
+    "tests",
+}
+ALLOWED = {"export", "kdutils", "models"}
 
 
 def imports(path):
@@ -34,6 +47,25 @@ def test_no_kdkeras_import(path):
         if module == "kdkeras" or module.startswith("kdkeras.")
     ]
     assert not offending, f"{path.relative_to(ROOT)} imports {offending}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_only_export_models_and_kdutils_are_imported(path):
+    offending = sorted(
+        module
+        for module, _ in imports(path)
+        if module.split(".")[0] in FIRST_PARTY - ALLOWED
+    )
+    assert not offending, f"{path.relative_to(ROOT)} imports {offending}"
+
+
+def test_export_uses_kdutils():
+    users = [
+        path
+        for path in SOURCES
+        if any(m == "kdutils" or m.startswith("kdutils.") for m, _ in imports(path))
+    ]
+    assert users, "no export module imports kdutils: the check above sees nothing"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT).as_posix())

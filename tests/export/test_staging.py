@@ -144,15 +144,12 @@ def test_leftovers_of_a_kill_9_are_removed_by_the_next_run(tmp_path):
 
 
 def test_only_our_own_stale_names_are_removed(tmp_path):
-    import time
-
     dead, alive = dead_pid(), os.getppid()
     names = {
         f".model.onnx.partial-{dead}-0123abcd": True,  # dead export: removed
         f".model.onnx.old-{dead}-0123abcd": True,  # dead overwrite aside
         f".model.onnx.partial-{alive}-0123abcd": False,  # live export: kept
-        ".model.onnx.partial-0123abcd": False,  # legacy name, fresh: kept
-        ".model.onnx.partial-89abcdef": True,  # legacy name, old: removed
+        ".model.onnx.partial-0123abcd": False,  # no PID: not ours
         f".other.onnx.partial-{dead}-0123abcd": False,  # another target
         f".model.onnx.partial-{dead}-0123abcd.txt": False,  # not our pattern
         "model.onnx.partial-1-0123abcd": False,  # not hidden: not ours
@@ -165,8 +162,6 @@ def test_only_our_own_stale_names_are_removed(tmp_path):
             (path / "saved_model.pb").write_bytes(b"x")
         else:
             path.write_bytes(b"x")
-    old = time.time() - 2 * staging.LEGACY_STALE_SECONDS
-    os.utime(tmp_path / ".model.onnx.partial-89abcdef", (old, old))
     removed = staging.remove_stale_staging(tmp_path / "model.onnx")
     expected = sorted(str(tmp_path / n) for n, gone in names.items() if gone)
     assert removed == expected

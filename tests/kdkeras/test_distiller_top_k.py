@@ -10,8 +10,6 @@ import tensorflow as tf
 import kdkeras
 from kdkeras.targets import TEACHER_TOP_K_INDICES_KEY
 from kdkeras.targets import TEACHER_TOP_K_VALUES_KEY
-from kdkeras.targets import cache_soft_target_shards
-from kdkeras.targets import soft_target_shards_dataset
 from kdkeras.targets import top_k_target_dict
 from kdkeras.targets import top_k_targets
 from tests import reference
@@ -143,7 +141,7 @@ def test_streamed_top_k_cache_trains_as_its_stored_targets(tmp_path):
     x, y = _data(50)
     teacher = _teacher()
     data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
-    shards = cache_soft_target_shards(
+    cache = kdkeras.cache_soft_targets(
         teacher,
         data,
         tmp_path / "targets",
@@ -151,13 +149,14 @@ def test_streamed_top_k_cache_trains_as_its_stored_targets(tmp_path):
         temperature=2.0,
         examples_per_shard=20,
     )
-    stored = shards.stored(np.arange(len(x)))
+    assert cache.storage == "shards"
+    stored = cache.shards.stored(np.arange(len(x)))
     targets = top_k_target_dict(
         stored["values"], stored["indices"], stored["tail"], 2.0, labels=y
     )
     feeds = {
         "stream": dict(
-            x=soft_target_shards_dataset(data, shards, batch_size=10, shuffle=False)
+            x=kdkeras.soft_target_dataset(cache, batch_size=10, shuffle=False)
         ),
         "arrays": dict(x=x, y=targets, batch_size=10, shuffle=False),
     }

@@ -91,7 +91,10 @@ def soft_target_dataset(
     teacher_logits = np.asarray(teacher_logits, "float32")
     inputs.check_finite_logits(teacher_logits)
 
-    x_tensors = tf.nest.map_structure(tf.convert_to_tensor, x)
+    # A list of inputs as a tuple: tf.data would stack a list into one tensor.
+    x_tensors = tf.nest.map_structure(
+        tf.convert_to_tensor, tuple(x) if isinstance(x, list) else x
+    )
     y_tensor = None if y is None else tf.convert_to_tensor(y)
     logits_tensor = tf.convert_to_tensor(teacher_logits)
     weight_tensor = (

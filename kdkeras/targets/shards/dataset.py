@@ -28,7 +28,7 @@ from kdkeras.targets.shards.index import check_stream_matches
 from kdkeras.targets.shards.reader import SoftTargetShards
 from kdkeras.targets.shards.stream import check_stream
 from kdkeras.targets.shards.stream import is_tf_dataset
-from kdkeras.targets.shards.writer import check_positive_int
+from kdutils.checks import check_positive_int
 
 
 def as_tf_dataset(data):
@@ -144,7 +144,7 @@ def soft_target_shards_dataset(
             "the parts with merge_soft_target_shards."
         )
     if shuffle:
-        shuffle_buffer = check_positive_int(shuffle_buffer, "shuffle_buffer")
+        shuffle_buffer = check_positive_int("shuffle_buffer", shuffle_buffer)
     check_stream(data)
     if shards.verified_for is not data:
         check_stream_matches(shards.path, shards.index, data)

@@ -7,7 +7,6 @@ batch, not a shard; `RowReader` reads rows by position with `os.pread`, so
 the pages read do not stay in the process's resident memory.
 """
 
-import hashlib
 import io
 import os
 
@@ -17,29 +16,7 @@ from kdkeras.targets import inputs
 from kdkeras.targets import topk
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
 from kdkeras.targets.memory.cache import storable_logits
-
-_READ_CHUNK = 2**20
-
-
-def file_digest(path):
-    """SHA-256 of a file's bytes, read in chunks (flat memory).
-
-    Example:
-
-    >>> import os, tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "empty")
-    >>> open(path, "wb").close()
-    >>> file_digest(path)[:16]
-    'e3b0c44298fc1c14'
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while True:
-            chunk = file.read(_READ_CHUNK)
-            if not chunk:
-                break
-            digest.update(chunk)
-    return digest.hexdigest()
+from kdutils.digests import file_digest
 
 
 def shard_file_name(shard_id, kind):

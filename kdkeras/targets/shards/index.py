@@ -14,8 +14,8 @@ import os
 import re
 
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
-from kdkeras.targets.shards.files import file_digest
 from kdkeras.targets.shards.stream import StreamPass
+from kdutils.digests import file_digest
 
 FORMAT = "kdkeras-soft-target-shards"
 FORMAT_VERSION = 1

@@ -80,6 +80,7 @@ from kdkeras.targets.shards.reader import load_soft_target_shards
 from kdkeras.targets.shards.stream import StreamPass
 from kdkeras.targets.shards.stream import check_stream
 from kdkeras.targets.shards.stream import stream_fingerprint
+from kdutils.checks import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -118,19 +119,6 @@ def check_shard(shard):
             f"Received: shard={shard!r}"
         )
     return (int(shard[0]), int(shard[1]))
-
-
-def check_positive_int(value, name):
-    """`value` as an int if it is a positive int (not a bool).
-
-    Example:
-
-    >>> check_positive_int(3, "top_k")
-    3
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-    return int(value)
 
 
 def cache_soft_target_shards(
@@ -223,7 +211,7 @@ def cache_soft_target_shards(
                 "classes' mass is stored at it). Received: temperature=None"
             )
         temperature = check_temperature(temperature)
-        top_k = check_positive_int(top_k, "top_k")
+        top_k = check_positive_int("top_k", top_k)
     elif temperature is not None:
         raise ValueError(
             "`temperature` is only used with `top_k`. "
@@ -232,7 +220,7 @@ def cache_soft_target_shards(
     dtype = check_dtype(dtype or "float32")
     if examples_per_shard is not None:
         examples_per_shard = check_positive_int(
-            examples_per_shard, "examples_per_shard"
+            "examples_per_shard", examples_per_shard
         )
     shard = check_shard(shard)
     check_on_stale(on_stale)
