@@ -16,6 +16,7 @@ import time
 from kdkeras.distribute.strategy import num_workers
 from kdkeras.targets import files
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
+from kdkeras.targets.shards.files import shard_file_name
 from kdkeras.targets.shards.index import CACHE_KEYS
 from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
@@ -47,7 +48,7 @@ def is_ready(path, reference, shard):
     part (`shard=[i, n]`) that the index `reference` belongs to."""
     try:
         index = read_index(path)
-    except (StaleSoftTargetsError, KeyError, TypeError):
+    except StaleSoftTargetsError:
         return False
     return index.get("shard") == shard and all(
         index.get(key) == reference[key] for key in CACHE_KEYS
@@ -140,16 +141,17 @@ def merge_soft_target_shards(paths, path):
         entries = []
         for part, index in zip(paths, indexes, strict=True):
             for entry in index["shards"]:
-                for file_entry in entry["files"].values():
+                for kind in entry["files"]:
+                    # The writer's own names: never a path from the index.
+                    name = shard_file_name(entry["id"], kind)
                     shutil.copyfile(
-                        os.path.join(part, file_entry["name"]),
-                        os.path.join(staging, file_entry["name"]),
+                        os.path.join(part, name), os.path.join(staging, name)
                     )
                 entries.append(entry)
         merged = dict(first)
         merged["shard"] = None
         merged["shards"] = sorted(entries, key=lambda e: e["id"])
-        write_index(staging, merged)
+        merged = write_index(staging, merged)
         check_complete(staging, merged)
         check_files(staging, merged)
         files.replace_directory(staging, path)

@@ -9,6 +9,7 @@ batch and writes the logits to a folder:
     path/
       index.json                  fingerprints, layout, per-shard digests
       shard-00000.logits.npy      (rows, classes) float32 or float16
+      shard-00000.inputs.npy      (rows,) uint64 fingerprints of the inputs
       ...                         (top-k: .values.npy, .indices.npy, .tail.npy)
 
 Each shard holds `examples_per_shard` consecutive examples (the last one
@@ -62,9 +63,11 @@ from kdkeras.targets import fingerprint
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
 from kdkeras.targets.memory.cache import check_dtype
 from kdkeras.targets.memory.cache import check_on_stale
+from kdkeras.targets.memory.cache import teacher_classes
 from kdkeras.targets.shards.files import ShardWriter
 from kdkeras.targets.shards.index import FORMAT
 from kdkeras.targets.shards.index import FORMAT_VERSION
+from kdkeras.targets.shards.index import check_classes
 from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_stream_matches
@@ -198,8 +201,8 @@ def cache_soft_target_shards(
     >>> path = os.path.join(tempfile.mkdtemp(), "targets")
     >>> shards = cache_soft_target_shards(teacher, data, path,
     ...                                   examples_per_shard=6)
-    >>> len(shards), sorted(os.listdir(path))
-    (10, ['index.json', 'shard-00000.logits.npy', 'shard-00001.logits.npy'])
+    >>> len(shards), sorted(os.listdir(path))[:3]
+    (10, ['index.json', 'shard-00000.inputs.npy', 'shard-00000.logits.npy'])
     """
     if isinstance(shard, str) and shard == "auto":
         return _cache_on_workers(
@@ -249,7 +252,8 @@ def cache_soft_target_shards(
 
     if os.path.isdir(path) and os.listdir(path):
         try:
-            existing = _load_matching(path, options, examples_per_shard, data)
+            expected = dict(options, classes=teacher_classes(teacher))
+            existing = _load_matching(path, expected, examples_per_shard, data)
             return existing
         except StaleSoftTargetsError as error:
             if on_stale == "error":
@@ -275,7 +279,7 @@ def cache_soft_target_shards(
             "shards": writer.entries,
             **options,
         }
-        write_index(staging, index)
+        index = write_index(staging, index)
         if shard is None:
             check_complete(staging, index)
         check_files(staging, index)
@@ -331,7 +335,7 @@ def _cache_on_workers(teacher, data, path, **options):
 def _load_matching(path, options, examples_per_shard, data):
     index = read_index(path)
     for key, value in options.items():
-        if index.get(key) != value:
+        if key != "classes" and index.get(key) != value:
             what = (
                 "the teacher's architecture or weights changed"
                 if key == "teacher"
@@ -340,6 +344,7 @@ def _load_matching(path, options, examples_per_shard, data):
             raise StaleSoftTargetsError(
                 f"Soft-target shard cache `path` {path!r} is stale: {what}."
             )
+    check_classes(path, index, options["classes"])
     if examples_per_shard not in (None, index["examples_per_shard"]):
         raise StaleSoftTargetsError(
             f"Soft-target shard cache `path` {path!r} is stale: it has "

@@ -55,7 +55,7 @@ def test_two_workers_then_merge_equal_one_process(files):
     parts = [str(folder / "part.0-of-2"), str(folder / "part.1-of-2")]
     assert cli.run(values(merge=parts, output=str(folder / "merged"))) == 0
     names = sorted(os.listdir(folder / "one"))
-    assert len(names) == 1 + 5  # index + ceil(41 / 10) shards
+    assert len(names) == 1 + 2 * 5  # index + ceil(41 / 10) shards of 2 files
     for name in names:
         assert (folder / "merged" / name).read_bytes() == (
             folder / "one" / name

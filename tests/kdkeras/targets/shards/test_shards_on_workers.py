@@ -13,13 +13,13 @@ import pytest
 import tensorflow as tf
 
 from kdkeras.distribute import launch
-from kdkeras.targets import cache_soft_target_shards
-from kdkeras.targets import load_soft_target_shards
+from kdkeras.targets.shards.writer import cache_soft_target_shards
+from kdkeras.targets.shards.writer import load_soft_target_shards
 from tests.kdkeras import distiller_setup
 from tests.kdkeras.targets.shards.shards_setup import assert_same_files
 
 HERE = os.path.dirname(__file__)
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 
 def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
