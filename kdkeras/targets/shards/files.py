@@ -212,7 +212,7 @@ def stored_arrays(logits, dtype, top_k, temperature):
         return {"logits": storable_logits(logits, dtype)}
     values, indices, tail = topk.top_k_targets(logits, top_k, temperature)
     return {
-        "values": storable_logits(values, dtype),
+        "values": storable_logits(values, dtype, temperature),
         "indices": indices,
         "tail": tail,
     }

@@ -163,7 +163,10 @@ def cache_soft_target_shards(
             `(x, y, sample_weight)`; only `x` is read.
         path: The cache folder (created or replaced).
         dtype: Storage dtype of the logits, `"float32"` or `"float16"`;
-            default float32, and float16 with `top_k`.
+            default float32, and float16 with `top_k`. float16 is refused
+            (nothing written) for logits so large that its spacing could move
+            a probability by more than 1% at `temperature` (at 1 without
+            top-k): `kdkeras.targets.memory.cache.storable_logits`.
         top_k: Optional int: store only the K largest logits per example,
             their classes and the other classes' log-sum-exp at
             `temperature` (`kdkeras.targets.topk`).

@@ -331,3 +331,30 @@ def test_infinite_py_dataset_is_refused(tmp_path):
         build_cache(tmp_path, data=EndlessSequence())
     assert "\n" not in str(raised.value)
     assert os.listdir(tmp_path) == []
+
+
+def softmax64(logits, temperature):
+    z = np.asarray(logits, np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def test_float16_top_k_of_large_logits_is_refused_not_rounded(tmp_path):
+    """Logits near 1000 at T=4: float16's spacing 0.5 moves probabilities."""
+    teacher = build_teacher()
+    teacher.layers[-1].bias.assign(np.linspace(1000.0, 1003.0, CLASSES))
+    full = reference.dense_relu_logits(teacher, indexed_x())
+    values, _, _ = topk.top_k_targets(full, 3, 4.0)
+    # What float16 storage would do to the top-3 probabilities.
+    error = np.abs(
+        softmax64(values.astype(np.float16), 4.0) / softmax64(values, 4.0) - 1
+    ).max()
+    assert error > 0.01
+    with pytest.raises(ValueError, match="dtype='float32'") as raised:
+        build_cache(tmp_path, teacher=teacher, top_k=3, temperature=4.0)
+    assert "\n" not in str(raised.value) and "temperature 4" in str(raised.value)
+    assert os.listdir(tmp_path) == []
+    _, _, shards = build_cache(
+        tmp_path, teacher=teacher, top_k=3, temperature=4.0, dtype="float32"
+    )
+    np.testing.assert_allclose(shards.stored([0])["values"], values[:1], rtol=1e-6)
