@@ -152,6 +152,7 @@ def compute_soft_targets(teacher, x, batch_size=1024):
     batch_size = inputs.check_batch_size(batch_size)
     fingerprint.check_teacher(teacher)
     inputs.check_rows(x, [])
+    inputs.check_model_inputs(teacher, x)
     logits = teachers.logits_model(teacher).predict(x, batch_size=batch_size, verbose=0)
     return np.asarray(logits, dtype=np.float32)
 

@@ -68,7 +68,7 @@ def shown(value, limit=_SHOWN):
     Example:
 
     >>> shown("x" * 200, limit=12)
-    "'xxxxxxxx...(202 chars)"
+    "'xxxxxxx...(202 chars)"
     """
     text = repr(value)
     if len(text) <= limit:

@@ -311,6 +311,7 @@ class StreamPass:
 
     def _start(self, one_example):
         """Learns the classes (one forward pass) and the shard size."""
+        inputs.check_model_inputs(self.model, one_example, "data")
         logits = self._logits(one_example)
         if logits.ndim != 2:
             raise ValueError(

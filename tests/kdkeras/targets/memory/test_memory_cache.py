@@ -232,3 +232,13 @@ def test_float16_refuses_logits_it_cannot_hold_precisely(tmp_path, scale, refuse
     else:
         half = cache.cache_soft_targets(teacher, random_x(1), path, dtype="float16")
         assert half.dtype == np.float16
+
+
+def test_inputs_the_teacher_cannot_take_name_both_shapes(tmp_path):
+    teacher = build_teacher(3)
+    narrow = random_x(1)[:, :-1]
+    with pytest.raises(
+        ValueError, match=r"\(None, 6\). Received: x of shape \(None, 5\)"
+    ):
+        cache.cache_soft_targets(teacher, narrow, tmp_path / "t.npz")
+    assert not os.listdir(tmp_path)

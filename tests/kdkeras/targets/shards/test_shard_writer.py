@@ -210,6 +210,11 @@ def test_top_k_cache_stores_k_logits_their_classes_and_the_tail(tmp_path):
         ({"on_stale": "ignore"}, ValueError, "`on_stale`"),
         ({"data": "repeat"}, ValueError, "finite"),
         ({"data": "unknown"}, ValueError, "known number of batches"),
+        (
+            {"data": "narrow"},
+            ValueError,
+            r"teacher's inputs \(None, 6\). .*\(None, 5\)",
+        ),
         ({"data": "nondeterministic"}, ValueError, "deterministic"),
         ({"data": "empty"}, ValueError, "at least one example"),
         ({"data": "numpy"}, TypeError, "`data`"),
@@ -223,6 +228,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_written(
     special = {
         "repeat": data.repeat(),
         "unknown": data.repeat().filter(lambda x: x[0, 0] >= 0),
+        "narrow": stream(indexed_x()[:, :5]),
         "nondeterministic": data.with_options(_nondeterministic()),
         "empty": data.take(0),
         "numpy": indexed_x(),
