@@ -159,7 +159,7 @@ def soft_target_shards_dataset(
     if not isinstance(expand_top_k, bool):
         raise TypeError(
             "`expand_top_k` must be True or False. "
-            f"Received: expand_top_k={expand_top_k!r}"
+            f"Received: expand_top_k={shown(expand_top_k)}"
         )
     if not isinstance(shards, SoftTargetShards):
         raise TypeError(
@@ -169,7 +169,7 @@ def soft_target_shards_dataset(
         )
     if shards.index["shard"] is not None:
         raise StaleSoftTargetsError(
-            f"`shards` {shards.path!r} holds one worker's part only: join "
+            f"`shards` {shown(shards.path)} holds one worker's part only: join "
             "the parts with merge_soft_target_shards."
         )
     if shuffle:

@@ -22,6 +22,7 @@ from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_target_folder
 from kdkeras.targets.shards.index import read_index
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.index import write_index
 from kdkeras.targets.shards.reader import SoftTargetShards
 
@@ -37,7 +38,7 @@ def worker_of(tf_config):
     if task_type not in ("chief", "worker"):
         raise ValueError(
             "`shard='auto'` must run on a chief or worker task of TF_CONFIG. "
-            f"Received: task type {task_type!r}"
+            f"Received: task type {shown(task_type)}"
         )
     offset = len(cluster.get("chief", ())) if task_type == "worker" else 0
     return offset + task_index, num_workers(tf_config)
@@ -113,7 +114,7 @@ def merge_soft_target_shards(paths, path):
         index = read_index(part)
         if index["shard"] is None:
             raise StaleSoftTargetsError(
-                f"`paths` entry {part!r} is a complete cache, not a worker's part."
+                f"`paths` entry {shown(part)} is a complete cache, not a worker's part."
             )
         check_files(part, index)
         indexes.append(index)
@@ -123,7 +124,7 @@ def merge_soft_target_shards(paths, path):
         for key in shared:
             if index[key] != first[key]:
                 raise StaleSoftTargetsError(
-                    f"Worker part {part!r} disagrees with {paths[0]!r} on "
+                    f"Worker part {shown(part)} disagrees with {shown(paths[0])} on "
                     f"`{key}`: they were not computed on the same teacher, "
                     "options and stream."
                 )

@@ -22,6 +22,7 @@ from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_stream_matches
 from kdkeras.targets.shards.index import read_index
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.stream import check_stream
 
 
@@ -75,7 +76,7 @@ class SoftTargetShards:
                 for reader in readers.values():
                     if reader.shape[0] != shard["rows"]:
                         raise StaleSoftTargetsError(
-                            f"Soft-target shard {reader.path!r} holds "
+                            f"Soft-target shard {shown(reader.path)} holds "
                             f"{reader.shape[0]} rows, the index records "
                             f"{shard['rows']}."
                         )
@@ -101,7 +102,7 @@ class SoftTargetShards:
         if indices.size and (indices.min() < 0 or indices.max() >= self.examples):
             raise ValueError(
                 f"`data` yields more examples than the soft-target cache "
-                f"{self.path!r} holds ({self.examples})."
+                f"{shown(self.path)} holds ({self.examples})."
             )
         readers = self._readers()
         unique, inverse = np.unique(indices, return_inverse=True)
@@ -185,7 +186,7 @@ def load_soft_target_shards(path, teacher=None, data=None):
     if index["shard"] is not None:
         i, n = index["shard"]
         raise StaleSoftTargetsError(
-            f"Soft-target shard cache `path` {path!r} holds the shards of "
+            f"Soft-target shard cache `path` {shown(path)} holds the shards of "
             f"worker {i} of {n} only: join the workers' folders with "
             "merge_soft_target_shards."
         )
@@ -194,7 +195,7 @@ def load_soft_target_shards(path, teacher=None, data=None):
     if teacher is not None:
         if fingerprint.teacher_fingerprint(teacher) != index["teacher"]:
             raise StaleSoftTargetsError(
-                f"Soft-target shard cache `path` {path!r} is stale: the "
+                f"Soft-target shard cache `path` {shown(path)} is stale: the "
                 "teacher's architecture or weights changed."
             )
         check_classes(path, index, teacher_classes(teacher))

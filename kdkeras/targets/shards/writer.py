@@ -73,6 +73,7 @@ from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_stream_matches
 from kdkeras.targets.shards.index import check_target_folder
 from kdkeras.targets.shards.index import read_index
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.index import write_index
 from kdkeras.targets.shards.merge import is_ready
 from kdkeras.targets.shards.merge import merge_soft_target_shards
@@ -99,7 +100,7 @@ def parse_shard(text):
         index, count = (int(part) for part in str(text).split("/"))
     except ValueError:
         raise ValueError(
-            f"`shard` must be 'i/n' with 0 <= i < n. Received: shard={text!r}"
+            f"`shard` must be 'i/n' with 0 <= i < n. Received: shard={shown(text)}"
         ) from None
     return check_shard((index, count))
 
@@ -118,7 +119,7 @@ def check_shard(shard):
     ):
         raise ValueError(
             "`shard` must be None, 'auto' or (i, n) with 0 <= i < n. "
-            f"Received: shard={shard!r}"
+            f"Received: shard={shown(shard)}"
         )
     return (int(shard[0]), int(shard[1]))
 
@@ -132,7 +133,9 @@ def check_positive_int(value, name):
     3
     """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={shown(value)}"
+        )
     return int(value)
 
 
@@ -233,7 +236,7 @@ def cache_soft_target_shards(
     elif temperature is not None:
         raise ValueError(
             "`temperature` is only used with `top_k`. "
-            f"Received: temperature={temperature!r}, top_k=None"
+            f"Received: temperature={shown(temperature)}, top_k=None"
         )
     dtype = check_dtype(dtype or "float32")
     if examples_per_shard is not None:
@@ -320,7 +323,7 @@ def _cache_on_workers(teacher, data, path, **options):
     if not is_chief(tf_config):
         wait_until(
             lambda: is_ready(path, own.index, None),
-            f"the chief to merge the workers' parts into {path!r}",
+            f"the chief to merge the workers' parts into {shown(path)}",
         )
         return load_soft_target_shards(path, teacher=teacher)
     wait_until(
@@ -342,15 +345,15 @@ def _load_matching(path, options, examples_per_shard, data):
             what = (
                 "the teacher's architecture or weights changed"
                 if key == "teacher"
-                else f"it has {key}={index.get(key)!r}, {value!r} requested"
+                else f"it has {key}={shown(index.get(key))}, {shown(value)} requested"
             )
             raise StaleSoftTargetsError(
-                f"Soft-target shard cache `path` {path!r} is stale: {what}."
+                f"Soft-target shard cache `path` {shown(path)} is stale: {what}."
             )
     check_classes(path, index, options["classes"])
     if examples_per_shard not in (None, index["examples_per_shard"]):
         raise StaleSoftTargetsError(
-            f"Soft-target shard cache `path` {path!r} is stale: it has "
+            f"Soft-target shard cache `path` {shown(path)} is stale: it has "
             f"examples_per_shard={index['examples_per_shard']}, "
             f"{examples_per_shard} requested."
         )
