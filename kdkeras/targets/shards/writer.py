@@ -25,8 +25,12 @@ stream order), so a cache whose files are missing, truncated or edited, or
 that belongs to another data order, is detected (`StaleSoftTargetsError`)
 and never used; `load_soft_target_shards` (`kdkeras.targets.shards.reader`)
 opens a cache after these checks. The stream must
-be finite and deterministic: an infinite dataset (`repeat()` without a count)
-or one with `options().deterministic == False` is refused.
+be finite and deterministic: an infinite dataset (`repeat()` without a count),
+one of unknown length (`filter()`, `TFRecordDataset`: state it with
+`tf.data.experimental.assert_cardinality`) or one with
+`options().deterministic == False` is refused. Every example's inputs are
+also fingerprinted beside its targets, and the training dataset checks them
+as it joins them, every epoch: a stream that changes order later is stopped.
 
 `kdkeras.targets.shards.dataset.soft_target_shards_dataset` streams the
 same inputs again and joins every example with its logits by its position in
