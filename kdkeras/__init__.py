@@ -36,6 +36,8 @@ Other:
                           (imported on first use: it loads tf_keras)
 """
 
+# First, before TensorFlow: quiets its start-up in a kdkeras command line.
+from kdkeras import _quiet_start  # noqa: F401
 from kdkeras import bias
 from kdkeras import distribute
 from kdkeras import hints

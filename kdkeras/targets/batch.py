@@ -10,7 +10,11 @@ the input pipeline), in one of two forms:
   TEACHER_TAIL_KEY: r, TEACHER_TEMPERATURE_KEY: T}`, the K largest teacher
   logits, their classes, the other classes' log-sum-exp at `T`, and `T`
   itself per example (the targets are valid at that temperature only; the
-  Distiller refuses another). `top_k_target_dict` writes it.
+  Distiller refuses another). `top_k_target_dict` writes it;
+- full logits expanded from top-k targets (`kdkeras.targets.topk`), valid
+  at one temperature only: `{LABELS_KEY: y, TEACHER_LOGITS_KEY: t,
+  TEACHER_TEMPERATURE_KEY: T}` (`TemperedLogits`; the Distiller refuses
+  another temperature, whatever its loss).
 
 Every producer writes these keys and every consumer reads them through
 `split_targets` (`logits_batch` and `top_k_target_dict` write them): the dict
@@ -58,6 +62,11 @@ TopKTargets = collections.namedtuple(
 )
 
 
+#: Full teacher logits valid at one temperature only (expanded from top-k
+#: targets), as `split_targets` returns them.
+TemperedLogits = collections.namedtuple("TemperedLogits", ["logits", "temperature"])
+
+
 def split_targets(y):
     """Splits a batch's targets into labels and precomputed teacher targets.
 
@@ -67,7 +76,8 @@ def split_targets(y):
 
     Returns:
         `(labels, teacher_targets)`: `teacher_targets` is the logits, a
-        `TopKTargets`, or `None` for plain labels.
+        `TopKTargets`, a `TemperedLogits` (logits and
+        `TEACHER_TEMPERATURE_KEY` alone), or `None` for plain labels.
 
     Raises:
         ValueError: a dict with some of the top-k keys but not all, or with
@@ -87,6 +97,10 @@ def split_targets(y):
     if not isinstance(y, dict):
         return y, None
     present = [key for key in TOP_K_KEYS if key in y]
+    if present == [TEACHER_TEMPERATURE_KEY] and TEACHER_LOGITS_KEY in y:
+        return y.get(LABELS_KEY), TemperedLogits(
+            y[TEACHER_LOGITS_KEY], y[TEACHER_TEMPERATURE_KEY]
+        )
     if present:
         if len(present) != len(TOP_K_KEYS) or TEACHER_LOGITS_KEY in y:
             raise ValueError(

@@ -156,3 +156,55 @@ def check_finite_logits(teacher_logits, name="teacher_logits"):
             f"`{name}` must be finite. Received: NaN or inf in {len(rows)} "
             f"of {len(finite)} rows (first: row {rows[0]})"
         )
+
+
+def check_model_inputs(model, x, name="x"):
+    """Refuses inputs whose per-example shape is not the model's.
+
+    Checked before the model runs, so the error names both shapes (a Keras
+    layer's own error comes wrapped in "Exception encountered when calling
+    ..."). Models whose inputs are not known (subclassed, never built) or
+    that take a dict pass unchecked.
+
+    Args:
+        model: A `keras.Model`.
+        x: Inputs: a NumPy array, or a list/tuple of them.
+        name: The argument's name, for the error message.
+
+    Raises:
+        ValueError: another number of inputs, or another per-example shape.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)])
+    >>> check_model_inputs(model, np.zeros((3, 8)))
+    >>> check_model_inputs(model, np.zeros((3, 7)))
+    Traceback (most recent call last):
+    ...
+    ValueError: `x` must match the teacher's inputs (None, 8). Received: x of shape (None, 7)
+    """
+    try:
+        expected = [tuple(tensor.shape) for tensor in model.inputs]
+    except (AttributeError, TypeError, ValueError):
+        return
+    if isinstance(x, dict) or not expected:
+        return
+    arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+    shapes = [(None,) + tuple(np.shape(a)[1:]) for a in arrays]
+
+    def shown(shapes):
+        return ", ".join(str(s) for s in shapes)
+
+    def fits(shape, wanted):
+        return len(shape) == len(wanted) and all(
+            w is None or s == w for s, w in zip(shape[1:], wanted[1:], strict=True)
+        )
+
+    if len(shapes) != len(expected) or not all(
+        fits(s, w) for s, w in zip(shapes, expected, strict=False)
+    ):
+        raise ValueError(
+            f"`{name}` must match the teacher's inputs {shown(expected)}. "
+            f"Received: {name} of shape {shown(shapes)}"
+        )

@@ -38,6 +38,7 @@ from keras import ops
 
 from kdkeras.losses import KnowledgeDistillation
 from kdkeras.losses import check_temperature
+from kdkeras.targets.batch import TemperedLogits
 from kdkeras.targets.batch import TopKTargets
 from kdkeras.targets.batch import split_targets
 
@@ -203,9 +204,10 @@ targets were computed at, 4.0 (their tail is the other classes' mass at it): \
 compile with it, or rebuild the targets at this one. Received: temperature=2.0
     """
     _, teacher_targets = split_targets(y)
-    if not isinstance(teacher_targets, TopKTargets):
+    if not isinstance(teacher_targets, (TopKTargets, TemperedLogits)):
         return
-    check_top_k_loss(loss_fn)
+    if isinstance(teacher_targets, TopKTargets):
+        check_top_k_loss(loss_fn)
     targets_temperature = np.asarray(
         ops.convert_to_numpy(teacher_targets.temperature), np.float32
     )
@@ -222,16 +224,19 @@ def checked_top_k(teacher_targets, temperature, loss_fn):
     Their tail is the other classes' mass at the temperature they were
     computed at: at any other the loss would be wrong. The loss is checked
     at trace time (`check_top_k_loss`), the temperature in the graph (to run
-    outside XLA) for every batch.
+    outside XLA) for every batch. Full logits expanded from top-k targets
+    (`TemperedLogits`, any loss) are checked the same way and returned as
+    logits.
 
     Args:
         teacher_targets: Full teacher logits or `None` (returned as they
-            are), or `TopKTargets`.
+            are), `TopKTargets` or `TemperedLogits`.
         temperature: The Distiller's temperature.
         loss_fn: The Distiller's `distillation_loss_fn`.
 
     Returns:
-        `teacher_targets`, top-k ones with the check as a control dependency.
+        `teacher_targets`, top-k ones with the check as a control dependency
+        (`TemperedLogits`: their logits, with the check).
 
     Raises:
         InvalidArgumentError: targets at another temperature (when run).
@@ -243,9 +248,10 @@ def checked_top_k(teacher_targets, temperature, loss_fn):
     >>> checked_top_k(targets, 4.0, None).tail.numpy().tolist()
     [0.5]
     """
-    if not isinstance(teacher_targets, TopKTargets):
+    if not isinstance(teacher_targets, (TopKTargets, TemperedLogits)):
         return teacher_targets
-    check_top_k_loss(loss_fn)
+    if isinstance(teacher_targets, TopKTargets):
+        check_top_k_loss(loss_fn)
     targets_temperature = ops.cast(teacher_targets.temperature, "float32")
     expected = ops.cast(temperature, "float32")
     check = tf.debugging.Assert(
@@ -257,5 +263,7 @@ def checked_top_k(teacher_targets, temperature, loss_fn):
         summarize=1,
     )
     with tf.control_dependencies([check]):
+        if isinstance(teacher_targets, TemperedLogits):
+            return tf.identity(teacher_targets.logits)
         tail = tf.identity(teacher_targets.tail)
     return teacher_targets._replace(tail=tail)

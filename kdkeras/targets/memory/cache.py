@@ -32,6 +32,8 @@ from kdkeras.targets import inputs
 FORMAT_VERSION = 2
 DTYPES = ("float16", "float32")
 FLOAT16_MAX = 65504.0
+#: The most float16 rounding may move a teacher probability (relative).
+FLOAT16_MAX_PROBABILITY_ERROR = 0.01
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +60,51 @@ def check_on_stale(on_stale):
     return on_stale
 
 
-def storable_logits(logits, dtype):
+def float16_probability_error(largest, temperature=1.0):
+    """How far float16 rounding may move a probability, relative.
+
+    Rounding moves each logit by up to half the float16 spacing at the
+    largest |logit|, so two logits' difference moves by up to one spacing
+    `s`, and a ratio of their probabilities at temperature `T` by up to
+    `exp(s / T) - 1`.
+
+    Args:
+        largest: The largest |logit|.
+        temperature: The temperature the probabilities are taken at.
+
+    Returns:
+        The relative error bound, a float.
+
+    Example:
+
+    >>> round(float16_probability_error(1000.0, 4.0), 3)  # spacing 0.5
+    0.133
+    >>> float16_probability_error(3.0) < 0.01
+    True
+    """
+    spacing = float(np.spacing(np.float16(min(largest, FLOAT16_MAX))))
+    return float(np.expm1(spacing / temperature))
+
+
+def storable_logits(logits, dtype, temperature=None):
     """`logits` in the storage `dtype`, refusing what it cannot hold.
+
+    float16 is refused for logits beyond its range, and for logits so large
+    that its spacing there could move a teacher probability by more than
+    `FLOAT16_MAX_PROBABILITY_ERROR` (relative) at `temperature`.
 
     Args:
         logits: float32 teacher logits.
         dtype: `"float32"` or `"float16"`.
+        temperature: The temperature the targets are for; `None` (not
+            known): 1, the most demanding usual one.
 
     Returns:
         NumPy array in `dtype`.
 
     Raises:
-        ValueError: NaN or inf logits, or logits beyond float16's range.
+        ValueError: NaN or inf logits, or logits float16 cannot hold
+            precisely enough.
     """
     inputs.check_finite_logits(logits)
     if dtype == "float16" and logits.size:
@@ -78,6 +113,16 @@ def storable_logits(logits, dtype):
             raise ValueError(
                 "`dtype` 'float16' cannot hold these teacher logits (max "
                 f"|logit| {largest:.4g} > {FLOAT16_MAX:g}); use "
+                "dtype='float32'. Received: dtype='float16'"
+            )
+        at = 1.0 if temperature is None else float(temperature)
+        error = float16_probability_error(largest, at)
+        if error > FLOAT16_MAX_PROBABILITY_ERROR:
+            raise ValueError(
+                "`dtype` 'float16' is too coarse for these teacher logits: "
+                f"at |logit| {largest:.4g} its spacing can move a probability "
+                f"at temperature {at:g} by up to {100 * error:.1f}% (more than "
+                f"{100 * FLOAT16_MAX_PROBABILITY_ERROR:g}%); use "
                 "dtype='float32'. Received: dtype='float16'"
             )
     return logits.astype(dtype)
@@ -107,6 +152,7 @@ def compute_soft_targets(teacher, x, batch_size=1024):
     batch_size = inputs.check_batch_size(batch_size)
     fingerprint.check_teacher(teacher)
     inputs.check_rows(x, [])
+    inputs.check_model_inputs(teacher, x)
     logits = teachers.logits_model(teacher).predict(x, batch_size=batch_size, verbose=0)
     return np.asarray(logits, dtype=np.float32)
 
@@ -259,7 +305,9 @@ def cache_soft_targets(
         path: Cache file path (a `.npz` archive; any file name).
         batch_size: Batch size of the teacher's forward pass.
         dtype: Storage dtype, `"float32"` or `"float16"` (half the disk;
-            logits rounded to ~3 significant digits).
+            logits rounded to ~3 significant digits; refused where that
+            could move a probability at temperature 1 by more than 1%,
+            see `storable_logits`).
         on_stale: `"recompute"` or `"error"`.
 
     Returns:

@@ -25,10 +25,38 @@ from kdkeras.targets.batch import TEACHER_TOP_K_INDICES_KEY
 from kdkeras.targets.batch import TEACHER_TOP_K_VALUES_KEY
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
 from kdkeras.targets.shards.index import check_stream_matches
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.reader import SoftTargetShards
 from kdkeras.targets.shards.stream import check_stream
 from kdkeras.targets.shards.stream import is_tf_dataset
+from kdkeras.targets.shards.stream import row_fingerprints
 from kdutils.checks import check_positive_int
+
+
+def check_rows_match(shards, positions, x, fingerprints):
+    """Refuses inputs that are not those the stored targets were computed on.
+
+    Args:
+        shards: The `SoftTargetShards`.
+        positions: The examples' positions in the stream.
+        x: Their flat input arrays (`inputs.flat_arrays` order).
+        fingerprints: The `row_fingerprints` stored for these positions.
+
+    Raises:
+        StaleSoftTargetsError: an example's inputs differ from the ones at
+            its position when the cache was written (the stream changed
+            order or content, e.g. between epochs).
+    """
+    actual = row_fingerprints([np.asarray(a) for a in x])
+    other = np.flatnonzero(actual != fingerprints)
+    if other.size:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard cache `path` {shown(shards.path)} is stale: "
+            f"the inputs at stream position {int(positions[other[0]])} "
+            f"({other.size} of a batch of {len(positions)}) are not those its "
+            "logits were computed on (the stream changed order or content "
+            "since the cache was written, e.g. in a later epoch)."
+        )
 
 
 def as_tf_dataset(data):
@@ -105,7 +133,8 @@ def soft_target_shards_dataset(
             top-k targets, for a distillation loss that needs every logit
             (DKD, DIST); its tail is spread evenly, so the loss is not the
             teacher's (see `kdkeras.targets.topk`). Valid at the cache's
-            temperature only.
+            temperature only: the batches carry it
+            (`TEACHER_TEMPERATURE_KEY`) and the Distiller refuses another.
 
     Returns:
         A `tf.data.Dataset`.
@@ -130,7 +159,7 @@ def soft_target_shards_dataset(
     if not isinstance(expand_top_k, bool):
         raise TypeError(
             "`expand_top_k` must be True or False. "
-            f"Received: expand_top_k={expand_top_k!r}"
+            f"Received: expand_top_k={shown(expand_top_k)}"
         )
     if not isinstance(shards, SoftTargetShards):
         raise TypeError(
@@ -140,7 +169,7 @@ def soft_target_shards_dataset(
         )
     if shards.index["shard"] is not None:
         raise StaleSoftTargetsError(
-            f"`shards` {shards.path!r} holds one worker's part only: join "
+            f"`shards` {shown(shards.path)} holds one worker's part only: join "
             "the parts with merge_soft_target_shards."
         )
     if shuffle:
@@ -187,16 +216,19 @@ def soft_target_shards_dataset(
         "tail": tf.float32,
     }
 
-    def read(positions):
-        stored = shards.stored(positions)
+    def read(positions, *x):
+        stored = shards.stored(positions, kinds + ["inputs"])
+        check_rows_match(shards, positions, x, stored["inputs"])
         return [stored[kind].astype(types[kind].as_numpy_dtype) for kind in kinds]
 
     def attach(parts):
         # Positions within an input batch are consecutive: one read per
         # shard file, in stream order, before the examples are shuffled.
+        # Every example's inputs are checked against the fingerprint stored
+        # with its logits, in every epoch.
         stored = tf.numpy_function(
             read,
-            [parts["position"]],
+            [parts["position"], *tf.nest.flatten(parts["x"])],
             [types[kind] for kind in kinds],
             stateful=False,
         )
@@ -212,15 +244,16 @@ def soft_target_shards_dataset(
             values, indices, tail, classes, shards.temperature
         )
 
+    def temperatures(batch):
+        rows = tf.shape(batch)[:1]
+        return tf.fill(rows, tf.constant(shards.temperature, tf.float32))
+
     def top_k_targets(parts):
-        tail = parts["tail"]
         return {
             TEACHER_TOP_K_VALUES_KEY: parts["values"],
             TEACHER_TOP_K_INDICES_KEY: parts["indices"],
-            TEACHER_TAIL_KEY: tail,
-            TEACHER_TEMPERATURE_KEY: tf.fill(
-                tf.shape(tail), tf.constant(shards.temperature, tf.float32)
-            ),
+            TEACHER_TAIL_KEY: parts["tail"],
+            TEACHER_TEMPERATURE_KEY: temperatures(parts["tail"]),
         }
 
     def finish(parts):
@@ -234,7 +267,11 @@ def soft_target_shards_dataset(
                 stateful=False,
             )
             logits.set_shape([None, classes])
-            targets = {TEACHER_LOGITS_KEY: logits}
+            # Valid at the cache's temperature only: the Distiller checks it.
+            targets = {
+                TEACHER_LOGITS_KEY: logits,
+                TEACHER_TEMPERATURE_KEY: temperatures(logits),
+            }
         else:
             targets = {TEACHER_LOGITS_KEY: parts["logits"]}
         if "y" in parts:

@@ -71,8 +71,10 @@ class ShardWriter:
         self.open = {}  # kind -> (file, row shape, dtype)
         self.rows = 0
 
-    def append(self, shard_id, logits):
+    def append(self, shard_id, logits, fingerprints):
+        """Appends one segment's stored targets and its inputs' fingerprints."""
         stored = stored_arrays(logits, self.dtype, self.top_k, self.temperature)
+        stored["inputs"] = np.asarray(fingerprints, dtype=np.uint64)
         for kind, array in stored.items():
             if kind not in self.open:
                 name = os.path.join(self.folder, shard_file_name(shard_id, kind))
@@ -115,21 +117,36 @@ class ShardWriter:
         self.open = {}
 
 
-class RowReader:
-    """Reads rows of one `.npy` shard file by position (no memory map, so
-    the pages read are not kept in the process's resident memory)."""
+def read_npy_header(path):
+    """`(shape, dtype, data_offset)` of a `.npy` file, from its header.
 
-    def __init__(self, path):
+    Raises:
+        StaleSoftTargetsError: not a C-order `.npy` file.
+    """
+    try:
         with open(path, "rb") as file:
             version = np.lib.format.read_magic(file)
             if version == (1, 0):
                 header = np.lib.format.read_array_header_1_0(file)
             else:
                 header = np.lib.format.read_array_header_2_0(file)
-            self.offset = file.tell()
-        self.shape, fortran_order, self.dtype = header
-        if fortran_order:
-            raise StaleSoftTargetsError(f"{path!r} is in Fortran order.")
+            offset = file.tell()
+    except (OSError, ValueError) as error:
+        raise StaleSoftTargetsError(
+            f"Soft-target shard {path!r} is not a .npy file ({type(error).__name__})."
+        ) from None
+    shape, fortran_order, dtype = header
+    if fortran_order:
+        raise StaleSoftTargetsError(f"{path!r} is in Fortran order.")
+    return tuple(shape), dtype, offset
+
+
+class RowReader:
+    """Reads rows of one `.npy` shard file by position (no memory map, so
+    the pages read are not kept in the process's resident memory)."""
+
+    def __init__(self, path):
+        self.shape, self.dtype, self.offset = read_npy_header(path)
         self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
         self.path = path
         self.descriptor = None
@@ -172,7 +189,7 @@ def stored_arrays(logits, dtype, top_k, temperature):
         return {"logits": storable_logits(logits, dtype)}
     values, indices, tail = topk.top_k_targets(logits, top_k, temperature)
     return {
-        "values": storable_logits(values, dtype),
+        "values": storable_logits(values, dtype, temperature),
         "indices": indices,
         "tail": tail,
     }

@@ -16,11 +16,13 @@ import time
 from kdkeras.distribute.strategy import num_workers
 from kdkeras.targets import files
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
+from kdkeras.targets.shards.files import shard_file_name
 from kdkeras.targets.shards.index import CACHE_KEYS
 from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_target_folder
 from kdkeras.targets.shards.index import read_index
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.index import write_index
 from kdkeras.targets.shards.reader import SoftTargetShards
 
@@ -36,7 +38,7 @@ def worker_of(tf_config):
     if task_type not in ("chief", "worker"):
         raise ValueError(
             "`shard='auto'` must run on a chief or worker task of TF_CONFIG. "
-            f"Received: task type {task_type!r}"
+            f"Received: task type {shown(task_type)}"
         )
     offset = len(cluster.get("chief", ())) if task_type == "worker" else 0
     return offset + task_index, num_workers(tf_config)
@@ -47,7 +49,7 @@ def is_ready(path, reference, shard):
     part (`shard=[i, n]`) that the index `reference` belongs to."""
     try:
         index = read_index(path)
-    except (StaleSoftTargetsError, KeyError, TypeError):
+    except StaleSoftTargetsError:
         return False
     return index.get("shard") == shard and all(
         index.get(key) == reference[key] for key in CACHE_KEYS
@@ -112,7 +114,7 @@ def merge_soft_target_shards(paths, path):
         index = read_index(part)
         if index["shard"] is None:
             raise StaleSoftTargetsError(
-                f"`paths` entry {part!r} is a complete cache, not a worker's part."
+                f"`paths` entry {shown(part)} is a complete cache, not a worker's part."
             )
         check_files(part, index)
         indexes.append(index)
@@ -122,7 +124,7 @@ def merge_soft_target_shards(paths, path):
         for key in shared:
             if index[key] != first[key]:
                 raise StaleSoftTargetsError(
-                    f"Worker part {part!r} disagrees with {paths[0]!r} on "
+                    f"Worker part {shown(part)} disagrees with {shown(paths[0])} on "
                     f"`{key}`: they were not computed on the same teacher, "
                     "options and stream."
                 )
@@ -140,16 +142,17 @@ def merge_soft_target_shards(paths, path):
         entries = []
         for part, index in zip(paths, indexes, strict=True):
             for entry in index["shards"]:
-                for file_entry in entry["files"].values():
+                for kind in entry["files"]:
+                    # The writer's own names: never a path from the index.
+                    name = shard_file_name(entry["id"], kind)
                     shutil.copyfile(
-                        os.path.join(part, file_entry["name"]),
-                        os.path.join(staging, file_entry["name"]),
+                        os.path.join(part, name), os.path.join(staging, name)
                     )
                 entries.append(entry)
         merged = dict(first)
         merged["shard"] = None
         merged["shards"] = sorted(entries, key=lambda e: e["id"])
-        write_index(staging, merged)
+        merged = write_index(staging, merged)
         check_complete(staging, merged)
         check_files(staging, merged)
         files.replace_directory(staging, path)

@@ -15,11 +15,14 @@ import numpy as np
 from kdkeras.targets import fingerprint
 from kdkeras.targets import topk
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
+from kdkeras.targets.memory.cache import teacher_classes
 from kdkeras.targets.shards.files import RowReader
+from kdkeras.targets.shards.index import check_classes
 from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_stream_matches
 from kdkeras.targets.shards.index import read_index
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.stream import check_stream
 
 
@@ -37,6 +40,7 @@ class SoftTargetShards:
     """
 
     def __init__(self, path, index, verified_for=None):
+        self._row_readers = None
         self.path = path
         self.index = index
         self.examples = index["examples"]
@@ -46,7 +50,6 @@ class SoftTargetShards:
         self.temperature = index["temperature"]
         self.examples_per_shard = index["examples_per_shard"]
         self.verified_for = verified_for
-        self._row_readers = None
 
     def __len__(self):
         return self.examples
@@ -73,13 +76,13 @@ class SoftTargetShards:
                 for reader in readers.values():
                     if reader.shape[0] != shard["rows"]:
                         raise StaleSoftTargetsError(
-                            f"Soft-target shard {reader.path!r} holds "
+                            f"Soft-target shard {shown(reader.path)} holds "
                             f"{reader.shape[0]} rows, the index records "
                             f"{shard['rows']}."
                         )
         return self._row_readers
 
-    def stored(self, indices):
+    def stored(self, indices, kinds=None):
         """The stored arrays of these examples, as a dict of NumPy arrays.
 
         Rows are read from the shard files by position (not memory-mapped,
@@ -87,40 +90,48 @@ class SoftTargetShards:
 
         Args:
             indices: int array of example positions in the stream.
+            kinds: Optional list of the arrays to read; default the targets.
 
         Returns:
-            `{"logits": ...}`, or for top-k `{"values", "indices", "tail"}`.
+            `{"logits": ...}`, or for top-k `{"values", "indices", "tail"}`
+            (and `"inputs"`, the inputs' fingerprints, if `kinds` asks).
         """
+        if kinds is None:
+            kinds = ["values", "indices", "tail"] if self.top_k else ["logits"]
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if indices.size and (indices.min() < 0 or indices.max() >= self.examples):
             raise ValueError(
                 f"`data` yields more examples than the soft-target cache "
-                f"{self.path!r} holds ({self.examples})."
+                f"{shown(self.path)} holds ({self.examples})."
             )
         readers = self._readers()
         unique, inverse = np.unique(indices, return_inverse=True)
         shard_ids = unique // self.examples_per_shard
         result = {}
-        for kind, reader in readers[0].items():
+        for kind in kinds:
+            reader = readers[0][kind]
             result[kind] = np.empty(
                 (len(unique),) + tuple(reader.shape[1:]), dtype=reader.dtype
             )
         for shard_id in np.unique(shard_ids):
             selected = np.flatnonzero(shard_ids == shard_id)
             local = unique[selected] - shard_id * self.examples_per_shard
-            for kind, reader in readers[shard_id].items():
-                result[kind][selected] = reader.read(local)
+            for kind in kinds:
+                result[kind][selected] = readers[shard_id][kind].read(local)
         return {kind: array[inverse] for kind, array in result.items()}
 
     def close(self):
         """Closes the shard files (they reopen on the next read)."""
-        for readers in self._row_readers or []:
+        for readers in getattr(self, "_row_readers", None) or []:
             for reader in readers.values():
                 reader.close()
         self._row_readers = None
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # At interpreter exit, or a half-built object.
+            pass
 
     def logits(self, indices):
         """float32 teacher logits `(len(indices), classes)`.
@@ -175,7 +186,7 @@ def load_soft_target_shards(path, teacher=None, data=None):
     if index["shard"] is not None:
         i, n = index["shard"]
         raise StaleSoftTargetsError(
-            f"Soft-target shard cache `path` {path!r} holds the shards of "
+            f"Soft-target shard cache `path` {shown(path)} holds the shards of "
             f"worker {i} of {n} only: join the workers' folders with "
             "merge_soft_target_shards."
         )
@@ -184,9 +195,10 @@ def load_soft_target_shards(path, teacher=None, data=None):
     if teacher is not None:
         if fingerprint.teacher_fingerprint(teacher) != index["teacher"]:
             raise StaleSoftTargetsError(
-                f"Soft-target shard cache `path` {path!r} is stale: the "
+                f"Soft-target shard cache `path` {shown(path)} is stale: the "
                 "teacher's architecture or weights changed."
             )
+        check_classes(path, index, teacher_classes(teacher))
     if data is not None:
         check_stream(data)
         check_stream_matches(path, index, data)

@@ -6,8 +6,12 @@ infinite or non-deterministic (logits are matched to examples by position);
 `StreamPass` reads the stream once, cuts it into shards of consecutive
 examples, hashes every shard's inputs (their bytes in stream order, whatever
 the batching) and runs the teacher on the segments of the shards it owns.
+`row_fingerprints` gives every example's inputs a 64-bit fingerprint, stored
+beside its logits, so each example is checked against its logits every time
+it is joined with them (`kdkeras.targets.shards.dataset`).
 """
 
+import functools
 import hashlib
 import json
 
@@ -19,6 +23,59 @@ from kdkeras.targets import topk
 
 # Default shard size: this many bytes of stored targets per shard file.
 SHARD_BYTES = 64 * 2**20
+_FINGERPRINT_SEED = 0x6B646B6572617321
+_FINGERPRINT_CHUNK = 4096  # words hashed at once (bounds the temporary)
+
+
+@functools.lru_cache(maxsize=8)
+def _coefficients(words):
+    rng = np.random.Generator(np.random.PCG64(_FINGERPRINT_SEED))
+    return rng.integers(0, 2**64, size=words, dtype=np.uint64) | np.uint64(1)
+
+
+def row_fingerprints(arrays):
+    """A 64-bit fingerprint of every example's inputs (one per row).
+
+    The inputs' bytes, row by row, are read as little-endian 32-bit words
+    `w_j` (the last one zero-padded) and hashed as `sum_j c_j * w_j` modulo
+    2**64 with fixed random odd coefficients `c_j`: vectorised (one pass over
+    the bytes) and bitwise deterministic, so two examples that differ in a
+    single word never share a fingerprint, and two different examples share
+    one with a chance of about 2**-32 at most.
+
+    Args:
+        arrays: The flat input arrays of a batch (`inputs.flat_arrays`),
+            with the same rows.
+
+    Returns:
+        uint64 NumPy array `(rows,)`.
+
+    Example:
+
+    >>> x = np.arange(12, dtype="float32").reshape(3, 4)
+    >>> a, b = row_fingerprints([x]), row_fingerprints([x[::-1]])
+    >>> bool((a == b[::-1]).all()), bool(a[0] != a[2])
+    (True, True)
+    """
+    rows = int(arrays[0].shape[0])
+    words = []
+    for array in arrays:
+        flat = np.ascontiguousarray(array).reshape(rows, -1)
+        flat = flat.view(np.uint8) if flat.size else np.zeros((rows, 0), np.uint8)
+        pad = -flat.shape[1] % 4
+        if pad:
+            flat = np.pad(flat, ((0, 0), (0, pad)))
+        words.append(np.ascontiguousarray(flat).view("<u4"))
+    coefficients = _coefficients(sum(w.shape[1] for w in words))
+    result = np.zeros(rows, np.uint64)
+    offset = 0
+    for block in words:
+        for start in range(0, block.shape[1], _FINGERPRINT_CHUNK):
+            part = block[:, start : start + _FINGERPRINT_CHUNK].astype(np.uint64)
+            c = coefficients[offset + start : offset + start + part.shape[1]]
+            result += (part * c).sum(axis=1, dtype=np.uint64)
+        offset += block.shape[1]
+    return result
 
 
 def is_py_dataset(data):
@@ -40,7 +97,9 @@ def check_stream(data):
 
     Raises:
         TypeError: another type (NumPy arrays go to `cache_soft_targets`).
-        ValueError: an infinite or non-deterministic stream.
+        ValueError: an infinite stream, one of unknown length (e.g. after
+            `filter()`: `tf.data.experimental.assert_cardinality` states it),
+            or a non-deterministic one.
 
     Example:
 
@@ -70,6 +129,14 @@ def check_stream(data):
         raise ValueError(
             "`data` must be a finite dataset (repeat() without a count "
             "never ends). Received: data with infinite cardinality"
+        )
+    if int(data.cardinality()) == int(tf.data.UNKNOWN_CARDINALITY):
+        raise ValueError(
+            "`data` must have a known number of batches (a stream of unknown "
+            "length, e.g. repeat().filter(...), may never end): if it is "
+            "finite, state its length with "
+            "data.apply(tf.data.experimental.assert_cardinality(batches)). "
+            "Received: data with unknown cardinality"
         )
     if data.options().deterministic is False:
         raise ValueError(
@@ -174,8 +241,8 @@ class StreamPass:
     def run(self, owned=lambda shard_id: False, writer=None):
         """Streams `data`; owned shards' logits go to `writer` as they come.
 
-        `writer.append(shard_id, logits)` receives each owned segment's
-        logits and `writer.finish(shard_id)` follows the shard's last one,
+        `writer.append(shard_id, logits, fingerprints)` receives each owned
+        segment's logits and its inputs' `row_fingerprints`, and `writer.finish(shard_id)` follows the shard's last one,
         so no more than one batch of logits is held in memory.
 
         Returns:
@@ -217,7 +284,11 @@ class StreamPass:
                 if self.model is not None and owned(shard_id):
                     whole = start == 0 and stop == count
                     segment = batch if whole else slice_batch(batch, start, stop)
-                    writer.append(shard_id, self._logits(segment))
+                    writer.append(
+                        shard_id,
+                        self._logits(segment),
+                        row_fingerprints([a[start:stop] for a in arrays]),
+                    )
                 if (examples + stop) % rows == 0:
                     digests.append(current.hexdigest())
                     if self.model is not None and owned(shard_id):
@@ -240,6 +311,7 @@ class StreamPass:
 
     def _start(self, one_example):
         """Learns the classes (one forward pass) and the shard size."""
+        inputs.check_model_inputs(self.model, one_example, "data")
         logits = self._logits(one_example)
         if logits.ndim != 2:
             raise ValueError(

@@ -9,6 +9,7 @@ batch and writes the logits to a folder:
     path/
       index.json                  fingerprints, layout, per-shard digests
       shard-00000.logits.npy      (rows, classes) float32 or float16
+      shard-00000.inputs.npy      (rows,) uint64 fingerprints of the inputs
       ...                         (top-k: .values.npy, .indices.npy, .tail.npy)
 
 Each shard holds `examples_per_shard` consecutive examples (the last one
@@ -24,8 +25,12 @@ stream order), so a cache whose files are missing, truncated or edited, or
 that belongs to another data order, is detected (`StaleSoftTargetsError`)
 and never used; `load_soft_target_shards` (`kdkeras.targets.shards.reader`)
 opens a cache after these checks. The stream must
-be finite and deterministic: an infinite dataset (`repeat()` without a count)
-or one with `options().deterministic == False` is refused.
+be finite and deterministic: an infinite dataset (`repeat()` without a count),
+one of unknown length (`filter()`, `TFRecordDataset`: state it with
+`tf.data.experimental.assert_cardinality`) or one with
+`options().deterministic == False` is refused. Every example's inputs are
+also fingerprinted beside its targets, and the training dataset checks them
+as it joins them, every epoch: a stream that changes order later is stopped.
 
 `kdkeras.targets.shards.dataset.soft_target_shards_dataset` streams the
 same inputs again and joins every example with its logits by its position in
@@ -62,14 +67,17 @@ from kdkeras.targets import fingerprint
 from kdkeras.targets.memory.cache import StaleSoftTargetsError
 from kdkeras.targets.memory.cache import check_dtype
 from kdkeras.targets.memory.cache import check_on_stale
+from kdkeras.targets.memory.cache import teacher_classes
 from kdkeras.targets.shards.files import ShardWriter
 from kdkeras.targets.shards.index import FORMAT
 from kdkeras.targets.shards.index import FORMAT_VERSION
+from kdkeras.targets.shards.index import check_classes
 from kdkeras.targets.shards.index import check_complete
 from kdkeras.targets.shards.index import check_files
 from kdkeras.targets.shards.index import check_stream_matches
 from kdkeras.targets.shards.index import check_target_folder
 from kdkeras.targets.shards.index import read_index
+from kdkeras.targets.shards.index import shown
 from kdkeras.targets.shards.index import write_index
 from kdkeras.targets.shards.merge import is_ready
 from kdkeras.targets.shards.merge import merge_soft_target_shards
@@ -97,7 +105,7 @@ def parse_shard(text):
         index, count = (int(part) for part in str(text).split("/"))
     except ValueError:
         raise ValueError(
-            f"`shard` must be 'i/n' with 0 <= i < n. Received: shard={text!r}"
+            f"`shard` must be 'i/n' with 0 <= i < n. Received: shard={shown(text)}"
         ) from None
     return check_shard((index, count))
 
@@ -116,7 +124,7 @@ def check_shard(shard):
     ):
         raise ValueError(
             "`shard` must be None, 'auto' or (i, n) with 0 <= i < n. "
-            f"Received: shard={shard!r}"
+            f"Received: shard={shown(shard)}"
         )
     return (int(shard[0]), int(shard[1]))
 
@@ -148,7 +156,10 @@ def cache_soft_target_shards(
             `(x, y, sample_weight)`; only `x` is read.
         path: The cache folder (created or replaced).
         dtype: Storage dtype of the logits, `"float32"` or `"float16"`;
-            default float32, and float16 with `top_k`.
+            default float32, and float16 with `top_k`. float16 is refused
+            (nothing written) for logits so large that its spacing could move
+            a probability by more than 1% at `temperature` (at 1 without
+            top-k): `kdkeras.targets.memory.cache.storable_logits`.
         top_k: Optional int: store only the K largest logits per example,
             their classes and the other classes' log-sum-exp at
             `temperature` (`kdkeras.targets.topk`).
@@ -186,8 +197,8 @@ def cache_soft_target_shards(
     >>> path = os.path.join(tempfile.mkdtemp(), "targets")
     >>> shards = cache_soft_target_shards(teacher, data, path,
     ...                                   examples_per_shard=6)
-    >>> len(shards), sorted(os.listdir(path))
-    (10, ['index.json', 'shard-00000.logits.npy', 'shard-00001.logits.npy'])
+    >>> len(shards), sorted(os.listdir(path))[:3]
+    (10, ['index.json', 'shard-00000.inputs.npy', 'shard-00000.logits.npy'])
     """
     if isinstance(shard, str) and shard == "auto":
         return _cache_on_workers(
@@ -215,7 +226,7 @@ def cache_soft_target_shards(
     elif temperature is not None:
         raise ValueError(
             "`temperature` is only used with `top_k`. "
-            f"Received: temperature={temperature!r}, top_k=None"
+            f"Received: temperature={shown(temperature)}, top_k=None"
         )
     dtype = check_dtype(dtype or "float32")
     if examples_per_shard is not None:
@@ -237,7 +248,8 @@ def cache_soft_target_shards(
 
     if os.path.isdir(path) and os.listdir(path):
         try:
-            existing = _load_matching(path, options, examples_per_shard, data)
+            expected = dict(options, classes=teacher_classes(teacher))
+            existing = _load_matching(path, expected, examples_per_shard, data)
             return existing
         except StaleSoftTargetsError as error:
             if on_stale == "error":
@@ -263,7 +275,7 @@ def cache_soft_target_shards(
             "shards": writer.entries,
             **options,
         }
-        write_index(staging, index)
+        index = write_index(staging, index)
         if shard is None:
             check_complete(staging, index)
         check_files(staging, index)
@@ -301,7 +313,7 @@ def _cache_on_workers(teacher, data, path, **options):
     if not is_chief(tf_config):
         wait_until(
             lambda: is_ready(path, own.index, None),
-            f"the chief to merge the workers' parts into {path!r}",
+            f"the chief to merge the workers' parts into {shown(path)}",
         )
         return load_soft_target_shards(path, teacher=teacher)
     wait_until(
@@ -319,18 +331,19 @@ def _cache_on_workers(teacher, data, path, **options):
 def _load_matching(path, options, examples_per_shard, data):
     index = read_index(path)
     for key, value in options.items():
-        if index.get(key) != value:
+        if key != "classes" and index.get(key) != value:
             what = (
                 "the teacher's architecture or weights changed"
                 if key == "teacher"
-                else f"it has {key}={index.get(key)!r}, {value!r} requested"
+                else f"it has {key}={shown(index.get(key))}, {shown(value)} requested"
             )
             raise StaleSoftTargetsError(
-                f"Soft-target shard cache `path` {path!r} is stale: {what}."
+                f"Soft-target shard cache `path` {shown(path)} is stale: {what}."
             )
+    check_classes(path, index, options["classes"])
     if examples_per_shard not in (None, index["examples_per_shard"]):
         raise StaleSoftTargetsError(
-            f"Soft-target shard cache `path` {path!r} is stale: it has "
+            f"Soft-target shard cache `path` {shown(path)} is stale: it has "
             f"examples_per_shard={index['examples_per_shard']}, "
             f"{examples_per_shard} requested."
         )

@@ -215,3 +215,30 @@ def test_cache_bad_arguments(tmp_path, kwargs, error, word):
     with pytest.raises(error, match=word):
         cache.cache_soft_targets(**arguments)
     assert not os.path.exists(tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize("scale, refused", [(40.0, True), (3.0, False)])
+def test_float16_refuses_logits_it_cannot_hold_precisely(tmp_path, scale, refused):
+    teacher = build_teacher(3)
+    last = teacher.layers[-1]
+    last.bias.assign(np.linspace(scale, scale + 0.1, CLASSES).astype("float32"))
+    last.kernel.assign(np.zeros_like(last.kernel.numpy()))
+    path = tmp_path / "t.npz"
+    if refused:
+        with pytest.raises(ValueError, match="too coarse") as raised:
+            cache.cache_soft_targets(teacher, random_x(1), path, dtype="float16")
+        assert "\n" not in str(raised.value)
+        assert not os.listdir(tmp_path)
+    else:
+        half = cache.cache_soft_targets(teacher, random_x(1), path, dtype="float16")
+        assert half.dtype == np.float16
+
+
+def test_inputs_the_teacher_cannot_take_name_both_shapes(tmp_path):
+    teacher = build_teacher(3)
+    narrow = random_x(1)[:, :-1]
+    with pytest.raises(
+        ValueError, match=r"\(None, 6\). Received: x of shape \(None, 5\)"
+    ):
+        cache.cache_soft_targets(teacher, narrow, tmp_path / "t.npz")
+    assert not os.listdir(tmp_path)

@@ -15,7 +15,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from kdkeras.targets import cache_soft_target_shards  # noqa: E402
+from kdkeras.targets.shards.writer import cache_soft_target_shards  # noqa: E402
 
 
 def main(folder):

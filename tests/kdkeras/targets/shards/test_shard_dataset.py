@@ -197,3 +197,93 @@ def test_shuffled_batches_permute_each_window_of_examples(drop_remainder, sizes)
     if not drop_remainder:
         assert sorted(order) == list(range(COUNT))
     assert order.tolist() != sorted(order.tolist())
+
+
+def _distill(feed, loss, temperature):
+    import kdkeras
+
+    keras.utils.set_random_seed(4)
+    student = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(CLASSES)])
+    distiller = kdkeras.Distiller(
+        student=student, teacher=keras.Sequential([keras.Input((FEATURES,))])
+    )
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.1),
+        alpha=0.0,
+        temperature=temperature,
+        distillation_loss_fn=loss,
+    )
+    return distiller.fit(feed, epochs=1, verbose=0).history
+
+
+@pytest.mark.parametrize(
+    "loss, temperature",
+    [(None, 4.0), ("dkd", None)],
+    ids=["default-loss", "dkd"],
+)
+def test_expanded_top_k_targets_train_at_the_caches_temperature_only(
+    tmp_path, loss, temperature
+):
+    import kdkeras
+
+    _, data, shards = build_cache(tmp_path, top_k=3, temperature=2.0)
+    feed = soft_target_shards_dataset(data, shards, batch_size=16, expand_top_k=True)
+    wrong = kdkeras.DKD(temperature=4.0) if loss == "dkd" else None
+    with pytest.raises(Exception, match="must equal the temperature the top-k"):
+        _distill(feed, wrong, temperature)
+    # At the cache's temperature it trains.
+    right = kdkeras.DKD(temperature=2.0) if loss == "dkd" else None
+    history = _distill(feed, right, None if loss == "dkd" else 2.0)
+    assert np.isfinite(history["loss"][0])
+
+
+def stream_that_changes_order(x, stable_passes, batch_size=7):
+    """A finite, deterministic-looking stream: the first `stable_passes`
+    passes in order, every later one with rows 0-9 and 10-19 swapped."""
+    import tensorflow as tf
+
+    passes = []
+
+    def batches():
+        passes.append(1)
+        rows = x
+        if len(passes) > stable_passes:
+            rows = np.concatenate([x[10:20], x[:10], x[20:]])
+        for start in range(0, len(rows), batch_size):
+            yield rows[start : start + batch_size]
+
+    data = tf.data.Dataset.from_generator(
+        batches, output_signature=tf.TensorSpec((None, FEATURES), tf.float32)
+    )
+    count = -(-len(x) // batch_size)
+    return data.apply(tf.data.experimental.assert_cardinality(count))
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_a_stream_that_changes_order_after_the_check_is_stopped(tmp_path, shuffle):
+    x = indexed_x()
+    # Pass 1 writes the cache, pass 2 checks it, pass 3 is the first epoch.
+    data = stream_that_changes_order(x, stable_passes=3)
+    _, _, shards = build_cache(tmp_path, data=data)
+    dataset = soft_target_shards_dataset(data, shards, batch_size=8, shuffle=shuffle)
+    batch_x, _, logits, _ = collect(dataset)  # epoch 1: in order, joined right
+    np.testing.assert_array_equal(logits, all_logits(shards)[batch_x[:, 0].astype(int)])
+    with pytest.raises(Exception, match="changed order") as raised:
+        collect(dataset)  # epoch 2: rows 0-19 reordered
+    assert "stream position 0" in str(raised.value)
+
+
+def test_fingerprints_tell_every_example_and_every_changed_word_apart():
+    from kdkeras.targets.shards.stream import row_fingerprints
+
+    x = np.random.default_rng(0).standard_normal((512, 13)).astype("float32")
+    fingerprints = row_fingerprints([x, x[:, :3].astype("float16")])
+    assert len(np.unique(fingerprints)) == len(x)
+    for row, column in [(0, 0), (7, 12), (511, 5)]:
+        changed = x.copy()
+        changed[row, column] = np.nextafter(changed[row, column], np.inf)
+        other = row_fingerprints([changed, x[:, :3].astype("float16")])
+        assert np.flatnonzero(other != fingerprints).tolist() == [row]
+    # Batching does not matter: each row is hashed on its own.
+    halves = np.concatenate([row_fingerprints([x[:100]]), row_fingerprints([x[100:]])])
+    np.testing.assert_array_equal(halves, row_fingerprints([x]))

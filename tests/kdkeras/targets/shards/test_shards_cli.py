@@ -1,5 +1,6 @@
 """Tests for kdkeras/targets/shards/cli.py: workers' shards from the command line."""
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,7 @@ def values(**overrides):
         "shard": None,
         "merge": None,
         "on-stale": "recompute",
+        "verbose": False,
     }
     result.update(overrides)
     return result
@@ -55,7 +57,7 @@ def test_two_workers_then_merge_equal_one_process(files):
     parts = [str(folder / "part.0-of-2"), str(folder / "part.1-of-2")]
     assert cli.run(values(merge=parts, output=str(folder / "merged"))) == 0
     names = sorted(os.listdir(folder / "one"))
-    assert len(names) == 1 + 5  # index + ceil(41 / 10) shards
+    assert len(names) == 1 + 2 * 5  # index + ceil(41 / 10) shards of 2 files
     for name in names:
         assert (folder / "merged" / name).read_bytes() == (
             folder / "one" / name
@@ -74,8 +76,8 @@ def test_two_workers_then_merge_equal_one_process(files):
     [
         ({"output": None}, 2, "`--output`"),
         ({"inputs": "missing.npy"}, 2, "`--inputs`"),
-        ({"shard": "2/2"}, 2, "`shard`"),
-        ({"top-k": 3}, 2, "`temperature`"),
+        ({"shard": "2/2"}, 2, "`--shard`"),
+        ({"top-k": 3}, 2, "`--temperature`"),
         ({"batch-size": 0}, 2, "`--batch-size`"),
         ({"merge": ["a"], "shard": "0/2"}, 2, "`--merge`"),
     ],
@@ -128,3 +130,98 @@ def test_process_exit_codes_and_stale_check(files):
         base + ["--batch-size=x"], capture_output=True, text=True, env=env
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_help_prints_usage_and_every_flag(capsys):
+    assert cli.entry_point(["cli", "--help"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    assert "python -m kdkeras.targets.shards.cli" in out
+    for name in ("--teacher", "--inputs", "--merge", "--verbose", "--on-stale"):
+        assert name in out
+
+
+def test_a_damaged_index_is_one_line_and_exit_1(files, capsys):
+    folder, _, _ = files
+    arguments = values(
+        teacher=str(folder / "teacher.keras"),
+        inputs=str(folder / "x.npy"),
+        output=str(folder / "out"),
+    )
+    assert cli.run(arguments) == 0
+    index = folder / "out" / "index.json"
+    content = json.loads(index.read_text())
+    del content["classes"]
+    index.write_text(json.dumps(content))
+    capsys.readouterr()
+    assert cli.run(dict(arguments, **{"on-stale": "error"})) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "Traceback" not in error
+    assert "index.json" in error and "KeyError" not in error
+    # Recomputed (the folder is the tool's own) with the default.
+    assert cli.run(arguments) == 0
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_inputs_the_teacher_cannot_take_name_both_shapes(files, capsys, verbose):
+    folder, _, x = files
+    np.save(folder / "x7.npy", x[:, :-1].copy())
+    arguments = values(
+        teacher=str(folder / "teacher.keras"),
+        inputs=str(folder / "x7.npy"),
+        output=str(folder / "out"),
+        verbose=verbose,
+    )
+    assert cli.run(arguments) == 2
+    error = capsys.readouterr().err
+    last = error.splitlines()[-1]
+    assert last.startswith("kdkeras.targets.shards.cli: error: `--inputs`")
+    assert f"(None, {FEATURES})" in last and f"(None, {FEATURES - 1})" in last
+    assert ("Traceback" in error) == verbose
+    assert not os.path.exists(folder / "out")
+
+
+@pytest.mark.parametrize(
+    "name, content, word",
+    [
+        ("inputs", b"not a numpy file", "`--inputs` must be a .npy array"),
+        ("teacher", b"not a model", "`--teacher` must be a Keras model file"),
+    ],
+)
+def test_unreadable_files_exit_2_with_one_line(files, capsys, name, content, word):
+    folder, _, _ = files
+    (folder / "bad").write_bytes(content)
+    arguments = values(
+        teacher=str(folder / "teacher.keras"),
+        inputs=str(folder / "x.npy"),
+        output=str(folder / "out"),
+    )
+    arguments[name] = str(folder / "bad")
+    assert cli.run(arguments) == 2
+    error = capsys.readouterr().err
+    assert word in error and error.count("\n") == 1
+    assert not os.path.exists(folder / "out")
+
+
+def test_the_process_prints_only_its_own_lines(files):
+    """No TensorFlow start-up lines before the tool's (no TF_CPP_MIN_LOG_LEVEL
+    set here); --help exits 0; a bad flag exits 2; --verbose keeps the logs."""
+    folder, _, _ = files
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "kdkeras.targets.shards.cli"]
+    helped = subprocess.run(
+        command + ["--help"], capture_output=True, text=True, env=env
+    )
+    assert helped.returncode == 0 and "--verbose" in helped.stdout
+    assert helped.stderr == ""
+    missing = subprocess.run(
+        command + [f"--teacher={folder / 'none.keras'}", "--inputs=x", "--output=o"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert missing.returncode == 2
+    assert missing.stderr.splitlines() == [
+        f"kdkeras.targets.shards.cli: error: `--teacher` must be an existing file. "
+        f"Received: --teacher={str(folder / 'none.keras')!r}"
+    ]

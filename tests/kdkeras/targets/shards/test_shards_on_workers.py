@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 from kdkeras.distribute import launch
-from kdkeras.targets import cache_soft_target_shards
-from kdkeras.targets import load_soft_target_shards
+from kdkeras.targets.shards.writer import cache_soft_target_shards
+from kdkeras.targets.shards.writer import load_soft_target_shards
 from tests.kdkeras import distiller_setup
 from tests.kdkeras.targets.shards.shards_setup import assert_same_files
 
