@@ -35,6 +35,7 @@ def run(tmp_path_factory):
             "--student-epochs=1",
             "--calibration-examples=100",
             "--noreport",
+            "--quick",
         ],
         cwd=REPO,
         capture_output=True,
