@@ -1,4 +1,4 @@
-"""Compact students for deployment: alone, distilled, and int8 (issue 15).
+"""Compact students for deployment: alone, distilled, and int8.
 
     python -m experiments.compact            # full run, writes RESULTS.md
     python -m experiments.compact --quick    # one-epoch smoke run on a slice
@@ -131,7 +131,7 @@ def render_markdown(rows, info, command):
     """RESULTS.md text for `rows` (from `compact_runs.run`)."""
     by_name = {row.name: row for row in rows}
     lines = table_markdown.header_lines(
-        "Compact students from a CNN teacher and an ensemble (issue 15)",
+        "Compact students from a CNN teacher and an ensemble",
         info,
         command,
     ) + [
