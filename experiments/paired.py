@@ -39,23 +39,6 @@ class PairedStudents(keras.Model):
     `distillation_loss`, ...) and the baseline's prefixed `alone_`. Compile
     it with `steps_per_execution` only (`compile(steps_per_execution=32)`):
     the two models keep their own optimizers and losses.
-
-    Example:
-
-    >>> import numpy as np, kdkeras
-    >>> def mlp():
-    ...     return keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    >>> distiller = kdkeras.Distiller(student=mlp(), teacher=mlp())
-    >>> distiller.compile(optimizer="sgd", alpha=0.5)
-    >>> alone = mlp()
-    >>> alone.compile(optimizer="sgd", loss=keras.losses.
-    ...     SparseCategoricalCrossentropy(from_logits=True))
-    >>> paired = PairedStudents(distiller, alone)
-    >>> paired.compile()
-    >>> x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
-    >>> targets = {"labels": np.arange(8) % 3, "teacher_logits": x[:, :3]}
-    >>> sorted(paired.fit(x, targets, verbose=0).history)[:2]
-    ['alone_loss', 'distillation_loss']
     """
 
     def __init__(self, distiller, alone, **kwargs):
