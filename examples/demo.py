@@ -411,6 +411,37 @@ def _train_students(teacher, x_train, y_train, teacher_logits):
     return alone, distiller.student, time.perf_counter() - start
 
 
+def _seeds_note():
+    """How many seeds stand behind this run's figure, and where the 3 are."""
+    note = f"one run, one seed (--seed={_flag('seed')}); RESULTS.md's lead table "
+    if _results_recipe():
+        return note + f"reports this recipe over {RESULTS_SEEDS} seeds (mean ± std)"
+    return note + (
+        f"reports the default and --quick recipes over {RESULTS_SEEDS} seeds "
+        "(this run's settings differ)"
+    )
+
+
+def _results_recipe():
+    """Whether the run's settings are a recipe of RESULTS.md's lead table."""
+    recipe = (_flag("student"), _flag("student-epochs"))
+    default = (FLAGS["student"].default, FLAGS["student-epochs"].default)
+    if recipe not in (default, (QUICK["student"], QUICK["student-epochs"])):
+        return False
+    shared = (
+        "loss",
+        "temperature",
+        "alpha",
+        "student-learning-rate",
+        "teacher-epochs",
+        "teacher-learning-rate",
+        "batch-size",
+        "augmented-copies",
+        "train-examples",
+    )
+    return all(FLAGS[name].value == FLAGS[name].default for name in shared)
+
+
 def _variants():
     """The report's quantised variants (`--variants`, `all` expanded)."""
     names = _flag("variants")
@@ -564,10 +595,7 @@ def main(argv):
             "compiled step per batch (experiments.paired.PairedStudents)"
         ),
         "seeds": 1,
-        "seeds_note": (
-            f"one run, one seed (--seed={_flag('seed')}); RESULTS.md reports "
-            f"the recipe over {RESULTS_SEEDS} seeds (mean ± std)"
-        ),
+        "seeds_note": _seeds_note(),
         "released": demo_summary.released(report),
         "latency_note": (
             "teacher, fp32 student and the report's variants timed interleaved "
