@@ -7,25 +7,34 @@ and the sign-off report, run as processes, in `examples.demo_export`.
 2. Trains the CNN teacher (`models.build_cnn_teacher`, Adam with cosine
    decay), or reuses it from `--output-dir` if a teacher trained with the
    same settings is already there.
-3. Builds the compact student (`--student`: `models.build_compact_student`,
-   the MLP 784-100-10, or `models.build_compact_cnn_student`) once and keeps
-   its initial weights.
+3. Builds the compact student (`--student`: `models.build_compact_cnn_student`,
+   strided convolutions 16-32, by default; `models.build_compact_student`,
+   the MLP 784-100-10, with `--quick`) once and keeps its initial weights.
 4. Trains the student alone, as the baseline, and distils the same student
    (same initial weights, same images and batches in the same order, same
    optimiser, schedule, epochs and batch size) with `kdkeras.Distiller` from
    cached soft targets: the teacher runs once over the students' images
    (`kdkeras.cache_soft_targets`), so each distillation step costs a student
-   step. With `--augmented-copies`, those images are the training set and
-   fixed shifted, mirrored, partly mixed-up copies of it (function matching;
-   `experiments.augment`), the same for both students.
+   step. Both students advance in ONE compiled step per batch
+   (`experiments.paired.PairedStudents`). With `--augmented-copies`, those
+   images are the training set and fixed shifted, mirrored, partly mixed-up
+   copies of it (function matching; `experiments.augment`), the same for
+   both students.
 5. Quantises the distilled student to full int8 TFLite, calibrated on
    training images (`python -m export.to_tflite --quantize int8`), and
    measures it (`--measure`).
-6. Writes the sign-off report, teacher against the fp32 distilled student
-   (`python -m export.report`).
+6. Writes the sign-off report: the teacher against the distilled student in
+   every format and every quantised variant of `--variants`, and releases
+   the variant `examples/budget.yaml` chooses (`python -m export.report
+   --release-dir`).
 7. Prints one summary table (teacher, student alone, distilled student,
-   distilled int8 student), writes it to `<output-dir>/summary.json`, and
-   says which of the goals (issue 15) hold and which do not.
+   distilled int8 student) and the released file, writes them to
+   `<output-dir>/summary.json`, and says which of the goals hold.
+
+The default recipe (the CNN student, DIST, 40 epochs) is the one RESULTS.md
+measured over three seeds; one demo run is one seed. `--quick` runs the
+one-minute recipe instead (the MLP student, 20 epochs), where distillation
+helps little.
 """
 
 import json
@@ -41,6 +50,7 @@ from examples import demo_export
 from examples import demo_summary
 from experiments.table import markdown as table_markdown
 from export import cli as export_cli
+from export.report.variants import VARIANTS as REPORT_VARIANTS
 
 FLAGS = flags.FLAGS
 #: `--student`: the `models` builder of each compact student.
@@ -48,6 +58,10 @@ STUDENTS = {
     "mlp": "build_compact_student",
     "cnn": "build_compact_cnn_student",
 }
+#: What `--quick` sets, unless the flag is given: the one-minute recipe.
+QUICK = {"student": "mlp", "student-epochs": 20}
+#: The seeds behind RESULTS.md's figure of the default recipe.
+RESULTS_SEEDS = 3
 flags.DEFINE_string("output-dir", "demo_output", "Where models and reports go.")
 
 
@@ -63,14 +77,20 @@ def _define_schedule_flags(model, epochs, what):
 
 
 _define_schedule_flags("teacher", 5, "the CNN teacher")
-_define_schedule_flags("student", 20, "each student")
+_define_schedule_flags("student", 40, "each student")
 flags.DEFINE_enum(
     "student",
-    "mlp",
+    "cnn",
     list(STUDENTS),
-    "Compact student: mlp (models.build_compact_student, 784-100-10) or cnn "
-    "(models.build_compact_cnn_student, strided convolutions 16-32: fewer "
-    "errors, about 6x slower to train).",
+    "Compact student: cnn (models.build_compact_cnn_student, strided "
+    "convolutions 16-32) or mlp (models.build_compact_student, 784-100-10: "
+    "faster to train, and distillation helps it little).",
+)
+flags.DEFINE_boolean(
+    "quick",
+    False,
+    "The one-minute recipe: --student=mlp --student-epochs=20 (each unless "
+    "given). Distillation closes little of the gap with it.",
 )
 flags.DEFINE_integer(
     "batch-size", 128, "Batch size of every training run.", lower_bound=1
@@ -140,8 +160,16 @@ flags.DEFINE_boolean(
 flags.DEFINE_boolean(
     "report",
     True,
-    "Write the sign-off report (teacher "
-    "against the fp32 distilled student) after training.",
+    "Write the sign-off report (the teacher against the distilled student in "
+    "every format and --variants) and release the variant the budget chooses.",
+)
+flags.DEFINE_list(
+    "variants",
+    ["tflite_int8"],
+    "Quantised variants of the distilled student the sign-off report builds, "
+    "measures and chooses the release among, beside its float formats "
+    "(export.report --variants): tflite_int8, tflite_dynamic, tflite_float16, "
+    "onnx_int8, or all.",
 )
 flags.DEFINE_boolean(
     "verbose",
@@ -179,6 +207,12 @@ def _register_finite_validators():
         lambda value: bool(value and value.strip()),
         message="`--output-dir` must be a non-empty path",
     )
+    flags.register_validator(
+        "variants",
+        lambda value: value == ["all"] or set(value) <= set(REPORT_VARIANTS),
+        message=f"`--variants` must name variants from {', '.join(REPORT_VARIANTS)}"
+        " or be all",
+    )
 
 
 _register_finite_validators()
@@ -202,6 +236,10 @@ def parse_flags(argv):
             "`examples.demo` takes no positional arguments. "
             f"Received: {' '.join(arguments[1:])}"
         )
+    if FLAGS.quick:
+        for name, value in QUICK.items():
+            if not FLAGS[name].present:
+                FLAGS[name].value = value
     return arguments
 
 
@@ -312,28 +350,25 @@ def _student_training_set(teacher, x_train, y_train, output_dir):
 def _train_students(teacher, x_train, y_train, cache):
     """The student alone and distilled: same weights, batches and schedule.
 
-    `y_train` holds one-hot or mixed labels and `cache` the teacher's logits
-    for `x_train` (`_student_training_set`).
+    `y_train` holds one-hot or mixed labels (`_student_training_set`). Both
+    students advance in one compiled step per batch
+    (`experiments.paired.PairedStudents`): the same batch for both, each
+    with its own optimizer on the same schedule.
+
+    Returns:
+        `(alone, distilled student, seconds training both)`.
     """
     import keras
 
     import kdkeras
     import models
+    from experiments import paired
     from kdkeras import targets as soft_targets
 
     build = getattr(models, STUDENTS[_flag("student")])
     keras.utils.set_random_seed(_flag("seed") + 1)
     initial_weights = build().get_weights()
     epochs = _flag("student-epochs")
-
-    def batches():
-        # Same seed: both students see the same batches in the same order.
-        return soft_targets.soft_target_dataset(
-            cache,
-            y_train,
-            batch_size=_flag("batch-size"),
-            seed=_flag("seed"),
-        )
 
     student = build()
     student.set_weights(initial_weights)
@@ -343,7 +378,6 @@ def _train_students(teacher, x_train, y_train, cache):
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
         student_loss_fn=keras.losses.CategoricalCrossentropy(from_logits=True),
         alpha=_flag("alpha"),
-        steps_per_execution=STUDENT_STEPS_PER_EXECUTION,
         **_soft_target_loss(),
     )
 
@@ -353,29 +387,65 @@ def _train_students(teacher, x_train, y_train, cache):
         optimizer=_adam(_flag("student-learning-rate"), epochs, len(x_train)),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True),
         jit_compile=distiller.jit_compile,  # the same compilation for both
-        steps_per_execution=STUDENT_STEPS_PER_EXECUTION,
     )
-    print(f"Training the compact student alone ({epochs} epochs)")
+    both = paired.PairedStudents(distiller, alone)
+    both.compile(steps_per_execution=STUDENT_STEPS_PER_EXECUTION)
+    print(
+        f"Training the compact student alone and distilled ({_flag('loss')}, "
+        f"T={_flag('temperature')}, alpha={_flag('alpha')}), {epochs} epochs, "
+        "both in one step per batch"
+    )
     start = time.perf_counter()
-    alone.fit(
-        batches().map(lambda x, targets: (x, targets["labels"])),
+    both.fit(
+        # The dataset reshuffles every epoch, with the same seed every run.
+        soft_targets.soft_target_dataset(
+            cache,
+            y_train,
+            batch_size=_flag("batch-size"),
+            seed=_flag("seed"),
+        ),
         epochs=epochs,
         shuffle=False,
         verbose=_verbose(),
     )
-    alone_seconds = time.perf_counter() - start
+    return alone, distiller.student, time.perf_counter() - start
 
-    print(
-        f"Distilling the same student ({_flag('loss')}, "
-        f"T={_flag('temperature')}, "
-        f"alpha={_flag('alpha')}, {epochs} epochs)"
+
+def _seeds_note():
+    """How many seeds stand behind this run's figure, and where the 3 are."""
+    note = f"one run, one seed (--seed={_flag('seed')}); RESULTS.md's lead table "
+    if _results_recipe():
+        return note + f"reports this recipe over {RESULTS_SEEDS} seeds (mean ± std)"
+    return note + (
+        f"reports the default and --quick recipes over {RESULTS_SEEDS} seeds "
+        "(this run's settings differ)"
     )
-    start = time.perf_counter()
-    distiller.fit(
-        batches(), epochs=epochs, shuffle=False, verbose=_verbose()
-    )  # the dataset reshuffles every epoch
-    distilled_seconds = time.perf_counter() - start
-    return alone, alone_seconds, distiller.student, distilled_seconds
+
+
+def _results_recipe():
+    """Whether the run's settings are a recipe of RESULTS.md's lead table."""
+    recipe = (_flag("student"), _flag("student-epochs"))
+    default = (FLAGS["student"].default, FLAGS["student-epochs"].default)
+    if recipe not in (default, (QUICK["student"], QUICK["student-epochs"])):
+        return False
+    shared = (
+        "loss",
+        "temperature",
+        "alpha",
+        "student-learning-rate",
+        "teacher-epochs",
+        "teacher-learning-rate",
+        "batch-size",
+        "augmented-copies",
+        "train-examples",
+    )
+    return all(FLAGS[name].value == FLAGS[name].default for name in shared)
+
+
+def _variants():
+    """The report's quantised variants (`--variants`, `all` expanded)."""
+    names = _flag("variants")
+    return list(REPORT_VARIANTS) if names == ["all"] else names
 
 
 def _errors(model, x_test, y_test):
@@ -401,9 +471,7 @@ def main(argv):
 
     teacher, teacher_seconds = _teacher(x_train, y_train, output_dir)
     images, labels, cache = _student_training_set(teacher, x_train, y_train, output_dir)
-    alone, alone_seconds, student, distilled_seconds = _train_students(
-        teacher, images, labels, cache
-    )
+    alone, student, students_seconds = _train_students(teacher, images, labels, cache)
 
     teacher_path = os.path.join(output_dir, "teacher.keras")
     student_path = os.path.join(output_dir, "student.keras")
@@ -419,10 +487,20 @@ def main(argv):
             y_test,
             output_dir,
             _flag("calibration-examples"),
+            # The report times the int8 variant itself, beside the teacher.
+            measure=not (_flag("report") and "tflite_int8" in _variants()),
         )
     report = None
     if _flag("report"):
-        report = demo_export.sign_off_report(teacher_path, student_path, output_dir)
+        report = demo_export.sign_off_report(
+            teacher_path,
+            student_path,
+            output_dir,
+            variants=_variants(),
+            calibration=demo_export.calibration_file(
+                x_train, output_dir, _flag("calibration-examples")
+            ),
+        )
 
     teacher_p50, teacher_runtime, teacher_size = demo_summary.report_figures(
         report, "teacher"
@@ -456,7 +534,6 @@ def main(argv):
             student_flops,
             errors["alone"],
             test_examples,
-            train_seconds=alone_seconds,
         ),
         "student_distilled": demo_summary.row(
             student.count_params(),
@@ -466,18 +543,20 @@ def main(argv):
             student_size,
             student_p50,
             student_runtime,
-            distilled_seconds,
         ),
     }
+    int8_p50 = None
     if int8 is not None:
         accuracy = int8["sidecar"]["accuracy"]["exported"]
+        # Timed interleaved with the teacher when the report measured it.
+        int8_p50 = demo_summary.variant_p50(report, "student", "tflite_int8")
         rows["student_distilled_int8"] = demo_summary.row(
             student.count_params(),
             student_flops,
             round((1.0 - accuracy) * test_examples),
             test_examples,
             int8["sidecar"]["size_bytes"],
-            int8["p50_ms"],
+            int8_p50 or int8["p50_ms"],
             {b: "tflite" for b in int8["p50_ms"]},
         )
     summary = {
@@ -505,9 +584,21 @@ def main(argv):
             "seed": _flag("seed"),
         },
         "teacher_trained": teacher_seconds is not None,
+        "teacher_train_seconds": teacher_seconds,
+        "students_train_seconds": students_seconds,
+        "students_note": (
+            "the student alone and the distilled student trained together, one "
+            "compiled step per batch (experiments.paired.PairedStudents)"
+        ),
+        "seeds": 1,
+        "seeds_note": _seeds_note(),
+        "released": demo_summary.released(report),
         "latency_note": (
-            "teacher and fp32 student timed interleaved by export.report; the "
-            "int8 student timed alone by export.to_tflite --measure"
+            "teacher, fp32 student and the report's variants timed interleaved "
+            "by export.report"
+            if int8_p50
+            else "teacher and fp32 student timed interleaved by export.report; "
+            "the int8 student timed alone by export.to_tflite --measure"
         ),
     }
     summary["wall_time_s"] = time.perf_counter() - started

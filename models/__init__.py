@@ -13,6 +13,7 @@ from models.compact import build_compact_cnn_student
 from models.compact import build_compact_student
 from models.data import load_fashion_mnist
 from models.flops import count_flops
+from models.flops import count_training_flops
 from models.mlp import build_mlp_student
 from models.mlp import build_mlp_teacher
 
@@ -24,6 +25,7 @@ __all__ = [
     "build_mlp_student",
     "build_mlp_teacher",
     "count_flops",
+    "count_training_flops",
     "data",
     "flops",
     "load_fashion_mnist",

@@ -80,6 +80,16 @@ def _layers(model):
             yield layer
 
 
+def _check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+    if not model.built:
+        raise TypeError(
+            "`model` must be built (call it once or give it an Input). "
+            f"Received: unbuilt model {model.name!r}"
+        )
+
+
 def count_flops(model):
     """FLOPs per example of a built functional/Sequential Keras model.
 
@@ -102,11 +112,34 @@ def count_flops(model):
     >>> count_flops(models.build_mlp_student())
     2550400
     """
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
-    if not model.built:
-        raise TypeError(
-            "`model` must be built (call it once or give it an Input). "
-            f"Received: unbuilt model {model.name!r}"
-        )
+    _check_model(model)
     return 2 * sum(_layer_macs(layer) for layer in _layers(model))
+
+
+def count_training_flops(model):
+    """FLOPs per example of one training step of a built Keras model.
+
+    The same layers and convention as `count_flops`: the forward pass, the
+    gradients of every counted layer's weights (as many multiply-accumulates
+    again) and the gradients of its input, except for the first counted
+    layer, whose input (the data) needs none. So a chain of layers costs
+    3 x its forward FLOPs minus its first layer's. This assumes the counted
+    layers form a chain from the input, as in `models`' builders; the loss,
+    activations and the optimizer are not counted.
+
+    Args:
+        model: A built `keras.Model`, as for `count_flops`.
+
+    Returns:
+        Int, FLOPs of one example's training step.
+
+    Example:
+
+    >>> import models
+    >>> count_training_flops(models.build_compact_cnn_student())
+    1561728
+    """
+    _check_model(model)
+    macs = [_layer_macs(layer) for layer in _layers(model)]
+    macs = [value for value in macs if value]
+    return 2 * (3 * sum(macs) - (macs[0] if macs else 0))

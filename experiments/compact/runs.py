@@ -258,19 +258,26 @@ def run(settings, log=print, on_seed=None):
     )
     student_recipe, teacher_recipe = recipe.recipes_from_settings(settings)
     settings = dict(settings, teacher="cnn", ensemble_mean="arithmetic")
-    setup = table_runs.train_teachers(
-        settings, teacher_recipe, student_recipe, train, test, log
-    )
-    rows = setup.rows
-    rows[ROW_TEACHER].flops = models.count_flops(setup.teacher)
-    rows[ROW_ENSEMBLE].flops = sum(
-        models.count_flops(member) for member in setup.ensemble.members
-    )
     methods = [METHOD_ALONE] + [m for m in METHODS[2:] if m.key in settings["methods"]]
     if any(method.online and method.teacher for method in methods):
         methods.insert(1, METHOD_ALONE_ONLINE)  # the online rows' baseline
-    if not any(method.teacher == ROW_ENSEMBLE for method in methods):
-        del rows[ROW_ENSEMBLE]  # no student learns from it
+    # Only what the methods need: the ensemble's other members are trained
+    # (or loaded) only when a student learns from the ensemble.
+    setup = table_runs.train_teachers(
+        settings,
+        teacher_recipe,
+        student_recipe,
+        train,
+        test,
+        log,
+        ensemble=any(method.teacher == ROW_ENSEMBLE for method in methods),
+    )
+    rows = setup.rows
+    rows[ROW_TEACHER].flops = models.count_flops(setup.teacher)
+    if setup.ensemble is not None:
+        rows[ROW_ENSEMBLE].flops = sum(
+            models.count_flops(member) for member in setup.ensemble.members
+        )
     kinds = [STUDENTS[name] for name in settings["students"]]
     for kind in kinds:
         student = kind.build()

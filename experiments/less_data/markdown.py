@@ -184,7 +184,7 @@ def render_markdown(result, command, how_run=""):
         label = "all labels" if row["fraction"] is None else percent(row["fraction"])
         values = ", ".join(f"{100 * value:.2f}" for value in row["accuracy"])
         lines.append(f"- {label}, {row['how']}: {values}")
-    lines += ["", "The issue's goals:", ""]
+    lines += ["", "The experiment's goals:", ""]
     smallest = min(settings["fractions"])
     for goal in goals(result):
         name = percent(goal["fraction"])

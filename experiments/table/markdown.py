@@ -95,9 +95,13 @@ def per_seed_and_notes_lines(rows, info):
         + ("per epoch " if info["student_recipe"].augment else "")
         + "for all seeds "
         f"({info['single_cache_seconds']:.0f} s for the "
-        f"{info.get('teacher_label', 'CNN')} teacher, "
-        f"{info['cache_seconds']:.0f} s including the ensemble members; not "
-        "in the training-time column). keras.distillation cannot take cached "
+        f"{info.get('teacher_label', 'CNN')} teacher"
+        + (
+            f", {info['cache_seconds']:.0f} s including the ensemble members"
+            if info["cache_seconds"] > info["single_cache_seconds"]
+            else ""
+        )
+        + "; not in the training-time column). keras.distillation cannot take cached "
         "soft targets and runs the teacher on every batch.",
         "- keras.distillation is configured correctly: "
         "`LogitsDistillation(temperature=T, loss=keras.losses.KLDivergence())` "

@@ -141,14 +141,18 @@ class Teachers:
         }
 
 
-def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
+def train_teachers(
+    settings, teacher_recipe, student_recipe, train, test, log, ensemble=True
+):
     """Trains (or loads) the teachers and caches their soft targets.
 
     Member 0 is "the" teacher; the ensemble (`kdkeras.teachers.Ensemble`,
     `settings["ensemble_size"]` members of `TEACHERS[settings["teacher"]]`,
     seeds 0, 1, ...) adds the others. Each is loaded from
     `settings["cache_dir"]` when a teacher trained with the same recipe is
-    there; member 0 from `settings["teacher_file"]` when given.
+    there; member 0 from `settings["teacher_file"]` when given. With
+    `ensemble=False` (no student learns from it) only member 0 is trained
+    or loaded, and the ensemble, its row and its soft targets are None.
 
     Args:
         settings: Dict of the flag values (`teacher`, `ensemble_size`,
@@ -159,6 +163,7 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
         train: `(x_train, y_train)`.
         test: `(x_test, y_test)`.
         log: Callable receiving progress messages.
+        ensemble: Whether to build the ensemble.
 
     Returns:
         A `Teachers`.
@@ -179,7 +184,7 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
             "`--teacher-file` must be an existing .keras file. "
             f"Received: --teacher-file={teacher_file}"
         )
-    for index in range(settings["ensemble_size"]):
+    for index in range(settings["ensemble_size"] if ensemble else 1):
         path = training.teacher_cache_path(
             settings["cache_dir"],
             kind.cache_name,
@@ -210,18 +215,24 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
         members.append(model)
         teacher_seconds.append(seconds)
     teacher = members[0]
-    ensemble = teachers.Ensemble(members, mean=settings["ensemble_mean"])
-
-    # The ensemble's soft targets below combine cached member logits with
-    # the Ensemble's own EnsembleMean layer; check that equals the model.
-    member_test_logits = [training.predict_logits(member, x_test) for member in members]
-    combined = keras.ops.convert_to_numpy(
-        teachers.EnsembleMean(settings["ensemble_mean"])(member_test_logits)
-    )
-    if not np.allclose(combined, training.predict_logits(ensemble, x_test), atol=1e-4):
-        raise RuntimeError(
-            "Ensemble outputs differ from EnsembleMean of its members' logits."
+    if ensemble:
+        ensemble = teachers.Ensemble(members, mean=settings["ensemble_mean"])
+        # The ensemble's soft targets below combine cached member logits with
+        # the Ensemble's own EnsembleMean layer; check that equals the model.
+        member_test_logits = [
+            training.predict_logits(member, x_test) for member in members
+        ]
+        combined = keras.ops.convert_to_numpy(
+            teachers.EnsembleMean(settings["ensemble_mean"])(member_test_logits)
         )
+        if not np.allclose(
+            combined, training.predict_logits(ensemble, x_test), atol=1e-4
+        ):
+            raise RuntimeError(
+                "Ensemble outputs differ from EnsembleMean of its members' logits."
+            )
+    else:
+        ensemble = None
 
     rows = {
         ROW_TEACHER: Row(
@@ -232,7 +243,9 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
             [training.count_errors(teacher, x_test, y_test)],
             [s for s in teacher_seconds[:1] if s is not None],
         ),
-        ROW_ENSEMBLE: Row(
+    }
+    if ensemble is not None:
+        rows[ROW_ENSEMBLE] = Row(
             ROW_ENSEMBLE,
             f"`kdkeras.teachers.Ensemble`, {len(members)} {kind.label} teachers "
             f"(seeds 0–{len(members) - 1}), {settings['ensemble_mean']} mean",
@@ -241,12 +254,9 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
             [sum(s for s in teacher_seconds if s is not None)]
             if all(s is not None for s in teacher_seconds)
             else [],
-        ),
-    }
-    log(
-        f"teacher errors {rows[ROW_TEACHER].errors[0]}, "
-        f"ensemble errors {rows[ROW_ENSEMBLE].errors[0]}"
-    )
+        )
+        log(f"ensemble errors {rows[ROW_ENSEMBLE].errors[0]}")
+    log(f"teacher errors {rows[ROW_TEACHER].errors[0]}")
 
     # Soft targets on every epoch's augmented images, computed once (not
     # here when no seed trains: `run_parallel`'s workers compute their own).
@@ -258,17 +268,18 @@ def train_teachers(settings, teacher_recipe, student_recipe, train, test, log):
             teacher, x_train, student_recipe
         )
         single_cache_seconds = time.perf_counter() - start
-        member_logits = [teacher_logits] + [
-            training.teacher_logits_by_epoch(member, x_train, student_recipe)
-            for member in members[1:]
-        ]
-        mean_layer = teachers.EnsembleMean(settings["ensemble_mean"])
-        ensemble_logits = [
-            keras.ops.convert_to_numpy(
-                mean_layer([logits[epoch] for logits in member_logits])
-            )
-            for epoch in range(student_recipe.epochs)
-        ]
+        if ensemble is not None:
+            member_logits = [teacher_logits] + [
+                training.teacher_logits_by_epoch(member, x_train, student_recipe)
+                for member in members[1:]
+            ]
+            mean_layer = teachers.EnsembleMean(settings["ensemble_mean"])
+            ensemble_logits = [
+                keras.ops.convert_to_numpy(
+                    mean_layer([logits[epoch] for logits in member_logits])
+                )
+                for epoch in range(student_recipe.epochs)
+            ]
         cache_seconds = time.perf_counter() - start
 
     return Teachers(

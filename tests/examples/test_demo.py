@@ -35,6 +35,7 @@ def run(tmp_path_factory):
             "--student-epochs=1",
             "--calibration-examples=100",
             "--noreport",
+            "--quick",
         ],
         cwd=REPO,
         capture_output=True,
@@ -72,6 +73,15 @@ def test_every_row_adds_up_to_the_test_images(run):
         assert row["errors"] + row["correct"] == TEST_EXAMPLES, name
         assert 0 <= row["errors"] <= TEST_EXAMPLES, name
         assert row["accuracy"] == pytest.approx(row["correct"] / TEST_EXAMPLES), name
+
+
+def test_the_summary_says_one_seed_and_where_the_three_are(run):
+    stdout, summary, _ = run
+    assert summary["seeds"] == 1
+    # A slice of the training set is not the recipe RESULTS.md measured.
+    assert summary["seeds_note"].endswith("(this run's settings differ)")
+    assert "One run, one seed (--seed=0); RESULTS.md's lead table" in stdout
+    assert summary["released"] is None  # no report, nothing released
 
 
 def test_gap_fraction_is_computed_from_the_listed_errors(run):

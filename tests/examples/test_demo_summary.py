@@ -79,10 +79,28 @@ def test_accuracy_goals_are_not_judged_on_a_slice():
         assert _find(verdicts, word)["holds"] is None
 
 
-def test_wall_time_goal():
-    assert _find(_verdicts(_summary(950, 905, 910)), "minutes")["holds"] is True
-    slow = _summary(950, 905, 910, wall_time_s=400.0)
-    assert _find(_verdicts(slow), "minutes")["holds"] is False
+@pytest.mark.parametrize(
+    "teacher_trained, wall_time_s, holds",
+    [
+        (True, 470.0, True),
+        (True, 490.0, False),
+        (False, 290.0, True),
+        (False, 310.0, False),
+    ],
+)
+def test_wall_time_limit_is_8_minutes_training_the_teacher_5_reusing_it(
+    teacher_trained, wall_time_s, holds
+):
+    summary = _summary(
+        950, 905, 910, wall_time_s=wall_time_s, teacher_trained=teacher_trained
+    )
+    summary["teacher_train_seconds"] = 200.0 if teacher_trained else None
+    goal = _find(_verdicts(summary), "minutes")
+    assert goal["holds"] is holds
+    assert ("8 minutes training" if teacher_trained else "5 minutes reusing") in goal[
+        "goal"
+    ]
+    assert ("of which the teacher 200 s" in goal["measured"]) is teacher_trained
 
 
 def test_format_table_lists_every_model_and_the_gap():
@@ -158,15 +176,15 @@ def test_int8_is_not_judged_without_its_row_or_with_nan_accuracy():
     "kwargs, holds",
     [
         ({}, True),
-        ({"teacher_trained": False}, None),  # not a run from a fresh clone
+        ({"teacher_trained": False, "wall_time_s": 250.0}, True),  # 5 minutes
         ({"train_examples": 512}, None),  # a slice of the training set
         ({"test_examples": 300}, None),
         ({"wall_time_s": math.nan}, None),
         ({"wall_time_s": 400.0, "teacher_trained": False}, False),
-        ({"wall_time_s": 400.0, "train_examples": 512}, False),
+        ({"wall_time_s": 500.0, "train_examples": 512}, False),
     ],
 )
-def test_wall_time_holds_only_for_a_full_run_that_trained_its_teacher(kwargs, holds):
+def test_wall_time_holds_only_for_a_full_run(kwargs, holds):
     goal = _find(_verdicts(_summary(950, 905, 910, **kwargs)), "minutes")
     assert goal["holds"] is holds
 
@@ -194,3 +212,66 @@ def test_format_table_shows_missing_figures_as_dashes():
     assert alone.split()[-2:] == ["-", "-"]  # no p50 at 1 and 64
     assert "int8" not in "\n".join(lines)
     assert "(300 test images;" in lines[-1]
+
+
+def test_the_release_goal_and_line_name_the_released_file(tmp_path):
+    release_json = tmp_path / "release" / "release.json"
+    release_json.parent.mkdir()
+    release_json.write_text('{"artifact": "student_int8.tflite"}')
+    report = {
+        "release": {
+            "objective": "p99_ms_batch_1",
+            "winner": {
+                "label": "student tflite int8",
+                "variant": "tflite_int8",
+                "format": "tflite",
+                "value": 0.01,
+            },
+            "candidates": [{}, {}, {}],
+            "written": str(release_json),
+        },
+        "budget": {"passed": False, "violations": ["onnx too slow"]},
+    }
+    summary = _summary(950, 905, 910)
+    summary["released"] = demo_summary.released(report)
+    released_file = str(tmp_path / "release" / "student_int8.tflite")
+    assert summary["released"]["file"] == released_file
+    goal = _find(_verdicts_with(summary, report), "released")
+    assert goal["holds"] is True and released_file in goal["measured"]
+    text = demo_summary.format_table(summary)
+    assert f"Released: {released_file} (student tflite int8" in text
+    # No winner: nothing released, the goal does not hold.
+    report["release"]["winner"] = None
+    summary["released"] = demo_summary.released(report)
+    assert summary["released"] is None
+    assert _find(_verdicts_with(summary, report), "released")["holds"] is False
+    assert "Released" not in demo_summary.format_table(summary)
+
+
+def _verdicts_with(summary, report):
+    goals = demo_summary.goals(summary, report=report, int8={"path": "x"})
+    return {goal["goal"]: goal for goal in goals}
+
+
+def test_the_table_says_one_seed_and_points_to_results():
+    summary = _summary(950, 905, 910)
+    summary["seeds_note"] = "one run, one seed (--seed=0); RESULTS.md reports it"
+    assert demo_summary.format_table(summary).splitlines()[-1] == (
+        "One run, one seed (--seed=0); RESULTS.md reports it."
+    )
+
+
+def test_variant_p50_reads_the_reports_variant():
+    report = {
+        "results": [
+            {"model": "student", "format": "tflite", "latency": {"1": {"p50_ms": 9}}},
+            {
+                "model": "student",
+                "variant": "tflite_int8",
+                "latency": {"1": {"p50_ms": 0.01}, "64": {"p50_ms": math.nan}},
+            },
+        ]
+    }
+    assert demo_summary.variant_p50(report, "student", "tflite_int8") == {"1": 0.01}
+    assert demo_summary.variant_p50(report, "student", "onnx_int8") is None
+    assert demo_summary.variant_p50(None, "student", "tflite_int8") is None

@@ -82,8 +82,13 @@ def test_methods_flag_limits_the_rows_and_students_flag_the_students(tmp_path):
         "--limit-train=300",
         "--limit-test=200",
         f"--output={output}",
+        "--verbose",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
+    # Only the teacher the asked method learns from is trained.
+    log = completed.stdout + completed.stderr
+    assert "teacher 0: training" in log
+    assert "teacher 1:" not in log
     rows = _table_rows(report.read_section(str(output), compact.SECTION))
     mlp = compact_runs.STUDENTS["mlp"]
     assert list(rows) == [  # no ensemble row: no student learns from it

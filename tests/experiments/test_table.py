@@ -125,6 +125,19 @@ def test_render_markdown_reports_mean_std_and_gap_over_seeds():
     assert "Partial results: 1 of 2 seeds" in table_markdown.render_markdown(
         rows, info, "cmd"
     )
+    assert "2 s including the ensemble members" in table_markdown.render_markdown(
+        rows, info, "cmd"
+    )
+    # No ensemble trained (no method learns from it): the note does not
+    # claim one.
+    alone = table_markdown.render_markdown(
+        [r for r in rows if r.name != table_runs.ROW_ENSEMBLE and not r.teacher]
+        + [rows[3]],
+        dict(info, cache_seconds=1.0),
+        "cmd",
+    )
+    assert "1 s for the CNN teacher; not in the training-time column" in alone
+    assert "ensemble members" not in alone
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
-"""Tests for `models.flops.count_flops` against hand-derived counts."""
+"""Tests for `models.flops.count_flops` and `count_training_flops` against
+hand-derived counts."""
 
 import keras
 import pytest
 
 from models.flops import count_flops
+from models.flops import count_training_flops
 
 
 def _functional(*layers, input_shape=(28, 28, 1)):
@@ -61,3 +63,27 @@ def test_rejects_non_models_and_unbuilt_models():
         count_flops(keras.layers.Dense(3))
     with pytest.raises(TypeError, match="`model`"):
         count_flops(keras.Sequential([keras.layers.Dense(3)]))
+
+
+def test_training_flops_skip_the_first_layers_input_gradient():
+    # conv 3x3/2 same on 28x28x1 -> 14x14x4, flatten, dense 784 -> 10.
+    model = _functional(
+        keras.layers.Conv2D(4, 3, strides=2, padding="same"),
+        keras.layers.ReLU(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    )
+    conv, dense = 14 * 14 * 9 * 4, 14 * 14 * 4 * 10
+    # forward + weight gradients of both + input gradient of the dense only.
+    assert count_training_flops(model) == 2 * (2 * (conv + dense) + dense)
+    assert count_training_flops(model) < 3 * count_flops(model)
+
+
+def test_training_flops_of_a_model_without_counted_layers_is_zero():
+    model = _functional(keras.layers.Flatten(), input_shape=(4, 4, 1))
+    assert count_training_flops(model) == 0
+
+
+def test_training_flops_reject_unbuilt_models():
+    with pytest.raises(TypeError, match="`model` must be built"):
+        count_training_flops(keras.Sequential([keras.layers.Dense(2)]))
