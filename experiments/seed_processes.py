@@ -1,10 +1,17 @@
-"""A table's seeds in parallel, one process per seed.
+"""An experiment's seeds in separate processes, merged in seed order.
 
-`run_parallel` trains (or loads) the teachers once, then starts one
-`python -m <module> --worker-json=...` process per seed, at most `jobs` at a
-time, and merges the rows they write as JSON in seed order. An
-`SeedExperiment` names the module, its `run` and the rows each seed trains:
-`TABLE` is `experiments.table`'s.
+The one mechanism of every seeded experiment: a process runs some seeds and
+writes its result as JSON (`write_seed_json`, atomically); the results are
+read back (`read_seed_json`) and their per-seed lists concatenated in seed
+order (`concatenate_per_seed`) into the result one run over all the seeds
+would give.
+
+`run_parallel` does all of it for a results table: it trains (or loads) the
+teachers once, then starts one `python -m <module> --worker-json=...` process
+per seed, at most `jobs` at a time. An `SeedExperiment` names the module, its
+`run` and the rows each seed trains: `TABLE` is `experiments.table`'s.
+`experiments.less_data` runs its seed processes apart (`--worker-json`) and
+merges their files with `--merge-json` (`experiments.less_data.seeds`).
 """
 
 import dataclasses
@@ -126,8 +133,7 @@ def run_parallel(settings, jobs, log=print, on_seed=None, experiment=TABLE):
                         f"the worker for seed {seed} failed: "
                         f"{errors[-1] if errors else process.returncode}"
                     )
-                with open(json_path, encoding="utf-8") as stream:
-                    results[seed] = json.load(stream)
+                results[seed] = read_seed_json(json_path)
                 for name, values in results[seed]["rows"].items():
                     log(
                         f"seed {seed}: {name}: {values['errors'][0]} errors, "
@@ -148,17 +154,17 @@ def merge_seeds(by_name, info, settings, results):
     """
     rows = {name: dataclasses.replace(row) for name, row in by_name.items()}
     done = [seed for seed in settings["seeds"] if seed in results]
-    trained = {name for seed in done for name in results[seed]["rows"]}
-    for name in trained:
-        for field in table_runs.PER_SEED_FIELDS:
-            setattr(rows[name], field, [])
+    per_seed = concatenate_per_seed(
+        [results[seed]["rows"] for seed in done], table_runs.PER_SEED_FIELDS
+    )
+    for name, values in per_seed.items():
+        for field, value in values.items():
+            setattr(rows[name], field, value)
         for seed in done:
-            values = results[seed]["rows"][name]
-            for field in table_runs.PER_SEED_FIELDS:
-                getattr(rows[name], field).extend(values.get(field, []))
-            if values.get("int8_bytes") is not None:
+            size = results[seed]["rows"][name].get("int8_bytes")
+            if size is not None:
                 # One figure per row (the in-process run keeps its last seed's).
-                rows[name].int8_bytes = values["int8_bytes"]
+                rows[name].int8_bytes = size
     merged = dict(info, seeds=done, all_seeds=settings["seeds"])
     if done:
         merged["single_cache_seconds"] = results[done[0]]["single_cache_seconds"]
@@ -180,7 +186,51 @@ def write_worker_json(path, rows, info, experiment=TABLE):
         "single_cache_seconds": info["single_cache_seconds"],
         "cache_seconds": info["cache_seconds"],
     }
-    write_atomically(path, json.dumps(payload))
+    write_seed_json(path, payload)
+
+
+def write_seed_json(path, payload):
+    """Writes one seed process's result, a JSON-able dict, at `path`.
+
+    Atomically: a process stopped while writing leaves no partial file.
+    """
+    write_atomically(path, json.dumps(payload, indent=1) + "\n")
+
+
+def read_seed_json(path):
+    """The dict `write_seed_json` wrote at `path`."""
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def concatenate_per_seed(results, fields):
+    """Each row's per-seed lists over the seed processes' `results`, in order.
+
+    Args:
+        results: The processes' rows in seed order, each a dict of row key
+            to a dict holding one list per field.
+        fields: The names of the per-seed lists.
+
+    Returns:
+        A dict of every row key a result holds to a dict of its `fields`
+        (those a result's row holds), each the concatenation of the
+        results' lists.
+
+    Example:
+
+    >>> first = {"alone": {"errors": [91], "seconds": [5.0]}}
+    >>> second = {"alone": {"errors": [93], "seconds": [6.0]}}
+    >>> concatenate_per_seed([first, second], ("errors", "seconds"))
+    {'alone': {'errors': [91, 93], 'seconds': [5.0, 6.0]}}
+    """
+    merged = {}
+    for result in results:
+        for key, row in result.items():
+            into = merged.setdefault(key, {})
+            for field in fields:
+                if field in row:
+                    into[field] = into.get(field, []) + list(row[field])
+    return merged
 
 
 def define_flags():

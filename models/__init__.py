@@ -1,6 +1,9 @@
 """Model builders for 28×28 images (Fashion-MNIST / MNIST), all output logits,
 and the reference data set (`models.data`: Fashion-MNIST through Keras' loader).
 
+Every builder returns a functional `keras.Model` from an input named `images`,
+`(batch, *input_shape)`, to a Dense layer without activation named `logits`,
+`(batch, num_classes)`; its other layers are named too (for hint losses).
 Each builder's docstring states its parameter count and FLOPs per example
 (`models.flops.count_flops`: 2 × multiply-accumulates).
 """

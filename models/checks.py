@@ -2,6 +2,7 @@
 
 import numbers
 
+from kdutils.checks import check_number
 from kdutils.checks import check_positive_int
 
 #: Largest width (units, filters, classes) a builder accepts: wider layers of
@@ -41,12 +42,13 @@ def check_units(name, units, allow_empty=False):
 
 def check_rate(name, rate):
     """Returns `rate` as a float in [0, 1) or raises a one-line error."""
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={rate!r}"
-        )
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1). Received: {name}={rate!r}")
+    rate = check_number(
+        name,
+        rate,
+        lambda r: 0.0 <= r < 1.0,
+        "in [0, 1)",
+        expected_type="a float in [0, 1)",
+    )
     return float(rate)
 
 
@@ -81,11 +83,8 @@ def check_seed(seed):
     """Returns `seed` (None or a non-negative int) or raises."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"`seed` must be None or an int >= 0. Received: seed={seed!r}")
-    if seed < 0:
-        raise ValueError(f"`seed` must be None or an int >= 0. Received: seed={seed!r}")
-    return int(seed)
+    expected = "None or an int >= 0"
+    return int(check_number("seed", seed, lambda s: s >= 0, expected, integral=True))
 
 
 def layer_seed(seed, offset):

@@ -7,9 +7,9 @@ layers can be looked up by name (e.g. for hint losses).
 import keras
 
 from models import checks
-
-DEFAULT_INPUT_SHAPE = (28, 28, 1)
-DEFAULT_NUM_CLASSES = 10
+from models._classifier import DEFAULT_INPUT_SHAPE
+from models._classifier import DEFAULT_NUM_CLASSES
+from models._classifier import build_classifier
 
 
 def build_cnn_teacher(
@@ -44,41 +44,37 @@ def build_cnn_teacher(
         name: Model name.
 
     Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
+        The teacher, a functional `keras.Model` from images to logits, its
+        `conv_i` and `hidden` layers at hand for hint losses.
 
     Example:
 
     >>> teacher = build_cnn_teacher(seed=0)
-    >>> teacher.count_params()
-    824458
-    >>> teacher.get_layer("conv_2").filters
-    64
+    >>> teacher.get_layer("conv_2").filters, teacher.get_layer("hidden").units
+    (64, 256)
     """
     filters = checks.check_units("filters", filters)
     dense_units = checks.check_width("dense_units", dense_units)
     dropout = checks.check_rate("dropout", dropout)
-    num_classes = checks.check_width("num_classes", num_classes, 2)
-    input_shape = checks.check_input_shape(input_shape)
     seed = checks.check_seed(seed)
 
-    inputs = keras.Input(shape=input_shape, name="images")
-    x = inputs
-    for index, count in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(
-            count, 3, padding="same", activation="relu", name=f"conv_{index}"
+    def features(images):
+        x = images
+        for index, count in enumerate(filters, start=1):
+            x = keras.layers.Conv2D(
+                count, 3, padding="same", activation="relu", name=f"conv_{index}"
+            )(x)
+            x = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        x = keras.layers.Dropout(
+            dropout, seed=checks.layer_seed(seed, 0), name="dropout_1"
         )(x)
-        x = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dropout(
-        dropout, seed=checks.layer_seed(seed, 0), name="dropout_1"
-    )(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="hidden")(x)
-    x = keras.layers.Dropout(
-        dropout, seed=checks.layer_seed(seed, 1), name="dropout_2"
-    )(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+        x = keras.layers.Dense(dense_units, activation="relu", name="hidden")(x)
+        return keras.layers.Dropout(
+            dropout, seed=checks.layer_seed(seed, 1), name="dropout_2"
+        )(x)
+
+    return build_classifier(features, num_classes, input_shape, name)
 
 
 def build_cnn_student(
@@ -113,43 +109,41 @@ def build_cnn_student(
         name: Model name.
 
     Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
+        The student, a functional `keras.Model` from images to logits.
 
     Example:
 
-    >>> student = build_cnn_student(seed=0)
-    >>> student.count_params()
-    13962
-    >>> student.get_layer("depthwise_2").kernel_size
-    (3, 3)
+    >>> student = build_cnn_student(num_classes=5, input_shape=(32, 32, 3))
+    >>> student.get_layer("depthwise_2").kernel_size, student.output.shape
+    ((3, 3), (None, 5))
     """
     filters = checks.check_units("filters", filters)
     dropout = checks.check_rate("dropout", dropout)
-    num_classes = checks.check_width("num_classes", num_classes, 2)
-    input_shape = checks.check_input_shape(input_shape)
     seed = checks.check_seed(seed)
 
-    inputs = keras.Input(shape=input_shape, name="images")
-    x = keras.layers.Conv2D(
-        filters[0], 3, padding="same", use_bias=False, name="conv_1"
-    )(inputs)
-    x = keras.layers.BatchNormalization(name="bn_1")(x)
-    x = keras.layers.ReLU(name="relu_1")(x)
-    for index, count in enumerate(filters[1:], start=2):
-        x = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(x)
-        x = keras.layers.DepthwiseConv2D(
-            3, padding="same", use_bias=False, name=f"depthwise_{index}"
-        )(x)
-        x = keras.layers.BatchNormalization(name=f"depthwise_bn_{index}")(x)
-        x = keras.layers.ReLU(name=f"depthwise_relu_{index}")(x)
-        x = keras.layers.Conv2D(count, 1, use_bias=False, name=f"pointwise_{index}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn_{index}")(x)
-        x = keras.layers.ReLU(name=f"relu_{index}")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(
-            dropout, seed=checks.layer_seed(seed, 0), name="dropout"
-        )(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+    def features(images):
+        x = keras.layers.Conv2D(
+            filters[0], 3, padding="same", use_bias=False, name="conv_1"
+        )(images)
+        x = keras.layers.BatchNormalization(name="bn_1")(x)
+        x = keras.layers.ReLU(name="relu_1")(x)
+        for index, count in enumerate(filters[1:], start=2):
+            x = keras.layers.MaxPooling2D(2, name=f"pool_{index}")(x)
+            x = keras.layers.DepthwiseConv2D(
+                3, padding="same", use_bias=False, name=f"depthwise_{index}"
+            )(x)
+            x = keras.layers.BatchNormalization(name=f"depthwise_bn_{index}")(x)
+            x = keras.layers.ReLU(name=f"depthwise_relu_{index}")(x)
+            x = keras.layers.Conv2D(
+                count, 1, use_bias=False, name=f"pointwise_{index}"
+            )(x)
+            x = keras.layers.BatchNormalization(name=f"bn_{index}")(x)
+            x = keras.layers.ReLU(name=f"relu_{index}")(x)
+        x = keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(
+                dropout, seed=checks.layer_seed(seed, 0), name="dropout"
+            )(x)
+        return x
+
+    return build_classifier(features, num_classes, input_shape, name)

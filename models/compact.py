@@ -11,9 +11,9 @@ the logits, the other compact size of RESULTS.md
 import keras
 
 from models import checks
-
-DEFAULT_INPUT_SHAPE = (28, 28, 1)
-DEFAULT_NUM_CLASSES = 10
+from models._classifier import DEFAULT_INPUT_SHAPE
+from models._classifier import DEFAULT_NUM_CLASSES
+from models._classifier import build_classifier
 
 
 def build_compact_student(
@@ -37,8 +37,8 @@ def build_compact_student(
         name: Model name.
 
     Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
+        The student, a deterministic functional `keras.Model` from images
+        to logits: two matrix products.
 
     Example:
 
@@ -50,14 +50,12 @@ def build_compact_student(
     100
     """
     hidden_units = checks.check_width("hidden_units", hidden_units)
-    num_classes = checks.check_width("num_classes", num_classes, 2)
-    input_shape = checks.check_input_shape(input_shape)
 
-    inputs = keras.Input(shape=input_shape, name="images")
-    x = keras.layers.Flatten(name="flatten")(inputs)
-    x = keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+    def features(images):
+        x = keras.layers.Flatten(name="flatten")(images)
+        return keras.layers.Dense(hidden_units, activation="relu", name="hidden")(x)
+
+    return build_classifier(features, num_classes, input_shape, name)
 
 
 def build_compact_cnn_student(
@@ -83,8 +81,8 @@ def build_compact_cnn_student(
         name: Model name.
 
     Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
+        The student, a functional `keras.Model` from images to logits,
+        the same in training and inference.
 
     Example:
 
@@ -93,20 +91,18 @@ def build_compact_cnn_student(
     (20490, (2, 2))
     """
     filters = checks.check_units("filters", filters)
-    num_classes = checks.check_width("num_classes", num_classes, 2)
-    input_shape = checks.check_input_shape(input_shape)
 
-    inputs = keras.Input(shape=input_shape, name="images")
-    x = inputs
-    for index, count in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(
-            count,
-            3,
-            strides=2,
-            padding="same",
-            activation="relu",
-            name=f"conv_{index}",
-        )(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+    def features(images):
+        x = images
+        for index, count in enumerate(filters, start=1):
+            x = keras.layers.Conv2D(
+                count,
+                3,
+                strides=2,
+                padding="same",
+                activation="relu",
+                name=f"conv_{index}",
+            )(x)
+        return keras.layers.Flatten(name="flatten")(x)
+
+    return build_classifier(features, num_classes, input_shape, name)

@@ -8,58 +8,37 @@ compact MLP students are in `models.compact`.
 import keras
 
 from models import checks
+from models._classifier import DEFAULT_INPUT_SHAPE
+from models._classifier import DEFAULT_NUM_CLASSES
+from models._classifier import build_classifier
 
-DEFAULT_INPUT_SHAPE = (28, 28, 1)
-DEFAULT_NUM_CLASSES = 10
+
+def _jitter(images, pixels, seed):
+    # A translation of up to `pixels` in each direction, only in training;
+    # nearest-neighbour so the shifts are whole pixels.
+    height, width = images.shape[1:3]
+    return keras.layers.RandomTranslation(
+        height_factor=pixels / height,
+        width_factor=pixels / width,
+        fill_mode="constant",
+        interpolation="nearest",
+        seed=checks.layer_seed(seed, 0),
+        name="jitter",
+    )(images)
 
 
-def _build_mlp(
-    hidden_units,
-    input_dropout,
-    hidden_dropout,
-    jitter_pixels,
-    num_classes,
-    input_shape,
-    seed,
-    name,
-):
-    hidden_units = checks.check_units("hidden_units", hidden_units)
-    input_dropout = checks.check_rate("input_dropout", input_dropout)
-    hidden_dropout = checks.check_rate("hidden_dropout", hidden_dropout)
-    jitter_pixels = checks.check_width("jitter_pixels", jitter_pixels, minimum=0)
-    num_classes = checks.check_width("num_classes", num_classes, 2)
-    input_shape = checks.check_input_shape(input_shape)
-    seed = checks.check_seed(seed)
-
-    inputs = keras.Input(shape=input_shape, name="images")
-    x = inputs
-    if jitter_pixels:
-        height, width = input_shape[:2]
-        # A translation of up to `jitter_pixels` in each direction, only in
-        # training; nearest-neighbour so the shifts are whole pixels.
-        x = keras.layers.RandomTranslation(
-            height_factor=jitter_pixels / height,
-            width_factor=jitter_pixels / width,
-            fill_mode="constant",
-            interpolation="nearest",
-            seed=checks.layer_seed(seed, 0),
-            name="jitter",
-        )(x)
-    x = keras.layers.Flatten(name="flatten")(x)
-    if input_dropout:
-        x = keras.layers.Dropout(
-            input_dropout, seed=checks.layer_seed(seed, 1), name="input_dropout"
-        )(x)
+def _hidden_layers(x, hidden_units, dropout=0.0, seed=None):
+    # `hidden_i` (ReLU), each followed by `dropout_i` when `dropout` > 0;
+    # dropout seeds continue after the jitter's (0) and the input's (1).
     for index, units in enumerate(hidden_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(x)
-        if hidden_dropout:
+        if dropout:
             x = keras.layers.Dropout(
-                hidden_dropout,
+                dropout,
                 seed=checks.layer_seed(seed, 1 + index),
                 name=f"dropout_{index}",
             )(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, logits, name=name)
+    return x
 
 
 def build_mlp_teacher(
@@ -97,27 +76,30 @@ def build_mlp_teacher(
         name: Model name.
 
     Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
+        The teacher, a functional `keras.Model` from images to logits.
 
     Example:
 
-    >>> teacher = build_mlp_teacher(seed=0)
-    >>> teacher.count_params()
-    2395210
-    >>> teacher.get_layer("hidden_2").units
-    1200
+    >>> teacher = build_mlp_teacher(hidden_units=(64,), seed=0)
+    >>> [layer.name for layer in teacher.layers[1:]]
+    ['jitter', 'flatten', 'input_dropout', 'hidden_1', 'dropout_1', 'logits']
     """
-    return _build_mlp(
-        hidden_units,
-        input_dropout,
-        hidden_dropout,
-        jitter_pixels,
-        num_classes,
-        input_shape,
-        seed,
-        name,
-    )
+    hidden_units = checks.check_units("hidden_units", hidden_units)
+    input_dropout = checks.check_rate("input_dropout", input_dropout)
+    hidden_dropout = checks.check_rate("hidden_dropout", hidden_dropout)
+    jitter_pixels = checks.check_width("jitter_pixels", jitter_pixels, minimum=0)
+    seed = checks.check_seed(seed)
+
+    def features(images):
+        x = _jitter(images, jitter_pixels, seed) if jitter_pixels else images
+        x = keras.layers.Flatten(name="flatten")(x)
+        if input_dropout:
+            x = keras.layers.Dropout(
+                input_dropout, seed=checks.layer_seed(seed, 1), name="input_dropout"
+            )(x)
+        return _hidden_layers(x, hidden_units, hidden_dropout, seed)
+
+    return build_classifier(features, num_classes, input_shape, name)
 
 
 def build_mlp_student(
@@ -141,15 +123,19 @@ def build_mlp_student(
         name: Model name.
 
     Returns:
-        A functional `keras.Model` mapping images to logits
-        `(batch, num_classes)`.
+        The student, a deterministic functional `keras.Model` from images
+        to logits.
 
     Example:
 
-    >>> student = build_mlp_student()
-    >>> student.count_params()
-    1276810
-    >>> student.output.shape
-    (None, 10)
+    >>> student = build_mlp_student(num_classes=3, input_shape=(8, 8, 1))
+    >>> student.output.shape, student.get_layer("hidden_2").units
+    ((None, 3), 800)
     """
-    return _build_mlp(hidden_units, 0.0, 0.0, 0, num_classes, input_shape, None, name)
+    hidden_units = checks.check_units("hidden_units", hidden_units)
+
+    def features(images):
+        x = keras.layers.Flatten(name="flatten")(images)
+        return _hidden_layers(x, hidden_units)
+
+    return build_classifier(features, num_classes, input_shape, name)

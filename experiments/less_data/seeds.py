@@ -5,17 +5,20 @@ its result as JSON (`write_result`) instead of the RESULTS.md section;
 `python -m experiments.less_data --merge-json=seed0.json,seed1.json,...`
 reads such results (`read_result`), checks that they share every setting
 but the seeds, and merges them in the order given (`merge_results`) into
-the result one run over all their seeds would give.
+the result one run over all their seeds would give. The files and the
+merge are `experiments.seed_processes`'; this module adds what is the
+less-data result's own (its recipes, its rows, its settings).
 """
 
 import dataclasses
-import json
 import shlex
 
-from kdutils.staging import write_atomically
+from experiments import seed_processes
 
 #: The settings that may differ between the results merged.
 PER_PROCESS = ("seeds", "worker_json", "merge_json")
+#: A student row's per-seed lists (the teacher's row, first, is trained once).
+PER_SEED = ("accuracy", "agreement", "seconds")
 
 
 def command_of_all_seeds(command):
@@ -45,15 +48,14 @@ def write_result(path, result, command):
     data["recipe"] = dataclasses.asdict(result["recipe"])
     data["teacher_recipe"] = dataclasses.asdict(result["teacher_recipe"])
     data["command"] = command
-    write_atomically(path, json.dumps(data, indent=1) + "\n")
+    seed_processes.write_seed_json(path, data)
 
 
 def read_result(path):
     """The result and command `write_result` wrote at `path`."""
     from experiments.recipe import Recipe
 
-    with open(path, encoding="utf-8") as stream:
-        data = json.load(stream)
+    data = seed_processes.read_seed_json(path)
     data["recipe"] = Recipe(**data["recipe"])
     data["teacher_recipe"] = Recipe(**data["teacher_recipe"])
     return data, data.pop("command")
@@ -95,10 +97,6 @@ def merge_results(results):
         "seeds_done": [],
         "rows": [{**row} for row in first["rows"]],
     }
-    for row in merged["rows"][1:]:
-        for key in ("accuracy", "agreement", "seconds"):
-            if key in row:
-                row[key] = []
     for result in results:
         for name, value in result["settings"].items():
             if name not in PER_PROCESS and value != first["settings"].get(name):
@@ -116,11 +114,12 @@ def merge_results(results):
             (row.get("fraction"), row.get("how")) for row in first["rows"]
         ]:
             raise ValueError("`results` must have the same rows in the same order.")
-        for into, row in zip(merged["rows"][1:], result["rows"][1:], strict=True):
-            for key in ("accuracy", "agreement", "seconds"):
-                if key in row:
-                    into[key] += row[key]
         merged["seeds_done"] += result["seeds_done"]
         merged["teacher_cached"] = merged["teacher_cached"] and result["teacher_cached"]
+    students = seed_processes.concatenate_per_seed(
+        [dict(enumerate(result["rows"][1:], 1)) for result in results], PER_SEED
+    )
+    for index, values in students.items():
+        merged["rows"][index].update(values)
     merged["settings"]["seeds"] = list(merged["seeds_done"])
     return merged

@@ -7,10 +7,11 @@ kdkeras.
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
+
+from kdutils.checks import check_number
 
 #: Lowest accepted softmax temperature. Below it `softmax(z / T)` is one-hot
 #: for any logit gap above 1 (`exp(-1 / 0.05) ≈ 2e-9`, under float32's
@@ -37,16 +38,14 @@ def check_temperature(temperature, argument="temperature"):
     >>> check_temperature(4)
     4.0
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(
-            f"`{argument}` must be a number in [{MIN_TEMPERATURE}, "
-            f"{MAX_TEMPERATURE}]. Received: {argument}={temperature!r}"
-        )
-    if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-        raise ValueError(
-            f"`{argument}` must be a finite number in [{MIN_TEMPERATURE}, "
-            f"{MAX_TEMPERATURE}]. Received: {argument}={temperature}"
-        )
+    bounds = f"in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]"
+    temperature = check_number(
+        argument,
+        temperature,
+        lambda t: MIN_TEMPERATURE <= t <= MAX_TEMPERATURE,
+        f"a finite number {bounds}",
+        expected_type=f"a number {bounds}",
+    )
     return float(temperature)
 
 
@@ -58,14 +57,12 @@ def check_weight(value, argument):
     >>> check_weight(8, "beta")
     8.0
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{argument}` must be a finite number >= 0. Received: {argument}={value!r}"
-        )
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"`{argument}` must be a finite number >= 0. Received: {argument}={value}"
-        )
+    value = check_number(
+        argument,
+        value,
+        lambda v: math.isfinite(v) and v >= 0,
+        "a finite number >= 0",
+    )
     return float(value)
 
 

@@ -403,15 +403,19 @@ def soft_target_dataset(
     >>> [int(batch[0].shape[0]) for batch in dataset]
     [4, 2]
     """
-    memory_options = {"seed": seed, "augmentation": augmentation, "student": student}
-    sharded_options = {
-        **memory_options,
-        "batch_size": batch_size,
-        "shuffle": shuffle,
-        "drop_remainder": drop_remainder,
-        "shuffle_buffer": shuffle_buffer,
-        "expand_top_k": expand_top_k,
-    }
+    batching = memory_dataset.Batching(
+        batch_size, shuffle, seed, drop_remainder, augmentation, student
+    )
+
+    def sharded(data, shards):
+        return shards_dataset.soft_target_shards_dataset(
+            data,
+            shards,
+            shuffle_buffer=shuffle_buffer,
+            expand_top_k=expand_top_k,
+            **batching.keywords(),
+        )
+
     if isinstance(x, SoftTargetCache):
         if teacher_logits is not None:
             raise ValueError(
@@ -432,15 +436,8 @@ def soft_target_dataset(
             "(from cache_soft_targets). Received: teacher_logits=None"
         )
     if not isinstance(teacher_logits, SoftTargetShards):
-        return memory_dataset.soft_target_dataset(
-            x,
-            y,
-            teacher_logits,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            sample_weight=sample_weight,
-            drop_remainder=drop_remainder,
-            **memory_options,
+        return memory_dataset.cached_array_dataset(
+            x, y, teacher_logits, sample_weight, batching
         )
     if _is_stream(x):
         for name, value in (("y", y), ("sample_weight", sample_weight)):
@@ -450,9 +447,7 @@ def soft_target_dataset(
                     f"elements hold it). Received: {name} of type "
                     f"{type(value).__name__}"
                 )
-        return shards_dataset.soft_target_shards_dataset(
-            x, teacher_logits, **sharded_options
-        )
+        return sharded(x, teacher_logits)
     count = _check_arrays(x)
     inputs.check_rows(x, [("y", y), ("sample_weight", sample_weight)])
     if sample_weight is not None:
@@ -472,6 +467,4 @@ def soft_target_dataset(
         # The arrays the cache was written or checked for: unlike a
         # dataset, they cannot change order between passes.
         teacher_logits.verified_for = data
-    return shards_dataset.soft_target_shards_dataset(
-        data, teacher_logits, **sharded_options
-    )
+    return sharded(data, teacher_logits)

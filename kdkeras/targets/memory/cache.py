@@ -12,8 +12,8 @@ recomputed (default) or rejected with `StaleSoftTargetsError`.
 Teacher logits holding NaN or infinity are refused (nothing is written): a
 non-finite soft target makes the distillation loss, then the student, NaN.
 
-`kdkeras.targets.memory.dataset.soft_target_dataset` then batches the inputs with
-their cached logits for `kdkeras.Distiller`. For inputs that do not fit in
+`kdkeras.targets.soft_target_dataset` then batches the inputs with their
+cached logits for `kdkeras.Distiller`. For inputs that do not fit in
 memory, see `kdkeras.targets.shards.writer`.
 """
 

@@ -1,6 +1,6 @@
 """Training batches from cached soft targets, for `kdkeras.Distiller`.
 
-`soft_target_dataset` yields `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`
+`cached_array_dataset` yields `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`
 batches (plus `sample_weight` when given), the input `kdkeras.Distiller`
 trains on without a teacher forward pass. Without labels (`y=None`) the
 targets are `{TEACHER_LOGITS_KEY: t}` alone; in partly labelled data, the
@@ -9,6 +9,8 @@ Distiller to mask. Random augmentation of the student's input is refused
 (`kdkeras.targets.augmentation`).
 """
 
+import dataclasses
+
 import numpy as np
 
 from kdkeras.targets import inputs
@@ -16,26 +18,38 @@ from kdkeras.targets.augmentation import check_no_augmentation
 from kdkeras.targets.batch import logits_batch
 
 
-def soft_target_dataset(
-    x,
-    y,
-    teacher_logits,
-    batch_size=128,
-    shuffle=True,
-    seed=None,
-    sample_weight=None,
-    augmentation=None,
-    student=None,
-    drop_remainder=False,
-):
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How the training batches are drawn, whatever the storage.
+
+    The arguments of that name of `kdkeras.targets.soft_target_dataset`
+    (which documents them), gathered once and handed to the storage that
+    batches: `cached_array_dataset` reads them, `keywords()` passes them to
+    the sharded storage's function.
+    """
+
+    batch_size: int = 128
+    shuffle: bool = True
+    seed: object = None
+    drop_remainder: bool = False
+    augmentation: object = None
+    student: object = None
+
+    def keywords(self):
+        """The settings as keyword arguments (not copied: `student` is a model)."""
+        return {
+            field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+        }
+
+
+def cached_array_dataset(x, y, teacher_logits, sample_weight=None, batching=Batching()):
     """A `tf.data.Dataset` of `(x, {LABELS_KEY: y, TEACHER_LOGITS_KEY: t})`.
 
-    This is the batch format `kdkeras.Distiller` trains on without running
-    the teacher. With `sample_weight`, elements are
+    The memory storage's batches. With `sample_weight`, elements are
     `(x, targets, sample_weight)`. Shuffling permutes example indices and
     gathers `x`, `y`, the teacher logits and the weights with the SAME
     indices, so every example keeps its own targets; it is reshuffled every
-    epoch (deterministically for a given `seed`). Teacher logits are fed as
+    epoch (deterministically for a given seed). Teacher logits are fed as
     float32 (a float16 cache is widened).
 
     Args:
@@ -44,18 +58,10 @@ def soft_target_dataset(
             unlabelled data (the targets then hold no `LABELS_KEY`). Labels
             are passed through as given, including the marker of an
             unlabelled example in partly labelled data (-1).
-        teacher_logits: `(N, classes)` finite teacher logits
-            (`cache_soft_targets`).
-        batch_size: Positive int.
-        shuffle: Whether to reshuffle every epoch.
-        seed: Optional int seed of the shuffle.
+        teacher_logits: `(N, classes)` finite teacher logits.
         sample_weight: Optional `(N,)` per-example weights.
-        augmentation: Must be `None`: random augmentation of the student's
-            input is refused with cached targets
-            (`kdkeras.targets.augmentation`).
-        student: Optional student model, checked for random augmentation
-            layers (refused likewise).
-        drop_remainder: Drop the last incomplete batch.
+        batching: A `Batching`; its augmentation and student are checked
+            for random augmentation (refused, `kdkeras.targets.augmentation`).
 
     Returns:
         A `tf.data.Dataset`, batched and prefetched.
@@ -64,17 +70,14 @@ def soft_target_dataset(
 
     >>> import numpy as np
     >>> x = np.arange(12, dtype="float32").reshape(6, 2)
-    >>> dataset = soft_target_dataset(x, np.arange(6), np.eye(6, 3), batch_size=4)
-    >>> [int(batch[0].shape[0]) for batch in dataset]
-    [4, 2]
-    >>> unlabelled = soft_target_dataset(x, None, np.eye(6, 3), batch_size=4)
-    >>> sorted(next(iter(unlabelled))[1])
-    ['teacher_logits']
+    >>> unlabelled = cached_array_dataset(x, None, np.eye(6, 3), None, Batching(4))
+    >>> [sorted(batch[1]) for batch in unlabelled]
+    [['teacher_logits'], ['teacher_logits']]
     """
     import tensorflow as tf
 
-    check_no_augmentation(student=student, augmentation=augmentation)
-    batch_size = inputs.check_batch_size(batch_size)
+    check_no_augmentation(student=batching.student, augmentation=batching.augmentation)
+    batch_size = inputs.check_batch_size(batching.batch_size)
     count = inputs.check_rows(
         x,
         [
@@ -114,7 +117,14 @@ def soft_target_dataset(
             sample_weight=rows(weight_tensor),
         )
 
-    return index_batches(count, gather, batch_size, shuffle, seed, drop_remainder)
+    return index_batches(
+        count,
+        gather,
+        batch_size,
+        batching.shuffle,
+        batching.seed,
+        batching.drop_remainder,
+    )
 
 
 def index_batches(count, gather, batch_size, shuffle, seed, drop_remainder):

@@ -10,8 +10,8 @@ from kdkeras.targets import online
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
 from kdkeras.targets.batch import split_targets
+from kdkeras.targets.cache import soft_target_dataset
 from kdkeras.targets.memory import cache
-from kdkeras.targets.memory import dataset
 from tests import reference
 from tests.kdkeras.targets.targets_setup import CLASSES
 from tests.kdkeras.targets.targets_setup import dense_model
@@ -29,7 +29,7 @@ def partial_labels(count=37, seed=1):
 def build(kind, x, y, teacher, **kwargs):
     if kind == "cached":
         logits = cache.compute_soft_targets(teacher, x)
-        return dataset.soft_target_dataset(x, y, logits, **kwargs)
+        return soft_target_dataset(x, y, logits, **kwargs)
     return online.online_soft_target_dataset(x, y, teacher, jit_compile=False, **kwargs)
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from kdkeras.targets import online
+from kdkeras.targets.cache import soft_target_dataset
 from kdkeras.targets.memory import cache
-from kdkeras.targets.memory import dataset
 from tests import reference
 from tests.kdkeras.targets import targets_setup
 from tests.kdkeras.targets.targets_setup import CLASSES
@@ -172,7 +172,7 @@ def test_non_finite_logits_are_refused_by_the_dataset():
     logits = np.zeros((30, CLASSES), "float32")
     logits[7, 2] = np.nan
     with pytest.raises(ValueError, match="row 7"):
-        dataset.soft_target_dataset(random_x(), np.zeros(30), logits)
+        soft_target_dataset(random_x(), np.zeros(30), logits)
 
 
 def test_non_finite_teacher_stops_the_online_pipeline():
@@ -193,12 +193,8 @@ EMPTY = np.zeros((0, FEATURES), "float32")
     [
         lambda path: cache.cache_soft_targets(build_teacher(), EMPTY, path),
         lambda path: cache.compute_soft_targets(build_teacher(), EMPTY),
-        lambda path: dataset.soft_target_dataset(
-            EMPTY, np.zeros(0), np.zeros((0, CLASSES))
-        ),
-        lambda path: dataset.soft_target_dataset(
-            {"a": EMPTY}, None, np.zeros((0, CLASSES))
-        ),
+        lambda path: soft_target_dataset(EMPTY, np.zeros(0), np.zeros((0, CLASSES))),
+        lambda path: soft_target_dataset({"a": EMPTY}, None, np.zeros((0, CLASSES))),
         lambda path: online.online_soft_target_dataset(
             EMPTY, np.zeros(0), build_teacher()
         ),
@@ -251,7 +247,7 @@ def test_non_finite_sample_weights_are_refused(kind):
     weights[4] = np.inf
     with pytest.raises(ValueError, match="`sample_weight` must be finite"):
         if kind == "cached":
-            dataset.soft_target_dataset(
+            soft_target_dataset(
                 random_x(),
                 np.zeros(30),
                 np.zeros((30, CLASSES)),

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from kdkeras.targets.batch import LABELS_KEY
 from kdkeras.targets.batch import TEACHER_LOGITS_KEY
+from kdkeras.targets.cache import soft_target_dataset
 from kdkeras.targets.memory import cache
-from kdkeras.targets.memory import dataset as dataset_lib
 from tests import reference
 from tests.kdkeras.targets.targets_setup import CLASSES
 from tests.kdkeras.targets.targets_setup import FEATURES
@@ -43,7 +43,7 @@ def test_shuffled_dataset_keeps_each_example_with_its_targets(with_weights):
     teacher_logits = cache.compute_soft_targets(teacher, x)
     weights = np.random.default_rng(13).uniform(size=203).astype("float32")
 
-    dataset = dataset_lib.soft_target_dataset(
+    dataset = soft_target_dataset(
         x,
         y,
         teacher_logits,
@@ -77,12 +77,12 @@ def test_dataset_order_is_reproducible_and_unshuffled_on_request():
     logits = np.random.default_rng(2).normal(size=(40, CLASSES))
 
     def labels(**kwargs):
-        dataset = dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, **kwargs)
+        dataset = soft_target_dataset(x, y, logits, batch_size=16, **kwargs)
         return collect(dataset)[1].tolist()
 
     assert labels(seed=3) == labels(seed=3)
     assert labels(shuffle=False) == list(range(40))
-    dataset = dataset_lib.soft_target_dataset(
+    dataset = soft_target_dataset(
         x, y, logits.astype("float16"), batch_size=16, shuffle=False
     )
     first = next(iter(dataset))
@@ -92,7 +92,7 @@ def test_dataset_order_is_reproducible_and_unshuffled_on_request():
 
 def test_dataset_with_dict_inputs():
     x = {"a": random_x(1, count=10), "b": np.arange(10.0)[:, None]}
-    dataset = dataset_lib.soft_target_dataset(
+    dataset = soft_target_dataset(
         x, np.arange(10), np.eye(10, CLASSES), batch_size=4, seed=1
     )
     for batch_x, targets in dataset:
@@ -126,7 +126,7 @@ def test_dataset_refuses_student_augmentation(kwargs, word):
     if kwargs.get("student") == "augmented":
         kwargs = {"student": augmented_student()}
     with pytest.raises(ValueError, match=word) as info:
-        dataset_lib.soft_target_dataset(
+        soft_target_dataset(
             random_x(1, 8), np.arange(8), np.zeros((8, CLASSES)), **kwargs
         )
     assert "online" in str(info.value) and "\n" not in str(info.value)
@@ -140,7 +140,7 @@ def test_dataset_accepts_a_student_without_augmentation():
             keras.layers.Dense(CLASSES),
         ]
     )
-    dataset = dataset_lib.soft_target_dataset(
+    dataset = soft_target_dataset(
         random_x(1, 8),
         np.arange(8),
         np.zeros((8, CLASSES)),
@@ -169,7 +169,7 @@ def test_dataset_bad_arguments(kwargs, word):
     }
     arguments.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=word) as info:
-        dataset_lib.soft_target_dataset(**arguments)
+        soft_target_dataset(**arguments)
     assert "\n" not in str(info.value)
 
 
@@ -193,7 +193,7 @@ def test_distiller_on_cached_targets_trains_like_online():
             optimizer=keras.optimizers.SGD(0.1), alpha=0.3, temperature=2.0
         )
         if cached:
-            data = dataset_lib.soft_target_dataset(
+            data = soft_target_dataset(
                 x, y, teacher_logits, batch_size=32, shuffle=False
             )
         else:

@@ -106,7 +106,7 @@ def test_py_dataset_streams_like_a_tf_dataset(tmp_path):
 
 def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
     import kdkeras
-    from kdkeras.targets.memory import dataset as dataset_lib
+    from kdkeras.targets.cache import soft_target_dataset
 
     x, y = indexed_x(), labels()
     teacher, data, shards = build_cache(tmp_path, data=stream(x, y))
@@ -129,7 +129,7 @@ def test_distiller_trains_from_the_stream_as_from_the_in_memory_cache(tmp_path):
         soft_target_shards_dataset(data, shards, batch_size=16, shuffle=False)
     )
     _, in_memory, in_memory_history = train(
-        dataset_lib.soft_target_dataset(x, y, logits, batch_size=16, shuffle=False)
+        soft_target_dataset(x, y, logits, batch_size=16, shuffle=False)
     )
     for a, b in zip(streamed, in_memory, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
