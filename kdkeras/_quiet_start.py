@@ -47,7 +47,7 @@ def command_line_arguments(argv=None):
 
     Example:
 
-    >>> command_line_arguments(["python", "-m", "kdkeras.targets.shards.cli", "-x"])
+    >>> command_line_arguments(["python", "-m", "kdkeras.targets.cli", "-x"])
     ['-x']
     >>> command_line_arguments(["python", "train.py"]) is None
     True

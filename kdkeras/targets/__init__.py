@@ -8,7 +8,9 @@ batch         the keys of a target dict and `split_targets`, the one reader
               of a batch's targets (`TopKTargets`); `UNLABELLED`
 memory/       the in-memory storage: one digest-checked file
 shards/       the sharded storage for streams larger than memory and top-k
-              targets; its command line
+              targets
+cli           `python -m kdkeras.targets.cli`: the sharded cache from the
+              command line, one worker at a time (`--shard i/n`, `--merge`)
 online        `online_soft_target_dataset`: the teacher run per batch in
               the input pipeline (prefetched; consistent augmentation)
 topk          `top_k=K` targets for many classes (their loss lives in

@@ -8,5 +8,4 @@ reader   reading a cache's shards by stream position
 merge    joining workers' parts into one cache
 stream   one pass over a finite, deterministic stream of input batches
 dataset  `soft_target_shards_dataset`: training batches joined with the shards
-cli      `python -m kdkeras.targets.shards.cli`: `--shard i/n`, `--merge`
 """

@@ -1,4 +1,4 @@
-"""Tests for kdkeras/targets/shards/cli.py: workers' shards from the command line."""
+"""Tests for kdkeras/targets/cli.py: workers' shards from the command line."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from kdkeras.targets.shards import cli
+from kdkeras.targets import cli
 from kdkeras.targets.shards import writer as shards
 
 FEATURES = 5
@@ -93,7 +93,7 @@ def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
         arguments[name] = str(folder / value) if name == "inputs" and value else value
     assert cli.run(arguments) == code
     error = capsys.readouterr().err
-    assert error.startswith("kdkeras.targets.shards.cli: error: ") and word in error
+    assert error.startswith("kdkeras.targets.cli: error: ") and word in error
     assert error.count("\n") == 1
     assert not os.path.exists(folder / "out")
 
@@ -103,7 +103,7 @@ def test_process_exit_codes_and_stale_check(files):
     base = [
         sys.executable,
         "-m",
-        "kdkeras.targets.shards.cli",
+        "kdkeras.targets.cli",
         f"--teacher={folder / 'teacher.keras'}",
         f"--inputs={folder / 'x.npy'}",
         f"--output={folder / 'out'}",
@@ -136,7 +136,7 @@ def test_help_prints_usage_and_every_flag(capsys):
     assert cli.entry_point(["cli", "--help"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert "python -m kdkeras.targets.shards.cli" in out
+    assert "python -m kdkeras.targets.cli" in out
     for name in ("--teacher", "--inputs", "--merge", "--verbose", "--on-stale"):
         assert name in out
 
@@ -175,7 +175,7 @@ def test_inputs_the_teacher_cannot_take_name_both_shapes(files, capsys, verbose)
     assert cli.run(arguments) == 2
     error = capsys.readouterr().err
     last = error.splitlines()[-1]
-    assert last.startswith("kdkeras.targets.shards.cli: error: `--inputs`")
+    assert last.startswith("kdkeras.targets.cli: error: `--inputs`")
     assert f"(None, {FEATURES})" in last and f"(None, {FEATURES - 1})" in last
     assert ("Traceback" in error) == verbose
     assert not os.path.exists(folder / "out")
@@ -208,7 +208,7 @@ def test_the_process_prints_only_its_own_lines(files):
     set here); --help exits 0; a bad flag exits 2; --verbose keeps the logs."""
     folder, _, _ = files
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    command = [sys.executable, "-m", "kdkeras.targets.shards.cli"]
+    command = [sys.executable, "-m", "kdkeras.targets.cli"]
     helped = subprocess.run(
         command + ["--help"], capture_output=True, text=True, env=env
     )
@@ -222,6 +222,6 @@ def test_the_process_prints_only_its_own_lines(files):
     )
     assert missing.returncode == 2
     assert missing.stderr.splitlines() == [
-        f"kdkeras.targets.shards.cli: error: `--teacher` must be an existing file. "
+        f"kdkeras.targets.cli: error: `--teacher` must be an existing file. "
         f"Received: --teacher={str(folder / 'none.keras')!r}"
     ]

@@ -1,10 +1,10 @@
 """Command line for the sharded soft-target cache, one worker at a time.
 
-    python -m kdkeras.targets.shards.cli --teacher=teacher.keras --inputs=x.npy \\
+    python -m kdkeras.targets.cli --teacher=teacher.keras --inputs=x.npy \\
         --output=targets --shard=0/2          # worker 0 of 2 -> targets.0-of-2
-    python -m kdkeras.targets.shards.cli --teacher=teacher.keras --inputs=x.npy \\
+    python -m kdkeras.targets.cli --teacher=teacher.keras --inputs=x.npy \\
         --output=targets --shard=1/2          # worker 1 of 2 -> targets.1-of-2
-    python -m kdkeras.targets.shards.cli --merge=targets.0-of-2,targets.1-of-2 \\
+    python -m kdkeras.targets.cli --merge=targets.0-of-2,targets.1-of-2 \\
         --output=targets                      # the cache one process writes
 
 `--inputs` is a `.npy` array (read through a memory map and streamed in
@@ -13,7 +13,7 @@ batches of `--batch-size`, so it may be larger than memory). Without
 with `safe_mode=True`.
 
 Flags and files are checked before TensorFlow and the teacher are loaded.
-Errors print one line, `kdkeras.targets.shards.cli: error: ...`, on stderr,
+Errors print one line, `kdkeras.targets.cli: error: ...`, on stderr,
 without a traceback unless `--verbose` (which also keeps TensorFlow's own
 start-up logs): exit status 2 for bad input (flags, files, a teacher that
 does not take these inputs), 1 when a cache does not match or is damaged
@@ -30,7 +30,7 @@ from absl import flags
 
 USAGE_EXIT_CODE = 2
 CHECK_EXIT_CODE = 1
-PROGRAM = "kdkeras.targets.shards.cli"
+PROGRAM = "kdkeras.targets.cli"
 _SHOWN = 200
 _NAMES = (
     "teacher",
