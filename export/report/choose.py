@@ -21,6 +21,7 @@ import os
 import shutil
 
 from export import staging
+from export.echo import bounded
 from export.report import budgets
 
 DEFAULT_OBJECTIVE = "p99_ms_batch_1"
@@ -172,19 +173,53 @@ def file_digest(path):
     return digest.hexdigest()
 
 
-def check_release_dir(path):
-    """Refuses a `--release-dir` that exists non-empty or whose parent is missing."""
+def check_release_dir(path, output_dir=None):
+    """Refuses a `--release-dir` the release step could not fill, before any work.
+
+    It must be a new or empty real folder (not a symbolic link, which the
+    atomic rename would replace rather than fill), in an existing folder, and
+    apart from `--output-dir` (neither inside the other: the report's files
+    would make it non-empty, or the release would land among them).
+
+    Args:
+        path: The `--release-dir` value.
+        output_dir: The `--output-dir` value, if any.
+
+    Raises:
+        ValueError: one line naming `--release-dir`.
+    """
+    shown = bounded(os.fspath(path))
+    if os.path.islink(path):
+        target = bounded(os.readlink(path))
+        state = "" if os.path.exists(path) else ", which does not exist"
+        raise ValueError(
+            "`--release-dir` must be a new or empty folder, not a symbolic link. "
+            f"Received: --release-dir={shown} (a link to {target}{state})"
+        )
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise ValueError(
             "`--release-dir` must be a new or empty folder. "
-            f"Received: --release-dir={path} (exists and is not empty)"
+            f"Received: --release-dir={shown} (exists and is not empty)"
         )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(
             "`--release-dir` must be in an existing folder. "
-            f"Received: --release-dir={path} ({parent} does not exist)"
+            f"Received: --release-dir={shown} ({bounded(parent)} does not exist)"
         )
+    if output_dir is not None:
+        release, report = os.path.realpath(path), os.path.realpath(output_dir)
+        if release == report or _inside(release, report) or _inside(report, release):
+            raise ValueError(
+                "`--release-dir` must be a folder apart from --output-dir (neither "
+                f"inside the other). Received: --release-dir={shown}, "
+                f"--output-dir={bounded(os.fspath(output_dir))}"
+            )
+
+
+def _inside(path, folder):
+    """Whether `path` is strictly inside `folder` (both real, absolute paths)."""
+    return os.path.commonpath([path, folder]) == folder and path != folder
 
 
 def check_sidecar(path, artifact_name, size_bytes, recorded):

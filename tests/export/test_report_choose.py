@@ -262,3 +262,31 @@ def test_release_dir_must_be_new_or_empty(tmp_path):
         choose.check_release_dir(str(tmp_path / "full"))
     with pytest.raises(ValueError, match="must be in an existing folder"):
         choose.check_release_dir(str(tmp_path / "missing" / "release"))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda tmp: (_link(tmp / "release", tmp / "empty"), tmp / "report"), "link"),
+        (lambda tmp: (_link(tmp / "release", tmp / "no"), tmp / "report"), "not exist"),
+        (lambda tmp: (tmp / "report", tmp / "report"), "apart from --output-dir"),
+        (lambda tmp: (tmp / "report" / "r", tmp / "report"), "apart from --output-dir"),
+        (lambda tmp: (tmp / "empty", tmp / "empty" / "new"), "apart from --output-dir"),
+    ],
+    ids=["link-to-empty", "dangling-link", "same-folder", "inside", "around"],
+)
+def test_release_dir_that_the_release_step_could_not_fill_is_refused_up_front(
+    tmp_path, make, match
+):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "report").mkdir()
+    release_dir, output_dir = make(tmp_path)
+    with pytest.raises(ValueError, match=match) as error:
+        choose.check_release_dir(str(release_dir), str(output_dir))
+    assert str(error.value).startswith("`--release-dir` must be")
+    assert os.path.isdir(tmp_path / "empty") and os.path.isdir(tmp_path / "report")
+
+
+def _link(path, target):
+    os.symlink(target, path)
+    return path
