@@ -171,6 +171,7 @@ def export_artifact(
             source=source or getattr(model, "name", None),
             options={**(options or {}), **extra},
             parity=report,
+            sha256=sidecar.file_digest(artifact.temporary_path),
         )
         sidecar.write_to(side.temporary_path, content)
         artifact.commit()

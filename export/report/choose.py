@@ -14,12 +14,12 @@ Example:
     [True, True, False]
 """
 
-import hashlib
 import json
 import math
 import os
 import shutil
 
+from export import sidecar as sidecar_lib
 from export import staging
 from export.echo import bounded
 from export.report import budgets
@@ -155,22 +155,8 @@ def teachers_of(results):
 
 
 def file_digest(path):
-    """SHA-256 of a file, or of a directory's files (relative names and bytes)."""
-    digest = hashlib.sha256()
-    if os.path.isdir(path):
-        for root, folders, files in os.walk(path):
-            folders.sort()
-            for name in sorted(files):
-                full = os.path.join(root, name)
-                digest.update(os.path.relpath(full, path).encode() + b"\0")
-                with open(full, "rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
-        return digest.hexdigest()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file, or of a directory's files (`export.sidecar.file_digest`)."""
+    return sidecar_lib.file_digest(path)
 
 
 def check_release_dir(path, output_dir=None):
@@ -222,39 +208,73 @@ def _inside(path, folder):
     return os.path.commonpath([path, folder]) == folder and path != folder
 
 
-def check_sidecar(path, artifact_name, size_bytes, recorded):
+def check_sidecar(path, artifact_path, size_bytes, entry):
     """Refuses a sidecar that does not describe the released artifact.
 
-    It must name `artifact_name`, give its `size_bytes`, and hold the parity
-    the report recorded when the artifact was exported (`recorded["parity"]`):
-    a sidecar rewritten since (another export to the same path) is stale.
+    It must be the file written at export, unchanged (its SHA-256 against the
+    one the report recorded, `entry["export"]["sidecar_sha256"]`), name the
+    artifact, give its size, hold the parity measured at export, claim the
+    format and quantisation mode of the report's entry, and be borne out by
+    the artifact itself (`export.sidecar.artifact_discrepancies`: the file's
+    digest, its quantisation mode and tensor types read back from it).
+
+    Args:
+        path: The sidecar (its copy in the release being built).
+        artifact_path: The artifact (its copy beside it).
+        size_bytes: The artifact's size.
+        entry: The report's result entry of the artifact.
 
     Raises:
-        RuntimeError: the sidecar is unreadable or stale (one line).
+        RuntimeError: the sidecar is unreadable or does not describe the
+            artifact (one line).
     """
+    artifact_name = os.path.basename(os.path.normpath(artifact_path))
+    recorded = entry.get("export") or {}
     try:
         with open(path, encoding="utf-8") as handle:
             content = json.load(handle)
     except (OSError, ValueError) as error:
         raise RuntimeError(
             f"the sidecar of {artifact_name} is unreadable "
-            f"({' '.join(str(error).split())}); nothing released"
+            f"({bounded(str(error))}); nothing released"
         ) from None
     if not isinstance(content, dict):
         content = {}
     stale = []
+    if recorded.get("sidecar_sha256") and (
+        file_digest(path) != recorded["sidecar_sha256"]
+    ):
+        stale.append("edited since the export (SHA-256 differs)")
     if content.get("artifact") != artifact_name:
-        stale.append(f"artifact {content.get('artifact')!r} != {artifact_name!r}")
+        stale.append(
+            f"artifact {bounded(content.get('artifact'), 40, quote=True)} "
+            f"!= {artifact_name!r}"
+        )
     if content.get("size_bytes") != size_bytes:
-        stale.append(f"size_bytes {content.get('size_bytes')} != {size_bytes}")
+        stale.append(
+            f"size_bytes {bounded(content.get('size_bytes'), 40)} != {size_bytes}"
+        )
     if "parity" in recorded and _canonical(content.get("parity")) != _canonical(
         recorded["parity"]
     ):
         stale.append("parity differs from the one measured")
+    options = content.get("options") if isinstance(content.get("options"), dict) else {}
+    if content.get("format") != entry.get("format"):
+        stale.append(
+            f"format {bounded(content.get('format'), 40, quote=True)} != "
+            f"{entry.get('format')!r}"
+        )
+    if options.get("quantize", "none") != entry.get("quantize", "none"):
+        stale.append(
+            f"quantize {bounded(options.get('quantize'), 40, quote=True)} != "
+            f"{entry.get('quantize', 'none')!r}"
+        )
+    if not stale:
+        stale += sidecar_lib.artifact_discrepancies(content, artifact_path)
     if stale:
         raise RuntimeError(
             f"the sidecar of {artifact_name} does not describe it "
-            f"({'; '.join(stale)}); nothing released"
+            f"({'; '.join(stale[:4])}); nothing released"
         )
 
 
@@ -312,7 +332,7 @@ def write_release(report, release_dir):
                     f"the sidecar {sidecar} of {name} cannot be copied "
                     f"({' '.join(str(error).split())}); nothing released"
                 ) from None
-            check_sidecar(copied_sidecar, name, size_bytes, entry["export"])
+            check_sidecar(copied_sidecar, copied, size_bytes, entry)
         beaten = [c for c in release["candidates"] if c is not winner]
         latency = {
             b: {

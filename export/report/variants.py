@@ -133,6 +133,7 @@ def export_verified(
         "parity": result.sidecar.get("parity"),
         "options": result.sidecar.get("options"),
         "versions": result.sidecar.get("versions"),
+        "sidecar_sha256": choose.file_digest(result.sidecar_path),
     }
 
 
@@ -210,6 +211,7 @@ def selective_entry(int8_entry, model, artifacts, calibration, labelled):
             "parity": result.sidecar.get("parity"),
             "options": result.sidecar.get("options"),
             "versions": result.sidecar.get("versions"),
+            "sidecar_sha256": choose.file_digest(result.sidecar_path),
         }
         entry["lineage"]["converter"] += " + QuantizationDebugger(denylisted_nodes)"
         entry["lineage"]["settings"] = dict(

@@ -421,11 +421,12 @@ def test_release_dir_link_is_a_usage_error_before_any_work(inputs, tmp_path, tar
     assert os.path.islink(tmp_path / "release")
 
 
-def test_a_late_release_failure_keeps_the_report(tmp_path):
+def test_a_late_release_failure_keeps_the_report(tmp_path, artifacts):
     from export.report import command
     from tests.export.test_report_choose import _release_report
 
-    report = _release_report(tmp_path, digest="0" * 64)  # changed since measured
+    # The artifact changed since it was measured.
+    report = _release_report(tmp_path, artifacts[1]["tflite"], digest="0" * 64)
     error = command.release_step(report, str(tmp_path / "release"))
     assert error.startswith("`--release-dir` was not written (")
     assert "changed after it was measured" in error
