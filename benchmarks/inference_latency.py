@@ -256,23 +256,22 @@ def _release_check(release_dir, rounds, seconds):
         `calls_per_sample`.
     """
     from export import measure
+    from export import verify_release
     from export.measure import worker as worker_lib
 
-    record_path = os.path.join(release_dir, "release.json")
-    if not os.path.isfile(record_path):
-        raise app.UsageError(
-            "`--release` must be a folder holding release.json. "
-            f"Received: --release={release_dir}"
-        )
-    with open(record_path, encoding="utf-8") as handle:
-        record = json.load(handle)
+    # Whatever is timed is the released file: a plain name inside the folder,
+    # with the size and SHA-256 release.json records (ReleaseError otherwise).
+    try:
+        record = verify_release.verify_release(release_dir)
+    except verify_release.ReleaseUsageError as error:
+        raise app.UsageError(f"`--release`: {error}") from None
     fmt = record["format"]
     if fmt not in ("tflite", "onnx", "savedmodel", "keras"):
         raise app.UsageError(
             "`--release` must hold a tflite, onnx, savedmodel or keras release. "
             f"Received: format={fmt!r}"
         )
-    path = os.path.join(release_dir, record["artifact"])
+    path = record["artifact_path"]
     settings = independent_timer.release_settings(record)
     warmup_s, rewarm_s = independent_timer.release_timing(record)
     window = seconds / rounds
@@ -429,7 +428,16 @@ def main(argv):
             f"load average at start {load_start[0]:.2f}",
             flush=True,
         )
-        record, rows = _release_check(FLAGS.release, rounds, seconds)
+        from export.verify_release import ReleaseError
+
+        try:
+            record, rows = _release_check(FLAGS.release, rounds, seconds)
+        except ReleaseError as error:
+            sys.stderr.write(
+                f"benchmarks.inference_latency: error: `--release` is not the "
+                f"release it records: {error}\n"
+            )
+            return 1
         within = _print_release(record, rows, FLAGS.release)
         load_end = os.getloadavg()
         print()

@@ -129,6 +129,52 @@ class FakeWorker:
         pass
 
 
+def _write_release(folder, record, data):
+    """A release folder holding `data` as the artifact, recorded with its digest."""
+    import hashlib
+
+    record.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (folder / "release.json").write_text(json.dumps(record))
+    (folder / record["artifact"]).write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "tamper, match",
+    [
+        (
+            lambda folder: (folder / "student_int8.tflite").write_bytes(b"teacher"),
+            "SHA-256",
+        ),
+        (
+            lambda folder: _rename(folder, "../elsewhere/student.tflite"),
+            "plain file name",
+        ),
+    ],
+    ids=["swapped-file", "path-outside"],
+)
+def test_release_check_refuses_a_release_that_is_not_what_it_records(
+    tmp_path, monkeypatch, tamper, match
+):
+    from export.verify_release import ReleaseError
+
+    release = tmp_path / "release"
+    release.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "student.tflite").write_bytes(b"teacher!")
+    record = release_record({"1": {"p50_ms": 0.002, "threads": 1}})
+    _write_release(release, record, b"student")
+    tamper(release)
+    monkeypatch.setattr(inference_latency, "IndependentTimer", None)  # never reached
+    with pytest.raises(ReleaseError, match=match):
+        inference_latency._release_check(str(release), rounds=1, seconds=0.1)
+
+
+def _rename(folder, name):
+    record = json.loads((folder / "release.json").read_text())
+    record["artifact"] = name
+    (folder / "release.json").write_text(json.dumps(record))
+
+
 def test_release_check_times_with_the_recorded_settings(tmp_path, monkeypatch):
     from export.measure import worker as worker_lib
 
@@ -139,8 +185,7 @@ def test_release_check_times_with_the_recorded_settings(tmp_path, monkeypatch):
         },
         timing={"warmup_s": 0.3, "rewarm_s": 0.02},
     )
-    (tmp_path / "release.json").write_text(json.dumps(record))
-    (tmp_path / "student_int8.tflite").write_bytes(b"not read by the fakes")
+    _write_release(tmp_path, record, b"not read by the fakes")
     FakeTimer.made = []
     monkeypatch.setattr(inference_latency, "IndependentTimer", FakeTimer)
     monkeypatch.setattr(worker_lib, "MeasurementWorker", FakeWorker)
