@@ -376,6 +376,7 @@ class Distiller(XlaStepFunctions, keras.Model):
             # At trace time: cached targets are wrong for augmented inputs.
             soft_targets.check_no_augmentation(student=self.student)
         labels = labels_lib.checked_labels(labels, self._num_classes())
+        sample_weight = labels_lib.checked_sample_weight(sample_weight)
         teacher_logits = checked_top_k(
             teacher_logits, self.temperature, self.distillation_loss_fn
         )
@@ -387,6 +388,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         sample_weight = per_example_weight(sample_weight)
         labels, teacher_logits = split_targets(y)
         labels = labels_lib.checked_labels(labels, self._num_classes())
+        sample_weight = labels_lib.checked_sample_weight(sample_weight)
         teacher_logits = checked_top_k(
             teacher_logits, self.temperature, self.distillation_loss_fn
         )
@@ -425,7 +427,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         loop in `kdkeras.distribute.multi_worker` (see BUILD.md), the others through
         Keras' `fit` unchanged.
         """
-        self._check_arrays(x, y)
+        self._check_arrays(x, y, kwargs.get("sample_weight"))
         labels_lib.check_alpha_with_labels(self.alpha, labels_lib.has_labels(x, y))
         kwargs["verbose"] = arguments.resolve_verbose(kwargs.get("verbose", "auto"))
         self._forget_steps_traced_without_labels(x, y, "train_function")
@@ -465,7 +467,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         parts and `teacher_agreement`. On unlabelled data the loss is the
         distillation loss (`alpha` times an empty hard-label loss, 0).
         """
-        self._check_arrays(x, y)
+        self._check_arrays(x, y, sample_weight)
         self._forget_steps_traced_without_labels(x, y, "test_function")
         with self._labels_of(x, y):
             logs = super().evaluate(
@@ -518,10 +520,11 @@ class Distiller(XlaStepFunctions, keras.Model):
             **kwargs,
         )
 
-    def _check_arrays(self, x, y):
-        """Eager checks of array data: not empty, labels and top-k targets."""
+    def _check_arrays(self, x, y, sample_weight=None):
+        """Eager checks of array data: not empty, labels, weights, top-k targets."""
         arguments.check_not_empty(x)
         labels_lib.check_array_labels(y, self._num_classes())
+        labels_lib.check_array_sample_weight(sample_weight)
         check_array_top_k(y, self.temperature, self.distillation_loss_fn)
         _, teacher_targets = split_targets(y)
         if isinstance(teacher_targets, TopKTargets):

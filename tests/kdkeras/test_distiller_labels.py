@@ -457,3 +457,63 @@ def test_unlabelled_fit_after_a_labelled_fit_reports_no_compiled_metric():
     logs = distiller.evaluate(x, verbose=0, return_dict=True)
     assert "accuracy" not in logs
     assert "accuracy" in distiller.evaluate(x, y, verbose=0, return_dict=True)
+
+
+def _hostile_targets(kind, x, y):
+    """`(y, sample_weight, match)`: labels or weights a step must refuse."""
+    if kind == "one-hot NaN":
+        one_hot = np.eye(NUM_CLASSES, dtype="float32")[y]
+        one_hot[3, 1] = np.nan
+        return one_hot, None, "`labels` must be finite"
+    if kind == "NaN sample weight":
+        weight = np.ones(len(y), "float32")
+        weight[4] = np.nan
+        return y, weight, "sample_weight.* must be finite"
+    if kind == "inf sample weight":
+        weight = np.ones(len(y), "float32")
+        weight[2] = np.inf
+        return y, weight, "sample_weight.* must be finite"
+    labels = y.astype("float32")
+    labels[6] = {"label -0.5": -0.5, "label 1.5": 1.5, "label NaN": np.nan}[kind]
+    return labels, None, "valid range"
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "one-hot NaN",
+        "NaN sample weight",
+        "inf sample weight",
+        "label -0.5",
+        "label 1.5",
+        "label NaN",
+    ],
+)
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_non_finite_or_fractional_targets_are_refused_whatever_xla(
+    jit_compile, kind, as_dataset
+):
+    x, y = random_data(32)
+    labels, weight, match = _hostile_targets(kind, x, y)
+    loss_fn = None
+    if labels.ndim == 2:
+        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
+    distiller = _distiller(alpha=0.5, jit_compile=jit_compile, student_loss_fn=loss_fn)
+    before = [w.copy() for w in distiller.student.get_weights()]
+    data = (x, labels) if weight is None else (x, labels, weight)
+    if as_dataset:
+        data = (tf.data.Dataset.from_tensor_slices(data).batch(8),)
+        fit = lambda: distiller.fit(*data, epochs=1, verbose=0)  # noqa: E731
+    else:
+        fit = lambda: distiller.fit(  # noqa: E731
+            x, labels, sample_weight=weight, epochs=1, batch_size=8, verbose=0
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match) as error:
+        fit()
+    if not as_dataset:  # arrays are checked before any step, in one line
+        assert "\n" not in str(error.value)
+        for old, new in zip(before, distiller.student.get_weights(), strict=True):
+            np.testing.assert_array_equal(old, new)
+    for new in distiller.student.get_weights():
+        assert np.all(np.isfinite(new))
