@@ -193,6 +193,7 @@ class Distiller(XlaStepFunctions, keras.Model):
             **kwargs: Passed to `keras.Model.compile` (e.g.
                 `steps_per_execution`, `run_eagerly`).
         """
+        self._check_finite_weights()
         self.alpha = arguments.check_fraction("alpha", alpha)
         self.temperature = soft_target_loss.resolve_temperature(
             temperature, distillation_loss_fn
@@ -427,6 +428,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         loop in `kdkeras.distribute.multi_worker` (see BUILD.md), the others through
         Keras' `fit` unchanged.
         """
+        self._check_finite_weights()
         self._check_arrays(x, y, kwargs.get("sample_weight"))
         labels_lib.check_alpha_with_labels(self.alpha, labels_lib.has_labels(x, y))
         kwargs["verbose"] = arguments.resolve_verbose(kwargs.get("verbose", "auto"))
@@ -519,6 +521,15 @@ class Distiller(XlaStepFunctions, keras.Model):
             verbose=arguments.resolve_verbose(verbose),
             **kwargs,
         )
+
+    def _check_finite_weights(self):
+        """Refuses a teacher or student holding a NaN or infinite weight.
+
+        Checked on the weights (at `compile` and `fit`): through a ReLU, a NaN
+        weight reaches the logits or not depending on the CPU and on XLA.
+        """
+        arguments.check_finite_weights(self.teacher, "teacher")
+        arguments.check_finite_weights(self.student, "student")
 
     def _check_arrays(self, x, y, sample_weight=None):
         """Eager checks of array data: not empty, labels, weights, top-k targets."""

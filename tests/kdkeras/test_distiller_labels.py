@@ -517,3 +517,24 @@ def test_non_finite_or_fractional_targets_are_refused_whatever_xla(
             np.testing.assert_array_equal(old, new)
     for new in distiller.student.get_weights():
         assert np.all(np.isfinite(new))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_non_finite_weight_is_refused_whatever_xla_and_cpu(jit_compile, role):
+    x, y = random_data(16)
+    distiller = _distiller(alpha=0.5, jit_compile=jit_compile)
+    model = getattr(distiller, role)
+    kernel = model.get_layer("hidden").kernel
+    # One NaN a ReLU may hide: the outcome must not depend on the CPU's kernels.
+    values = kernel.numpy()
+    values[0, 0] = np.nan
+    kernel.assign(values)
+    student_before = [w.copy() for w in distiller.student.get_weights()]
+    with pytest.raises(ValueError, match=f"`{role}` must have finite weights") as error:
+        distiller.fit(x, y, epochs=1, verbose=0)
+    assert "hidden/kernel holds nan" in str(error.value)
+    for old, new in zip(student_before, distiller.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+    with pytest.raises(ValueError, match=f"`{role}` must have finite weights"):
+        distiller.compile(optimizer="sgd", alpha=0.5)
