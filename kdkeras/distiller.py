@@ -160,7 +160,8 @@ class Distiller(XlaStepFunctions, keras.Model):
         Args:
             optimizer: Optimizer (instance or name) for the student.
             metrics: Metrics of the student against the labels (over the
-                labelled examples only). Besides them, the history reports
+                labelled examples only; NaN, not 0, for an epoch or an
+                evaluation without a labelled example). Besides them, the history reports
                 `loss`, `student_loss` (mean over labelled examples; 0 when
                 none was labelled), `distillation_loss`, `hint_loss` (with
                 hints) and `teacher_agreement` (fraction of examples whose
@@ -256,6 +257,32 @@ class Distiller(XlaStepFunctions, keras.Model):
         ):
             metrics.append(self._compile_metrics)
         return metrics
+
+    def get_metrics_result(self):
+        """The metrics' values; the compiled ones NaN over no labelled example.
+
+        The compiled metrics (accuracy, ...) are updated over the labelled
+        examples only: when an epoch (or an `evaluate`) saw none, a 0.0 would
+        be a figure nothing measured, so they are reported as NaN, in the
+        history and in `evaluate` alike.
+        """
+        logs = super().get_metrics_result()
+        trackers = getattr(self, "_loss_trackers", None)
+        compiled = self._compile_metrics
+        if (
+            not trackers
+            or compiled is None
+            or not any(metric is compiled for metric in self.metrics)
+        ):
+            return logs
+        # `student_loss` is a mean weighted by the labelled mask: its count
+        # is the (weighted) number of labelled examples seen.
+        labelled = trackers["student_loss"].count > 0
+        for name in compiled.result():
+            logs[name] = ops.where(
+                labelled, logs[name], ops.cast(float("nan"), logs[name].dtype)
+            )
+        return logs
 
     @contextlib.contextmanager
     def _labels_of(self, x, y, validation_data=None):

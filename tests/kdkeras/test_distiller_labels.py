@@ -538,3 +538,20 @@ def test_a_non_finite_weight_is_refused_whatever_xla_and_cpu(jit_compile, role):
         np.testing.assert_array_equal(old, new)
     with pytest.raises(ValueError, match=f"`{role}` must have finite weights"):
         distiller.compile(optimizer="sgd", alpha=0.5)
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_accuracy_over_no_labelled_example_is_absent_not_zero(jit_compile):
+    x, y = random_data(32)
+    unlabelled = np.full_like(y, UNLABELLED)
+    distiller = _distiller(alpha=0.5, jit_compile=jit_compile, metrics=["accuracy"])
+    history = distiller.fit(x, unlabelled, epochs=1, batch_size=8, verbose=0)
+    assert np.isnan(history.history["accuracy"][0])
+    logs = distiller.evaluate(x, unlabelled, verbose=0, return_dict=True)
+    assert np.isnan(logs["accuracy"])
+    # With labelled examples, the accuracy over them, as Keras computes it.
+    logs = distiller.evaluate(x, y, verbose=0, return_dict=True)
+    logits = distiller.student.predict(x, verbose=0)
+    assert logs["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == y))
+    history = distiller.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["accuracy"][0])
