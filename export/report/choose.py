@@ -339,6 +339,8 @@ def write_release(report, release_dir):
                 k: stats[k]
                 for k in (
                     "p50_ms",
+                    "p50_spread_ms",
+                    "round_p50_ms",
                     "p99_ms",
                     "validity",
                     "calls_per_sample",

@@ -175,6 +175,43 @@ def _rename(folder, name):
     (folder / "release.json").write_text(json.dumps(record))
 
 
+def test_release_settings_reads_the_spread_of_the_rounds():
+    record = release_record(
+        {"1": {"p50_ms": 0.1, "threads": 1, "p50_spread_ms": [0.09, 0.12]}}
+    )
+    assert independent_timer.release_settings(record)[1]["p50_spread_ms"] == [
+        0.09,
+        0.12,
+    ]
+
+
+@pytest.mark.parametrize(
+    "independent, spread, holds",
+    [
+        (0.105, [0.1, 0.11], True),
+        # Within 10% of the recorded p50 but outside every round: not borne out.
+        (0.108, [0.099, 0.101], False),
+        (0.2, None, False),  # no spread recorded: the 10% rule
+        (0.104, None, True),
+    ],
+)
+def test_the_release_check_holds_only_inside_the_recorded_spread(
+    independent, spread, holds, capsys
+):
+    row = {
+        "recorded": 0.1,
+        "threads": 1,
+        "calls_per_sample": 1,
+        "independent": independent,
+        "independent_window_median": independent,
+        "report": independent,
+        "recorded_spread": spread,
+    }
+    record = {"artifact": "student.tflite", "format": "tflite"}
+    assert inference_latency._print_release(record, {1: row}, "release") is holds
+    assert ("| yes |" in capsys.readouterr().out) is (spread is not None and holds)
+
+
 def test_release_check_times_with_the_recorded_settings(tmp_path, monkeypatch):
     from export.measure import worker as worker_lib
 

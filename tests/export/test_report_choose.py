@@ -203,6 +203,11 @@ def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_hold
     tmp_path, tflite
 ):
     report = _release_report(tmp_path, tflite)
+    winner = report["results"][0]
+    winner["latency"] = {
+        b: dict(stats, p50_spread_ms=[0.9 * stats["p50_ms"], 1.2 * stats["p50_ms"]])
+        for b, stats in winner["latency"].items()
+    }
     path = choose.write_release(report, str(tmp_path / "release"))
     assert sorted(os.listdir(tmp_path / "release")) == [
         "pruned.tflite",
@@ -224,6 +229,9 @@ def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_hold
         "clustered savedmodel",
     ]
     assert "lowest p99_ms_batch_1" in record["why"]
+    for stats in record["measured"]["latency"].values():
+        low, high = stats["p50_spread_ms"]
+        assert low <= stats["p50_ms"] <= high
 
 
 def test_write_release_refuses_a_changed_artifact_and_leaves_nothing(tmp_path, tflite):
