@@ -365,7 +365,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         )
 
     def _train_core(self, x, labels, teacher_logits, sample_weight):
-        """`(logs, teacher_finite)`; no update from non-finite teacher logits."""
+        """`(logs, teacher checks)`; no update from unusable teacher logits."""
         with tf.GradientTape() as tape:
             step = self._step_losses(
                 x, labels, teacher_logits, sample_weight, training=True
@@ -373,9 +373,10 @@ class Distiller(XlaStepFunctions, keras.Model):
             scaled_loss = self.optimizer.scale_loss(step["loss"])
         trainable_variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, trainable_variables)
-        teacher_finite = _all_finite(step["teacher_logits"])
+        teacher_checks = _teacher_checks(step["teacher_logits"])
+        teacher_usable = ops.logical_and(*teacher_checks)
         gradients = [
-            ops.where(teacher_finite, gradient, ops.zeros_like(gradient))
+            ops.where(teacher_usable, gradient, ops.zeros_like(gradient))
             if isinstance(gradient, tf.Tensor)
             else gradient
             for gradient in gradients
@@ -384,7 +385,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         step_metrics.update_step_metrics(
             self._loss_trackers, self._compile_metrics, step
         )
-        return self.get_metrics_result(), teacher_finite
+        return self.get_metrics_result(), teacher_checks
 
     def _test_core(self, x, labels, teacher_logits, sample_weight):
         step = self._step_losses(
@@ -393,7 +394,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         step_metrics.update_step_metrics(
             self._loss_trackers, self._compile_metrics, step
         )
-        return self.get_metrics_result(), _all_finite(step["teacher_logits"])
+        return self.get_metrics_result(), _teacher_checks(step["teacher_logits"])
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -588,29 +589,57 @@ class Distiller(XlaStepFunctions, keras.Model):
         return cls(**config)
 
 
-def _all_finite(teacher_logits):
-    """Whether every teacher logit (or top-k logit) of the batch is finite."""
-    if isinstance(teacher_logits, TopKTargets):
-        teacher_logits = teacher_logits.values
-    return ops.all(ops.isfinite(teacher_logits))
+def _teacher_checks(teacher_logits):
+    """`(finite, logits)`: whether the batch's teacher targets are usable.
 
-
-def _checked_teacher(logs, teacher_finite):
-    """`logs`, after an in-graph check (outside XLA) of the teacher's logits.
-
-    A NaN or inf teacher logit makes every soft-target loss NaN: the step
-    is refused, with the student left as it was, instead of training on it.
+    `finite`: every teacher logit (or top-k logit) is finite. `logits`: the
+    full teacher outputs are not rows of probabilities (every row in [0, 1]
+    summing to 1), the backstop of `kdkeras.teachers.outputs_probabilities`
+    for a softmax the graph does not show (a Lambda, a subclassed model,
+    cached targets computed from probabilities).
     """
-    check = tf.debugging.Assert(
-        teacher_finite,
-        [
-            "`teacher_logits` must be finite. Received: NaN or inf in this "
-            "batch's teacher logits (a diverged or float16-overflowing "
-            "teacher, or non-finite cached targets); the student was not "
-            "updated on this batch."
-        ],
-    )
-    with tf.control_dependencies([check]):
+    if isinstance(teacher_logits, TopKTargets):
+        return ops.all(ops.isfinite(teacher_logits.values)), ops.convert_to_tensor(True)
+    finite = ops.all(ops.isfinite(teacher_logits))
+    if teacher_logits.shape[-1] is not None and teacher_logits.shape[-1] < 2:
+        return finite, ops.convert_to_tensor(True)
+    values = ops.cast(teacher_logits, "float32")
+    in_unit_range = ops.logical_and(ops.all(values >= 0.0), ops.all(values <= 1.0))
+    sums_to_one = ops.all(ops.abs(ops.sum(values, axis=-1) - 1.0) <= 1e-3)
+    return finite, ops.logical_not(ops.logical_and(in_unit_range, sums_to_one))
+
+
+def _checked_teacher(logs, teacher_checks):
+    """`logs`, after in-graph checks (outside XLA) of the teacher's outputs.
+
+    A NaN or inf teacher logit makes every soft-target loss NaN; teacher
+    outputs that are probabilities would be distilled as if they were
+    logits. Either way the step is refused, with the student left as it
+    was, instead of training on it.
+    """
+    finite, logits = teacher_checks
+    checks = [
+        tf.debugging.Assert(
+            finite,
+            [
+                "`teacher_logits` must be finite. Received: NaN or inf in this "
+                "batch's teacher logits (a diverged or float16-overflowing "
+                "teacher, or non-finite cached targets); the student was not "
+                "updated on this batch."
+            ],
+        ),
+        tf.debugging.Assert(
+            logits,
+            [
+                "`teacher` must output logits. Received: every row of this "
+                "batch's teacher outputs is in [0, 1] and sums to 1, i.e. "
+                "probabilities (a softmax the graph does not show: give the "
+                "teacher without it, or kdkeras.teachers.logits_model(teacher)); "
+                "the student was not updated on this batch."
+            ],
+        ),
+    ]
+    with tf.control_dependencies(checks):
         return tf.nest.map_structure(tf.identity, logs)
 
 

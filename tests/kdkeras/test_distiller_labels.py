@@ -555,3 +555,36 @@ def test_accuracy_over_no_labelled_example_is_absent_not_zero(jit_compile):
     assert logs["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == y))
     history = distiller.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert np.isfinite(history.history["accuracy"][0])
+
+
+class HiddenSoftmax(keras.Model):
+    """A subclassed teacher ending in a softmax no graph walk can see."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(NUM_CLASSES)
+
+    def call(self, inputs):
+        return keras.ops.softmax(self.dense(inputs))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("source", ["subclassed teacher", "cached probabilities"])
+def test_teacher_probabilities_the_graph_hides_are_refused(jit_compile, source):
+    x, y = random_data(16)
+    teacher = HiddenSoftmax()
+    teacher(x[:1])
+    distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.05), alpha=0.5, jit_compile=jit_compile
+    )
+    before = [w.copy() for w in distiller.student.get_weights()]
+    targets = y
+    if source == "cached probabilities":
+        targets = {"labels": y, TEACHER_LOGITS_KEY: np.asarray(teacher(x))}
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="`teacher` must output logits"
+    ):
+        distiller.fit(x, targets, epochs=1, batch_size=8, verbose=0)
+    for old, new in zip(before, distiller.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
