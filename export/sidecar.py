@@ -203,6 +203,12 @@ def _tflite_discrepancies(path, options, quantize):
     if quantize not in to_tflite.QUANTIZE_MODES:
         return [f"quantize {_short(quantize)} is not a TFLite mode"]
     found = []
+    if options.get("selective"):
+        # Selective int8 keeps its worst layers in float: some kernels only.
+        ops, _ = to_tflite.tensor_types(path)
+        if quantize != "int8" or not any(op["kernel"] == "int8" for op in ops):
+            found.append(f"quantize {_short(quantize)} (selective) but no int8 kernel")
+        return found
     try:
         types = to_tflite.check_tensor_types(
             path, quantize, bool(options.get("int8_io"))

@@ -414,7 +414,8 @@ def run(argv):
             written = write_report(report, output_dir, json_only=value("json-only"))
         # After the report is in place: a release that fails now leaves it there.
         release_error = release_step(report, value("release-dir"))
-        if release_error:
+        release = report.get("release") or {}
+        if release.get("written") or release.get("error"):  # the report says so
             written = write_report(report, output_dir, json_only=value("json-only"))
     if value("json-only"):
         sys.stdout.write(to_json(report) + "\n")
