@@ -182,20 +182,28 @@ def exit_code(error):
     return EXIT_CHECK_FAILED
 
 
+def _bounded_line(message):
+    """`message` as it is, unless it spans lines or exceeds `MAX_MESSAGE`."""
+    text = str(message)
+    if len(text) <= MAX_MESSAGE and "\n" not in text and "\r" not in text:
+        return text
+    return bounded(text, MAX_MESSAGE)
+
+
 def fail(program, message, code):
     """Prints `<program>: error: <message>` on stderr and exits with `code`.
 
     The message is bounded (`export.echo.bounded`): whatever user input a
     message repeats, the error stays one readable line.
     """
-    sys.stderr.write(f"{program}: error: {bounded(str(message), MAX_MESSAGE)}\n")
+    sys.stderr.write(f"{program}: error: {_bounded_line(message)}\n")
     sys.stderr.flush()
     sys.exit(code)
 
 
 def warn(program, message):
     """Prints `<program>: warning: <message>` on stderr."""
-    sys.stderr.write(f"{program}: warning: {bounded(str(message), MAX_MESSAGE)}\n")
+    sys.stderr.write(f"{program}: warning: {_bounded_line(message)}\n")
     sys.stderr.flush()
 
 
