@@ -87,7 +87,8 @@ def release_settings(record):
     Returns:
         `{batch_size: {"p50_ms", "calls_per_sample", "threads"}}`; `calls_per_sample`
         is 1 and `threads` the lineage's (else the measured entry's) where a batch
-        size's entry does not record them.
+        size's entry does not record them; `p50_spread_ms` (the min and max of the
+        report's per-round p50s) where recorded.
     """
     measured = record["measured"]
     default_threads = (record.get("lineage") or {}).get("threads") or measured.get(
@@ -106,6 +107,9 @@ def release_settings(record):
             "calls_per_sample": int(stats.get("calls_per_sample") or 1),
             "threads": int(threads),
         }
+        spread = stats.get("p50_spread_ms")
+        if spread is not None:
+            settings[int(batch)]["p50_spread_ms"] = [float(v) for v in spread]
     return dict(sorted(settings.items()))
 
 
@@ -309,3 +313,23 @@ def serve(fmt, path, threads):
 
 if __name__ == "__main__":
     serve(*sys.argv[1:4])
+
+
+def inside_spread(value, spread):
+    """Whether a later p50 `value` falls in a recorded `[low, high]` spread.
+
+    The report records, per batch size, the p50 of each of its interleaved
+    rounds; a later, independent timing of the same file agrees with the
+    record when it falls between the slowest and the fastest of those rounds.
+
+    Returns:
+        True or False; None when no spread was recorded.
+
+    Example:
+        >>> inside_spread(0.105, [0.1, 0.11]), inside_spread(0.2, [0.1, 0.11])
+        (True, False)
+    """
+    if not spread:
+        return None
+    low, high = spread
+    return low <= value <= high

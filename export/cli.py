@@ -48,6 +48,8 @@ import warnings
 from absl import app
 from absl import flags
 
+from kdutils.echo import bounded
+
 # Set before TensorFlow is imported, unless --verbose: TF/TSL C++ logging at
 # FATAL only (drops cuInit errors and oneDNN notices), gRPC errors only.
 QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
@@ -88,6 +90,8 @@ FLAGS = flags.FLAGS
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
+# Characters of an error line at most (its user input is bounded on its own).
+MAX_MESSAGE = 1000
 
 
 class UsageError(ValueError):
@@ -178,16 +182,28 @@ def exit_code(error):
     return EXIT_CHECK_FAILED
 
 
+def _bounded_line(message):
+    """`message` as it is, unless it spans lines or exceeds `MAX_MESSAGE`."""
+    text = str(message)
+    if len(text) <= MAX_MESSAGE and "\n" not in text and "\r" not in text:
+        return text
+    return bounded(text, MAX_MESSAGE)
+
+
 def fail(program, message, code):
-    """Prints `<program>: error: <message>` on stderr and exits with `code`."""
-    sys.stderr.write(f"{program}: error: {message}\n")
+    """Prints `<program>: error: <message>` on stderr and exits with `code`.
+
+    The message is bounded (`kdutils.echo.bounded`): whatever user input a
+    message repeats, the error stays one readable line.
+    """
+    sys.stderr.write(f"{program}: error: {_bounded_line(message)}\n")
     sys.stderr.flush()
     sys.exit(code)
 
 
 def warn(program, message):
     """Prints `<program>: warning: <message>` on stderr."""
-    sys.stderr.write(f"{program}: warning: {message}\n")
+    sys.stderr.write(f"{program}: warning: {_bounded_line(message)}\n")
     sys.stderr.flush()
 
 
@@ -298,7 +314,7 @@ def run_main(program, main, argv=None, takes_arguments=False):
             fail(
                 program,
                 f"`{program}` takes no positional arguments. "
-                f"Received: {' '.join(arguments[1:])}",
+                f"Received: {bounded(' '.join(arguments[1:]))}",
                 EXIT_USAGE,
             )
         if not flag_value("verbose"):

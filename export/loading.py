@@ -18,6 +18,8 @@ import re
 import warnings
 import zipfile
 
+from export import weights
+
 SERVING_SIGNATURE = "serving_default"
 
 
@@ -88,6 +90,7 @@ def load_model(path, unsafe=False):
     else:
         model = _load_keras_file(path, unsafe)
     check_single_input_output(model, path)
+    weights.check_finite_weights(model, path)
     return model
 
 
@@ -216,6 +219,7 @@ def resolve_model(model, unsafe=False):
 
     if isinstance(model, keras.Model):
         check_single_input_output(model)
+        weights.check_finite_weights(model)
         return model
     raise TypeError(
         f"`model` must be a keras.Model or a path. Received: {type(model).__name__}"

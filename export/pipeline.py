@@ -17,6 +17,7 @@ from export import loading
 from export import sidecar
 from export import staging
 from export import verify
+from kdutils.digests import file_digest
 
 
 class ConversionError(ValueError):
@@ -171,6 +172,7 @@ def export_artifact(
             source=source or getattr(model, "name", None),
             options={**(options or {}), **extra},
             parity=report,
+            sha256=file_digest(artifact.temporary_path),
         )
         sidecar.write_to(side.temporary_path, content)
         artifact.commit()

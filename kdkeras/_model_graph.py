@@ -5,8 +5,11 @@ Teachers (`outputs_probabilities`, `logits_model`), the output bias
 single input and output a model has and which layer call produced a tensor;
 the Distiller asks the shapes its teacher and student take and give
 (`known_shape`). Keras 3 has no public API for the second; this module is the one place that
-reads Keras' graph records (`_keras_history`, `_inbound_nodes`).
+reads Keras' graph records (`_keras_history`, `_inbound_nodes`), and the one
+that knows which layers keep a tensor's values (`preserves_values`).
 """
+
+import keras
 
 
 def single_input_output(model, name):
@@ -76,6 +79,77 @@ def producer(tensor):
     operation = history.operation
     node = operation._inbound_nodes[history.node_index]
     return operation, list(node.input_tensors)
+
+
+# Layers that return their input at inference, and ops that keep a row of
+# probabilities one (a clip within [0, 1]): a softmax followed by them still
+# outputs probabilities. A Lambda is never looked through (its code is opaque).
+_IDENTITY_LAYERS = (
+    "Identity",
+    "Dropout",
+    "AlphaDropout",
+    "GaussianDropout",
+    "GaussianNoise",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+    "SpatialDropout3D",
+    "ActivityRegularization",
+)
+_VALUE_PRESERVING_OPS = ("Clip",)
+
+
+def preserves_values(operation):
+    """Whether `operation` (a layer or a Keras op) returns its input's values.
+
+    True for inference-identity layers (`Identity`, dropout and noise layers,
+    `ActivityRegularization`), `Activation("linear")` and clipping ops
+    (`keras.ops.clip`), which keep a probability row a probability row.
+
+    Example:
+
+    >>> import keras
+    >>> preserves_values(keras.layers.Identity())
+    True
+    >>> preserves_values(keras.layers.Dense(2))
+    False
+    """
+    kind = type(operation)
+    if kind.__module__.startswith("keras.src.layers") and kind.__name__ in (
+        _IDENTITY_LAYERS
+    ):
+        return True
+    if kind is keras.layers.Activation:
+        return getattr(operation.activation, "__name__", None) == "linear"
+    return (
+        kind.__module__.startswith("keras.src.ops")
+        and kind.__name__ in _VALUE_PRESERVING_OPS
+    )
+
+
+def before_value_preserving(tensor):
+    """`tensor`, walked back through the value-preserving layers producing it.
+
+    Args:
+        tensor: A symbolic Keras tensor (e.g. a model's output).
+
+    Returns:
+        The first tensor upstream that a value-preserving layer or op
+        (`preserves_values`) did not produce; `tensor` itself if none did.
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> probabilities = keras.layers.Dense(3, activation="softmax")(inputs)
+    >>> output = keras.layers.Identity()(keras.ops.clip(probabilities, 0.0, 1.0))
+    >>> before_value_preserving(output) is probabilities
+    True
+    """
+    while True:
+        operation, inputs = producer(tensor)
+        if operation is None or len(inputs) != 1 or not preserves_values(operation):
+            return tensor
+        tensor = inputs[0]
 
 
 def known_shape(model, attribute):

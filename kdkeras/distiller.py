@@ -160,7 +160,8 @@ class Distiller(XlaStepFunctions, keras.Model):
         Args:
             optimizer: Optimizer (instance or name) for the student.
             metrics: Metrics of the student against the labels (over the
-                labelled examples only). Besides them, the history reports
+                labelled examples only; NaN, not 0, for an epoch or an
+                evaluation without a labelled example). Besides them, the history reports
                 `loss`, `student_loss` (mean over labelled examples; 0 when
                 none was labelled), `distillation_loss`, `hint_loss` (with
                 hints) and `teacher_agreement` (fraction of examples whose
@@ -193,6 +194,7 @@ class Distiller(XlaStepFunctions, keras.Model):
             **kwargs: Passed to `keras.Model.compile` (e.g.
                 `steps_per_execution`, `run_eagerly`).
         """
+        self._check_finite_weights()
         self.alpha = arguments.check_fraction("alpha", alpha)
         self.temperature = soft_target_loss.resolve_temperature(
             temperature, distillation_loss_fn
@@ -255,6 +257,32 @@ class Distiller(XlaStepFunctions, keras.Model):
         ):
             metrics.append(self._compile_metrics)
         return metrics
+
+    def get_metrics_result(self):
+        """The metrics' values; the compiled ones NaN over no labelled example.
+
+        The compiled metrics (accuracy, ...) are updated over the labelled
+        examples only: when an epoch (or an `evaluate`) saw none, a 0.0 would
+        be a figure nothing measured, so they are reported as NaN, in the
+        history and in `evaluate` alike.
+        """
+        logs = super().get_metrics_result()
+        trackers = getattr(self, "_loss_trackers", None)
+        compiled = self._compile_metrics
+        if (
+            not trackers
+            or compiled is None
+            or not any(metric is compiled for metric in self.metrics)
+        ):
+            return logs
+        # `student_loss` is a mean weighted by the labelled mask: its count
+        # is the (weighted) number of labelled examples seen.
+        labelled = trackers["student_loss"].count > 0
+        for name in compiled.result():
+            logs[name] = ops.where(
+                labelled, logs[name], ops.cast(float("nan"), logs[name].dtype)
+            )
+        return logs
 
     @contextlib.contextmanager
     def _labels_of(self, x, y, validation_data=None):
@@ -337,7 +365,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         )
 
     def _train_core(self, x, labels, teacher_logits, sample_weight):
-        """`(logs, teacher_finite)`; no update from non-finite teacher logits."""
+        """`(logs, teacher checks)`; no update from unusable teacher logits."""
         with tf.GradientTape() as tape:
             step = self._step_losses(
                 x, labels, teacher_logits, sample_weight, training=True
@@ -345,9 +373,10 @@ class Distiller(XlaStepFunctions, keras.Model):
             scaled_loss = self.optimizer.scale_loss(step["loss"])
         trainable_variables = self.trainable_variables
         gradients = tape.gradient(scaled_loss, trainable_variables)
-        teacher_finite = _all_finite(step["teacher_logits"])
+        teacher_checks = _teacher_checks(step["teacher_logits"])
+        teacher_usable = ops.logical_and(*teacher_checks)
         gradients = [
-            ops.where(teacher_finite, gradient, ops.zeros_like(gradient))
+            ops.where(teacher_usable, gradient, ops.zeros_like(gradient))
             if isinstance(gradient, tf.Tensor)
             else gradient
             for gradient in gradients
@@ -356,7 +385,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         step_metrics.update_step_metrics(
             self._loss_trackers, self._compile_metrics, step
         )
-        return self.get_metrics_result(), teacher_finite
+        return self.get_metrics_result(), teacher_checks
 
     def _test_core(self, x, labels, teacher_logits, sample_weight):
         step = self._step_losses(
@@ -365,7 +394,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         step_metrics.update_step_metrics(
             self._loss_trackers, self._compile_metrics, step
         )
-        return self.get_metrics_result(), _all_finite(step["teacher_logits"])
+        return self.get_metrics_result(), _teacher_checks(step["teacher_logits"])
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -376,6 +405,7 @@ class Distiller(XlaStepFunctions, keras.Model):
             # At trace time: cached targets are wrong for augmented inputs.
             soft_targets.check_no_augmentation(student=self.student)
         labels = labels_lib.checked_labels(labels, self._num_classes())
+        sample_weight = labels_lib.checked_sample_weight(sample_weight)
         teacher_logits = checked_top_k(
             teacher_logits, self.temperature, self.distillation_loss_fn
         )
@@ -387,6 +417,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         sample_weight = per_example_weight(sample_weight)
         labels, teacher_logits = split_targets(y)
         labels = labels_lib.checked_labels(labels, self._num_classes())
+        sample_weight = labels_lib.checked_sample_weight(sample_weight)
         teacher_logits = checked_top_k(
             teacher_logits, self.temperature, self.distillation_loss_fn
         )
@@ -425,7 +456,8 @@ class Distiller(XlaStepFunctions, keras.Model):
         loop in `kdkeras.distribute.multi_worker` (see BUILD.md), the others through
         Keras' `fit` unchanged.
         """
-        self._check_arrays(x, y)
+        self._check_finite_weights()
+        self._check_arrays(x, y, kwargs.get("sample_weight"))
         labels_lib.check_alpha_with_labels(self.alpha, labels_lib.has_labels(x, y))
         kwargs["verbose"] = arguments.resolve_verbose(kwargs.get("verbose", "auto"))
         self._forget_steps_traced_without_labels(x, y, "train_function")
@@ -465,7 +497,7 @@ class Distiller(XlaStepFunctions, keras.Model):
         parts and `teacher_agreement`. On unlabelled data the loss is the
         distillation loss (`alpha` times an empty hard-label loss, 0).
         """
-        self._check_arrays(x, y)
+        self._check_arrays(x, y, sample_weight)
         self._forget_steps_traced_without_labels(x, y, "test_function")
         with self._labels_of(x, y):
             logs = super().evaluate(
@@ -518,10 +550,20 @@ class Distiller(XlaStepFunctions, keras.Model):
             **kwargs,
         )
 
-    def _check_arrays(self, x, y):
-        """Eager checks of array data: not empty, labels and top-k targets."""
+    def _check_finite_weights(self):
+        """Refuses a teacher or student holding a NaN or infinite weight.
+
+        Checked on the weights (at `compile` and `fit`): through a ReLU, a NaN
+        weight reaches the logits or not depending on the CPU and on XLA.
+        """
+        arguments.check_finite_weights(self.teacher, "teacher")
+        arguments.check_finite_weights(self.student, "student")
+
+    def _check_arrays(self, x, y, sample_weight=None):
+        """Eager checks of array data: not empty, labels, weights, top-k targets."""
         arguments.check_not_empty(x)
         labels_lib.check_array_labels(y, self._num_classes())
+        labels_lib.check_array_sample_weight(sample_weight)
         check_array_top_k(y, self.temperature, self.distillation_loss_fn)
         _, teacher_targets = split_targets(y)
         if isinstance(teacher_targets, TopKTargets):
@@ -547,29 +589,57 @@ class Distiller(XlaStepFunctions, keras.Model):
         return cls(**config)
 
 
-def _all_finite(teacher_logits):
-    """Whether every teacher logit (or top-k logit) of the batch is finite."""
-    if isinstance(teacher_logits, TopKTargets):
-        teacher_logits = teacher_logits.values
-    return ops.all(ops.isfinite(teacher_logits))
+def _teacher_checks(teacher_logits):
+    """`(finite, logits)`: whether the batch's teacher targets are usable.
 
-
-def _checked_teacher(logs, teacher_finite):
-    """`logs`, after an in-graph check (outside XLA) of the teacher's logits.
-
-    A NaN or inf teacher logit makes every soft-target loss NaN: the step
-    is refused, with the student left as it was, instead of training on it.
+    `finite`: every teacher logit (or top-k logit) is finite. `logits`: the
+    full teacher outputs are not rows of probabilities (every row in [0, 1]
+    summing to 1), the backstop of `kdkeras.teachers.outputs_probabilities`
+    for a softmax the graph does not show (a Lambda, a subclassed model,
+    cached targets computed from probabilities).
     """
-    check = tf.debugging.Assert(
-        teacher_finite,
-        [
-            "`teacher_logits` must be finite. Received: NaN or inf in this "
-            "batch's teacher logits (a diverged or float16-overflowing "
-            "teacher, or non-finite cached targets); the student was not "
-            "updated on this batch."
-        ],
-    )
-    with tf.control_dependencies([check]):
+    if isinstance(teacher_logits, TopKTargets):
+        return ops.all(ops.isfinite(teacher_logits.values)), ops.convert_to_tensor(True)
+    finite = ops.all(ops.isfinite(teacher_logits))
+    if teacher_logits.shape[-1] is not None and teacher_logits.shape[-1] < 2:
+        return finite, ops.convert_to_tensor(True)
+    values = ops.cast(teacher_logits, "float32")
+    in_unit_range = ops.logical_and(ops.all(values >= 0.0), ops.all(values <= 1.0))
+    sums_to_one = ops.all(ops.abs(ops.sum(values, axis=-1) - 1.0) <= 1e-3)
+    return finite, ops.logical_not(ops.logical_and(in_unit_range, sums_to_one))
+
+
+def _checked_teacher(logs, teacher_checks):
+    """`logs`, after in-graph checks (outside XLA) of the teacher's outputs.
+
+    A NaN or inf teacher logit makes every soft-target loss NaN; teacher
+    outputs that are probabilities would be distilled as if they were
+    logits. Either way the step is refused, with the student left as it
+    was, instead of training on it.
+    """
+    finite, logits = teacher_checks
+    checks = [
+        tf.debugging.Assert(
+            finite,
+            [
+                "`teacher_logits` must be finite. Received: NaN or inf in this "
+                "batch's teacher logits (a diverged or float16-overflowing "
+                "teacher, or non-finite cached targets); the student was not "
+                "updated on this batch."
+            ],
+        ),
+        tf.debugging.Assert(
+            logits,
+            [
+                "`teacher` must output logits. Received: every row of this "
+                "batch's teacher outputs is in [0, 1] and sums to 1, i.e. "
+                "probabilities (a softmax the graph does not show: give the "
+                "teacher without it, or kdkeras.teachers.logits_model(teacher)); "
+                "the student was not updated on this batch."
+            ],
+        ),
+    ]
+    with tf.control_dependencies(checks):
         return tf.nest.map_structure(tf.identity, logs)
 
 

@@ -4,6 +4,8 @@ Everything in kdkeras works on LOGITS. Two helpers make other models fit:
 
 - `outputs_probabilities(model)` tells whether a model ends in a softmax
   (`Dense(..., activation="softmax")`, `Softmax()`, `Activation("softmax")`),
+  also when value-preserving layers follow it (`Identity`, dropout,
+  `Activation("linear")`, `keras.ops.clip`: `kdkeras._model_graph`),
   and `logits_model(model)` returns a model that outputs logits for it: the
   exact pre-softmax values when the graph allows it, otherwise
   `log(clip(p, epsilon, 1))`, whose softmax is `p` again.
@@ -42,6 +44,8 @@ def _output_node(model):
         _, output = model_graph.single_input_output(model, "model")
     except ValueError:
         return None, None
+    # A softmax followed by an Identity, a clip, ...: still probabilities.
+    output = model_graph.before_value_preserving(output)
     operation, inputs = model_graph.producer(output)
     if operation is None:
         return None, None
@@ -80,7 +84,10 @@ def outputs_probabilities(model):
     operation, _ = _output_node(model)
     if operation is None and isinstance(model, keras.Sequential):
         # An unbuilt Sequential has no graph yet, but its last layer is known.
-        operation = model.layers[-1] if model.layers else None
+        layers = list(model.layers)
+        while layers and model_graph.preserves_values(layers[-1]):
+            layers.pop()
+        operation = layers[-1] if layers else None
     if operation is None:
         return False
     if isinstance(operation, keras.Model):

@@ -3,6 +3,8 @@
 import math
 import numbers
 
+from kdutils.echo import bounded
+
 
 def check_number(name, value, in_range, expected, integral=False, expected_type=None):
     """Returns `value` if it is a number in range, else raises a one-line error.
@@ -40,7 +42,8 @@ def check_number(name, value, in_range, expected, integral=False, expected_type=
     kind = numbers.Integral if integral else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
         raise TypeError(
-            f"`{name}` must be {expected_type or expected}. Received: {name}={value!r}"
+            f"`{name}` must be {expected_type or expected}. "
+            f"Received: {name}={bounded(value, quote=True)}"
         )
     if not in_range(value):
         raise ValueError(f"`{name}` must be {expected}. Received: {name}={value}")

@@ -176,6 +176,8 @@ class Session:
             "start_ns": start,
             "end_ns": end,
             "settle_s": timing.settle(),
+            # This round's p50: the spread of the rounds' p50s is recorded.
+            "p50_ms": float(np.median(taken)) / 1e6,
         }
         self.windows.append(window)
         return window
@@ -232,6 +234,13 @@ class Session:
                 for w in self.windows
                 if w["batch_size"] == batch_size
             )
+            rounds = [
+                w["p50_ms"] for w in self.windows if w["batch_size"] == batch_size
+            ]
+            # How far the p50 moved between the interleaved rounds (the machine's
+            # speed steps): a later timing is checked against this interval.
+            summary["round_p50_ms"] = rounds
+            summary["p50_spread_ms"] = [min(rounds), max(rounds)] if rounds else None
             latency[str(batch_size)] = summary
             samples[str(batch_size)] = [round(t / 1e6, 5) for t in taken]
         alternatives = self.time_alternatives()

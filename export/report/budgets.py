@@ -31,6 +31,8 @@ import math
 import os
 import re
 
+from kdutils.echo import bounded
+
 LIMIT_KEYS = (
     "max_p99_ms",
     "max_p50_ms",
@@ -47,6 +49,10 @@ OBJECTIVES = ("size_mb", "gzip_size_mb", "memory_mb", "accuracy_loss")
 OBJECTIVE_PATTERN = r"(p50|p90|p95|p99)_ms_batch_([1-9][0-9]*)"
 PER_BATCH_KEYS = ("max_p99_ms", "max_p50_ms")
 MODELS = ("student", "teacher", "both")
+# A budget is a dozen lines: a larger file is refused before it is read, and YAML
+# anchors and aliases (which let a few hundred bytes expand to gigabytes) before
+# any node is built.
+MAX_BUDGET_BYTES = 64 * 1024
 # Accuracies are ratios of counts: 0.92 - 0.90 must not exceed a 0.02 limit by rounding.
 _TOLERANCE = 1e-9
 
@@ -60,12 +66,16 @@ def _number(value, key, low=0.0, high=None):
     # False with everything, so a NaN limit would pass every model: refused, as are
     # the infinities (`.inf`, JSON `Infinity` or `1e999`), which gate nothing.
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BudgetError(f"`{key}` must be a number. Received: {key}={value!r}")
+        raise BudgetError(
+            f"`{key}` must be a number. Received: {key}={bounded(value, quote=True)}"
+        )
     if not math.isfinite(value):
-        raise BudgetError(f"`{key}` must be a finite number. Received: {key}={value!r}")
+        raise BudgetError(
+            f"`{key}` must be a finite number. Received: {key}={bounded(value)}"
+        )
     if value < low or (high is not None and value > high):
         bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise BudgetError(f"`{key}` must be {bounds}. Received: {key}={value!r}")
+        raise BudgetError(f"`{key}` must be {bounds}. Received: {key}={bounded(value)}")
     return float(value)
 
 
@@ -88,11 +98,13 @@ def parse_budget(content, source="budget"):
             f"`{source}` must be a mapping of limits (e.g. max_p99_ms: 5). "
             f"Received: a {type(content).__name__}"
         )
-    unknown = sorted(str(k) for k in content if k not in LIMIT_KEYS + SCOPE_KEYS)
+    unknown = sorted(
+        bounded(k, limit=40) for k in content if k not in LIMIT_KEYS + SCOPE_KEYS
+    )
     if unknown:
         raise BudgetError(
             f"`{source}` keys must be among {', '.join(LIMIT_KEYS + SCOPE_KEYS)}. "
-            f"Received: unknown key(s) {', '.join(unknown)}"
+            f"Received: unknown key(s) {bounded(', '.join(unknown))}"
         )
     budget = {"model": "student", "formats": None}
     for key, value in content.items():
@@ -101,7 +113,7 @@ def parse_budget(content, source="budget"):
                 if not value:  # An empty mapping would gate nothing.
                     raise BudgetError(
                         f"`{key}` must be a number or a non-empty mapping of batch "
-                        f"sizes to numbers. Received: {key}={value!r}"
+                        f"sizes to numbers. Received: {key}={bounded(value)}"
                     )
                 limits = {}
                 for batch, limit in value.items():
@@ -112,9 +124,9 @@ def parse_budget(content, source="budget"):
                     if batch_size < 1 or str(batch_size) != str(batch).strip():
                         raise BudgetError(
                             f"`{key}` keys must be positive batch sizes. "
-                            f"Received: {batch!r}"
+                            f"Received: {bounded(batch, quote=True)}"
                         )
-                    limits[batch_size] = _number(limit, f"{key}[{batch}]")
+                    limits[batch_size] = _number(limit, f"{key}[{batch_size}]")
                 budget[key] = limits
             else:
                 budget[key] = {"*": _number(value, key)}
@@ -127,7 +139,8 @@ def parse_budget(content, source="budget"):
         elif key == "model":
             if value not in MODELS:
                 raise BudgetError(
-                    f"`model` must be one of {', '.join(MODELS)}. Received: model={value!r}"
+                    f"`model` must be one of {', '.join(MODELS)}. "
+                    f"Received: model={bounded(value, quote=True)}"
                 )
             budget[key] = value
         elif key == "formats":
@@ -140,7 +153,7 @@ def parse_budget(content, source="budget"):
             ):
                 raise BudgetError(
                     "`formats` must be a non-empty list of format names. "
-                    f"Received: formats={value!r}"
+                    f"Received: formats={bounded(value, quote=True)}"
                 )
             budget[key] = list(value)
     if not any(key in budget for key in LIMIT_KEYS):
@@ -158,7 +171,8 @@ def parse_objective(value):
     ):
         raise BudgetError(
             f"`minimise` must be one of {', '.join(OBJECTIVES)} or "
-            f"p50_ms_batch_N / p99_ms_batch_N. Received: minimise={value!r}"
+            "p50_ms_batch_N / p99_ms_batch_N. "
+            f"Received: minimise={bounded(value, quote=True)}"
         )
     return value
 
@@ -203,7 +217,8 @@ def _mapping_without_repeats(pairs):
     for key, value in pairs:
         if key in mapping:
             raise BudgetError(
-                f"`--budget` must give each key once. Received: {key!r} twice"
+                "`--budget` must give each key once. "
+                f"Received: {bounded(key, quote=True)} twice"
             )
         mapping[key] = value
     return mapping
@@ -214,7 +229,14 @@ def _load_yaml_without_repeats(text):
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent, index):
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise BudgetError(
+                    "`--budget` must not use YAML anchors or aliases (&name, "
+                    f"*name). Received: one at line {event.start_mark.line + 1}"
+                )
+            return super().compose_node(parent, index)
 
     def construct_mapping(loader, node, deep=False):
         loader.flatten_mapping(node)
@@ -239,18 +261,24 @@ def load_budget(path):
     Raises:
         BudgetError: missing file, unparsable content or a schema error (one line).
     """
+    shown = bounded(os.fspath(path))
     if not os.path.isfile(path):
         raise BudgetError(
-            f"`--budget` must be an existing .yaml or .json file. Received: --budget={path}"
+            f"`--budget` must be an existing .yaml or .json file. Received: --budget={shown}"
         )
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_BUDGET_BYTES + 1)
+        if len(data) > MAX_BUDGET_BYTES:
+            raise BudgetError(
+                f"`--budget` must be a file of at most {MAX_BUDGET_BYTES} bytes. "
+                f"Received: --budget={shown} ({os.path.getsize(path)} bytes)"
+            )
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        reason = " ".join(str(error).split())
         raise BudgetError(
             f"`--budget` must be a readable UTF-8 .yaml or .json file. "
-            f"Received: --budget={path} ({reason})"
+            f"Received: --budget={shown} ({bounded(str(error))})"
         ) from None
     extension = os.path.splitext(path)[1].lower()
     try:
@@ -260,17 +288,16 @@ def load_budget(path):
             content = _load_yaml_without_repeats(text)
         else:
             raise BudgetError(
-                f"`--budget` must end in .yaml, .yml or .json. Received: --budget={path}"
+                f"`--budget` must end in .yaml, .yml or .json. Received: --budget={shown}"
             )
     except BudgetError:
         raise
     except Exception as error:  # yaml.YAMLError, json.JSONDecodeError
-        first = " ".join(str(error).split())
         raise BudgetError(
-            f"`--budget` must be valid {extension[1:].upper()}. Received: --budget={path}, "
-            f"which is not valid {extension[1:].upper()}: {first}"
+            f"`--budget` must be valid {extension[1:].upper()}. Received: --budget={shown}, "
+            f"which is not valid {extension[1:].upper()}: {bounded(str(error), limit=200)}"
         ) from None
-    return parse_budget(content, source=f"--budget={path}")
+    return parse_budget(content, source=f"--budget={shown}")
 
 
 def check_requested(budget, formats, batch_sizes, variants=()):
@@ -289,7 +316,8 @@ def check_requested(budget, formats, batch_sizes, variants=()):
         if missing:
             raise BudgetError(
                 "`formats` of the budget must be measured (in --formats "
-                f"{','.join(known)}). Received: formats {', '.join(missing)} are not measured"
+                f"{','.join(known)}). Received: formats {bounded(', '.join(missing))} "
+                "are not measured"
             )
     for key in PER_BATCH_KEYS:
         for batch in budget.get(key, {}):

@@ -19,9 +19,11 @@ import math
 import os
 import shutil
 
+from export import sidecar as sidecar_lib
 from export import staging
 from export.report import budgets
 from kdutils.digests import file_digest
+from kdutils.echo import bounded
 
 DEFAULT_OBJECTIVE = "p99_ms_batch_1"
 
@@ -153,54 +155,122 @@ def teachers_of(results):
     ]
 
 
-def check_release_dir(path):
-    """Refuses a `--release-dir` that exists non-empty or whose parent is missing."""
+def check_release_dir(path, output_dir=None):
+    """Refuses a `--release-dir` the release step could not fill, before any work.
+
+    It must be a new or empty real folder (not a symbolic link, which the
+    atomic rename would replace rather than fill), in an existing folder, and
+    apart from `--output-dir` (neither inside the other: the report's files
+    would make it non-empty, or the release would land among them).
+
+    Args:
+        path: The `--release-dir` value.
+        output_dir: The `--output-dir` value, if any.
+
+    Raises:
+        ValueError: one line naming `--release-dir`.
+    """
+    shown = bounded(os.fspath(path))
+    if os.path.islink(path):
+        target = bounded(os.readlink(path))
+        state = "" if os.path.exists(path) else ", which does not exist"
+        raise ValueError(
+            "`--release-dir` must be a new or empty folder, not a symbolic link. "
+            f"Received: --release-dir={shown} (a link to {target}{state})"
+        )
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
         raise ValueError(
             "`--release-dir` must be a new or empty folder. "
-            f"Received: --release-dir={path} (exists and is not empty)"
+            f"Received: --release-dir={shown} (exists and is not empty)"
         )
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise ValueError(
             "`--release-dir` must be in an existing folder. "
-            f"Received: --release-dir={path} ({parent} does not exist)"
+            f"Received: --release-dir={shown} ({bounded(parent)} does not exist)"
         )
+    if output_dir is not None:
+        release, report = os.path.realpath(path), os.path.realpath(output_dir)
+        if release == report or _inside(release, report) or _inside(report, release):
+            raise ValueError(
+                "`--release-dir` must be a folder apart from --output-dir (neither "
+                f"inside the other). Received: --release-dir={shown}, "
+                f"--output-dir={bounded(os.fspath(output_dir))}"
+            )
 
 
-def check_sidecar(path, artifact_name, size_bytes, recorded):
+def _inside(path, folder):
+    """Whether `path` is strictly inside `folder` (both real, absolute paths)."""
+    return os.path.commonpath([path, folder]) == folder and path != folder
+
+
+def check_sidecar(path, artifact_path, size_bytes, entry):
     """Refuses a sidecar that does not describe the released artifact.
 
-    It must name `artifact_name`, give its `size_bytes`, and hold the parity
-    the report recorded when the artifact was exported (`recorded["parity"]`):
-    a sidecar rewritten since (another export to the same path) is stale.
+    It must be the file written at export, unchanged (its SHA-256 against the
+    one the report recorded, `entry["export"]["sidecar_sha256"]`), name the
+    artifact, give its size, hold the parity measured at export, claim the
+    format and quantisation mode of the report's entry, and be borne out by
+    the artifact itself (`export.sidecar.artifact_discrepancies`: the file's
+    digest, its quantisation mode and tensor types read back from it).
+
+    Args:
+        path: The sidecar (its copy in the release being built).
+        artifact_path: The artifact (its copy beside it).
+        size_bytes: The artifact's size.
+        entry: The report's result entry of the artifact.
 
     Raises:
-        RuntimeError: the sidecar is unreadable or stale (one line).
+        RuntimeError: the sidecar is unreadable or does not describe the
+            artifact (one line).
     """
+    artifact_name = os.path.basename(os.path.normpath(artifact_path))
+    recorded = entry.get("export") or {}
     try:
         with open(path, encoding="utf-8") as handle:
             content = json.load(handle)
     except (OSError, ValueError) as error:
         raise RuntimeError(
             f"the sidecar of {artifact_name} is unreadable "
-            f"({' '.join(str(error).split())}); nothing released"
+            f"({bounded(str(error))}); nothing released"
         ) from None
     if not isinstance(content, dict):
         content = {}
     stale = []
+    if recorded.get("sidecar_sha256") and (
+        file_digest(path) != recorded["sidecar_sha256"]
+    ):
+        stale.append("edited since the export (SHA-256 differs)")
     if content.get("artifact") != artifact_name:
-        stale.append(f"artifact {content.get('artifact')!r} != {artifact_name!r}")
+        stale.append(
+            f"artifact {bounded(content.get('artifact'), 40, quote=True)} "
+            f"!= {artifact_name!r}"
+        )
     if content.get("size_bytes") != size_bytes:
-        stale.append(f"size_bytes {content.get('size_bytes')} != {size_bytes}")
+        stale.append(
+            f"size_bytes {bounded(content.get('size_bytes'), 40)} != {size_bytes}"
+        )
     if "parity" in recorded and _canonical(content.get("parity")) != _canonical(
         recorded["parity"]
     ):
         stale.append("parity differs from the one measured")
+    options = content.get("options") if isinstance(content.get("options"), dict) else {}
+    if content.get("format") != entry.get("format"):
+        stale.append(
+            f"format {bounded(content.get('format'), 40, quote=True)} != "
+            f"{entry.get('format')!r}"
+        )
+    if options.get("quantize", "none") != entry.get("quantize", "none"):
+        stale.append(
+            f"quantize {bounded(options.get('quantize'), 40, quote=True)} != "
+            f"{entry.get('quantize', 'none')!r}"
+        )
+    if not stale:
+        stale += sidecar_lib.artifact_discrepancies(content, artifact_path)
     if stale:
         raise RuntimeError(
             f"the sidecar of {artifact_name} does not describe it "
-            f"({'; '.join(stale)}); nothing released"
+            f"({'; '.join(stale[:4])}); nothing released"
         )
 
 
@@ -258,13 +328,15 @@ def write_release(report, release_dir):
                     f"the sidecar {sidecar} of {name} cannot be copied "
                     f"({' '.join(str(error).split())}); nothing released"
                 ) from None
-            check_sidecar(copied_sidecar, name, size_bytes, entry["export"])
+            check_sidecar(copied_sidecar, copied, size_bytes, entry)
         beaten = [c for c in release["candidates"] if c is not winner]
         latency = {
             b: {
                 k: stats[k]
                 for k in (
                     "p50_ms",
+                    "p50_spread_ms",
+                    "round_p50_ms",
                     "p99_ms",
                     "validity",
                     "calls_per_sample",

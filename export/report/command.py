@@ -24,7 +24,10 @@ variant that fails its parity check is reported as rejected, not a failure.
 2 bad input (a flag, an unreadable budget or data file, data that does not
 fit a model), found before any export. Errors are one line on stderr, without
 a traceback unless `--verbose`; on an error nothing is left in `--output-dir`
-that this run created.
+that this run created. `--release-dir` is checked with the other flags (a
+new or empty real folder, apart from `--output-dir`); the release is written
+after the report, so a release that fails then (exit 1, the error naming
+`--release-dir`) leaves the report in place, saying why.
 """
 
 import contextlib
@@ -46,6 +49,7 @@ from export.report.build import build_report
 from export.report.render import to_json
 from export.report.render import write_report
 from export.report.variants import VARIANTS
+from kdutils.echo import bounded
 
 PROGRAM = "export.report"
 
@@ -79,7 +83,7 @@ def parse_variants(text):
     if unknown or len(set(names)) != len(names):
         raise cli.UsageError(
             f"`--variants` must be distinct names from {','.join(VARIANTS)}, or all. "
-            f"Received: --variants={','.join(text)}"
+            f"Received: --variants={bounded(','.join(text))}"
         )
     return names
 
@@ -93,7 +97,7 @@ def parse_batch_sizes(text):
     if not sizes or any(s < 1 for s in sizes) or len(set(sizes)) != len(sizes):
         raise cli.UsageError(
             "`--batch-sizes` must be distinct positive integers, e.g. 1,64. "
-            f"Received: --batch-sizes={','.join(text)}"
+            f"Received: --batch-sizes={bounded(','.join(text))}"
         )
     return sizes
 
@@ -105,7 +109,7 @@ def parse_formats(text):
     if not formats or unknown or len(set(formats)) != len(formats):
         raise cli.UsageError(
             f"`--formats` must be distinct names from {','.join(FORMATS)}. "
-            f"Received: --formats={','.join(text)}"
+            f"Received: --formats={bounded(','.join(text))}"
         )
     return formats
 
@@ -118,14 +122,15 @@ def parse_runtime_options(text):
         options = json.loads(text)
     except json.JSONDecodeError as error:
         raise cli.UsageError(
-            f"`--runtime-options` must be JSON. Received: {text!r} ({error})"
+            "`--runtime-options` must be JSON. "
+            f"Received: {bounded(text, quote=True)} ({bounded(str(error))})"
         ) from None
     if not isinstance(options, dict) or not all(
         key in FORMATS and isinstance(value, dict) for key, value in options.items()
     ):
         raise cli.UsageError(
             "`--runtime-options` must map format names "
-            f"({','.join(FORMATS)}) to objects of settings. Received: {text}"
+            f"({','.join(FORMATS)}) to objects of settings. Received: {bounded(text)}"
         )
     return options
 
@@ -176,7 +181,7 @@ def representative_data(source, model_path, unsafe=False):
     if not np.all(np.isfinite(x)):
         raise cli.UsageError(
             "`--representative-data` must hold finite inputs (no NaN or inf). "
-            f"Received: --representative-data={source}"
+            f"Received: --representative-data={bounded(source)}"
         )
     return x, source
 
@@ -286,12 +291,12 @@ def check_flags(value):
         if not path or not os.path.exists(path):
             raise cli.UsageError(
                 f"`--{name}` must be an existing .keras file or SavedModel "
-                f"directory. Received: --{name}={path}"
+                f"directory. Received: --{name}={bounded(path)}"
             )
     if len(set(map(os.path.abspath, students))) != len(students):
         raise cli.UsageError(
             "`--student` must name distinct models. "
-            f"Received: --student={','.join(students)}"
+            f"Received: --student={bounded(','.join(students))}"
         )
     threads = value("threads")
     if threads is not None and threads < 1:
@@ -311,7 +316,7 @@ def check_flags(value):
     if any(f not in FORMATS for f in search_threads):
         raise cli.UsageError(
             f"`--search-threads` must name formats from {','.join(FORMATS)}. "
-            f"Received: --search-threads={','.join(search_threads)}"
+            f"Received: --search-threads={bounded(','.join(search_threads))}"
         )
     formats = parse_formats(value("formats"))
     variants = parse_variants(value("variants"))
@@ -328,10 +333,10 @@ def check_flags(value):
         if budget is None:
             raise cli.UsageError(
                 "`--release-dir` must come with --budget (the budget chooses the "
-                f"release). Received: --release-dir={release_dir} without --budget"
+                f"release). Received: --release-dir={bounded(release_dir)} without --budget"
             )
         try:
-            choose.check_release_dir(release_dir)
+            choose.check_release_dir(release_dir, value("output-dir"))
         except ValueError as error:
             raise cli.UsageError(str(error)) from None
     selecting = bool(release_dir) or bool(budget and budget.get("minimise"))
@@ -339,13 +344,14 @@ def check_flags(value):
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise cli.UsageError(
             "`--output-dir` must be a directory path. "
-            f"Received: --output-dir={output_dir} (an existing file)"
+            f"Received: --output-dir={bounded(output_dir)} (an existing file)"
         )
     parent = os.path.dirname(os.path.abspath(output_dir))
     if not os.path.isdir(parent):
         raise cli.UsageError(
             "`--output-dir` must be in an existing folder. "
-            f"Received: --output-dir={output_dir} ({parent} does not exist)"
+            f"Received: --output-dir={bounded(output_dir)} ({bounded(parent)} does "
+            "not exist)"
         )
     return {
         "formats": formats,
@@ -405,14 +411,11 @@ def run(argv):
                 unsafe=unsafe,
                 **settings,
             )
-            if (
-                report["release"]
-                and report["release"]["winner"]
-                and value("release-dir")
-            ):
-                report["release"]["written"] = choose.write_release(
-                    report, value("release-dir")
-                )
+            written = write_report(report, output_dir, json_only=value("json-only"))
+        # After the report is in place: a release that fails now leaves it there.
+        release_error = release_step(report, value("release-dir"))
+        release = report.get("release") or {}
+        if release.get("written") or release.get("error"):  # the report says so
             written = write_report(report, output_dir, json_only=value("json-only"))
     if value("json-only"):
         sys.stdout.write(to_json(report) + "\n")
@@ -445,6 +448,9 @@ def run(argv):
                     or "objective not measured"
                 )
                 cli.warn(PROGRAM, f"  {candidate['label']}: {shortfall}")
+    if release_error:
+        sys.stderr.write(f"{PROGRAM}: error: {release_error}\n")
+        return cli.EXIT_CHECK_FAILED
     failed = failures(report)
     if failed:
         sys.stderr.write(
@@ -453,6 +459,31 @@ def run(argv):
             f"{failed[0]['error']}\n"
         )
     return exit_status(report, selecting)
+
+
+def release_step(report, release_dir):
+    """Writes the release of `report` to `release_dir`, when it has a winner.
+
+    Run once the report is written: a failure here (the artifact or its
+    sidecar changed since it was measured, the folder taken meanwhile) is
+    recorded in `report["release"]["error"]` and returned, and the report
+    stays in place.
+
+    Returns:
+        None, or the one-line error (naming `--release-dir`).
+    """
+    release = report.get("release")
+    if not (release and release["winner"] and release_dir):
+        return None
+    try:
+        release["written"] = choose.write_release(report, release_dir)
+    except (OSError, ValueError, RuntimeError) as error:
+        release["error"] = (
+            f"`--release-dir` was not written ({cli.one_line(error)}). "
+            f"Received: --release-dir={bounded(release_dir)}; the report is kept"
+        )
+        return release["error"]
+    return None
 
 
 @contextlib.contextmanager

@@ -42,6 +42,8 @@ def verdict_lines(report):
                 f"**Release: {release['winner']['label']}** (lowest "
                 f"{release['objective']} among the variants meeting the budget)."
             )
+            if release.get("error"):
+                lines.append(f"**Release NOT written:** {release['error']}")
         else:
             lines.append("**Release: none** (no variant meets the budget).")
     rejected = [r for r in report["results"] if r.get("rejected")]

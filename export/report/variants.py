@@ -16,7 +16,7 @@ import numpy as np
 
 from export import loading
 from export import measure
-from export.report import choose
+from kdutils.digests import file_digest
 
 # Quantised variants of each student: name -> (format, quantisation mode).
 VARIANTS = {
@@ -133,6 +133,7 @@ def export_verified(
         "parity": result.sidecar.get("parity"),
         "options": result.sidecar.get("options"),
         "versions": result.sidecar.get("versions"),
+        "sidecar_sha256": file_digest(result.sidecar_path),
     }
 
 
@@ -210,12 +211,13 @@ def selective_entry(int8_entry, model, artifacts, calibration, labelled):
             "parity": result.sidecar.get("parity"),
             "options": result.sidecar.get("options"),
             "versions": result.sidecar.get("versions"),
+            "sidecar_sha256": file_digest(result.sidecar_path),
         }
         entry["lineage"]["converter"] += " + QuantizationDebugger(denylisted_nodes)"
         entry["lineage"]["settings"] = dict(
             entry["lineage"]["settings"], float_layers=float_layers
         )
-        entry["sha256"] = choose.file_digest(entry["artifact"])
+        entry["sha256"] = file_digest(entry["artifact"])
     except ParityError as error:
         entry.update(
             error=f"ParityError: {loading.error_summary(error)}", rejected=True
@@ -309,7 +311,7 @@ def exported_entry(
             entry["lineage"] = lineage(
                 name, fmt, quantize, source, entry["export"], calibration
             )
-        entry["sha256"] = choose.file_digest(entry["artifact"])
+        entry["sha256"] = file_digest(entry["artifact"])
     except ParityError as error:
         entry["error"] = f"ParityError: {loading.error_summary(error)}"
         entry["rejected"] = quantize != "none"

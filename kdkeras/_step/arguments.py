@@ -8,7 +8,9 @@ import numbers
 import sys
 
 import keras
+import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from kdkeras._model_graph import known_shape
 
@@ -56,6 +58,37 @@ def check_model(model, argument):
             f"`{argument}` must be a keras.Model (Keras 3). "
             f"Received: {argument} of type {type(model).__name__}"
         )
+
+
+def check_finite_weights(model, argument):
+    """Refuses a model holding a NaN or infinite weight, in one line.
+
+    Checked on the weights themselves: through a ReLU, a NaN weight reaches
+    the outputs or not depending on the CPU's kernels and on XLA, so only
+    the weights give the same answer on every machine.
+
+    Example:
+
+    >>> model = keras.Sequential(
+    ...     [keras.Input((2,)), keras.layers.Dense(2, name="logits")], name="t")
+    >>> _ = model.layers[0].bias.assign([float("nan"), 0.0])
+    >>> check_finite_weights(model, "teacher")
+    Traceback (most recent call last):
+    ...
+    ValueError: `teacher` must have finite weights. Received: teacher (t), \
+whose variable t/logits/bias holds nan
+    """
+    for variable in model.weights:
+        if not variable.dtype or "float" not in str(variable.dtype):
+            continue
+        values = np.asarray(ops.convert_to_numpy(variable))
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise ValueError(
+                f"`{argument}` must have finite weights. Received: {argument} "
+                f"({model.name}), whose variable {variable.path} holds "
+                f"{values[bad].flat[0]}"
+            )
 
 
 def check_compatible(student, teacher):

@@ -5,9 +5,11 @@ class probabilities (one-hot or soft, `(batch, classes)`), and may be missing
 or partial (`kdkeras.targets.batch`): an unlabelled example has the sparse
 label `UNLABELLED` (-1) or an all-zero row. `label_parts` turns them into
 what the hard-label loss and the metrics need: loss labels, a labelled mask
-and target classes. Class indices out of range are refused with one error
-type, eagerly for arrays (`check_array_labels`) and in the graph for every
-other input (`checked_labels`).
+and target classes. Class indices out of range or not whole (NaN, -0.5, 1.5),
+rows of probabilities holding NaN or inf, and non-finite sample weights are
+refused with one error type, eagerly for arrays (`check_array_labels`) and in
+the graph, outside XLA, for every other input (`checked_labels`,
+`checked_sample_weight`).
 """
 
 import numpy as np
@@ -116,7 +118,18 @@ def checked_labels(labels, num_classes):
         return None
     labels = ops.convert_to_tensor(labels)
     if not is_sparse(labels, num_classes):
-        return labels
+        if "float" not in str(labels.dtype):
+            return labels
+        finite = ops.all(ops.isfinite(labels))
+        check = tf.debugging.Assert(
+            finite,
+            [
+                "`labels` must be finite. Received: NaN or inf in a batch's "
+                "rows of class probabilities (one-hot or soft labels)."
+            ],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(labels)
     # Signed comparison: -1 must not wrap around in unsigned labels.
     values = labels
     if "int" in str(labels.dtype):
@@ -124,6 +137,12 @@ def checked_labels(labels, num_classes):
     valid = values >= UNLABELLED
     if num_classes:
         valid = ops.logical_and(valid, values < num_classes)
+    if "float" in str(labels.dtype):
+        # A class index is a whole number: -0.5 is neither a class nor -1.
+        valid = ops.logical_and(valid, ops.equal(values, ops.floor(values)))
+        valid = ops.logical_and(
+            valid, ops.logical_or(values >= 0, values == UNLABELLED)
+        )
     flat_valid = ops.reshape(valid, (-1,))
     invalid = tf.boolean_mask(ops.reshape(values, (-1,)), ~flat_valid)
     upper = num_classes if num_classes else "classes"
@@ -139,6 +158,40 @@ def checked_labels(labels, num_classes):
     )
     with tf.control_dependencies([check]):
         return tf.identity(labels)
+
+
+def checked_sample_weight(sample_weight):
+    """`sample_weight`, after an in-graph check that every weight is finite.
+
+    A NaN weight makes the weighted loss NaN and the student's weights with
+    it. Like `checked_labels`, to run outside XLA.
+
+    Args:
+        sample_weight: Per-example weights, or `None` (returned as it is).
+
+    Returns:
+        The weights as a tensor (with the check as a control dependency).
+
+    Raises:
+        InvalidArgumentError: a NaN or infinite weight (when run).
+
+    Example:
+
+    >>> import numpy as np
+    >>> checked_sample_weight(np.array([1.0, 0.5])).numpy().tolist()
+    [1.0, 0.5]
+    """
+    if sample_weight is None:
+        return None
+    sample_weight = ops.convert_to_tensor(sample_weight)
+    if "float" not in str(sample_weight.dtype):
+        return sample_weight
+    check = tf.debugging.Assert(
+        ops.all(ops.isfinite(sample_weight)),
+        ["`sample_weight` must be finite. Received: NaN or inf in a batch's weights."],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(sample_weight)
 
 
 def check_array_labels(y, num_classes):
@@ -171,10 +224,23 @@ unlabelled example).
     if labels.dtype.kind not in "iuf" or not labels.size:
         return
     if not is_sparse(labels, num_classes):
+        if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+            row = int(np.argwhere(~np.isfinite(labels))[0][0])
+            raise tf.errors.InvalidArgumentError(
+                None,
+                None,
+                "`labels` must be finite. Received: a row of class "
+                f"probabilities holding {labels[row][~np.isfinite(labels[row])][0]} "
+                f"(example {row}).",
+            )
         return
     invalid = ~(labels >= UNLABELLED)  # NaN included
     if num_classes:
         invalid |= labels >= num_classes
+    if labels.dtype.kind == "f":  # a class index is whole: -0.5 is not -1
+        invalid |= (labels != np.floor(labels)) | (
+            (labels < 0) & (labels != UNLABELLED)
+        )
     if invalid.any():
         value = labels[invalid].flat[0]
         raise tf.errors.InvalidArgumentError(
@@ -183,6 +249,31 @@ unlabelled example).
             f"Received a label value of {value} which is outside the "
             f"valid range of [0, {num_classes}) (or {UNLABELLED}, an "
             "unlabelled example).",
+        )
+
+
+def check_array_sample_weight(sample_weight):
+    """Eager finiteness check of a NumPy / tensor `sample_weight`: one line.
+
+    Raises:
+        InvalidArgumentError: a NaN or infinite weight (the in-graph check's
+            error type, `checked_sample_weight`).
+
+    Example:
+
+    >>> import numpy as np
+    >>> check_array_sample_weight(np.array([1.0, 0.5]))
+    """
+    if sample_weight is None or not hasattr(sample_weight, "shape"):
+        return
+    weights = np.asarray(sample_weight)
+    if weights.dtype.kind == "f" and not np.all(np.isfinite(weights)):
+        first = int(np.flatnonzero(~np.isfinite(weights.reshape(-1)))[0])
+        raise tf.errors.InvalidArgumentError(
+            None,
+            None,
+            "`sample_weight` must be finite. Received: "
+            f"sample_weight[{first}]={weights.reshape(-1)[first]}.",
         )
 
 

@@ -113,10 +113,9 @@ def one_line(error):
 
 
 def _shown(value):
-    text = repr(value)
-    return (
-        text if len(text) <= _SHOWN else f"{text[: _SHOWN - 4]}...({len(text)} chars)"
-    )
+    from kdutils.echo import bounded
+
+    return bounded(value, limit=_SHOWN, quote=True)
 
 
 def parse_shard(text):

@@ -129,6 +129,89 @@ class FakeWorker:
         pass
 
 
+def _write_release(folder, record, data):
+    """A release folder holding `data` as the artifact, recorded with its digest."""
+    import hashlib
+
+    record.update(size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (folder / "release.json").write_text(json.dumps(record))
+    (folder / record["artifact"]).write_bytes(data)
+
+
+@pytest.mark.parametrize(
+    "tamper, match",
+    [
+        (
+            lambda folder: (folder / "student_int8.tflite").write_bytes(b"teacher"),
+            "SHA-256",
+        ),
+        (
+            lambda folder: _rename(folder, "../elsewhere/student.tflite"),
+            "plain file name",
+        ),
+    ],
+    ids=["swapped-file", "path-outside"],
+)
+def test_release_check_refuses_a_release_that_is_not_what_it_records(
+    tmp_path, monkeypatch, tamper, match
+):
+    from export.verify_release import ReleaseError
+
+    release = tmp_path / "release"
+    release.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "student.tflite").write_bytes(b"teacher!")
+    record = release_record({"1": {"p50_ms": 0.002, "threads": 1}})
+    _write_release(release, record, b"student")
+    tamper(release)
+    monkeypatch.setattr(inference_latency, "IndependentTimer", None)  # never reached
+    with pytest.raises(ReleaseError, match=match):
+        inference_latency._release_check(str(release), rounds=1, seconds=0.1)
+
+
+def _rename(folder, name):
+    record = json.loads((folder / "release.json").read_text())
+    record["artifact"] = name
+    (folder / "release.json").write_text(json.dumps(record))
+
+
+def test_release_settings_reads_the_spread_of_the_rounds():
+    record = release_record(
+        {"1": {"p50_ms": 0.1, "threads": 1, "p50_spread_ms": [0.09, 0.12]}}
+    )
+    assert independent_timer.release_settings(record)[1]["p50_spread_ms"] == [
+        0.09,
+        0.12,
+    ]
+
+
+@pytest.mark.parametrize(
+    "independent, spread, holds",
+    [
+        (0.105, [0.1, 0.11], True),
+        # Within 10% of the recorded p50 but outside every round: not borne out.
+        (0.108, [0.099, 0.101], False),
+        (0.2, None, False),  # no spread recorded: the 10% rule
+        (0.104, None, True),
+    ],
+)
+def test_the_release_check_holds_only_inside_the_recorded_spread(
+    independent, spread, holds, capsys
+):
+    row = {
+        "recorded": 0.1,
+        "threads": 1,
+        "calls_per_sample": 1,
+        "independent": independent,
+        "independent_window_median": independent,
+        "report": independent,
+        "recorded_spread": spread,
+    }
+    record = {"artifact": "student.tflite", "format": "tflite"}
+    assert inference_latency._print_release(record, {1: row}, "release") is holds
+    assert ("| yes |" in capsys.readouterr().out) is (spread is not None and holds)
+
+
 def test_release_check_times_with_the_recorded_settings(tmp_path, monkeypatch):
     from export.measure import worker as worker_lib
 
@@ -139,8 +222,7 @@ def test_release_check_times_with_the_recorded_settings(tmp_path, monkeypatch):
         },
         timing={"warmup_s": 0.3, "rewarm_s": 0.02},
     )
-    (tmp_path / "release.json").write_text(json.dumps(record))
-    (tmp_path / "student_int8.tflite").write_bytes(b"not read by the fakes")
+    _write_release(tmp_path, record, b"not read by the fakes")
     FakeTimer.made = []
     monkeypatch.setattr(inference_latency, "IndependentTimer", FakeTimer)
     monkeypatch.setattr(worker_lib, "MeasurementWorker", FakeWorker)

@@ -367,3 +367,17 @@ def test_help_lists_the_tool_flags_and_exits_0(tool, flag):
     assert completed.stderr == ""
     assert f"  {flag}:" in completed.stdout
     assert "  --[no]verbose:" in completed.stdout
+
+
+def test_error_and_warning_lines_stay_one_bounded_line(capsys):
+    from export import cli
+
+    cli.warn("tool", "  indented as it was")
+    assert capsys.readouterr().err == "tool: warning:   indented as it was\n"
+    cli.warn("tool", "w" * 1_000_000)
+    with pytest.raises(SystemExit) as exit:
+        cli.fail("tool", "first line\nsecond " + "e" * 1_000_000, 2)
+    assert exit.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and all(len(line) < 1200 for line in lines)
+    assert lines[1].startswith("tool: error: first line second eee")

@@ -43,6 +43,21 @@ def test_every_runtime_gets_one_window_per_round_and_batch_size(interleaved):
         assert result["timing"]["interleaved_with"] == len(results) - 1
 
 
+def test_each_latency_records_the_spread_of_its_rounds(interleaved):
+    results, _ = interleaved
+    for result in results:
+        for batch in BATCH_SIZES:
+            stats = result["latency"][str(batch)]
+            rounds = [
+                w["p50_ms"] for w in result["windows"] if w["batch_size"] == batch
+            ]
+            assert stats["round_p50_ms"] == rounds and len(rounds) == ROUNDS
+            low, high = stats["p50_spread_ms"]
+            assert (low, high) == (min(rounds), max(rounds))
+            # The pooled median lies between the fastest and slowest round's.
+            assert low <= stats["p50_ms"] <= high
+
+
 def test_windows_of_different_processes_never_overlap(interleaved):
     results, _ = interleaved
     assert len({result["pid"] for result in results}) == len(results)

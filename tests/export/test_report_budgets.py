@@ -169,3 +169,62 @@ def test_budget_for_unmeasured_batch_size_or_format_is_an_error():
         budgets.check_requested(budget, ["onnx"], [1, 64])
     with pytest.raises(budgets.BudgetError, match="onnx are not measured"):
         budgets.check_requested(budget, ["tflite"], [8])
+
+
+def _alias_bomb(levels):
+    """A YAML file of a few hundred bytes whose value expands to 9**levels strings."""
+    items = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in range(1, levels):
+        items.append(f"&a{level} [{','.join([f'*a{level - 1}'] * 9)}]")
+    return f"max_size_mb: [{', '.join(items)}]\n"
+
+
+@pytest.mark.parametrize(
+    "name, text, match",
+    [
+        ("bomb.yaml", _alias_bomb(7), "must not use YAML anchors or aliases"),
+        ("anchor.yaml", "max_size_mb: &limit 1\n", "must not use YAML anchors"),
+        ("huge.yaml", "max_size_mb: 1\n" + "#" * 2_000_000 + "\n", "at most"),
+        ("huge.json", '{"max_size_mb": 1' + " " * 2_000_000 + "}", "at most"),
+    ],
+)
+def test_budget_bombs_are_refused_before_they_are_built(tmp_path, name, text, match):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(budgets.BudgetError, match=match) as error:
+        budgets.load_budget(str(path))
+    assert "\n" not in str(error.value)
+    assert len(str(error.value)) < 500
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"max_size_mb": "x" * 1_000_000},
+        {"max_p99_ms": {"y" * 1_000_000: 1}},
+        {"max_size_mb": 1, "z" * 1_000_000: 1},
+        {"max_size_mb": 1, "model": "m" * 1_000_000},
+        {"max_size_mb": 1, "minimise": "p" * 1_000_000},
+        {"max_size_mb": 1, "formats": ["f", 1_000_000 * "g", 1]},
+        {"max_size_mb": 1, "formats": [[1] * 1_000_000]},
+        {"max_p99_ms": {}, "ignored": "q" * 1_000_000},
+    ],
+)
+def test_long_user_values_are_echoed_bounded(content):
+    with pytest.raises(budgets.BudgetError) as error:
+        budgets.parse_budget(content)
+    assert "\n" not in str(error.value)
+    assert len(str(error.value)) < 500
+
+
+def test_long_unmeasured_format_is_echoed_bounded():
+    budget = budgets.parse_budget({"max_size_mb": 1, "formats": ["f" * 1_000_000]})
+    with pytest.raises(budgets.BudgetError, match="not measured") as error:
+        budgets.check_requested(budget, ["onnx"], [1])
+    assert len(str(error.value)) < 500
+
+
+def test_long_budget_path_is_echoed_bounded(tmp_path):
+    with pytest.raises(budgets.BudgetError) as error:
+        budgets.load_budget(str(tmp_path / ("d" * 200) / ("b" * 200 + ".yaml")))
+    assert len(str(error.value)) < 500

@@ -152,25 +152,33 @@ def test_pareto_front_marks_the_undominated_points():
     assert choose.pareto_front([{"a": math.nan}], ("a",)) == [False]
 
 
-PARITY = {"format": "tflite", "max_abs_diff": 0.01, "top1_agreement": 0.99}
+def _release_report(tmp_path, tflite, digest=None, edit=None):
+    """A report whose winner is a copy of the tiny MLP's float .tflite and its sidecar.
 
-
-def _release_report(tmp_path, digest=None, sidecar_content=None):
-    artifact = tmp_path / "pruned_int8.tflite"
-    artifact.write_bytes(b"\x01tflite bytes")
-    sidecar = tmp_path / "pruned_int8.tflite.json"
-    if sidecar_content is None:
-        sidecar_content = {
-            "artifact": "pruned_int8.tflite",
-            "size_bytes": len(b"\x01tflite bytes"),
-            "parity": PARITY,
-        }
-    if sidecar_content != "absent":
-        sidecar.write_text(json.dumps(sidecar_content))
+    `edit(content)` changes the sidecar after the report recorded it (an edit
+    between the export and the release step); returning "absent" deletes it.
+    """
+    artifact = tmp_path / "pruned.tflite"
+    artifact.write_bytes(open(tflite, "rb").read())
+    content = json.load(open(tflite + ".json"))
+    content["artifact"] = "pruned.tflite"
+    sidecar = tmp_path / "pruned.tflite.json"
+    sidecar.write_text(json.dumps(content))
+    recorded = {
+        "sidecar_path": str(sidecar),
+        "parity": json.loads(json.dumps(content["parity"])),
+        "sidecar_sha256": choose.file_digest(str(sidecar)),
+    }
+    if edit is not None:
+        if edit(content) == "absent":
+            sidecar.unlink()
+        else:
+            sidecar.write_text(json.dumps(content))
     entry = dict(
         RESULTS[2],
+        quantize="none",
         artifact=str(artifact),
-        export={"sidecar_path": str(sidecar), "parity": PARITY},
+        export=recorded,
         sha256=digest or choose.file_digest(str(artifact)),
         lineage={"converter": "x"},
     )
@@ -185,14 +193,25 @@ def _release_report(tmp_path, digest=None, sidecar_content=None):
     }
 
 
+@pytest.fixture(scope="module")
+def tflite(artifacts):
+    """The tiny MLP's float .tflite, exported with its sidecar."""
+    return artifacts[1]["tflite"]
+
+
 def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_holds(
-    tmp_path,
+    tmp_path, tflite
 ):
-    report = _release_report(tmp_path)
+    report = _release_report(tmp_path, tflite)
+    winner = report["results"][0]
+    winner["latency"] = {
+        b: dict(stats, p50_spread_ms=[0.9 * stats["p50_ms"], 1.2 * stats["p50_ms"]])
+        for b, stats in winner["latency"].items()
+    }
     path = choose.write_release(report, str(tmp_path / "release"))
     assert sorted(os.listdir(tmp_path / "release")) == [
-        "pruned_int8.tflite",
-        "pruned_int8.tflite.json",
+        "pruned.tflite",
+        "pruned.tflite.json",
         "release.json",
     ]
     with open(path) as handle:
@@ -201,52 +220,67 @@ def test_write_release_copies_artifact_and_sidecar_and_records_only_what_it_hold
         record["variant"] == "tflite_int8" and record["objective"] == "p99_ms_batch_1"
     )
     assert record["sha256"] == choose.file_digest(
-        str(tmp_path / "release" / "pruned_int8.tflite")
+        str(tmp_path / "release" / "pruned.tflite")
     )
-    assert record["size_bytes"] == len(b"\x01tflite bytes")
+    assert record["size_bytes"] == os.path.getsize(tflite)
     assert [b["label"] for b in record["beaten"]] == [
         "clustered tflite_dynamic",
         "pruned onnx",
         "clustered savedmodel",
     ]
     assert "lowest p99_ms_batch_1" in record["why"]
+    for stats in record["measured"]["latency"].values():
+        low, high = stats["p50_spread_ms"]
+        assert low <= stats["p50_ms"] <= high
 
 
-def test_write_release_refuses_a_changed_artifact_and_leaves_nothing(tmp_path):
-    report = _release_report(tmp_path, digest="0" * 64)
+def test_write_release_refuses_a_changed_artifact_and_leaves_nothing(tmp_path, tflite):
+    report = _release_report(tmp_path, tflite, digest="0" * 64)
     with pytest.raises(RuntimeError, match="changed after it was measured"):
         choose.write_release(report, str(tmp_path / "release"))
     assert not os.path.exists(tmp_path / "release")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".release")]
 
 
+def _set(**changes):
+    def edit(content):
+        for key, value in changes.items():
+            target = content
+            *path, last = key.split("__")
+            for part in path:
+                target = target[part]
+            target[last] = value
+
+    return edit
+
+
 @pytest.mark.parametrize(
-    "sidecar_content, match",
+    "edit, match",
     [
-        ("absent", "cannot be copied"),
-        (
-            {"artifact": "other.tflite", "size_bytes": 13, "parity": PARITY},
-            "artifact 'other.tflite' != 'pruned_int8.tflite'",
-        ),
-        (
-            {"artifact": "pruned_int8.tflite", "size_bytes": 99, "parity": PARITY},
-            "size_bytes 99 != 13",
-        ),
-        (
-            {
-                "artifact": "pruned_int8.tflite",
-                "size_bytes": 13,
-                "parity": dict(PARITY, max_abs_diff=0.5),
-            },
-            "parity differs",
-        ),
-        ([1, 2], "does not describe it"),
+        (lambda content: "absent", "cannot be copied"),
+        (_set(artifact="other.tflite"), "artifact 'other.tflite' != 'pruned.tflite'"),
+        (_set(size_bytes=99), "size_bytes 99 != "),
+        (_set(parity__max_abs_diff=0.5), "parity differs"),
+        (lambda content: content.clear() or content.update(a=[1, 2]), "describe it"),
+        (_set(options__quantize="int8"), "quantize 'int8' != 'none'"),
+        (_set(options__tensor_types={"kernels": {"int8": 3}}), "edited since"),
+        (_set(source="the teacher"), "edited since the export"),
+    ],
+    ids=[
+        "absent",
+        "name",
+        "size",
+        "parity",
+        "not-a-sidecar",
+        "quantize",
+        "types",
+        "source",
     ],
 )
 def test_write_release_refuses_a_missing_or_stale_sidecar_and_leaves_nothing(
-    tmp_path, sidecar_content, match
+    tmp_path, tflite, edit, match
 ):
-    report = _release_report(tmp_path, sidecar_content=sidecar_content)
+    report = _release_report(tmp_path, tflite, edit=edit)
     with pytest.raises(RuntimeError, match=match):
         choose.write_release(report, str(tmp_path / "release"))
     assert not os.path.exists(tmp_path / "release")
@@ -262,3 +296,31 @@ def test_release_dir_must_be_new_or_empty(tmp_path):
         choose.check_release_dir(str(tmp_path / "full"))
     with pytest.raises(ValueError, match="must be in an existing folder"):
         choose.check_release_dir(str(tmp_path / "missing" / "release"))
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda tmp: (_link(tmp / "release", tmp / "empty"), tmp / "report"), "link"),
+        (lambda tmp: (_link(tmp / "release", tmp / "no"), tmp / "report"), "not exist"),
+        (lambda tmp: (tmp / "report", tmp / "report"), "apart from --output-dir"),
+        (lambda tmp: (tmp / "report" / "r", tmp / "report"), "apart from --output-dir"),
+        (lambda tmp: (tmp / "empty", tmp / "empty" / "new"), "apart from --output-dir"),
+    ],
+    ids=["link-to-empty", "dangling-link", "same-folder", "inside", "around"],
+)
+def test_release_dir_that_the_release_step_could_not_fill_is_refused_up_front(
+    tmp_path, make, match
+):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "report").mkdir()
+    release_dir, output_dir = make(tmp_path)
+    with pytest.raises(ValueError, match=match) as error:
+        choose.check_release_dir(str(release_dir), str(output_dir))
+    assert str(error.value).startswith("`--release-dir` must be")
+    assert os.path.isdir(tmp_path / "empty") and os.path.isdir(tmp_path / "report")
+
+
+def _link(path, target):
+    os.symlink(target, path)
+    return path

@@ -370,3 +370,65 @@ def test_convolutional_teacher_has_no_floor_row_but_the_report_succeeds(
         "| teacher | NumPy floor | – | – | – | – | – | – | n/a: model is not a dense network"
         in markdown
     )
+
+
+def _alias_bomb(levels):
+    """A budget of a few hundred bytes whose value expands to 9**levels strings."""
+    items = ["&a0 [" + ",".join(["lol"] * 9) + "]"]
+    for level in range(1, levels):
+        items.append(f"&a{level} [{','.join([f'*a{level - 1}'] * 9)}]")
+    return f"max_size_mb: [{', '.join(items)}]\n"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--runtime-options", "{" + "x" * 100_000],
+        ["--variants", "v" * 100_000],
+        ["--budget", "BUDGET:max_size_mb: " + "9" * 100 + "z" * 60_000 + "\n"],
+        ["--budget", "BUDGET:" + _alias_bomb(5)],
+    ],
+    ids=["runtime-options", "variants", "long-value", "alias-bomb"],
+)
+def test_usage_errors_echo_user_input_bounded(inputs, tmp_path, extra):
+    extra = list(extra)
+    for i, value in enumerate(extra):
+        if value.startswith("BUDGET:"):
+            extra[i] = write_text(str(tmp_path), "budget.yaml", value[len("BUDGET:") :])
+    completed = run_report(
+        report_arguments(inputs["teacher"], [inputs["student"]]) + extra, timeout=120
+    )
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert len(one_error_line(completed)) < 1200
+
+
+@pytest.mark.parametrize("target", ["empty", "absent"])
+def test_release_dir_link_is_a_usage_error_before_any_work(inputs, tmp_path, target):
+    (tmp_path / "empty").mkdir()
+    os.symlink(tmp_path / target, tmp_path / "release")
+    output = str(tmp_path / "never")
+    completed = run_report(
+        report_arguments(inputs["teacher"], [inputs["student"]], output_dir=output)
+        + ["--budget", write_text(str(tmp_path), "b.yaml", "max_size_mb: 100\n")]
+        + ["--release-dir", str(tmp_path / "release")],
+        timeout=120,
+    )
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    assert "`--release-dir` must be a new or empty folder, not a symbolic link" in (
+        one_error_line(completed)
+    )
+    assert not os.path.exists(output)
+    assert os.path.islink(tmp_path / "release")
+
+
+def test_a_late_release_failure_keeps_the_report(tmp_path, artifacts):
+    from export.report import command
+    from tests.export.test_report_choose import _release_report
+
+    # The artifact changed since it was measured.
+    report = _release_report(tmp_path, artifacts[1]["tflite"], digest="0" * 64)
+    error = command.release_step(report, str(tmp_path / "release"))
+    assert error.startswith("`--release-dir` was not written (")
+    assert "changed after it was measured" in error
+    assert report["release"]["error"] == error
+    assert not os.path.exists(tmp_path / "release")

@@ -250,12 +250,47 @@ def test_converter_crash_is_one_line_and_leaves_no_scratch(
     assert os.listdir(scratch_tmpdir) == []
 
 
-def test_model_with_nan_weights_is_refused_not_verified(tmp_path):
-    from export import to_savedmodel
+def _with_non_finite_weight(where):
+    """The tiny classifier with one non-finite weight (`where`)."""
+    model = tiny_classifier()
+    variable, value = {
+        # NaN on the first kernel's diagonal: whether it reaches the outputs
+        # through ReLU depends on the CPU's kernels; the weights do not.
+        "first kernel NaN": (model.layers[0].kernel, np.nan),
+        "last bias inf": (model.layers[1].bias, np.inf),
+    }[where]
+    array = variable.numpy()
+    array.flat[0] = value
+    variable.assign(array)
+    return model
 
-    broken = tiny_classifier()
-    kernel = broken.layers[0].kernel
-    kernel.assign(np.where(np.eye(*kernel.shape) > 0, np.nan, kernel.numpy()))
-    with pytest.raises(verify.NonFiniteOutputError, match="NaN or inf"):
-        to_savedmodel.export_savedmodel(broken, tmp_path / "sm")
+
+@pytest.mark.parametrize("where", ["first kernel NaN", "last bias inf"])
+@pytest.mark.parametrize("exporter", ["savedmodel", "tflite", "onnx"])
+def test_model_with_nan_weights_is_refused_not_verified(tmp_path, where, exporter):
+    from export import to_savedmodel
+    from export.weights import NonFiniteWeightsError
+
+    export_fn = {
+        "savedmodel": to_savedmodel.export_savedmodel,
+        "tflite": to_tflite.export_tflite,
+        "onnx": to_onnx.export_onnx,
+    }[exporter]
+    broken = _with_non_finite_weight(where)
+    with pytest.raises(NonFiniteWeightsError, match="must have finite weights") as info:
+        export_fn(broken, tmp_path / "out")
+    layer = 0 if where.startswith("first") else 1
+    assert broken.layers[layer].name in str(info.value)
+    assert ("nan" if "NaN" in where else "inf") in str(info.value)
+    assert "\n" not in str(info.value)
     assert os.listdir(tmp_path) == []
+
+
+def test_model_file_with_nan_weights_is_refused_when_loaded(tmp_path):
+    from export import loading
+    from export.weights import NonFiniteWeightsError
+
+    path = str(tmp_path / "broken.keras")
+    _with_non_finite_weight("first kernel NaN").save(path)
+    with pytest.raises(NonFiniteWeightsError, match="broken.keras"):
+        loading.load_model(path)

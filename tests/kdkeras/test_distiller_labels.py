@@ -457,3 +457,134 @@ def test_unlabelled_fit_after_a_labelled_fit_reports_no_compiled_metric():
     logs = distiller.evaluate(x, verbose=0, return_dict=True)
     assert "accuracy" not in logs
     assert "accuracy" in distiller.evaluate(x, y, verbose=0, return_dict=True)
+
+
+def _hostile_targets(kind, x, y):
+    """`(y, sample_weight, match)`: labels or weights a step must refuse."""
+    if kind == "one-hot NaN":
+        one_hot = np.eye(NUM_CLASSES, dtype="float32")[y]
+        one_hot[3, 1] = np.nan
+        return one_hot, None, "`labels` must be finite"
+    if kind == "NaN sample weight":
+        weight = np.ones(len(y), "float32")
+        weight[4] = np.nan
+        return y, weight, "sample_weight.* must be finite"
+    if kind == "inf sample weight":
+        weight = np.ones(len(y), "float32")
+        weight[2] = np.inf
+        return y, weight, "sample_weight.* must be finite"
+    labels = y.astype("float32")
+    labels[6] = {"label -0.5": -0.5, "label 1.5": 1.5, "label NaN": np.nan}[kind]
+    return labels, None, "valid range"
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "one-hot NaN",
+        "NaN sample weight",
+        "inf sample weight",
+        "label -0.5",
+        "label 1.5",
+        "label NaN",
+    ],
+)
+@pytest.mark.parametrize("as_dataset", [False, True])
+def test_non_finite_or_fractional_targets_are_refused_whatever_xla(
+    jit_compile, kind, as_dataset
+):
+    x, y = random_data(32)
+    labels, weight, match = _hostile_targets(kind, x, y)
+    loss_fn = None
+    if labels.ndim == 2:
+        loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True)
+    distiller = _distiller(alpha=0.5, jit_compile=jit_compile, student_loss_fn=loss_fn)
+    before = [w.copy() for w in distiller.student.get_weights()]
+    data = (x, labels) if weight is None else (x, labels, weight)
+    if as_dataset:
+        data = (tf.data.Dataset.from_tensor_slices(data).batch(8),)
+        fit = lambda: distiller.fit(*data, epochs=1, verbose=0)  # noqa: E731
+    else:
+        fit = lambda: distiller.fit(  # noqa: E731
+            x, labels, sample_weight=weight, epochs=1, batch_size=8, verbose=0
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match=match) as error:
+        fit()
+    if not as_dataset:  # arrays are checked before any step, in one line
+        assert "\n" not in str(error.value)
+        for old, new in zip(before, distiller.student.get_weights(), strict=True):
+            np.testing.assert_array_equal(old, new)
+    for new in distiller.student.get_weights():
+        assert np.all(np.isfinite(new))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_a_non_finite_weight_is_refused_whatever_xla_and_cpu(jit_compile, role):
+    x, y = random_data(16)
+    distiller = _distiller(alpha=0.5, jit_compile=jit_compile)
+    model = getattr(distiller, role)
+    kernel = model.get_layer("hidden").kernel
+    # One NaN a ReLU may hide: the outcome must not depend on the CPU's kernels.
+    values = kernel.numpy()
+    values[0, 0] = np.nan
+    kernel.assign(values)
+    student_before = [w.copy() for w in distiller.student.get_weights()]
+    with pytest.raises(ValueError, match=f"`{role}` must have finite weights") as error:
+        distiller.fit(x, y, epochs=1, verbose=0)
+    assert "hidden/kernel holds nan" in str(error.value)
+    for old, new in zip(student_before, distiller.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+    with pytest.raises(ValueError, match=f"`{role}` must have finite weights"):
+        distiller.compile(optimizer="sgd", alpha=0.5)
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_accuracy_over_no_labelled_example_is_absent_not_zero(jit_compile):
+    x, y = random_data(32)
+    unlabelled = np.full_like(y, UNLABELLED)
+    distiller = _distiller(alpha=0.5, jit_compile=jit_compile, metrics=["accuracy"])
+    history = distiller.fit(x, unlabelled, epochs=1, batch_size=8, verbose=0)
+    assert np.isnan(history.history["accuracy"][0])
+    logs = distiller.evaluate(x, unlabelled, verbose=0, return_dict=True)
+    assert np.isnan(logs["accuracy"])
+    # With labelled examples, the accuracy over them, as Keras computes it.
+    logs = distiller.evaluate(x, y, verbose=0, return_dict=True)
+    logits = distiller.student.predict(x, verbose=0)
+    assert logs["accuracy"] == pytest.approx(np.mean(logits.argmax(axis=1) == y))
+    history = distiller.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["accuracy"][0])
+
+
+class HiddenSoftmax(keras.Model):
+    """A subclassed teacher ending in a softmax no graph walk can see."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(NUM_CLASSES)
+
+    def call(self, inputs):
+        return keras.ops.softmax(self.dense(inputs))
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+@pytest.mark.parametrize("source", ["subclassed teacher", "cached probabilities"])
+def test_teacher_probabilities_the_graph_hides_are_refused(jit_compile, source):
+    x, y = random_data(16)
+    teacher = HiddenSoftmax()
+    teacher(x[:1])
+    distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(0.05), alpha=0.5, jit_compile=jit_compile
+    )
+    before = [w.copy() for w in distiller.student.get_weights()]
+    targets = y
+    if source == "cached probabilities":
+        targets = {"labels": y, TEACHER_LOGITS_KEY: np.asarray(teacher(x))}
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match="`teacher` must output logits"
+    ):
+        distiller.fit(x, targets, epochs=1, batch_size=8, verbose=0)
+    for old, new in zip(before, distiller.student.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)

@@ -364,3 +364,37 @@ def test_logits_model_of_unbuilt_softmax_model_raises():
     model = keras.Sequential([keras.layers.Dense(CLASSES, activation="softmax")])
     with pytest.raises(ValueError, match="`model`.*not built"):
         teachers.logits_model(model)
+
+
+TAILS = {
+    "identity": lambda t: keras.layers.Identity()(t),
+    "clip": lambda t: keras.ops.clip(t, 1e-7, 1.0),
+    "linear": lambda t: keras.layers.Activation("linear")(t),
+    "dropout-then-identity": lambda t: keras.layers.Identity()(
+        keras.layers.Dropout(0.2)(t)
+    ),
+    "clip-then-identity": lambda t: keras.layers.Identity()(
+        keras.ops.clip(t, 0.0, 1.0)
+    ),
+}
+
+
+@pytest.mark.parametrize("tail", sorted(TAILS))
+@pytest.mark.parametrize(
+    "kind", ["dense_softmax", "softmax_layer", "activation_softmax"]
+)
+def test_softmax_followed_by_value_preserving_layers_is_read_through(kind, tail):
+    member = build_member(kind, seed=7, logit_scale=30.0)
+    model = keras.Model(member.inputs, TAILS[tail](member.outputs[0]))
+    x = random_inputs(seed=11)
+    assert teachers.outputs_probabilities(model)
+    logits = keras.ops.convert_to_numpy(teachers.logits_model(model)(x))
+    # The exact pre-softmax values, not the (clipped) probabilities.
+    np.testing.assert_allclose(logits, numpy_logits(member, x), rtol=1e-5, atol=1e-4)
+
+
+def test_unbuilt_sequential_softmax_then_identity_outputs_probabilities():
+    model = keras.Sequential(
+        [keras.layers.Dense(CLASSES, activation="softmax"), keras.layers.Identity()]
+    )
+    assert teachers.outputs_probabilities(model)

@@ -26,6 +26,7 @@ from kdkeras.targets.shards.files import read_npy_header
 from kdkeras.targets.shards.files import shard_file_name
 from kdkeras.targets.shards.stream import StreamPass
 from kdutils.digests import file_digest
+from kdutils.echo import bounded
 
 FORMAT = "kdkeras-soft-target-shards"
 FORMAT_VERSION = 2
@@ -63,17 +64,14 @@ _SHOWN = 80
 
 
 def shown(value, limit=_SHOWN):
-    """`repr(value)`, cut to `limit` characters (user input in messages).
+    """User input in a message: quoted, on one line, at most ~`limit` characters.
 
     Example:
 
     >>> shown("x" * 200, limit=12)
-    "'xxxxxxx...(202 chars)"
+    "'xxxxxxxxxx'… (200 characters)"
     """
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit - 4]}...({len(text)} chars)"
+    return bounded(value, limit=limit, quote=True)
 
 
 def index_digest(index):
