@@ -13,6 +13,8 @@ import zipfile
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
 

@@ -96,6 +96,7 @@ def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
     assert not os.path.exists(folder / "out")
 
 
+@pytest.mark.e2e
 def test_process_exit_codes_and_stale_check(files):
     folder, _, x = files
     base = [
