@@ -8,8 +8,6 @@ import time
 
 import pytest
 
-pytestmark = pytest.mark.e2e
-
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
