@@ -23,6 +23,7 @@ def _table_rows(markdown):
     return table_cli.table_rows(markdown, COLUMNS)
 
 
+@pytest.mark.e2e
 def test_quick_run_writes_every_row_with_int8_figures(tmp_path):
     section = table_cli.quick_section(
         "experiments.compact",
@@ -72,6 +73,7 @@ def test_quick_run_writes_every_row_with_int8_figures(tmp_path):
             assert online[3] == f"{expected:.0%}"
 
 
+@pytest.mark.e2e
 def test_methods_flag_limits_the_rows_and_students_flag_the_students(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = _run(
@@ -99,6 +101,7 @@ def test_methods_flag_limits_the_rows_and_students_flag_the_students(tmp_path):
     assert rows[f"{mlp.label}: kdkeras, DIST, cached"][6:8] == ["—", "—"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "arguments, message",
     [

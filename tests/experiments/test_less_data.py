@@ -79,6 +79,7 @@ def test_bad_fraction_is_refused(fraction):
         less_data_subsets.select_labelled(np.arange(10) % 2, fraction, seed=0)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "module, flag",
     [
@@ -115,6 +116,7 @@ def _table(section):
     return rows
 
 
+@pytest.mark.e2e
 def test_smoke_run_writes_a_consistent_section(tmp_path):
     train, test, steps = 400, 200, 3
     output = tmp_path / "RESULTS.md"
@@ -222,6 +224,7 @@ def test_goals_are_judged_on_means_and_the_seeds_spread(
     assert re.search(gain + re.escape(verdict), section)
 
 
+@pytest.mark.e2e
 def test_seeds_run_apart_merge_into_one_section(tmp_path):
     from experiments.less_data import seeds as less_data_seeds
 

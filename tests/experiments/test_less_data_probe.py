@@ -42,6 +42,7 @@ def test_hold_out_refuses_an_empty_side(count):
         less_data_subsets.hold_out(np.zeros(10), np.zeros(10), count)
 
 
+@pytest.mark.e2e
 def test_smoke_run_writes_one_row_per_probe(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = _run(

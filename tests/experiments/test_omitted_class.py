@@ -5,8 +5,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from experiments import omitted_class
 from experiments import report
+
+pytestmark = pytest.mark.e2e
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

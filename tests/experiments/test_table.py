@@ -21,6 +21,7 @@ def _table_rows(markdown):
     return table_cli.table_rows(markdown, 6)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "teacher, label, teacher_parameters",
     [
@@ -69,6 +70,7 @@ def test_quick_run_writes_the_results_table(
     assert per_seed and 0 <= int(per_seed[0]) <= TEST
 
 
+@pytest.mark.e2e
 def test_parallel_seeds_run_in_their_own_processes_and_are_merged(tmp_path):
     output = tmp_path / "RESULTS.md"
     completed = _run(
@@ -140,6 +142,7 @@ def test_render_markdown_reports_mean_std_and_gap_over_seeds():
     assert "ensemble members" not in alone
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "arguments, message, expected_code",
     [

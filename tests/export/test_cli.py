@@ -147,6 +147,7 @@ def run_int8_with_scratch(models_dir, folder, data, **env):
     return completed, scratch
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "mode,data_shape,keywords",
     [
@@ -185,6 +186,7 @@ def test_usage_errors(args, keywords):
     assert_refused(completed, "to_onnx", *keywords, code=2)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("tool", ["to_tflite", "to_onnx"])
 def test_op_the_converter_cannot_handle(tool, models_dir, tmp_path):
     target, args = output_args(tool, tmp_path)
@@ -194,6 +196,7 @@ def test_op_the_converter_cannot_handle(tool, models_dir, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.e2e
 def test_lambda_refused_without_unsafe(models_dir, tmp_path):
     completed = run_tool(
         "to_onnx", models_dir / "lambda.keras", "--output", tmp_path / "l.onnx"
@@ -215,6 +218,7 @@ def test_verbose_shows_the_traceback(tmp_path):
     assert "FileNotFoundError" in completed.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "name,values,keyword",
     [("nan.npy", np.nan, "50 NaN"), ("inf.npy", np.inf, "1 inf")],
@@ -237,6 +241,7 @@ def test_int8_calibrated_on_non_finite_data_refused(
     assert os.listdir(scratch) == []
 
 
+@pytest.mark.e2e
 def test_successful_run_prints_no_tensorflow_start_up_noise(models_dir, tmp_path):
     data = tmp_path / "calibration.npy"
     np.save(data, np.random.default_rng(0).random((64, 8)).astype(np.float32))
@@ -318,6 +323,7 @@ def test_existing_directory_for_a_file_format(tool, models_dir, tmp_path):
     assert os.listdir(tmp_path) == [target.name] and os.listdir(target) == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "tool,output,non_finite,classes,keywords",
     [

@@ -94,6 +94,7 @@ def test_child_times_short_calls_in_blocks(artifacts, tmp_path, min_sample_s, bl
     assert block_ms >= min_sample_s * 1e3 * 0.5
 
 
+@pytest.mark.e2e
 def test_keras_child_does_import_tensorflow(artifacts, tmp_path):
     """The check above can fail: a Keras child shows TensorFlow in the same log."""
     _, paths = artifacts

@@ -134,6 +134,7 @@ def test_sidecar_path_that_is_a_directory_is_refused_first(tmp_path):
         pipeline.resolve_for_export("does-not-matter.keras", tmp_path / "m.onnx")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("level", ["1", "3"])
 def test_isolated_child_start_up_is_as_quiet_as_the_caller_asks(level):
     """The converter child writes to the caller's stderr: no TensorFlow noise."""

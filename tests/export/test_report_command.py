@@ -74,6 +74,7 @@ def violated(inputs):
     )
 
 
+@pytest.mark.e2e
 def test_budget_violation_exits_1_and_is_listed(violated):
     completed, output = violated
     assert completed.returncode == 1, completed.stderr[-2000:]
@@ -98,6 +99,7 @@ def test_budget_violation_exits_1_and_is_listed(violated):
     assert "student onnx: p99 latency at batch 1 too high" in markdown
 
 
+@pytest.mark.e2e
 def test_all_three_files_written_and_nothing_half_written(violated):
     _, output = violated
     names = sorted(os.listdir(output))
@@ -111,6 +113,7 @@ def test_all_three_files_written_and_nothing_half_written(violated):
     assert "Student / teacher ratios" in page
 
 
+@pytest.mark.e2e
 def test_json_schema(violated, inputs):
     _, output = violated
     with open(os.path.join(output, "report.json")) as handle:
@@ -171,6 +174,7 @@ def test_json_schema(violated, inputs):
     assert data["command"].startswith("python -m export.report --teacher")
 
 
+@pytest.mark.e2e
 def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
     """All runtimes of teacher and student share the same rounds, never timed at once."""
     _, output = violated
@@ -203,6 +207,7 @@ def test_every_runtime_is_timed_in_interleaved_windows_one_at_a_time(violated):
     assert "| student | ONNX Runtime | 1 |" in markdown
 
 
+@pytest.mark.e2e
 def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
     completed, output = _measure(
         inputs,
@@ -225,6 +230,7 @@ def test_budget_met_exits_0_and_json_only_prints_only_json(inputs):
     assert "[" in completed.stderr and "done" in completed.stderr  # the progress bar
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -275,6 +281,7 @@ def test_usage_errors_exit_2_with_one_line(inputs, tmp_path, extra, message):
     assert not os.path.exists(output)  # failed before doing any work
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc")
 def test_output_dir_that_cannot_be_created_is_usage_error(inputs):
     output = "/proc/kdkeras-report"  # /proc refuses new entries, even to root
@@ -294,6 +301,7 @@ def test_output_dir_that_cannot_be_created_is_usage_error(inputs):
     )
 
 
+@pytest.mark.e2e
 def test_missing_teacher_is_usage_error(inputs, tmp_path):
     completed = run_report(
         report_arguments(str(tmp_path / "absent.keras"), [inputs["student"]]),

@@ -17,6 +17,8 @@ from tests.export.report_cli import report_arguments
 from tests.export.report_cli import run_report
 from tests.export.report_cli import write_text
 
+pytestmark = pytest.mark.e2e
+
 FAST = dict(FAST, rounds=2, batch_sizes="1,4")
 
 

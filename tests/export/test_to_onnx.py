@@ -94,6 +94,7 @@ def test_default_output_for_files(model_path, expected):
     assert to_onnx.default_output_path(model_path) == os.path.normpath(expected)
 
 
+@pytest.mark.e2e
 def test_cli_savedmodel_dir_without_output_writes_beside_it(tmp_path):
     """`python -m export.to_onnx student/` -> `student.onnx` next to the dir."""
     model, _, _ = trained_cnn.trained_cnn()

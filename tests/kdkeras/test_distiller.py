@@ -310,6 +310,7 @@ def test_distiller_saves_loads_and_resumes_exactly(tmp_path):
 # -------------------------------------------------------------- distributed
 
 
+@pytest.mark.e2e
 def test_two_replicas_equal_one_replica_in_weights_and_every_metric():
     script = os.path.join(os.path.dirname(__file__), "distributed_equality.py")
     completed = subprocess.run(

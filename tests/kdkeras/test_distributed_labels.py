@@ -15,6 +15,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.e2e
+
 
 def _run(config):
     here = os.path.dirname(__file__)

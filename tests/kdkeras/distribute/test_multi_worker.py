@@ -238,6 +238,7 @@ def _assert_same_weights(out_dir, expected):
         np.testing.assert_allclose(a, b, atol=ATOL)
 
 
+@pytest.mark.e2e
 def test_two_workers_match_single_process_and_only_chief_writes(
     tmp_path, single_process_weights
 ):
@@ -266,6 +267,7 @@ def test_two_workers_match_single_process_and_only_chief_writes(
     assert os.listdir(scratch) == []
 
 
+@pytest.mark.e2e
 def test_single_process_kill_and_resume(tmp_path, single_process_weights):
     out, backup = tmp_path / "out", tmp_path / "backup"
     marker, record = tmp_path / "marker", tmp_path / "record.json"

@@ -123,6 +123,7 @@ _BUILD_STRATEGY = (
 )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case, index, expected",
     [

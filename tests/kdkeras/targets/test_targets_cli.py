@@ -98,6 +98,7 @@ def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
     assert not os.path.exists(folder / "out")
 
 
+@pytest.mark.e2e
 def test_process_exit_codes_and_stale_check(files):
     folder, _, x = files
     base = [
@@ -203,6 +204,7 @@ def test_unreadable_files_exit_2_with_one_line(files, capsys, name, content, wor
     assert not os.path.exists(folder / "out")
 
 
+@pytest.mark.e2e
 def test_the_process_prints_only_its_own_lines(files):
     """No TensorFlow start-up lines before the tool's (no TF_CPP_MIN_LOG_LEVEL
     set here); --help exits 0; a bad flag exits 2; --verbose keeps the logs."""

@@ -22,6 +22,7 @@ HERE = os.path.dirname(__file__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 
 
+@pytest.mark.e2e
 def test_two_workers_write_the_cache_one_process_writes(tmp_path, monkeypatch):
     teacher = distiller_setup.mlp(16, seed=1, classes=10, features=6)
     x = np.random.default_rng(0).standard_normal((53, 6)).astype("float32")
