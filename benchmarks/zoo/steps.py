@@ -32,6 +32,7 @@ CALIBRATION_EXAMPLES = 128
 EPOCHS = 2
 BATCH_SIZE = 32
 MAX_REASON = 160
+BATCH_NORM_MOMENTUM = 0.9
 # Refusals the zoo accepts as documented limitations (substring -> why).
 ALLOWED_REFUSALS = {
     "expected exactly one of each": (
@@ -93,6 +94,23 @@ def _rows(x, start, stop):
     return x[start:stop]
 
 
+def _brief_training_ready(model):
+    """Batch-norm moving statistics that follow a brief training (momentum <= 0.9).
+
+    keras.applications use momentum 0.99-0.999: after the few dozen steps of
+    the zoo's training, the moving mean and variance are still near their
+    initial values and the model predicts one class at inference. A lower
+    momentum is a training setting (saved with the model), not a change of
+    architecture.
+    """
+    import keras
+
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, BATCH_NORM_MOMENTUM)
+    return model
+
+
 def _accuracy(model, x, y):
     logits = np.asarray(model.predict(x, batch_size=64, verbose=0))
     return float(np.mean(logits.argmax(-1) == y))
@@ -141,7 +159,7 @@ def run_row(
             cells[name] = "ok"
 
     def train():
-        model = architecture.build(0)
+        model = _brief_training_ready(architecture.build(0))
         model.compile(
             keras.optimizers.Adam(1e-3),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -155,7 +173,8 @@ def run_row(
 
     def distil():
         build = architecture.build_student or architecture.build
-        distiller = kdkeras.Distiller(student=build(1), teacher=state["teacher"])
+        student = _brief_training_ready(build(1))
+        distiller = kdkeras.Distiller(student=student, teacher=state["teacher"])
         distiller.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=0.1)
         distiller.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["student"] = distiller.student
