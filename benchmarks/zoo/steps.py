@@ -255,7 +255,9 @@ def run_row(
         if completed.returncode != 0:
             lines = [line for line in completed.stderr.splitlines() if line.strip()]
             reason = lines[-1] if lines else f"exit status {completed.returncode}"
-            raise RuntimeError(reason.replace("export.report: error: ", ""))
+            reason = reason.replace("export.report: error: ", "")
+            # The row's scratch folder is no part of the reason.
+            raise RuntimeError(reason.replace(folder + os.sep, ""))
 
     step("train", train)
     step("distil", distil, needs=("train",))
