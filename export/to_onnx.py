@@ -2,10 +2,12 @@
 
 `tf2onnx.convert.from_keras` targets Keras 2 objects; Keras 3 models are
 converted from their serving `tf.function` (`export.to_savedmodel.
-serving_function`) with `tf2onnx.convert.from_function`, tf2onnx's graph
-optimisers on (its default: transposes folded, BatchNormalization fused into
-convolutions, identities removed). The graph has one input `inputs` and one
-output `logits`, both with a symbolic batch dimension `batch`.
+serving_function`), frozen first (`frozen_graph`: variables and captured
+tensors become constants, nested calls are made inlinable), then converted with
+`tf2onnx.convert.from_graph_def`, tf2onnx's graph optimisers on (its default:
+transposes folded, BatchNormalization fused into convolutions, identities
+removed). The graph has one input `inputs` and one output `logits`, both with a
+symbolic batch dimension `batch`.
 
 The result is checked under ONNX Runtime with full graph optimisation, on
 `CUDAExecutionProvider` when onnxruntime-gpu provides it, else on
@@ -159,8 +161,79 @@ def convert_saved_model(saved_model_dir, output_path, opset=None):
         handle.write(model_proto.SerializeToString())
 
 
+# Attributes that keep TensorFlow's function inliner away from a call: Keras
+# compiles grouped convolutions with XLA on CPU (`@tf.function(jit_compile=True)`
+# in its TensorFlow backend), which marks the call `_XlaMustCompile` and
+# `_noinline`; left as a call, tf2onnx emits an unknown `StatefulPartitionedCall`.
+NOINLINE_ATTRIBUTES = ("_noinline", "_XlaMustCompile", "_XlaCompile", "_XlaScope")
+
+
+def frozen_graph(function):
+    """The inference graph of a serving `tf.function`, variables made constants.
+
+    Variables and captured tensors (a `keras.layers.Normalization`'s mean and
+    variance are captured eager tensors, not variables) become `Const` nodes,
+    so the graph's only inputs are the function's own: given the traced
+    function, tf2onnx lists every non-resource input, captures included, as a
+    graph input that nobody feeds. Nested calls are made inlinable
+    (`NOINLINE_ATTRIBUTES` removed) for the inlining tf2onnx's Grappler pass
+    does.
+
+    Args:
+        function: A `tf.function` with an `input_signature`.
+
+    Returns:
+        `(graph_def, input_names, output_names, tensors_to_rename)`: the frozen
+        `GraphDef`, its input and output tensor names, and the map from those
+        names to the signature's (`inputs`, `logits`, ...).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants
+
+    concrete = function.get_concrete_function(*function.input_signature)
+    frozen = convert_to_constants.convert_variables_to_constants_v2(
+        concrete, lower_control_flow=False, aggressive_inlining=True
+    )
+    graph_def = frozen.graph.as_graph_def(add_shapes=True)
+    _allow_inlining(graph_def)
+    input_names = [tensor.name for tensor in frozen.inputs]
+    output_names = [tensor.name for tensor in frozen.outputs]
+    specs = [
+        spec
+        for spec in tf.nest.flatten(concrete.structured_input_signature)
+        if isinstance(spec, tf.TensorSpec)
+    ]
+    renames = {
+        name: spec.name
+        for name, spec in zip(input_names, specs, strict=True)
+        if spec.name
+    }
+    outputs = concrete.structured_outputs
+    if isinstance(outputs, dict):
+        renames.update({tensor.name: key for key, tensor in outputs.items()})
+    return graph_def, input_names, output_names, renames
+
+
+def _allow_inlining(graph_def):
+    """Removes `NOINLINE_ATTRIBUTES` from every call and function of `graph_def`."""
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        for name in NOINLINE_ATTRIBUTES:
+            if name in function.attr:
+                del function.attr[name]
+        nodes.extend(function.node_def)
+    for node in nodes:
+        for name in NOINLINE_ATTRIBUTES:
+            if name in node.attr:
+                del node.attr[name]
+
+
 def convert_function(function, opset=None):
     """tf2onnx on a serving `tf.function`: an optimised `onnx.ModelProto`.
+
+    The function is frozen first (`frozen_graph`), then converted with
+    `tf2onnx.convert.from_graph_def`; the ONNX graph keeps the signature's
+    input and output names.
 
     Raises:
         export.pipeline.ConversionError: tf2onnx fails, or leaves ops it
@@ -170,11 +243,15 @@ def convert_function(function, opset=None):
     import tf2onnx
 
     try:
-        model_proto, _ = tf2onnx.convert.from_function(
-            function,
-            input_signature=function.input_signature,
+        graph_def, input_names, output_names, renames = frozen_graph(function)
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            name=getattr(function, "__name__", None),
+            input_names=input_names,
+            output_names=output_names,
             opset=opset,
             custom_op_handlers=CUSTOM_OP_HANDLERS,
+            tensors_to_rename=renames,
         )
     except Exception as error:
         first = next(

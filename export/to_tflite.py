@@ -21,6 +21,12 @@ Quantisation modes (`quantize`):
              converted with `TFLiteConverter.from_keras_model` and checked
              against the quantization-aware model itself.
 
+With `int8` and `float_fallback="auto"` (`--float-fallback=auto`), a model
+whose full int8 conversion fails its checks is converted again with the fewest
+layers kept in float that make it pass, found from the per-layer quantisation
+errors (`export.float_fallback`); the sidecar records the layers and their
+cost in size and latency against full int8.
+
 Quantised models are checked by top-1 agreement with Keras on held-out
 inputs (thresholds in `export.verify.MIN_TOP1_AGREEMENT`), never on the
 calibration batch alone, and by their relative error
@@ -56,6 +62,7 @@ import tempfile
 
 import numpy as np
 
+from export import float_fallback as fallback
 from export import inputs
 from export import loading
 from export import pipeline
@@ -227,13 +234,16 @@ def tensor_types(path):
     return found, io
 
 
-def check_tensor_types(path, quantize, int8_io=False):
+def check_tensor_types(path, quantize, int8_io=False, float_ops=0):
     """Raises `ConversionError` unless the file's tensor types match `quantize`.
 
     Args:
         path: The written `.tflite` file.
         quantize: The mode claimed (one of `QUANTIZE_MODES`).
         int8_io: Whether int8 input and output tensors are claimed.
+        float_ops: With `int8`, how many weighted ops may be left in float
+            (the layers an int8 float fallback keeps in float); at least one
+            must hold int8.
 
     Returns:
         A summary for the sidecar: `{"kernels": {dtype: count},
@@ -255,6 +265,14 @@ def check_tensor_types(path, quantize, int8_io=False):
         "qat": "int8",
     }[quantize]
     wrong = []
+    if quantize == "int8" and float_ops:
+        kept = [
+            i
+            for i, op in enumerate(ops)
+            if op["kernel"] != "int8" or op["activation"] != "int8"
+        ][:float_ops]
+        if len(kept) < len(ops):
+            ops = [op for i, op in enumerate(ops) if i not in kept]
     for op in ops:
         kernel_ok = op["kernel"] == expected_kernel or (
             quantize == "dynamic"
@@ -360,6 +378,7 @@ def export_tflite(
     seed=0,
     min_agreement=None,
     unsafe=False,
+    float_fallback="none",
 ):
     """Exports `model` as a verified `.tflite` file.
 
@@ -379,14 +398,21 @@ def export_tflite(
         seed: Seed of the random parity inputs.
         min_agreement: Override the top-1 agreement threshold.
         unsafe: Allow Lambda layers when loading a `.keras` path.
+        float_fallback: With `int8`: `"none"` (full int8 or nothing) or
+            `"auto"`: when full int8 fails its checks, keep the fewest layers
+            in float that make it pass (`export.float_fallback`; the layers
+            and their cost in size and latency go to the sidecar's
+            `options.float_fallback` and the summary line).
 
     Returns:
         An `export.pipeline.ExportResult`; sidecar `<output_path>.json`.
 
     Raises:
         ValueError: unknown `quantize`, int8 without representative data,
-            `int8_io` without int8, or an unconvertible op.
-        export.verify.ParityError: the model does not match Keras.
+            `int8_io` without int8, `float_fallback` without int8, or an
+            unconvertible op.
+        export.verify.ParityError: the model does not match Keras (with
+            `float_fallback="auto"`: not even with every layer in float).
 
     Example:
 
@@ -430,6 +456,7 @@ def export_tflite(
             "`--int8-io` must come with --quantize=int8. "
             f"Received: --quantize={quantize}"
         )
+    fallback.check_float_fallback(float_fallback, quantize, int8_io)
     if quantization_aware:  # A tf_keras model: used as it is.
         pipeline.check_destination(output_path, overwrite)
         loading.check_single_input_output(model)
@@ -473,29 +500,48 @@ def export_tflite(
             "tensor_types": types,
         }
 
-    return pipeline.export_artifact(
+    options = {
+        "quantize": quantize,
+        "int8_io": bool(int8_io),
+        "representative_data": representative_source,
+        "calibration_samples": (
+            min(len(representative), MAX_CALIBRATION_SAMPLES)
+            if quantize == "int8"
+            else None
+        ),
+        "delegate": "XNNPACK (LiteRT default)",
+    }
+    if float_fallback == "auto":
+        options["float_fallback"] = {"mode": "auto", "float_layers": []}
+    try:
+        return pipeline.export_artifact(
+            model,
+            output_path,
+            "tflite",
+            write,
+            quantize=quantize,
+            options=options,
+            overwrite=overwrite,
+            labelled_data=labelled_data,
+            seed=seed,
+            min_agreement=min_agreement,
+            source=source,
+            calibration_inputs=representative,
+        )
+    except verify.ParityError:
+        if float_fallback != "auto":
+            raise
+    return fallback.export_with_fallback(
         model,
         output_path,
-        "tflite",
-        write,
-        quantize=quantize,
-        options={
-            "quantize": quantize,
-            "int8_io": bool(int8_io),
-            "representative_data": representative_source,
-            "calibration_samples": (
-                min(len(representative), MAX_CALIBRATION_SAMPLES)
-                if quantize == "int8"
-                else None
-            ),
-            "delegate": "XNNPACK (LiteRT default)",
-        },
+        representative[:MAX_CALIBRATION_SAMPLES],
+        options=options,
         overwrite=overwrite,
         labelled_data=labelled_data,
         seed=seed,
         min_agreement=min_agreement,
         source=source,
-        calibration_inputs=representative,
+        calibration_inputs_for_check=representative,
     )
 
 
@@ -516,6 +562,14 @@ def main(argv=None):
     flags.DEFINE_boolean(
         "int8-io", False, "With --quantize=int8: int8 input and output tensors."
     )
+    flags.DEFINE_string(
+        "float-fallback",
+        "none",
+        "With --quantize=int8: none|auto. auto: when full int8 fails its "
+        "checks, keep the fewest layers in float (worst quantisation error "
+        "first) that make it pass; the layers and their size and latency cost "
+        "are printed and recorded in the sidecar.",
+    )
     flags.DEFINE_float(
         "min-agreement",
         None,
@@ -533,6 +587,7 @@ def main(argv=None):
             "representative_data": cli.flag_value("representative-data"),
             "int8_io": cli.flag_value("int8-io"),
             "min_agreement": cli.flag_value("min-agreement"),
+            "float_fallback": cli.flag_value("float-fallback"),
         },
     )
 

@@ -204,6 +204,7 @@ def build_report(
                     artifacts,
                     calibration,
                     (x, y) if labelled else None,
+                    budget=budget,
                 )
             )
     # The converters' child (one TensorFlow import for every conversion) is not

@@ -27,8 +27,6 @@ import contextlib
 import csv
 import io
 import math
-import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -55,23 +53,84 @@ def rmse_over_scale(float_values, quantized_values, scale, zero_point):
     return float(error / scale) if scale else math.inf
 
 
-def int8_converter(model, saved_model_dir, inputs):
-    """An int8 `TFLiteConverter` for `model`, calibrated on `inputs` (as to_tflite)."""
-    import tensorflow as tf
+class _Samples:
+    """A representative dataset of one-example batches; `limit` caps the samples."""
 
-    to_savedmodel.write_savedmodel(model, saved_model_dir)
-    converter = tf.lite.TFLiteConverter.from_saved_model(
-        saved_model_dir, signature_keys=["serving_default"]
-    )
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    def __init__(self, inputs):
+        self.inputs = inputs
+        self.limit = len(inputs)
 
-    def representative_dataset():
-        for i in range(len(inputs)):
-            yield [inputs[i : i + 1]]
+    def __call__(self):
+        for i in range(min(self.limit, len(self.inputs))):
+            yield [self.inputs[i : i + 1]]
 
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter, representative_dataset
+
+class CalibratedInt8:
+    """One int8 calibration of a model, quantised again with any layers in float.
+
+    The model is calibrated once on `inputs` (as `export.to_tflite` does, from
+    its scratch SavedModel) by LiteRT's `QuantizationDebugger`; `layer_errors`
+    measures every quantised op against its float value, and `quantize` returns
+    the int8 flatbuffer with the given layers kept in float (`denylisted_nodes`),
+    re-quantising the calibrated model without calibrating again.
+
+    Args:
+        model: The Keras model.
+        inputs: float32 calibration inputs (all of them calibrate).
+    """
+
+    def __init__(self, model, inputs):
+        import tensorflow as tf
+
+        self.inputs = np.ascontiguousarray(inputs, np.float32)
+        self.dataset = _Samples(self.inputs)
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            to_savedmodel.scratch_savedmodel(model), signature_keys=["serving_default"]
+        )
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = self.dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            layer_direct_compare_metrics={"rmse_over_scale": rmse_over_scale}
+        )
+        with debugger_warnings_silenced():
+            self.debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=self.dataset, debug_options=options
+            )
+
+    def layer_errors(self, samples=MAX_DEBUG_SAMPLES):
+        """Per-layer errors on the first `samples` inputs, worst first.
+
+        Returns:
+            The rows of `layer_quantization_errors`.
+        """
+        self.dataset.limit = samples
+        try:
+            with debugger_warnings_silenced():
+                self.debugger.run()
+        finally:
+            self.dataset.limit = len(self.inputs)
+        dump = io.StringIO()
+        self.debugger.layer_statistics_dump(dump)
+        return _rows(dump.getvalue())
+
+    def quantize(self, float_layers=()):
+        """The int8 `.tflite` bytes with `float_layers` (tensor names) in float."""
+        import tensorflow as tf
+
+        options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=list(float_layers)
+        )
+        with debugger_warnings_silenced():
+            try:
+                self.debugger.options = options
+            except ValueError:
+                # With every quantised op in float, the debug model has nothing
+                # to verify and the setter refuses to rebuild its statistics,
+                # after having taken the options (all the quantisation needs).
+                if self.debugger.options is not options:
+                    raise
+            return self.debugger.get_nondebug_quantized_model()
 
 
 def layer_quantization_errors(model, inputs):
@@ -86,25 +145,13 @@ def layer_quantization_errors(model, inputs):
         "max_abs_error", "mean_squared_error", "scale"}`, sorted by
         `rmse_over_scale`, largest first.
     """
-    import tensorflow as tf
+    return CalibratedInt8(model, inputs[:MAX_DEBUG_SAMPLES]).layer_errors()
 
-    inputs = np.ascontiguousarray(inputs[:MAX_DEBUG_SAMPLES], np.float32)
-    with tempfile.TemporaryDirectory(prefix="kdkeras-qdebug-") as scratch:
-        converter, dataset = int8_converter(
-            model, os.path.join(scratch, "saved"), inputs
-        )
-        options = tf.lite.experimental.QuantizationDebugOptions(
-            layer_direct_compare_metrics={"rmse_over_scale": rmse_over_scale}
-        )
-        with debugger_warnings_silenced():
-            debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=dataset, debug_options=options
-            )
-            debugger.run()
-        dump = io.StringIO()
-        debugger.layer_statistics_dump(dump)
+
+def _rows(dump):
+    """The debugger's CSV layer statistics as dicts, worst `rmse_over_scale` first."""
     rows = []
-    for record in csv.DictReader(io.StringIO(dump.getvalue())):
+    for record in csv.DictReader(io.StringIO(dump)):
         rows.append(
             {
                 "layer": record["tensor_name"],
@@ -142,23 +189,11 @@ def export_selective_int8(
     Returns:
         An `export.pipeline.ExportResult`.
     """
-    import tensorflow as tf
-
-    inputs = np.ascontiguousarray(inputs, np.float32)
+    pipeline.check_destination(output_path, overwrite)
+    calibrated = CalibratedInt8(model, inputs)
+    flatbuffer = calibrated.quantize(float_layers)
 
     def write(path):
-        with tempfile.TemporaryDirectory(prefix="kdkeras-qdebug-") as scratch:
-            converter, dataset = int8_converter(
-                model, os.path.join(scratch, "saved"), inputs
-            )
-            options = tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_nodes=list(float_layers)
-            )
-            with debugger_warnings_silenced():
-                debugger = tf.lite.experimental.QuantizationDebugger(
-                    converter=converter, debug_dataset=dataset, debug_options=options
-                )
-                flatbuffer = debugger.get_nondebug_quantized_model()
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
         runtime = runtimes.TFLiteRuntime(path)
@@ -177,7 +212,7 @@ def export_selective_int8(
             "quantize": "int8",
             "selective": True,
             "float_layers": list(float_layers),
-            "calibration_samples": int(len(inputs)),
+            "calibration_samples": int(len(calibrated.inputs)),
             "tool": "tf.lite.experimental.QuantizationDebugger (denylisted_nodes)",
         },
         overwrite=overwrite,

@@ -155,8 +155,9 @@ def variant_tables(report):
                 rows,
                 "LiteRT's QuantizationDebugger on the calibration inputs: each quantised op's "
                 "output against its float value; RMSE in units of the quantisation scale (about "
-                "0.29 is rounding alone). The variant `tflite_int8_selective` keeps the worst "
-                "layers in float and is measured with the others.",
+                "0.29 is rounding alone). The variant `tflite_int8_selective` keeps the fewest "
+                "layers in float that pass (export.float_fallback) and is measured with the "
+                "others.",
             )
         )
     release = report.get("release")

@@ -4,9 +4,9 @@ Each candidate student is exported to the float formats and to the quantised
 `VARIANTS` (TFLite float16 / dynamic-range / int8, ONNX int8 from
 `export.quantize_onnx`) through the verifying converters (`exported_entry`); an
 int8 variant that misses the accuracy limits gets its per-layer quantisation
-error and a selective variant keeping the worst layers in float
-(`selective_entry`). Inputs are checked against every model first
-(`check_data_shapes`).
+error and a selective variant keeping the fewest layers in float that pass
+(`selective_entry`, the search of `export.float_fallback`). Inputs are checked
+against every model first (`check_data_shapes`).
 """
 
 import hashlib
@@ -151,10 +151,6 @@ def artifact_path(directory, model_name, fmt, quantize="none"):
     )
 
 
-# Layers kept in float by the selective int8 variant: the worst by quantisation error.
-SELECTIVE_FLOAT_LAYERS = 2
-
-
 def int8_misses(entry, budget):
     """Whether an int8 variant failed its parity check or misses the accuracy limits.
 
@@ -173,13 +169,17 @@ def int8_misses(entry, budget):
     return "max_accuracy_drop" in budget and not drop <= budget["max_accuracy_drop"]
 
 
-def selective_entry(int8_entry, model, artifacts, calibration, labelled):
-    """Per-layer quantisation error of an int8 variant, and the selective variant.
+def selective_entry(int8_entry, model, artifacts, calibration, labelled, budget=None):
+    """Per-layer quantisation error of an int8 variant, and its float fallback.
 
-    Sets `int8_entry["layer_errors"]` (worst first, `export.report.layer_errors`) and
-    returns the entry of `tflite_int8_selective`: int8 with the worst
-    `SELECTIVE_FLOAT_LAYERS` layers kept in float, verified like every variant.
+    Sets `int8_entry["layer_errors"]` (worst first, `export.report.layer_errors`)
+    and returns the entry of `tflite_int8_selective`: int8 with the fewest layers
+    kept in float that pass the converter's checks and, with a `budget`, its
+    accuracy limits (`int8_misses`) -- the search of `export.to_tflite
+    --float-fallback=auto` (`export.float_fallback`), verified like every
+    variant; its sidecar records the layers and their size and latency cost.
     """
+    from export import float_fallback
     from export.report import layer_errors
     from export.verify import ParityError
 
@@ -194,17 +194,23 @@ def selective_entry(int8_entry, model, artifacts, calibration, labelled):
         "quantize": "int8",
     }
     entry["lineage"] = dict(int8_entry["lineage"])
+
+    def within_budget(report):
+        return not int8_misses({"error": None, "export": {"parity": report}}, budget)
+
     try:
-        errors = layer_errors.layer_quantization_errors(model, calibration["inputs"])
-        int8_entry["layer_errors"] = errors
-        float_layers = [row["layer"] for row in errors[:SELECTIVE_FLOAT_LAYERS]]
+        int8_entry["layer_errors"] = layer_errors.layer_quantization_errors(
+            model, calibration["inputs"]
+        )
         entry["artifact"] = os.path.join(artifacts, f"{name}_int8_selective.tflite")
-        result = layer_errors.export_selective_int8(
+        result = float_fallback.export_with_fallback(
             model,
             entry["artifact"],
             calibration["inputs"],
-            float_layers,
+            options={"selective": True},
+            overwrite=True,
             labelled_data=labelled,
+            accept=within_budget if budget is not None else None,
         )
         entry["export"] = {
             "sidecar_path": result.sidecar_path,
@@ -213,9 +219,13 @@ def selective_entry(int8_entry, model, artifacts, calibration, labelled):
             "versions": result.sidecar.get("versions"),
             "sidecar_sha256": file_digest(result.sidecar_path),
         }
+        record = result.sidecar["options"]["float_fallback"]
+        entry["float_fallback"] = record
         entry["lineage"]["converter"] += " + QuantizationDebugger(denylisted_nodes)"
         entry["lineage"]["settings"] = dict(
-            entry["lineage"]["settings"], float_layers=float_layers
+            entry["lineage"]["settings"],
+            float_layers=record["float_layers"],
+            float_fallback=float_fallback.SEARCH,
         )
         entry["sha256"] = file_digest(entry["artifact"])
     except ParityError as error:

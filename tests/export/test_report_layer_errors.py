@@ -7,6 +7,7 @@ from export import runtimes
 from export.report import budgets
 from export.report import layer_errors
 from export.report import variants
+from tests.export import outlier_model
 from tests.export.tiny_mlp import tiny_mlp
 
 
@@ -53,8 +54,9 @@ def test_selective_variant_keeps_the_named_layers_in_float_and_is_verified(
     assert "int8" in dtypes.values()  # the rest is quantised
 
 
-def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
-    model, calibration, labelled = data
+def test_selective_entry_keeps_the_fewest_layers_that_pass(tmp_path):
+    model = outlier_model.outlier_model()
+    calibration = outlier_model.inputs(seed=1, count=200)
     int8 = {
         "model": "student",
         "role": "student",
@@ -66,21 +68,50 @@ def test_selective_entry_is_built_when_int8_misses(data, tmp_path):
     calibration_record = {
         "inputs": calibration,
         "source": "array",
-        "samples": 80,
+        "samples": 200,
         "digest": "d",
     }
     entry = variants.selective_entry(
-        int8, model, str(tmp_path), calibration_record, labelled
+        int8, model, str(tmp_path), calibration_record, None
     )
     assert entry["error"] is None, entry["error"]
     assert entry["variant"] == "tflite_int8_selective" and entry["quantize"] == "int8"
-    assert (
-        int8["layer_errors"][0]["layer"] in entry["lineage"]["settings"]["float_layers"]
+    assert int8["layer_errors"]  # the per-layer table of the report
+    record = entry["float_fallback"]
+    assert 1 <= len(record["float_layers"]) < record["quantised_layers"]
+    assert entry["lineage"]["settings"]["float_layers"] == record["float_layers"]
+    assert entry["export"]["parity"]["top1_agreement"] >= 0.97
+    assert not record["full_int8"]["passed"]
+
+
+def test_selective_entry_honours_the_budget(tmp_path):
+    """A budget no int8 variant can meet (labels Keras always misses): refused."""
+    model = outlier_model.outlier_model()
+    x = outlier_model.inputs(seed=3, count=120)
+    y = (np.asarray(model(x, training=False)).argmax(1) + 1) % outlier_model.CLASSES
+    int8 = {
+        "model": "student",
+        "role": "student",
+        "variant": "tflite_int8",
+        "rejected": True,
+        "error": "ParityError: x",
+        "lineage": variants.lineage("student", "tflite", "int8", "s.keras", None, None),
+    }
+    calibration_record = {
+        "inputs": outlier_model.inputs(seed=1, count=200),
+        "source": "array",
+        "samples": 200,
+        "digest": "d",
+    }
+    entry = variants.selective_entry(
+        int8,
+        model,
+        str(tmp_path),
+        calibration_record,
+        (x, y),
+        budget=budgets.parse_budget({"min_accuracy": 0.5}),
     )
-    assert (
-        len(entry["lineage"]["settings"]["float_layers"])
-        == variants.SELECTIVE_FLOAT_LAYERS
-    )
+    assert entry["rejected"] and "kept in float" in entry["error"]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,290 @@
+"""The architectures of the model zoo check, at a small width, with their data.
+
+Each entry builds a fresh, untrained model (weights=None, 10 classes, logits
+out) and draws synthetic *learnable* data for it: images are a class
+prototype (a smooth random pattern) plus noise, so a few epochs reach well
+above chance; token sequences carry their class in which marker tokens they
+hold. Nothing is downloaded (no pretrained weights, no presets).
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+IMAGE_SHAPE = (32, 32, 3)
+CLASSES = 10
+SEQUENCE_LENGTH = 16
+VOCABULARY = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One row of the zoo.
+
+    Attributes:
+        name: Row name (`--models`).
+        build: `seed -> keras.Model` (the teacher's and the student's builder).
+        data: `(seed, count) -> (x, y)`; `x` an array or a dict of arrays.
+        description: How it is built, for the matrix's legend.
+        build_student: Optional builder of a smaller student (default `build`).
+    """
+
+    name: str
+    build: object
+    data: object
+    description: str
+    build_student: object = None
+
+
+def _head():
+    return {
+        "input_shape": IMAGE_SHAPE,
+        "classes": CLASSES,
+        "weights": None,
+        "classifier_activation": None,
+    }
+
+
+def _application(constructor, **kwargs):
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        return getattr(keras.applications, constructor)(**_head(), **kwargs)
+
+    return build
+
+
+def _efficientnet_small(seed):
+    from keras.src.applications import efficientnet
+
+    keras.utils.set_random_seed(seed)
+    return efficientnet.EfficientNet(
+        width_coefficient=0.1,
+        depth_coefficient=0.1,
+        default_size=32,
+        name="efficientnet_w01",
+        **_head(),
+    )
+
+
+def _convnext_small(seed):
+    from keras.src.applications import convnext
+
+    keras.utils.set_random_seed(seed)
+    return convnext.ConvNeXt(
+        depths=[1, 1, 1, 1],
+        projection_dims=[8, 16, 32, 64],
+        default_size=32,
+        name="convnext_d1",
+        **_head(),
+    )
+
+
+def image_data(seed, count):
+    """Learnable images in [0, 255]: a class prototype plus noise; labels."""
+    prototypes = np.random.default_rng(1234).uniform(0, 255, (CLASSES, 4, 4, 3))
+    prototypes = prototypes.repeat(8, axis=1).repeat(8, axis=2)  # smooth, 32x32
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, count)
+    x = 0.6 * prototypes[y] + rng.uniform(0, 0.4 * 255, (count, *IMAGE_SHAPE))
+    return x.astype(np.float32), y.astype(np.int32)
+
+
+@keras.saving.register_keras_serializable(package="kdkeras_zoo")
+class SubclassedCNN(keras.Model):
+    """A subclassed model: convolution, pooling, dense head (logits)."""
+
+    def __init__(self, filters=8, classes=CLASSES, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.classes = filters, classes
+        self.scale = keras.layers.Rescaling(1 / 255)
+        self.conv = keras.layers.Conv2D(filters, 3, activation="relu")
+        self.norm = keras.layers.BatchNormalization()
+        self.pool = keras.layers.GlobalAveragePooling2D()
+        self.head = keras.layers.Dense(classes)
+
+    def call(self, inputs, training=False):
+        x = self.norm(self.conv(self.scale(inputs)), training=training)
+        return self.head(self.pool(x))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "classes": self.classes,
+        }
+
+
+def _subclassed(seed):
+    keras.utils.set_random_seed(seed)
+    model = SubclassedCNN(name="subclassed_cnn")
+    model(np.zeros((1, *IMAGE_SHAPE), np.float32))  # built, with known inputs
+    return model
+
+
+def _two_input(seed):
+    keras.utils.set_random_seed(seed)
+    image = keras.Input(IMAGE_SHAPE, name="image")
+    extra = keras.Input((8,), name="extra")
+    x = keras.layers.Rescaling(1 / 255)(image)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Concatenate()([x, keras.layers.Dense(8, "relu")(extra)])
+    return keras.Model(
+        {"image": image, "extra": extra},
+        keras.layers.Dense(CLASSES)(x),
+        name="two_input",
+    )
+
+
+def two_input_data(seed, count):
+    """Images as `image_data`, plus an 8-vector that also carries the class."""
+    x, y = image_data(seed, count)
+    rng = np.random.default_rng(seed + 1)
+    extra = rng.normal(0, 1, (count, 8)).astype(np.float32)
+    extra[:, 0] += (y % 4).astype(np.float32)
+    return {"image": x, "extra": extra}, y
+
+
+def _bert(num_layers):
+    def build(seed):
+        import keras_hub
+
+        keras.utils.set_random_seed(seed)
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=VOCABULARY,
+            num_layers=num_layers,
+            num_heads=2,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=SEQUENCE_LENGTH,
+            dropout=0.0,
+        )
+        return keras_hub.models.BertTextClassifier(
+            backbone, num_classes=CLASSES, preprocessor=None, activation=None
+        )
+
+    return build
+
+
+def text_data(seed, count):
+    """BERT inputs whose class is the marker token (1..10) they hold; labels."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, count)
+    lengths = rng.integers(SEQUENCE_LENGTH // 2, SEQUENCE_LENGTH + 1, count)
+    token_ids = rng.integers(CLASSES + 1, VOCABULARY, (count, SEQUENCE_LENGTH))
+    positions = rng.integers(1, SEQUENCE_LENGTH // 2, count)
+    token_ids[np.arange(count), positions] = y + 1
+    padding_mask = np.arange(SEQUENCE_LENGTH)[None, :] < lengths[:, None]
+    token_ids = np.where(padding_mask, token_ids, 0)
+    x = {
+        "token_ids": token_ids.astype(np.int32),
+        "segment_ids": np.zeros_like(token_ids, dtype=np.int32),
+        "padding_mask": padding_mask,
+    }
+    return x, y.astype(np.int32)
+
+
+ARCHITECTURES = {
+    a.name: a
+    for a in (
+        Architecture(
+            "mobilenet_a025",
+            _application("MobileNet", alpha=0.25),
+            image_data,
+            "keras.applications.MobileNet(alpha=0.25)",
+        ),
+        Architecture(
+            "mobilenet_v2_a035",
+            _application("MobileNetV2", alpha=0.35),
+            image_data,
+            "keras.applications.MobileNetV2(alpha=0.35)",
+        ),
+        Architecture(
+            "mobilenet_v3_small_a075",
+            _application("MobileNetV3Small", alpha=0.75),
+            image_data,
+            "keras.applications.MobileNetV3Small(alpha=0.75)",
+        ),
+        Architecture(
+            "efficientnet_b0",
+            _application("EfficientNetB0"),
+            image_data,
+            "keras.applications.EfficientNetB0",
+        ),
+        Architecture(
+            "efficientnet_v2_b0",
+            _application("EfficientNetV2B0"),
+            image_data,
+            "keras.applications.EfficientNetV2B0",
+        ),
+        Architecture(
+            "resnet50",
+            _application("ResNet50"),
+            image_data,
+            "keras.applications.ResNet50",
+        ),
+        Architecture(
+            "densenet121",
+            _application("DenseNet121"),
+            image_data,
+            "keras.applications.DenseNet121",
+        ),
+        Architecture(
+            "convnext_tiny",
+            _application("ConvNeXtTiny"),
+            image_data,
+            "keras.applications.ConvNeXtTiny",
+        ),
+        Architecture(
+            "efficientnet_w01",
+            _efficientnet_small,
+            image_data,
+            "the EfficientNet family (B0 blocks) at width 0.1, depth 0.1 "
+            "(keras.src.applications.efficientnet.EfficientNet)",
+        ),
+        Architecture(
+            "convnext_d1",
+            _convnext_small,
+            image_data,
+            "the ConvNeXt family, one block per stage, widths 8-64 "
+            "(keras.src.applications.convnext.ConvNeXt)",
+        ),
+        Architecture(
+            "bert_4to1",
+            _bert(4),
+            text_data,
+            "keras_hub BertTextClassifier from a config (hidden 16, 2 heads, "
+            "vocabulary 64, length 16): 4-layer teacher, 1-layer student",
+            build_student=_bert(1),
+        ),
+        Architecture(
+            "subclassed",
+            _subclassed,
+            image_data,
+            "a keras.Model subclass (conv, batch norm, pooling, dense)",
+        ),
+        Architecture(
+            "two_input",
+            _two_input,
+            two_input_data,
+            "a functional model with an image and an 8-vector input (dict)",
+        ),
+    )
+}
+# The fast subset CI runs: the smallest width of three families, and BERT.
+CI_SUBSET = ("mobilenet_a025", "efficientnet_w01", "convnext_d1", "bert_4to1")
+# The issue's matrix (the default of `python -m benchmarks.zoo`).
+DEFAULT_MODELS = (
+    "mobilenet_a025",
+    "mobilenet_v2_a035",
+    "mobilenet_v3_small_a075",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+    "resnet50",
+    "densenet121",
+    "convnext_tiny",
+    "bert_4to1",
+    "subclassed",
+    "two_input",
+)

@@ -1,0 +1,149 @@
+"""benchmarks.zoo: the architecture x step matrix, its data and its CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import zoo
+from benchmarks.zoo import architectures
+from benchmarks.zoo import matrix
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_issue_matrix_and_ci_subset_are_known_architectures():
+    for name in architectures.DEFAULT_MODELS + architectures.CI_SUBSET:
+        assert name in zoo.ARCHITECTURES
+    assert "bert_4to1" in architectures.CI_SUBSET
+
+
+@pytest.mark.parametrize("models", [["resnet5O"], [], ["mobilenet_a025", "x" * 500]])
+def test_unknown_models_are_refused_in_one_bounded_line(models):
+    with pytest.raises(ValueError, match="`--models` must be") as raised:
+        matrix.check_models(models)
+    assert len(str(raised.value)) < 600 and "\n" not in str(raised.value)
+
+
+def test_image_data_is_learnable():
+    """A nearest-class-mean classifier fitted on one draw scores on another."""
+    x, y = architectures.image_data(seed=0, count=400)
+    assert x.shape == (400, 32, 32, 3) and 0 <= x.min() and x.max() <= 255
+    means = np.stack([x[y == c].mean(0) for c in range(architectures.CLASSES)])
+    x_new, y_new = architectures.image_data(seed=9, count=200)
+    distances = ((x_new[:, None] - means[None]) ** 2).sum(axis=(2, 3, 4))
+    assert np.mean(distances.argmin(1) == y_new) > 0.9
+
+
+def test_text_data_carries_its_class_in_a_marker_token():
+    x, y = architectures.text_data(seed=0, count=50)
+    assert set(x) == {"token_ids", "segment_ids", "padding_mask"}
+    for tokens, mask, label in zip(x["token_ids"], x["padding_mask"], y, strict=True):
+        assert label + 1 in tokens[mask]
+        assert not np.any(tokens[~mask])
+
+
+@pytest.mark.parametrize(
+    "cells, allowed",
+    [
+        ({"a": "ok", "b": "ok"}, True),
+        (
+            {
+                "a": "ValueError: the model has 3 inputs and 1 outputs; expected exactly one of each"
+            },
+            True,
+        ),
+        ({"a": "ValueError: boom", "b": "not run: a failed"}, False),
+        (
+            {"a": "ValueError: expected exactly one of each", "b": "not run: a failed"},
+            True,
+        ),
+    ],
+)
+def test_allowed_cells(cells, allowed):
+    assert all(zoo.is_allowed(c, cells) for c in cells.values()) is allowed
+
+
+def test_section_replaces_its_own_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# B\n\n## Before\n\nkept 1\n\n## After\n\nkept 2\n")
+    result = {
+        "rows": {
+            "mobilenet_a025": {
+                "cells": dict.fromkeys(zoo.STEPS, "ok"),
+                "notes": ["n"],
+                "seconds": 3.0,
+            }
+        }
+    }
+    section = matrix.render_matrix(result, "python -m benchmarks.zoo --models=x")
+    matrix.write_section(str(path), section)
+    matrix.write_section(str(path), section.replace("| ok |", "| ok  |", 1))
+    text = path.read_text()
+    assert text.count(matrix.SECTION) == 1
+    assert "kept 1" in text and "kept 2" in text
+    assert "python -m benchmarks.zoo --models=x" in text
+    header = next(
+        line for line in text.splitlines() if line.startswith("| architecture")
+    )
+    assert header.split("|")[2:-1] == [f" {step} " for step in zoo.STEPS]
+    assert os.listdir(tmp_path) == ["BENCHMARKS.md"]
+
+
+def test_cli_usage_error_exits_2_before_any_work(tmp_path):
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.zoo",
+            "--models=nope",
+            f"--output={tmp_path / 'z.md'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 2
+    assert "`--models` must be" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(5400)
+def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
+    """The smallest width of three families and the BERT pair, every step."""
+    output = tmp_path / "zoo.md"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.zoo",
+            f"--models={','.join(architectures.CI_SUBSET)}",
+            f"--output={output}",
+            f"--json={tmp_path / 'zoo.json'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=5400,
+    )
+    result = json.loads((tmp_path / "zoo.json").read_text())
+    assert list(result["rows"]) == list(architectures.CI_SUBSET)
+    bad = {
+        (name, step): cell
+        for name, row in result["rows"].items()
+        for step, cell in row["cells"].items()
+        if not zoo.is_allowed(cell, row["cells"])
+    }
+    assert not bad, bad
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    for name, row in result["rows"].items():
+        assert list(row["cells"]) == list(zoo.STEPS)
+        if not name.startswith("bert"):
+            assert set(row["cells"].values()) == {"ok"}, row["cells"]
+    assert matrix.SECTION in output.read_text()
