@@ -131,18 +131,27 @@ def parse_runtime_options(text):
 
 
 def labelled_data(path, model_path, unsafe=False):
-    """`(x, y, source)`: `--labelled-data`, else the Fashion-MNIST test set."""
-    if path:
-        from export.loading import input_signature
-        from export.loading import load_model
-        from export.verify import load_labelled
+    """`(x, y, source)`: `--labelled-data`, else the Fashion-MNIST test set.
 
-        input_shape, _ = input_signature(load_model(model_path, unsafe=unsafe))
+    For a model with several inputs `x` is a dict by input name (the `.npz`
+    holds `x_<input name>` arrays and `y`).
+    """
+    if path:
+        from export.inputs import load_labelled
+        from export.loading import input_spec
+        from export.loading import load_model
+
         try:
-            x, y = load_labelled(path, input_shape)
+            spec = input_spec(load_model(model_path, unsafe=unsafe))
+            x, y = load_labelled(path, spec)
         except (ValueError, OSError) as error:
             raise cli.UsageError(cli.one_line(error)) from None
         source = path
+        y = np.asarray(y)
+        if y.ndim == 2:  # One-hot.
+            y = y.argmax(axis=1)
+        if isinstance(x, dict):
+            return x, y.astype(np.int64), source
     else:
         from models.data import load_fashion_mnist
 
@@ -156,23 +165,29 @@ def labelled_data(path, model_path, unsafe=False):
 
 def representative_data(source, model_path, unsafe=False):
     """`(x, source)` calibration inputs of the int8 variants (`--representative-data`)."""
-    from export.loading import input_signature
+    from export.inputs import load_inputs
+    from export.inputs import takes_fashion_mnist
+    from export.loading import input_spec
     from export.loading import load_model
-    from export.verify import load_inputs
 
-    input_shape, _ = input_signature(load_model(model_path, unsafe=unsafe))
+    try:
+        spec = input_spec(load_model(model_path, unsafe=unsafe))
+    except ValueError as error:
+        raise cli.UsageError(cli.one_line(error)) from None
     if source is None:
-        if tuple(input_shape[1:]) != (28, 28, 1):
+        if not takes_fashion_mnist(spec):
             raise cli.UsageError(
                 "`--representative-data` must be given for int8 variants of a model "
-                f"whose input is {tuple(input_shape[1:])} (the default, "
+                f"whose input is {spec.describe()} (the default, "
                 "fashion-mnist:500, is 28x28x1 images). Received: none"
             )
         source = DEFAULT_REPRESENTATIVE_DATA
     try:
-        x = load_inputs(source, input_shape)
+        x = load_inputs(source, spec)
     except (ValueError, OSError) as error:
         raise cli.UsageError(cli.one_line(error)) from None
+    if isinstance(x, dict):
+        return x, source
     if not np.all(np.isfinite(x)):
         raise cli.UsageError(
             "`--representative-data` must hold finite inputs (no NaN or inf). "
@@ -204,7 +219,8 @@ def define_flags():
     flags.DEFINE_string(
         "representative-data",
         None,
-        "Calibration inputs of the int8 variants: .npy/.npz or fashion-mnist:N "
+        "Calibration inputs of the int8 variants: .npy/.npz (several inputs: "
+        "x_<input name> arrays) or fashion-mnist:N "
         f"(default {DEFAULT_REPRESENTATIVE_DATA} for 28x28x1 models).",
     )
     flags.DEFINE_string(
@@ -235,7 +251,8 @@ def define_flags():
     flags.DEFINE_string(
         "labelled-data",
         None,
-        ".npz with x, y for accuracy (default: Fashion-MNIST test set).",
+        ".npz with x, y (several inputs: x_<input name> arrays and y) for accuracy "
+        "(default: Fashion-MNIST test set).",
     )
     flags.DEFINE_integer(
         "threads", None, "Threads per runtime (default: all available cores)."

@@ -55,6 +55,13 @@ def rmse_over_scale(float_values, quantized_values, scale, zero_point):
     return float(error / scale) if scale else math.inf
 
 
+def _calibration(inputs, limit=None):
+    """Calibration inputs: float32 rows, or a dict of them (integer inputs kept)."""
+    if isinstance(inputs, dict):
+        return {name: np.ascontiguousarray(a[:limit]) for name, a in inputs.items()}
+    return np.ascontiguousarray(inputs[:limit], np.float32)
+
+
 def int8_converter(model, saved_model_dir, inputs):
     """An int8 `TFLiteConverter` for `model`, calibrated on `inputs` (as to_tflite)."""
     import tensorflow as tf
@@ -66,6 +73,11 @@ def int8_converter(model, saved_model_dir, inputs):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
     def representative_dataset():
+        # Several inputs: one dict per example, by signature input name.
+        if isinstance(inputs, dict):
+            for i in range(len(next(iter(inputs.values())))):
+                yield {name: array[i : i + 1] for name, array in inputs.items()}
+            return
         for i in range(len(inputs)):
             yield [inputs[i : i + 1]]
 
@@ -88,7 +100,7 @@ def layer_quantization_errors(model, inputs):
     """
     import tensorflow as tf
 
-    inputs = np.ascontiguousarray(inputs[:MAX_DEBUG_SAMPLES], np.float32)
+    inputs = _calibration(inputs, MAX_DEBUG_SAMPLES)
     with tempfile.TemporaryDirectory(prefix="kdkeras-qdebug-") as scratch:
         converter, dataset = int8_converter(
             model, os.path.join(scratch, "saved"), inputs
@@ -144,7 +156,7 @@ def export_selective_int8(
     """
     import tensorflow as tf
 
-    inputs = np.ascontiguousarray(inputs, np.float32)
+    inputs = _calibration(inputs)
 
     def write(path):
         with tempfile.TemporaryDirectory(prefix="kdkeras-qdebug-") as scratch:
@@ -177,7 +189,9 @@ def export_selective_int8(
             "quantize": "int8",
             "selective": True,
             "float_layers": list(float_layers),
-            "calibration_samples": int(len(inputs)),
+            "calibration_samples": int(
+                len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+            ),
             "tool": "tf.lite.experimental.QuantizationDebugger (denylisted_nodes)",
         },
         overwrite=overwrite,
