@@ -18,9 +18,14 @@ to `--release-dir` with `release.json` (`export.report.choose`).
 
 Exit status (`export.cli`): 0 every budget met (selecting: a variant meets
 it); 1 a budget was violated (selecting: no variant meets it, each one's
-shortfall listed on stderr), or an export or a measurement failed (the report
-is still written, with the error in place of the figures); a quantised
-variant that fails its parity check is reported as rejected, not a failure.
+shortfall listed on stderr), or an export or a measurement of a student
+failed (the report is still written, with the error in place of the
+figures); a quantised variant that fails its parity check is reported as
+rejected, not a failure. A teacher's format that fails does not sink the
+report: every other format is measured, the failed one is marked with its
+one-line reason, and it counts only when the student's verdict depends on it
+(a budget gating the teacher, or `max_accuracy_drop` with no teacher figure
+left to compare with: then the budget is violated).
 2 bad input (a flag, an unreadable budget or data file, data that does not
 fit a model), found before any export. Errors are one line on stderr, without
 a traceback unless `--verbose`; on an error nothing is left in `--output-dir`
@@ -50,17 +55,26 @@ from export.report.variants import VARIANTS
 PROGRAM = "export.report"
 
 
-def failures(report):
-    """Entries whose export or measurement failed (not n/a, not a rejected variant)."""
+def failures(report, role="student"):
+    """Entries of `role` whose export or measurement failed (not n/a, not rejected).
+
+    A teacher's format that fails does not sink the report: the student's verdict
+    is decided on the student's formats. When it does depend on the teacher (a
+    budget gating the teacher, or an accuracy drop with no teacher figure to
+    compare with), the budget check reports it as a violation.
+    """
     return [
         r
         for r in report["results"]
-        if r.get("error") and not r.get("not_applicable") and not r.get("rejected")
+        if r.get("error")
+        and not r.get("not_applicable")
+        and not r.get("rejected")
+        and r.get("role", r["model"]) == role
     ]
 
 
 def exit_status(report, selecting=False):
-    """0 ok; 1 a budget violated (selecting: nothing meets it) or a failure."""
+    """0 ok; 1 a budget violated (selecting: nothing meets it) or a student failure."""
     if failures(report):
         return cli.EXIT_CHECK_FAILED
     if selecting and report.get("release") is not None:
@@ -462,6 +476,13 @@ def run(argv):
                     or "objective not measured"
                 )
                 cli.warn(PROGRAM, f"  {candidate['label']}: {shortfall}")
+    for entry in failures(report, role="teacher"):
+        cli.warn(
+            PROGRAM,
+            f"teacher {entry.get('variant', entry['format'])} failed (measured "
+            f"without it; the student's verdict does not depend on it unless the "
+            f"budget says so): {entry['error']}",
+        )
     failed = failures(report)
     if failed:
         sys.stderr.write(
