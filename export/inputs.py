@@ -807,21 +807,44 @@ def _output_names(model):
 
 
 def _integer_range(model, tensor, depth=0):
-    """`(0, vocabulary)` of the embedding(s) reading `tensor`, else None."""
+    """`(0, vocabulary)` of the embedding(s) reading `tensor`, else None.
+
+    Looks through nested functional models (a keras_hub task calling its
+    backbone): a dict argument is matched to the inner model's inputs by key.
+    """
     highs = []
     for layer in getattr(model, "layers", ()):
         for node in getattr(layer, "_inbound_nodes", ()):
-            positions = [i for i, t in enumerate(node.input_tensors) if t is tensor]
-            if not positions:
+            if not any(t is tensor for t in node.input_tensors):
                 continue
+            inner = _inner_input(layer, node, tensor)
+            # An embedding reads one tensor; a nested model (a backbone) may
+            # carry a `vocabulary_size` for inputs other than the token ids.
             size = getattr(layer, "input_dim", None) or getattr(
                 layer, "vocabulary_size", None
             )
-            if isinstance(size, int) and size > 0:
+            embedding = len(node.input_tensors) == 1 and not hasattr(
+                layer, "_inputs_struct"
+            )
+            if embedding and isinstance(size, int) and size > 0:
                 highs.append(size)
-            inner = getattr(layer, "inputs", None)
-            if depth < 4 and inner and len(inner) == len(node.input_tensors):
-                found = _integer_range(layer, inner[positions[0]], depth + 1)
+            if depth < 4 and inner is not None:
+                found = _integer_range(layer, inner, depth + 1)
                 if found is not None:
                     highs.append(found[1])
     return (0, min(highs)) if highs else None
+
+
+def _inner_input(layer, node, tensor):
+    """The input of a nested model `layer` that `tensor` feeds at `node`, or None."""
+    struct = getattr(layer, "_inputs_struct", None)
+    arguments = getattr(node, "arguments", None)
+    args = getattr(arguments, "args", ()) if arguments is not None else ()
+    if isinstance(struct, dict) and args and isinstance(args[0], dict):
+        key = next((k for k, v in args[0].items() if v is tensor), None)
+        return struct.get(key)
+    inner = getattr(layer, "inputs", None)
+    if not inner or len(inner) != len(node.input_tensors):
+        return None
+    position = next(i for i, t in enumerate(node.input_tensors) if t is tensor)
+    return inner[position]
