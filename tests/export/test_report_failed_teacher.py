@@ -5,6 +5,8 @@ every other format is measured, the failed one is marked with its one-line reaso
 and the exit status depends on it only when the student's verdict does.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,7 @@ def failed_teacher(tmp_path_factory):
     original = variants.export_verified
 
     def export_verified(model, fmt, path, *args, **kwargs):
-        if fmt == "onnx" and "teacher" in path:
+        if fmt == "onnx" and os.path.basename(path).startswith("teacher"):
             raise pipeline.ConversionError(REASON)
         return original(model, fmt, path, *args, **kwargs)
 
@@ -82,7 +84,7 @@ def test_the_failed_format_is_marked_with_its_reason(failed_teacher):
     [
         (None, 0),  # No verdict depends on the teacher.
         ({"max_size_mb": 100.0}, 0),  # The student's formats only.
-        ({"max_accuracy_drop": 0.5}, 0),  # Against the teacher's .keras instead.
+        ({"max_accuracy_drop": 1.0}, 0),  # Against the teacher's .keras instead.
         ({"max_size_mb": 100.0, "model": "both"}, 1),  # The teacher is gated.
     ],
 )
