@@ -82,11 +82,11 @@ def load_inputs(
 def load_representative(source, input_shape, flag="--representative-data"):
     """Calibration inputs, validated: `load_inputs` plus calibration checks.
 
-    At least `MIN_REPRESENTATIVE_EXAMPLES` finite rows, not all one value
-    (a constant batch calibrates every range to a point).
+    At least `MIN_REPRESENTATIVE_EXAMPLES` finite rows; no float input all
+    one value (a constant batch calibrates every range to a point).
 
     Returns:
-        A float32 array `(N,) + input_shape[1:]`.
+        As `load_inputs`: an array for one input, a dict for several.
     """
     data = load_inputs(
         source, input_shape, flag=flag, min_count=MIN_REPRESENTATIVE_EXAMPLES
@@ -169,17 +169,19 @@ def check_labelled(
     """Validates labelled data `(x, y)`.
 
     Args:
-        x: Inputs; must match `input_shape`, be numeric and finite.
+        x: Inputs (an array, or a dict by input name for several); must
+            match `input_shape`, be numeric and finite.
         y: Class indices `(N,)` (integral values) or one-hot rows
             `(N, classes)`, finite.
-        input_shape: The model input shape.
+        input_shape: The model's `InputSpec`, or its one input's shape.
         flag: Argument name for error messages.
         num_classes: With it, indices must be in `[0, num_classes)` and
             one-hot rows that wide.
         source: Description of the data for error messages.
 
     Returns:
-        `(x, y)`: float32 inputs; int64 indices or the one-hot rows.
+        `(x, y)`: inputs in the model's dtypes (float32 for float inputs);
+        int64 indices or the one-hot rows.
 
     Example:
 

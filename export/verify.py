@@ -27,7 +27,7 @@ move, so the gate is the top-1 agreement (fraction of inputs where
 `argmax(a) == argmax(b)`) on held-out inputs, which must reach
 `MIN_TOP1_AGREEMENT[quantize]`: the labelled data when given, else the
 Fashion-MNIST test slice when the input is 28x28x1, else fresh seeded random
-inputs scaled like the calibration data (`scaled_like`), never the calibration
+inputs drawn like the calibration data (`held_out_like`), never the calibration
 batch itself. Every relative error recorded (on random and on held-out inputs)
 must also stay below `MAX_QUANTIZED_RELATIVE_ERROR[quantize]`.
 

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 pytest.importorskip("keras_hub")
+# Training, four exports and a report, each a process: minutes, more on a busy machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAMES = ["padding_mask", "segment_ids", "token_ids"]
@@ -99,7 +101,6 @@ def chain(tmp_path_factory):
     return folder, distilled, exports, report
 
 
-@pytest.mark.e2e
 def test_distilled_student_is_smaller_and_the_data_names_its_inputs(chain):
     folder, distilled, _, _ = chain
     assert "teacher:" in distilled.stdout and "student:" in distilled.stdout
@@ -108,7 +109,6 @@ def test_distilled_student_is_smaller_and_the_data_names_its_inputs(chain):
         assert len(data["y"]) == 64
 
 
-@pytest.mark.e2e
 def test_every_export_is_verified_with_accuracy(chain):
     folder, _, exports, _ = chain
     sidecars = {
@@ -128,7 +128,6 @@ def test_every_export_is_verified_with_accuracy(chain):
         assert json.load(handle)["options"]["input_names"] == NAMES
 
 
-@pytest.mark.e2e
 def test_report_measures_the_student_against_its_teacher(chain):
     _, _, _, report = chain
     measured = {
