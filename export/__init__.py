@@ -23,6 +23,8 @@ _LAZY = {
     "export_onnx": "export.to_onnx",
     "export_onnx_int8": "export.quantize_onnx",
     "load_model": "export.loading",
+    "input_spec": "export.loading",
+    "InputSpec": "export.inputs",
     "ModelLoadError": "export.loading",
     "verify_artifact": "export.verify",
     "relative_error": "export.verify",

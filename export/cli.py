@@ -9,7 +9,8 @@ import, so importing the Python API does not touch absl's global flags);
     --output PATH          destination (tool-specific default)
     --overwrite            replace an existing destination
     --unsafe               load .keras with safe_mode=False (Lambda layers)
-    --labelled-data PATH   .npz with x, y: report and gate accuracy
+    --labelled-data PATH   .npz with x (several inputs: x_<input name>), y:
+                           report and gate accuracy
     --seed N               seed of the random parity inputs
     --measure              after export, run export.measure on the artifact
     --verbose              show converter logs and full tracebacks
@@ -111,8 +112,9 @@ def define_common_flags(output_help):
     flags.DEFINE_string(
         "labelled-data",
         None,
-        ".npz with arrays x (inputs) and y (labels): accuracy of Keras and "
-        "of the export are reported, and the export may lose at most 1 point.",
+        ".npz with arrays x (inputs; for several inputs x_<input name> each) and "
+        "y (labels): accuracy of Keras and of the export are reported, and the "
+        "export may lose at most 1 point.",
     )
     flags.DEFINE_integer("seed", 0, "Seed of the random parity inputs.")
     flags.DEFINE_boolean(

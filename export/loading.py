@@ -3,9 +3,10 @@
 `.keras` files are loaded with `safe_mode=True`: a `Lambda` layer holding a
 Python lambda (arbitrary code) is refused unless `unsafe=True`, which warns.
 A SavedModel directory is wrapped in a Keras functional model around a
-`keras.layers.TFSMLayer` calling its `serving_default` signature, so every
-exporter and the parity check see one kind of object: a single-input,
-single-output `keras.Model`.
+`keras.layers.TFSMLayer` calling its `serving_default` signature (a dict of
+inputs when it takes several), so every exporter and the parity check see one
+kind of object: a built `keras.Model`, with any number of inputs and outputs
+(`export.inputs.InputSpec` describes them).
 
 Errors are one line and name the problem (missing path, not a zip archive,
 no `config.json`, Lambda under safe mode, SavedModel without a usable
@@ -61,12 +62,12 @@ def load_model(path, unsafe=False):
             Only for files you trust.
 
     Returns:
-        A `keras.Model` with one input and one output.
+        A built `keras.Model`.
 
     Raises:
         FileNotFoundError: `path` does not exist.
-        ModelLoadError: the file is corrupt, not a model, holds a Lambda
-            layer under safe mode, or has several inputs/outputs.
+        ModelLoadError: the file is corrupt, not a model, or holds a Lambda
+            layer under safe mode.
 
     Example:
 
@@ -89,7 +90,7 @@ def load_model(path, unsafe=False):
         model = _load_saved_model(path)
     else:
         model = _load_keras_file(path, unsafe)
-    check_single_input_output(model, path)
+    check_built(model, path)
     weights.check_finite_weights(model, path)
     return model
 
@@ -106,7 +107,7 @@ def _load_keras_file(path, unsafe):
         )
     try:
         with zipfile.ZipFile(path) as archive:
-            json.loads(archive.read("config.json"))
+            config = json.loads(archive.read("config.json"))
     except KeyError:
         raise ModelLoadError(
             f"MODEL {path} is corrupt: the archive has no config.json"
@@ -115,6 +116,7 @@ def _load_keras_file(path, unsafe):
         raise ModelLoadError(
             f"MODEL {path} is corrupt: unreadable config.json ({error_summary(error)})"
         ) from None
+    import_model_packages(config, path)
     import keras
 
     if unsafe:
@@ -135,6 +137,43 @@ def _load_keras_file(path, unsafe):
                 "unsafe=True) only if you trust the file"
             ) from None
         raise ModelLoadError(f"MODEL {path} could not be loaded: {message}") from None
+
+
+# Packages whose Keras classes a `.keras` file may name (registered when the
+# package is imported): imported before loading such a file. Only these: a
+# file must not make the loader import an arbitrary module.
+MODEL_PACKAGES = {"keras_hub": "kdkeras[text] (keras-hub)"}
+
+
+def import_model_packages(config, source="MODEL"):
+    """Imports the `MODEL_PACKAGES` a `.keras` config names, so its classes load.
+
+    Args:
+        config: The parsed `config.json` of a `.keras` file, or a path to the
+            file.
+        source: Description of the model for the error message.
+
+    Raises:
+        ModelLoadError: the model needs a package that is not installed.
+    """
+    import importlib
+
+    if isinstance(config, (str, os.PathLike)):
+        try:
+            with zipfile.ZipFile(config) as archive:
+                config = json.loads(archive.read("config.json"))
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+            return
+    text = json.dumps(config)
+    for package, extra in MODEL_PACKAGES.items():
+        if f'"{package}.' not in text and f'"{package}"' not in text:
+            continue
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            raise ModelLoadError(
+                f"{source} uses {package} classes; install {extra}"
+            ) from None
 
 
 def _load_saved_model(path):
@@ -161,20 +200,21 @@ def _load_saved_model(path):
     function = signatures[endpoint]
     _, input_specs = function.structured_input_signature
     output_specs = function.structured_outputs
-    if len(input_specs) != 1 or len(output_specs) != 1:
+    if not input_specs or not output_specs:
         raise ModelLoadError(
             f"MODEL {path}: signature {endpoint!r} has {len(input_specs)} "
-            f"inputs and {len(output_specs)} outputs; expected 1 and 1"
+            f"inputs and {len(output_specs)} outputs; expected at least one of each"
         )
-    ((input_name, spec),) = input_specs.items()
-    (output_name,) = output_specs
-    inputs = keras.Input(
-        shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=input_name
-    )
+    inputs = {
+        name: keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=name)
+        for name, spec in sorted(input_specs.items())
+    }
+    if len(inputs) == 1:
+        (inputs,) = inputs.values()
     layer = keras.layers.TFSMLayer(path, call_endpoint=endpoint)
     outputs = layer(inputs)
-    if isinstance(outputs, dict):
-        outputs = outputs[output_name]
+    if isinstance(outputs, dict) and len(outputs) == 1:
+        (outputs,) = outputs.values()
     name = os.path.basename(os.path.normpath(path)) or "saved_model"
     return keras.Model(inputs, outputs, name=_safe_name(name))
 
@@ -184,19 +224,14 @@ def _safe_name(name):
     return cleaned or "saved_model"
 
 
-def check_single_input_output(model, source="model"):
-    """Raises `ModelLoadError` unless `model` has exactly one input and output."""
+def check_built(model, source="model"):
+    """Raises `ModelLoadError` unless `model` is built (has inputs and outputs)."""
     inputs = model.inputs if hasattr(model, "inputs") else None
     outputs = model.outputs if hasattr(model, "outputs") else None
     if not inputs or not outputs:
         raise ModelLoadError(
             f"{source}: the model is not built (no inputs/outputs); build it "
             "on an input shape before exporting"
-        )
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelLoadError(
-            f"{source}: the model has {len(inputs)} inputs and "
-            f"{len(outputs)} outputs; expected exactly one of each"
         )
 
 
@@ -208,7 +243,7 @@ def resolve_model(model, unsafe=False):
         unsafe: Passed to `load_model`.
 
     Returns:
-        A single-input, single-output `keras.Model`.
+        A built `keras.Model`.
 
     Raises:
         TypeError: `model` is neither a `keras.Model` nor a path.
@@ -218,7 +253,7 @@ def resolve_model(model, unsafe=False):
     import keras  # Only now: a bad path must fail without importing TF.
 
     if isinstance(model, keras.Model):
-        check_single_input_output(model)
+        check_built(model)
         weights.check_finite_weights(model)
         return model
     raise TypeError(
@@ -227,16 +262,18 @@ def resolve_model(model, unsafe=False):
 
 
 def check_logits_output(model):
-    """Raises `ModelLoadError` unless the output is 2-D logits `(batch, classes)`.
+    """Raises `ModelLoadError` unless the (first) output is 2-D logits `(batch, classes)`.
 
-    Every check (top-1 agreement, accuracy) reads classes from the last axis;
-    a scalar-per-example or image-shaped output would make them meaningless.
+    Every check (top-1 agreement, accuracy) reads classes from the last axis
+    of the first output in Keras' order (`model.outputs[0]`); a
+    scalar-per-example or image-shaped output would make them meaningless.
+    Further outputs are compared with Keras too, but need no particular shape.
     """
     shape = tuple(model.outputs[0].shape)
     if len(shape) != 2 or shape[1] is None or shape[1] < 2:
         raise ModelLoadError(
             "`model` must output 2-D logits (batch, classes) with at least 2 "
-            f"classes. Received: a model with output shape {shape}"
+            f"classes (its first output). Received: a model with output shape {shape}"
         )
 
 
@@ -245,19 +282,17 @@ def num_classes(model):
     return int(model.outputs[0].shape[-1])
 
 
-def input_signature(model):
-    """`(shape, dtype)` of the model's input, batch dimension `None`.
+def input_spec(model):
+    """The `export.inputs.InputSpec` of `model` (read once per export).
 
     Raises:
-        ModelLoadError: a non-batch dimension is unknown (the exporters need
-            static spatial shapes to draw random inputs and to build TFLite).
+        ModelLoadError: a float input has unknown non-batch dimensions (the
+            exporters need static spatial shapes to draw random inputs and to
+            build TFLite), or input names a signature cannot take.
     """
-    tensor = model.inputs[0]
-    shape = (None,) + tuple(tensor.shape[1:])
-    if any(dim is None for dim in shape[1:]):
-        raise ModelLoadError(
-            f"the model input shape {shape} has unknown non-batch dimensions; "
-            "expected a fixed shape such as (None, 28, 28, 1)"
-        )
-    dtype = tensor.dtype if isinstance(tensor.dtype, str) else tensor.dtype.name
-    return shape, dtype
+    from export.inputs import InputSpec
+
+    try:
+        return InputSpec.of(model)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None

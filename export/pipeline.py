@@ -56,8 +56,8 @@ def resolve_for_export(
         directory: Whether the artifact is a directory.
 
     Returns:
-        The single-input, single-output `keras.Model` and the source path
-        (None for an in-memory model).
+        The built `keras.Model` and the source path (None for an in-memory
+        model).
     """
     check_destination(output_path, overwrite, directory=directory)
     source = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
@@ -79,19 +79,22 @@ def check_destination(output_path, overwrite=False, directory=False):
     )
 
 
-def load_labelled_data(labelled_data, model):
-    """`(x, y)` of `labelled_data` (a `.npz` path or a tuple), validated.
+def load_labelled_data(labelled_data, model, spec=None):
+    """`(x, y)` of `labelled_data` (a `.npz` path, a dataset or a tuple), validated.
 
-    Inputs must match the model and be finite; labels finite class indices
-    below the model's number of classes (or one-hot rows).
+    Inputs must match the model (`spec`, read from it when None) and be
+    finite; labels finite class indices below the model's number of classes
+    (or one-hot rows).
     """
-    input_shape, _ = loading.input_signature(model)
+    spec = loading.input_spec(model) if spec is None else spec
     num_classes = loading.num_classes(model)
-    if isinstance(labelled_data, (str, os.PathLike)):
-        return inputs.load_labelled(labelled_data, input_shape, num_classes=num_classes)
+    if isinstance(labelled_data, (str, os.PathLike)) or not isinstance(
+        labelled_data, (tuple, list)
+    ):
+        return inputs.load_labelled(labelled_data, spec, num_classes=num_classes)
     x, y = labelled_data
     return inputs.check_labelled(
-        x, y, input_shape, flag="labelled_data", num_classes=num_classes
+        x, y, spec, flag="labelled_data", num_classes=num_classes
     )
 
 
@@ -111,6 +114,7 @@ def export_artifact(
     min_agreement=None,
     source=None,
     calibration_inputs=None,
+    spec=None,
 ):
     """Writes, verifies and commits one artifact with its sidecar.
 
@@ -124,15 +128,16 @@ def export_artifact(
         quantize: Quantisation mode (`"none"` for float formats).
         options: Export options recorded in the sidecar.
         overwrite: Replace an existing destination.
-        labelled_data: Optional `.npz` path with `x`, `y`, or an `(x, y)`
-            tuple, for accuracy.
-        real_inputs: Optional float32 inputs for the quantised agreement.
+        labelled_data: Optional `.npz` path with `x` (or `x_<input name>`)
+            and `y`, an `(x, y)` tuple or a dataset, for accuracy.
+        real_inputs: Optional inputs for the quantised agreement.
         real_inputs_source: Description of `real_inputs`.
         seed: Seed of the random parity inputs.
         min_agreement: Override of the quantised top-1 agreement threshold.
         source: Description of the model for the sidecar.
         calibration_inputs: Representative data a quantised model was
             calibrated on (its held-out agreement inputs are drawn like it).
+        spec: The model's `export.inputs.InputSpec` (read here when None).
 
     Returns:
         An `ExportResult`.
@@ -141,9 +146,10 @@ def export_artifact(
         staging.OutputExistsError: destination exists, no `overwrite`.
         verify.ParityError: the artifact does not match Keras.
     """
+    spec = loading.input_spec(model) if spec is None else spec
     labelled = None
     if labelled_data is not None:
-        labelled = load_labelled_data(labelled_data, model)
+        labelled = load_labelled_data(labelled_data, model, spec)
     with (
         staging.StagedOutput(
             output_path, overwrite=overwrite, directory=directory
@@ -164,6 +170,7 @@ def export_artifact(
             seed=seed,
             min_agreement=min_agreement,
             calibration_inputs=calibration_inputs,
+            spec=spec,
         )
         size = staging.artifact_size_bytes(artifact.temporary_path)
         content = sidecar.build_sidecar(

@@ -53,21 +53,42 @@ SETTINGS = {
 
 
 def calibration_digest(inputs):
-    """SHA-256 (first 16 hex digits) of float32 calibration inputs and their shape."""
-    array = np.ascontiguousarray(inputs, dtype=np.float32)
-    digest = hashlib.sha256(repr(array.shape).encode())
-    digest.update(array.tobytes())
+    """SHA-256 (first 16 hex digits) of float32 calibration inputs and their shape.
+
+    Several inputs (a dict by name) are digested one after the other, by name.
+    """
+    arrays = inputs if isinstance(inputs, dict) else {None: inputs}
+    digest = hashlib.sha256()
+    for name in sorted(arrays, key=str):
+        array = np.ascontiguousarray(arrays[name], dtype=np.float32)
+        prefix = "" if name is None else f"{name}:"
+        digest.update(f"{prefix}{array.shape!r}".encode())
+        digest.update(array.tobytes())
     return digest.hexdigest()[:16]
 
 
 class ArrayCalibrationReader:
-    """`onnxruntime.quantization.CalibrationDataReader` over an array, in batches."""
+    """`onnxruntime.quantization.CalibrationDataReader` over arrays, in batches.
+
+    `inputs` is an array fed to `input_name`, or a dict of arrays by graph
+    input name (several inputs, integer ones kept in their dtype).
+    """
 
     def __init__(self, input_name, inputs, batch_size=CALIBRATION_BATCH_SIZE):
         self.input_name = input_name
+        arrays = inputs if isinstance(inputs, dict) else {input_name: inputs}
+        count = len(next(iter(arrays.values())))
         self.batches = [
-            np.ascontiguousarray(inputs[i : i + batch_size], dtype=np.float32)
-            for i in range(0, len(inputs), batch_size)
+            {
+                name: np.ascontiguousarray(
+                    array[i : i + batch_size],
+                    dtype=array.dtype
+                    if np.issubdtype(array.dtype, np.integer)
+                    else np.float32,
+                )
+                for name, array in arrays.items()
+            }
+            for i in range(0, count, batch_size)
         ]
         self.position = 0
 
@@ -76,7 +97,7 @@ class ArrayCalibrationReader:
             return None
         batch = self.batches[self.position]
         self.position += 1
-        return {self.input_name: batch}
+        return batch
 
     def rewind(self):
         self.position = 0
@@ -173,21 +194,16 @@ def export_onnx_int8(
     model, source = pipeline.resolve_for_export(model, output_path, overwrite, unsafe)
     from export import loading
 
-    input_shape, _ = loading.input_signature(model)
-    representative = inputs.load_inputs(representative_data, input_shape)
-    if not np.all(np.isfinite(representative)):
-        raise ValueError(
-            "`representative_data` must be finite (no NaN or inf): it sets the "
-            "activation ranges. Received: non-finite values"
-        )
-    calibration = representative[:MAX_CALIBRATION_SAMPLES]
+    spec = loading.input_spec(model)
+    representative = inputs.load_inputs(representative_data, spec)
+    calibration = spec.take(representative, 0, MAX_CALIBRATION_SAMPLES)
     if isinstance(representative_data, (str, os.PathLike)):
         representative_source = os.fspath(representative_data)
     else:
         representative_source = "array"
 
     def write(path):
-        model_proto = to_onnx.convert(model, opset)
+        model_proto = to_onnx.convert(model, opset, spec)
         with tempfile.TemporaryDirectory(prefix="kdkeras-onnx-int8-") as scratch:
             float_path = os.path.join(scratch, "float.onnx")
             with open(float_path, "wb") as handle:
@@ -215,7 +231,7 @@ def export_onnx_int8(
     # Agreement on real inputs: labelled x (via verify), else Fashion-MNIST test
     # images for 28x28x1 models (verify's default), else the calibration data.
     real_inputs = real_source = None
-    if labelled_data is None and not inputs.takes_fashion_mnist(input_shape):
+    if labelled_data is None and not inputs.takes_fashion_mnist(spec):
         real_inputs = representative
         real_source = f"representative data {representative_source}"
     return pipeline.export_artifact(
@@ -229,7 +245,7 @@ def export_onnx_int8(
             "quantizer": "onnxruntime.quantization.quantize_static",
             **SETTINGS,
             "representative_data": representative_source,
-            "calibration_samples": int(len(calibration)),
+            "calibration_samples": int(spec.count(calibration)),
             "calibration_digest": calibration_digest(calibration),
             "input_name": to_savedmodel.INPUT_NAME,
             "output_name": to_savedmodel.OUTPUT_NAME,
@@ -241,4 +257,5 @@ def export_onnx_int8(
         seed=seed,
         min_agreement=min_agreement,
         source=source,
+        spec=spec,
     )

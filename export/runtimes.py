@@ -16,12 +16,18 @@ Every format has exactly one adapter here, used both by `export.verify`
 
 Each adapter is built as `Adapter(path, threads=None, options=None)` and has:
 
-    predict(x)           float32 outputs of a float32 batch
+    predict(x)           float32 outputs (the first output: the logits)
+    predict_all(x)       every output, `{output name: float32 array}`
     timed(x)             `(label, call, args)`: the raw runtime call, with the
                          input prepared, for the timing loop
     input_shape(b, example_shape=None)
     parameters()         stored parameters (None when unknown)
     version, settings    what ran, with which settings
+
+`x` is an array for a one-input model, else a dict `{input name: array}`
+(`export.inputs.InputSpec`): the SavedModel signature, the TFLite signature
+and the ONNX graph take the Keras input names. With several outputs,
+`options["output"]` names the one `predict` returns (default: the first).
 
 `import export.runtimes` imports only NumPy: an adapter imports its runtime
 when it is built (`MODULES` lists which), so a process that runs ONNX Runtime
@@ -48,17 +54,57 @@ MODULES = {
 # Settings each adapter accepts through `options` from a measurement
 # (`export.measure` refuses any other before a process starts).
 OPTIONS = {
-    "keras": ("jit_compile", "inter_op_threads", "unsafe"),
-    "savedmodel": ("signature", "inter_op_threads"),
-    "tflite": (),
+    "keras": ("jit_compile", "inter_op_threads", "unsafe", "output"),
+    "savedmodel": ("signature", "inter_op_threads", "output"),
+    "tflite": ("output",),
     "onnx": (
         "allow_spinning",
         "execution_mode",
         "graph_optimization_level",
         "io_binding",
+        "output",
     ),
     "numpy": ("transposed_gemv",),
 }
+
+
+def by_name(x, names, what="model"):
+    """`{input name: array}` of `x` (an array for one input, or a dict).
+
+    A one-input runtime takes an array or a dict of one array whatever its
+    name; several inputs are matched by name.
+    """
+    names = list(names)
+    if not isinstance(x, dict):
+        if len(names) != 1:
+            raise ValueError(
+                f"the {what} takes {len(names)} inputs ({', '.join(names)[:200]}); "
+                "pass a dict of arrays by input name"
+            )
+        return {names[0]: x}
+    if len(names) == 1 and len(x) == 1:
+        return {names[0]: next(iter(x.values()))}
+    missing = [name for name in names if name not in x]
+    if missing:
+        raise ValueError(
+            f"the {what} takes inputs {', '.join(names)[:200]}; missing "
+            f"{', '.join(missing)[:200]} in the data (keys {sorted(x)[:8]})"
+        )
+    return {name: x[name] for name in names}
+
+
+def primary_output(names, options):
+    """The output `predict` returns: `options["output"]`, else the first."""
+    names = list(names)
+    wanted = (options or {}).get("output")
+    if wanted is None or len(names) == 1:
+        return names[0]
+    if wanted not in names:
+        raise ValueError(
+            f"`output` must be one of the outputs {names[:8]}. Received: "
+            f"output={str(wanted)[:80]!r}"
+        )
+    return wanted
 
 
 def concrete_shape(shape, batch_size, example_shape=None):
@@ -135,16 +181,23 @@ class KerasRuntime:
 
         self.tf = tf
         self.version = f"keras {keras.__version__} / tensorflow {tf.__version__}"
+        from export.inputs import InputSpec
+
         if isinstance(path, str):
+            from export.loading import import_model_packages
+
+            import_model_packages(path, path)
             self.model = keras.saving.load_model(
                 path, safe_mode=not options.get("unsafe", False), compile=False
             )
         else:
             self.model = path
+        self.spec = InputSpec.of(self.model)
+        self.output = primary_output(self.spec.output_names or ["output"], options)
         jit = bool(options.get("jit_compile", False))
         model = self.model
         self.function = tf.function(
-            lambda x: model(x, training=False),
+            lambda x: keras.tree.flatten(model(x, training=False)),
             jit_compile=jit,
             reduce_retracing=True,
         )
@@ -155,21 +208,38 @@ class KerasRuntime:
     def input_shape(self, batch_size, example_shape=None):
         return concrete_shape(self.model.inputs[0].shape, batch_size, example_shape)
 
+    def _tensors(self, x):
+        arrays = {k: self.tf.constant(v) for k, v in self.spec.as_dict(x).items()}
+        return self.spec.for_model(arrays)
+
     def timed(self, x):
-        return self.label, self.function, (self.tf.constant(x),)
+        return self.label, self.function, (self._tensors(x),)
 
     def alternatives(self, x):
         """`model.predict` too, timed for honesty: what most users call."""
-        keywords = {"batch_size": x.shape[0], "verbose": 0}
-        return [("model.predict", self.model.predict, (x,), keywords)]
+        keywords = {"batch_size": self.spec.count(x), "verbose": 0}
+        return [
+            ("model.predict", self.model.predict, (self.spec.for_model(x),), keywords)
+        ]
+
+    def predict_all(self, x):
+        step = self.predict_batch_size
+        chunks = [
+            [
+                np.asarray(o)
+                for o in self.function(self._tensors(self.spec.take(x, i, i + step)))
+            ]
+            for i in range(0, self.spec.count(x), step)
+        ]
+        names = self.spec.output_names or [f"output_{i}" for i in range(len(chunks[0]))]
+        return {
+            name: np.concatenate([c[i] for c in chunks]).astype(np.float32)
+            for i, name in enumerate(names)
+        }
 
     def predict(self, x):
-        step = self.predict_batch_size
-        outputs = [
-            np.asarray(self.function(self.tf.constant(x[i : i + step])))
-            for i in range(0, len(x), step)
-        ]
-        return np.concatenate(outputs).astype(np.float32)
+        outputs = self.predict_all(x)
+        return outputs.get(self.output, next(iter(outputs.values())))
 
     def parameters(self):
         return int(self.model.count_params())
@@ -216,26 +286,36 @@ class SavedModelRuntime:
             )
         self.function = self.loaded.signatures[signature]
         _, keywords = self.function.structured_input_signature
-        if len(keywords) != 1:
-            raise ValueError(
-                f"signature {signature!r} must take one input, got {sorted(keywords)}"
-            )
-        ((self.input_name, self.spec),) = keywords.items()
-        self.output_name = next(iter(self.function.structured_outputs))
-        self.label = f"signatures[{signature!r}]({self.input_name}=x)"
+        self.input_names = sorted(keywords)
+        self.input_name, self.spec = self.input_names[0], keywords[self.input_names[0]]
+        self.output_name = primary_output(
+            list(self.function.structured_outputs), options
+        )
+        arguments = ", ".join(f"{name}=..." for name in self.input_names)
+        if len(self.input_names) == 1:
+            arguments = f"{self.input_name}=x"
+        self.label = f"signatures[{signature!r}]({arguments})"
         self.settings = {**tf_thread_settings(tf), "signature": signature}
 
     def input_shape(self, batch_size, example_shape=None):
         return concrete_shape(self.spec.shape.as_list(), batch_size, example_shape)
 
+    def _tensors(self, x):
+        return {
+            name: self.tf.constant(value)
+            for name, value in by_name(x, self.input_names, "SavedModel").items()
+        }
+
     def timed(self, x):
-        function, name = self.function, self.input_name
-        return self.label, lambda t: function(**{name: t}), (self.tf.constant(x),)
+        function = self.function
+        return self.label, lambda t: function(**t), (self._tensors(x),)
+
+    def predict_all(self, x):
+        outputs = self.function(**self._tensors(x))
+        return {name: value.numpy() for name, value in outputs.items()}
 
     def predict(self, x):
-        outputs = self.function(**{self.input_name: self.tf.constant(x)})
-        (value,) = outputs.values()
-        return value.numpy()
+        return self.predict_all(x)[self.output_name]
 
     def parameters(self):
         variables = getattr(self.loaded, "variables", None) or []
@@ -249,11 +329,17 @@ class SavedModelRuntime:
 
 
 def quantize_input(x, detail):
-    """Float inputs -> the tensor's dtype (int8/uint8: scale and zero point)."""
+    """Inputs -> the tensor's dtype (quantised int8/uint8: scale and zero point).
+
+    Integer data for an integer tensor without a scale (token ids, masks) is
+    only cast.
+    """
     dtype = np.dtype(detail["dtype"])
-    if not np.issubdtype(dtype, np.integer):
-        return np.ascontiguousarray(x, dtype=dtype)
     scale, zero_point = detail["quantization"]
+    if not np.issubdtype(dtype, np.integer) or not scale:
+        return np.ascontiguousarray(x, dtype=dtype)
+    if np.issubdtype(np.asarray(x).dtype, np.integer):
+        return np.ascontiguousarray(x, dtype=dtype)
     info = np.iinfo(dtype)
     quantized = np.clip(np.round(x / scale) + zero_point, info.min, info.max)
     return np.ascontiguousarray(quantized, dtype=dtype)
@@ -261,9 +347,9 @@ def quantize_input(x, detail):
 
 def dequantize_output(y, detail):
     """A tensor's values as float32 (int8/uint8: scale and zero point)."""
-    if not np.issubdtype(y.dtype, np.integer):
-        return y.astype(np.float32)
     scale, zero_point = detail["quantization"]
+    if not np.issubdtype(y.dtype, np.integer) or not scale:
+        return y.astype(np.float32)
     return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
@@ -281,8 +367,22 @@ class TFLiteRuntime:
         except importlib.metadata.PackageNotFoundError:  # pragma: no cover
             self.version = "ai-edge-litert"
         self.interpreter = litert.Interpreter(model_path=path, num_threads=threads)
-        (self.input,) = self.interpreter.get_input_details()
-        (self.output,) = self.interpreter.get_output_details()
+        # The signature names the inputs and outputs as the SavedModel did.
+        signatures = self.interpreter.get_signature_list()
+        if signatures:
+            key = (
+                "serving_default"
+                if "serving_default" in signatures
+                else sorted(signatures)[0]
+            )
+            runner = self.interpreter.get_signature_runner(key)
+            self.inputs = dict(sorted(runner.get_input_details().items()))
+            self.outputs = dict(runner.get_output_details())
+        else:
+            self.inputs = {d["name"]: d for d in self.interpreter.get_input_details()}
+            self.outputs = {d["name"]: d for d in self.interpreter.get_output_details()}
+        self.input = next(iter(self.inputs.values()))
+        self.output = self.outputs[primary_output(list(self.outputs), options)]
         self.input_dtype = np.dtype(self.input["dtype"]).name
         self.output_dtype = np.dtype(self.output["dtype"]).name
         self.settings = {
@@ -297,30 +397,62 @@ class TFLiteRuntime:
         return concrete_shape(shape, batch_size, example_shape)
 
     def prepare(self, x):
-        """Resizes and allocates once per shape; returns `x` quantised."""
-        if self.allocated_for != x.shape:
-            self.interpreter.resize_tensor_input(self.input["index"], list(x.shape))
+        """Resizes and allocates once per shape; returns the inputs quantised.
+
+        Returns:
+            A list of `(tensor index, array)`, one per input.
+        """
+        arrays = by_name(x, self.inputs, "TFLite model")
+        shapes = tuple(a.shape for a in arrays.values())
+        if self.allocated_for != shapes:
+            for name, array in arrays.items():
+                self.interpreter.resize_tensor_input(
+                    self.inputs[name]["index"], list(array.shape)
+                )
             self.interpreter.allocate_tensors()
-            self.allocated_for = x.shape
-        return quantize_input(x, self.input)
+            self.allocated_for = shapes
+        return [
+            (self.inputs[name]["index"], quantize_input(array, self.inputs[name]))
+            for name, array in arrays.items()
+        ]
 
     def timed(self, x):
-        x = self.prepare(x)
+        prepared = self.prepare(x)
         interpreter = self.interpreter
         set_tensor = interpreter.set_tensor
         invoke = interpreter.invoke
         get_tensor = interpreter.get_tensor
-        input_index, output_index = self.input["index"], self.output["index"]
+        output_index = self.output["index"]
+        if len(prepared) == 1:
+            ((input_index, x),) = prepared
 
-        def call():
-            set_tensor(input_index, x)
-            invoke()
-            return get_tensor(output_index)
+            def call():
+                set_tensor(input_index, x)
+                invoke()
+                return get_tensor(output_index)
+
+        else:
+
+            def call():
+                for index, value in prepared:
+                    set_tensor(index, value)
+                invoke()
+                return get_tensor(output_index)
 
         return self.label, call, ()
 
+    def predict_all(self, x):
+        for index, value in self.prepare(x):
+            self.interpreter.set_tensor(index, value)
+        self.interpreter.invoke()
+        return {
+            name: dequantize_output(self.interpreter.get_tensor(d["index"]), d)
+            for name, d in self.outputs.items()
+        }
+
     def predict(self, x):
-        self.interpreter.set_tensor(self.input["index"], self.prepare(x))
+        for index, value in self.prepare(x):
+            self.interpreter.set_tensor(index, value)
         self.interpreter.invoke()
         output = self.interpreter.get_tensor(self.output["index"])
         return dequantize_output(output, self.output)
@@ -403,6 +535,15 @@ def onnx_providers():
     return [name for name in preferred if name in available] or available
 
 
+ONNX_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+    "tensor(bool)": np.bool_,
+}
+
+
 class OnnxRuntime:
     """An `.onnx` file on ONNX Runtime (CPU provider unless told otherwise)."""
 
@@ -441,8 +582,16 @@ class OnnxRuntime:
             session_options,
             providers=options.get("providers") or ["CPUExecutionProvider"],
         )
-        self.io_binding = bool(options.get("io_binding", False))
+        self.inputs = {i.name.split(":")[0]: i for i in self.session.get_inputs()}
         self.input = self.session.get_inputs()[0]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.output_index = self.output_names.index(
+            primary_output(self.output_names, options)
+        )
+        # One preallocated input and output: only for one-input models.
+        self.io_binding = (
+            bool(options.get("io_binding", False)) and len(self.inputs) == 1
+        )
         self.bound = None
         self.settings = {
             "intra_op_num_threads": threads,
@@ -458,10 +607,19 @@ class OnnxRuntime:
         shape = [d if isinstance(d, int) else None for d in self.input.shape]
         return concrete_shape(shape, batch_size, example_shape)
 
+    def feed(self, x):
+        """`{graph input name: array}` in each input's dtype."""
+        return {
+            self.inputs[name].name: np.ascontiguousarray(
+                value, dtype=ONNX_DTYPES.get(self.inputs[name].type, np.float32)
+            )
+            for name, value in by_name(x, self.inputs, "ONNX model").items()
+        }
+
     def timed(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
         if not self.io_binding:
-            return self.label, self.session.run, (None, {self.input.name: x})
+            return self.label, self.session.run, (None, self.feed(x))
+        x = np.ascontiguousarray(x, dtype=np.float32)
         # Input and output bound once to preallocated CPU buffers.
         output = self.session.get_outputs()[0]
         first = self.session.run(None, {self.input.name: x})[0]
@@ -480,9 +638,12 @@ class OnnxRuntime:
             (binding,),
         )
 
+    def predict_all(self, x):
+        values = self.session.run(None, self.feed(x))
+        return dict(zip(self.output_names, values, strict=True))
+
     def predict(self, x):
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        return self.session.run(None, {self.input.name: x})[0]
+        return self.session.run(None, self.feed(x))[self.output_index]
 
     def parameters(self):
         import onnx
@@ -543,6 +704,9 @@ class NumpyRuntime:
 
     def timed(self, x):
         return self.label, self.forward.bind(x), ()
+
+    def predict_all(self, x):
+        return {"output": self.forward(x)}
 
     def predict(self, x):
         return self.forward(x)

@@ -7,7 +7,9 @@ tensors become constants, nested calls are made inlinable), then converted with
 `tf2onnx.convert.from_graph_def`, tf2onnx's graph optimisers on (its default:
 transposes folded, BatchNormalization fused into convolutions, identities
 removed). The graph has one input `inputs` and one output `logits`, both with a
-symbolic batch dimension `batch`.
+symbolic batch dimension `batch`; a model with several inputs or outputs keeps
+their Keras names (as its SavedModel signature,
+`export.to_savedmodel.signature_names`).
 
 The result is checked under ONNX Runtime with full graph optimisation, on
 `CUDAExecutionProvider` when onnxruntime-gpu provides it, else on
@@ -30,6 +32,7 @@ Command line:
 import os
 import tempfile
 
+from export import loading
 from export import pipeline
 from export import runtimes
 from export import to_savedmodel
@@ -102,11 +105,12 @@ def _erfc_as_one_minus_erf(ctx, node, name, args):
 CUSTOM_OP_HANDLERS = {"Erfc": (_erfc_as_one_minus_erf, [])}
 
 
-def convert(model, opset=None):
+def convert(model, opset=None, spec=None):
     """Converts `model` to an optimised `onnx.ModelProto` (no checks).
 
     The conversion runs in a child process on a scratch SavedModel of
-    `model` (see the module docstring).
+    `model` (see the module docstring); `spec` is the model's
+    `export.inputs.InputSpec` (read when None).
 
     Raises:
         export.pipeline.ConversionError: tf2onnx fails, crashes, or leaves
@@ -115,7 +119,7 @@ def convert(model, opset=None):
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="kdkeras-onnx-") as scratch:
-        saved_model_dir = to_savedmodel.scratch_savedmodel(model)
+        saved_model_dir = to_savedmodel.scratch_savedmodel(model, spec)
         output_path = os.path.join(scratch, "model.onnx")
         pipeline.run_isolated(
             convert_saved_model,
@@ -147,14 +151,16 @@ def convert_saved_model(saved_model_dir, output_path, opset=None):
     loaded = tf.saved_model.load(saved_model_dir)
     signature = loaded.signatures["serving_default"]
     _, input_specs = signature.structured_input_signature
-    ((input_name, spec),) = input_specs.items()
-    (output_name,) = signature.structured_outputs
+    names = sorted(input_specs)
 
     @tf.function(
-        input_signature=[tf.TensorSpec(spec.shape, spec.dtype, name=input_name)]
+        input_signature=[
+            tf.TensorSpec(input_specs[n].shape, input_specs[n].dtype, name=n)
+            for n in names
+        ]
     )
-    def function(inputs):
-        return {output_name: signature(**{input_name: inputs})[output_name]}
+    def function(*tensors):
+        return signature(**dict(zip(names, tensors, strict=True)))
 
     model_proto = convert_function(function, opset)
     with open(output_path, "wb") as handle:
@@ -302,7 +308,8 @@ def export_onnx(
             with the extension `.onnx` (a directory `d/` gives `d.onnx`).
         opset: ONNX opset; None uses tf2onnx's preferred opset.
         overwrite: Replace an existing `output_path`.
-        labelled_data: Optional `.npz` (`x`, `y`) or `(x, y)` for accuracy.
+        labelled_data: Optional `.npz` (`x` or `x_<input name>`, and `y`),
+            `(x, y)` or a dataset, for accuracy.
         seed: Seed of the random parity inputs.
         unsafe: Allow Lambda layers when loading a `.keras` path.
 
@@ -333,9 +340,11 @@ def export_onnx(
             raise ValueError("output_path is required when model is a keras.Model")
         output_path = default_output_path(model)
     model, source = pipeline.resolve_for_export(model, output_path, overwrite, unsafe)
+    spec = loading.input_spec(model)
+    names, outputs = to_savedmodel.signature_names(spec)
 
     def write(path):
-        model_proto = convert(model, opset)
+        model_proto = convert(model, opset, spec)
         metadata = model_proto.metadata_props.add()
         metadata.key, metadata.value = "source", source or model.name
         with open(path, "wb") as handle:
@@ -351,8 +360,7 @@ def export_onnx(
         "onnx",
         write,
         options={
-            "input_name": to_savedmodel.INPUT_NAME,
-            "output_name": to_savedmodel.OUTPUT_NAME,
+            **to_savedmodel.name_options(names, outputs),
             "tf2onnx_optimizers": True,
             "ort_graph_optimization": "ORT_ENABLE_ALL (at session creation)",
         },
@@ -360,6 +368,7 @@ def export_onnx(
         labelled_data=labelled_data,
         seed=seed,
         source=source,
+        spec=spec,
     )
 
 

@@ -8,6 +8,14 @@ dimension, one named input (`inputs`) and one named output (`logits`):
     # inputs['inputs']  float32 (-1, 28, 28, 1)
     # outputs['logits'] float32 (-1, 10)
 
+A model with several inputs (a dict, such as `{token_ids, segment_ids,
+padding_mask}`, or a list) keeps its Keras input names in the signature;
+several outputs keep their Keras output names:
+
+    # inputs['padding_mask'] int32 (-1, -1)
+    # inputs['segment_ids']  int32 (-1, -1)
+    # inputs['token_ids']    int32 (-1, -1)
+
 It is written with `keras.export.ExportArchive` (the machinery behind
 `model.export(..., format="tf_saved_model")`, which does not let us name the
 input and output), checked against Keras, then renamed into place.
@@ -33,24 +41,56 @@ INPUT_NAME = "inputs"
 OUTPUT_NAME = "logits"
 
 
-def serving_function(model, input_name=INPUT_NAME, output_name=OUTPUT_NAME):
-    """A `tf.function` `{input_name: x} -> {output_name: model(x)}`.
+def signature_names(spec, input_name=INPUT_NAME, output_name=OUTPUT_NAME):
+    """`(input names, output names)` of the exported signature.
 
-    The batch dimension is `None`; the model runs with `training=False`
-    (Dropout off, BatchNormalization on its moving statistics).
+    One input is named `input_name` and one output `output_name`; several keep
+    their Keras names (`spec.names`, `spec.output_names`).
     """
+    inputs = [input_name] if spec.single else list(spec.names)
+    outputs = [output_name] if len(spec.output_names) <= 1 else list(spec.output_names)
+    return inputs, outputs
+
+
+def serving_function(model, input_name=INPUT_NAME, output_name=OUTPUT_NAME, spec=None):
+    """A `tf.function` `{input name: x, ...} -> {output name: model(x), ...}`.
+
+    The batch dimension is `None` (and the unknown sequence dimensions of
+    integer inputs); the model runs with `training=False` (Dropout off,
+    BatchNormalization on its moving statistics) on its inputs in the
+    structure it was built with (array, list or dict).
+
+    Args:
+        model: The `keras.Model`.
+        input_name: Name of the input of a one-input model.
+        output_name: Name of the output of a one-output model.
+        spec: The model's `export.inputs.InputSpec` (read here when None).
+    """
+    import keras
     import tensorflow as tf
 
-    input_shape, dtype = loading.input_signature(model)
+    spec = loading.input_spec(model) if spec is None else spec
+    inputs, outputs = signature_names(spec, input_name, output_name)
+    tensor_specs = {
+        name: tf.TensorSpec(shape, dtype, name=name)
+        for shape, dtype, name in zip(spec.shapes, spec.dtypes, inputs, strict=True)
+    }
+    if spec.single:  # One tensor argument, as `keras.layers.TFSMLayer` calls it.
+        tensor_specs = tensor_specs[inputs[0]]
 
-    @tf.function(input_signature=[tf.TensorSpec(input_shape, dtype, name=input_name)])
-    def serve(inputs):
-        return {output_name: model(inputs, training=False)}
+    @tf.function(input_signature=[tensor_specs])
+    def serve(tensors):
+        values = keras.tree.flatten(
+            model(spec.for_model(spec.as_dict(tensors)), training=False)
+        )
+        return dict(zip(outputs, values, strict=True))
 
     return serve
 
 
-def write_savedmodel(model, path, input_name=INPUT_NAME, output_name=OUTPUT_NAME):
+def write_savedmodel(
+    model, path, input_name=INPUT_NAME, output_name=OUTPUT_NAME, spec=None
+):
     """Writes `model` as a SavedModel at `path` (no checks, no staging).
 
     Returns:
@@ -60,7 +100,7 @@ def write_savedmodel(model, path, input_name=INPUT_NAME, output_name=OUTPUT_NAME
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    function = serving_function(model, input_name, output_name)
+    function = serving_function(model, input_name, output_name, spec)
     archive.add_endpoint("serving_default", function)
     archive.write_out(os.fspath(path), verbose=False)
     return function
@@ -90,7 +130,7 @@ class ScratchSavedModels:
         self.folder = None
         self.entries = {}
 
-    def path(self, model):
+    def path(self, model, spec=None):
         """A SavedModel of `model` as it is now (`write_savedmodel`)."""
         digest = weights_digest(model)
         key = id(model)
@@ -103,7 +143,7 @@ class ScratchSavedModels:
             self.folder = tempfile.mkdtemp(prefix="kdkeras-savedmodels-")
             atexit.register(shutil.rmtree, self.folder, True)
         path = tempfile.mkdtemp(dir=self.folder)
-        write_savedmodel(model, os.path.join(path, "saved_model"))
+        write_savedmodel(model, os.path.join(path, "saved_model"), spec=spec)
         self.entries[key] = (
             weakref.ref(model, lambda _, key=key: self.forget(key)),
             digest,
@@ -120,12 +160,13 @@ class ScratchSavedModels:
 SCRATCH_SAVEDMODELS = ScratchSavedModels()
 
 
-def scratch_savedmodel(model):
+def scratch_savedmodel(model, spec=None):
     """A SavedModel of `model` for a converter to read (written once, reused).
 
     Do not modify it: other conversions of the same model read it too.
+    `spec` is the model's `export.inputs.InputSpec` (read when None).
     """
-    return SCRATCH_SAVEDMODELS.path(model)
+    return SCRATCH_SAVEDMODELS.path(model, spec)
 
 
 def export_savedmodel(
@@ -144,10 +185,13 @@ def export_savedmodel(
         model: A `keras.Model`, or a path to a `.keras` file / SavedModel.
         output_dir: Destination directory (must not exist unless
             `overwrite`).
-        input_name: Name of the signature input.
-        output_name: Name of the signature output.
+        input_name: Name of the signature input of a one-input model
+            (several inputs keep their Keras names).
+        output_name: Name of the signature output of a one-output model
+            (several outputs keep their Keras names).
         overwrite: Replace an existing `output_dir`.
-        labelled_data: Optional `.npz` (`x`, `y`) or `(x, y)` for accuracy.
+        labelled_data: Optional `.npz` (`x` or `x_<input name>`, and `y`),
+            `(x, y)` or a dataset, for accuracy.
         seed: Seed of the random parity inputs.
         unsafe: Allow Lambda layers when loading a `.keras` path.
 
@@ -178,9 +222,11 @@ def export_savedmodel(
     model, source = pipeline.resolve_for_export(
         model, output_dir, overwrite, unsafe, directory=True
     )
+    spec = loading.input_spec(model)
+    inputs, outputs = signature_names(spec, input_name, output_name)
 
     def write(path):
-        write_savedmodel(model, path, input_name, output_name)
+        write_savedmodel(model, path, input_name, output_name, spec)
 
     return pipeline.export_artifact(
         model,
@@ -190,14 +236,24 @@ def export_savedmodel(
         directory=True,
         options={
             "signature": "serving_default",
-            "input_name": input_name,
-            "output_name": output_name,
+            **name_options(inputs, outputs),
         },
         overwrite=overwrite,
         labelled_data=labelled_data,
         seed=seed,
         source=source,
+        spec=spec,
     )
+
+
+def name_options(inputs, outputs):
+    """Sidecar options naming the signature's inputs and outputs."""
+    options = {"input_name": inputs[0], "output_name": outputs[0]}
+    if len(inputs) > 1:
+        options["input_names"] = list(inputs)
+    if len(outputs) > 1:
+        options["output_names"] = list(outputs)
+    return options
 
 
 def main(argv=None):

@@ -79,14 +79,17 @@ def convert(
     quantize="none",
     representative_inputs=None,
     int8_io=False,
+    spec=None,
 ):
     """Converts `model` to TFLite flatbuffer bytes (no checks, no staging).
 
     Args:
-        model: A single-input, single-output `keras.Model`.
+        model: A built `keras.Model`.
         quantize: One of `QUANTIZE_MODES`.
-        representative_inputs: float32 array of inputs, required for `int8`.
+        representative_inputs: Inputs (an array, or a dict by input name),
+            required for `int8`.
         int8_io: int8 input and output tensors (only with `int8`).
+        spec: The model's `export.inputs.InputSpec` (read when None).
 
     Returns:
         The `.tflite` bytes.
@@ -97,14 +100,19 @@ def convert(
     """
     if quantize == "qat":
         return convert_quantization_aware(model)
+    spec = loading.input_spec(model) if spec is None else spec
     with tempfile.TemporaryDirectory(prefix="kdkeras-tflite-") as scratch:
-        saved_model_dir = to_savedmodel.scratch_savedmodel(model)
+        saved_model_dir = to_savedmodel.scratch_savedmodel(model, spec)
         calibration_path = None
         if quantize == "int8":
-            calibration_path = os.path.join(scratch, "representative.npy")
-            np.save(
+            calibration_path = os.path.join(scratch, "representative.npz")
+            names, _ = to_savedmodel.signature_names(spec)
+            samples = spec.as_dict(
+                spec.take(representative_inputs, 0, MAX_CALIBRATION_SAMPLES)
+            )
+            np.savez(
                 calibration_path,
-                np.asarray(representative_inputs[:MAX_CALIBRATION_SAMPLES]),
+                **dict(zip(names, map(np.asarray, samples.values()), strict=True)),
             )
         output_path = os.path.join(scratch, "model.tflite")
         pipeline.run_isolated(
@@ -135,7 +143,8 @@ def convert_saved_model(
         saved_model_dir: SavedModel with a `serving_default` signature.
         output_path: Where the flatbuffer is written.
         quantize: `"none"`, `"float16"`, `"dynamic"` or `"int8"`.
-        representative_path: `.npy` of calibration inputs (int8).
+        representative_path: `.npz` of calibration inputs (int8), one array
+            per signature input.
         int8_io: int8 input and output tensors (int8 only).
 
     Raises:
@@ -151,11 +160,14 @@ def convert_saved_model(
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
-        samples = np.load(representative_path, allow_pickle=False)
+        with np.load(representative_path, allow_pickle=False) as data:
+            samples = {name: data[name] for name in data.files}
+        count = len(next(iter(samples.values())))
 
         def representative_dataset():
-            for i in range(len(samples)):
-                yield [samples[i : i + 1]]
+            for i in range(count):
+                rows = {name: array[i : i + 1] for name, array in samples.items()}
+                yield list(rows.values()) if len(rows) == 1 else rows
 
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -170,6 +182,8 @@ def convert_saved_model(
         handle.write(flatbuffer)
 
 
+# Integer model inputs and outputs (token ids, masks): kept as they are.
+INTEGER_INPUTS = ("int32", "int64", "bool")
 WEIGHTED_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
 # Dynamic-range quantisation leaves smaller kernels in float32
 # (TFLite's min_elements_for_weights).
@@ -230,6 +244,10 @@ def tensor_types(path):
     io = {
         "input": np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
         "output": np.dtype(interpreter.get_output_details()[0]["dtype"]).name,
+        "inputs": [np.dtype(d["dtype"]).name for d in interpreter.get_input_details()],
+        "outputs": [
+            np.dtype(d["dtype"]).name for d in interpreter.get_output_details()
+        ],
     }
     return found, io
 
@@ -292,9 +310,11 @@ def check_tensor_types(path, quantize, int8_io=False, float_ops=0):
             "this model)"
         )
     io_expected = "int8" if int8_io else "float32"
-    for side in ("input", "output"):
-        if io[side] != io_expected:
-            wrong.append(f"model {side} {io[side]}")
+    for side in ("inputs", "outputs"):
+        for dtype in io[side]:
+            # Integer inputs (token ids, masks) are not quantised.
+            if dtype != io_expected and dtype not in INTEGER_INPUTS:
+                wrong.append(f"model {side[:-1]} {dtype}")
     if wrong:
         shown = ", ".join(sorted(set(wrong))[:4])
         raise pipeline.ConversionError(
@@ -388,13 +408,15 @@ def export_tflite(
         output_path: Destination `.tflite` path.
         quantize: One of `QUANTIZE_MODES`.
         representative_data: Inputs for int8 calibration (required for
-            `int8`): an array, a `.npy`/`.npz` path, or `"fashion-mnist:N"`
-            (first N training images). For other modes, optional real inputs
-            for the agreement check.
+            `int8`): an array (a dict by input name for several inputs), a
+            `.npy`/`.npz` path (`x_<input name>` arrays for several inputs),
+            a dataset, or `"fashion-mnist:N"` (first N training images). For
+            other modes, optional real inputs for the agreement check.
         int8_io: With `int8`, make the input and output tensors int8.
         overwrite: Replace an existing `output_path`.
-        labelled_data: Optional `.npz` (`x`, `y`) or `(x, y)` for accuracy;
-            its `x` is also used for the top-1 agreement of quantised modes.
+        labelled_data: Optional `.npz` (`x` or `x_<input name>`, and `y`),
+            `(x, y)` or a dataset, for accuracy; its `x` is also used for the
+            top-1 agreement of quantised modes.
         seed: Seed of the random parity inputs.
         min_agreement: Override the top-1 agreement threshold.
         unsafe: Allow Lambda layers when loading a `.keras` path.
@@ -459,18 +481,18 @@ def export_tflite(
     fallback.check_float_fallback(float_fallback, quantize, int8_io)
     if quantization_aware:  # A tf_keras model: used as it is.
         pipeline.check_destination(output_path, overwrite)
-        loading.check_single_input_output(model)
+        loading.check_built(model)
         loading.check_logits_output(model)
         source = None
     else:
         model, source = pipeline.resolve_for_export(
             model, output_path, overwrite, unsafe
         )
-    input_shape, _ = loading.input_signature(model)
+    spec = loading.input_spec(model)
 
     representative = None
     if representative_data is not None:
-        representative = inputs.load_representative(representative_data, input_shape)
+        representative = inputs.load_representative(representative_data, spec)
     if isinstance(representative_data, (str, os.PathLike)):
         representative_source = os.fspath(representative_data)
     else:
@@ -479,17 +501,17 @@ def export_tflite(
         quantize not in ("none", "qat")
         and representative is None
         and labelled_data is None
-        and not inputs.takes_fashion_mnist(input_shape)
+        and not inputs.takes_fashion_mnist(spec)
     ):
         raise ValueError(
             f"`--representative-data` or `--labelled-data` must be given with "
-            f"--quantize={quantize} for a model with input {input_shape}: "
+            f"--quantize={quantize} for a model with input {spec.describe()}: "
             "held-out inputs are needed to check the quantised model. "
             "Received: neither"
         )
 
     def write(path):
-        flatbuffer = convert(model, quantize, representative, int8_io)
+        flatbuffer = convert(model, quantize, representative, int8_io, spec)
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
         types = check_tensor_types(path, quantize, int8_io)
@@ -505,7 +527,7 @@ def export_tflite(
         "int8_io": bool(int8_io),
         "representative_data": representative_source,
         "calibration_samples": (
-            min(len(representative), MAX_CALIBRATION_SAMPLES)
+            min(spec.count(representative), MAX_CALIBRATION_SAMPLES)
             if quantize == "int8"
             else None
         ),
@@ -527,6 +549,7 @@ def export_tflite(
             min_agreement=min_agreement,
             source=source,
             calibration_inputs=representative,
+            spec=spec,
         )
     except verify.ParityError:
         if float_fallback != "auto":
@@ -534,7 +557,7 @@ def export_tflite(
     return fallback.export_with_fallback(
         model,
         output_path,
-        representative[:MAX_CALIBRATION_SAMPLES],
+        spec.take(representative, 0, MAX_CALIBRATION_SAMPLES),
         options=options,
         overwrite=overwrite,
         labelled_data=labelled_data,
@@ -556,8 +579,9 @@ def main(argv=None):
     flags.DEFINE_string(
         "representative-data",
         None,
-        "Calibration inputs for int8: a .npy, a .npz (array x), or "
-        "fashion-mnist:N for the first N Fashion-MNIST training images.",
+        "Calibration inputs for int8: a .npy, a .npz (array x; for several "
+        "inputs x_<input name> arrays), or fashion-mnist:N for the first N "
+        "Fashion-MNIST training images.",
     )
     flags.DEFINE_boolean(
         "int8-io", False, "With --quantize=int8: int8 input and output tensors."

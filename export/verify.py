@@ -3,9 +3,15 @@
 Every exporter calls `verify_artifact` on the artifact at its temporary path,
 before it is moved into place. Two kinds of check:
 
+Every input of the model is fed (`export.inputs.InputSpec`: float images,
+int32 token ids, masks) and every output is compared; top-1 agreement and
+accuracy read the first output in Keras' order (the logits).
+
 Float formats (SavedModel, ONNX, TFLite `none`): on fresh random inputs
-(uniform in [0, 1), `np.random.default_rng(seed)`, at several batch sizes so
-the dynamic batch dimension is exercised) the relative error
+(`np.random.default_rng(seed)`: floats uniform in [0, 1), integers uniform in
+their range, i.e. token ids below the vocabulary of the embedding that reads
+them and 0/1 masks; at several batch sizes so the dynamic batch dimension is
+exercised) the relative error
 
     relative_error(a, b) = max|a - b| / max(max|b|, TINY)
 
@@ -21,7 +27,7 @@ move, so the gate is the top-1 agreement (fraction of inputs where
 `argmax(a) == argmax(b)`) on held-out inputs, which must reach
 `MIN_TOP1_AGREEMENT[quantize]`: the labelled data when given, else the
 Fashion-MNIST test slice when the input is 28x28x1, else fresh seeded random
-inputs scaled like the calibration data (`scaled_like`), never the calibration
+inputs drawn like the calibration data (`held_out_like`), never the calibration
 batch itself. Every relative error recorded (on random and on held-out inputs)
 must also stay below `MAX_QUANTIZED_RELATIVE_ERROR[quantize]`.
 
@@ -163,16 +169,47 @@ def random_inputs(input_shape, batch_size, rng, dtype="float32"):
     return rng.random(shape, dtype=np.float64).astype(dtype)
 
 
-def _reference_outputs(reference, x, what):
-    outputs = reference(x)
-    if not np.all(np.isfinite(outputs)):
-        bad = int(np.sum(~finite_rows(outputs)))
-        raise NonFiniteOutputError(
-            f"`model` must give finite outputs to be verified. Received: a "
-            f"model whose outputs hold NaN or inf on {bad} of {len(x)} {what} "
-            "(NaN/inf weights?)"
+def outputs_in_order(result, spec, fmt="artifact"):
+    """Output arrays in Keras' order from an array or a dict by output name.
+
+    A one-output model's outputs may carry any name (the exported signature
+    names it `logits`); several outputs are matched by their Keras names.
+    """
+    if not isinstance(result, dict):
+        return [np.asarray(result)]
+    if len(result) == 1 and len(spec.output_names) <= 1:
+        return [np.asarray(next(iter(result.values())))]
+    missing = [name for name in spec.output_names if name not in result]
+    if missing:
+        raise ParityError(
+            f"{fmt} artifact has outputs {sorted(result)[:8]}; expected the "
+            f"model's {list(spec.output_names)[:8]}"
         )
+    return [np.asarray(result[name]) for name in spec.output_names]
+
+
+def _reference_outputs(reference, x, what, spec):
+    outputs = outputs_in_order(reference(x), spec, "keras")
+    for output in outputs:
+        if not np.all(np.isfinite(output)):
+            bad = int(np.sum(~finite_rows(output)))
+            raise NonFiniteOutputError(
+                f"`model` must give finite outputs to be verified. Received: a "
+                f"model whose outputs hold NaN or inf on {bad} of "
+                f"{spec.count(x)} {what} (NaN/inf weights?)"
+            )
     return outputs
+
+
+def _relative_errors(actual, expected):
+    return [relative_error(a, b) for a, b in zip(actual, expected, strict=True)]
+
+
+def _varies(data, spec):
+    """Whether some input of `data` holds more than one value."""
+    return any(
+        float(np.max(a)) != float(np.min(a)) for a in spec.as_dict(data).values()
+    )
 
 
 # -------------------------------------------------------------------- verify
@@ -193,6 +230,7 @@ def verify_artifact(
     min_agreement=None,
     max_accuracy_drop=DEFAULT_MAX_ACCURACY_DROP,
     runner=None,
+    spec=None,
 ):
     """Checks an exported artifact against its Keras model.
 
@@ -202,10 +240,10 @@ def verify_artifact(
         fmt: `"savedmodel"`, `"tflite"` or `"onnx"`.
         quantize: `"none"` for float formats; `"float16"`, `"dynamic"` or
             `"int8"` switch the gate to top-1 agreement.
-        real_inputs: float32 held-out inputs for the agreement check of
-            quantised formats. Defaults to `labelled[0]`, else Fashion-MNIST
-            test images for 28x28x1 models, else `inputs.scaled_like(
-            calibration_inputs)`.
+        real_inputs: Held-out inputs for the agreement check of quantised
+            formats (an array, or a dict by input name). Defaults to
+            `labelled[0]`, else Fashion-MNIST test images for 28x28x1 models,
+            else `inputs.held_out_like(calibration_inputs)`.
         real_inputs_source: Description of `real_inputs` for the report.
         labelled: Optional `(x, y)` for accuracy.
         seed: Seed of the random inputs.
@@ -221,46 +259,62 @@ def verify_artifact(
         max_accuracy_drop: With `labelled`, maximum accuracy the artifact may
             lose against Keras (absolute fraction, 0.01 = one point).
         runner: Optional `x -> outputs` callable standing for the artifact
-            (default: `export.runtimes.load(path, fmt).predict`).
+            (an array, or a dict by output name; default:
+            `export.runtimes.load(path, fmt).predict_all`).
+        spec: The model's `export.inputs.InputSpec` (read here when None).
 
     Returns:
-        A JSON-serialisable dict of the figures (`max_relative_error`,
-        `top1_agreement`, `accuracy`, ...) with `"passed": True`.
+        A JSON-serialisable dict of the figures (`max_relative_error`, the
+        largest over the outputs, `output_relative_errors` per output when
+        there are several, `top1_agreement`, `accuracy`, ...) with
+        `"passed": True`.
 
     Raises:
         ParityError: a gate fails; the message gives the figure and the bound.
         NonFiniteOutputError: the Keras model's own outputs are NaN or inf.
         ValueError: a quantised format without any held-out inputs.
     """
-    input_shape, dtype = loading.input_signature(model)
-    reference = runtimes.keras_reference(model).predict
+    spec = loading.input_spec(model) if spec is None else spec
+    reference = runtimes.keras_reference(model).predict_all
     if runner is None:
         options = {"providers": runtimes.onnx_providers()} if fmt == "onnx" else None
-        runner = runtimes.load(path, fmt, options=options).predict
-    exported = runner
+        runner = runtimes.load(path, fmt, options=options).predict_all
+
+    def exported(x):
+        return outputs_in_order(runner(x), spec, fmt)
+
     quantized = quantize != "none"
     rng = np.random.default_rng(seed)
 
-    errors, abs_errors, agreements = [], [], []
+    per_output, abs_errors, agreements = [], [], []
     for batch_size in batch_sizes:
-        x = random_inputs(input_shape, batch_size, rng, dtype)
-        expected = _reference_outputs(reference, x, "random inputs")
+        x = spec.random(batch_size, rng)
+        expected = _reference_outputs(reference, x, "random inputs", spec)
         try:
             actual = exported(x)
+        except ParityError:
+            raise
         except Exception as error:
             raise ParityError(
                 f"{fmt} artifact failed to run at batch size {batch_size}: "
-                f"{str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+                f"{loading.error_summary(error)}"
             ) from None
-        errors.append(relative_error(actual, expected))
-        abs_errors.append(max_abs_error(actual, expected))
-        if expected.ndim == 2:
-            agreements.append(top1_agreement(actual, expected))
+        per_output.append(_relative_errors(actual, expected))
+        abs_errors.append(
+            max(max_abs_error(a, b) for a, b in zip(actual, expected, strict=True))
+        )
+        if expected[0].ndim == 2:
+            agreements.append(top1_agreement(actual[0], expected[0]))
+    errors = [max(row) for row in per_output]
+    floats_only = all(not np.issubdtype(np.dtype(d), np.integer) for d in spec.dtypes)
     report = {
         "format": fmt,
         "quantize": quantize,
         "random_inputs": {
-            "distribution": "uniform[0, 1)",
+            "distribution": "uniform[0, 1)"
+            if floats_only
+            else "floats uniform[0, 1); integers uniform in their range (token "
+            "ids below the embedding's vocabulary; 0/1 masks, first position 1)",
             "seed": seed,
             "batch_sizes": list(batch_sizes),
             "count": int(sum(batch_sizes)),
@@ -271,6 +325,13 @@ def verify_artifact(
         "a = artifact, b = Keras",
         "random_top1_agreement": min(agreements) if agreements else None,
     }
+    if len(spec.output_names) > 1:
+        report["output_relative_errors"] = {
+            name: max(row[i] for row in per_output)
+            for i, name in enumerate(spec.output_names)
+        }
+    if not spec.single:
+        report["inputs"] = spec.to_json()
     if tolerance is None:
         tolerance = (
             MAX_QUANTIZED_RELATIVE_ERROR[quantize] if quantized else RELATIVE_TOLERANCE
@@ -288,15 +349,15 @@ def verify_artifact(
         real_inputs, real_inputs_source = labelled[0], "labelled data"
     if quantized:
         if real_inputs is None:
-            real_inputs = inputs.default_real_inputs(input_shape)
+            real_inputs = inputs.default_real_inputs(spec)
             real_inputs_source = (
                 f"Fashion-MNIST test[:{DEFAULT_REAL_INPUTS}]"
                 if real_inputs is not None
                 else None
             )
         if real_inputs is None and calibration_inputs is not None:
-            real_inputs = inputs.scaled_like(
-                calibration_inputs, DEFAULT_REAL_INPUTS, seed
+            real_inputs = inputs.held_out_like(
+                calibration_inputs, DEFAULT_REAL_INPUTS, seed, spec
             )
             real_inputs_source = (
                 f"{DEFAULT_REAL_INPUTS} held-out random inputs scaled like "
@@ -308,8 +369,8 @@ def verify_artifact(
                 f"with quantize={quantize}: held-out inputs are needed for the "
                 "top-1 agreement check. Received: neither"
             )
-        real_inputs = inputs.check_inputs(real_inputs, input_shape, "real inputs")
-        if float(np.max(real_inputs)) == float(np.min(real_inputs)):
+        real_inputs = spec.check(real_inputs, "real inputs")
+        if not _varies(real_inputs, spec):
             raise ValueError(
                 "`real_inputs` must vary (a constant batch cannot show a "
                 f"disagreement). Received: {real_inputs_source or 'array'}"
@@ -317,47 +378,48 @@ def verify_artifact(
         threshold = (
             MIN_TOP1_AGREEMENT[quantize] if min_agreement is None else min_agreement
         )
-        expected = _reference_outputs(reference, real_inputs, "held-out inputs")
+        expected = _reference_outputs(reference, real_inputs, "held-out inputs", spec)
         actual = exported(real_inputs)
-        agreement = top1_agreement(actual, expected)
+        agreement = top1_agreement(actual[0], expected[0])
+        real_count = spec.count(real_inputs)
         report.update(
             top1_agreement=agreement,
             min_top1_agreement=threshold,
             real_inputs=real_inputs_source or "given array",
-            real_inputs_count=int(len(real_inputs)),
-            real_max_relative_error=relative_error(actual, expected),
+            real_inputs_count=int(real_count),
+            real_max_relative_error=max(_relative_errors(actual, expected)),
         )
         if not report["real_max_relative_error"] < tolerance:
             raise ParityError(
                 f"{fmt} quantize={quantize} parity failed: relative error "
                 f"{report['real_max_relative_error']:.3g} >= {tolerance:g} "
-                f"against Keras on {len(real_inputs)} held-out inputs "
+                f"against Keras on {real_count} held-out inputs "
                 f"({report['real_inputs']})"
             )
         if agreement < threshold:
             raise ParityError(
                 f"{fmt} quantize={quantize} parity failed: top-1 agreement "
                 f"{agreement:.4f} < {threshold} with Keras on "
-                f"{len(real_inputs)} real inputs ({report['real_inputs']})"
+                f"{real_count} real inputs ({report['real_inputs']})"
             )
 
     if labelled is not None:
         x, y = labelled
         reference_accuracy = accuracy(
-            _reference_outputs(reference, x, "labelled inputs"), y
+            _reference_outputs(reference, x, "labelled inputs", spec)[0], y
         )
-        exported_accuracy = accuracy(exported(x), y)
+        exported_accuracy = accuracy(exported(x)[0], y)
         report["accuracy"] = {
             "keras": reference_accuracy,
             "exported": exported_accuracy,
-            "count": int(len(x)),
+            "count": int(spec.count(x)),
             "max_drop": max_accuracy_drop,
         }
         if exported_accuracy < reference_accuracy - max_accuracy_drop:
             raise ParityError(
                 f"{fmt} accuracy {exported_accuracy:.4f} is more than "
                 f"{max_accuracy_drop} below Keras' {reference_accuracy:.4f} "
-                f"on {len(x)} labelled examples"
+                f"on {spec.count(x)} labelled examples"
             )
     report["passed"] = True
     return report

@@ -114,10 +114,17 @@ def check_arguments(path, fmt, batch_sizes, threads, min_time_s, x, y, options=N
             "`x` and `y` must be given together (labelled data) or both be None. Received: one of them"
         )
     if x is not None:
-        x, y = np.asarray(x), np.asarray(y)
-        if y.ndim != 1 or len(x) != len(y) or not len(y):
+        y = np.asarray(y)
+        if isinstance(x, dict):
+            shapes = {k: np.shape(v) for k, v in x.items()}
+            counts = {len(v) for v in x.values()}
+            count = counts.pop() if len(counts) == 1 else -1
+        else:
+            x = np.asarray(x)
+            shapes, count = x.shape, len(x)
+        if y.ndim != 1 or count != len(y) or not len(y):
             raise ValueError(
-                f"`y` must be 1-D integer labels, one per example of x. Received: x {x.shape}, y {y.shape}"
+                f"`y` must be 1-D integer labels, one per example of x. Received: x {shapes}, y {y.shape}"
             )
         if not np.issubdtype(y.dtype, np.integer):
             raise TypeError(
@@ -150,7 +157,8 @@ def build_spec(
         timing: `min_time_s`, `min_iterations`, `max_time_s`, `warmup_s` (defaults
             `DEFAULT_*`), `min_sample_s` (default `timing.MIN_SAMPLE_S`: shorter
             calls are timed in blocks of `calls_per_sample` calls).
-        labelled: Optional `{"path": .npz with x and y, "example_shape": [...]}`.
+        labelled: Optional `{"path": .npz with x (or x_<input name>) and y,
+            "example_shape": [...]}`.
         seed: Seed of the random timing inputs.
         eval_batch_size: Batch size of the accuracy pass.
         name: Stem of the extracted weight file, unique within `scratch`.
@@ -183,7 +191,8 @@ def build_spec(
         **(timing or {}),
     }
     if labelled is not None:
-        spec["example_shape"] = list(labelled["example_shape"])
+        if labelled.get("example_shape") is not None:
+            spec["example_shape"] = list(labelled["example_shape"])
         spec["data_path"] = labelled["path"]
     return spec, runtime_path
 
@@ -204,6 +213,7 @@ def measure_artifacts(
     timeout_s=900,
     on_step=None,
     return_outputs=False,
+    input_spec=None,
 ):
     """Measures several artifacts, each in its own subprocess, timed interleaved.
 
@@ -224,7 +234,8 @@ def measure_artifacts(
         min_time_s: Each batch size is timed for at least this long in all (split over
             the rounds) *and* at least `min_iterations` calls, unless `max_time_s`
             passes first.
-        x: Optional labelled inputs (N, ...) for test-set accuracy.
+        x: Optional labelled inputs (N, ...) for test-set accuracy; for a model with
+            several inputs, a dict of such arrays by input name.
         y: Integer labels (N,) matching `x`.
         rounds: Windows per artifact and batch size (1: one contiguous window each).
         min_iterations: Minimum timed calls per batch size (see `min_time_s`).
@@ -239,6 +250,10 @@ def measure_artifacts(
         on_step: Optional `callable(label)` told of each phase (a progress bar).
         return_outputs: With `x`, each result also holds `outputs`: the runtime's
             float32 outputs on `x` (from the accuracy pass), for parity checks.
+        input_spec: The models' `export.inputs.InputSpec` (one for every job, or a
+            list with one per job): the random timing inputs are drawn from it
+            (every input, integers in their range). None: one float input, drawn
+            uniform in [0, 1) in the runtime's input shape.
 
     Returns:
         One entry per job, in order: a result dict as `measure_artifact` returns, or the
@@ -278,13 +293,29 @@ def measure_artifacts(
     }
     with tempfile.TemporaryDirectory(prefix="kdkeras-measure-") as scratch:
         labelled = None
-        if x is not None:
+        if isinstance(x, dict):
+            labelled = {
+                "example_shape": None,
+                "path": os.path.join(scratch, "labelled.npz"),
+                "length": _sequence_length(x),
+            }
+            np.savez(
+                labelled["path"],
+                **{f"x_{name}": np.ascontiguousarray(v) for name, v in x.items()},
+                y=np.asarray(y, dtype=np.int64),
+            )
+        elif x is not None:
             x = np.ascontiguousarray(x, dtype=np.float32)
             labelled = {
                 "example_shape": list(x.shape[1:]),
                 "path": os.path.join(scratch, "labelled.npz"),
             }
             np.savez(labelled["path"], x=x, y=np.asarray(y, dtype=np.int64))
+        job_specs = (
+            list(input_spec)
+            if isinstance(input_spec, (list, tuple))
+            else [input_spec] * len(checked)
+        )
         specs, runtime_paths = [], []
         for index, job in enumerate(checked):
             spec, runtime_path = build_spec(
@@ -300,6 +331,13 @@ def measure_artifacts(
                 eval_batch_size=eval_batch_size,
                 name=f"dense_layers_{index}",
             )
+            if job_specs[index] is not None:
+                spec["inputs"] = (
+                    job_specs[index]
+                    if isinstance(job_specs[index], dict)
+                    else job_specs[index].to_json()
+                )
+                spec["input_length"] = (labelled or {}).get("length")
             if not job.evaluate:
                 spec.pop("data_path", None)
             elif return_outputs and labelled is not None:
@@ -336,6 +374,12 @@ def measure_artifacts(
                 ),
             }
     return outcomes
+
+
+def _sequence_length(x):
+    """Length of the second axis shared by the inputs of `x` (a dict), or None."""
+    lengths = {np.shape(v)[1] for v in x.values() if np.ndim(v) > 1}
+    return int(lengths.pop()) if len(lengths) == 1 else None
 
 
 def check_validity(stats, timing):

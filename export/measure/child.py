@@ -36,15 +36,19 @@ import time
 import numpy as np
 
 from export import runtimes
+from export.inputs import InputSpec
 from export.measure import environment
 from export.measure import timing
 
 
-def accuracy(runtime, x, y, chunk, outputs=None):
+def accuracy(runtime, x, y, chunk, outputs=None, spec=None):
     """Top-1 accuracy of `runtime.predict` on `(x, y)`, `chunk` examples a call.
 
     `outputs`, a list, receives the float32 outputs of each chunk when given.
+    `x` is a dict by input name when `spec` (an `InputSpec`) has several inputs.
     """
+    if spec is not None and not spec.single:
+        return _accuracy_by_name(runtime, x, y, chunk, outputs, spec)
     correct = 0
     shape = runtime.input_shape(chunk, x.shape[1:])
     for start in range(0, len(x), chunk):
@@ -60,6 +64,25 @@ def accuracy(runtime, x, y, chunk, outputs=None):
             outputs.append(np.asarray(logits, np.float32))
         correct += int(np.sum(np.argmax(logits, axis=1) == y[start : start + count]))
     return correct / len(x)
+
+
+def _accuracy_by_name(runtime, x, y, chunk, outputs, spec):
+    correct, total = 0, spec.count(x)
+    for start in range(0, total, chunk):
+        part = spec.take(x, start, start + chunk)
+        logits = np.asarray(runtime.predict(part)).reshape(spec.count(part), -1)
+        if outputs is not None:
+            outputs.append(np.asarray(logits, np.float32))
+        correct += int(np.sum(np.argmax(logits, axis=1) == y[start : start + chunk]))
+    return correct / total
+
+
+def _load_labelled(path, spec):
+    """`(x, y)` of the labelled `.npz` the parent wrote (`x` or `x_<input name>`)."""
+    with np.load(path, allow_pickle=False) as data:
+        if "x" in data:
+            return data["x"], data["y"]
+        return {name: data[f"x_{name}"] for name in spec.names}, data["y"]
 
 
 class Session:
@@ -100,9 +123,27 @@ class Session:
         self.calls_per_sample = {}
         self.load_warmup = {}
         self.alternatives = None
+        self.input_spec = (
+            InputSpec.from_json(spec["inputs"]) if spec.get("inputs") else None
+        )
 
     def input_for(self, batch_size):
-        """The batch of `batch_size` random inputs, drawn once and reused."""
+        """The batch of `batch_size` random inputs, drawn once and reused.
+
+        With the model's input spec (`spec["inputs"]`) and several inputs, a dict
+        drawn from it (integers in their range); else floats in the runtime's shape.
+        """
+        if self.input_spec is not None and not self.input_spec.single:
+            if batch_size not in self.inputs:
+                self.inputs[batch_size] = {
+                    name: np.ascontiguousarray(value)
+                    for name, value in self.input_spec.as_dict(
+                        self.input_spec.random(
+                            batch_size, self.rng, self.spec.get("input_length")
+                        )
+                    ).items()
+                }
+            return self.inputs[batch_size]
         if batch_size not in self.inputs:
             shape = self.runtime.input_shape(batch_size, self.spec.get("example_shape"))
             self.inputs[batch_size] = np.ascontiguousarray(
@@ -271,11 +312,15 @@ class Session:
             "loaded_modules": loaded_modules(),
         }
         if spec.get("data_path"):
-            with np.load(spec["data_path"], allow_pickle=False) as data:
-                x_data, y_data = data["x"], data["y"]
+            x_data, y_data = _load_labelled(spec["data_path"], self.input_spec)
             outputs = [] if spec.get("outputs_path") else None
             result["accuracy"] = accuracy(
-                runtime, x_data, y_data, int(spec.get("eval_batch_size", 500)), outputs
+                runtime,
+                x_data,
+                y_data,
+                int(spec.get("eval_batch_size", 500)),
+                outputs,
+                self.input_spec,
             )
             if outputs is not None:
                 np.save(

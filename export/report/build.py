@@ -148,11 +148,20 @@ def build_report(
         )
         from export.to_tflite import MAX_CALIBRATION_SAMPLES
 
+        calibration_inputs = representative[0]
+        if isinstance(calibration_inputs, dict):  # Several inputs, by name.
+            first = next(iter(calibration_inputs.values()))
+            head = {
+                k: v[:MAX_CALIBRATION_SAMPLES] for k, v in calibration_inputs.items()
+            }
+        else:
+            calibration_inputs = np.ascontiguousarray(calibration_inputs, np.float32)
+            first = head = calibration_inputs[:MAX_CALIBRATION_SAMPLES]
         calibration = {
-            "inputs": np.ascontiguousarray(representative[0], np.float32),
+            "inputs": calibration_inputs,
             "source": representative[1],
-            "samples": int(min(len(representative[0]), MAX_CALIBRATION_SAMPLES)),
-            "digest": data_digest(representative[0][:MAX_CALIBRATION_SAMPLES]),
+            "samples": int(min(len(first), MAX_CALIBRATION_SAMPLES)),
+            "digest": data_digest(head),
         }
     artifacts = os.path.join(output_dir, "artifacts")
     try:
@@ -212,16 +221,21 @@ def build_report(
     pipeline.stop_isolated()
     # Every runtime of every model in one interleaved measurement, so that the
     # student/teacher and floor ratios are taken under the same machine conditions.
-    jobs, owners = [], []
+    specs = {name: loading.input_spec(model) for name, model in models.items()}
+    jobs, owners, job_specs = [], [], []
     for entry in results:
         if entry.get("error"):
             continue
         fmt = entry["format"]
+        spec = specs[entry["model"]]
         counts = measure.thread_counts(threads) if fmt in searched else [threads]
         for count in counts:
             options = dict((runtime_options or {}).get(fmt) or {})
             if fmt == "keras" and unsafe:
                 options["unsafe"] = True
+            if len(spec.output_names) > 1 and fmt != "numpy":
+                options["output"] = spec.output_names[0]  # The logits.
+            job_specs.append(spec)
             # One accuracy pass per file: the first thread count's run gives it
             # (`best_of_threads` takes accuracy and outputs from the first run).
             jobs.append((entry["artifact"], fmt, count, options, count == counts[0]))
@@ -237,6 +251,7 @@ def build_report(
             y=y,
             on_step=(bar.next_step if bar else None),
             return_outputs=labelled is not None,
+            input_spec=job_specs,
             **timing,
         )
     references = {}

@@ -18,9 +18,14 @@ to `--release-dir` with `release.json` (`export.report.choose`).
 
 Exit status (`export.cli`): 0 every budget met (selecting: a variant meets
 it); 1 a budget was violated (selecting: no variant meets it, each one's
-shortfall listed on stderr), or an export or a measurement failed (the report
-is still written, with the error in place of the figures); a quantised
-variant that fails its parity check is reported as rejected, not a failure.
+shortfall listed on stderr), or an export or a measurement of a student
+failed (the report is still written, with the error in place of the
+figures); a quantised variant that fails its parity check is reported as
+rejected, not a failure. A teacher's format that fails does not sink the
+report: every other format is measured, the failed one is marked with its
+one-line reason, and it counts only when the student's verdict depends on it
+(a budget gating the teacher, or `max_accuracy_drop` with no teacher figure
+left to compare with: then the budget is violated).
 2 bad input (a flag, an unreadable budget or data file, data that does not
 fit a model), found before any export. Errors are one line on stderr, without
 a traceback unless `--verbose`; on an error nothing is left in `--output-dir`
@@ -54,17 +59,26 @@ from kdutils.echo import bounded
 PROGRAM = "export.report"
 
 
-def failures(report):
-    """Entries whose export or measurement failed (not n/a, not a rejected variant)."""
+def failures(report, role="student"):
+    """Entries of `role` whose export or measurement failed (not n/a, not rejected).
+
+    A teacher's format that fails does not sink the report: the student's verdict
+    is decided on the student's formats. When it does depend on the teacher (a
+    budget gating the teacher, or an accuracy drop with no teacher figure to
+    compare with), the budget check reports it as a violation.
+    """
     return [
         r
         for r in report["results"]
-        if r.get("error") and not r.get("not_applicable") and not r.get("rejected")
+        if r.get("error")
+        and not r.get("not_applicable")
+        and not r.get("rejected")
+        and r.get("role", r["model"]) == role
     ]
 
 
 def exit_status(report, selecting=False):
-    """0 ok; 1 a budget violated (selecting: nothing meets it) or a failure."""
+    """0 ok; 1 a budget violated (selecting: nothing meets it) or a student failure."""
     if failures(report):
         return cli.EXIT_CHECK_FAILED
     if selecting and report.get("release") is not None:
@@ -136,18 +150,27 @@ def parse_runtime_options(text):
 
 
 def labelled_data(path, model_path, unsafe=False):
-    """`(x, y, source)`: `--labelled-data`, else the Fashion-MNIST test set."""
-    if path:
-        from export.loading import input_signature
-        from export.loading import load_model
-        from export.verify import load_labelled
+    """`(x, y, source)`: `--labelled-data`, else the Fashion-MNIST test set.
 
-        input_shape, _ = input_signature(load_model(model_path, unsafe=unsafe))
+    For a model with several inputs `x` is a dict by input name (the `.npz`
+    holds `x_<input name>` arrays and `y`).
+    """
+    if path:
+        from export.inputs import load_labelled
+        from export.loading import input_spec
+        from export.loading import load_model
+
         try:
-            x, y = load_labelled(path, input_shape)
+            spec = input_spec(load_model(model_path, unsafe=unsafe))
+            x, y = load_labelled(path, spec)
         except (ValueError, OSError) as error:
             raise cli.UsageError(cli.one_line(error)) from None
         source = path
+        y = np.asarray(y)
+        if y.ndim == 2:  # One-hot.
+            y = y.argmax(axis=1)
+        if isinstance(x, dict):
+            return x, y.astype(np.int64), source
     else:
         from models.data import load_fashion_mnist
 
@@ -161,23 +184,29 @@ def labelled_data(path, model_path, unsafe=False):
 
 def representative_data(source, model_path, unsafe=False):
     """`(x, source)` calibration inputs of the int8 variants (`--representative-data`)."""
-    from export.loading import input_signature
+    from export.inputs import load_inputs
+    from export.inputs import takes_fashion_mnist
+    from export.loading import input_spec
     from export.loading import load_model
-    from export.verify import load_inputs
 
-    input_shape, _ = input_signature(load_model(model_path, unsafe=unsafe))
+    try:
+        spec = input_spec(load_model(model_path, unsafe=unsafe))
+    except ValueError as error:
+        raise cli.UsageError(cli.one_line(error)) from None
     if source is None:
-        if tuple(input_shape[1:]) != (28, 28, 1):
+        if not takes_fashion_mnist(spec):
             raise cli.UsageError(
                 "`--representative-data` must be given for int8 variants of a model "
-                f"whose input is {tuple(input_shape[1:])} (the default, "
+                f"whose input is {spec.describe()} (the default, "
                 "fashion-mnist:500, is 28x28x1 images). Received: none"
             )
         source = DEFAULT_REPRESENTATIVE_DATA
     try:
-        x = load_inputs(source, input_shape)
+        x = load_inputs(source, spec)
     except (ValueError, OSError) as error:
         raise cli.UsageError(cli.one_line(error)) from None
+    if isinstance(x, dict):
+        return x, source
     if not np.all(np.isfinite(x)):
         raise cli.UsageError(
             "`--representative-data` must hold finite inputs (no NaN or inf). "
@@ -209,7 +238,8 @@ def define_flags():
     flags.DEFINE_string(
         "representative-data",
         None,
-        "Calibration inputs of the int8 variants: .npy/.npz or fashion-mnist:N "
+        "Calibration inputs of the int8 variants: .npy/.npz (several inputs: "
+        "x_<input name> arrays) or fashion-mnist:N "
         f"(default {DEFAULT_REPRESENTATIVE_DATA} for 28x28x1 models).",
     )
     flags.DEFINE_string(
@@ -240,7 +270,8 @@ def define_flags():
     flags.DEFINE_string(
         "labelled-data",
         None,
-        ".npz with x, y for accuracy (default: Fashion-MNIST test set).",
+        ".npz with x, y (several inputs: x_<input name> arrays and y) for accuracy "
+        "(default: Fashion-MNIST test set).",
     )
     flags.DEFINE_integer(
         "threads", None, "Threads per runtime (default: all available cores)."
@@ -448,6 +479,13 @@ def run(argv):
                     or "objective not measured"
                 )
                 cli.warn(PROGRAM, f"  {candidate['label']}: {shortfall}")
+    for entry in failures(report, role="teacher"):
+        cli.warn(
+            PROGRAM,
+            f"teacher {entry.get('variant', entry['format'])} failed (measured "
+            f"without it; the student's verdict does not depend on it unless the "
+            f"budget says so): {entry['error']}",
+        )
     if release_error:
         sys.stderr.write(f"{PROGRAM}: error: {release_error}\n")
         return cli.EXIT_CHECK_FAILED

@@ -99,6 +99,17 @@ def ratios(results, formats, batch_sizes):
         for fmt in tuple(formats) + ("numpy",):
             student, teacher = by_key.get((name, fmt)), by_key.get(("teacher", fmt))
             if (
+                student
+                and teacher
+                and measured(student)
+                and teacher.get("error")
+                and not teacher.get("not_applicable")
+            ):
+                rows.append(
+                    {"model": name, "format": fmt, "teacher_error": teacher["error"]}
+                )
+                continue
+            if (
                 not student
                 or not teacher
                 or not measured(student)

@@ -53,16 +53,32 @@ def rmse_over_scale(float_values, quantized_values, scale, zero_point):
     return float(error / scale) if scale else math.inf
 
 
+def _calibration(inputs, limit=None):
+    """Calibration inputs: float32 rows, or a dict of them (integer inputs kept)."""
+    if isinstance(inputs, dict):
+        return {name: np.ascontiguousarray(a[:limit]) for name, a in inputs.items()}
+    return np.ascontiguousarray(inputs[:limit], np.float32)
+
+
+def _count(inputs):
+    """How many examples `_calibration`'s inputs hold."""
+    return len(next(iter(inputs.values())) if isinstance(inputs, dict) else inputs)
+
+
 class _Samples:
     """A representative dataset of one-example batches; `limit` caps the samples."""
 
     def __init__(self, inputs):
         self.inputs = inputs
-        self.limit = len(inputs)
+        self.limit = _count(inputs)
 
     def __call__(self):
-        for i in range(min(self.limit, len(self.inputs))):
-            yield [self.inputs[i : i + 1]]
+        # Several inputs: one dict per example, by signature input name.
+        for i in range(min(self.limit, _count(self.inputs))):
+            if isinstance(self.inputs, dict):
+                yield {name: a[i : i + 1] for name, a in self.inputs.items()}
+            else:
+                yield [self.inputs[i : i + 1]]
 
 
 class CalibratedInt8:
@@ -82,7 +98,7 @@ class CalibratedInt8:
     def __init__(self, model, inputs):
         import tensorflow as tf
 
-        self.inputs = np.ascontiguousarray(inputs, np.float32)
+        self.inputs = _calibration(inputs)
         self.dataset = _Samples(self.inputs)
         converter = tf.lite.TFLiteConverter.from_saved_model(
             to_savedmodel.scratch_savedmodel(model), signature_keys=["serving_default"]
@@ -109,7 +125,7 @@ class CalibratedInt8:
             with debugger_warnings_silenced():
                 self.debugger.run()
         finally:
-            self.dataset.limit = len(self.inputs)
+            self.dataset.limit = _count(self.inputs)
         dump = io.StringIO()
         self.debugger.layer_statistics_dump(dump)
         return _rows(dump.getvalue())
@@ -145,7 +161,7 @@ def layer_quantization_errors(model, inputs):
         "max_abs_error", "mean_squared_error", "scale"}`, sorted by
         `rmse_over_scale`, largest first.
     """
-    return CalibratedInt8(model, inputs[:MAX_DEBUG_SAMPLES]).layer_errors()
+    return CalibratedInt8(model, _calibration(inputs, MAX_DEBUG_SAMPLES)).layer_errors()
 
 
 def _rows(dump):
@@ -212,7 +228,7 @@ def export_selective_int8(
             "quantize": "int8",
             "selective": True,
             "float_layers": list(float_layers),
-            "calibration_samples": int(len(calibrated.inputs)),
+            "calibration_samples": int(_count(calibrated.inputs)),
             "tool": "tf.lite.experimental.QuantizationDebugger (denylisted_nodes)",
         },
         overwrite=overwrite,

@@ -53,9 +53,17 @@ def verdict_lines(report):
         )
         lines += [f"- {r['model']} {r['variant']}: {r['error']}" for r in rejected]
     failed = [r for r in failed if not r.get("rejected")]
+    teacher = [r for r in failed if r.get("role", r["model"]) == "teacher"]
+    failed = [r for r in failed if r not in teacher]
     if failed:
         lines.append(f"**{len(failed)} export(s)/measurement(s) FAILED:**")
         lines += [f"- {r['model']} {r['format']}: {r['error']}" for r in failed]
+    if teacher:
+        lines.append(
+            f"{len(teacher)} teacher format(s) FAILED (the student is judged on its "
+            "own formats; ratios against the teacher are missing there):"
+        )
+        lines += [f"- {r['model']} {r['format']}: {r['error']}" for r in teacher]
     return lines
 
 

@@ -179,6 +179,14 @@ def tables(report):
         headers += [f"p50@{b}", f"p99@{b}", f"samples/s@{b}"]
     rows = []
     for row in report["ratios"]:
+        if row.get("teacher_error"):
+            blank = len(headers) - 3
+            rows.append(
+                [row.get("model", "student"), FORMAT_NAMES[row["format"]]]
+                + [f"teacher FAILED: {row['teacher_error']}"]
+                + ["–"] * blank
+            )
+            continue
         cells = [row.get("model", "student"), FORMAT_NAMES[row["format"]]] + [
             format_ratio(row[f])
             for f in (

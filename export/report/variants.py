@@ -58,12 +58,28 @@ def check_data_shapes(models, x, flag, source):
     """Raises `DataShapeError` unless every model takes examples shaped like `x`'s.
 
     A model whose input has the same number of elements per example is accepted:
-    the runtimes reshape each batch (a flat 784 input takes 28x28x1 images).
+    the runtimes reshape each batch (a flat 784 input takes 28x28x1 images). Data
+    for several inputs (a dict by input name) must fit every model's inputs
+    (`export.inputs.InputSpec.check`).
     """
+    if isinstance(x, dict):
+        for name, model in models.items():
+            try:
+                loading.input_spec(model).check(x, flag, received=f"{flag}={source}")
+            except ValueError as error:
+                raise DataShapeError(
+                    f"{loading.error_summary(error)} (the {name})"
+                ) from None
+        return
     example = tuple(x.shape[1:])
     for name, model in models.items():
-        shape, _ = loading.input_signature(model)
-        wanted = tuple(shape[1:])
+        spec = loading.input_spec(model)
+        if not spec.single:
+            raise DataShapeError(
+                f"`{flag}` must hold every input of the {name} ({spec.describe()}): "
+                f"a .npz of x_<input name> arrays. Received: one array from {source}"
+            )
+        wanted = tuple(spec.shape[1:])
         if int(np.prod(wanted)) != int(np.prod(example)):
             hint = (
                 " Pass `--labelled-data` with a .npz of x (N, "
@@ -78,7 +94,17 @@ def check_data_shapes(models, x, flag, source):
 
 
 def data_digest(x):
-    """SHA-256 (first 16 hex digits) of float32 data and its shape."""
+    """SHA-256 (first 16 hex digits) of float32 data and its shape.
+
+    Data for several inputs (a dict) is digested input by input, by name.
+    """
+    if isinstance(x, dict):
+        digest = hashlib.sha256()
+        for name in sorted(x):
+            array = np.ascontiguousarray(x[name], dtype=np.float32)
+            digest.update(f"{name}:{array.shape!r}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()[:16]
     array = np.ascontiguousarray(x, dtype=np.float32)
     digest = hashlib.sha256(repr(array.shape).encode())
     digest.update(array.tobytes())
@@ -96,7 +122,7 @@ def export_verified(
         path: Destination.
         quantize: `none`, or a TFLite mode (`float16`, `dynamic`, `int8`), or `int8`
             for ONNX (`export.quantize_onnx`).
-        representative: float32 calibration inputs (int8).
+        representative: Calibration inputs (int8): an array, or a dict by input name.
         labelled: Optional `(x, y)` held-out data, passed to the converter as
             `labelled_data`: its accuracy gate and, for quantised modes, the real
             inputs of the top-1 agreement check (never the calibration data).
