@@ -16,6 +16,16 @@ def fashion():
     return load_fashion_mnist(limit_train=NUM_TRAIN, limit_test=NUM_TEST)
 
 
+def to_rgb32(images):
+    """Fashion-MNIST `(N, 28, 28, 1)` in [0, 1] as `(N, 32, 32, 3)` in [0, 255].
+
+    Zero-padded by 2 pixels, the channel repeated: the input the
+    `keras.applications` students take at their smallest size.
+    """
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    return np.repeat(255.0 * padded, 3, axis=-1).astype("float32")
+
+
 def build_mlp(hidden_units=64, name="mlp"):
     return keras.Sequential(
         [
