@@ -391,6 +391,7 @@ SLOW_APPLICATIONS = (
     "DenseNet121",
     "EfficientNetB0",
     "EfficientNetV2B0",
+    "MobileNetV3Small",
     "ResNet50",
 )
 
