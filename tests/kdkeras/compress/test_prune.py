@@ -138,6 +138,7 @@ def test_schedule_reaches_the_target_on_an_update_step():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # Minutes on a loaded 2-core machine.
 def test_mobilenet_v2_prunes_every_prunable_kernel_and_lists_the_rest(mobilenet_v2):
     x, y = synthetic_images(128, seed=23)
     keras.utils.set_random_seed(24)

@@ -104,6 +104,7 @@ def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # Minutes on a loaded 2-core machine.
 def test_mobilenet_v2_quantization_aware_exports_to_int8(mobilenet_v2, tmp_path):
     from export import runtimes
     from export.to_tflite import export_tflite
