@@ -389,6 +389,9 @@ def call_tf_op_lambda(layer, args, kwargs):
     """Calls the Keras 3 equivalent of a `tf_keras` `TFOpLambda` call."""
     symbol = getattr(layer, "symbol", None)
     kwargs = {key: value for key, value in kwargs.items() if key != "name"}
+    # A cloned tf_keras model (TFMOT's wrapping clones) records the ops'
+    # operands as keywords: `tf.math.add(x, y=3.0)`.
+    args = list(args) + [kwargs.pop(key) for key in ("x", "y") if key in kwargs]
     if symbol not in _KERAS_OPS_BY_SYMBOL or kwargs:
         raise CannotCarry(
             layer,

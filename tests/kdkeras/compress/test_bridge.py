@@ -156,6 +156,16 @@ def test_chain_of_builtin_layers_is_bit_identical():
     assert [layer.name for layer in back.layers][1:] == kept
 
 
+def test_a_cloned_tf_keras_model_comes_back():
+    # TFMOT clones the model it wraps; the clone records the Keras ops'
+    # operands as keywords.
+    student = _randomise_batch_norm(_branches_and_merges(), seed=1)
+    legacy = bridge.to_tf_keras(student)
+    cloned = tf_keras.models.clone_model(legacy)
+    cloned.set_weights(legacy.get_weights())
+    _assert_same_outputs(student, bridge.from_tf_keras(cloned), _inputs(student, 3))
+
+
 def test_shared_layer_stays_one_layer_called_twice():
     legacy = bridge.to_tf_keras(_nested())
     shared = legacy.get_layer("shared")
