@@ -177,3 +177,111 @@ def known_shape(model, attribute):
     if isinstance(shape, list):
         shape = shape[0] if len(shape) == 1 else None
     return tuple(shape) if shape is not None else None
+
+
+class Call:
+    """One recorded call of a layer (or Keras 3 operation) in a model's graph.
+
+    Attributes:
+        operation: The layer or operation called.
+        args: The call's positional arguments (symbolic tensors and
+            constants, nested as given).
+        kwargs: The call's keyword arguments.
+        outputs: The flat list of symbolic tensors the call returned.
+    """
+
+    __slots__ = ("operation", "args", "kwargs", "outputs")
+
+    def __init__(self, operation, args, kwargs, outputs):
+        self.operation = operation
+        self.args = tuple(args)
+        self.kwargs = dict(kwargs)
+        self.outputs = list(outputs)
+
+
+def _node(tensor):
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None
+    operation, node_index = history[0], history[1]
+    return operation._inbound_nodes[node_index]
+
+
+def _call_of(node):
+    """The `Call` of a Keras 3 or `tf_keras` graph node, and its input tensors."""
+    if hasattr(node, "arguments"):  # Keras 3 (`keras.src.ops.node.Node`).
+        call = Call(
+            node.operation, node.arguments.args, node.arguments.kwargs, node.outputs
+        )
+        return call, list(node.arguments.keras_tensors)
+    import tensorflow as tf  # tf_keras (`tf_keras.src.engine.node.Node`).
+
+    call = Call(
+        node.layer, node.call_args, node.call_kwargs, tf.nest.flatten(node.outputs)
+    )
+    return call, list(node.keras_inputs)
+
+
+def graph_calls(model):
+    """The layer calls of a functional model, in an order that runs it.
+
+    Works for Keras 3 and `tf_keras` functional models (a `Sequential` is a
+    chain of its `layers`, and needs no graph). The calls are those that lead
+    from `model.inputs` to `model.outputs`; a nested model appears as one call
+    of that model. `InputLayer`s are not calls.
+
+    Args:
+        model: A built functional model.
+
+    Returns:
+        A list of `Call`s, each after the calls that produce its inputs.
+
+    Raises:
+        ValueError: a tensor on the way from the outputs back to the inputs
+            was made by no layer call of the model (a disconnected graph).
+
+    Example:
+
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> first = keras.layers.Dense(3, name="first")(inputs)
+    >>> second = keras.layers.Dense(3, name="second")(inputs)
+    >>> outputs = keras.layers.Add(name="merge")([first, second])
+    >>> model = keras.Model(inputs, outputs)
+    >>> [call.operation.name for call in graph_calls(model)]
+    ['first', 'second', 'merge']
+    """
+    input_ids = {id(tensor) for tensor in model.inputs}
+    done, order = set(), []
+    stack = [(tensor, False) for tensor in reversed(model.outputs)]
+    inputs_of = {}
+    while stack:
+        tensor, ready = stack.pop()
+        if id(tensor) in input_ids:
+            continue
+        node = _node(tensor)
+        if node is None or type(node_operation(node)).__name__ == "InputLayer":
+            raise ValueError(
+                f"`model` {model.name!r} is not connected: tensor "
+                f"{getattr(tensor, 'name', tensor)!r} does not come from its "
+                "inputs through its layers."
+            )
+        if id(node) in done:
+            continue
+        if ready:
+            done.add(id(node))
+            order.append(inputs_of.pop(id(node))[0])
+            continue
+        if id(node) not in inputs_of:
+            inputs_of[id(node)] = _call_of(node)
+        stack.append((tensor, True))
+        for source in reversed(inputs_of[id(node)][1]):
+            source_node = None if id(source) in input_ids else _node(source)
+            if source_node is None or id(source_node) not in done:
+                stack.append((source, False))
+    return order
+
+
+def node_operation(node):
+    """The layer or operation of a Keras 3 or `tf_keras` graph node."""
+    return node.operation if hasattr(node, "operation") else node.layer

@@ -1,346 +1,317 @@
-"""Bridge between Keras 3 students and `tf_keras` (Keras 2) models.
+"""Bridge between Keras 3 models and `tf_keras` (Keras 2) models.
 
 Why: TensorFlow Model Optimization (TFMOT 0.8.1) wraps layers with
 `tf_keras` classes (`PruneLowMagnitude`, `ClusterWeights`, `QuantizeWrapperV2`)
 and refuses Keras 3 layers, while kdkeras students are Keras 3 models.
 
-How: `to_tf_keras` rebuilds the student layer by layer. For every supported
-layer it copies the configuration fields that define the forward pass (units,
-kernel size, strides, padding, activation, epsilon, ...), creates the
-matching `tf_keras` layer, and copies the weights with `set_weights` (shapes
-checked). The result is a `tf_keras.Sequential` with the same input shape,
-dtype, layer names and weights, whose outputs are bit-identical to the
-student's (same TensorFlow kernels; `BatchNormalization` is built with
-`fused=False` so that both sides run `tf.nn.batch_normalization`).
-`from_tf_keras` is the inverse, used after the TFMOT wrappers are stripped
-(`strip_pruning`, `strip_clustering`) so the compressed student continues
-through kdkeras' Keras 3 exporters.
+How: `to_tf_keras` walks the student's functional graph
+(`kdkeras._model_graph.graph_calls`: branches, merges, shared layers, one
+input used by several layers) and rebuilds it call by call with the
+`tf_keras` functional API. Each layer becomes the `tf_keras` layer of the
+same class, built from its translated `get_config()`
+(`kdkeras.compress._layers`), and receives a copy of its weights; a layer
+called several times is one layer called several times. Nested models
+(`Sequential` or functional, e.g. a backbone inside a classifier) are
+flattened into the outer graph. Keras 3 operations recorded in the graph
+(`x + 3.0`) become the same TensorFlow ops. Layers that are random in training
+and the identity at inference (`DROPPED_LAYERS`: `RandomFlip`, ...,
+`GaussianNoise`) are dropped: outputs at inference are unchanged, but
+compression fine-tuning then runs without them. `from_tf_keras` is the
+inverse, used after the TFMOT wrappers are stripped, so the compressed
+student continues through kdkeras' Keras 3 exporters.
 
-Supported: Sequential models and functional chains (one input, one output,
-each layer feeding the next) of `InputLayer`, `Dense`, `Conv2D`,
-`DepthwiseConv2D`, `BatchNormalization`, `MaxPooling2D`, `AveragePooling2D`,
-`GlobalAveragePooling2D`, `Flatten`, `Reshape`, `Dropout`, `Activation`,
-`ReLU`, `Rescaling`, with float32 dtype policies, built-in activations and
-`L1`/`L2`/`L1L2` regularizers. The other layers that are random in training
-and the identity at inference (`kdkeras._random_layers`: `RandomFlip`,
-`RandomTranslation`, ..., `GaussianNoise`, `GaussianDropout`,
-`SpatialDropout2D`, `AlphaDropout`) are dropped (`DROPPED_LAYERS`): outputs at
-inference are unchanged, but compression fine-tuning then runs without them.
-Anything else raises a `ValueError` naming the layer.
+Every carry is checked: both models run on fresh random inputs and their
+outputs must agree to float32 round-off (`MAX_RELATIVE_ERROR`), or a
+`ValueError` says by how much they differ. What cannot be carried (a custom
+layer, an activation or a setting defined differently in the two libraries,
+a non-float32 dtype policy) is refused with a one-line `ValueError` naming
+the layer and the reason.
 """
 
 import keras
+import numpy as np
+import tensorflow as tf
 import tf_keras
 
 from kdkeras import _model_graph as model_graph
 from kdkeras import _random_layers as random_layers
+from kdkeras.compress import _layers as layers
 
-# Configuration fields, per layer class, that define the forward pass. The
-# same names are used by Keras 3 and tf_keras for these layers.
-_LAYER_FIELDS = {
-    "Dense": ("units", "activation", "use_bias"),
-    "Conv2D": (
-        "filters",
-        "kernel_size",
-        "strides",
-        "padding",
-        "data_format",
-        "dilation_rate",
-        "groups",
-        "activation",
-        "use_bias",
-    ),
-    "DepthwiseConv2D": (
-        "kernel_size",
-        "strides",
-        "padding",
-        "depth_multiplier",
-        "data_format",
-        "dilation_rate",
-        "activation",
-        "use_bias",
-    ),
-    "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
-    "MaxPooling2D": ("pool_size", "strides", "padding", "data_format"),
-    "AveragePooling2D": ("pool_size", "strides", "padding", "data_format"),
-    "GlobalAveragePooling2D": ("data_format", "keepdims"),
-    "Flatten": ("data_format",),
-    "Reshape": ("target_shape",),
-    "Dropout": ("rate", "noise_shape", "seed"),
-    "Activation": ("activation",),
-    "ReLU": ("max_value", "negative_slope", "threshold"),
-    "Rescaling": ("scale", "offset"),
-}
-_REGULARIZER_FIELDS = (
-    "kernel_regularizer",
-    "bias_regularizer",
-    "depthwise_regularizer",
-    "activity_regularizer",
-    "beta_regularizer",
-    "gamma_regularizer",
-)
-_CONSTRAINT_FIELDS = (
-    "kernel_constraint",
-    "bias_constraint",
-    "depthwise_constraint",
-    "beta_constraint",
-    "gamma_constraint",
-)
-# Built-in activations with the same definition in Keras 3 and tf_keras
-# (`hard_sigmoid` differs between the two, so it is not carried).
-_ACTIVATIONS = frozenset(
-    (
-        "linear",
-        "relu",
-        "sigmoid",
-        "tanh",
-        "softmax",
-        "elu",
-        "selu",
-        "softplus",
-        "softsign",
-        "swish",
-        "silu",
-        "gelu",
-        "exponential",
-    )
-)
-_REGULARIZERS = frozenset(("L1", "L2", "L1L2"))
-SUPPORTED_LAYERS = frozenset(_LAYER_FIELDS) | {"InputLayer"}
+SUPPORTED_LAYERS = layers.CARRIED_LAYERS | {"InputLayer"}
 # Identity at inference and not carried; dropped from a Keras 3 student.
 DROPPED_LAYERS = random_layers.INFERENCE_IDENTITY_LAYERS - SUPPORTED_LAYERS
-_HINT = (
-    "Supported: "
-    + ", ".join(sorted(SUPPORTED_LAYERS))
-    + " (and inference-identity augmentation layers, which are dropped)."
-)
+# Largest difference allowed between the two models' outputs, relative to
+# the largest output magnitude (float32 round-off through deep graphs).
+MAX_RELATIVE_ERROR = 1e-4
+_CHECK_BATCH = 4
 
 
 def _dropped(layer):
     return (
-        random_layers.is_inference_identity(layer)
+        isinstance(layer, keras.layers.Layer)
+        and random_layers.is_inference_identity(layer)
         and type(layer).__name__ in DROPPED_LAYERS
     )
 
 
-def _cannot_carry(layer, reason=""):
-    reason = f" {reason}" if reason else ""
-    return ValueError(
-        f"kdkeras.compress cannot carry layer {layer.name!r} "
-        f"({type(layer).__name__}).{reason} {_HINT}"
-    )
+class _Rebuilder:
+    """Rebuilds a model of `source` (`keras` or `tf_keras`) in `target`."""
 
+    def __init__(self, source, target):
+        self.source, self.target = source, target
+        self.carried = {}  # id(source layer) -> target layer
+        self.pairs = []  # (source layer, target layer) with weights to copy
+        self.names = set()
 
-def _dtype_name(dtype_config):
-    """The policy name from a Keras 3 dtype config (dict) or a plain string."""
-    if isinstance(dtype_config, dict):
-        return dtype_config.get("config", {}).get("name")
-    return dtype_config
-
-
-def _regularizer_config(layer, field, value):
-    """Keras-neutral `{"class_name", "config"}` for L1/L2/L1L2, else error."""
-    if value is None:
-        return None
-    if (
-        isinstance(value, dict)
-        and value.get("class_name") in _REGULARIZERS
-        and value.get("registered_name") in (None, value.get("class_name"))
-    ):
-        return {"class_name": value["class_name"], "config": value["config"]}
-    raise _cannot_carry(layer, f"Its {field} is not one of {sorted(_REGULARIZERS)}.")
-
-
-def _translate_config(layer, target):
-    """Config for the same layer in `target` (the `keras` or `tf_keras` module)."""
-    class_name = type(layer).__name__
-    source_config = layer.get_config()
-    if _dtype_name(source_config.get("dtype", "float32")) != "float32":
-        raise _cannot_carry(
-            layer,
-            f"Its dtype policy is {_dtype_name(source_config['dtype'])!r}; "
-            "only float32 students are supported.",
-        )
-    config = {"name": layer.name, "trainable": layer.trainable}
-    for field in _LAYER_FIELDS[class_name]:
-        if field not in source_config:
-            continue
-        value = source_config[field]
-        if field == "activation" and value not in _ACTIVATIONS:
-            raise _cannot_carry(
+    def layer(self, layer, prefix):
+        """The target layer that carries `layer` (one per source layer)."""
+        if id(layer) in self.carried:
+            return self.carried[id(layer)]
+        target_class = layers.target_class(layer, self.target)
+        config = layers.translate_config(layer, self.target)
+        name = config["name"]
+        if name in self.names:
+            name = f"{prefix}_{name}"
+        while name in self.names:
+            name += "_"
+        self.names.add(name)
+        config["name"] = name
+        try:
+            new_layer = target_class.from_config(config)
+        except (TypeError, ValueError) as error:
+            reason = str(error).split("Exception encountered:")[-1].strip()
+            reason = " ".join(reason.split())[:200]
+            raise layers.CannotCarry(
                 layer,
-                f"Its activation {value!r} is not one of {sorted(_ACTIVATIONS)}.",
-            )
-        if field == "axis" and isinstance(value, (list, tuple)):
-            if len(value) != 1:
-                raise _cannot_carry(layer, f"Its axis {list(value)} is not one axis.")
-            value = value[0]  # tf_keras stores BatchNormalization axis as [3].
-        config[field] = value
-    for field in _REGULARIZER_FIELDS:
-        if field in source_config:
-            regularizer = _regularizer_config(layer, field, source_config[field])
-            if regularizer is not None:
-                config[field] = target.regularizers.deserialize(regularizer)
-    for field in _CONSTRAINT_FIELDS:
-        if source_config.get(field) is not None:
-            raise _cannot_carry(layer, f"It has a {field}.")
-    if source_config.get("lora_rank") or source_config.get("renorm"):
-        raise _cannot_carry(
-            layer, "LoRA-enabled layers and batch renormalization are not supported."
-        )
-    if class_name == "BatchNormalization" and target is tf_keras:
-        # Same op (`tf.nn.batch_normalization`) as Keras 3: exact outputs.
-        config["fused"] = False
-    return config
+                f"its configuration does not build in the other library: {reason}",
+            ) from None
+        self.carried[id(layer)] = new_layer
+        self.pairs.append((layer, new_layer))
+        return new_layer
 
+    def run(self, model, inputs, prefix=""):
+        """Calls the carried layers of `model` on target tensors `inputs`.
 
-def _keras_history(node_args):
-    """Names of the layers whose outputs feed a node, from a model config."""
-    names = []
-    if isinstance(node_args, dict):
-        if "keras_history" in node_args:
-            names.append(node_args["keras_history"][0])
-        else:
-            for value in node_args.values():
-                names += _keras_history(value)
-    elif isinstance(node_args, (list, tuple)):
+        Args:
+            model: A source model (functional or `Sequential`).
+            inputs: Flat list of target tensors, one per `model.inputs`.
+
+        Returns:
+            Flat list of target tensors, one per `model.outputs`.
+        """
+        if isinstance(model, self.source.Sequential):
+            (tensor,) = inputs
+            for layer in model.layers:
+                tensor = self.call(layer, (tensor,), {}, model.name)
+            return [tensor]
+        tensors = {
+            id(source): target
+            for source, target in zip(model.inputs, inputs, strict=True)
+        }
+
+        def mapped(value):
+            if id(value) in tensors:
+                return tensors[id(value)]
+            if hasattr(value, "_keras_history"):
+                raise ValueError(
+                    f"`model` {model.name!r} uses a tensor that does not come "
+                    "from its inputs."
+                )
+            return value
+
+        for call in model_graph.graph_calls(model):
+            args = tf.nest.map_structure(mapped, call.args)
+            kwargs = tf.nest.map_structure(mapped, call.kwargs)
+            outputs = self.call(call.operation, args, kwargs, model.name)
+            outputs = tf.nest.flatten(outputs)
+            for source, target in zip(call.outputs, outputs, strict=True):
+                tensors[id(source)] = target
+        return [tensors[id(tensor)] for tensor in model.outputs]
+
+    def call(self, operation, args, kwargs, prefix):
+        """Calls the carried `operation` on target `args`, `kwargs`."""
+        if isinstance(operation, self.source.Model):
+            inner = tf.nest.flatten(args[0] if len(args) == 1 else args)
+            outputs = self.run(operation, inner, prefix=operation.name)
+            return outputs[0] if len(outputs) == 1 else outputs
+        if self.source is keras and _dropped(operation):
+            return args[0]
+        if self.source is keras and layers.is_operation(operation):
+            return layers.call_operation(operation, args, kwargs)
         if (
-            len(node_args) >= 3
-            and isinstance(node_args[0], str)
-            and isinstance(node_args[1], int)
+            self.source is tf_keras
+            and type(operation).__name__ == "TFOpLambda"
+            and type(operation).__module__.startswith("tf_keras")
         ):
-            names.append(node_args[0])  # tf_keras: [name, node, tensor, {}]
-        else:
-            for value in node_args:
-                names += _keras_history(value)
-    return names
+            return layers.call_tf_op_lambda(operation, args, kwargs)
+        kwargs = {key: value for key, value in kwargs.items() if key != "training"}
+        return self.layer(operation, prefix)(*args, **kwargs)
+
+    def copy_weights(self):
+        for layer, new_layer in self.pairs:
+            weights = layer.get_weights()
+            expected = [tuple(w.shape) for w in new_layer.get_weights()]
+            if [tuple(w.shape) for w in weights] != expected:
+                raise layers.CannotCarry(
+                    layer,
+                    f"its weight shapes {[tuple(w.shape) for w in weights]} do "
+                    f"not match the other library's {expected}",
+                )
+            new_layer.set_weights(weights)
 
 
-def _chain(model, framework):
-    """The model's layers in order, checking that they form a single chain."""
+def _check_model(model, framework):
     if not isinstance(model, framework.Model):
         raise TypeError(
             f"`model` must be a {framework.__name__} Model. "
             f"Received: model of type {type(model).__name__}"
         )
-    model_input, _ = model_graph.single_input_output(model, "model")
-    layers = list(model.layers)
-    for layer in layers:
-        class_name = type(layer).__name__
-        if isinstance(layer, framework.Model):
-            raise _cannot_carry(layer, "Nested models are not supported.")
-        if class_name in SUPPORTED_LAYERS and isinstance(
-            layer, getattr(framework.layers, class_name)
-        ):
-            continue
-        if framework is keras and _dropped(layer):
-            continue
-        raise _cannot_carry(layer)
-    if not isinstance(model, framework.Sequential):
-        config_layers = model.get_config()["layers"]
-        previous = None
-        for layer_config in config_layers:
-            sources = _keras_history(layer_config.get("inbound_nodes", []))
-            if layer_config["class_name"] == "InputLayer":
-                sources = [] if previous is None else ["<second input>"]
-            if sources != ([] if previous is None else [previous]):
-                raise ValueError(
-                    "kdkeras.compress only carries Sequential models and "
-                    f"single-chain functional models; layer "
-                    f"{layer_config['config']['name']!r} of {model.name!r} "
-                    f"takes inputs from {sources}, not only from the layer "
-                    f"before it ({previous!r})."
-                )
-            previous = layer_config["config"]["name"]
-        layers = [
-            layer
-            for layer in layers
-            if not isinstance(layer, framework.layers.InputLayer)
+    try:
+        inputs, outputs = model.inputs, model.outputs
+    except (AttributeError, ValueError):
+        inputs = outputs = None
+    if not inputs or not outputs:
+        raise ValueError(
+            "`model` must be a built functional or sequential model with a "
+            "known input shape (give it a `keras.Input`). Received: "
+            f"model={model.name!r} without inputs"
+        )
+    return inputs
+
+
+def _random_inputs(model):
+    rng = np.random.default_rng()
+    batch = []
+    for tensor in model.inputs:
+        shape = [
+            _CHECK_BATCH if index == 0 else (16 if size is None else size)
+            for index, size in enumerate(tuple(tensor.shape))
         ]
-    return model_input, layers
+        dtype = tf.as_dtype(tensor.dtype)
+        if dtype.is_floating:
+            batch.append(rng.normal(size=shape).astype(dtype.as_numpy_dtype))
+        else:
+            batch.append(rng.integers(0, 8, size=shape).astype(dtype.as_numpy_dtype))
+    return batch
+
+
+def _outputs(model, inputs):
+    outputs = model(inputs if len(inputs) > 1 else inputs[0], training=False)
+    return [np.asarray(output, dtype="float64") for output in tf.nest.flatten(outputs)]
+
+
+def check_outputs(model, carried):
+    """Raises unless `carried` gives `model`'s outputs on random inputs.
+
+    Both models run in inference mode on one fresh batch of standard-normal
+    inputs; the largest absolute difference of any output must be at most
+    `MAX_RELATIVE_ERROR` times the largest output magnitude (at least 1e-3).
+
+    Args:
+        model: The source model.
+        carried: Its copy in the other library.
+
+    Returns:
+        The largest relative difference found.
+
+    Raises:
+        ValueError: the outputs differ by more (one line, the amount).
+    """
+    inputs = _random_inputs(model)
+    expected = _outputs(model, inputs)
+    actual = _outputs(carried, inputs)
+    worst = 0.0
+    for want, got in zip(expected, actual, strict=True):
+        scale = max(float(np.max(np.abs(want), initial=0.0)), 1e-3)
+        difference = float(np.max(np.abs(want - got), initial=0.0))
+        if not np.isfinite(difference):
+            difference = np.inf if np.isfinite(want).all() else 0.0
+        worst = max(worst, difference / scale)
+    if worst > MAX_RELATIVE_ERROR:
+        raise ValueError(
+            f"kdkeras.compress: the carried copy of {model.name!r} does not "
+            f"give its outputs on random inputs (largest difference "
+            f"{worst:.2e} of the output scale, allowed {MAX_RELATIVE_ERROR:g}): "
+            "a layer is defined differently in Keras 3 and tf_keras."
+        )
+    return worst
 
 
 def _rebuild(model, source, target):
-    model_input, layers = _chain(model, source)
-    rebuilt_layers = [
-        target.Input(
-            batch_shape=tuple(model_input.shape),
-            dtype=model_input.dtype
-            if isinstance(model_input.dtype, str)
-            else model_input.dtype.name,
-            name=model.layers[0].name
-            if isinstance(model.layers[0], source.layers.InputLayer)
-            else None,
-        )
-    ]
-    pairs = []
-    for layer in layers:
-        class_name = type(layer).__name__
-        if source is keras and _dropped(layer):
-            continue
-        config = _translate_config(layer, target)
-        new_layer = getattr(target.layers, class_name)(**config)
-        rebuilt_layers.append(new_layer)
-        pairs.append((layer, new_layer))
-    rebuilt = target.Sequential(rebuilt_layers, name=model.name)
-    for layer, new_layer in pairs:
-        weights = layer.get_weights()
-        expected = [tuple(w.shape) for w in new_layer.get_weights()]
-        if [tuple(w.shape) for w in weights] != expected:
-            raise _cannot_carry(
-                layer,
-                f"Its weight shapes {[w.shape for w in weights]} do not match "
-                f"the rebuilt layer's {expected}.",
+    inputs = _check_model(model, source)
+    rebuilder = _Rebuilder(source, target)
+    new_inputs = []
+    for tensor in inputs:
+        history = getattr(tensor, "_keras_history", None)
+        name = history[0].name if history is not None else None
+        rebuilder.names.add(name)
+        new_inputs.append(
+            target.Input(
+                batch_shape=tuple(tensor.shape),
+                dtype=tf.as_dtype(tensor.dtype).name,
+                name=name,
             )
-        new_layer.set_weights(weights)
+        )
+    outputs = rebuilder.run(model, new_inputs)
+    rebuilt = target.Model(
+        new_inputs if len(new_inputs) > 1 else new_inputs[0],
+        outputs if len(outputs) > 1 else outputs[0],
+        name=model.name,
+    )
+    rebuilder.copy_weights()
+    check_outputs(model, rebuilt)
     return rebuilt
 
 
 def to_tf_keras(model):
-    """Rebuilds a Keras 3 student as a `tf_keras.Sequential` for TFMOT.
+    """Rebuilds a Keras 3 model as a `tf_keras` functional model for TFMOT.
 
     Args:
-        model: A built Keras 3 `Sequential` or single-chain functional model
-            made of the supported layers (see the module docstring).
+        model: A built Keras 3 functional or `Sequential` model (nested
+            models allowed) of layers that both libraries define alike
+            (`SUPPORTED_LAYERS`, `keras.applications`' `LayerScale`) and
+            elementwise `keras.ops` (add, subtract, multiply, divide,
+            negative, maximum, minimum).
 
     Returns:
-        A `tf_keras.Sequential` with the same input, layer names, weights and
-        (bit-identical) inference outputs. Inference-identity augmentation
-        layers are dropped.
+        A `tf_keras.Model` with the same inputs, layer names (nested models
+        flattened), weights and inference outputs (checked on random inputs).
+        Inference-identity augmentation layers are dropped.
 
     Raises:
         TypeError: `model` is not a Keras 3 model.
-        ValueError: a layer cannot be carried (the message names it), or the
-            model is not a single chain.
+        ValueError: a layer cannot be carried (the message names it and
+            why), or the copy's outputs differ.
 
     Example:
 
     >>> import keras, numpy as np
-    >>> student = keras.Sequential(
-    ...     [keras.Input((4,)), keras.layers.Dense(3, activation="relu")])
+    >>> inputs = keras.Input((4,))
+    >>> hidden = keras.layers.Dense(3, activation="relu")(inputs)
+    >>> outputs = keras.layers.Add()([hidden, keras.layers.Dense(3)(inputs)])
+    >>> student = keras.Model(inputs, outputs)
     >>> legacy = to_tf_keras(student)
     >>> x = np.random.default_rng(0).normal(size=(2, 4)).astype("float32")
-    >>> bool(np.array_equal(student.predict(x, verbose=0),
-    ...                     legacy.predict(x, verbose=0)))
+    >>> bool(np.allclose(student(x), legacy(x), atol=1e-6))
     True
     """
     return _rebuild(model, keras, tf_keras)
 
 
 def from_tf_keras(model):
-    """Rebuilds a (stripped) `tf_keras` model as a Keras 3 `Sequential`.
+    """Rebuilds a (stripped) `tf_keras` model as a Keras 3 functional model.
 
     Use after `tfmot.sparsity.keras.strip_pruning` or
-    `tfmot.clustering.keras.strip_clustering`. Quantization-aware models
-    cannot come back (their fake-quant state has no Keras 3 layer); export
-    them with `export.to_tflite.export_tflite(model, path, quantize="qat")`.
+    `tfmot.clustering.keras.strip_clustering`. Quantization-aware models do
+    not come back (their fake-quant state has no Keras 3 layer); export them
+    with `export.to_tflite.export_tflite(model, path, quantize="qat")`.
 
     Args:
-        model: A built `tf_keras` Sequential or single-chain functional model
-            of the supported layers, without TFMOT wrappers.
+        model: A built `tf_keras` functional or `Sequential` model of the
+            supported layers, without TFMOT wrappers.
 
     Returns:
-        A Keras 3 `keras.Sequential` with the same weights and outputs.
+        A Keras 3 `keras.Model` with the same weights and outputs (checked).
 
     Raises:
         TypeError: `model` is not a `tf_keras` model.
@@ -349,10 +320,10 @@ def from_tf_keras(model):
     """
     for layer in getattr(model, "layers", ()):
         if type(layer).__module__.startswith("tensorflow_model_optimization"):
-            raise _cannot_carry(
+            raise layers.CannotCarry(
                 layer,
-                "Strip TFMOT wrappers first (strip_pruning / "
-                "strip_clustering); quantization-aware models go to TFLite "
-                "with export.to_tflite.export_tflite(model, path, quantize='qat').",
+                "strip TFMOT wrappers first (strip_pruning / strip_clustering); "
+                "quantization-aware models go to TFLite with "
+                "export.to_tflite.export_tflite(model, path, quantize='qat')",
             )
     return _rebuild(model, tf_keras, keras)

@@ -1,26 +1,62 @@
 """Weight clustering of a Keras 3 student while it keeps distilling.
 
-The student crosses the bridge to `tf_keras`; every `Dense` and `Conv2D`
-kernel is wrapped by `tfmot.clustering.keras.cluster_weights` (k-means++
-initial centroids), the centroids are fine-tuned with the distillation
-loss, `strip_clustering` writes each kernel as its centroids, and the student
-comes back as Keras 3 with at most `number_of_clusters` distinct values per
-kernel (`DepthwiseConv2D` kernels are not clusterable in TFMOT).
+The student crosses the bridge to `tf_keras`; every layer whose weights
+TFMOT's clustering registry clusters (`Dense`, convolution kernels, the
+pointwise kernel of separable convolutions) is wrapped by
+`tfmot.clustering.keras.cluster_weights` (k-means++ initial centroids), the
+centroids are fine-tuned with the distillation loss, `strip_clustering`
+writes each kernel as its centroids, and the student comes back as Keras 3
+with at most `number_of_clusters` distinct values per kernel. Layers with
+weights TFMOT does not cluster (`DepthwiseConv2D`, normalisations, ...) and
+kernels with fewer values than clusters are left as they are and listed in
+the returned model's `compression_report`.
 """
 
 import functools
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.clustering.keras import (
+    clustering_registry,
+)
 
 from kdkeras._step import arguments
 from kdkeras.compress import distill
 
-CLUSTERABLE_LAYERS = ("Dense", "Conv2D")
+CLUSTERABLE_LAYERS = (
+    "Conv1D",
+    "Conv1DTranspose",
+    "Conv2D",
+    "Conv2DTranspose",
+    "Conv3D",
+    "Dense",
+    "Embedding",
+)
+
+
+def _planner(number_of_clusters):
+    """`plan(layer)`: True to cluster it, a reason when it stays as it is."""
+    registry = clustering_registry.ClusteringRegistry
+
+    def plan(layer):
+        if not layer.weights:
+            return None
+        if not registry.supports(layer):
+            return "not in TFMOT's clustering registry"
+        # The registry's own table of the weights it clusters, per class.
+        names = registry._weight_names(layer)
+        if not names:
+            return "TFMOT clusters none of its weights"
+        smallest = min(int(np.prod(getattr(layer, name).shape)) for name in names)
+        if smallest < number_of_clusters:
+            return f"its kernel has {smallest} values, fewer than the clusters"
+        return True
+
+    return plan
 
 
 def unique_kernel_values(model):
-    """Number of distinct values per `Dense`/`Conv2D` kernel.
+    """Number of distinct values per clusterable kernel.
 
     Args:
         model: A Keras 3 or `tf_keras` model (without TFMOT wrappers).
@@ -55,7 +91,9 @@ def cluster(
             `validation_data`, `verbose`.
 
     Returns:
-        The clustered Keras 3 student (wrappers stripped).
+        The clustered Keras 3 student (wrappers stripped), with a
+        `compression_report` (`CompressionReport`): the layers clustered and
+        those left as they are.
 
     Example:
 
@@ -79,7 +117,7 @@ def cluster(
         number_of_clusters=number_of_clusters,
         cluster_centroids_init=clustering.CentroidInitialization.KMEANS_PLUS_PLUS,
     )
-    wrap = distill.wrap_layers(CLUSTERABLE_LAYERS, wrapper)
+    wrap = distill.wrap_layers(_planner(number_of_clusters), wrapper, "cluster")
     return distill.fine_tune(
         student,
         teacher,

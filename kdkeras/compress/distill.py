@@ -16,6 +16,8 @@ per epoch. (A Keras 3 teacher can be called inside the `tf_keras`
 variables as the distiller's own weights.)
 """
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -242,23 +244,57 @@ def fit_distilling(
     )
 
 
-def wrap_layers(layer_types, wrapper):
-    """A model transform wrapping the layers of `layer_types` by `wrapper`.
+@dataclasses.dataclass(frozen=True)
+class CompressionReport:
+    """Which layers a compression step wrapped, and which it left as they are.
 
-    Args:
-        layer_types: Class names of the layers to wrap, e.g. `("Dense",)`.
-        wrapper: Callable `(tf_keras layer) -> wrapped layer` (a TFMOT
-            wrapper such as `prune_low_magnitude`).
+    Set as `compression_report` on the model `prune`, `cluster` and
+    `quantization_aware` return.
 
-    Returns:
-        A callable `(tf_keras model) -> clone with those layers wrapped`.
+    Attributes:
+        method: `"prune"`, `"cluster"` or `"quantization_aware"`.
+        wrapped: Names of the layers TFMOT wrapped (pruned, clustered,
+            quantized).
+        left_as_is: `{layer name: reason}` for the layers with weights (for
+            `quantization_aware`: every layer) that TFMOT could not wrap and
+            that were left unchanged (dense, unclustered or float).
     """
 
-    def clone_function(layer):
-        return wrapper(layer) if type(layer).__name__ in layer_types else layer
+    method: str
+    wrapped: tuple
+    left_as_is: dict
+
+
+def wrap_layers(plan, wrapper, method):
+    """A model transform wrapping the layers `plan` accepts, with a report.
+
+    Args:
+        plan: Callable `(tf_keras layer) -> True` (wrap it), a string (leave
+            it, listed with that reason) or `None` (leave it unlisted: a
+            layer with nothing to compress).
+        wrapper: Callable `(tf_keras layer) -> wrapped layer` (a TFMOT
+            wrapper such as `prune_low_magnitude`).
+        method: The `CompressionReport.method`.
+
+    Returns:
+        A callable `(tf_keras model) -> (clone with those layers wrapped,
+        CompressionReport)`.
+    """
 
     def transform(model):
-        return tf_keras.models.clone_model(model, clone_function=clone_function)
+        wrapped, left_as_is = [], {}
+
+        def clone_function(layer):
+            decision = plan(layer)
+            if decision is True:
+                wrapped.append(layer.name)
+                return wrapper(layer)
+            if decision:
+                left_as_is[layer.name] = decision
+            return layer  # Shared with the throwaway copy: weights kept.
+
+        clone = tf_keras.models.clone_model(model, clone_function=clone_function)
+        return clone, CompressionReport(method, tuple(wrapped), left_as_is)
 
     return transform
 
@@ -277,7 +313,7 @@ def per_kernel(model, layer_types, statistic):
     return {
         layer.name: statistic(layer.get_weights()[0])
         for layer in model.layers
-        if type(layer).__name__ in layer_types
+        if type(layer).__name__ in layer_types and layer.get_weights()
     }
 
 
@@ -305,7 +341,8 @@ def fine_tune(
             when `teacher_logits` are given.
         x: Training inputs `(N, ...)`.
         y: Integer labels `(N,)`.
-        wrap: Callable `(tf_keras model) -> TFMOT-wrapped tf_keras model`.
+        wrap: Callable `(tf_keras model) -> (TFMOT-wrapped tf_keras model,
+            CompressionReport)` (e.g. `wrap_layers(...)`).
         teacher_logits: Optional precomputed teacher logits `(N, classes)`.
         callbacks: `tf_keras` callbacks of the fit.
         strip: Optional callable `(wrapped tf_keras model) -> tf_keras
@@ -316,11 +353,12 @@ def fine_tune(
 
     Returns:
         The fine-tuned, still wrapped, `tf_keras` model; with `strip`, the
-        stripped model as Keras 3.
+        stripped model as Keras 3. Either has a `compression_report`
+        attribute (`CompressionReport`).
     """
     teacher_logits = soft_targets(teacher, x, teacher_logits)
-    wrapped = wrap(bridge.to_tf_keras(student))
+    wrapped, report = wrap(bridge.to_tf_keras(student))
     fit_distilling(wrapped, x, y, teacher_logits, callbacks=callbacks, **fitting)
-    if strip is None:
-        return wrapped
-    return bridge.from_tf_keras(strip(wrapped))
+    result = wrapped if strip is None else bridge.from_tf_keras(strip(wrapped))
+    result.compression_report = report
+    return result

@@ -1,12 +1,16 @@
 """Magnitude pruning of a Keras 3 student while it keeps distilling.
 
-The student crosses the bridge to `tf_keras`, its `Dense` and `Conv2D`
-kernels are wrapped by `tfmot.sparsity.keras.prune_low_magnitude` on a
+The student crosses the bridge to `tf_keras`; every layer whose weights
+TFMOT's pruning registry prunes (`Dense`, `Conv1D`/`Conv2D`/`Conv3D` and
+transposed kernels, the pointwise kernel of separable convolutions,
+`Embedding`) is wrapped by `tfmot.sparsity.keras.prune_low_magnitude` on a
 polynomial-decay schedule (sparsity rising from `initial_sparsity` to
 `target_sparsity` over the first `pruning_end` fraction of the steps, then
 held while the student recovers), it is fine-tuned with the distillation
 loss, the wrappers are stripped and the student comes back as Keras 3.
-(`DepthwiseConv2D` kernels are not prunable in TFMOT and stay dense.)
+Layers with weights TFMOT does not prune (`DepthwiseConv2D`,
+normalisations, `LayerScale`, ...) stay dense and are listed in the returned
+model's `compression_report`.
 """
 
 import functools
@@ -14,15 +18,36 @@ import math
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
 from kdkeras._step import arguments
 from kdkeras.compress import distill
 
-PRUNABLE_LAYERS = ("Dense", "Conv2D")
+PRUNABLE_LAYERS = (
+    "Conv1D",
+    "Conv2D",
+    "Conv2DTranspose",
+    "Conv3D",
+    "Dense",
+    "Embedding",
+)
+
+
+def _plan(layer):
+    """True to prune `layer`; a reason when its weights stay dense."""
+    registry = prune_registry.PruneRegistry
+    if not layer.weights:
+        return None
+    if not registry.supports(layer):
+        return "not in TFMOT's pruning registry"
+    # The registry's own table of the weights it prunes, per layer class.
+    if not registry._weight_names(layer):
+        return "TFMOT prunes none of its weights"
+    return True
 
 
 def kernel_sparsity(model):
-    """Fraction of exactly-zero kernel weights, per `Dense`/`Conv2D` layer.
+    """Fraction of exactly-zero kernel weights, per prunable layer.
 
     Args:
         model: A Keras 3 or `tf_keras` model (without TFMOT wrappers).
@@ -113,8 +138,8 @@ def prune(
         student, teacher, x, y, teacher_logits: As in `distill.fine_tune`: the
             Keras 3 student and teacher (or the teacher's logits on `x`),
             the training inputs and their integer labels.
-        target_sparsity: Final fraction of zero weights in each `Dense` and
-            `Conv2D` kernel.
+        target_sparsity: Final fraction of zero weights in each prunable
+            kernel.
         initial_sparsity: Sparsity at the first step.
         pruning_end: Fraction of the steps by which the target is reached.
         epochs: Fine-tuning epochs.
@@ -124,7 +149,9 @@ def prune(
             `validation_data` (reported each epoch), `verbose`.
 
     Returns:
-        The pruned Keras 3 student (wrappers stripped; zeros in the kernels).
+        The pruned Keras 3 student (wrappers stripped; zeros in the kernels),
+        with a `compression_report` (`CompressionReport`): the layers pruned
+        and those whose weights stay dense.
 
     Example:
 
@@ -149,7 +176,7 @@ def prune(
         teacher,
         x,
         y,
-        distill.wrap_layers(PRUNABLE_LAYERS, wrapper),
+        distill.wrap_layers(_plan, wrapper, "prune"),
         teacher_logits,
         callbacks=[sparsity.UpdatePruningStep()],
         strip=sparsity.strip_pruning,

@@ -16,6 +16,16 @@ def fashion():
     return load_fashion_mnist(limit_train=NUM_TRAIN, limit_test=NUM_TEST)
 
 
+def to_rgb32(images):
+    """Fashion-MNIST `(N, 28, 28, 1)` in [0, 1] as `(N, 32, 32, 3)` in [0, 255].
+
+    Zero-padded by 2 pixels, the channel repeated: the input the
+    `keras.applications` students take at their smallest size.
+    """
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    return np.repeat(255.0 * padded, 3, axis=-1).astype("float32")
+
+
 def build_mlp(hidden_units=64, name="mlp"):
     return keras.Sequential(
         [
@@ -73,3 +83,38 @@ def compress_student(fashion, teacher_and_student):
         return method(student, teacher, x, y, batch_size=64, **arguments)
 
     return run
+
+
+def synthetic_images(count, seed, classes=4):
+    """A learnable task: each class a fixed random 32x32x3 pattern plus noise.
+
+    Returns `(x, y)`: float32 images in [0, 255] and int32 labels.
+    """
+    patterns = np.random.default_rng(1234).uniform(0, 255, size=(classes, 32, 32, 3))
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, size=count).astype("int32")
+    noise = rng.uniform(0, 255, size=(count, 32, 32, 3))
+    return (0.6 * patterns[y] + 0.4 * noise).astype("float32"), y
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2():
+    """MobileNetV2 (alpha 0.35, 32x32, logits) briefly trained on `synthetic_images`."""
+    keras.utils.set_random_seed(21)
+    backbone = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3),
+        alpha=0.35,
+        weights=None,
+        classes=4,
+        classifier_activation=None,
+    )
+    student = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            backbone,
+        ],
+        name="mobilenet_v2_student",
+    )
+    x, y = synthetic_images(256, seed=22)
+    return _fit(student, x, y, epochs=2)

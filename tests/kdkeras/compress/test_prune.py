@@ -7,6 +7,7 @@ from tensorflow.python.framework import config as tf_config
 
 from kdkeras import compress
 from tests.kdkeras.compress.conftest import accuracy
+from tests.kdkeras.compress.conftest import synthetic_images
 from tests.kdkeras.compress.conftest import tflite_kernels
 
 TARGET_SPARSITY = 0.8
@@ -134,3 +135,43 @@ def test_schedule_reaches_the_target_on_an_update_step():
     should_prune, sparsity = schedule(config["end_step"])
     assert bool(should_prune)
     assert float(sparsity) == pytest.approx(0.8)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # Minutes on a loaded 2-core machine.
+def test_mobilenet_v2_prunes_every_prunable_kernel_and_lists_the_rest(mobilenet_v2):
+    x, y = synthetic_images(128, seed=23)
+    keras.utils.set_random_seed(24)
+    pruned = compress.prune(
+        mobilenet_v2,
+        None,
+        x,
+        y,
+        teacher_logits=mobilenet_v2.predict(x, verbose=0),
+        target_sparsity=0.5,
+        epochs=2,
+        batch_size=32,
+    )
+    assert isinstance(pruned, keras.Model)
+    report = pruned.compression_report
+    convolutions = [
+        layer.name
+        for layer in pruned.layers
+        if type(layer).__name__ in ("Conv2D", "Dense")
+    ]
+    assert len(convolutions) == 36  # Flattened out of the nested backbone.
+    assert sorted(report.wrapped) == sorted(convolutions)
+    for name, fraction in compress.kernel_sparsity(pruned).items():
+        assert 0.49 <= fraction <= 0.51, (name, fraction)
+    depthwise = [
+        layer.name
+        for layer in pruned.layers
+        if type(layer).__name__ == "DepthwiseConv2D"
+    ]
+    assert depthwise and all(
+        report.left_as_is[name] == "TFMOT prunes none of its weights"
+        for name in depthwise
+    )
+    for name in depthwise:
+        assert np.mean(pruned.get_layer(name).get_weights()[0] == 0) < 0.01
+    assert np.isfinite(pruned.predict(x, verbose=0)).all()

@@ -1,8 +1,11 @@
+import keras
+import numpy as np
 import pytest
 import tf_keras
 
 from kdkeras import compress
 from tests.kdkeras.compress.conftest import accuracy
+from tests.kdkeras.compress.conftest import synthetic_images
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,108 @@ def test_qat_model_is_fake_quantized_and_keeps_the_students_accuracy(
         and type(layer.layer).__name__ == "Dense"
     ]
     assert len(wrapped_dense) == 2
+    assert qat_model.compression_report.left_as_is == {}
     dense_accuracy = accuracy(student.predict(x_test, verbose=0), y_test)
     assert (
         accuracy(qat_model.predict(x_test, verbose=0), y_test) > dense_accuracy - 0.05
     )
+
+
+def _mixed_graph():
+    """Squeeze-and-excite, hard-swish, Keras ops and a LayerNormalization."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(x)
+    x = keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = keras.layers.Activation("hard_silu", name="hard_swish")(x)
+    squeeze = keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    squeeze = keras.layers.Conv2D(8, 1, activation="sigmoid", name="excite")(squeeze)
+    x = keras.layers.Multiply(name="se")([x, squeeze])
+    branch = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
+    branch = keras.layers.ReLU(6.0, name="relu6")(branch + 3.0) * (1 / 6)
+    x = keras.layers.Add(name="residual")([x, branch])
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, name="logits")(x))
+
+
+def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
+    from export import runtimes
+    from export.to_tflite import export_tflite
+
+    keras.utils.set_random_seed(32)
+    student = _mixed_graph()
+    x, y = synthetic_images(256, seed=33)
+    x = x[:, :16, :16]
+    # Trained a little: margins between the logits that int8 can keep.
+    student.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    student.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    qat_model = compress.quantization_aware(
+        student,
+        None,
+        x,
+        y,
+        teacher_logits=student.predict(x, verbose=0),
+        epochs=1,
+        batch_size=32,
+    )
+    report = qat_model.compression_report
+    assert sorted(report.left_as_is) == ["norm", "tf.math.add", "tf.math.multiply"]
+    assert all(
+        "not supported by TFMOT" in reason for reason in report.left_as_is.values()
+    )
+    for name in ("scale", "stem", "stem_bn", "hard_swish", "excite", "se", "logits"):
+        assert name in report.wrapped, name
+    wrapped = {
+        layer.layer.name
+        for layer in qat_model.layers
+        if type(layer).__name__ == "QuantizeWrapperV2"
+    }
+    assert not wrapped & set(report.left_as_is)
+
+    # The float islands (the Keras ops, the LayerNormalization) run in float
+    # in TFLite too, between int8 ops.
+    path = export_tflite(
+        qat_model,
+        str(tmp_path / "mixed.tflite"),
+        quantize="qat",
+        representative_data=x,
+        min_agreement=0.85,
+    ).path
+    int8 = runtimes.TFLiteRuntime(path).predict(x)
+    agreement = np.mean(int8.argmax(1) == qat_model.predict(x, verbose=0).argmax(1))
+    assert agreement >= 0.85
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # Minutes on a loaded 2-core machine.
+def test_mobilenet_v2_quantization_aware_exports_to_int8(mobilenet_v2, tmp_path):
+    from export import runtimes
+    from export.to_tflite import export_tflite
+
+    x, y = synthetic_images(128, seed=34)
+    keras.utils.set_random_seed(35)
+    qat_model = compress.quantization_aware(
+        mobilenet_v2,
+        None,
+        x,
+        y,
+        teacher_logits=mobilenet_v2.predict(x, verbose=0),
+        epochs=1,
+        batch_size=32,
+    )
+    report = qat_model.compression_report
+    assert report.left_as_is == {}  # Every MobileNetV2 layer is quantized.
+    path = export_tflite(
+        qat_model,
+        str(tmp_path / "mobilenet_v2.tflite"),
+        quantize="qat",
+        representative_data=x,
+    ).path
+    x_test, y_test = synthetic_images(64, seed=36)
+    int8 = runtimes.TFLiteRuntime(path).predict(x_test)
+    fp32 = mobilenet_v2.predict(x_test, verbose=0)
+    assert accuracy(int8, y_test) >= accuracy(fp32, y_test) - 0.1

@@ -1,0 +1,421 @@
+"""Compressing keras.applications students: pruned, clustered, QAT and PTQ int8.
+
+Fashion-MNIST zero-padded to 32x32 and repeated to 3 channels (pixel values
+0-255). A CNN teacher (`models.build_cnn_teacher` behind a `Rescaling(1/255)`)
+is trained once; the students are `keras.applications.MobileNetV2`
+(alpha=0.35, behind a `Rescaling(1/127.5, offset=-1)`, its expected input)
+and `MobileNetV3Small` (alpha=0.75, its own `Rescaling`), both with logits,
+each distilled from the teacher's cached logits with `kdkeras.Distiller`.
+From that fp32 distilled student, every compressed variant keeps distilling
+from the same soft targets (`kdkeras.compress`, which carries the functional
+graph to tf_keras for TFMOT and back):
+
+  pruned      magnitude pruning to --target-sparsity, fp32 TFLite
+  clustered   --clusters weight clusters per kernel, fp32 TFLite
+  qat_int8    quantization-aware training, int8 TFLite (weights+activations)
+  ptq_int8    full-integer post-training quantization of the fp32 student
+
+Each TFLite file is measured by `export.measure.measure_artifact` in its own
+subprocess: test accuracy, file size, gzip size, batch-1 p50 latency at the
+best of 1 thread and every core.
+
+Goals: 50% pruned within 1 pp of the fp32 student; QAT int8 within 0.5 pp
+and at least as accurate as post-training int8.
+
+Usage:
+  .venv/bin/python -m benchmarks.compression_applications --quick   # smoke test
+  .venv/bin/python -m benchmarks.compression_applications           # the table
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+from absl import flags  # noqa: E402
+
+# Run from a checkout without installing: the repository root on the path.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from export import cli  # noqa: E402
+
+STUDENTS = ("mobilenet_v2", "mobilenet_v3_small")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool("quick", False, "Smoke test: tiny slices, 1 epoch each.")
+flags.DEFINE_list("students", list(STUDENTS), "Students to compress.")
+flags.DEFINE_integer("train", 12000, "Training examples (first N of 60k).")
+flags.DEFINE_integer("test", 2000, "Test examples (first N of 10k).")
+flags.DEFINE_integer("teacher-epochs", 4, "CNN teacher epochs.")
+flags.DEFINE_integer("student-epochs", 8, "Distillation epochs of the fp32 student.")
+flags.DEFINE_integer("prune-epochs", 3, "Pruning fine-tune epochs.")
+flags.DEFINE_integer("cluster-epochs", 1, "Clustering fine-tune epochs.")
+flags.DEFINE_integer("qat-epochs", 2, "Quantization-aware fine-tune epochs.")
+flags.DEFINE_float("learning-rate", 2e-3, "Adam learning rate of the fp32 student.")
+flags.DEFINE_float("fine-tune-learning-rate", 2e-4, "Adam rate of the fine-tunes.")
+flags.DEFINE_float("target-sparsity", 0.5, "Pruning target sparsity.")
+flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
+flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
+flags.DEFINE_float("temperature", 4.0, "Distillation temperature.")
+flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss.")
+flags.DEFINE_integer("batch-size", 128, "Batch size.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact.")
+flags.DEFINE_string(
+    "output-dir", None, "Artifacts folder (default: a new temporary folder)."
+)
+flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
+
+QUICK = {
+    "train": 512,
+    "test": 256,
+    "teacher-epochs": 1,
+    "student-epochs": 1,
+    "prune-epochs": 1,
+    "cluster-epochs": 1,
+    "qat-epochs": 1,
+    "calibration": 64,
+    "min-time-s": 0.2,
+}
+
+
+def _setting(name):
+    if FLAGS.quick and name in QUICK:
+        return QUICK[name]
+    return FLAGS[name].value
+
+
+def _command():
+    names = (
+        "train test teacher-epochs student-epochs prune-epochs cluster-epochs "
+        "qat-epochs learning-rate fine-tune-learning-rate target-sparsity "
+        "clusters calibration temperature alpha batch-size seed min-time-s"
+    ).split()
+    arguments = [f"--{name}={FLAGS[name].value:g}" for name in names]
+    arguments.append(f"--students={','.join(FLAGS.students)}")
+    if FLAGS.quick:
+        arguments.append("--quick")
+    return ".venv/bin/python -m benchmarks.compression_applications " + " ".join(
+        shlex.quote(a) for a in arguments
+    )
+
+
+def _log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def to_rgb32(images):
+    """`(N, 28, 28, 1)` in [0, 1] as `(N, 32, 32, 3)` in [0, 255], padded."""
+    import numpy as np
+
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    return np.repeat(255.0 * padded, 3, axis=-1).astype("float32")
+
+
+def build_student(name):
+    """The keras.applications student `name`, 32x32x3 in [0, 255], logits."""
+    import keras
+
+    if name == "mobilenet_v2":
+        backbone = keras.applications.MobileNetV2(
+            input_shape=(32, 32, 3),
+            alpha=0.35,
+            weights=None,
+            classes=10,
+            classifier_activation=None,
+        )
+        return keras.Sequential(
+            [
+                keras.Input((32, 32, 3)),
+                keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+                backbone,
+            ],
+            name="mobilenet_v2_035",
+        )
+    if name == "mobilenet_v3_small":
+        return keras.applications.MobileNetV3Small(
+            input_shape=(32, 32, 3),
+            alpha=0.75,
+            weights=None,
+            classes=10,
+            classifier_activation=None,
+            dropout_rate=0.0,
+        )
+    raise ValueError(f"`--students` must be in {STUDENTS}. Received: {name[:40]!r}")
+
+
+def _teacher_logits(x_train, y_train, x_test, y_test):
+    import keras
+
+    import models
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    teacher = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 255),
+            models.build_cnn_teacher(input_shape=(32, 32, 3), seed=FLAGS.seed),
+        ],
+        name="cnn_teacher",
+    )
+    teacher.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    _log(f"training the CNN teacher ({_setting('teacher-epochs')} epochs)")
+    teacher.fit(
+        x_train,
+        y_train,
+        epochs=_setting("teacher-epochs"),
+        batch_size=FLAGS["batch-size"].value,
+        verbose=2 if FLAGS.verbose else 0,
+    )
+    accuracy = teacher.evaluate(x_test, y_test, verbose=0)[1]
+    _log(f"teacher test accuracy {accuracy:.4f}")
+    return teacher, teacher.predict(x_train, batch_size=512, verbose=0), accuracy
+
+
+def _distilled_student(name, teacher, x_train, y_train, teacher_logits):
+    import keras
+
+    import kdkeras
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    student = build_student(name)
+    epochs = _setting("student-epochs")
+    steps = epochs * -(-len(x_train) // FLAGS["batch-size"].value)
+    distiller = kdkeras.Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(FLAGS["learning-rate"].value, steps)
+        ),
+        metrics=["accuracy"],
+        alpha=FLAGS.alpha,
+        temperature=FLAGS.temperature,
+    )
+    _log(f"{name}: distilling the fp32 student ({epochs} epochs)")
+    distiller.fit(
+        x_train,
+        {"labels": y_train, "teacher_logits": teacher_logits},
+        epochs=epochs,
+        batch_size=FLAGS["batch-size"].value,
+        verbose=2 if FLAGS.verbose else 0,
+    )
+    return distiller.student
+
+
+def _compress(name, student, x_train, y_train, teacher_logits, output_dir):
+    """Exports the fp32, pruned, clustered, QAT and PTQ variants of `student`."""
+    from export.to_tflite import export_tflite
+    from kdkeras import compress
+
+    common = {
+        "teacher_logits": teacher_logits,
+        "batch_size": FLAGS["batch-size"].value,
+        "temperature": FLAGS.temperature,
+        "alpha": FLAGS.alpha,
+        "learning_rate": FLAGS["fine-tune-learning-rate"].value,
+        "verbose": 2 if FLAGS.verbose else 0,
+    }
+    variants = {}  # label -> (path, notes)
+
+    calibration = x_train[: _setting("calibration")]
+
+    def export(label, stem, model, notes, **options):
+        path = os.path.join(output_dir, f"{name}_{stem}.tflite")
+        # Training images: the PTQ calibration, and for every quantised mode
+        # the inputs of export's top-1 agreement check against Keras.
+        export_tflite(
+            model, path, overwrite=True, representative_data=calibration, **options
+        )
+        variants[label] = (path, notes)
+
+    export("fp32", "fp32", student, "distilled student")
+    export(
+        "post-training int8",
+        "ptq_int8",
+        student,
+        f"{len(calibration)} calibration images",
+        quantize="int8",
+    )
+
+    def fine_tune(label, stem, method, describe, quantize="none", **options):
+        import keras
+
+        keras.utils.set_random_seed(FLAGS.seed)
+        _log(f"{name}: {label}")
+        start = time.perf_counter()
+        model = method(student, None, x_train, y_train, **options, **common)
+        report = model.compression_report
+        notes = describe(model) + [
+            f"{len(report.wrapped)} layers wrapped, "
+            f"{len(report.left_as_is)} left as they are",
+            f"{time.perf_counter() - start:.0f} s",
+        ]
+        export(label, stem, model, "; ".join(notes), quantize=quantize)
+        return report
+
+    sparsity = FLAGS["target-sparsity"].value
+    fine_tune(
+        f"{sparsity:.0%} pruned",
+        "pruned",
+        compress.prune,
+        lambda model: [
+            f"kernel sparsity {min(compress.kernel_sparsity(model).values()):.2f}"
+        ],
+        target_sparsity=sparsity,
+        epochs=_setting("prune-epochs"),
+    )
+    fine_tune(
+        f"{FLAGS.clusters} clusters",
+        "clustered",
+        compress.cluster,
+        lambda model: [
+            f"<= {max(compress.unique_kernel_values(model).values())} values/kernel"
+        ],
+        number_of_clusters=FLAGS.clusters,
+        epochs=_setting("cluster-epochs"),
+    )
+    report = fine_tune(
+        "QAT int8",
+        "qat_int8",
+        compress.quantization_aware,
+        lambda model: [],
+        quantize="qat",
+        epochs=_setting("qat-epochs"),
+    )
+    float_kinds = sorted(
+        {reason.split(":")[0] for reason in report.left_as_is.values()}
+    )
+    _log(f"{name}: QAT left in float: {len(report.left_as_is)} ({float_kinds})")
+    return variants, report
+
+
+def run():
+    import keras
+    import tensorflow as tf
+
+    from export.measure import measure_artifact
+    from models.data import load_fashion_mnist
+
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist(
+        _setting("train"), _setting("test")
+    )
+    x_train, x_test = to_rgb32(x_train), to_rgb32(x_test)
+    output_dir = FLAGS["output-dir"].value or tempfile.mkdtemp(
+        prefix="kdkeras-compression-applications-"
+    )
+    os.makedirs(output_dir, exist_ok=True)
+    load_before = os.getloadavg()
+    teacher, teacher_logits, teacher_accuracy = _teacher_logits(
+        x_train, y_train, x_test, y_test
+    )
+    tables = []
+    for name in FLAGS.students:
+        student = _distilled_student(name, teacher, x_train, y_train, teacher_logits)
+        variants, report = _compress(
+            name, student, x_train, y_train, teacher_logits, output_dir
+        )
+        results = {}
+        for label, (path, _) in variants.items():
+            _log(f"{name}: measuring {label}")
+            best = None
+            for threads in (1, None):
+                result = measure_artifact(
+                    path,
+                    "tflite",
+                    batch_sizes=(1,),
+                    x=x_test if best is None else None,
+                    y=y_test if best is None else None,
+                    threads=threads,
+                    min_time_s=_setting("min-time-s"),
+                    max_time_s=max(3.0, _setting("min-time-s")),
+                )
+                if best is None:
+                    best = result
+                elif result["latency"]["1"]["p50_ms"] < best["latency"]["1"]["p50_ms"]:
+                    result["accuracy"] = best["accuracy"]
+                    best = result
+            results[label] = best
+        tables.append((name, student.count_params(), variants, results, report))
+    load_after = os.getloadavg()
+
+    print()
+    print(
+        f"## Compressing keras.applications students: Fashion-MNIST 32x32x3, "
+        f"{len(x_train)} train / {len(x_test)} test"
+        + (" (--quick: smoke test, numbers not meaningful)" if FLAGS.quick else "")
+    )
+    print()
+    print(
+        f"Teacher: CNN, {_setting('teacher-epochs')} epochs, test accuracy "
+        f"{teacher_accuracy:.4f}. Students distilled {_setting('student-epochs')} "
+        f"epochs (T={FLAGS.temperature:g}, alpha={FLAGS.alpha:g}); the "
+        f"compressions fine-tune from them with the same cached soft targets. "
+        f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
+        f"machine shared with other jobs (load average {load_before[0]:.1f} "
+        f"before, {load_after[0]:.1f} after). Latency: TFLite (XNNPACK), batch "
+        "1, p50, the better of 1 thread and every core."
+    )
+    goals = []
+    for name, parameters, variants, results, report in tables:
+        fp32 = results["fp32"]
+        print()
+        print(f"### {name} ({parameters:,} parameters)")
+        print()
+        print(
+            "| variant | accuracy | Δ vs fp32 (pp) | file KB | gzip KB "
+            "| × fp32 gzip | p50 ms | notes |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
+        for label, result in results.items():
+            print(
+                f"| {label} | {result['accuracy']:.4f} | "
+                f"{100 * (result['accuracy'] - fp32['accuracy']):+.2f} | "
+                f"{result['size_bytes'] / 1e3:.1f} | "
+                f"{result['gzip_bytes'] / 1e3:.1f} | "
+                f"{result['gzip_bytes'] / fp32['gzip_bytes']:.2f} | "
+                f"{result['latency']['1']['p50_ms']:.3f} | {variants[label][1]} |"
+            )
+        kinds = {}
+        for layer, reason in report.left_as_is.items():
+            kinds.setdefault(reason, []).append(layer)
+        print()
+        print("QAT left in float: " + ("none" if not kinds else ""))
+        for reason, names in sorted(kinds.items()):
+            print(f"- {len(names)} × {reason} (e.g. {names[0]})")
+
+        def delta(label, results=results, fp32=fp32):
+            return 100 * (results[label]["accuracy"] - fp32["accuracy"])
+
+        pruned = next(label for label in results if label.endswith("pruned"))
+        goals += [
+            (f"{name}: {pruned} within 1 pp", delta(pruned) >= -1.0, delta(pruned)),
+            (
+                f"{name}: QAT int8 within 0.5 pp",
+                delta("QAT int8") >= -0.5,
+                delta("QAT int8"),
+            ),
+            (
+                f"{name}: QAT int8 >= post-training int8",
+                delta("QAT int8") >= delta("post-training int8"),
+                delta("QAT int8") - delta("post-training int8"),
+            ),
+        ]
+    print()
+    for text, passed, measured in goals:
+        print(f"{'PASS' if passed else 'MISS'}: {text} (measured {measured:+.2f} pp)")
+    print()
+    print(f"Artifacts: {output_dir}")
+    print("Reproduce:")
+    print(_command())
+
+
+if __name__ == "__main__":
+    cli.run_main("benchmarks.compression_applications", lambda arguments: run())
