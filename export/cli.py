@@ -49,28 +49,14 @@ import warnings
 from absl import app
 from absl import flags
 
+from kdutils import verbosity
 from kdutils.echo import bounded
 
+
 # Set before TensorFlow is imported, unless --verbose: TF/TSL C++ logging at
-# FATAL only (drops cuInit errors and oneDNN notices), gRPC errors only.
-QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
-
-
 def verbose_requested(argv=None):
     """Whether `--verbose` (absl spellings; the last one wins) is in `argv`."""
-    verbose = False
-    for argument in sys.argv[1:] if argv is None else list(argv)[1:]:
-        argument = str(argument)
-        if argument == "--":
-            break
-        name, _, value = argument.lstrip("-").partition("=")
-        if not argument.startswith("-"):
-            continue
-        if name == "verbose":
-            verbose = value.lower() not in ("false", "0", "no", "f")
-        elif name == "noverbose":
-            verbose = False
-    return verbose
+    return verbosity.verbose_requested(sys.argv[1:] if argv is None else list(argv)[1:])
 
 
 def quiet_native_logs(argv=None):
@@ -81,7 +67,7 @@ def quiet_native_logs(argv=None):
     """
     if verbose_requested(argv):
         return False
-    os.environ.update(QUIET_ENVIRONMENT)
+    os.environ.update(verbosity.QUIET_ENVIRONMENT)
     return True
 
 
@@ -346,7 +332,7 @@ def quiet_tensorflow():
     logger to ERROR (tf.function retracing notices). Call it before TensorFlow
     is imported, unless the user asked for `--verbose`.
     """
-    os.environ.update(QUIET_ENVIRONMENT)
+    os.environ.update(verbosity.QUIET_ENVIRONMENT)
     import_tensorflow_quietly()
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 

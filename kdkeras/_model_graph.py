@@ -35,6 +35,29 @@ def single_input_output(model, name):
     >>> [tuple(tensor.shape) for tensor in single_input_output(model, "model")]
     [(None, 4), (None, 3)]
     """
+    inputs, outputs = graph_inputs_outputs(model, name)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"`{name}` must have exactly one input and one output. Received: "
+            f"{name}={model.name!r} with {len(inputs)} inputs and "
+            f"{len(outputs)} outputs"
+        )
+    return inputs[0], outputs[0]
+
+
+def graph_inputs_outputs(model, name):
+    """The input and output tensors of a built graph model, or a one-line error.
+
+    Args:
+        model: A Keras 3 or `tf_keras` model.
+        name: The argument's name, for the error message.
+
+    Returns:
+        `(inputs, outputs)`, lists of symbolic tensors.
+
+    Raises:
+        ValueError: the model has no symbolic graph (subclassed or unbuilt).
+    """
     try:
         inputs, outputs = model.inputs, model.outputs
     except (AttributeError, ValueError):
@@ -45,13 +68,7 @@ def single_input_output(model, name):
             "known input shape (give it a `keras.Input`). Received: "
             f"{name}={model.name!r} without inputs"
         )
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ValueError(
-            f"`{name}` must have exactly one input and one output. Received: "
-            f"{name}={model.name!r} with {len(inputs)} inputs and "
-            f"{len(outputs)} outputs"
-        )
-    return inputs[0], outputs[0]
+    return inputs, outputs
 
 
 def producer(tensor):

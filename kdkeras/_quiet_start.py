@@ -15,31 +15,10 @@ import os
 import sys
 import tempfile
 
-#: TF/TSL C++ logging at FATAL only, gRPC errors only.
-QUIET_ENVIRONMENT = {"TF_CPP_MIN_LOG_LEVEL": "3", "GRPC_VERBOSITY": "ERROR"}
+from kdutils import verbosity
 
-
-def verbose_requested(arguments):
-    """Whether `--verbose` (absl spellings; the last one wins) is in `arguments`.
-
-    Example:
-
-    >>> verbose_requested(["--verbose"]), verbose_requested(["--noverbose"])
-    (True, False)
-    """
-    verbose = False
-    for argument in arguments:
-        argument = str(argument)
-        if argument == "--":
-            break
-        if not argument.startswith("-"):
-            continue
-        name, _, value = argument.lstrip("-").partition("=")
-        if name == "verbose":
-            verbose = value.lower() not in ("false", "0", "no", "f")
-        elif name == "noverbose":
-            verbose = False
-    return verbose
+QUIET_ENVIRONMENT = verbosity.QUIET_ENVIRONMENT
+verbose_requested = verbosity.verbose_requested
 
 
 def command_line_arguments(argv=None):

@@ -166,17 +166,7 @@ def _check_model(model, framework):
             f"`model` must be a {framework.__name__} Model. "
             f"Received: model of type {type(model).__name__}"
         )
-    try:
-        inputs, outputs = model.inputs, model.outputs
-    except (AttributeError, ValueError):
-        inputs = outputs = None
-    if not inputs or not outputs:
-        raise ValueError(
-            "`model` must be a built functional or sequential model with a "
-            "known input shape (give it a `keras.Input`). Received: "
-            f"model={model.name!r} without inputs"
-        )
-    return inputs
+    return model_graph.graph_inputs_outputs(model, "model")[0]
 
 
 def _random_inputs(model):
