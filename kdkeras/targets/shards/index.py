@@ -69,7 +69,7 @@ def shown(value, limit=_SHOWN):
     Example:
 
     >>> shown("x" * 200, limit=12)
-    "'xxxxxxxxxx'… (200 characters)"
+    "'xxxxxxxxxxx… (200 characters)"
     """
     return bounded(value, limit=limit, quote=True)
 

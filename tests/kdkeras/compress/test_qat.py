@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -76,7 +78,9 @@ def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
         batch_size=32,
     )
     report = qat_model.compression_report
-    assert sorted(report.left_as_is) == ["norm", "tf.math.add", "tf.math.multiply"]
+    # Keras numbers its op layers per process (`tf.math.add_2` after other tests).
+    left = sorted(re.sub(r"_\d+$", "", name) for name in report.left_as_is)
+    assert left == ["norm", "tf.math.add", "tf.math.multiply"]
     assert all(
         "not supported by TFMOT" in reason for reason in report.left_as_is.values()
     )
