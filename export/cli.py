@@ -42,7 +42,6 @@ import contextlib
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 
@@ -196,24 +195,6 @@ def warn(program, message):
 
 
 @contextlib.contextmanager
-def captured_native_stderr():
-    """Redirects file descriptor 2 (Python and C++ writers) to a temp file.
-
-    Yields the temp file; its content is discarded when the block ends.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield sink
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-@contextlib.contextmanager
 def stdout_to_stderr():
     """Sends file descriptor 1 to stderr: runtimes' chatter never reaches stdout."""
     sys.stdout.flush()
@@ -241,7 +222,7 @@ def guarded(program, body, quiet=True):
 
     error = None
     value = None
-    silenced = captured_native_stderr() if quiet else contextlib.nullcontext()
+    silenced = verbosity.captured_native_stderr() if quiet else contextlib.nullcontext()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnsafeLoadWarning)
         with silenced:
@@ -317,7 +298,7 @@ def import_tensorflow_quietly():
     """Imports TensorFlow with file descriptor 2 captured (its import noise)."""
     if "tensorflow" in sys.modules:
         return
-    with captured_native_stderr():
+    with verbosity.captured_native_stderr():
         try:
             import tensorflow  # noqa: F401  (imported for its side effect)
         except ImportError:

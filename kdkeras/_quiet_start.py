@@ -10,10 +10,8 @@ captured, only when the process is such a command line and `--verbose` is
 not on it. A library user's process is left alone.
 """
 
-import contextlib
 import os
 import sys
-import tempfile
 
 from kdutils import verbosity
 
@@ -40,27 +38,12 @@ def command_line_arguments(argv=None):
     return argv[argv.index("-m") + 2 :]
 
 
-@contextlib.contextmanager
-def captured_native_stderr():
-    """Redirects file descriptor 2 (Python and C++ writers) to a discarded file."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield sink
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def import_tensorflow_quietly():
     """Sets `QUIET_ENVIRONMENT` and imports TensorFlow with fd 2 captured."""
     os.environ.update(QUIET_ENVIRONMENT)
     if "tensorflow" in sys.modules:
         return
-    with captured_native_stderr():
+    with verbosity.captured_native_stderr():
         try:
             import tensorflow  # noqa: F401  (imported for its side effect)
         except ImportError:

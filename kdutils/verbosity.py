@@ -1,9 +1,14 @@
-"""Whether a command line asked for `--verbose`, read before absl parses it.
+"""Quiet command lines: `--verbose` read before absl parses it, native stderr captured.
 
 The command lines of `export` and `kdkeras` quiet TensorFlow's native start-up
 logs before TensorFlow is imported, so they must know about `--verbose` before
-their flags are parsed.
+their flags are parsed, and capture what C++ writes to file descriptor 2.
 """
+
+import contextlib
+import os
+import sys
+import tempfile
 
 #: TF/TSL C++ logging at FATAL only (drops cuInit errors and oneDNN notices),
 #: gRPC errors only.
@@ -40,3 +45,21 @@ def verbose_requested(arguments):
         elif name == "noverbose":
             verbose = False
     return verbose
+
+
+@contextlib.contextmanager
+def captured_native_stderr():
+    """Redirects file descriptor 2 (Python and C++ writers) to a temporary file.
+
+    Yields the temporary file; its content is discarded when the block ends.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield sink
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

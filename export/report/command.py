@@ -54,6 +54,7 @@ from export.report.build import build_report
 from export.report.render import to_json
 from export.report.render import write_report
 from export.report.variants import VARIANTS
+from kdutils import verbosity
 from kdutils.echo import bounded
 
 PROGRAM = "export.report"
@@ -418,7 +419,7 @@ def run(argv):
         logging.set_verbosity(logging.WARNING)
         # TensorFlow's start-up lines (CUDA probing on a CPU machine) are written
         # natively at import: dropped, so that an error stays one line.
-        with cli.captured_native_stderr():
+        with verbosity.captured_native_stderr():
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
     # Everything the converters and runtimes print goes to stderr: stdout
