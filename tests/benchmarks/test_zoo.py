@@ -113,7 +113,9 @@ def test_cli_usage_error_exits_2_before_any_work(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.e2e
+# Slow, not e2e: the whole subset has not yet been seen to finish within CI's
+# time on the 2-core machine (minutes per architecture); `make test-slow` runs it.
+@pytest.mark.slow
 @pytest.mark.timeout(5400)
 def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
     """The smallest width of three families and the BERT pair, every step."""
