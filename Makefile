@@ -29,8 +29,14 @@ data:
 demo: setup data
 	$(BIN)/python -m examples.demo
 
+# Two pytest workers (pytest-xdist) share the 2-core machine: each test file runs
+# whole on one worker (--dist loadfile), so a file's module fixtures are built
+# once. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+
 test: setup data lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 # Lint and formatting check (ruff, configured in pyproject.toml).
 lint: setup
@@ -42,7 +48,7 @@ lint: setup
 # pytest's exit status 5 ("no tests collected") is not a failure here: a
 # selection such as `make test-e2e PYTEST_ARGS=tests/models` may hold none.
 test-e2e: setup data
-	$(BIN)/python -m pytest -m "e2e and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest $(XDIST) -m "e2e and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # Long real-data runs (not run by CI).
 test-slow: setup data

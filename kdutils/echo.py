@@ -7,7 +7,9 @@ excerpt, and a value holding newlines stays on one line.
 
 Example:
     >>> bounded("x" * 1000, limit=12)
-    'xxxxxxxxxxxx… (1000 characters)'
+    'xxxxxx…xxxxxx (1000 characters)'
+    >>> bounded("/data/" + "d" * 200 + "/index.json", limit=24)
+    '/data/dddddd…d/index.json (217 characters)'
     >>> bounded(["a", "b"], quote=True)
     "['a', 'b']"
 """
@@ -30,7 +32,9 @@ def bounded(value, limit=DEFAULT_LIMIT, quote=False):
             whitespace runs, newlines included, as one space) unless `quote`;
             any other value as a `repr` whose nesting and lengths are bounded
             before it is built (a huge list is never rendered in full).
-        limit: Characters kept; a longer text is cut and says how long it was.
+        limit: Characters kept; a longer string keeps its start and its end
+            (a path's file name) and says how long it was; another value is
+            cut after `limit` characters.
         quote: Show a string as its `repr` (quoted, newlines escaped), which
             tells `"5"` from `5`.
 
@@ -38,14 +42,19 @@ def bounded(value, limit=DEFAULT_LIMIT, quote=False):
         A string of at most `limit` characters plus a short suffix.
     """
     if isinstance(value, str):
-        length = len(value)
         text = (
             repr(value[: limit + 2]) if quote else " ".join(value[: 4 * limit].split())
         )
-    else:
-        length = None
-        text = " ".join(_REPR.repr(value).split())
-    if len(text) <= limit and (length is None or length <= limit):
+        if len(value) <= limit and len(text) <= limit:
+            return text
+        # The start and the end (a path's file name, a list's last entry).
+        head, tail = value[: limit // 2], value[len(value) - (limit - limit // 2) :]
+        if quote:
+            text = repr(head + "…" + tail)
+        else:
+            text = " ".join(head.split()) + "…" + " ".join(tail.split())
+        return f"{text} ({len(value)} characters)"
+    text = " ".join(_REPR.repr(value).split())
+    if len(text) <= limit:
         return text
-    suffix = "" if length is None else f" ({length} characters)"
-    return f"{text[:limit]}…{suffix}"
+    return f"{text[:limit]}…"

@@ -69,7 +69,7 @@ def shown(value, limit=_SHOWN):
     Example:
 
     >>> shown("x" * 200, limit=12)
-    "'xxxxxxxxxxx… (200 characters)"
+    "'xxxxxx…xxxxxx' (200 characters)"
     """
     return bounded(value, limit=limit, quote=True)
 
