@@ -84,6 +84,24 @@ def encode(content):
     return (json.dumps(content, indent=2, sort_keys=True) + "\n").encode()
 
 
+def read_json(path, error):
+    """The JSON file at `path`, parsed; an unreadable one raises `error(...)`.
+
+    Args:
+        path: The file to read.
+        error: Called with what went wrong (a string: the reader's or the
+            parser's message); returns the exception to raise in its place.
+
+    Returns:
+        The parsed JSON value (any type: the caller checks it).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as reason:
+        raise error(str(reason)) from None
+
+
 def read_sidecar(artifact_path):
     """Loads the sidecar of an artifact."""
     with open(sidecar_path(artifact_path), encoding="utf-8") as handle:

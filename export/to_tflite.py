@@ -535,6 +535,16 @@ def export_tflite(
     }
     if float_fallback == "auto":
         options["float_fallback"] = {"mode": "auto", "float_layers": []}
+    # Full int8 first; the float fallback, when asked for, is verified the
+    # same way: the same options, destination, labelled data and thresholds.
+    attempt = {
+        "options": options,
+        "overwrite": overwrite,
+        "labelled_data": labelled_data,
+        "seed": seed,
+        "min_agreement": min_agreement,
+        "source": source,
+    }
     try:
         return pipeline.export_artifact(
             model,
@@ -542,14 +552,9 @@ def export_tflite(
             "tflite",
             write,
             quantize=quantize,
-            options=options,
-            overwrite=overwrite,
-            labelled_data=labelled_data,
-            seed=seed,
-            min_agreement=min_agreement,
-            source=source,
             calibration_inputs=representative,
             spec=spec,
+            **attempt,
         )
     except verify.ParityError:
         if float_fallback != "auto":
@@ -558,13 +563,8 @@ def export_tflite(
         model,
         output_path,
         spec.take(representative, 0, MAX_CALIBRATION_SAMPLES),
-        options=options,
-        overwrite=overwrite,
-        labelled_data=labelled_data,
-        seed=seed,
-        min_agreement=min_agreement,
-        source=source,
         calibration_inputs_for_check=representative,
+        **attempt,
     )
 
 

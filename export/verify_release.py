@@ -17,10 +17,10 @@ its size and SHA-256); 1 it is not (one line on stderr: what differs);
 2 bad usage (RELEASE_DIR missing, not a folder, no `release.json`).
 """
 
-import json
 import os
 import sys
 
+from export.sidecar import read_json
 from export.staging import artifact_size_bytes
 from kdutils.digests import file_digest
 from kdutils.echo import bounded
@@ -89,13 +89,12 @@ def read_record(release_dir):
             "release.json must be a plain file of at most "
             f"{MAX_RECORD_BYTES} bytes. Received: a link or a larger file"
         )
-    try:
-        with open(record_path, encoding="utf-8") as handle:
-            record = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise ReleaseError(
-            f"release.json must be readable JSON. Received: {_shown(str(error))}"
-        ) from None
+    record = read_json(
+        record_path,
+        lambda reason: ReleaseError(
+            f"release.json must be readable JSON. Received: {_shown(reason)}"
+        ),
+    )
     if not isinstance(record, dict):
         raise ReleaseError(
             f"release.json must hold a JSON object. Received: a {type(record).__name__}"
@@ -135,13 +134,12 @@ def verify_release(release_dir):
         )
     if record.get("sidecar") is not None:
         sidecar = member_path(release_dir, record["sidecar"], "sidecar")
-        try:
-            with open(sidecar, encoding="utf-8") as handle:
-                content = json.load(handle)
-        except (OSError, ValueError) as error:
-            raise ReleaseError(
-                f"the sidecar must be readable JSON. Received: {_shown(str(error))}"
-            ) from None
+        content = read_json(
+            sidecar,
+            lambda reason: ReleaseError(
+                f"the sidecar must be readable JSON. Received: {_shown(reason)}"
+            ),
+        )
         if not isinstance(content, dict) or content.get("artifact") != name:
             raise ReleaseError(
                 f"the sidecar must describe {_shown(name)}. Received: a sidecar of "

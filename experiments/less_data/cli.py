@@ -284,13 +284,7 @@ def run(settings, log=print, on_seed=None):
     students = less_data_students.StudentRuns(
         train, test, teacher, settings["student_units"]
     )
-    recipe = less_data_students.student_recipe(
-        settings["batch_size"],
-        settings["learning_rate"],
-        settings["schedule"],
-        settings["temperature"],
-        settings["alpha"],
-    )
+    recipe = less_data_students.student_recipe(settings)
     train_size = len(train[1])
 
     def row(fraction, how, labelled, examples, accuracy=(), seconds=()):

@@ -114,11 +114,9 @@ def run(settings, log=print):
 
     def probe(how, steps, temperature=None, alpha=None):
         recipe = less_data_students.student_recipe(
-            settings["batch_size"],
-            settings["learning_rate"],
-            settings["schedule"],
-            temperature or 1.0,
-            0.0 if alpha is None else alpha,
+            settings,
+            temperature=temperature or 1.0,
+            alpha=0.0 if alpha is None else alpha,
         )
         accuracy, _, seconds = students.train(how, labelled, seed, recipe, steps)
         log(f"{steps} steps, T={temperature}, alpha={alpha}, {how}: {accuracy:.4f}")

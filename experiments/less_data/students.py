@@ -55,23 +55,38 @@ def describe_teacher(recipe):
     return recipe.describe().rsplit(", T=", 1)[0]
 
 
-def student_recipe(batch_size, learning_rate, schedule, temperature, alpha):
+#: The settings of the experiment a student run's `Recipe` takes.
+STUDENT_SETTINGS = ("batch_size", "learning_rate", "schedule", "temperature", "alpha")
+
+
+def student_recipe(settings, **overrides):
     """The `Recipe` of every student run: one epoch of `steps` steps.
 
     `epochs=1` makes a cosine schedule decay over exactly the run's steps
     (`recipe.optimizer(steps)`).
+
+    Args:
+        settings: Dict of setting name -> value holding `STUDENT_SETTINGS`
+            (those not given in `overrides`).
+        **overrides: Values of `STUDENT_SETTINGS` in place of the settings'
+            (e.g. a probe's own temperature and alpha).
+
+    Returns:
+        The students' `Recipe`, without augmentation.
+
+    Example:
+
+    >>> settings = dict(batch_size=64, learning_rate=1e-3, schedule="cosine",
+    ...                 temperature=4.0, alpha=0.1)
+    >>> student_recipe(settings, alpha=0.5).describe()
+    'Adam 0.001, cosine schedule, 1 epoch, batch 64, no augmentation, T=4, alpha=0.5'
     """
     from experiments.recipe import Recipe
 
-    return Recipe(
-        epochs=1,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        schedule=schedule,
-        augment=False,
-        temperature=temperature,
-        alpha=alpha,
-    )
+    chosen = {
+        name: settings[name] for name in STUDENT_SETTINGS if name not in overrides
+    }
+    return Recipe(epochs=1, augment=False, **chosen, **overrides)
 
 
 class StudentRuns:

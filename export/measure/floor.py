@@ -140,35 +140,21 @@ class NumpyDenseForward:
         ]
         matmul, dot, add, maximum = np.matmul, np.dot, np.add, np.maximum
 
-        if gemv:
-
-            def call():
-                hidden = flat
-                for kernel, bias, activation, buffer in steps:
+        def call():
+            hidden = flat
+            for kernel, bias, activation, buffer in steps:
+                if gemv:
                     dot(kernel, hidden, out=buffer)
-                    if bias is not None:
-                        add(buffer, bias, out=buffer)
-                    if activation == "relu":
-                        maximum(buffer, 0.0, out=buffer)
-                    elif activation != "linear":
-                        apply_activation_in_place(buffer, activation)
-                    hidden = buffer
-                return hidden.reshape(1, -1)
-
-        else:
-
-            def call():
-                hidden = flat
-                for kernel, bias, activation, buffer in steps:
+                else:
                     matmul(hidden, kernel, out=buffer)
-                    if bias is not None:
-                        add(buffer, bias, out=buffer)
-                    if activation == "relu":
-                        maximum(buffer, 0.0, out=buffer)
-                    elif activation != "linear":
-                        apply_activation_in_place(buffer, activation)
-                    hidden = buffer
-                return hidden
+                if bias is not None:
+                    add(buffer, bias, out=buffer)
+                if activation == "relu":
+                    maximum(buffer, 0.0, out=buffer)
+                elif activation != "linear":
+                    apply_activation_in_place(buffer, activation)
+                hidden = buffer
+            return hidden.reshape(1, -1) if gemv else hidden
 
         return call
 

@@ -226,14 +226,13 @@ def check_sidecar(path, artifact_path, size_bytes, entry):
     """
     artifact_name = os.path.basename(os.path.normpath(artifact_path))
     recorded = entry.get("export") or {}
-    try:
-        with open(path, encoding="utf-8") as handle:
-            content = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise RuntimeError(
+    content = sidecar_lib.read_json(
+        path,
+        lambda reason: RuntimeError(
             f"the sidecar of {artifact_name} is unreadable "
-            f"({bounded(str(error))}); nothing released"
-        ) from None
+            f"({bounded(reason)}); nothing released"
+        ),
+    )
     if not isinstance(content, dict):
         content = {}
     stale = []

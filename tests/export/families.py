@@ -24,30 +24,29 @@ def _head():
     }
 
 
+def _efficientnet(constructor, name):
+    """An EfficientNet family member at width 0.1, one repeat per block."""
+    return constructor(
+        width_coefficient=0.1,
+        depth_coefficient=0.1,
+        default_size=32,
+        name=name,
+        **_head(),
+    )
+
+
 def efficientnet():
     """EfficientNet (B0's blocks) at width 0.1, one repeat per block."""
     from keras.src.applications import efficientnet
 
-    return efficientnet.EfficientNet(
-        width_coefficient=0.1,
-        depth_coefficient=0.1,
-        default_size=32,
-        name="efficientnet_small",
-        **_head(),
-    )
+    return _efficientnet(efficientnet.EfficientNet, "efficientnet_small")
 
 
 def efficientnet_v2():
     """EfficientNetV2 (B0's blocks) at width 0.1, one repeat per block."""
     from keras.src.applications import efficientnet_v2
 
-    return efficientnet_v2.EfficientNetV2(
-        width_coefficient=0.1,
-        depth_coefficient=0.1,
-        default_size=32,
-        name="efficientnetv2-b0",
-        **_head(),
-    )
+    return _efficientnet(efficientnet_v2.EfficientNetV2, "efficientnetv2-b0")
 
 
 def convnext():

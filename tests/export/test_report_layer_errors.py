@@ -54,10 +54,9 @@ def test_selective_variant_keeps_the_named_layers_in_float_and_is_verified(
     assert "int8" in dtypes.values()  # the rest is quantised
 
 
-def test_selective_entry_keeps_the_fewest_layers_that_pass(tmp_path):
-    model = outlier_model.outlier_model()
-    calibration = outlier_model.inputs(seed=1, count=200)
-    int8 = {
+def _rejected_int8():
+    """The report's entry of a full-int8 export that failed its parity check."""
+    return {
         "model": "student",
         "role": "student",
         "variant": "tflite_int8",
@@ -65,12 +64,18 @@ def test_selective_entry_keeps_the_fewest_layers_that_pass(tmp_path):
         "error": "ParityError: x",
         "lineage": variants.lineage("student", "tflite", "int8", "s.keras", None, None),
     }
-    calibration_record = {
-        "inputs": calibration,
-        "source": "array",
-        "samples": 200,
-        "digest": "d",
-    }
+
+
+def _calibration_record(inputs):
+    """The report's record of `inputs` as the calibration set."""
+    return {"inputs": inputs, "source": "array", "samples": len(inputs), "digest": "d"}
+
+
+def test_selective_entry_keeps_the_fewest_layers_that_pass(tmp_path):
+    model = outlier_model.outlier_model()
+    calibration = outlier_model.inputs(seed=1, count=200)
+    int8 = _rejected_int8()
+    calibration_record = _calibration_record(calibration)
     entry = variants.selective_entry(
         int8, model, str(tmp_path), calibration_record, None
     )
@@ -89,20 +94,8 @@ def test_selective_entry_honours_the_budget(tmp_path):
     model = outlier_model.outlier_model()
     x = outlier_model.inputs(seed=3, count=120)
     y = (np.asarray(model(x, training=False)).argmax(1) + 1) % outlier_model.CLASSES
-    int8 = {
-        "model": "student",
-        "role": "student",
-        "variant": "tflite_int8",
-        "rejected": True,
-        "error": "ParityError: x",
-        "lineage": variants.lineage("student", "tflite", "int8", "s.keras", None, None),
-    }
-    calibration_record = {
-        "inputs": outlier_model.inputs(seed=1, count=200),
-        "source": "array",
-        "samples": 200,
-        "digest": "d",
-    }
+    int8 = _rejected_int8()
+    calibration_record = _calibration_record(outlier_model.inputs(seed=1, count=200))
     entry = variants.selective_entry(
         int8,
         model,

@@ -93,23 +93,6 @@ from kdutils.checks import check_positive_int
 logger = logging.getLogger(__name__)
 
 
-def parse_shard(text):
-    """`"i/n"` (e.g. a `--shard` flag) as `(i, n)`.
-
-    Example:
-
-    >>> parse_shard("1/4")
-    (1, 4)
-    """
-    try:
-        index, count = (int(part) for part in str(text).split("/"))
-    except ValueError:
-        raise ValueError(
-            f"`shard` must be 'i/n' with 0 <= i < n. Received: shard={shown(text)}"
-        ) from None
-    return check_shard((index, count))
-
-
 def check_shard(shard):
     """Checks `shard`: `None`, or `(i, n)` with `0 <= i < n`."""
     if shard is None:

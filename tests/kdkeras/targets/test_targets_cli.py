@@ -71,6 +71,13 @@ def test_two_workers_then_merge_equal_one_process(files):
     )
 
 
+def test_parse_shard():
+    assert cli.parse_shard("0/2") == (0, 2)
+    for text in ("2/2", "a/b", "1", "-1/2"):
+        with pytest.raises(cli.UsageError, match="`--shard`"):
+            cli.parse_shard(text)
+
+
 @pytest.mark.parametrize(
     "overrides, code, word",
     [

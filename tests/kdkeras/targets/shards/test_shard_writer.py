@@ -280,13 +280,6 @@ def test_cache_files_follow_the_umask(tmp_path):
         assert os.stat(folder / name).st_mode & 0o777 == 0o664, name
 
 
-def test_parse_shard():
-    assert shards_lib.parse_shard("0/2") == (0, 2)
-    for text in ("2/2", "a/b", "1", "-1/2"):
-        with pytest.raises(ValueError, match="`shard`"):
-            shards_lib.parse_shard(text)
-
-
 def test_stream_that_reshuffles_between_passes_is_refused(tmp_path):
     x = indexed_x()
     data = (
