@@ -182,7 +182,6 @@ class KerasRuntime:
         self.tf = tf
         self.version = f"keras {keras.__version__} / tensorflow {tf.__version__}"
         from export.inputs import InputSpec
-
         from export.loading import functional_model
 
         if isinstance(path, str):

@@ -83,9 +83,7 @@ def test_loaded_subclassed_model_has_the_spec_it_was_built_on(
 
 @pytest.mark.parametrize("fmt", ["savedmodel", "onnx", "tflite"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_saved_subclassed_model_exports_and_matches_keras(
-    saved, kind, fmt, tmp_path
-):
+def test_saved_subclassed_model_exports_and_matches_keras(saved, kind, fmt, tmp_path):
     model, path = saved[kind]
     result = export(fmt, path, tmp_path / f"model{SUFFIX[fmt]}")
     assert result.sidecar["parity"]["max_relative_error"] < verify.RELATIVE_TOLERANCE
@@ -97,9 +95,7 @@ def test_saved_subclassed_model_exports_and_matches_keras(
 
 
 @pytest.mark.parametrize("quantize", ["float16", "dynamic", "int8"])
-def test_subclassed_model_quantises_and_agrees_with_keras(
-    saved, quantize, tmp_path
-):
+def test_subclassed_model_quantises_and_agrees_with_keras(saved, quantize, tmp_path):
     model, path = saved["single"]
     calibration, _ = subclassed_models.data("single", 64, seed=5)
     result = export(
