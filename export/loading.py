@@ -374,11 +374,13 @@ def parse_module_names(text, flag="--import"):
     items = text.split(",") if isinstance(text, str) else list(text)
     names = tuple(str(item).strip() for item in items if str(item).strip())
     for name in names:
-        if not _MODULE_NAME.match(name):
+        # `layers.py` would name a submodule `py`: surely a file meant as a module.
+        if not _MODULE_NAME.match(name) or name.endswith((".py", ".pyc")):
             raise ValueError(
                 f"`{flag}` must be comma-separated Python module names (dotted "
-                "identifiers such as my_package.layers, not file paths). "
-                f"Received: {flag}={bounded(name, 80)}"
+                "identifiers such as my_package.layers, importable from the "
+                f"current folder or PYTHONPATH; not file paths). Received: "
+                f"{flag}={bounded(name, 80)}"
             )
     return names
 
