@@ -282,8 +282,8 @@ def functional_model(model, source="model"):
     shapes = getattr(model, "_build_shapes_dict", None) or {}
     if not getattr(model, "built", False) or len(shapes) != 1:
         raise ModelLoadError(
-            f"{source}: the subclassed model {type(model).__name__[:60]} does not "
-            "record its input shape; call it on a batch (or fit it, or "
+            f"{source}: the model ({type(model).__name__[:60]}) records no input "
+            "shape (it was never built); call it on a batch (or fit it, or "
             "model.build(input_shape)) before saving or exporting it"
         )
     (structure,) = shapes.values()

@@ -135,4 +135,5 @@ def test_unbuilt_subclassed_model_is_refused_in_one_line(tmp_path):
     message = str(caught.value)
     assert "\n" not in message
     assert "SubclassedCNN" in message and "call it on a batch" in message
+    assert "never built" in message
     assert not (tmp_path / "never.onnx").exists()
