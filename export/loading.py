@@ -257,7 +257,8 @@ def functional_model(model, source="model"):
     model, built by `fit`, by a call on a batch or by `build` (or loaded from
     a `.keras` file, which keeps its build config), is wrapped in a functional
     model calling it on `keras.Input`s of the shapes it was built on: one
-    input, a dict of inputs (named by their keys) or a list. The wrapper
+    input, a dict of inputs (named by their keys) or a list, or, for a
+    `build(self, a_shape, b_shape)`, one input per argument. The wrapper
     shares the model's layers and weights. As in Keras' own export, the
     inputs take the model's `input_dtype` (float32 for mixed precision);
     integer inputs (token ids) are not recorded by Keras, so a subclassed
@@ -280,14 +281,17 @@ def functional_model(model, source="model"):
     import keras
 
     shapes = getattr(model, "_build_shapes_dict", None) or {}
-    if not getattr(model, "built", False) or len(shapes) != 1:
+    if not getattr(model, "built", False) or not shapes:
         raise ModelLoadError(
             f"{source}: the model ({type(model).__name__[:60]}) records no input "
             "shape (it was never built); call it on a batch (or fit it, or "
             "model.build(input_shape)) before saving or exporting it"
         )
-    (structure,) = shapes.values()
     dtype = _input_dtype(model)
+    if len(shapes) == 1:
+        (structure,) = shapes.values()
+    else:  # A `build(self, a_shape, b_shape)`: `call(self, a, b)`.
+        structure = {_argument_name(key): shape for key, shape in shapes.items()}
     try:
         inputs = _symbolic_inputs(keras, structure, dtype)
     except (TypeError, ValueError):
@@ -297,7 +301,11 @@ def functional_model(model, source="model"):
             "dict or a list of them"
         ) from None
     try:
-        outputs = model(inputs, training=False)
+        if len(shapes) == 1:
+            outputs = model(inputs, training=False)
+        else:
+            outputs = model(*inputs.values(), training=False)
+            inputs = list(inputs.values())
     except Exception as error:  # Any error of the user's `call`.
         raise ModelLoadError(
             f"{source}: the subclassed model {type(model).__name__[:60]} cannot "
@@ -305,6 +313,11 @@ def functional_model(model, source="model"):
             f"{error_summary(error)}"
         ) from None
     return keras.Model(inputs, outputs, name=_safe_name(model.name))
+
+
+def _argument_name(key):
+    """`call`'s argument of a `build` argument: `images_shape` -> `images`."""
+    return key[: -len("_shape")] if key.endswith("_shape") else key
 
 
 def _has_graph(model):

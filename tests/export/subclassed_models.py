@@ -82,6 +82,18 @@ class SubclassedAroundFunctional(keras.Model):
         }
 
 
+class TwoArguments(keras.Model):
+    """`build(self, image_shape, meta_shape)` and `call(self, image, meta)`."""
+
+    def build(self, image_shape, meta_shape):
+        self.flat = keras.layers.Flatten()
+        self.head = keras.layers.Dense(CLASSES)
+        self.meta = keras.layers.Dense(CLASSES)
+
+    def call(self, image, meta):
+        return self.head(self.flat(image)) + self.meta(meta)
+
+
 def _functional_backbone():
     images = keras.Input(IMAGE_SHAPE)
     hidden = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(images)

@@ -137,3 +137,21 @@ def test_unbuilt_subclassed_model_is_refused_in_one_line(tmp_path):
     assert "SubclassedCNN" in message and "call it on a batch" in message
     assert "never built" in message
     assert not (tmp_path / "never.onnx").exists()
+
+
+def test_model_called_on_two_arguments_exports_one_input_each(tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    model = subclassed_models.TwoArguments()
+    rng = np.random.default_rng(4)
+    image = rng.normal(size=(5,) + subclassed_models.IMAGE_SHAPE).astype(np.float32)
+    meta = rng.normal(size=(5, subclassed_models.META_WIDTH)).astype(np.float32)
+    model(image, meta)
+    spec = loading.input_spec(loading.functional_model(model))
+    assert spec.names == ("image", "meta") and spec.structure == "list"
+    result = export("onnx", model, tmp_path / "two.onnx")
+    image, meta = image * 2 + 1, meta - 3  # Fresh inputs.
+    actual = runtimes.load(result.path, "onnx").predict({"image": image, "meta": meta})
+    expected = np.asarray(model(image, meta), dtype=np.float64)
+    assert verify.relative_error(actual, expected) < 1e-5
