@@ -9,6 +9,9 @@ import, so importing the Python API does not touch absl's global flags);
     --output PATH          destination (tool-specific default)
     --overwrite            replace an existing destination
     --unsafe               load .keras with safe_mode=False (Lambda layers)
+    --import MODULES       comma-separated modules registering your own Keras
+                           classes, imported before a .keras file is loaded
+                           (here and in the measurement processes)
     --labelled-data PATH   .npz with x (several inputs: x_<input name>), y:
                            report and gate accuracy
     --seed N               seed of the random parity inputs
@@ -94,6 +97,7 @@ def define_common_flags(output_help):
         "Load .keras files with safe_mode=False, allowing Lambda layers "
         "(arbitrary code). Only for files you trust.",
     )
+    define_import_flag()
     flags.DEFINE_string(
         "labelled-data",
         None,
@@ -109,6 +113,35 @@ def define_common_flags(output_help):
         "(batch sizes 1 and 64).",
     )
     define_verbose_flag()
+
+
+def define_import_flag():
+    """Defines `--import` (every tool loading `.keras` files has it)."""
+    flags.DEFINE_string(
+        "import",
+        None,
+        "Comma-separated Python modules to import before loading a .keras file: "
+        "the modules registering your own classes "
+        "(@keras.saving.register_keras_serializable), e.g. my_package.layers. "
+        "Module names only (importable from the current folder or PYTHONPATH), "
+        "not file paths.",
+    )
+
+
+def import_modules_of_flag():
+    """Checks `--import` and imports its modules (`export.loading.import_modules`).
+
+    Raises:
+        UsageError: a name that is not a module name (exit 2).
+        export.loading.ModelLoadError: a module that cannot be imported (exit 2).
+    """
+    from export import loading
+
+    try:
+        names = loading.parse_module_names(flag_value("import"))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    loading.import_modules(names)
 
 
 def define_verbose_flag():
@@ -334,6 +367,7 @@ def run(program, export_fn, argv=None, output_required=None, tool_arguments=None
     def export_from_flags(model_path):
         output, keywords = common_arguments(output_required)
         keywords.update(tool_arguments() if tool_arguments else {})
+        import_modules_of_flag()  # Before the model is loaded.
         return export_fn(model_path, output, **keywords)
 
     def main(arguments):

@@ -11,8 +11,20 @@ kind of object: a built `keras.Model`, with any number of inputs and outputs
 Errors are one line and name the problem (missing path, not a zip archive,
 no `config.json`, Lambda under safe mode, SavedModel without a usable
 signature).
+
+A subclassed model (a `keras.Model` subclass with its own `call`) has no
+`inputs` of its own: `functional_model` wraps it in a functional model whose
+inputs come from the shapes it was built on (its build config, which a
+`.keras` file keeps), as Keras' own `model.export` derives its signature.
+
+A `.keras` file naming the user's own registered classes loads only once the
+module registering them is imported: `import_modules` imports the modules the
+user names (`--import=my_package.layers` on every command line) and remembers
+them, so that the measurement child processes import them too
+(`imported_modules`).
 """
 
+import importlib
 import json
 import os
 import re
@@ -90,7 +102,7 @@ def load_model(path, unsafe=False):
         model = _load_saved_model(path)
     else:
         model = _load_keras_file(path, unsafe)
-    check_built(model, path)
+    model = functional_model(model, path)
     weights.check_finite_weights(model, path)
     return model
 
@@ -136,6 +148,11 @@ def _load_keras_file(path, unsafe):
                 "code), refused under safe mode; pass --unsafe (Python: "
                 "unsafe=True) only if you trust the file"
             ) from None
+        if "Could not locate class" in message:
+            message += (
+                "; name the module that registers it with --import=<module> "
+                "(Python: export.loading.import_modules)"
+            )
         raise ModelLoadError(f"MODEL {path} could not be loaded: {message}") from None
 
 
@@ -156,8 +173,6 @@ def import_model_packages(config, source="MODEL"):
     Raises:
         ModelLoadError: the model needs a package that is not installed.
     """
-    import importlib
-
     if isinstance(config, (str, os.PathLike)):
         try:
             with zipfile.ZipFile(config) as archive:
@@ -235,6 +250,210 @@ def check_built(model, source="model"):
         )
 
 
+def functional_model(model, source="model"):
+    """`model` as a model with `inputs` and `outputs`: a subclassed one wrapped.
+
+    A functional or `Sequential` model is returned as it is. A subclassed
+    model, built by `fit`, by a call on a batch or by `build` (or loaded from
+    a `.keras` file, which keeps its build config), is wrapped in a functional
+    model calling it on `keras.Input`s of the shapes it was built on: one
+    input, a dict of inputs (named by their keys) or a list, or, for a
+    `build(self, a_shape, b_shape)`, one input per argument. The wrapper
+    shares the model's layers and weights. As in Keras' own export, the
+    inputs take the model's `input_dtype` (float32 for mixed precision);
+    integer inputs (token ids) are not recorded by Keras, so a subclassed
+    model reading token ids is exported with float inputs: nest a
+    functional model with `keras.Input(dtype="int32")` instead.
+
+    Args:
+        model: A `keras.Model`.
+        source: Description of the model for error messages.
+
+    Returns:
+        A built `keras.Model` with `inputs` and `outputs`.
+
+    Raises:
+        ModelLoadError: the model was never built, or was built on shapes
+            that do not describe its inputs.
+    """
+    if _has_graph(model):
+        return model
+    import keras
+
+    shapes = getattr(model, "_build_shapes_dict", None) or {}
+    if not getattr(model, "built", False) or not shapes:
+        raise ModelLoadError(
+            f"{source}: the model ({type(model).__name__[:60]}) records no input "
+            "shape (it was never built); call it on a batch (or fit it, or "
+            "model.build(input_shape)) before saving or exporting it"
+        )
+    dtype = _input_dtype(model)
+    if len(shapes) == 1:
+        (structure,) = shapes.values()
+    else:  # A `build(self, a_shape, b_shape)`: `call(self, a, b)`.
+        structure = {_argument_name(key): shape for key, shape in shapes.items()}
+    try:
+        inputs = _symbolic_inputs(keras, structure, dtype)
+    except (TypeError, ValueError):
+        raise ModelLoadError(
+            f"{source}: the subclassed model {type(model).__name__[:60]} was built "
+            f"on {_bounded_structure(structure)}; expected an input shape, a "
+            "dict or a list of them"
+        ) from None
+    try:
+        if len(shapes) == 1:
+            outputs = model(inputs, training=False)
+        else:
+            outputs = model(*inputs.values(), training=False)
+            inputs = list(inputs.values())
+    except Exception as error:  # Any error of the user's `call`.
+        raise ModelLoadError(
+            f"{source}: the subclassed model {type(model).__name__[:60]} cannot "
+            f"be called on symbolic inputs {_bounded_structure(structure)}: "
+            f"{error_summary(error)}"
+        ) from None
+    return keras.Model(inputs, outputs, name=_safe_name(model.name))
+
+
+def _argument_name(key):
+    """`call`'s argument of a `build` argument: `images_shape` -> `images`."""
+    return key[: -len("_shape")] if key.endswith("_shape") else key
+
+
+def _has_graph(model):
+    try:
+        return bool(model.inputs) and bool(model.outputs)
+    except (AttributeError, ValueError):
+        return False
+
+
+def _input_dtype(model):
+    dtype = str(getattr(model, "input_dtype", None) or "float32")
+    return "float32" if dtype in ("float16", "bfloat16") else dtype
+
+
+def _is_shape(structure):
+    return isinstance(structure, (list, tuple)) and all(
+        d is None or isinstance(d, int) for d in structure
+    )
+
+
+def _symbolic_inputs(keras, structure, dtype):
+    """`keras.Input`s of the build shapes `structure` (batch dimension dropped)."""
+
+    def one(shape, name):
+        if not _is_shape(shape) or len(shape) < 1:
+            raise ValueError(f"not a shape: {shape!r}")
+        return keras.Input(shape=tuple(shape[1:]), dtype=dtype, name=name)
+
+    if _is_shape(structure):
+        return one(structure, "inputs")
+    if isinstance(structure, dict) and structure:
+        return {str(key): one(shape, str(key)) for key, shape in structure.items()}
+    if isinstance(structure, (list, tuple)) and structure:
+        return [one(shape, f"input_{i}") for i, shape in enumerate(structure)]
+    raise ValueError(f"not a shape structure: {structure!r}")
+
+
+def _bounded_structure(structure):
+    from kdutils.echo import bounded
+
+    return bounded(structure, 120)
+
+
+# A Python module name: dotted identifiers, never a file path.
+_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_IMPORTED = []
+
+
+def parse_module_names(text, flag="--import"):
+    """The module names of a comma-separated `--import` value, checked.
+
+    Args:
+        text: `"my_package.layers,other.module"`, a list of names, or None.
+        flag: Argument name for error messages.
+
+    Returns:
+        A tuple of module names (empty for None or an empty value).
+
+    Raises:
+        ValueError: an entry is not a dotted Python module name (a file path,
+            say).
+    """
+    from kdutils.echo import bounded
+
+    if text is None:
+        return ()
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = tuple(str(item).strip() for item in items if str(item).strip())
+    for name in names:
+        # `layers.py` would name a submodule `py`: surely a file meant as a module.
+        if not _MODULE_NAME.match(name) or name.endswith((".py", ".pyc")):
+            raise ValueError(
+                f"`{flag}` must be comma-separated Python module names (dotted "
+                "identifiers such as my_package.layers, importable from the "
+                f"current folder or PYTHONPATH; not file paths). Received: "
+                f"{flag}={bounded(name, 80)}"
+            )
+    return names
+
+
+def import_modules(names, flag="--import"):
+    """Imports the modules registering the user's Keras classes, and remembers them.
+
+    A `.keras` file naming a class the user registered with
+    `@keras.saving.register_keras_serializable` loads only in a process that
+    imported the module doing so. The names are remembered
+    (`imported_modules`): the measurement child processes import them too.
+
+    Args:
+        names: Module names (`parse_module_names` checks a command-line value).
+        flag: Argument name for error messages.
+
+    Raises:
+        ValueError: a name is not a module name.
+        ModelLoadError: a module cannot be imported (missing, or raising).
+    """
+    for name in parse_module_names(names, flag):
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # Whatever the user's module raises.
+            raise ModelLoadError(
+                f"`{flag}` module {name} could not be imported: "
+                f"{type(error).__name__}: {error_summary(error)[:200]}"
+            ) from None
+        if name not in _IMPORTED:
+            _IMPORTED.append(name)
+
+
+def imported_modules():
+    """The modules `import_modules` imported in this process, in order."""
+    return tuple(_IMPORTED)
+
+
+def imported_module_roots():
+    """The `sys.path` folders `imported_modules` were found in, in order.
+
+    A child process started with `python -P` (no current folder on its path)
+    puts them first on its `sys.path` to import the same files.
+    """
+    import sys
+
+    roots = []
+    for name in _IMPORTED:
+        top = sys.modules.get(name.split(".")[0])
+        locations = list(getattr(top, "__path__", None) or [])
+        if locations:  # A package: its folder's parent.
+            root = os.path.dirname(os.path.abspath(locations[0]))
+        elif getattr(top, "__file__", None):
+            root = os.path.dirname(os.path.abspath(top.__file__))
+        else:
+            continue  # A built-in module.
+        if root not in roots:
+            roots.append(root)
+    return tuple(roots)
+
+
 def resolve_model(model, unsafe=False):
     """Returns `model` if it is a `keras.Model`, else loads it from a path.
 
@@ -253,7 +472,7 @@ def resolve_model(model, unsafe=False):
     import keras  # Only now: a bad path must fail without importing TF.
 
     if isinstance(model, keras.Model):
-        check_built(model)
+        model = functional_model(model)
         weights.check_finite_weights(model)
         return model
     raise TypeError(

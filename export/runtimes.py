@@ -182,14 +182,16 @@ class KerasRuntime:
         self.tf = tf
         self.version = f"keras {keras.__version__} / tensorflow {tf.__version__}"
         from export.inputs import InputSpec
+        from export.loading import functional_model
 
         if isinstance(path, str):
             from export.loading import import_model_packages
 
             import_model_packages(path, path)
-            self.model = keras.saving.load_model(
+            model = keras.saving.load_model(
                 path, safe_mode=not options.get("unsafe", False), compile=False
             )
+            self.model = functional_model(model, path)  # A subclassed model too.
         else:
             self.model = path
         self.spec = InputSpec.of(self.model)

@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from export import loading
 from export import runtimes
 from export import staging
 from export.measure import environment
@@ -188,6 +189,10 @@ def build_spec(
         "max_time_s": DEFAULT_MAX_TIME_S,
         "warmup_s": DEFAULT_WARMUP_S,
         "min_sample_s": timing_lib.MIN_SAMPLE_S,
+        # The modules registering the user's classes (`--import`): the child
+        # imports them before loading a `.keras` file.
+        "imports": list(loading.imported_modules()),
+        "import_path": list(loading.imported_module_roots()),
         **(timing or {}),
     }
     if labelled is not None:

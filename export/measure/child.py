@@ -6,7 +6,8 @@ under test (`export.runtimes.MODULES`), never TensorFlow for an ONNX Runtime,
 LiteRT or NumPy artifact, so that its peak resident memory is that runtime's.
 
 The child:
-1. imports its runtime and records the resident-memory high-water mark
+1. imports its runtime (for a `.keras` file also the modules of
+   `spec["imports"]`, which register the user's classes: `--import`) and records the resident-memory high-water mark
    (`baseline_rss_bytes`);
 2. loads the artifact, warms each batch size up when the spec says
    `warmup_at_load` (the first call timed as `first_inference`), says it is
@@ -106,6 +107,15 @@ class Session:
         fmt = spec["format"]
         for module in runtimes.MODULES[fmt]:
             importlib.import_module(module)
+        if fmt == "keras" and spec.get("imports"):
+            # The user's modules registering the classes the `.keras` file
+            # names (`--import`); other runtimes load no Keras classes.
+            from export.loading import import_modules
+
+            for root in reversed(spec.get("import_path") or ()):
+                if root not in sys.path:
+                    sys.path.insert(0, root)
+            import_modules(spec["imports"])
         # Runtime imported, nothing loaded.
         self.baseline_rss = environment.peak_rss_bytes()
         init_start = time.perf_counter()

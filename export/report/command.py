@@ -5,7 +5,13 @@
         [--representative-data fashion-mnist:500] [--release-dir release/] \\
         [--formats keras,savedmodel,tflite,onnx] [--batch-sizes 1,64] \\
         [--budget budget.yaml] [--output-dir report/] [--json-only] \\
-        [--labelled-data test.npz] [--threads N] [--unsafe]
+        [--labelled-data test.npz] [--threads N] [--unsafe] \\
+        [--import my_package.layers]
+
+`--import` names the modules registering the user's own Keras classes
+(`@keras.saving.register_keras_serializable`): imported before any `.keras`
+file is loaded, in this process and in every measurement process that loads
+one. Module names only, never file paths.
 
 Writes `report.md`, `report.json` and `report.html` (latency distributions,
 accuracy against p99 latency and size with the Pareto fronts, PNGs embedded)
@@ -46,6 +52,7 @@ import numpy as np
 from absl import flags
 
 from export import cli
+from export import loading
 from export import measure
 from export.report import budgets
 from export.report import choose
@@ -255,6 +262,7 @@ def define_flags():
         "Load .keras files with safe_mode=False, allowing Lambda layers "
         "(arbitrary code). Only for files you trust.",
     )
+    cli.define_import_flag()
     flags.DEFINE_list("formats", list(FORMATS), "Formats to export and measure.")
     flags.DEFINE_list("batch-sizes", ["1", "64"], "Batch sizes to time.")
     flags.DEFINE_string(
@@ -316,6 +324,10 @@ def define_flags():
 
 def check_flags(value):
     """The checked settings of the command line (`cli.UsageError` otherwise)."""
+    try:
+        loading.parse_module_names(value("import"))
+    except ValueError as error:
+        raise cli.UsageError(str(error)) from None
     students = value("student") or [None]
     for name, path in [("teacher", value("teacher"))] + [
         ("student", p) for p in students
@@ -425,6 +437,7 @@ def run(argv):
     # Everything the converters and runtimes print goes to stderr: stdout
     # carries only the JSON (with --json-only) or the list of files written.
     with cli.stdout_to_stderr():
+        cli.import_modules_of_flag()  # Before any model is loaded.
         labelled = labelled_data(value("labelled-data"), students[0], unsafe)
         representative = None
         if any(VARIANTS[v][1] == "int8" for v in settings["variants"]):
