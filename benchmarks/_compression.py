@@ -23,6 +23,35 @@ from absl import flags  # noqa: E402
 FLAGS = flags.FLAGS
 
 
+_FLAGS_WITH_DEFAULTS = (
+    ("teacher-epochs", flags.DEFINE_integer, "Teacher epochs."),
+    ("student-epochs", flags.DEFINE_integer, "Distillation epochs."),
+    ("prune-epochs", flags.DEFINE_integer, "Pruning fine-tune epochs."),
+    ("cluster-epochs", flags.DEFINE_integer, "Clustering fine-tune epochs."),
+    ("qat-epochs", flags.DEFINE_integer, "Quantization-aware fine-tune epochs."),
+    ("target-sparsity", flags.DEFINE_float, "Pruning target sparsity."),
+    ("clusters", flags.DEFINE_integer, "Weight clusters per kernel."),
+    ("calibration", flags.DEFINE_integer, "Representative images for PTQ int8."),
+)
+
+
+def define_flags(defaults):
+    """Defines the flags both benchmarks take, with their `defaults`.
+
+    Args:
+        defaults: Dict by flag name: `teacher-epochs`, `student-epochs`,
+            `prune-epochs`, `cluster-epochs`, `qat-epochs`,
+            `target-sparsity`, `clusters`, `calibration`.
+    """
+    flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
+    for name, define, help_text in _FLAGS_WITH_DEFAULTS:
+        define(name, defaults[name], help_text)
+    flags.DEFINE_integer("seed", 0, "Random seed.")
+    flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact.")
+    flags.DEFINE_string("output-dir", None, "Artifacts folder (default: a temp dir).")
+    flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
+
+
 def setting(name, quick):
     """Flag `name`'s value, or its `quick` value under `--quick`."""
     if FLAGS.quick and name in quick:

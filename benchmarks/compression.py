@@ -42,23 +42,24 @@ from export import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 experiments_cli.define_distillation_flags()
-flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
-flags.DEFINE_integer("teacher-epochs", 8, "CNN teacher epochs.")
-flags.DEFINE_integer("student-epochs", 15, "Distillation epochs of the dense student.")
-flags.DEFINE_integer("prune-epochs", 6, "Pruning fine-tune epochs.")
+shared.define_flags(
+    {
+        "teacher-epochs": 8,
+        "student-epochs": 15,
+        "prune-epochs": 6,
+        "cluster-epochs": 2,
+        "qat-epochs": 2,
+        "target-sparsity": 0.8,
+        "clusters": 16,
+        "calibration": 500,
+    }
+)
 flags.DEFINE_float(
     "pruning-end", 0.6, "Fraction of the pruning epochs by which the target is reached."
 )
-flags.DEFINE_integer("cluster-epochs", 2, "Clustering fine-tune epochs.")
-flags.DEFINE_integer("qat-epochs", 2, "Quantization-aware fine-tune epochs.")
 flags.DEFINE_float("prune-learning-rate", 1e-4, "Adam learning rate, pruning.")
 flags.DEFINE_float("cluster-learning-rate", 1e-4, "Adam learning rate, clustering.")
 flags.DEFINE_float("qat-learning-rate", 1e-4, "Adam learning rate, QAT.")
-flags.DEFINE_float("target-sparsity", 0.8, "Pruning target sparsity.")
-flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
-flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact (measure_artifact).")
 flags.DEFINE_integer("repeats", 3, "Timing rounds per artifact (median p50).")
 flags.DEFINE_integer(
     "threads", None, "Runtime threads for every artifact (default: every core)."
@@ -68,8 +69,6 @@ flags.DEFINE_string(
     os.path.join(tempfile.gettempdir(), "kdkeras-compression-cache"),
     "Trained teacher, its logits and the dense student are cached here.",
 )
-flags.DEFINE_string("output-dir", None, "Artifacts folder (default: a temp dir).")
-flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
 
 QUICK = {
     "train": 6000,

@@ -42,29 +42,26 @@ from export import cli  # noqa: E402
 STUDENTS = ("mobilenet_v2", "mobilenet_v3_small")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Smoke test: tiny slices, 1 epoch each.")
+shared.define_flags(
+    {
+        "teacher-epochs": 4,
+        "student-epochs": 8,
+        "prune-epochs": 3,
+        "cluster-epochs": 1,
+        "qat-epochs": 2,
+        "target-sparsity": 0.5,
+        "clusters": 16,
+        "calibration": 500,
+    }
+)
 flags.DEFINE_list("students", list(STUDENTS), "Students to compress.")
 flags.DEFINE_integer("train", 12000, "Training examples (first N of 60k).")
 flags.DEFINE_integer("test", 2000, "Test examples (first N of 10k).")
-flags.DEFINE_integer("teacher-epochs", 4, "CNN teacher epochs.")
-flags.DEFINE_integer("student-epochs", 8, "Distillation epochs of the fp32 student.")
-flags.DEFINE_integer("prune-epochs", 3, "Pruning fine-tune epochs.")
-flags.DEFINE_integer("cluster-epochs", 1, "Clustering fine-tune epochs.")
-flags.DEFINE_integer("qat-epochs", 2, "Quantization-aware fine-tune epochs.")
 flags.DEFINE_float("learning-rate", 2e-3, "Adam learning rate of the fp32 student.")
 flags.DEFINE_float("fine-tune-learning-rate", 2e-4, "Adam rate of the fine-tunes.")
-flags.DEFINE_float("target-sparsity", 0.5, "Pruning target sparsity.")
-flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
-flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
 flags.DEFINE_float("temperature", 4.0, "Distillation temperature.")
 flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss.")
 flags.DEFINE_integer("batch-size", 128, "Batch size.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact.")
-flags.DEFINE_string(
-    "output-dir", None, "Artifacts folder (default: a new temporary folder)."
-)
-flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
 
 QUICK = {
     "train": 512,
