@@ -27,43 +27,39 @@ Usage:
 """
 
 import os
+import sys
+import tempfile
+import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from absl import flags  # noqa: E402
+from absl import flags
 
 # Run from a checkout without installing: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import _compression as shared  # noqa: E402  (before TensorFlow)
 from experiments import cli as experiments_cli  # noqa: E402
 from export import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 experiments_cli.define_distillation_flags()
-flags.DEFINE_bool("quick", False, "Smoke test: small slices, 1 epoch each.")
-flags.DEFINE_integer("teacher-epochs", 8, "CNN teacher epochs.")
-flags.DEFINE_integer("student-epochs", 15, "Distillation epochs of the dense student.")
-flags.DEFINE_integer("prune-epochs", 6, "Pruning fine-tune epochs.")
+shared.define_flags(
+    {
+        "teacher-epochs": 8,
+        "student-epochs": 15,
+        "prune-epochs": 6,
+        "cluster-epochs": 2,
+        "qat-epochs": 2,
+        "target-sparsity": 0.8,
+        "clusters": 16,
+        "calibration": 500,
+    }
+)
 flags.DEFINE_float(
     "pruning-end", 0.6, "Fraction of the pruning epochs by which the target is reached."
 )
-flags.DEFINE_integer("cluster-epochs", 2, "Clustering fine-tune epochs.")
-flags.DEFINE_integer("qat-epochs", 2, "Quantization-aware fine-tune epochs.")
 flags.DEFINE_float("prune-learning-rate", 1e-4, "Adam learning rate, pruning.")
 flags.DEFINE_float("cluster-learning-rate", 1e-4, "Adam learning rate, clustering.")
 flags.DEFINE_float("qat-learning-rate", 1e-4, "Adam learning rate, QAT.")
-flags.DEFINE_float("target-sparsity", 0.8, "Pruning target sparsity.")
-flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
-flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact (measure_artifact).")
 flags.DEFINE_integer("repeats", 3, "Timing rounds per artifact (median p50).")
 flags.DEFINE_integer(
     "threads", None, "Runtime threads for every artifact (default: every core)."
@@ -73,8 +69,6 @@ flags.DEFINE_string(
     os.path.join(tempfile.gettempdir(), "kdkeras-compression-cache"),
     "Trained teacher, its logits and the dense student are cached here.",
 )
-flags.DEFINE_string("output-dir", None, "Artifacts folder (default: a temp dir).")
-flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
 
 QUICK = {
     "train": 6000,
@@ -90,9 +84,7 @@ QUICK = {
 
 
 def _setting(name):
-    if FLAGS.quick and name in QUICK:
-        return QUICK[name]
-    return FLAGS[name].value
+    return shared.setting(name, QUICK)
 
 
 def _command():
@@ -103,18 +95,11 @@ def _command():
         "target-sparsity clusters calibration temperature alpha batch-size "
         "seed min-time-s repeats"
     ).split()
-    arguments = [f"--{name}={FLAGS[name].value:g}" for name in names]
-    if FLAGS.threads is not None:
-        arguments.append(f"--threads={FLAGS.threads}")
-    if FLAGS.quick:
-        arguments.append("--quick")
-    return ".venv/bin/python -m benchmarks.compression " + (
-        " ".join(shlex.quote(a) for a in arguments)
-    )
+    threads = [] if FLAGS.threads is None else [f"--threads={FLAGS.threads}"]
+    return shared.command("benchmarks.compression", names, threads)
 
 
-def _log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+_log = shared.log
 
 
 def _teacher_and_logits(x_train, y_train, cache_dir):
@@ -132,18 +117,8 @@ def _teacher_and_logits(x_train, y_train, cache_dir):
         return np.load(stem + ".npz")["teacher_logits"], stem
     _log(f"training the CNN teacher for {epochs} epochs")
     keras.utils.set_random_seed(FLAGS.seed)
-    teacher = models.build_cnn_teacher(seed=FLAGS.seed)
-    teacher.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    teacher.fit(
-        x_train,
-        y_train,
-        epochs=epochs,
-        batch_size=FLAGS["batch-size"].value,
-        verbose=2 if FLAGS.verbose else 0,
+    teacher = shared.fit_teacher(
+        models.build_cnn_teacher(seed=FLAGS.seed), x_train, y_train, epochs
     )
     teacher_logits = teacher.predict(x_train, batch_size=1024, verbose=0)
     teacher.save(stem + ".keras")
@@ -155,7 +130,6 @@ def _teacher_and_logits(x_train, y_train, cache_dir):
 def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
     import keras
 
-    import kdkeras
     import models
 
     epochs = _setting("student-epochs")
@@ -170,21 +144,15 @@ def _dense_student(x_train, y_train, teacher_logits, teacher_stem):
     teacher = keras.saving.load_model(
         teacher_stem + ".keras", safe_mode=True, compile=False
     )
-    distiller = kdkeras.Distiller(student=models.build_mlp_student(), teacher=teacher)
-    distiller.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        metrics=["accuracy"],
-        alpha=FLAGS.alpha,
-        temperature=FLAGS.temperature,
-    )
-    distiller.fit(
+    student = shared.distil(
+        models.build_mlp_student(),
+        teacher,
         x_train,
-        {"labels": y_train, "teacher_logits": teacher_logits},
-        epochs=epochs,
-        batch_size=FLAGS["batch-size"].value,
-        verbose=2 if FLAGS.verbose else 0,
+        y_train,
+        teacher_logits,
+        epochs,
+        keras.optimizers.Adam(1e-3),
     )
-    student = distiller.student
     student.save(path)
     return student
 
@@ -201,7 +169,6 @@ def run():
     import keras
     import tensorflow as tf
 
-    from export.measure import measure_artifact
     from export.to_onnx import export_onnx
     from export.to_tflite import export_tflite
     from kdkeras import compress
@@ -221,13 +188,6 @@ def run():
         x_train, y_train, FLAGS["cache-dir"].value
     )
     student = _dense_student(x_train, y_train, teacher_logits, teacher_stem)
-    common = {
-        "teacher_logits": teacher_logits,
-        "batch_size": FLAGS["batch-size"].value,
-        "temperature": FLAGS.temperature,
-        "alpha": FLAGS.alpha,
-        "verbose": 2 if FLAGS.verbose else 0,
-    }
     artifacts = {}  # name -> (path, format, what, notes)
 
     def path_of(name, extension):
@@ -246,21 +206,14 @@ def run():
     artifacts["dense fp32 (ONNX Runtime)"] = (path_of("dense", ".onnx"), "onnx", "")
     artifacts["dense fp32 (NumPy)"] = (dense_keras, "numpy", "")
 
-    timings = {}
-
     def fine_tune(
         name, label, message, compress_fn, describe, quantize="none", **options
     ):
-        """Runs one `kdkeras.compress` step from the seed, timed, and exports it.
-
-        `describe(model)` gives the notes that precede the fine-tune time.
-        """
-        start = time.perf_counter()
-        keras.utils.set_random_seed(FLAGS.seed)
+        """Runs one `kdkeras.compress` step from the seed and exports it."""
         _log(message)
-        model = compress_fn(student, None, x_train, y_train, **options, **common)
-        timings[name] = time.perf_counter() - start
-        notes = describe(model) + [f"{timings[name]:.0f} s fine-tune"]
+        model, notes = shared.fine_tune(
+            compress_fn, student, x_train, y_train, teacher_logits, describe, **options
+        )
         add_tflite(name, label, model, "; ".join(notes), quantize=quantize)
         return model
 
@@ -318,34 +271,20 @@ def run():
         representative_data=x_train[: FLAGS.calibration],
         overwrite=True,
     )
-    timings["ptq"] = time.perf_counter() - start
     artifacts["post-training int8 (TFLite)"] = (
         path,
         "tflite",
-        f"{FLAGS.calibration} calibration images; {timings['ptq']:.0f} s",
+        f"{FLAGS.calibration} calibration images; {time.perf_counter() - start:.0f} s",
     )
 
-    # Round-robin over the artifacts, --repeats rounds; each artifact's p50 is
-    # the median of its rounds' p50s (accuracy from the first round).
-    results, p50s = {}, {name: [] for name in artifacts}
-    for round_index in range(_setting("repeats")):
-        for name, (path, fmt, _) in artifacts.items():
-            _log(f"measuring {name} (round {round_index + 1})")
-            first = round_index == 0
-            result = measure_artifact(
-                path,
-                fmt,
-                batch_sizes=(1,),
-                x=x_test if first else None,
-                y=y_test if first else None,
-                min_time_s=_setting("min-time-s"),
-                max_time_s=max(3.0, _setting("min-time-s")),
-                threads=FLAGS.threads,
-            )
-            results.setdefault(name, result)
-            p50s[name].append(result["latency"]["1"]["p50_ms"])
-    for name, result in results.items():
-        result["latency"]["1"]["p50_ms"] = statistics.median(p50s[name])
+    results = shared.measure(
+        artifacts,
+        x_test,
+        y_test,
+        repeats=_setting("repeats"),
+        threads=(FLAGS.threads,),
+        min_time_s=_setting("min-time-s"),
+    )
     load_after = os.getloadavg()
 
     dense = results["dense fp32 (TFLite)"]
@@ -430,8 +369,7 @@ def run():
             f"{gzip_ratio:.3f}x",
         ),
     ]
-    for text, passed, measured in goals:
-        print(f"{'PASS' if passed else 'MISS'}: {text} (measured {measured})")
+    shared.print_goals(goals)
     print()
     print(f"Artifacts: {output_dir}")
     print("Reproduce:")

@@ -28,48 +28,40 @@ Usage:
 """
 
 import os
+import sys
+import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import shlex  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-from absl import flags  # noqa: E402
+from absl import flags
 
 # Run from a checkout without installing: the repository root on the path.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import _compression as shared  # noqa: E402  (before TensorFlow)
 from export import cli  # noqa: E402
 
 STUDENTS = ("mobilenet_v2", "mobilenet_v3_small")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_bool("quick", False, "Smoke test: tiny slices, 1 epoch each.")
+shared.define_flags(
+    {
+        "teacher-epochs": 4,
+        "student-epochs": 8,
+        "prune-epochs": 3,
+        "cluster-epochs": 1,
+        "qat-epochs": 2,
+        "target-sparsity": 0.5,
+        "clusters": 16,
+        "calibration": 500,
+    }
+)
 flags.DEFINE_list("students", list(STUDENTS), "Students to compress.")
 flags.DEFINE_integer("train", 12000, "Training examples (first N of 60k).")
 flags.DEFINE_integer("test", 2000, "Test examples (first N of 10k).")
-flags.DEFINE_integer("teacher-epochs", 4, "CNN teacher epochs.")
-flags.DEFINE_integer("student-epochs", 8, "Distillation epochs of the fp32 student.")
-flags.DEFINE_integer("prune-epochs", 3, "Pruning fine-tune epochs.")
-flags.DEFINE_integer("cluster-epochs", 1, "Clustering fine-tune epochs.")
-flags.DEFINE_integer("qat-epochs", 2, "Quantization-aware fine-tune epochs.")
 flags.DEFINE_float("learning-rate", 2e-3, "Adam learning rate of the fp32 student.")
 flags.DEFINE_float("fine-tune-learning-rate", 2e-4, "Adam rate of the fine-tunes.")
-flags.DEFINE_float("target-sparsity", 0.5, "Pruning target sparsity.")
-flags.DEFINE_integer("clusters", 16, "Weight clusters per kernel.")
-flags.DEFINE_integer("calibration", 500, "Representative images for PTQ int8.")
 flags.DEFINE_float("temperature", 4.0, "Distillation temperature.")
 flags.DEFINE_float("alpha", 0.5, "Weight of the hard-label loss.")
 flags.DEFINE_integer("batch-size", 128, "Batch size.")
-flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_float("min-time-s", 1.0, "Minimum timing per artifact.")
-flags.DEFINE_string(
-    "output-dir", None, "Artifacts folder (default: a new temporary folder)."
-)
-flags.DEFINE_bool("verbose", False, "Training progress and full tracebacks.")
 
 QUICK = {
     "train": 512,
@@ -85,9 +77,7 @@ QUICK = {
 
 
 def _setting(name):
-    if FLAGS.quick and name in QUICK:
-        return QUICK[name]
-    return FLAGS[name].value
+    return shared.setting(name, QUICK)
 
 
 def _command():
@@ -96,17 +86,14 @@ def _command():
         "qat-epochs learning-rate fine-tune-learning-rate target-sparsity "
         "clusters calibration temperature alpha batch-size seed min-time-s"
     ).split()
-    arguments = [f"--{name}={FLAGS[name].value:g}" for name in names]
-    arguments.append(f"--students={','.join(FLAGS.students)}")
-    if FLAGS.quick:
-        arguments.append("--quick")
-    return ".venv/bin/python -m benchmarks.compression_applications " + " ".join(
-        shlex.quote(a) for a in arguments
+    return shared.command(
+        "benchmarks.compression_applications",
+        names,
+        [f"--students={','.join(FLAGS.students)}"],
     )
 
 
-def _log(message):
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+_log = shared.log
 
 
 def to_rgb32(images):
@@ -121,32 +108,32 @@ def build_student(name):
     """The keras.applications student `name`, 32x32x3 in [0, 255], logits."""
     import keras
 
-    if name == "mobilenet_v2":
-        backbone = keras.applications.MobileNetV2(
-            input_shape=(32, 32, 3),
-            alpha=0.35,
-            weights=None,
-            classes=10,
-            classifier_activation=None,
-        )
-        return keras.Sequential(
-            [
-                keras.Input((32, 32, 3)),
-                keras.layers.Rescaling(1 / 127.5, offset=-1.0),
-                backbone,
-            ],
-            name="mobilenet_v2_035",
-        )
-    if name == "mobilenet_v3_small":
-        return keras.applications.MobileNetV3Small(
-            input_shape=(32, 32, 3),
-            alpha=0.75,
-            weights=None,
-            classes=10,
-            classifier_activation=None,
-            dropout_rate=0.0,
-        )
-    raise ValueError(f"`--students` must be in {STUDENTS}. Received: {name[:40]!r}")
+    if name not in STUDENTS:
+        raise ValueError(f"`--students` must be in {STUDENTS}. Received: {name[:40]!r}")
+    constructor, arguments = {
+        "mobilenet_v2": (keras.applications.MobileNetV2, {"alpha": 0.35}),
+        "mobilenet_v3_small": (
+            keras.applications.MobileNetV3Small,
+            {"alpha": 0.75, "dropout_rate": 0.0},
+        ),
+    }[name]
+    backbone = constructor(
+        input_shape=(32, 32, 3),
+        weights=None,
+        classes=10,
+        classifier_activation=None,
+        **arguments,
+    )
+    if name != "mobilenet_v2":
+        return backbone  # Its own Rescaling to [-1, 1].
+    return keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Rescaling(1 / 127.5, offset=-1.0),
+            backbone,
+        ],
+        name="mobilenet_v2_035",
+    )
 
 
 def _teacher_logits(x_train, y_train, x_test, y_test):
@@ -163,19 +150,8 @@ def _teacher_logits(x_train, y_train, x_test, y_test):
         ],
         name="cnn_teacher",
     )
-    teacher.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
     _log(f"training the CNN teacher ({_setting('teacher-epochs')} epochs)")
-    teacher.fit(
-        x_train,
-        y_train,
-        epochs=_setting("teacher-epochs"),
-        batch_size=FLAGS["batch-size"].value,
-        verbose=2 if FLAGS.verbose else 0,
-    )
+    shared.fit_teacher(teacher, x_train, y_train, _setting("teacher-epochs"))
     accuracy = teacher.evaluate(x_test, y_test, verbose=0)[1]
     _log(f"teacher test accuracy {accuracy:.4f}")
     return teacher, teacher.predict(x_train, batch_size=512, verbose=0), accuracy
@@ -184,30 +160,21 @@ def _teacher_logits(x_train, y_train, x_test, y_test):
 def _distilled_student(name, teacher, x_train, y_train, teacher_logits):
     import keras
 
-    import kdkeras
-
     keras.utils.set_random_seed(FLAGS.seed)
-    student = build_student(name)
     epochs = _setting("student-epochs")
     steps = epochs * -(-len(x_train) // FLAGS["batch-size"].value)
-    distiller = kdkeras.Distiller(student=student, teacher=teacher)
-    distiller.compile(
-        optimizer=keras.optimizers.Adam(
+    _log(f"{name}: distilling the fp32 student ({epochs} epochs)")
+    return shared.distil(
+        build_student(name),
+        teacher,
+        x_train,
+        y_train,
+        teacher_logits,
+        epochs,
+        keras.optimizers.Adam(
             keras.optimizers.schedules.CosineDecay(FLAGS["learning-rate"].value, steps)
         ),
-        metrics=["accuracy"],
-        alpha=FLAGS.alpha,
-        temperature=FLAGS.temperature,
     )
-    _log(f"{name}: distilling the fp32 student ({epochs} epochs)")
-    distiller.fit(
-        x_train,
-        {"labels": y_train, "teacher_logits": teacher_logits},
-        epochs=epochs,
-        batch_size=FLAGS["batch-size"].value,
-        verbose=2 if FLAGS.verbose else 0,
-    )
-    return distiller.student
 
 
 def _compress(name, student, x_train, y_train, teacher_logits, output_dir):
@@ -215,14 +182,6 @@ def _compress(name, student, x_train, y_train, teacher_logits, output_dir):
     from export.to_tflite import export_tflite
     from kdkeras import compress
 
-    common = {
-        "teacher_logits": teacher_logits,
-        "batch_size": FLAGS["batch-size"].value,
-        "temperature": FLAGS.temperature,
-        "alpha": FLAGS.alpha,
-        "learning_rate": FLAGS["fine-tune-learning-rate"].value,
-        "verbose": 2 if FLAGS.verbose else 0,
-    }
     variants = {}  # label -> (path, notes)
 
     calibration = x_train[: _setting("calibration")]
@@ -246,20 +205,19 @@ def _compress(name, student, x_train, y_train, teacher_logits, output_dir):
     )
 
     def fine_tune(label, stem, method, describe, quantize="none", **options):
-        import keras
-
-        keras.utils.set_random_seed(FLAGS.seed)
         _log(f"{name}: {label}")
-        start = time.perf_counter()
-        model = method(student, None, x_train, y_train, **options, **common)
-        report = model.compression_report
-        notes = describe(model) + [
-            f"{len(report.wrapped)} layers wrapped, "
-            f"{len(report.left_as_is)} left as they are",
-            f"{time.perf_counter() - start:.0f} s",
-        ]
+        model, notes = shared.fine_tune(
+            method,
+            student,
+            x_train,
+            y_train,
+            teacher_logits,
+            describe,
+            learning_rate=FLAGS["fine-tune-learning-rate"].value,
+            **options,
+        )
         export(label, stem, model, "; ".join(notes), quantize=quantize)
-        return report
+        return model.compression_report
 
     sparsity = FLAGS["target-sparsity"].value
     fine_tune(
@@ -301,7 +259,6 @@ def run():
     import keras
     import tensorflow as tf
 
-    from export.measure import measure_artifact
     from models.data import load_fashion_mnist
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(
@@ -322,27 +279,17 @@ def run():
         variants, report = _compress(
             name, student, x_train, y_train, teacher_logits, output_dir
         )
-        results = {}
-        for label, (path, _) in variants.items():
-            _log(f"{name}: measuring {label}")
-            best = None
-            for threads in (1, None):
-                result = measure_artifact(
-                    path,
-                    "tflite",
-                    batch_sizes=(1,),
-                    x=x_test if best is None else None,
-                    y=y_test if best is None else None,
-                    threads=threads,
-                    min_time_s=_setting("min-time-s"),
-                    max_time_s=max(3.0, _setting("min-time-s")),
-                )
-                if best is None:
-                    best = result
-                elif result["latency"]["1"]["p50_ms"] < best["latency"]["1"]["p50_ms"]:
-                    result["accuracy"] = best["accuracy"]
-                    best = result
-            results[label] = best
+        results = shared.measure(
+            {
+                label: (path, "tflite", notes)
+                for label, (path, notes) in variants.items()
+            },
+            x_test,
+            y_test,
+            repeats=1,
+            threads=(1, None),
+            min_time_s=_setting("min-time-s"),
+        )
         tables.append((name, student.count_params(), variants, results, report))
     load_after = os.getloadavg()
 
@@ -409,8 +356,9 @@ def run():
             ),
         ]
     print()
-    for text, passed, measured in goals:
-        print(f"{'PASS' if passed else 'MISS'}: {text} (measured {measured:+.2f} pp)")
+    shared.print_goals(
+        (text, passed, f"{measured:+.2f} pp") for text, passed, measured in goals
+    )
     print()
     print(f"Artifacts: {output_dir}")
     print("Reproduce:")

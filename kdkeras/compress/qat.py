@@ -22,6 +22,14 @@ left in float and listed, with the reason, in the returned model's
 `compression_report`. The result stays a `tf_keras` model:
 `export.to_tflite.export_tflite(model, path, quantize="qat")` converts it to
 an int8 TFLite file (weights and activations int8, float32 input and output).
+
+`DepthwiseConv2D` kernels are fake-quantized per output channel, as TFLite
+stores them. TFMOT's default quantizer takes one range per index of the
+kernel's last axis, which for a `(kh, kw, channels, multiplier)` depthwise
+kernel is the multiplier (1 in MobileNets and EfficientNets): one range for
+every channel, while the converter folds the following `BatchNormalization`
+into the kernel and quantizes it per channel. Per channel, quantizing the
+kernel and scaling it by the folded normalization commute.
 """
 
 import tensorflow as tf
@@ -30,8 +38,12 @@ import tf_keras
 from tensorflow_model_optimization.python.core.quantization.keras import (
     quantize_aware_activation,
 )
+from tensorflow_model_optimization.python.core.quantization.keras import quantizers
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E501
     default_8bit_quantize_configs,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (  # noqa: E501
+    default_8bit_quantize_registry,
 )
 
 from kdkeras import _model_graph as model_graph
@@ -40,6 +52,69 @@ from kdkeras.compress import distill
 # Layers TFMOT's registry leaves out whose TFLite kernels are int8 in and out.
 _OUTPUT_QUANTIZED = (tf_keras.layers.Multiply, tf_keras.layers.Rescaling)
 _FOLDED_INTO = (tf_keras.layers.Conv2D, tf_keras.layers.DepthwiseConv2D)
+
+
+class DepthwiseKernelQuantizer(quantizers.LastValueQuantizer):
+    """8-bit symmetric fake quantization of a depthwise kernel per channel.
+
+    The `(kh, kw, channels, multiplier)` kernel is quantized with one range
+    per output channel (`channel * multiplier + m`), TFLite's per-channel
+    layout for `DEPTHWISE_CONV_2D`.
+    """
+
+    def __init__(self):
+        super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+    def build(self, tensor_shape, name, layer):
+        channels = int(tensor_shape[-2]) * int(tensor_shape[-1])
+        return {
+            "min_var": layer.add_weight(
+                name + "_min",
+                shape=(channels,),
+                initializer=tf_keras.initializers.Constant(-6.0),
+                trainable=False,
+            ),
+            "max_var": layer.add_weight(
+                name + "_max",
+                shape=(channels,),
+                initializer=tf_keras.initializers.Constant(6.0),
+                trainable=False,
+            ),
+        }
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        height, width, channels, multiplier = inputs.shape
+        per_channel = tf.reshape(inputs, (height, width, 1, channels * multiplier))
+        outputs = super().__call__(per_channel, training, weights, **kwargs)
+        return tf.reshape(outputs, inputs.shape)
+
+    def get_config(self):
+        return {}
+
+
+class DepthwiseQuantizeConfig(
+    default_8bit_quantize_registry.Default8BitConvQuantizeConfig
+):
+    """TFMOT's `DepthwiseConv2D` config with `DepthwiseKernelQuantizer`."""
+
+    def __init__(self, weight_attrs, activation_attrs, quantize_output):
+        super().__init__(weight_attrs, activation_attrs, quantize_output)
+        self.weight_quantizer = DepthwiseKernelQuantizer()
+
+
+class _Registry(default_8bit_quantize_registry.Default8BitQuantizeRegistry):
+    def __init__(self):
+        super().__init__()
+        self._layer_quantize_map[tf_keras.layers.DepthwiseConv2D] = (
+            DepthwiseQuantizeConfig(["depthwise_kernel"], ["activation"], False)
+        )
+
+
+class _Scheme(tfmot.quantization.keras.default_8bit.Default8BitQuantizeScheme):
+    """TFMOT's default 8-bit scheme, depthwise kernels quantized per channel."""
+
+    def get_quantize_registry(self):
+        return _Registry()
 
 
 def _known_activations():
@@ -141,10 +216,12 @@ def quantize(model):
         {
             "Default8BitOutputQuantizeConfig": (
                 default_8bit_quantize_configs.Default8BitOutputQuantizeConfig
-            )
+            ),
+            "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig,
+            "DepthwiseKernelQuantizer": DepthwiseKernelQuantizer,
         }
     ):
-        quantized = tfmot.quantization.keras.quantize_apply(annotated)
+        quantized = tfmot.quantization.keras.quantize_apply(annotated, _Scheme())
     report = distill.CompressionReport("quantization_aware", tuple(wrapped), left_as_is)
     return quantized, report
 

@@ -97,22 +97,55 @@ def synthetic_images(count, seed, classes=4):
     return (0.6 * patterns[y] + 0.4 * noise).astype("float32"), y
 
 
+# keras.applications students at their smallest input size (32x32x3) and
+# width, with logits (no softmax), as distillation students are built: the
+# constructor's own arguments by architecture.
+APPLICATIONS = {
+    "MobileNet": {"alpha": 0.25},
+    "MobileNetV2": {"alpha": 0.35},
+    "MobileNetV3Small": {"alpha": 0.75},
+    "EfficientNetB0": {},
+    "EfficientNetV2B0": {},
+    "ResNet50": {},
+    "DenseNet121": {},
+    "ConvNeXtTiny": {},
+}
+
+
+def build_application(name, classes=10):
+    """The `keras.applications` model `name`, 32x32x3, untrained, logits."""
+    return getattr(keras.applications, name)(
+        input_shape=(32, 32, 3),
+        weights=None,
+        classes=classes,
+        classifier_activation=None,
+        **APPLICATIONS[name],
+    )
+
+
+def self_distil(method, model, x, y, seed, batch_size=32, **arguments):
+    """`method(model, None, x, y, ...)` distilling from `model`'s own logits."""
+    keras.utils.set_random_seed(seed)
+    return method(
+        model,
+        None,
+        x,
+        y,
+        teacher_logits=model.predict(x, verbose=0),
+        batch_size=batch_size,
+        **arguments,
+    )
+
+
 @pytest.fixture(scope="session")
 def mobilenet_v2():
     """MobileNetV2 (alpha 0.35, 32x32, logits) briefly trained on `synthetic_images`."""
     keras.utils.set_random_seed(21)
-    backbone = keras.applications.MobileNetV2(
-        input_shape=(32, 32, 3),
-        alpha=0.35,
-        weights=None,
-        classes=4,
-        classifier_activation=None,
-    )
     student = keras.Sequential(
         [
             keras.Input((32, 32, 3)),
             keras.layers.Rescaling(1 / 127.5, offset=-1.0),
-            backbone,
+            build_application("MobileNetV2", classes=4),
         ],
         name="mobilenet_v2_student",
     )

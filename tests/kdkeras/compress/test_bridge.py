@@ -7,6 +7,8 @@ import tf_keras
 import models
 from kdkeras.compress import _layers
 from kdkeras.compress import bridge
+from tests.kdkeras.compress.conftest import APPLICATIONS
+from tests.kdkeras.compress.conftest import build_application
 from tests.kdkeras.compress.conftest import to_rgb32
 
 
@@ -340,61 +342,6 @@ def test_dropped_layers_are_identity_at_inference(name):
     np.testing.assert_array_equal(layer(x, training=False).numpy(), x)
 
 
-# keras.applications students at their smallest input size and width, with
-# logits (no softmax), as distillation students are built.
-APPLICATIONS = {
-    "MobileNet": lambda: keras.applications.MobileNet(
-        input_shape=(32, 32, 3),
-        alpha=0.25,
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "MobileNetV2": lambda: keras.applications.MobileNetV2(
-        input_shape=(32, 32, 3),
-        alpha=0.35,
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "MobileNetV3Small": lambda: keras.applications.MobileNetV3Small(
-        input_shape=(32, 32, 3),
-        alpha=0.75,
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "EfficientNetB0": lambda: keras.applications.EfficientNetB0(
-        input_shape=(32, 32, 3),
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "EfficientNetV2B0": lambda: keras.applications.EfficientNetV2B0(
-        input_shape=(32, 32, 3),
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "ResNet50": lambda: keras.applications.ResNet50(
-        input_shape=(32, 32, 3),
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "DenseNet121": lambda: keras.applications.DenseNet121(
-        input_shape=(32, 32, 3),
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-    "ConvNeXtTiny": lambda: keras.applications.ConvNeXtTiny(
-        input_shape=(32, 32, 3),
-        weights=None,
-        classes=10,
-        classifier_activation=None,
-    ),
-}
 # Over ~20 s to build, carry both ways and compare on this 2-core machine.
 SLOW_APPLICATIONS = (
     "ConvNeXtTiny",
@@ -417,7 +364,7 @@ SLOW_APPLICATIONS = (
 )
 def test_applications_carry_both_ways_with_the_same_outputs(name, fashion):
     keras.utils.set_random_seed(5)
-    student = _randomise_batch_norm(APPLICATIONS[name](), seed=6)
+    student = _randomise_batch_norm(build_application(name), seed=6)
     _, (x_test, _) = fashion
     real = to_rgb32(x_test[:8])
     random = np.random.default_rng().uniform(0, 255, size=(8, 32, 32, 3))

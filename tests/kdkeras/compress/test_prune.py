@@ -7,6 +7,7 @@ from tensorflow.python.framework import config as tf_config
 
 from kdkeras import compress
 from tests.kdkeras.compress.conftest import accuracy
+from tests.kdkeras.compress.conftest import self_distil
 from tests.kdkeras.compress.conftest import synthetic_images
 from tests.kdkeras.compress.conftest import tflite_kernels
 
@@ -141,16 +142,8 @@ def test_schedule_reaches_the_target_on_an_update_step():
 @pytest.mark.timeout(1800)  # Minutes on a loaded 2-core machine.
 def test_mobilenet_v2_prunes_every_prunable_kernel_and_lists_the_rest(mobilenet_v2):
     x, y = synthetic_images(128, seed=23)
-    keras.utils.set_random_seed(24)
-    pruned = compress.prune(
-        mobilenet_v2,
-        None,
-        x,
-        y,
-        teacher_logits=mobilenet_v2.predict(x, verbose=0),
-        target_sparsity=0.5,
-        epochs=2,
-        batch_size=32,
+    pruned = self_distil(
+        compress.prune, mobilenet_v2, x, y, seed=24, target_sparsity=0.5, epochs=2
     )
     assert isinstance(pruned, keras.Model)
     report = pruned.compression_report

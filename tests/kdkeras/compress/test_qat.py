@@ -3,10 +3,12 @@ import re
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras
 
 from kdkeras import compress
 from tests.kdkeras.compress.conftest import accuracy
+from tests.kdkeras.compress.conftest import self_distil
 from tests.kdkeras.compress.conftest import synthetic_images
 
 
@@ -36,6 +38,16 @@ def test_qat_model_is_fake_quantized_and_keeps_the_students_accuracy(
     )
 
 
+def _int8_file(qat_model, folder, x, **options):
+    """The model's int8 TFLite file (export's own checks passed), loaded."""
+    from export import runtimes
+    from export.to_tflite import export_tflite
+
+    path = str(folder / "qat_int8.tflite")
+    export_tflite(qat_model, path, quantize="qat", representative_data=x, **options)
+    return runtimes.TFLiteRuntime(path)
+
+
 def _mixed_graph():
     """Squeeze-and-excite, hard-swish, Keras ops and a LayerNormalization."""
     inputs = keras.Input((16, 16, 3))
@@ -55,9 +67,6 @@ def _mixed_graph():
 
 
 def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
-    from export import runtimes
-    from export.to_tflite import export_tflite
-
     keras.utils.set_random_seed(32)
     student = _mixed_graph()
     x, y = synthetic_images(256, seed=33)
@@ -68,14 +77,8 @@ def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
     student.fit(x, y, epochs=4, batch_size=32, verbose=0)
-    qat_model = compress.quantization_aware(
-        student,
-        None,
-        x,
-        y,
-        teacher_logits=student.predict(x, verbose=0),
-        epochs=1,
-        batch_size=32,
+    qat_model = self_distil(
+        compress.quantization_aware, student, x, y, seed=34, epochs=1
     )
     report = qat_model.compression_report
     # Keras numbers its op layers per process (`tf.math.add_2` after other tests).
@@ -95,14 +98,7 @@ def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
 
     # The float islands (the Keras ops, the LayerNormalization) run in float
     # in TFLite too, between int8 ops.
-    path = export_tflite(
-        qat_model,
-        str(tmp_path / "mixed.tflite"),
-        quantize="qat",
-        representative_data=x,
-        min_agreement=0.85,
-    ).path
-    int8 = runtimes.TFLiteRuntime(path).predict(x)
+    int8 = _int8_file(qat_model, tmp_path, x, min_agreement=0.85).predict(x)
     agreement = np.mean(int8.argmax(1) == qat_model.predict(x, verbose=0).argmax(1))
     assert agreement >= 0.85
 
@@ -110,29 +106,56 @@ def test_what_tfmot_cannot_quantize_is_left_in_float_and_listed(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # Minutes on a loaded 2-core machine.
 def test_mobilenet_v2_quantization_aware_exports_to_int8(mobilenet_v2, tmp_path):
-    from export import runtimes
-    from export.to_tflite import export_tflite
-
     x, y = synthetic_images(128, seed=34)
-    keras.utils.set_random_seed(35)
-    qat_model = compress.quantization_aware(
-        mobilenet_v2,
-        None,
-        x,
-        y,
-        teacher_logits=mobilenet_v2.predict(x, verbose=0),
-        epochs=1,
-        batch_size=32,
+    qat_model = self_distil(
+        compress.quantization_aware, mobilenet_v2, x, y, seed=35, epochs=1
     )
     report = qat_model.compression_report
     assert report.left_as_is == {}  # Every MobileNetV2 layer is quantized.
-    path = export_tflite(
-        qat_model,
-        str(tmp_path / "mobilenet_v2.tflite"),
-        quantize="qat",
-        representative_data=x,
-    ).path
     x_test, y_test = synthetic_images(64, seed=36)
-    int8 = runtimes.TFLiteRuntime(path).predict(x_test)
+    int8 = _int8_file(qat_model, tmp_path, x).predict(x_test)
     fp32 = mobilenet_v2.predict(x_test, verbose=0)
     assert accuracy(int8, y_test) >= accuracy(fp32, y_test) - 0.1
+
+
+def test_depthwise_kernels_are_fake_quantized_per_channel():
+    from kdkeras.compress import bridge
+    from kdkeras.compress import qat
+
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.DepthwiseConv2D(3, use_bias=False, name="depthwise")(inputs)
+    x = keras.layers.BatchNormalization(name="norm")(x)
+    x = keras.layers.ReLU()(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    student = keras.Model(inputs, outputs)
+    # Channels of very different magnitudes, as a folded normalization makes.
+    layer = student.get_layer("depthwise")
+    scales = np.array([1e-3, 1e-2, 1.0, 10.0], "float32")
+    layer.set_weights([layer.get_weights()[0] * scales[None, None, :, None]])
+    kernel = layer.get_weights()[0]
+
+    quantized, _ = qat.quantize(bridge.to_tf_keras(student))
+    wrapper = quantized.get_layer("quant_depthwise")
+    x = np.random.default_rng(45).normal(size=(4, 8, 8, 4)).astype("float32")
+    quantized(x, training=True)
+    ranges = {
+        weight.name.split("/")[-1].split(":")[0]: weight.numpy()
+        for weight in wrapper.weights
+        if "kernel_m" in weight.name
+    }
+    largest = np.abs(kernel).reshape(-1, 4).max(axis=0)
+    np.testing.assert_allclose(ranges["depthwise_kernel_max"], largest, rtol=1e-6)
+    np.testing.assert_allclose(ranges["depthwise_kernel_min"], -largest, rtol=1e-6)
+    # Each channel keeps its 255 levels: the smallest is not rounded to zero.
+    fake = qat.DepthwiseKernelQuantizer()(
+        tf.constant(kernel),
+        False,
+        {
+            "min_var": tf.constant(ranges["depthwise_kernel_min"]),
+            "max_var": tf.constant(ranges["depthwise_kernel_max"]),
+        },
+    ).numpy()
+    # Half a step of the channel's own grid (2 * largest / 254) at most.
+    error = np.abs(fake - kernel).reshape(-1, 4).max(axis=0)
+    assert np.all(error <= 1.01 * largest / 254), (error, largest)
+    assert np.all(np.abs(fake).reshape(-1, 4).max(axis=0) > 0)
