@@ -149,15 +149,30 @@ def test_distillation_moves_student_towards_teacher():
     assert agreement() > max(0.65, agreement_before + 0.3)
 
 
+@pytest.fixture(scope="module")
+def default_loss_evaluation():
+    """The default loss' `evaluate()` on `random_data()`, once for the module.
+
+    A reference only (plain floats), so without XLA: the same float32 numbers
+    without an XLA compilation.
+    """
+    x, y = random_data()
+    keras.mixed_precision.set_global_policy("float32")
+    default = _distiller(jit_compile=False)
+    return default.evaluate(x, y, verbose=0, return_dict=True)
+
+
 @pytest.mark.parametrize(
     "custom_loss",
     [keras.losses.KLDivergence(), keras.losses.kl_divergence, "kl_divergence"],
 )
-def test_custom_distillation_loss_is_called_on_soft_targets_as_keras_io(custom_loss):
+def test_custom_distillation_loss_is_called_on_soft_targets_as_keras_io(
+    custom_loss, default_loss_evaluation
+):
     """keras.io semantics: loss_fn(softmax(t/T), softmax(s/T)) · T²."""
     x, y = random_data()
-    default, custom = _distiller(), _distiller(distillation_loss_fn=custom_loss)
-    expected = default.evaluate(x, y, verbose=0, return_dict=True)
+    custom = _distiller(distillation_loss_fn=custom_loss)
+    expected = default_loss_evaluation
     result = custom.evaluate(x, y, verbose=0, return_dict=True)
     np.testing.assert_allclose(
         result["distillation_loss"], expected["distillation_loss"], rtol=1e-4
