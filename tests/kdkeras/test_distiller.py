@@ -108,6 +108,7 @@ def test_teacher_is_frozen_and_runs_in_inference_mode():
     teacher.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,  # set-up only: no XLA compilation for it
     )
     teacher.fit(x, y, epochs=1, verbose=0)  # BN statistics away from init
     before = [w.copy() for w in teacher.get_weights()]
