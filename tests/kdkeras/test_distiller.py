@@ -108,6 +108,7 @@ def test_teacher_is_frozen_and_runs_in_inference_mode():
     teacher.compile(
         optimizer="adam",
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,  # set-up only: no XLA compilation for it
     )
     teacher.fit(x, y, epochs=1, verbose=0)  # BN statistics away from init
     before = [w.copy() for w in teacher.get_weights()]
@@ -149,15 +150,30 @@ def test_distillation_moves_student_towards_teacher():
     assert agreement() > max(0.65, agreement_before + 0.3)
 
 
+@pytest.fixture(scope="module")
+def default_loss_evaluation():
+    """The default loss' `evaluate()` on `random_data()`, once for the module.
+
+    A reference only (plain floats), so without XLA: the same float32 numbers
+    without an XLA compilation.
+    """
+    x, y = random_data()
+    keras.mixed_precision.set_global_policy("float32")
+    default = _distiller(jit_compile=False)
+    return default.evaluate(x, y, verbose=0, return_dict=True)
+
+
 @pytest.mark.parametrize(
     "custom_loss",
     [keras.losses.KLDivergence(), keras.losses.kl_divergence, "kl_divergence"],
 )
-def test_custom_distillation_loss_is_called_on_soft_targets_as_keras_io(custom_loss):
+def test_custom_distillation_loss_is_called_on_soft_targets_as_keras_io(
+    custom_loss, default_loss_evaluation
+):
     """keras.io semantics: loss_fn(softmax(t/T), softmax(s/T)) · T²."""
     x, y = random_data()
-    default, custom = _distiller(), _distiller(distillation_loss_fn=custom_loss)
-    expected = default.evaluate(x, y, verbose=0, return_dict=True)
+    custom = _distiller(distillation_loss_fn=custom_loss)
+    expected = default_loss_evaluation
     result = custom.evaluate(x, y, verbose=0, return_dict=True)
     np.testing.assert_allclose(
         result["distillation_loss"], expected["distillation_loss"], rtol=1e-4
@@ -244,7 +260,7 @@ def test_softmax_student_is_trained_through_its_logits():
 
 def test_keras_callbacks_work(tmp_path):
     x, y = random_data()
-    distiller = _distiller()
+    distiller = _distiller(jit_compile=False)  # the callbacks are the point
     callbacks = [
         keras.callbacks.ModelCheckpoint(
             str(tmp_path / "best.keras"), monitor="val_loss", save_best_only=True
@@ -274,7 +290,7 @@ def test_keras_callbacks_work(tmp_path):
 
 def test_student_saves_alone(tmp_path):
     x, y = random_data()
-    distiller = _distiller()
+    distiller = _distiller(jit_compile=False)  # saving is the point, not XLA
     distiller.fit(x, y, epochs=1, verbose=0)
     distiller.student.save(tmp_path / "student.keras")
     student = keras.saving.load_model(tmp_path / "student.keras")

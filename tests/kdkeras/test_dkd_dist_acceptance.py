@@ -144,6 +144,7 @@ def test_dkd_with_one_hot_labels_equals_sparse_labels_in_a_distiller(examples):
             alpha=0.1,
             student_loss_fn=student_loss,
             distillation_loss_fn=losses.DKD(alpha=1.0, beta=8.0, temperature=4.0),
+            jit_compile=False,  # the labels' form is the point, not XLA
         )
         values[form] = distiller.evaluate(x, labels, verbose=0, return_dict=True)
     expected = dkd_reference(
@@ -208,7 +209,11 @@ def test_dist_distiller_survives_a_batch_of_one_example(
     jit_compile, examples, batch_size
 ):
     """An epoch whose last batch holds one example used to make the student's
-    weights NaN under XLA."""
+    weights NaN under XLA.
+
+    One epoch shows it: its last batch holds one example (each further epoch
+    would compile the step for its shapes again under XLA).
+    """
     x, y = random_data(examples)
     distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=mlp(32, seed=2))
     distiller.compile(
@@ -217,7 +222,7 @@ def test_dist_distiller_survives_a_batch_of_one_example(
         distillation_loss_fn=losses.DIST(temperature=4.0),
         jit_compile=jit_compile,
     )
-    history = distiller.fit(x, y, batch_size=batch_size, epochs=2, verbose=0)
+    history = distiller.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     for weight in distiller.student.get_weights():
         assert np.all(np.isfinite(weight))
@@ -235,10 +240,18 @@ LOSSES = {
 def test_distiller_with_the_loss_saves_and_loads_in_safe_mode(name, tmp_path):
     x, y = random_data(48)
     distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=mlp(32, seed=2))
-    distiller.compile(optimizer="adam", alpha=0.2, distillation_loss_fn=LOSSES[name]())
+    # Without XLA: saving is the point here, and the losses under XLA are
+    # checked above; three XLA compilations made this the file's slowest test.
+    distiller.compile(
+        optimizer="adam",
+        alpha=0.2,
+        distillation_loss_fn=LOSSES[name](),
+        jit_compile=False,
+    )
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
     distiller.save(tmp_path / "distiller.keras")
     loaded = keras.saving.load_model(tmp_path / "distiller.keras", safe_mode=True)
+    assert loaded.jit_compile == distiller.jit_compile
     assert type(loaded.distillation_loss_fn) is type(distiller.distillation_loss_fn)
     assert (
         loaded.distillation_loss_fn.get_config()
@@ -252,20 +265,43 @@ def test_distiller_with_the_loss_saves_and_loads_in_safe_mode(name, tmp_path):
     )
 
 
+def _seeded_distiller(name, jit_compile="auto"):
+    model = kdkeras.Distiller(student=mlp(8, seed=1), teacher=mlp(32, seed=2))
+    model.compile(
+        optimizer="adam",
+        alpha=0.1,
+        distillation_loss_fn=LOSSES[name](),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+@pytest.fixture(scope="module")
+def float32_losses():
+    """`name -> evaluate()` of the float32 distiller on `random_data(32)`,
+    computed once per loss for both mixed policies (plain floats: nothing a
+    test could change)."""
+    x, y = random_data(32)
+    keras.mixed_precision.set_global_policy("float32")
+    expected = {}
+    for name in sorted(LOSSES):
+        # The reference alone runs without XLA: its losses are the same
+        # float32 numbers, without an XLA compilation per loss.
+        model = _seeded_distiller(name, jit_compile=False)
+        expected[name] = model.evaluate(x, y, verbose=0, return_dict=True)
+    return expected
+
+
 @pytest.mark.parametrize("name", sorted(LOSSES))
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_mixed_precision_distiller_gives_the_float32_losses(name, policy):
+def test_mixed_precision_distiller_gives_the_float32_losses(
+    name, policy, float32_losses
+):
     x, y = random_data(32)
-
-    def distiller():
-        model = kdkeras.Distiller(student=mlp(8, seed=1), teacher=mlp(32, seed=2))
-        model.compile(optimizer="adam", alpha=0.1, distillation_loss_fn=LOSSES[name]())
-        return model
-
-    expected = distiller().evaluate(x, y, verbose=0, return_dict=True)
+    expected = float32_losses[name]
     keras.mixed_precision.set_global_policy(policy)
     try:
-        mixed = distiller()
+        mixed = _seeded_distiller(name)
         assert mixed.student.compute_dtype == policy.removeprefix("mixed_")
         result = mixed.evaluate(x, y, verbose=0, return_dict=True)
         history = mixed.fit(x, y, batch_size=8, epochs=2, verbose=0)
