@@ -51,14 +51,14 @@ def report_arguments(teacher, students, **flags):
     return arguments
 
 
-def run_report(arguments, timeout=900):
-    """`python -m export.report ARGUMENTS` from the repository root."""
+def run_report(arguments, timeout=900, cwd=ROOT):
+    """`python -m export.report ARGUMENTS` in `cwd` (default: the repository)."""
     environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run(
         [sys.executable, "-m", "export.report", *arguments],
         capture_output=True,
         text=True,
-        cwd=ROOT,
+        cwd=cwd,
         env=environment,
         timeout=timeout,
     )

@@ -17,14 +17,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
 
 
-def run_tool(tool, *args, env=None):
+def run_tool(tool, *args, env=None, cwd=REPO):
+    """`python -m export.TOOL ARGS` in `cwd` (the repository's code on the path)."""
     return subprocess.run(
         [sys.executable, "-m", f"export.{tool}", *map(str, args)],
-        cwd=REPO,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "PYTHONPATH": REPO, **(env or {})},
     )
 
 

@@ -7,30 +7,14 @@ imports it, and so does every measurement process loading a `.keras` file
 """
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.export import user_module
 from tests.export.report_cli import FAST
-from tests.export.report_cli import ROOT
 from tests.export.report_cli import report_arguments
-
-
-def run_report_in(folder, arguments):
-    """`python -m export.report ARGUMENTS` run from the user's `folder`."""
-    environment = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run(
-        [sys.executable, "-m", "export.report", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=folder,
-        env=environment,
-        timeout=900,
-    )
+from tests.export.report_cli import run_report
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +44,9 @@ def arguments(folder, output, **flags):
 @pytest.mark.e2e
 def test_report_measures_the_users_classes_in_every_format(user_folder):
     output = user_folder / "report"
-    completed = run_report_in(
-        user_folder,
-        arguments(
+    completed = run_report(
+        cwd=user_folder,
+        arguments=arguments(
             user_folder,
             output,
             formats="keras,onnx",
@@ -97,8 +81,9 @@ def test_import_problems_are_one_line_usage_errors(
     user_folder, tmp_path, flags, message
 ):
     output = tmp_path / "never"
-    completed = run_report_in(
-        user_folder, arguments(user_folder, output, formats="keras", **flags)
+    completed = run_report(
+        cwd=user_folder,
+        arguments=arguments(user_folder, output, formats="keras", **flags),
     )
     assert completed.returncode == 2, completed.stderr
     lines = [line for line in completed.stderr.splitlines() if line.strip()]

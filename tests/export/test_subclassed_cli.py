@@ -6,28 +6,13 @@ the model is loaded. Only module names are accepted, checked before any work.
 """
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from export import loading
 from tests.export import user_module
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run_tool(tool, *args, cwd=REPO):
-    environment = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, "-m", f"export.{tool}", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
-    )
+from tests.export.test_cli import run_tool
 
 
 def error_line(completed, tool):

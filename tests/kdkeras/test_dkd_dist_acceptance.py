@@ -239,15 +239,9 @@ LOSSES = {
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_distiller_with_the_loss_saves_and_loads_in_safe_mode(name, tmp_path):
     x, y = random_data(48)
-    distiller = kdkeras.Distiller(student=mlp(8, seed=1), teacher=mlp(32, seed=2))
     # Without XLA: saving is the point here, and the losses under XLA are
     # checked above; three XLA compilations made this the file's slowest test.
-    distiller.compile(
-        optimizer="adam",
-        alpha=0.2,
-        distillation_loss_fn=LOSSES[name](),
-        jit_compile=False,
-    )
+    distiller = _seeded_distiller(name, jit_compile=False)
     distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
     distiller.save(tmp_path / "distiller.keras")
     loaded = keras.saving.load_model(tmp_path / "distiller.keras", safe_mode=True)
