@@ -81,12 +81,19 @@ def _convnext_small(seed):
 
 
 def image_data(seed, count):
-    """Learnable images in [0, 255]: a class prototype plus noise; labels."""
-    prototypes = np.random.default_rng(1234).uniform(0, 255, (CLASSES, 4, 4, 3))
-    prototypes = prototypes.repeat(8, axis=1).repeat(8, axis=2)  # smooth, 32x32
+    """Learnable images in [0, 255]: a class prototype plus noise; labels.
+
+    A class's prototype is its colour (the same over the whole image, so a
+    model that pools early still sees it) plus a smooth spatial pattern (4x4
+    cells of 8x8 pixels); uniform noise covers 30% of the range.
+    """
+    rng = np.random.default_rng(1234)
+    colours = rng.uniform(0, 255, (CLASSES, 1, 1, 3))
+    patterns = rng.uniform(0, 255, (CLASSES, 4, 4, 3)).repeat(8, 1).repeat(8, 2)
+    prototypes = 0.4 * colours + 0.3 * patterns
     rng = np.random.default_rng(seed)
     y = rng.integers(0, CLASSES, count)
-    x = 0.6 * prototypes[y] + rng.uniform(0, 0.4 * 255, (count, *IMAGE_SHAPE))
+    x = prototypes[y] + rng.uniform(0, 0.3 * 255, (count, *IMAGE_SHAPE))
     return x.astype(np.float32), y.astype(np.int32)
 
 
@@ -94,7 +101,7 @@ def image_data(seed, count):
 class SubclassedCNN(keras.Model):
     """A subclassed model: convolution, pooling, dense head (logits)."""
 
-    def __init__(self, filters=8, classes=CLASSES, **kwargs):
+    def __init__(self, filters=16, classes=CLASSES, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.classes = filters, classes
         self.scale = keras.layers.Rescaling(1 / 255)
@@ -127,7 +134,8 @@ def _two_input(seed):
     image = keras.Input(IMAGE_SHAPE, name="image")
     extra = keras.Input((8,), name="extra")
     x = keras.layers.Rescaling(1 / 255)(image)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Concatenate()([x, keras.layers.Dense(8, "relu")(extra)])
     return keras.Model(
@@ -168,13 +176,23 @@ def _bert(num_layers):
 
 
 def text_data(seed, count):
-    """BERT inputs whose class is the marker token (1..10) they hold; labels."""
+    """BERT inputs whose class is the keyword they hold; labels.
+
+    Each sequence starts with token 1 ([CLS]) and holds `SEQUENCE_LENGTH // 2`
+    to `SEQUENCE_LENGTH` tokens, then padding (id 0, mask false); one to three
+    of its tokens after the first are its class's keyword (ids 2..11), the
+    others random non-keyword tokens.
+    """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, CLASSES, count)
+    token_ids = rng.integers(CLASSES + 2, VOCABULARY, (count, SEQUENCE_LENGTH))
     lengths = rng.integers(SEQUENCE_LENGTH // 2, SEQUENCE_LENGTH + 1, count)
-    token_ids = rng.integers(CLASSES + 1, VOCABULARY, (count, SEQUENCE_LENGTH))
-    positions = rng.integers(1, SEQUENCE_LENGTH // 2, count)
-    token_ids[np.arange(count), positions] = y + 1
+    for row in range(count):
+        used = lengths[row] - 1
+        count_planted = rng.integers(used // 4, used // 2 + 1)
+        planted = rng.permutation(np.arange(1, lengths[row]))[:count_planted]
+        token_ids[row, planted] = y[row] + 2
+    token_ids[:, 0] = 1
     padding_mask = np.arange(SEQUENCE_LENGTH)[None, :] < lengths[:, None]
     token_ids = np.where(padding_mask, token_ids, 0)
     x = {

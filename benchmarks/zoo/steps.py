@@ -29,8 +29,9 @@ STEPS = (
 TRAIN_EXAMPLES = 512
 TEST_EXAMPLES = 256
 CALIBRATION_EXAMPLES = 128
-EPOCHS = 2
-BATCH_SIZE = 32
+EPOCHS = 3
+BATCH_SIZE = 16
+LEARNING_RATE = 1e-2
 MAX_REASON = 160
 BATCH_NORM_MOMENTUM = 0.9
 # Refusals the zoo accepts as documented limitations (substring -> why).
@@ -161,7 +162,7 @@ def run_row(
     def train():
         model = _brief_training_ready(architecture.build(0))
         model.compile(
-            keras.optimizers.Adam(1e-3),
+            keras.optimizers.Adam(LEARNING_RATE),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         model.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
@@ -175,7 +176,7 @@ def run_row(
         build = architecture.build_student or architecture.build
         student = _brief_training_ready(build(1))
         distiller = kdkeras.Distiller(student=student, teacher=state["teacher"])
-        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=0.1)
+        distiller.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), alpha=0.1)
         distiller.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["student"] = distiller.student
         notes.append(
