@@ -112,6 +112,20 @@ def _brief_training_ready(model):
     return model
 
 
+def user_modules(model):
+    """The modules defining the model's own classes (not Keras' nor keras_hub's).
+
+    A process that loads the model's `.keras` file must import them first, so
+    that their classes are registered (`python -m export.report --import=...`).
+    """
+    modules = []
+    for layer in (model, *model._flatten_layers()):
+        module = type(layer).__module__
+        if module.split(".")[0] not in ("keras", "keras_hub") and module not in modules:
+            modules.append(module)
+    return modules
+
+
 def _accuracy(model, x, y):
     logits = np.asarray(model.predict(x, batch_size=64, verbose=0))
     return float(np.mean(logits.argmax(-1) == y))
@@ -250,6 +264,11 @@ def run_row(
             f"--representative-data={calibration_path}",
             *REPORT_FLAGS,
         ]
+        modules = sorted(
+            set(user_modules(state["teacher"]) + user_modules(state["student"]))
+        )
+        if modules:
+            command.append(f"--import={','.join(modules)}")
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=3600, check=False
         )

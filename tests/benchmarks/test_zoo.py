@@ -11,6 +11,7 @@ import pytest
 from benchmarks import zoo
 from benchmarks.zoo import architectures
 from benchmarks.zoo import matrix
+from benchmarks.zoo import steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -151,3 +152,12 @@ def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
         if not name.startswith("bert"):
             assert set(row["cells"].values()) == {"ok"}, row["cells"]
     assert matrix.SECTION in output.read_text()
+
+
+@pytest.mark.parametrize(
+    "name, modules",
+    [("subclassed", ["benchmarks.zoo.architectures"]), ("two_input", [])],
+)
+def test_report_imports_the_modules_of_a_rows_own_classes(name, modules):
+    model = architectures.ARCHITECTURES[name].build(0)
+    assert steps.user_modules(model) == modules
