@@ -28,6 +28,8 @@ class Architecture:
         data: `(seed, count) -> (x, y)`; `x` an array or a dict of arrays.
         description: How it is built, for the matrix's legend.
         build_student: Optional builder of a smaller student (default `build`).
+        learning_rate: Adam's learning rate for this row (default
+            `steps.LEARNING_RATE`); the transformers diverge at the CNNs' rate.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Architecture:
     data: object
     description: str
     build_student: object = None
+    learning_rate: float = None
 
 
 def _head():
@@ -275,6 +278,7 @@ ARCHITECTURES = {
             "keras_hub BertTextClassifier from a config (hidden 16, 2 heads, "
             "vocabulary 64, length 16): 4-layer teacher, 1-layer student",
             build_student=_bert(1),
+            learning_rate=1e-3,
         ),
         Architecture(
             "subclassed",

@@ -153,6 +153,7 @@ def run_row(
     from export import pipeline
 
     cells, notes, state = {}, [], {}
+    learning_rate = architecture.learning_rate or LEARNING_RATE
     total = train_examples + TEST_EXAMPLES
     x, y = architecture.data(seed=0, count=total)
     x_train, y_train = _rows(x, 0, train_examples), y[:train_examples]
@@ -176,7 +177,7 @@ def run_row(
     def train():
         model = _brief_training_ready(architecture.build(0))
         model.compile(
-            keras.optimizers.Adam(LEARNING_RATE),
+            keras.optimizers.Adam(learning_rate),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         model.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
@@ -190,7 +191,7 @@ def run_row(
         build = architecture.build_student or architecture.build
         student = _brief_training_ready(build(1))
         distiller = kdkeras.Distiller(student=student, teacher=state["teacher"])
-        distiller.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), alpha=0.1)
+        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), alpha=0.1)
         distiller.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["student"] = distiller.student
         notes.append(
