@@ -43,21 +43,15 @@ KEYWORDS = (2, 3, 4)  # One keyword per class.
 
 def classifier(num_layers, hidden_dim, seed):
     """A `BertTextClassifier` of `len(KEYWORDS)` classes from a config (random weights)."""
-    import keras
-    import keras_hub
+    import models
 
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCABULARY,
+    return models.build_bert_classifier(
         num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=hidden_dim,
-        intermediate_dim=2 * hidden_dim,
+        num_classes=len(KEYWORDS),
+        vocabulary_size=VOCABULARY,
         max_sequence_length=LENGTH,
-        dropout=0.0,
-    )
-    return keras_hub.models.BertTextClassifier(
-        backbone=backbone, num_classes=len(KEYWORDS), preprocessor=None, dropout=0.0
+        hidden_dim=hidden_dim,
+        seed=seed,
     )
 
 

@@ -159,20 +159,15 @@ def two_input_data(seed, count):
 
 def _bert(num_layers):
     def build(seed):
-        import keras_hub
+        import models
 
-        keras.utils.set_random_seed(seed)
-        backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=VOCABULARY,
+        return models.build_bert_classifier(
             num_layers=num_layers,
-            num_heads=2,
-            hidden_dim=16,
-            intermediate_dim=32,
+            num_classes=CLASSES,
+            vocabulary_size=VOCABULARY,
             max_sequence_length=SEQUENCE_LENGTH,
-            dropout=0.0,
-        )
-        return keras_hub.models.BertTextClassifier(
-            backbone, num_classes=CLASSES, preprocessor=None, activation=None
+            hidden_dim=16,
+            seed=seed,
         )
 
     return build
