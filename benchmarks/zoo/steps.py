@@ -144,15 +144,17 @@ def run_row(
         log: Optional progress printer (one line per step).
 
     Returns:
-        `(cells, notes)`: `{step: "ok" or reason}` and a list of remarks
-        (accuracies, the layers an int8 float fallback kept).
+        `(cells, notes, accuracy)`: `{step: "ok" or reason}`, a list of
+        remarks (accuracies, the layers an int8 float fallback kept), and the
+        held-out accuracy of the trained teacher and the distilled student
+        (`{"teacher": a, "student": b}`, those that were trained).
     """
     import keras
 
     import kdkeras
     from export import pipeline
 
-    cells, notes, state = {}, [], {}
+    cells, notes, state, accuracy = {}, [], {}, {}
     learning_rate = architecture.learning_rate or LEARNING_RATE
     total = train_examples + TEST_EXAMPLES
     x, y = architecture.data(seed=0, count=total)
@@ -182,9 +184,10 @@ def run_row(
         )
         model.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["teacher"] = model
+        accuracy["teacher"] = _accuracy(model, x_test, y_test)
         notes.append(
             f"trained {model.count_params():,} parameters, test accuracy "
-            f"{_accuracy(model, x_test, y_test):.2f}"
+            f"{accuracy['teacher']:.2f}"
         )
 
     def distil():
@@ -194,9 +197,10 @@ def run_row(
         distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), alpha=0.1)
         distiller.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["student"] = distiller.student
+        accuracy["student"] = _accuracy(distiller.student, x_test, y_test)
         notes.append(
             f"distilled student: {distiller.student.count_params():,} parameters, "
-            f"test accuracy {_accuracy(distiller.student, x_test, y_test):.2f}"
+            f"test accuracy {accuracy['student']:.2f}"
         )
 
     def round_trip():
@@ -297,4 +301,4 @@ def run_row(
     pipeline.stop_isolated()
     keras.backend.clear_session()
     gc.collect()
-    return cells, notes
+    return cells, notes, accuracy
