@@ -111,11 +111,13 @@ class SubclassedCNN(keras.Model):
         self.conv = keras.layers.Conv2D(filters, 3, activation="relu")
         self.norm = keras.layers.BatchNormalization()
         self.pool = keras.layers.GlobalAveragePooling2D()
+        # 1,024+ weights: dynamic range quantisation keeps smaller kernels in float.
+        self.hidden = keras.layers.Dense(64, activation="relu")
         self.head = keras.layers.Dense(classes)
 
     def call(self, inputs, training=False):
         x = self.norm(self.conv(self.scale(inputs)), training=training)
-        return self.head(self.pool(x))
+        return self.head(self.hidden(self.pool(x)))
 
     def get_config(self):
         return {
@@ -141,6 +143,9 @@ def _two_input(seed):
     x = keras.layers.BatchNormalization()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Concatenate()([x, keras.layers.Dense(8, "relu")(extra)])
+    # A kernel of 1,536 weights: TFLite's dynamic range quantisation keeps
+    # kernels under 1,024 in float, and a model with none has nothing to show.
+    x = keras.layers.Dense(64, activation="relu")(x)
     return keras.Model(
         {"image": image, "extra": extra},
         keras.layers.Dense(CLASSES)(x),
