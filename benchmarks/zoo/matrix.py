@@ -95,7 +95,9 @@ def render_matrix(result, command):
         f"- {name}: {architectures.ARCHITECTURES[name].description}"
         for name in result["rows"]
     ]
-    refusals = [f"- `{key}`: {why}" for key, why in steps.ALLOWED_REFUSALS.items()]
+    refusals = [f"- `{key}`: {why}" for key, why in steps.ALLOWED_REFUSALS.items()] or [
+        "- none"
+    ]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [

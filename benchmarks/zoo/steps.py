@@ -34,13 +34,9 @@ BATCH_SIZE = 16
 LEARNING_RATE = 1e-2
 MAX_REASON = 160
 BATCH_NORM_MOMENTUM = 0.9
-# Refusals the zoo accepts as documented limitations (substring -> why).
-ALLOWED_REFUSALS = {
-    "expected exactly one of each": (
-        "export/ converts models with one input and one output; several "
-        "inputs (dicts of token ids and masks) are being added"
-    ),
-}
+# Refusals the zoo accepts as documented limitations (substring -> why): none
+# today; an entry names the upstream issue and what the user can do instead.
+ALLOWED_REFUSALS = {}
 REPORT_FLAGS = (
     "--formats=keras,tflite",
     "--variants=tflite_int8",
