@@ -201,7 +201,7 @@ def text_data(seed, count):
     x = {
         "token_ids": token_ids.astype(np.int32),
         "segment_ids": np.zeros_like(token_ids, dtype=np.int32),
-        "padding_mask": padding_mask,
+        "padding_mask": padding_mask.astype(np.int32),
     }
     return x, y.astype(np.int32)
 
