@@ -43,7 +43,9 @@ def test_text_data_carries_its_class_in_its_keyword_only():
     x, y = architectures.text_data(seed=0, count=50)
     assert set(x) == {"token_ids", "segment_ids", "padding_mask"}
     keywords = np.arange(architectures.CLASSES) + 2
-    for tokens, mask, label in zip(x["token_ids"], x["padding_mask"], y, strict=True):
+    assert x["padding_mask"].dtype == np.int32
+    masks = x["padding_mask"].astype(bool)
+    for tokens, mask, label in zip(x["token_ids"], masks, y, strict=True):
         assert tokens[0] == 1 and label + 2 in tokens[mask]
         assert set(np.intersect1d(tokens[mask], keywords)) == {label + 2}
         assert not np.any(tokens[~mask])
