@@ -28,6 +28,8 @@ class Architecture:
         data: `(seed, count) -> (x, y)`; `x` an array or a dict of arrays.
         description: How it is built, for the matrix's legend.
         build_student: Optional builder of a smaller student (default `build`).
+        learning_rate: Adam's learning rate for this row (default
+            `steps.LEARNING_RATE`); the transformers diverge at the CNNs' rate.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Architecture:
     data: object
     description: str
     build_student: object = None
+    learning_rate: float = None
 
 
 def _head():
@@ -81,12 +84,19 @@ def _convnext_small(seed):
 
 
 def image_data(seed, count):
-    """Learnable images in [0, 255]: a class prototype plus noise; labels."""
-    prototypes = np.random.default_rng(1234).uniform(0, 255, (CLASSES, 4, 4, 3))
-    prototypes = prototypes.repeat(8, axis=1).repeat(8, axis=2)  # smooth, 32x32
+    """Learnable images in [0, 255]: a class prototype plus noise; labels.
+
+    A class's prototype is its colour (the same over the whole image, so a
+    model that pools early still sees it) plus a smooth spatial pattern (4x4
+    cells of 8x8 pixels); uniform noise covers 30% of the range.
+    """
+    rng = np.random.default_rng(1234)
+    colours = rng.uniform(0, 255, (CLASSES, 1, 1, 3))
+    patterns = rng.uniform(0, 255, (CLASSES, 4, 4, 3)).repeat(8, 1).repeat(8, 2)
+    prototypes = 0.4 * colours + 0.3 * patterns
     rng = np.random.default_rng(seed)
     y = rng.integers(0, CLASSES, count)
-    x = 0.6 * prototypes[y] + rng.uniform(0, 0.4 * 255, (count, *IMAGE_SHAPE))
+    x = prototypes[y] + rng.uniform(0, 0.3 * 255, (count, *IMAGE_SHAPE))
     return x.astype(np.float32), y.astype(np.int32)
 
 
@@ -94,18 +104,20 @@ def image_data(seed, count):
 class SubclassedCNN(keras.Model):
     """A subclassed model: convolution, pooling, dense head (logits)."""
 
-    def __init__(self, filters=8, classes=CLASSES, **kwargs):
+    def __init__(self, filters=16, classes=CLASSES, **kwargs):
         super().__init__(**kwargs)
         self.filters, self.classes = filters, classes
         self.scale = keras.layers.Rescaling(1 / 255)
         self.conv = keras.layers.Conv2D(filters, 3, activation="relu")
         self.norm = keras.layers.BatchNormalization()
         self.pool = keras.layers.GlobalAveragePooling2D()
+        # 1,024+ weights: dynamic range quantisation keeps smaller kernels in float.
+        self.hidden = keras.layers.Dense(64, activation="relu")
         self.head = keras.layers.Dense(classes)
 
     def call(self, inputs, training=False):
         x = self.norm(self.conv(self.scale(inputs)), training=training)
-        return self.head(self.pool(x))
+        return self.head(self.hidden(self.pool(x)))
 
     def get_config(self):
         return {
@@ -127,9 +139,13 @@ def _two_input(seed):
     image = keras.Input(IMAGE_SHAPE, name="image")
     extra = keras.Input((8,), name="extra")
     x = keras.layers.Rescaling(1 / 255)(image)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = keras.layers.BatchNormalization()(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Concatenate()([x, keras.layers.Dense(8, "relu")(extra)])
+    # A kernel of 1,536 weights: TFLite's dynamic range quantisation keeps
+    # kernels under 1,024 in float, and a model with none has nothing to show.
+    x = keras.layers.Dense(64, activation="relu")(x)
     return keras.Model(
         {"image": image, "extra": extra},
         keras.layers.Dense(CLASSES)(x),
@@ -148,39 +164,44 @@ def two_input_data(seed, count):
 
 def _bert(num_layers):
     def build(seed):
-        import keras_hub
+        import models
 
-        keras.utils.set_random_seed(seed)
-        backbone = keras_hub.models.BertBackbone(
-            vocabulary_size=VOCABULARY,
+        return models.build_bert_classifier(
             num_layers=num_layers,
-            num_heads=2,
-            hidden_dim=16,
-            intermediate_dim=32,
+            num_classes=CLASSES,
+            vocabulary_size=VOCABULARY,
             max_sequence_length=SEQUENCE_LENGTH,
-            dropout=0.0,
-        )
-        return keras_hub.models.BertTextClassifier(
-            backbone, num_classes=CLASSES, preprocessor=None, activation=None
+            hidden_dim=16,
+            seed=seed,
         )
 
     return build
 
 
 def text_data(seed, count):
-    """BERT inputs whose class is the marker token (1..10) they hold; labels."""
+    """BERT inputs whose class is the keyword they hold; labels.
+
+    Each sequence starts with token 1 ([CLS]) and holds `SEQUENCE_LENGTH // 2`
+    to `SEQUENCE_LENGTH` tokens, then padding (id 0, mask false); one to three
+    of its tokens after the first are its class's keyword (ids 2..11), the
+    others random non-keyword tokens.
+    """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, CLASSES, count)
+    token_ids = rng.integers(CLASSES + 2, VOCABULARY, (count, SEQUENCE_LENGTH))
     lengths = rng.integers(SEQUENCE_LENGTH // 2, SEQUENCE_LENGTH + 1, count)
-    token_ids = rng.integers(CLASSES + 1, VOCABULARY, (count, SEQUENCE_LENGTH))
-    positions = rng.integers(1, SEQUENCE_LENGTH // 2, count)
-    token_ids[np.arange(count), positions] = y + 1
+    for row in range(count):
+        used = lengths[row] - 1
+        count_planted = rng.integers(used // 4, used // 2 + 1)
+        planted = rng.permutation(np.arange(1, lengths[row]))[:count_planted]
+        token_ids[row, planted] = y[row] + 2
+    token_ids[:, 0] = 1
     padding_mask = np.arange(SEQUENCE_LENGTH)[None, :] < lengths[:, None]
     token_ids = np.where(padding_mask, token_ids, 0)
     x = {
         "token_ids": token_ids.astype(np.int32),
         "segment_ids": np.zeros_like(token_ids, dtype=np.int32),
-        "padding_mask": padding_mask,
+        "padding_mask": padding_mask.astype(np.int32),
     }
     return x, y.astype(np.int32)
 
@@ -257,6 +278,7 @@ ARCHITECTURES = {
             "keras_hub BertTextClassifier from a config (hidden 16, 2 heads, "
             "vocabulary 64, length 16): 4-layer teacher, 1-layer student",
             build_student=_bert(1),
+            learning_rate=1e-3,
         ),
         Architecture(
             "subclassed",

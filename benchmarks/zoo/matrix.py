@@ -38,7 +38,8 @@ def run_zoo(names, work_dir=None, epochs=steps.EPOCHS, log=print, on_row=None):
             result so far (to write the matrix as it grows).
 
     Returns:
-        `{"rows": {name: {"cells": {step: cell}, "notes": [...], "seconds": s}}}`.
+        `{"rows": {name: {"cells": {step: cell}, "notes": [...],
+        "accuracy": {"teacher": a, "student": b}, "seconds": s}}}`.
     """
     names = check_models(names)
     owned = work_dir is None
@@ -50,11 +51,16 @@ def run_zoo(names, work_dir=None, epochs=steps.EPOCHS, log=print, on_row=None):
             os.makedirs(folder, exist_ok=True)
             start = time.perf_counter()
             log(f"[zoo] {name} ...")
-            cells, notes = steps.run_row(
+            cells, notes, accuracy = steps.run_row(
                 architectures.ARCHITECTURES[name], folder, epochs=epochs, log=log
             )
             seconds = time.perf_counter() - start
-            rows[name] = {"cells": cells, "notes": notes, "seconds": seconds}
+            rows[name] = {
+                "cells": cells,
+                "notes": notes,
+                "accuracy": accuracy,
+                "seconds": seconds,
+            }
             failed = {k: v for k, v in cells.items() if v != "ok"}
             log(
                 f"[zoo] {name}: {len(cells) - len(failed)}/{len(cells)} ok "
@@ -89,7 +95,9 @@ def render_matrix(result, command):
         f"- {name}: {architectures.ARCHITECTURES[name].description}"
         for name in result["rows"]
     ]
-    refusals = [f"- `{key}`: {why}" for key, why in steps.ALLOWED_REFUSALS.items()]
+    refusals = [f"- `{key}`: {why}" for key, why in steps.ALLOWED_REFUSALS.items()] or [
+        "- none"
+    ]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [

@@ -29,17 +29,14 @@ STEPS = (
 TRAIN_EXAMPLES = 512
 TEST_EXAMPLES = 256
 CALIBRATION_EXAMPLES = 128
-EPOCHS = 2
-BATCH_SIZE = 32
+EPOCHS = 3
+BATCH_SIZE = 16
+LEARNING_RATE = 1e-2
 MAX_REASON = 160
 BATCH_NORM_MOMENTUM = 0.9
-# Refusals the zoo accepts as documented limitations (substring -> why).
-ALLOWED_REFUSALS = {
-    "expected exactly one of each": (
-        "export/ converts models with one input and one output; several "
-        "inputs (dicts of token ids and masks) are being added"
-    ),
-}
+# Refusals the zoo accepts as documented limitations (substring -> why): none
+# today; an entry names the upstream issue and what the user can do instead.
+ALLOWED_REFUSALS = {}
 REPORT_FLAGS = (
     "--formats=keras,tflite",
     "--variants=tflite_int8",
@@ -111,6 +108,20 @@ def _brief_training_ready(model):
     return model
 
 
+def user_modules(model):
+    """The modules defining the model's own classes (not Keras' nor keras_hub's).
+
+    A process that loads the model's `.keras` file must import them first, so
+    that their classes are registered (`python -m export.report --import=...`).
+    """
+    modules = []
+    for layer in (model, *model._flatten_layers()):
+        module = type(layer).__module__
+        if module.split(".")[0] not in ("keras", "keras_hub") and module not in modules:
+            modules.append(module)
+    return modules
+
+
 def _accuracy(model, x, y):
     logits = np.asarray(model.predict(x, batch_size=64, verbose=0))
     return float(np.mean(logits.argmax(-1) == y))
@@ -129,15 +140,18 @@ def run_row(
         log: Optional progress printer (one line per step).
 
     Returns:
-        `(cells, notes)`: `{step: "ok" or reason}` and a list of remarks
-        (accuracies, the layers an int8 float fallback kept).
+        `(cells, notes, accuracy)`: `{step: "ok" or reason}`, a list of
+        remarks (accuracies, the layers an int8 float fallback kept), and the
+        held-out accuracy of the trained teacher and the distilled student
+        (`{"teacher": a, "student": b}`, those that were trained).
     """
     import keras
 
     import kdkeras
     from export import pipeline
 
-    cells, notes, state = {}, [], {}
+    cells, notes, state, accuracy = {}, [], {}, {}
+    learning_rate = architecture.learning_rate or LEARNING_RATE
     total = train_examples + TEST_EXAMPLES
     x, y = architecture.data(seed=0, count=total)
     x_train, y_train = _rows(x, 0, train_examples), y[:train_examples]
@@ -161,26 +175,28 @@ def run_row(
     def train():
         model = _brief_training_ready(architecture.build(0))
         model.compile(
-            keras.optimizers.Adam(1e-3),
+            keras.optimizers.Adam(learning_rate),
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
         model.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["teacher"] = model
+        accuracy["teacher"] = _accuracy(model, x_test, y_test)
         notes.append(
             f"trained {model.count_params():,} parameters, test accuracy "
-            f"{_accuracy(model, x_test, y_test):.2f}"
+            f"{accuracy['teacher']:.2f}"
         )
 
     def distil():
         build = architecture.build_student or architecture.build
         student = _brief_training_ready(build(1))
         distiller = kdkeras.Distiller(student=student, teacher=state["teacher"])
-        distiller.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=0.1)
+        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), alpha=0.1)
         distiller.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["student"] = distiller.student
+        accuracy["student"] = _accuracy(distiller.student, x_test, y_test)
         notes.append(
             f"distilled student: {distiller.student.count_params():,} parameters, "
-            f"test accuracy {_accuracy(distiller.student, x_test, y_test):.2f}"
+            f"test accuracy {accuracy['student']:.2f}"
         )
 
     def round_trip():
@@ -249,6 +265,11 @@ def run_row(
             f"--representative-data={calibration_path}",
             *REPORT_FLAGS,
         ]
+        modules = sorted(
+            set(user_modules(state["teacher"]) + user_modules(state["student"]))
+        )
+        if modules:
+            command.append(f"--import={','.join(modules)}")
         completed = subprocess.run(
             command, capture_output=True, text=True, timeout=3600, check=False
         )
@@ -276,4 +297,4 @@ def run_row(
     pipeline.stop_isolated()
     keras.backend.clear_session()
     gc.collect()
-    return cells, notes
+    return cells, notes, accuracy

@@ -9,6 +9,7 @@ Keras on fresh token sequences of several lengths, padding included.
 import numpy as np
 import pytest
 
+import models
 from export import loading
 from export import runtimes
 from export import verify
@@ -18,24 +19,6 @@ keras_hub = pytest.importorskip("keras_hub")
 VOCABULARY = 64
 MAX_LENGTH = 16
 NAMES = {"padding_mask", "segment_ids", "token_ids"}
-
-
-def tiny_bert(num_layers=1, seed=0, hidden_dim=32):
-    """A BertTextClassifier of 3 classes from a tiny config, random weights."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCABULARY,
-        num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=hidden_dim,
-        intermediate_dim=2 * hidden_dim,
-        max_sequence_length=MAX_LENGTH,
-    )
-    return keras_hub.models.BertTextClassifier(
-        backbone=backbone, num_classes=3, preprocessor=None
-    )
 
 
 def token_batch(count, length, seed):
@@ -56,7 +39,12 @@ def token_batch(count, length, seed):
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_bert()
+    return models.build_bert_classifier(
+        num_layers=1,
+        num_classes=3,
+        vocabulary_size=VOCABULARY,
+        max_sequence_length=MAX_LENGTH,
+    )
 
 
 @pytest.fixture(scope="module")
