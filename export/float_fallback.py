@@ -115,7 +115,8 @@ def median_latency_ms(paths, example, runs=LATENCY_RUNS):
 
     Args:
         paths: `.tflite` files.
-        example: One float32 input example (batch of 1).
+        example: One input example (batch of 1): an array, or a dict of
+            arrays by input name.
         runs: Timed runs per file (after one warm-up run each).
 
     Returns:
@@ -229,7 +230,11 @@ def search(
                     chosen = fewer
         with open(files[tuple(chosen)], "rb") as handle:
             flatbuffer = handle.read()
-        example = np.ascontiguousarray(calibration_inputs[:1], np.float32)
+        example = (
+            {name: a[:1] for name, a in calibration_inputs.items()}
+            if isinstance(calibration_inputs, dict)
+            else np.ascontiguousarray(calibration_inputs[:1], np.float32)
+        )
         full_ms, fallback_ms = median_latency_ms(
             [files[()], files[tuple(chosen)]], example
         )

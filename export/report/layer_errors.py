@@ -66,19 +66,39 @@ def _count(inputs):
 
 
 class _Samples:
-    """A representative dataset of one-example batches; `limit` caps the samples."""
+    """A representative dataset of one-example batches; `limit` caps the samples.
 
-    def __init__(self, inputs):
+    Several inputs are yielded as one dict per example, by signature input
+    name (what the converter reads), or, once `order` is set, as a list in
+    that order (what LiteRT's `QuantizationDebugger` reads: it pairs the list
+    with its interpreter's inputs by position).
+    """
+
+    def __init__(self, inputs, order=None):
         self.inputs = inputs
         self.limit = _count(inputs)
+        self.order = order
 
     def __call__(self):
-        # Several inputs: one dict per example, by signature input name.
         for i in range(min(self.limit, _count(self.inputs))):
-            if isinstance(self.inputs, dict):
-                yield {name: a[i : i + 1] for name, a in self.inputs.items()}
-            else:
+            if not isinstance(self.inputs, dict):
                 yield [self.inputs[i : i + 1]]
+                continue
+            sample = {name: a[i : i + 1] for name, a in self.inputs.items()}
+            yield sample if self.order is None else [sample[n] for n in self.order]
+
+
+def _interpreter_input_order(flatbuffer):
+    """The signature input names of a `.tflite` model, in its interpreter's order."""
+    import tensorflow as tf
+
+    with debugger_warnings_silenced():
+        interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    signatures = interpreter.get_signature_list()
+    key = "serving_default" if "serving_default" in signatures else min(signatures)
+    runner = interpreter.get_signature_runner(key)
+    name_of = {d["index"]: name for name, d in runner.get_input_details().items()}
+    return [name_of[d["index"]] for d in interpreter.get_input_details()]
 
 
 class CalibratedInt8:
@@ -100,6 +120,8 @@ class CalibratedInt8:
 
         self.inputs = _calibration(inputs)
         self.dataset = _Samples(self.inputs)
+        # The debugger's own copy: several inputs as a list in its order.
+        self.debug_dataset = _Samples(self.inputs)
         converter = tf.lite.TFLiteConverter.from_saved_model(
             to_savedmodel.scratch_savedmodel(model), signature_keys=["serving_default"]
         )
@@ -111,7 +133,13 @@ class CalibratedInt8:
         )
         with debugger_warnings_silenced():
             self.debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=converter, debug_dataset=self.dataset, debug_options=options
+                converter=converter,
+                debug_dataset=self.debug_dataset,
+                debug_options=options,
+            )
+        if isinstance(self.inputs, dict):
+            self.debug_dataset.order = _interpreter_input_order(
+                self.debugger.quant_model
             )
 
     def layer_errors(self, samples=MAX_DEBUG_SAMPLES):
@@ -120,12 +148,12 @@ class CalibratedInt8:
         Returns:
             The rows of `layer_quantization_errors`.
         """
-        self.dataset.limit = samples
+        self.debug_dataset.limit = samples
         try:
             with debugger_warnings_silenced():
                 self.debugger.run()
         finally:
-            self.dataset.limit = _count(self.inputs)
+            self.debug_dataset.limit = _count(self.inputs)
         dump = io.StringIO()
         self.debugger.layer_statistics_dump(dump)
         return _rows(dump.getvalue())

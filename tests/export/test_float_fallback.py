@@ -180,3 +180,38 @@ def test_cli_float_fallback_usage_error_exits_2(tmp_path):
     assert completed.returncode == 2
     assert "--float-fallback" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def _two_input_outlier_model():
+    """The outlier model on input "z", a small Dense on input "a", logits added."""
+    core = outlier_model.outlier_model()
+    z = keras.Input((outlier_model.FEATURES,), name="z")
+    a = keras.Input((4,), name="a")
+    side = keras.layers.Dense(outlier_model.CLASSES, name="side")(a)
+    return keras.Model({"z": z, "a": a}, keras.layers.Add()([core(z), side]))
+
+
+def _two_inputs(seed, count):
+    rng = np.random.default_rng(seed)
+    return {
+        "z": outlier_model.inputs(seed, count),
+        "a": rng.random((count, 4), dtype=np.float32),
+    }
+
+
+def test_fallback_takes_a_model_with_several_inputs(tmp_path):
+    """The per-layer debugger reads several inputs in its interpreter's order."""
+    model = _two_input_outlier_model()
+    result = to_tflite.export_tflite(
+        model,
+        tmp_path / "two_inputs.tflite",
+        quantize="int8",
+        representative_data=_two_inputs(1, 200),
+        float_fallback="auto",
+    )
+    record = result.sidecar["options"]["float_fallback"]
+    assert not record["full_int8"]["passed"] and record["float_layers"]
+    x = _two_inputs(99, 400)
+    actual = runtimes.TFLiteRuntime(result.path).predict(x)
+    expected = model(x, training=False).numpy()
+    assert verify.top1_agreement(actual, expected) >= verify.MIN_TOP1_AGREEMENT["int8"]
