@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ from benchmarks import zoo
 from benchmarks.zoo import architectures
 from benchmarks.zoo import matrix
 from benchmarks.zoo import steps
+from tests.command_line import run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -96,18 +95,8 @@ def test_section_replaces_its_own_and_keeps_the_rest(tmp_path):
 
 
 def test_cli_usage_error_exits_2_before_any_work(tmp_path):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.zoo",
-            "--models=nope",
-            f"--output={tmp_path / 'z.md'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = run_module(
+        "benchmarks.zoo", "--models=nope", f"--output={tmp_path / 'z.md'}"
     )
     assert completed.returncode == 2
     assert "`--models` must be" in completed.stderr
@@ -122,18 +111,11 @@ def test_cli_usage_error_exits_2_before_any_work(tmp_path):
 def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
     """The smallest width of three families and the BERT pair, every step."""
     output = tmp_path / "zoo.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.zoo",
-            f"--models={','.join(architectures.CI_SUBSET)}",
-            f"--output={output}",
-            f"--json={tmp_path / 'zoo.json'}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    completed = run_module(
+        "benchmarks.zoo",
+        f"--models={','.join(architectures.CI_SUBSET)}",
+        f"--output={output}",
+        f"--json={tmp_path / 'zoo.json'}",
         timeout=5400,
     )
     result = json.loads((tmp_path / "zoo.json").read_text())

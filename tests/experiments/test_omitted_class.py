@@ -2,13 +2,12 @@
 
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
 from experiments import omitted_class
 from experiments import report
+from tests.command_line import run_module
 
 pytestmark = pytest.mark.e2e
 
@@ -17,21 +16,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 def test_quick_run_reports_the_class_before_and_after(tmp_path):
     output = tmp_path / "RESULTS.md"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.omitted_class",
-            "--quick",
-            "--limit-train=800",
-            "--holdout=200",
-            "--limit-test=300",
-            f"--output={output}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = run_module(
+        "experiments.omitted_class",
+        "--quick",
+        "--limit-train=800",
+        "--holdout=200",
+        "--limit-test=300",
+        f"--output={output}",
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     section = report.read_section(str(output), omitted_class.SECTION)

@@ -6,12 +6,12 @@ no traceback, and the output folder unchanged (no artifact, no temp files).
 """
 
 import os
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
 import pytest
+
+from tests.command_line import run_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
@@ -19,14 +19,7 @@ TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
 
 def run_tool(tool, *args, env=None, cwd=REPO):
     """`python -m export.TOOL ARGS` in `cwd` (the repository's code on the path)."""
-    return subprocess.run(
-        [sys.executable, "-m", f"export.{tool}", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": REPO, **(env or {})},
-    )
+    return run_module(f"export.{tool}", *args, env=env, cwd=cwd)
 
 
 def assert_refused(completed, tool, *keywords, code=2):

@@ -1,8 +1,6 @@
 """export.float_fallback: int8 with the fewest layers in float, via export.to_tflite."""
 
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,6 +11,7 @@ from export import runtimes
 from export import sidecar
 from export import to_tflite
 from export import verify
+from tests.command_line import run_module
 from tests.export import outlier_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -161,20 +160,13 @@ def test_bad_float_fallback_is_refused_before_any_work(tmp_path, arguments, matc
 
 
 def test_cli_float_fallback_usage_error_exits_2(tmp_path):
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "export.to_tflite",
-            str(tmp_path / "missing.keras"),
-            "--output",
-            str(tmp_path / "m.tflite"),
-            "--quantize=dynamic",
-            "--float-fallback=auto",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    completed = run_module(
+        "export.to_tflite",
+        tmp_path / "missing.keras",
+        "--output",
+        tmp_path / "m.tflite",
+        "--quantize=dynamic",
+        "--float-fallback=auto",
         timeout=120,
     )
     assert completed.returncode == 2

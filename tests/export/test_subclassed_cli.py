@@ -121,32 +121,35 @@ def test_exporter_loads_the_users_class_with_import(user_folder, tmp_path):
 
 
 @pytest.mark.e2e
-def test_without_import_the_error_says_to_name_the_module(user_folder, tmp_path):
+@pytest.mark.parametrize(
+    "tool, suffix, flags, run_in_user_folder, named",
+    [
+        # Without --import the class is not found: the error names the flag.
+        ("to_onnx", ".onnx", [], False, ["UserCNN", "--import"]),
+        # A module that cannot be imported is named.
+        (
+            "to_tflite",
+            ".tflite",
+            ["--import=user_layers,not_installed_kd"],
+            True,
+            ["not_installed_kd"],
+        ),
+    ],
+    ids=["without-import", "missing-module"],
+)
+def test_import_problems_are_one_line_and_write_nothing(
+    user_folder, tmp_path, tool, suffix, flags, run_in_user_folder, named
+):
     folder, _ = user_folder
     completed = run_tool(
-        "to_onnx",
+        tool,
         folder / "student.keras",
         "--output",
-        tmp_path / "student.onnx",
-        cwd=tmp_path,
+        tmp_path / f"student{suffix}",
+        *flags,
+        cwd=folder if run_in_user_folder else tmp_path,
     )
     assert completed.returncode == 2
-    line = error_line(completed, "to_onnx")
-    assert "UserCNN" in line and "--import" in line
-    assert os.listdir(tmp_path) == []
-
-
-@pytest.mark.e2e
-def test_a_missing_module_is_named(user_folder, tmp_path):
-    folder, _ = user_folder
-    completed = run_tool(
-        "to_tflite",
-        folder / "student.keras",
-        "--output",
-        tmp_path / "student.tflite",
-        "--import=user_layers,not_installed_kd",
-        cwd=folder,
-    )
-    assert completed.returncode == 2
-    assert "not_installed_kd" in error_line(completed, "to_tflite")
+    line = error_line(completed, tool)
+    assert all(part in line for part in named), line
     assert os.listdir(tmp_path) == []
