@@ -30,6 +30,8 @@ class Architecture:
         build_student: Optional builder of a smaller student (default `build`).
         learning_rate: Adam's learning rate for this row (default
             `steps.LEARNING_RATE`); the transformers diverge at the CNNs' rate.
+        epochs_multiplier: This row trains and distils for this many times
+            the run's epochs (a transformer from scratch needs more steps).
     """
 
     name: str
@@ -38,6 +40,7 @@ class Architecture:
     description: str
     build_student: object = None
     learning_rate: float = None
+    epochs_multiplier: int = 1
 
 
 def _head():
@@ -171,7 +174,7 @@ def _bert(num_layers):
             num_classes=CLASSES,
             vocabulary_size=VOCABULARY,
             max_sequence_length=SEQUENCE_LENGTH,
-            hidden_dim=16,
+            hidden_dim=32,
             seed=seed,
         )
 
@@ -275,10 +278,11 @@ ARCHITECTURES = {
             "bert_4to1",
             _bert(4),
             text_data,
-            "keras_hub BertTextClassifier from a config (hidden 16, 2 heads, "
+            "keras_hub BertTextClassifier from a config (hidden 32, 2 heads, "
             "vocabulary 64, length 16): 4-layer teacher, 1-layer student",
             build_student=_bert(1),
             learning_rate=1e-3,
+            epochs_multiplier=2,
         ),
         Architecture(
             "subclassed",

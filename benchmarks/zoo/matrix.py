@@ -114,8 +114,8 @@ def render_matrix(result, command):
             f"{architectures.IMAGE_SHAPE[1]}x{architectures.IMAGE_SHAPE[2]} images "
             f"(BERT: {architectures.SEQUENCE_LENGTH} tokens), "
             f"{architectures.CLASSES} classes, logits, weights=None, trained "
-            f"{steps.EPOCHS} epochs on {steps.TRAIN_EXAMPLES} synthetic learnable "
-            f"examples; `distil` fits a fresh student (BERT: the 1-layer config) "
+            f"{steps.EPOCHS} epochs{_longer_rows()} on "
+            f"{steps.TRAIN_EXAMPLES} synthetic learnable examples; `distil` fits a fresh student (BERT: the 1-layer config) "
             "with `kdkeras.Distiller` from it; the exports take the distilled "
             f"student, verified against Keras on {steps.TEST_EXAMPLES} held-out "
             'examples; int8 runs with `float_fallback="auto"`; `report` is '
@@ -170,3 +170,13 @@ def write_section(path, section):
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+def _longer_rows():
+    """` (bert_4to1: 6)`: the rows that train for more than the run's epochs."""
+    longer = [
+        f"{a.name}: {a.epochs_multiplier * steps.EPOCHS}"
+        for a in architectures.ARCHITECTURES.values()
+        if a.epochs_multiplier != 1
+    ]
+    return f" ({', '.join(longer)})" if longer else ""

@@ -135,7 +135,8 @@ def run_row(
     Args:
         architecture: A `benchmarks.zoo.architectures.Architecture`.
         folder: Scratch folder for the row's files (created by the caller).
-        epochs: Training epochs (teacher), and distillation epochs.
+        epochs: Training epochs (teacher), and distillation epochs, times the
+            architecture's `epochs_multiplier`.
         train_examples: Synthetic training examples.
         log: Optional progress printer (one line per step).
 
@@ -152,6 +153,7 @@ def run_row(
 
     cells, notes, state, accuracy = {}, [], {}, {}
     learning_rate = architecture.learning_rate or LEARNING_RATE
+    epochs *= architecture.epochs_multiplier
     total = train_examples + TEST_EXAMPLES
     x, y = architecture.data(seed=0, count=total)
     x_train, y_train = _rows(x, 0, train_examples), y[:train_examples]
