@@ -153,6 +153,7 @@ def run_row(
 
     cells, notes, state, accuracy = {}, [], {}, {}
     learning_rate = architecture.learning_rate or LEARNING_RATE
+    student_learning_rate = architecture.student_learning_rate or learning_rate
     epochs *= architecture.epochs_multiplier
     total = train_examples + TEST_EXAMPLES
     x, y = architecture.data(seed=0, count=total)
@@ -192,7 +193,9 @@ def run_row(
         build = architecture.build_student or architecture.build
         student = _brief_training_ready(build(1))
         distiller = kdkeras.Distiller(student=student, teacher=state["teacher"])
-        distiller.compile(optimizer=keras.optimizers.Adam(learning_rate), alpha=0.1)
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(student_learning_rate), alpha=0.1
+        )
         distiller.fit(x_train, y_train, epochs=epochs, batch_size=BATCH_SIZE, verbose=0)
         state["student"] = distiller.student
         accuracy["student"] = _accuracy(distiller.student, x_test, y_test)
