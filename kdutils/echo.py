@@ -47,7 +47,7 @@ def bounded(value, limit=DEFAULT_LIMIT, quote=False):
         )
         if len(value) <= limit and len(text) <= limit:
             return text
-        # The start and the end (a path's file name, a list's last entry).
+        # The start and the end: a path's file name stays in the message.
         head, tail = value[: limit // 2], value[len(value) - (limit - limit // 2) :]
         if quote:
             text = repr(head + "…" + tail)

@@ -11,9 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.command_line import REPO
 from tests.command_line import run_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
 
 
