@@ -238,6 +238,7 @@ def _compress(name, student, x_train, y_train, teacher_logits, test, output_dir)
     calibration data, on which a trained student's int8 ranges clip (not the
     inputs the files are for).
     """
+    from export.to_tflite import convert
     from export.to_tflite import export_tflite
     from kdkeras import compress
 
@@ -260,10 +261,18 @@ def _compress(name, student, x_train, y_train, teacher_logits, test, output_dir)
                 **options,
             )
         except ParityError as error:
-            # A refused file is a result of the table, not the run's end.
+            # A refused file is a result of the table, not the run's end: the
+            # same conversion without the checks is measured, and labelled so.
             _log(f"{name}: {label} refused by the exporter's check: {error}")
-            variants[label] = (None, f"refused by the exporter's check: {error}")
-            return
+            path = os.path.join(output_dir, f"{name}_{stem}_unchecked.tflite")
+            with open(path, "wb") as handle:
+                handle.write(
+                    convert(model, options.get("quantize", "none"), calibration)
+                )
+            notes = (
+                f"{notes}; REFUSED by export_tflite's check ({str(error)[:160]}): "
+                "the same conversion, unchecked (export.to_tflite.convert)"
+            )
         variants[label] = (path, notes)
 
     export("fp32", "fp32", student, "distilled student")
@@ -326,6 +335,55 @@ def _compress(name, student, x_train, y_train, teacher_logits, test, output_dir)
     return variants, report
 
 
+def _print_table(name, parameters, variants, results, report):
+    """Prints `name`'s table; returns its `(text, passed, measured)` goals."""
+    fp32 = results["fp32"]
+    print()
+    print(f"### {name} ({parameters:,} parameters)")
+    print()
+    print(
+        "| variant | accuracy | Δ vs fp32 (pp) | file KB | gzip KB "
+        "| × fp32 gzip | p50 ms | notes |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, (_, notes) in variants.items():
+        result = results[label]
+        print(
+            f"| {label} | {result['accuracy']:.4f} | "
+            f"{100 * (result['accuracy'] - fp32['accuracy']):+.2f} | "
+            f"{result['size_bytes'] / 1e3:.1f} | "
+            f"{result['gzip_bytes'] / 1e3:.1f} | "
+            f"{result['gzip_bytes'] / fp32['gzip_bytes']:.2f} | "
+            f"{result['latency']['1']['p50_ms']:.3f} | {notes} |"
+        )
+    kinds = {}
+    for layer, reason in report.left_as_is.items():
+        kinds.setdefault(reason, []).append(layer)
+    print()
+    print("QAT left in float: " + ("none" if not kinds else ""))
+    for reason, names in sorted(kinds.items()):
+        print(f"- {len(names)} × {reason} (e.g. {names[0]})")
+    sys.stdout.flush()
+
+    def delta(label):
+        return 100 * (results[label]["accuracy"] - fp32["accuracy"])
+
+    pruned = next(label for label in variants if label.endswith("pruned"))
+    return [
+        (f"{name}: {pruned} within 1 pp", delta(pruned) >= -1.0, delta(pruned)),
+        (
+            f"{name}: QAT int8 within 0.5 pp",
+            delta("QAT int8") >= -0.5,
+            delta("QAT int8"),
+        ),
+        (
+            f"{name}: QAT int8 >= post-training int8",
+            delta("QAT int8") >= delta("post-training int8"),
+            delta("QAT int8") - delta("post-training int8"),
+        ),
+    ]
+
+
 def run():
     import keras
     import tensorflow as tf
@@ -344,7 +402,27 @@ def run():
     teacher, teacher_logits, teacher_accuracy = _teacher_logits(
         x_train, y_train, x_test, y_test
     )
-    tables = []
+    print()
+    print(
+        f"## Compressing keras.applications students: Fashion-MNIST 32x32x3, "
+        f"{len(x_train)} train / {len(x_test)} test"
+        + (" (--quick: smoke test, numbers not meaningful)" if FLAGS.quick else "")
+    )
+    print()
+    print(
+        f"Teacher: CNN, {_setting('teacher-epochs')} epochs, test accuracy "
+        f"{teacher_accuracy:.4f}. Students distilled {_setting('student-epochs')} "
+        f"epochs (T={FLAGS.temperature:g}, alpha={FLAGS.alpha:g}, "
+        f"BatchNormalization momentum {FLAGS['bn-momentum'].value:g}); the "
+        f"compressions fine-tune from them with the same cached soft targets. "
+        f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
+        f"machine shared with other jobs (load average {load_before[0]:.1f} "
+        "at the start). Latency: TFLite (XNNPACK), batch 1, p50, the better of "
+        "1 thread and every core.",
+        flush=True,
+    )
+    goals = []
+    # Each student's table as soon as it is measured.
     for name in FLAGS.students:
         student = _distilled_student(name, teacher, x_train, y_train, teacher_logits)
         logits = student.predict(x_test, batch_size=512, verbose=0)
@@ -365,7 +443,6 @@ def run():
             {
                 label: (path, "tflite", notes)
                 for label, (path, notes) in variants.items()
-                if path is not None
             },
             x_test,
             y_test,
@@ -373,77 +450,9 @@ def run():
             threads=(1, None),
             min_time_s=_setting("min-time-s"),
         )
-        tables.append((name, student.count_params(), variants, results, report))
-    load_after = os.getloadavg()
-
+        goals += _print_table(name, student.count_params(), variants, results, report)
     print()
-    print(
-        f"## Compressing keras.applications students: Fashion-MNIST 32x32x3, "
-        f"{len(x_train)} train / {len(x_test)} test"
-        + (" (--quick: smoke test, numbers not meaningful)" if FLAGS.quick else "")
-    )
-    print()
-    print(
-        f"Teacher: CNN, {_setting('teacher-epochs')} epochs, test accuracy "
-        f"{teacher_accuracy:.4f}. Students distilled {_setting('student-epochs')} "
-        f"epochs (T={FLAGS.temperature:g}, alpha={FLAGS.alpha:g}); the "
-        f"compressions fine-tune from them with the same cached soft targets. "
-        f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
-        f"machine shared with other jobs (load average {load_before[0]:.1f} "
-        f"before, {load_after[0]:.1f} after). Latency: TFLite (XNNPACK), batch "
-        "1, p50, the better of 1 thread and every core."
-    )
-    goals = []
-    for name, parameters, variants, results, report in tables:
-        fp32 = results["fp32"]
-        print()
-        print(f"### {name} ({parameters:,} parameters)")
-        print()
-        print(
-            "| variant | accuracy | Δ vs fp32 (pp) | file KB | gzip KB "
-            "| × fp32 gzip | p50 ms | notes |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        for label, (path, notes) in variants.items():
-            if path is None:
-                print(f"| {label} | – | – | – | – | – | – | {notes} |")
-                continue
-            result = results[label]
-            print(
-                f"| {label} | {result['accuracy']:.4f} | "
-                f"{100 * (result['accuracy'] - fp32['accuracy']):+.2f} | "
-                f"{result['size_bytes'] / 1e3:.1f} | "
-                f"{result['gzip_bytes'] / 1e3:.1f} | "
-                f"{result['gzip_bytes'] / fp32['gzip_bytes']:.2f} | "
-                f"{result['latency']['1']['p50_ms']:.3f} | {variants[label][1]} |"
-            )
-        kinds = {}
-        for layer, reason in report.left_as_is.items():
-            kinds.setdefault(reason, []).append(layer)
-        print()
-        print("QAT left in float: " + ("none" if not kinds else ""))
-        for reason, names in sorted(kinds.items()):
-            print(f"- {len(names)} × {reason} (e.g. {names[0]})")
-
-        def delta(label, results=results, fp32=fp32):
-            if label not in results:  # Refused by the exporter's check.
-                return float("nan")
-            return 100 * (results[label]["accuracy"] - fp32["accuracy"])
-
-        pruned = next(label for label in variants if label.endswith("pruned"))
-        goals += [
-            (f"{name}: {pruned} within 1 pp", delta(pruned) >= -1.0, delta(pruned)),
-            (
-                f"{name}: QAT int8 within 0.5 pp",
-                delta("QAT int8") >= -0.5,
-                delta("QAT int8"),
-            ),
-            (
-                f"{name}: QAT int8 >= post-training int8",
-                delta("QAT int8") >= delta("post-training int8"),
-                delta("QAT int8") - delta("post-training int8"),
-            ),
-        ]
+    print(f"Load average at the end: {os.getloadavg()[0]:.1f}")
     print()
     shared.print_goals(
         (text, passed, f"{measured:+.2f} pp") for text, passed, measured in goals
