@@ -23,8 +23,8 @@ Goals: 50% pruned within 1 pp of the fp32 student; QAT int8 within 0.5 pp
 and at least as accurate as post-training int8.
 
 The recipe sets every BatchNormalization's momentum in the students to
---bn-momentum (0.9; the CNN teacher has none). `keras.applications` builds its networks
-with momentum 0.999, made for ImageNet-length schedules: after a few hundred
+--bn-momentum (0.9; the CNN teacher has none). `keras.applications` builds
+its networks with momentum 0.999, made for ImageNet-length schedules: after a few hundred
 steps the moving statistics used at inference are still mostly their initial
 values (0.999^235 = 0.79 of mean 0, variance 1), and the inference-mode
 student is at chance although it trains. Every variant starts from the same
@@ -63,6 +63,11 @@ shared.define_flags(
     }
 )
 flags.DEFINE_list("students", list(STUDENTS), "Students to compress.")
+flags.register_validator(
+    "students",
+    lambda names: bool(names) and set(names) <= set(STUDENTS),
+    message=f"must be a comma-separated list of {', '.join(STUDENTS)}",
+)
 flags.DEFINE_integer("train", 12000, "Training examples (first N of 60k).")
 flags.DEFINE_integer("test", 2000, "Test examples (first N of 10k).")
 flags.DEFINE_float("learning-rate", 2e-3, "Adam learning rate of the fp32 student.")
@@ -75,6 +80,9 @@ flags.DEFINE_float(
     0.9,
     "BatchNormalization momentum of the students "
     "(keras.applications' own 0.999 leaves short schedules at chance).",
+)
+flags.register_validator(
+    "bn-momentum", lambda value: 0.0 <= value < 1.0, message="must be in [0, 1)"
 )
 
 QUICK = {
@@ -132,7 +140,6 @@ def with_bn_momentum(model, momentum):
     Returns:
         The new `keras.Model`.
     """
-
     if not 0.0 <= momentum < 1.0:
         raise ValueError(
             f"`momentum` must be a float in [0, 1). Received: momentum={momentum!r}"
