@@ -159,3 +159,40 @@ def test_depthwise_kernels_are_fake_quantized_per_channel():
     error = np.abs(fake - kernel).reshape(-1, 4).max(axis=0)
     assert np.all(error <= 1.01 * largest / 254), (error, largest)
     assert np.all(np.abs(fake).reshape(-1, 4).max(axis=0) > 0)
+
+
+@pytest.mark.e2e  # About 2 minutes on a shared 2-core machine: CI's 2nd stage.
+def test_efficientnet_b0_quantization_aware_lists_the_layers_left_in_float():
+    from tests.kdkeras.compress.conftest import build_application
+
+    keras.utils.set_random_seed(46)
+    student = build_application("EfficientNetB0", classes=4)
+    x, y = synthetic_images(32, seed=47, classes=4)
+    qat_model = self_distil(
+        compress.quantization_aware, student, x, y, seed=48, batch_size=16, epochs=1
+    )
+    report = qat_model.compression_report
+    assert report.method == "quantization_aware"
+    wrapped = {
+        layer.layer.name
+        for layer in qat_model.layers
+        if type(layer).__name__ == "QuantizeWrapperV2"
+    }
+    assert wrapped == set(report.wrapped)
+    convolutions = {
+        layer.name
+        for layer in student.layers
+        if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
+    }
+    assert convolutions <= wrapped
+    # Nothing is left in float silently: every layer is wrapped or listed.
+    computing = {
+        layer.name
+        for layer in qat_model.layers
+        if type(layer).__name__ not in ("InputLayer", "QuantizeLayer")
+        and not type(layer).__name__.startswith("QuantizeWrapper")
+    }
+    assert computing <= set(report.left_as_is)
+    assert report.left_as_is and all(report.left_as_is.values())
+    outputs = qat_model.predict(x, verbose=0)
+    assert outputs.shape == (32, 4) and np.isfinite(outputs).all()
