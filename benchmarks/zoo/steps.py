@@ -37,9 +37,6 @@ BATCH_NORM_MOMENTUM = 0.9
 # Refusals the zoo accepts as documented limitations (substring -> why): none
 # today; an entry names the upstream issue and what the user can do instead.
 ALLOWED_REFUSALS = {}
-# The report's cheapest settings that still export, verify and time every
-# format it builds and the int8 variant: batch size 1, one short round, one
-# thread count per runtime (no 1-vs-all-cores search: half the timing jobs).
 REPORT_FLAGS = (
     "--formats=keras,tflite",
     "--variants=tflite_int8",
@@ -48,8 +45,6 @@ REPORT_FLAGS = (
     "--min-iterations=5",
     "--max-time=1",
     "--rounds=1",
-    "--threads=1",
-    "--search-threads=",
     "--json-only",
 )
 
