@@ -188,7 +188,6 @@ class CalibratedInt8:
             self.debug_dataset.order = _interpreter_input_order(
                 self.debugger.quant_model
             )
-        _keep_every_tensor(self.debugger)
 
     def layer_errors(self, samples=MAX_DEBUG_SAMPLES):
         """Per-layer errors on the first `samples` inputs, worst first.
@@ -225,32 +224,6 @@ class CalibratedInt8:
                 if self.debugger.options is not options:
                     raise
             return self.debugger.get_nondebug_quantized_model()
-
-
-def _keep_every_tensor(debugger):
-    """Rebuilds the debugger's interpreter keeping every intermediate tensor.
-
-    `rmse_over_scale` (a direct-compare metric) reads each NumericVerify op's
-    float input after `invoke`. LiteRT's debugger built from a converter
-    creates its interpreter without `experimental_preserve_all_tensors` (its
-    model-file path sets it), so those float inputs are buffers the arena
-    has since reused: on ConvNeXt about 50 of 129 layers read inf or values
-    near 1e44 in every sample, where a fresh interpreter keeping every tensor
-    reads finite values (TFLite reuses intermediate buffers unless told to
-    keep them: google-coral/edgetpu#607). Same model, same tensor indices.
-    """
-    import tensorflow as tf
-
-    with debugger_warnings_silenced():
-        # No default delegate: a delegated partition keeps no intermediate
-        # tensor of its own.
-        debugger._quant_interpreter = tf.lite.Interpreter(
-            model_content=debugger.quant_model,
-            experimental_op_resolver_type=(
-                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-            ),
-            experimental_preserve_all_tensors=True,
-        )
 
 
 def layer_quantization_errors(model, inputs):
