@@ -13,8 +13,9 @@ get_tensor` for LiteRT, `session.run` for ONNX Runtime), the input a float32 bat
 uniformly from [0, 1) and quantised by the file's own input parameters when its input
 is integer.
 
-The child process (`python benchmarks/independent_timer.py FORMAT PATH THREADS`, run
-by path with `-P` so that nothing of the repository is on its import path) loads the
+The child process (`python benchmarks/independent_timer.py FORMAT PATH THREADS
+[USER_MODULES]`, run by path with `-P` so that nothing of the repository is on its
+import path; `USER_MODULES` names the user's modules to import first) loads the
 file once, says `{"ready": true}`, then for each JSON line `{"batch_size",
 "calls_per_sample", "seconds", "warmup_s"}` on its stdin times one window and answers
 `{"samples_ms": [...], "calls_per_sample": k}`, then waits until its thread pools stop
@@ -129,9 +130,12 @@ class IndependentTimer:
         fmt: `tflite`, `onnx`, `numpy`, `savedmodel` or `keras`.
         path: The file (or SavedModel folder).
         threads: Threads the runtime may use.
+        imports: Modules the child imports before loading a `.keras` file
+            (the user's registered classes, `--import`), and `import_path`
+            the folders it finds them in (the repository stays off its path).
     """
 
-    def __init__(self, fmt, path, threads):
+    def __init__(self, fmt, path, threads, imports=(), import_path=()):
         environment = dict(os.environ)
         blas = str(threads) if fmt == "numpy" else "1"
         environment.update(
@@ -141,7 +145,15 @@ class IndependentTimer:
         environment.pop("PYTHONPATH", None)
         self.fmt, self.threads = fmt, int(threads)
         self.process = subprocess.Popen(
-            [sys.executable, "-P", os.path.abspath(__file__), fmt, path, str(threads)],
+            [
+                sys.executable,
+                "-P",
+                os.path.abspath(__file__),
+                fmt,
+                path,
+                str(threads),
+                json.dumps({"imports": list(imports), "path": list(import_path)}),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -286,8 +298,18 @@ def load_runtime(fmt, path, threads):
     return prepare
 
 
-def serve(fmt, path, threads):
-    """The child: loads the file, then times windows as the parent asks."""
+def serve(fmt, path, threads, user_modules="{}"):
+    """The child: loads the file, then times windows as the parent asks.
+
+    `user_modules` is JSON `{"imports": [module, ...], "path": [folder, ...]}`:
+    the modules registering the user's classes, imported first.
+    """
+    import importlib
+
+    user_modules = json.loads(user_modules)
+    sys.path[:0] = user_modules.get("path", [])
+    for module in user_modules.get("imports", []):
+        importlib.import_module(module)
     prepare = load_runtime(fmt, path, int(threads))
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -312,7 +334,7 @@ def serve(fmt, path, threads):
 
 
 if __name__ == "__main__":
-    serve(*sys.argv[1:4])
+    serve(*sys.argv[1:5])
 
 
 def inside_spread(value, spread):

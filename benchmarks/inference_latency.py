@@ -30,6 +30,8 @@ Usage:
   .venv/bin/python -m benchmarks.inference_latency                   # 20 rounds, all formats, sweep
   .venv/bin/python -m benchmarks.inference_latency --quick           # 2 rounds, short timing
   .venv/bin/python -m benchmarks.inference_latency --student s.keras --formats onnx,tflite,numpy
+  .venv/bin/python -m benchmarks.inference_latency --student s.keras --import my_package.layers
+      # a student of your own registered classes: --import names the module(s) registering them
   .venv/bin/python -m benchmarks.inference_latency --release release/ --rounds 20 --seconds 4
       # the released variant (export.report --release-dir): its recorded p50 against an
       # independent timing of the file, and the report's worker against the same timer
@@ -57,6 +59,7 @@ if ROOT not in sys.path:
 
 from benchmarks import independent_timer  # noqa: E402
 from benchmarks.independent_timer import IndependentTimer  # noqa: E402
+from kdutils import imports  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -64,6 +67,8 @@ flags.DEFINE_string(
     default=None,
     help=".keras student; default: models.build_mlp_student((800, 800)).",
 )
+if imports.FLAG_NAME not in FLAGS:  # Shared with export's tools.
+    flags.DEFINE_string(imports.FLAG_NAME, None, imports.FLAG_HELP)
 flags.DEFINE_list(
     "formats",
     default=["numpy", "onnx", "tflite", "savedmodel", "keras"],
@@ -183,7 +188,9 @@ def _agreement(paths, formats, batch_sizes, threads, rounds, seconds):
                 report_workers[fmt] = worker_lib.MeasurementWorker(
                     spec, os.path.join(scratch, fmt + ".json")
                 )
-                independents[fmt] = IndependentTimer(fmt, paths[fmt], threads)
+                independents[fmt] = IndependentTimer(
+                    fmt, paths[fmt], threads, *_user_modules()
+                )
             for fmt in formats:
                 report_workers[fmt].wait_ready()
                 independents[fmt].wait_ready()
@@ -298,7 +305,7 @@ def _release_check(release_dir, rounds, seconds):
                 workers[count] = worker_lib.MeasurementWorker(
                     spec, os.path.join(scratch, f"release_{count}.json")
                 )
-                timers[count] = IndependentTimer(fmt, path, count)
+                timers[count] = IndependentTimer(fmt, path, count, **_user_modules())
             for count in thread_counts:
                 workers[count].wait_ready()
                 timers[count].wait_ready()
@@ -419,8 +426,28 @@ def _sweep(paths, batch_sizes, threads_max, rounds, seconds, quick):
     ]
 
 
+def _user_modules():
+    """The `IndependentTimer` keywords importing `--import`'s modules (or none)."""
+    if not imports.imported_modules():
+        return {}
+    return {
+        "imports": imports.imported_modules(),
+        "import_path": imports.imported_module_roots(),
+    }
+
+
 def main(argv):
     del argv
+    try:
+        modules = imports.parse_module_names(FLAGS["import"].value)
+    except ValueError as error:
+        sys.stderr.write(f"benchmarks.inference_latency: error: {error}\n")
+        sys.exit(2)
+    try:
+        imports.import_modules(modules)  # Before any .keras file is loaded.
+    except ValueError as error:
+        sys.stderr.write(f"benchmarks.inference_latency: error: {error}\n")
+        sys.exit(2)
     from export import measure
 
     quick = FLAGS.quick

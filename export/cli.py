@@ -51,6 +51,7 @@ import warnings
 from absl import app
 from absl import flags
 
+from kdutils import imports
 from kdutils import verbosity
 from kdutils.echo import bounded
 
@@ -116,16 +117,13 @@ def define_common_flags(output_help):
 
 
 def define_import_flag():
-    """Defines `--import` (every tool loading `.keras` files has it)."""
-    flags.DEFINE_string(
-        "import",
-        None,
-        "Comma-separated Python modules to import before loading a .keras file: "
-        "the modules registering your own classes "
-        "(@keras.saving.register_keras_serializable), e.g. my_package.layers. "
-        "Module names only (importable from the current folder or PYTHONPATH), "
-        "not file paths.",
-    )
+    """Defines `--import` (every tool loading `.keras` files has it).
+
+    Its name, help and checks are `kdutils.imports`', shared with the
+    command lines outside `export`.
+    """
+    if imports.FLAG_NAME not in FLAGS:
+        flags.DEFINE_string(imports.FLAG_NAME, None, imports.FLAG_HELP)
 
 
 def import_modules_of_flag():

@@ -391,6 +391,10 @@ def check_inputs(
         dtype: The input's dtype; an integer input must hold integers.
         value_range: `(low, high)` the integer values must lie in, or None.
 
+    Data is taken as Keras takes it (`model(x)`, `predict`, `evaluate`):
+    bool data for a float input is 0.0/1.0, for an integer input 0/1; integer
+    values for a bool input are `!= 0`.
+
     Raises:
         ValueError: naming `flag` and what was wrong.
     """
@@ -398,13 +402,9 @@ def check_inputs(
     array = np.asarray(array)
     expected = tuple(input_shape[1:])
     integer = _is_integer(dtype)
-    if (
-        not np.issubdtype(array.dtype, np.number)
-        or np.iscomplexobj(array)
-        or (array.dtype == np.bool_ and not integer)
-    ):
+    if array.dtype.kind not in "biuf":  # bool, int, uint, float.
         raise ValueError(
-            f"`{flag}` must hold real numbers (float or int). "
+            f"`{flag}` must hold real numbers (float, int or bool). "
             f"Received: {received} of dtype {array.dtype}"
         )
     if array.ndim != len(expected) + 1 or any(
@@ -443,6 +443,11 @@ def check_inputs(
 
 
 def _check_integers(array, flag, received, dtype, value_range):
+    """Integer or bool data for an integer or bool input, in the input's dtype.
+
+    As Keras takes them: bool data for an integer input is 0/1 (a keras_hub
+    `padding_mask`); integer values for a bool input are `!= 0`.
+    """
     if array.dtype == np.bool_:
         array = array.astype(np.int64)
     if not np.all(array == np.round(array)):
@@ -458,7 +463,9 @@ def _check_integers(array, flag, received, dtype, value_range):
                 f"the embedding reading it). Received: {received} with values in "
                 f"[{float(np.min(array)):g}, {float(np.max(array)):g}]"
             )
-    target = np.dtype("int32") if dtype == "bool" else np.dtype(dtype)
+    if dtype == "bool":
+        return np.ascontiguousarray(array != 0)
+    target = np.dtype(dtype)
     info = np.iinfo(target)
     if array.size and (np.min(array) < info.min or np.max(array) > info.max):
         raise ValueError(

@@ -32,8 +32,33 @@ import warnings
 import zipfile
 
 from export import weights
+from kdutils import imports
 
 SERVING_SIGNATURE = "serving_default"
+
+
+def signature_key(signatures):
+    """The signature every tool runs: `serving_default`, else the first by name.
+
+    The one choice shared by the SavedModel loader, the runtimes (SavedModel
+    and LiteRT signature runners) and the int8 debugger's input order.
+
+    Args:
+        signatures: The signature names (any iterable of them, e.g. a
+            SavedModel's `signatures` or LiteRT's `get_signature_list()`).
+
+    Returns:
+        The key, or None when there is no signature.
+
+    Example:
+
+    >>> signature_key(["b", "a"]), signature_key({"serving_default": {}, "a": {}})
+    ('a', 'serving_default')
+    """
+    names = sorted(signatures)
+    if SERVING_SIGNATURE in names:
+        return SERVING_SIGNATURE
+    return names[0] if names else None
 
 
 class ModelLoadError(ValueError):
@@ -209,9 +234,7 @@ def _load_saved_model(path):
     signatures = dict(loaded.signatures)
     if not signatures:
         raise ModelLoadError(f"MODEL {path} has no serving signatures")
-    endpoint = (
-        SERVING_SIGNATURE if SERVING_SIGNATURE in signatures else sorted(signatures)[0]
-    )
+    endpoint = signature_key(signatures)
     function = signatures[endpoint]
     _, input_specs = function.structured_input_signature
     output_specs = function.structured_outputs
@@ -361,49 +384,22 @@ def _bounded_structure(structure):
     return bounded(structure, 120)
 
 
-# A Python module name: dotted identifiers, never a file path.
-_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_IMPORTED = []
-
-
 def parse_module_names(text, flag="--import"):
     """The module names of a comma-separated `--import` value, checked.
 
-    Args:
-        text: `"my_package.layers,other.module"`, a list of names, or None.
-        flag: Argument name for error messages.
-
-    Returns:
-        A tuple of module names (empty for None or an empty value).
+    `kdutils.imports.parse_module_names`, the one definition every command
+    line shares.
 
     Raises:
-        ValueError: an entry is not a dotted Python module name (a file path,
-            say).
+        ValueError: an entry is not a dotted Python module name.
     """
-    from kdutils.echo import bounded
-
-    if text is None:
-        return ()
-    items = text.split(",") if isinstance(text, str) else list(text)
-    names = tuple(str(item).strip() for item in items if str(item).strip())
-    for name in names:
-        # `layers.py` would name a submodule `py`: surely a file meant as a module.
-        if not _MODULE_NAME.match(name) or name.endswith((".py", ".pyc")):
-            raise ValueError(
-                f"`{flag}` must be comma-separated Python module names (dotted "
-                "identifiers such as my_package.layers, importable from the "
-                f"current folder or PYTHONPATH; not file paths). Received: "
-                f"{flag}={bounded(name, 80)}"
-            )
-    return names
+    return imports.parse_module_names(text, flag)
 
 
 def import_modules(names, flag="--import"):
     """Imports the modules registering the user's Keras classes, and remembers them.
 
-    A `.keras` file naming a class the user registered with
-    `@keras.saving.register_keras_serializable` loads only in a process that
-    imported the module doing so. The names are remembered
+    `kdutils.imports.import_modules`; the names are remembered
     (`imported_modules`): the measurement child processes import them too.
 
     Args:
@@ -414,44 +410,14 @@ def import_modules(names, flag="--import"):
         ValueError: a name is not a module name.
         ModelLoadError: a module cannot be imported (missing, or raising).
     """
-    for name in parse_module_names(names, flag):
-        try:
-            importlib.import_module(name)
-        except Exception as error:  # Whatever the user's module raises.
-            raise ModelLoadError(
-                f"`{flag}` module {name} could not be imported: "
-                f"{type(error).__name__}: {error_summary(error)[:200]}"
-            ) from None
-        if name not in _IMPORTED:
-            _IMPORTED.append(name)
+    try:
+        imports.import_modules(names, flag)
+    except imports.ModuleImportError as error:
+        raise ModelLoadError(str(error)) from None
 
 
-def imported_modules():
-    """The modules `import_modules` imported in this process, in order."""
-    return tuple(_IMPORTED)
-
-
-def imported_module_roots():
-    """The `sys.path` folders `imported_modules` were found in, in order.
-
-    A child process started with `python -P` (no current folder on its path)
-    puts them first on its `sys.path` to import the same files.
-    """
-    import sys
-
-    roots = []
-    for name in _IMPORTED:
-        top = sys.modules.get(name.split(".")[0])
-        locations = list(getattr(top, "__path__", None) or [])
-        if locations:  # A package: its folder's parent.
-            root = os.path.dirname(os.path.abspath(locations[0]))
-        elif getattr(top, "__file__", None):
-            root = os.path.dirname(os.path.abspath(top.__file__))
-        else:
-            continue  # A built-in module.
-        if root not in roots:
-            roots.append(root)
-    return tuple(roots)
+imported_modules = imports.imported_modules
+imported_module_roots = imports.imported_module_roots
 
 
 def resolve_model(model, unsafe=False):

@@ -40,6 +40,8 @@ import weakref
 
 import numpy as np
 
+from export.loading import signature_key
+
 FORMATS = ("keras", "savedmodel", "tflite", "onnx", "numpy")
 
 # The modules each adapter imports when it is built.
@@ -280,7 +282,7 @@ class SavedModelRuntime:
         self.tf = tf
         self.version = f"tensorflow {tf.__version__}"
         self.loaded = tf.saved_model.load(path)
-        signature = options.get("signature", "serving_default")
+        signature = options.get("signature") or signature_key(self.loaded.signatures)
         if signature not in self.loaded.signatures:
             raise ValueError(
                 f"SavedModel {path} has no signature {signature!r}; "
@@ -372,12 +374,7 @@ class TFLiteRuntime:
         # The signature names the inputs and outputs as the SavedModel did.
         signatures = self.interpreter.get_signature_list()
         if signatures:
-            key = (
-                "serving_default"
-                if "serving_default" in signatures
-                else sorted(signatures)[0]
-            )
-            runner = self.interpreter.get_signature_runner(key)
+            runner = self.interpreter.get_signature_runner(signature_key(signatures))
             self.inputs = dict(sorted(runner.get_input_details().items()))
             self.outputs = dict(runner.get_output_details())
         else:

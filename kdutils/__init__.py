@@ -8,4 +8,6 @@ staging   atomic staged writes: a hidden sibling checked, then renamed into
           place; `process_alive`, `remove_path`, `replace_path`,
           `write_atomically`
 digests   `file_digest`: SHA-256 of a file or a folder, read in chunks
+imports   `--import=MODULES` of every command line loading a `.keras` file:
+          `FLAG_NAME`, `FLAG_HELP`, `parse_module_names`, `import_modules`
 """

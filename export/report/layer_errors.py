@@ -31,6 +31,7 @@ import warnings
 
 import numpy as np
 
+from export import loading
 from export import pipeline
 from export import runtimes
 from export import to_savedmodel
@@ -47,10 +48,55 @@ def debugger_warnings_silenced():
 
 
 def rmse_over_scale(float_values, quantized_values, scale, zero_point):
-    """RMSE between float and dequantised values, in units of the scale."""
-    dequantized = (quantized_values.astype(np.int32) - zero_point) * scale
-    error = np.sqrt(np.mean((float_values - dequantized) ** 2))
-    return float(error / scale) if scale else math.inf
+    """RMSE between float and dequantised values, in units of the scale.
+
+    Computed in float64; an error that is not finite (NaN or inf in the float
+    values, an overflow, a scale of zero or not finite) is `math.inf`: the
+    layer ranks as worst, and no NumPy warning is printed.
+    """
+    scale = float(scale)
+    if not (math.isfinite(scale) and scale > 0):
+        return math.inf
+    float_values = np.asarray(float_values, np.float64)
+    dequantized = (np.asarray(quantized_values, np.float64) - zero_point) * scale
+    with np.errstate(all="ignore"):
+        error = np.sqrt(np.mean((float_values - dequantized) ** 2)) / scale
+    return _finite_or_inf(error)
+
+
+def _finite_or_inf(value):
+    """`value` as a float, or `math.inf` when it is NaN or infinite."""
+    value = float(value)
+    return value if math.isfinite(value) else math.inf
+
+
+def _difference_metric(function):
+    """A debugger layer metric of the float-minus-quantised differences.
+
+    The debugger's defaults compute in float32 and average the per-sample
+    values with `np.nanmean`, which warns on NaN, inf and overflow (a layer
+    whose float values are not finite, or whose errors overflow float32);
+    here the value is computed in float64 and is `math.inf` when not finite.
+    """
+
+    def metric(diffs):
+        diffs = np.asarray(diffs, np.float64)
+        if diffs.size == 0 or not np.all(np.isfinite(diffs)):
+            return math.inf
+        with np.errstate(all="ignore"):
+            return _finite_or_inf(function(diffs))
+
+    return metric
+
+
+# The debugger's default layer metrics, by the same names, non-finite-safe.
+LAYER_DEBUG_METRICS = {
+    "num_elements": lambda diffs: float(np.size(diffs)),
+    "stddev": _difference_metric(np.std),
+    "mean_error": _difference_metric(np.mean),
+    "max_abs_error": _difference_metric(lambda d: np.max(np.abs(d))),
+    "mean_squared_error": _difference_metric(lambda d: np.mean(d**2)),
+}
 
 
 def _calibration(inputs, limit=None):
@@ -94,9 +140,9 @@ def _interpreter_input_order(flatbuffer):
 
     with debugger_warnings_silenced():
         interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    signatures = interpreter.get_signature_list()
-    key = "serving_default" if "serving_default" in signatures else min(signatures)
-    runner = interpreter.get_signature_runner(key)
+    runner = interpreter.get_signature_runner(
+        loading.signature_key(interpreter.get_signature_list())
+    )
     name_of = {d["index"]: name for name, d in runner.get_input_details().items()}
     return [name_of[d["index"]] for d in interpreter.get_input_details()]
 
@@ -129,7 +175,8 @@ class CalibratedInt8:
         converter.representative_dataset = self.dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         options = tf.lite.experimental.QuantizationDebugOptions(
-            layer_direct_compare_metrics={"rmse_over_scale": rmse_over_scale}
+            layer_debug_metrics=LAYER_DEBUG_METRICS,
+            layer_direct_compare_metrics={"rmse_over_scale": rmse_over_scale},
         )
         with debugger_warnings_silenced():
             self.debugger = tf.lite.experimental.QuantizationDebugger(
@@ -150,7 +197,9 @@ class CalibratedInt8:
         """
         self.debug_dataset.limit = samples
         try:
-            with debugger_warnings_silenced():
+            # Every metric is computed non-finite-safe (`LAYER_DEBUG_METRICS`,
+            # `rmse_over_scale`): nothing left here for NumPy to warn about.
+            with debugger_warnings_silenced(), np.errstate(all="ignore"):
                 self.debugger.run()
         finally:
             self.debug_dataset.limit = _count(self.inputs)
@@ -193,27 +242,34 @@ def layer_quantization_errors(model, inputs):
 
 
 def _rows(dump):
-    """The debugger's CSV layer statistics as dicts, worst `rmse_over_scale` first."""
+    """The debugger's CSV layer statistics as dicts, worst `rmse_over_scale` first.
+
+    A statistic that is missing, NaN or infinite reads as `math.inf`: a layer
+    whose error could not be measured as a finite number ranks as worst (the
+    first a float fallback keeps in float).
+    """
     rows = []
     for record in csv.DictReader(io.StringIO(dump)):
         rows.append(
             {
                 "layer": record["tensor_name"],
                 "op": record["op_name"],
-                "rmse_over_scale": float(record.get("rmse_over_scale") or math.nan),
-                "max_abs_error": float(record.get("max_abs_error") or math.nan),
-                "mean_squared_error": float(
-                    record.get("mean_squared_error") or math.nan
-                ),
+                "rmse_over_scale": _statistic(record, "rmse_over_scale"),
+                "max_abs_error": _statistic(record, "max_abs_error"),
+                "mean_squared_error": _statistic(record, "mean_squared_error"),
                 "scale": float(record.get("scale") or math.nan),
             }
         )
-    rows.sort(
-        key=lambda r: (
-            -r["rmse_over_scale"] if math.isfinite(r["rmse_over_scale"]) else math.inf
-        )
-    )
+    rows.sort(key=lambda r: -r["rmse_over_scale"])
     return rows
+
+
+def _statistic(record, name):
+    """A statistic of the debugger's CSV row as a float; `math.inf` if not finite."""
+    try:
+        return _finite_or_inf(record.get(name) or math.nan)
+    except ValueError:
+        return math.inf
 
 
 def export_selective_int8(

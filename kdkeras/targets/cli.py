@@ -10,7 +10,10 @@
 `--inputs` is a `.npy` array (read through a memory map and streamed in
 batches of `--batch-size`, so it may be larger than memory). Without
 `--shard` the whole cache is written to `--output`. The teacher is loaded
-with `safe_mode=True`.
+with `safe_mode=True`; a teacher of your own registered classes
+(`@keras.saving.register_keras_serializable`) loads once `--import` names the
+module(s) registering them (module names only, e.g.
+`--import=my_package.layers`), as in `export`'s tools.
 
 Flags and files are checked before TensorFlow and the teacher are loaded.
 Errors print one line, `kdkeras.targets.cli: error: ...`, on stderr,
@@ -28,6 +31,8 @@ import traceback
 
 from absl import flags
 
+from kdutils import imports
+
 USAGE_EXIT_CODE = 2
 CHECK_EXIT_CODE = 1
 PROGRAM = "kdkeras.targets.cli"
@@ -44,6 +49,7 @@ _NAMES = (
     "shard",
     "merge",
     "on-stale",
+    "import",
     "verbose",
 )
 
@@ -81,6 +87,8 @@ def define_flags():
         ["recompute", "error"],
         "What to do with an existing cache that does not match.",
     )
+    if imports.FLAG_NAME not in flags.FLAGS:  # Shared with export's tools.
+        flags.DEFINE_string(imports.FLAG_NAME, None, imports.FLAG_HELP)
     flags.DEFINE_boolean(
         "verbose",
         False,
@@ -187,9 +195,15 @@ def check_values(values):
     if not output:
         raise UsageError("`--output` must be given.")
     if values["merge"]:
-        if values["teacher"] or values["inputs"] or values["shard"]:
+        if (
+            values["teacher"]
+            or values["inputs"]
+            or values["shard"]
+            or values.get("import")
+        ):
             raise UsageError(
-                "`--merge` takes only --output (no --teacher, --inputs or --shard)."
+                "`--merge` takes only --output (no --teacher, --inputs, --shard "
+                "or --import)."
             )
         for part in values["merge"]:
             if not os.path.isdir(part):
@@ -201,6 +215,10 @@ def check_values(values):
     for name in ("teacher", "inputs"):
         if not values[name]:
             raise UsageError(f"`--{name}` must be given.")
+    try:
+        imports.parse_module_names(values.get("import"))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     for name in ("batch-size", "top-k", "examples-per-shard"):
         _check_positive(values, name)
     temperature = values["temperature"]
@@ -268,6 +286,10 @@ def _work(values, output, shard):
     if values["merge"]:
         merged = shards.merge_soft_target_shards(values["merge"], output)
         return f"Merged {len(values['merge'])} parts: {merged}"
+    try:
+        imports.import_modules(values.get("import"))  # Before the teacher loads.
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     teacher = _load_teacher(values["teacher"])
     rows = np.load(values["inputs"], mmap_mode="r", allow_pickle=False)
     try:

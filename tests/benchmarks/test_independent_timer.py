@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks import independent_timer
 from benchmarks import inference_latency
+from tests.command_line import run_module
 
 
 def release_record(latency, lineage_threads=2, timing=None):
@@ -89,7 +90,7 @@ def test_time_blocks_times_blocks_of_the_given_size(monkeypatch, calls_per_sampl
 class FakeTimer:
     made = []
 
-    def __init__(self, fmt, path, threads):
+    def __init__(self, fmt, path, threads, imports=(), import_path=()):
         self.fmt, self.path, self.threads = fmt, path, threads
         self.samples, self.asked = {}, []
         FakeTimer.made.append(self)
@@ -285,3 +286,42 @@ def test_independent_timer_imports_nothing_from_export():
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert imported.isdisjoint({"export", "kdkeras", "models", "benchmarks"})
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        ("layers.py", ["`--import` must be", "layers.py"]),
+        ("/" + "x" * 5000, ["`--import` must be"]),
+        ("no_such_module_kd", ["no_such_module_kd could not be imported"]),
+    ],
+)
+def test_import_is_checked_before_any_work(value, words, tmp_path):
+    completed = run_module(
+        "benchmarks.inference_latency",
+        f"--import={value}",
+        f"--json={tmp_path / 'latency.json'}",
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 600, completed.stderr
+    assert lines[0].startswith("benchmarks.inference_latency: error: ")
+    assert all(word in lines[0] for word in words)
+    assert os.listdir(tmp_path) == []
+
+
+def test_timer_child_imports_the_users_modules_first(tmp_path):
+    """The child imports `--import`'s modules from their folder, before loading."""
+    (tmp_path / "timer_user_layers.py").write_text("import sys\nsys.exit(7)\n")
+    timer = independent_timer.IndependentTimer(
+        "numpy",
+        str(tmp_path / "missing.npz"),
+        1,
+        imports=["timer_user_layers"],
+        import_path=[str(tmp_path)],
+    )
+    try:
+        assert timer.process.wait(timeout=60) == 7  # Its import ran, first.
+    finally:
+        timer.close()

@@ -104,10 +104,15 @@ def test_cli_usage_error_exits_2_before_any_work(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-# Slow, not e2e: the whole subset has not yet been seen to finish within CI's
-# time on the 2-core machine (minutes per architecture); `make test-slow` runs it.
-@pytest.mark.slow
-@pytest.mark.timeout(5400)
+# CI's second stage (`make test-e2e`): the subset at `CI_EPOCHS` (every row
+# still learns: held-out accuracy 0.61-1.00), every step. 941 s wall on the
+# 2-core machine shared with other jobs (load 3-4); the report step about 105 s
+# of a row, most of it converting teacher and student again.
+CI_EPOCHS = 2
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(2400)
 def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
     """The smallest width of three families and the BERT pair, every step."""
     output = tmp_path / "zoo.md"
@@ -116,7 +121,8 @@ def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
         f"--models={','.join(architectures.CI_SUBSET)}",
         f"--output={output}",
         f"--json={tmp_path / 'zoo.json'}",
-        timeout=5400,
+        f"--epochs={CI_EPOCHS}",
+        timeout=2400,
     )
     result = json.loads((tmp_path / "zoo.json").read_text())
     assert list(result["rows"]) == list(architectures.CI_SUBSET)

@@ -11,31 +11,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from tests.command_line import REPO
-from tests.command_line import run_module
+from tests.command_line import assert_refused
+from tests.command_line import run_tool
 
 TOOLS = ("to_savedmodel", "to_tflite", "to_onnx")
-
-
-def run_tool(tool, *args, env=None, cwd=REPO):
-    """`python -m export.TOOL ARGS` in `cwd` (the repository's code on the path)."""
-    return run_module(f"export.{tool}", *args, env=env, cwd=cwd)
-
-
-def assert_refused(completed, tool, *keywords, code=2):
-    """Exit 2 (bad input), one error line containing `keywords`, no traceback."""
-    assert completed.returncode == code, completed.stderr
-    assert "Traceback" not in completed.stderr
-    lines = [line for line in completed.stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(f"export.{tool}: error: ")]
-    assert len(errors) == 1, completed.stderr
-    others = [line for line in lines if line not in errors]
-    assert all(line.startswith(f"export.{tool}: warning: ") for line in others), (
-        completed.stderr
-    )
-    for keyword in keywords:
-        assert keyword in errors[0], errors[0]
-    assert completed.stdout == ""
 
 
 @pytest.fixture(scope="module")

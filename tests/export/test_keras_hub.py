@@ -126,3 +126,25 @@ def test_every_artifact_keeps_the_keras_input_names(exported):
     assert set(runtimes.load(exported("tflite").path, "tflite").inputs) == NAMES
     graph = onnx.load(exported("onnx").path).graph
     assert {i.name for i in graph.input} == NAMES
+
+
+def test_a_bool_padding_mask_as_the_preprocessor_gives_it_is_labelled_data(
+    model, tmp_path
+):
+    """keras_hub's preprocessors give `padding_mask` as bool; Keras casts it to
+    the backbone's int32, and so does the exporters' labelled data."""
+    from export.to_tflite import export_tflite
+
+    x = token_batch(40, 12, seed=4)
+    as_bool = dict(x, padding_mask=x["padding_mask"].astype(bool))
+    expected = np.asarray(model(x, training=False))
+    np.testing.assert_array_equal(np.asarray(model(as_bool, training=False)), expected)
+    y = expected.argmax(axis=1)
+    path = tmp_path / "labelled.npz"
+    np.savez(path, **{f"x_{k}": v for k, v in as_bool.items()}, y=y)
+    result = export_tflite(
+        model, str(tmp_path / "bert.tflite"), labelled_data=str(path)
+    )
+    assert result.sidecar["accuracy"]["keras"] == 1.0
+    assert result.sidecar["accuracy"]["exported"] == 1.0
+    assert result.sidecar["accuracy"]["count"] == 40

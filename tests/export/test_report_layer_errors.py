@@ -145,3 +145,60 @@ def test_selective_entry_honours_the_budget(tmp_path):
 def test_int8_misses(entry, limits, misses):
     budget = None if limits is None else budgets.parse_budget(limits)
     assert variants.int8_misses(dict({"error": None}, **entry), budget) is misses
+
+
+@pytest.mark.parametrize(
+    "float_values, scale",
+    [
+        (np.array([0.5, np.inf, 0.25], np.float32), 0.01),
+        (np.array([0.5, np.nan, 0.25], np.float32), 0.01),
+        (np.array([0.5, -np.inf, np.inf], np.float32), 0.01),
+        (np.array([0.5, 0.5, 0.25], np.float32), 0.0),
+        (np.array([0.5, 0.5, 0.25], np.float32), np.nan),
+    ],
+)
+def test_an_error_that_is_not_finite_is_inf_without_a_warning(float_values, scale):
+    import warnings
+
+    quantized = np.array([50, 50, 25], np.int8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert layer_errors.rmse_over_scale(float_values, quantized, scale, 0) == (
+            np.inf
+        )
+        diffs = float_values - np.float32(0.5)
+        for name, metric in layer_errors.LAYER_DEBUG_METRICS.items():
+            if name != "num_elements" and not np.all(np.isfinite(diffs)):
+                assert metric(diffs) == np.inf
+
+
+def test_finite_errors_match_a_float64_reference():
+    rng = np.random.default_rng(3)
+    float_values = rng.normal(size=200).astype(np.float32)
+    scale, zero_point = 0.05, 3
+    quantized = np.clip(np.round(float_values / scale) + zero_point, -128, 127)
+    quantized = quantized.astype(np.int8)
+    dequantized = (quantized.astype(np.float64) - zero_point) * scale
+    expected = np.sqrt(np.mean((float_values - dequantized) ** 2)) / scale
+    actual = layer_errors.rmse_over_scale(float_values, quantized, scale, zero_point)
+    assert actual == pytest.approx(expected, rel=1e-12)
+    assert 0.2 < actual < 0.35  # Rounding alone: about 1/sqrt(12) of a scale.
+    diffs = float_values.astype(np.float64) - dequantized
+    metrics = layer_errors.LAYER_DEBUG_METRICS
+    assert metrics["max_abs_error"](diffs) == pytest.approx(np.max(np.abs(diffs)))
+    assert metrics["mean_squared_error"](diffs) == pytest.approx(np.mean(diffs**2))
+
+
+def test_a_layer_whose_statistics_are_not_finite_ranks_as_worst():
+    header = "op_name,tensor_idx,max_abs_error,mean_squared_error,rmse_over_scale,"
+    dump = (
+        header + "scale,zero_point,tensor_name\n"
+        "CONV_2D,1,0.1,0.01,0.4,0.1,0,conv\n"
+        "MEAN,2,nan,nan,nan,0.1,0,mean\n"
+        "MUL,3,0.3,0.09,inf,0.1,0,mul\n"
+        "ADD,4,0.2,0.04,1.5,0.1,0,add\n"
+    )
+    rows = layer_errors._rows(dump)
+    assert [row["layer"] for row in rows][2:] == ["add", "conv"]
+    assert {row["layer"] for row in rows[:2]} == {"mean", "mul"}
+    assert all(row["rmse_over_scale"] == np.inf for row in rows[:2])

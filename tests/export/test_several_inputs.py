@@ -143,6 +143,33 @@ def test_labelled_npz_by_input_name_gives_accuracy(model, tmp_path):
     assert result.sidecar["parity"]["real_inputs"] == "labelled data"
 
 
+def test_a_bool_mask_is_taken_as_keras_takes_it(model, tmp_path):
+    """keras_hub's preprocessors give `padding_mask` as bool: labelled and
+    calibration data with a bool mask give what the int mask gives."""
+    from export.to_tflite import export_tflite
+
+    x = fresh(60, seed=11)
+    y = np.argmax(keras_outputs(model, x)["aux"], axis=1)
+    y[:6] = (y[:6] + 1) % 3
+    as_bool = dict(x, mask=x["mask"].astype(bool))
+    expected = keras_outputs(model, x)
+    for name, value in keras_outputs(model, as_bool).items():
+        np.testing.assert_array_equal(value, expected[name])  # Keras' own cast.
+    path = tmp_path / "labelled.npz"
+    np.savez(path, **{f"x_{k}": v for k, v in as_bool.items()}, y=y)
+    result = export_tflite(
+        model,
+        str(tmp_path / "dynamic.tflite"),
+        quantize="dynamic",
+        labelled_data=str(path),
+    )
+    assert result.sidecar["accuracy"]["keras"] == pytest.approx(0.9)
+    assert result.sidecar["parity"]["real_inputs"] == "labelled data"
+    calibration = inputs.load_representative(as_bool, loading.input_spec(model))
+    np.testing.assert_array_equal(calibration["mask"], x["mask"])
+    assert calibration["mask"].dtype == np.int32
+
+
 def test_dataset_of_labelled_batches_is_accepted(model, tmp_path):
     import tensorflow as tf
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from export import loading
+from tests.command_line import run_tool
 from tests.export import user_module
-from tests.export.test_cli import run_tool
 
 
 def error_line(completed, tool):

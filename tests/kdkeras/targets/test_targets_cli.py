@@ -11,6 +11,7 @@ import pytest
 
 from kdkeras.targets import cli
 from kdkeras.targets.shards import writer as shards
+from tests.command_line import REPO
 
 FEATURES = 5
 CLASSES = 7
@@ -39,6 +40,7 @@ def values(**overrides):
         "shard": None,
         "merge": None,
         "on-stale": "recompute",
+        "import": None,
         "verbose": False,
     }
     result.update(overrides)
@@ -87,6 +89,10 @@ def test_parse_shard():
         ({"top-k": 3}, 2, "`--temperature`"),
         ({"batch-size": 0}, 2, "`--batch-size`"),
         ({"merge": ["a"], "shard": "0/2"}, 2, "`--merge`"),
+        ({"import": "layers.py"}, 2, "`--import` must be"),
+        ({"import": "ok, /" + "x" * 5000}, 2, "`--import` must be"),
+        ({"import": "no_such_module_kd"}, 2, "no_such_module_kd"),
+        ({"merge": ["a"], "import": "user_layers"}, 2, "`--merge`"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
@@ -101,7 +107,7 @@ def test_bad_input_exits_2_with_one_line(files, capsys, overrides, code, word):
     assert cli.run(arguments) == code
     error = capsys.readouterr().err
     assert error.startswith("kdkeras.targets.cli: error: ") and word in error
-    assert error.count("\n") == 1
+    assert error.count("\n") == 1 and len(error) < 800
     assert not os.path.exists(folder / "out")
 
 
@@ -222,6 +228,7 @@ def test_the_process_prints_only_its_own_lines(files):
         command + ["--help"], capture_output=True, text=True, env=env
     )
     assert helped.returncode == 0 and "--verbose" in helped.stdout
+    assert "--import" in helped.stdout
     assert helped.stderr == ""
     missing = subprocess.run(
         command + [f"--teacher={folder / 'none.keras'}", "--inputs=x", "--output=o"],
@@ -234,3 +241,49 @@ def test_the_process_prints_only_its_own_lines(files):
         f"kdkeras.targets.cli: error: `--teacher` must be an existing file. "
         f"Received: --teacher={str(folder / 'none.keras')!r}"
     ]
+
+
+@pytest.mark.e2e
+def test_import_loads_a_teacher_of_the_users_own_class(tmp_path):
+    """The module registering the teacher's class is the user's, outside the
+    repository: the tool loads the teacher only with `--import` naming it."""
+    from tests.export import user_module
+
+    module = user_module.write_module(tmp_path, name="teacher_layers")
+    teacher = user_module.save_trained(module, tmp_path / "teacher.keras", width=4)
+    x, _ = user_module.data(24, seed=5)
+    np.save(tmp_path / "x.npy", x)
+    command = [
+        sys.executable,
+        "-m",
+        "kdkeras.targets.cli",
+        "--teacher=teacher.keras",
+        "--inputs=x.npy",
+        "--batch-size=8",
+    ]
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    refused = subprocess.run(
+        command + ["--output=without"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("kdkeras.targets.cli: error: `--teacher`")
+    assert not os.path.exists(tmp_path / "without")
+    completed = subprocess.run(
+        command + ["--output=targets", "--import=teacher_layers"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert completed.returncode == 0, completed.stderr
+    cached = shards.load_soft_target_shards(tmp_path / "targets", teacher)
+    np.testing.assert_allclose(
+        cached.logits(np.arange(24)),
+        np.asarray(teacher(x, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
