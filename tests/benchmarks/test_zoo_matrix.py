@@ -40,3 +40,16 @@ def _multiplier(name):
     from benchmarks.zoo import architectures
 
     return architectures.ARCHITECTURES[name].epochs_multiplier
+
+
+@pytest.mark.parametrize(
+    "error,allowed",
+    [("0.0102", True), ("0.0199", True), ("0.02", False), ("0.5", False)],
+)
+def test_float16_refusal_accepts_only_errors_within_twice_the_gate(error, allowed):
+    cell = (
+        "ParityError: tflite quantize=float16 parity failed: relative error "
+        f"{error} >= 0.01 against Keras on 256 held-out inputs (labelled data)"
+    )
+    assert steps.is_allowed(cell) is allowed
+    assert not steps.is_allowed(cell.replace("float16", "dynamic"))
