@@ -77,7 +77,10 @@ def good_x(count=6):
         (lambda: (good_x(), np.eye(4)[[0, 1, 2, 3, 0, 1]]), "must have 3 columns"),
         (lambda: (good_x(), np.zeros(5)), "one label per input"),
         (lambda: (good_x(), np.array(["a"] * 6)), "labels must be numeric"),
-        (lambda: (good_x().astype(bool), np.zeros(6)), "must hold real numbers"),
+        (
+            lambda: (good_x().astype(np.complex64), np.zeros(6)),
+            "must hold real numbers",
+        ),
         (lambda: (np.zeros((6, 4)), np.zeros(6)), r"must have shape \(N,\) \+ \(5,\)"),
     ],
 )

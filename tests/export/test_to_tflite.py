@@ -24,7 +24,11 @@ MODES = [
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    """One conversion per mode, shared by all tests of the module."""
+    """One conversion per mode, shared by the tests that take it.
+
+    Five conversions of a trained CNN, each verified (50-95 s): the tests that
+    take it are in CI's end-to-end stage.
+    """
     model, keras_path, _ = trained_cnn.trained_cnn()
     folder = tmp_path_factory.mktemp("tflite")
     representative = folder / "representative.npy"
@@ -52,6 +56,7 @@ def exports(tmp_path_factory):
     return model, results
 
 
+@pytest.mark.e2e
 def test_float_tflite_matches_keras_on_fresh_inputs(exports):
     model, results = exports
     run = runtimes.TFLiteRuntime(results["none", False].path).predict
@@ -60,6 +65,7 @@ def test_float_tflite_matches_keras_on_fresh_inputs(exports):
         assert verify.relative_error(run(x), model(x, training=False).numpy()) < 1e-5
 
 
+@pytest.mark.e2e
 def test_input_has_dynamic_batch_dimension(exports):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -69,6 +75,7 @@ def test_input_has_dynamic_batch_dimension(exports):
     assert list(detail["shape_signature"]) == [-1, 28, 28, 1]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("quantize,int8_io", MODES[1:])
 def test_quantised_top1_agrees_with_keras_on_real_images(exports, quantize, int8_io):
     model, results = exports
@@ -86,6 +93,7 @@ def test_quantised_top1_agrees_with_keras_on_real_images(exports, quantize, int8
     assert recorded["real_inputs_count"] == inputs.DEFAULT_REAL_INPUTS
 
 
+@pytest.mark.e2e
 def test_quantised_models_are_smaller(exports):
     _, results = exports
     size = {mode: os.path.getsize(result.path) for mode, result in results.items()}
@@ -95,6 +103,7 @@ def test_quantised_models_are_smaller(exports):
     assert size["int8", False] < 0.4 * float_size
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("int8_io,dtype", [(False, "float32"), (True, "int8")])
 def test_int8_io_controls_tensor_types(exports, int8_io, dtype):
     _, results = exports
@@ -103,6 +112,7 @@ def test_int8_io_controls_tensor_types(exports, int8_io, dtype):
     assert results["int8", int8_io].sidecar["options"]["input_dtype"] == dtype
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("quantize,int8_io", MODES)
 def test_sidecar_beside_artifact(exports, quantize, int8_io):
     _, results = exports

@@ -71,8 +71,6 @@ def hostile(name):
         return x
     if name == "overflows float32":
         return x.astype(np.float64) * 1e300
-    if name == "bool":
-        return x > 0.5
     if name == "complex":
         return x.astype(np.complex64)
     if name == "strings":
@@ -91,7 +89,6 @@ HOSTILE = {
     "one inf": "must be finite.*1 inf",
     "-inf": "must be finite",
     "overflows float32": "must fit in float32",
-    "bool": "must hold real numbers",
     "complex": "must hold real numbers",
     "strings": "must hold real numbers",
     "wrong shape": r"must have shape \(N,\) \+ \(32,\)",

@@ -73,17 +73,12 @@ def _kernel_layers(model):
     )
 
 
-# Over 20 s each on the shared 2-core machine: in CI's end-to-end stage.
-E2E = ("ConvNeXt", "DenseNet")
+# A whole keras.applications network carried, pruned and carried back (18-40 s
+# of set-up each): CI's end-to-end stage.
+pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(name, marks=pytest.mark.e2e) if name in E2E else name
-        for name in sorted(BUILDERS)
-    ],
-)
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
 def pruned_application(request):
     """`(name, student, pruned)`: a few steps of 50% pruning while distilling."""
     keras.utils.set_random_seed(41)
