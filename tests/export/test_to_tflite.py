@@ -26,8 +26,8 @@ MODES = [
 def exports(tmp_path_factory):
     """One conversion per mode, shared by the tests that take it.
 
-    Five conversions of a trained CNN, each verified (50-95 s): the tests that
-    take it are in CI's end-to-end stage.
+    Five conversions of a trained CNN, each verified: the longest set-up of
+    the module, so the tests that take it are in CI's end-to-end stage.
     """
     model, keras_path, _ = trained_cnn.trained_cnn()
     folder = tmp_path_factory.mktemp("tflite")

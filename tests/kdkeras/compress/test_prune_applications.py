@@ -73,8 +73,8 @@ def _kernel_layers(model):
     )
 
 
-# A whole keras.applications network carried, pruned and carried back (18-40 s
-# of set-up each): CI's end-to-end stage.
+# A whole keras.applications network carried, pruned and carried back per
+# fixture: a long set-up, so CI's end-to-end stage.
 pytestmark = pytest.mark.e2e
 
 
