@@ -8,10 +8,8 @@ int32 token ids, masks) and every output is compared; top-1 agreement and
 accuracy read the first output in Keras' order (the logits).
 
 Float formats (SavedModel, ONNX, TFLite `none`): on fresh random inputs
-(`np.random.default_rng(seed)`: floats uniform in [0, 1), integers uniform in
-their range, i.e. token ids below the vocabulary of the embedding that reads
-them and 0/1 masks; at several batch sizes so the dynamic batch dimension is
-exercised) the relative error
+(seeded; at several batch sizes so the dynamic batch dimension is exercised)
+the relative error
 
     relative_error(a, b) = max|a - b| / max(max|b|, TINY)
 
@@ -20,7 +18,14 @@ computed in float64 over the whole output array, must be below
 `RELATIVE_TOLERANCE` (1e-5). The denominator is the largest reference
 magnitude, so the figure is scale-free (logits of any size) and does not blow
 up on individual near-zero outputs; `TINY` (float32's smallest normal
-number) only guards the degenerate all-zero reference.
+number) only guards the degenerate all-zero reference. The random inputs are
+drawn where the model's inputs lie: when held-out (labelled, real) or
+calibration data is given, its float inputs are drawn like that data
+(`random_batch`); without data, floats are uniform in [0, 1). Integer inputs
+are uniform in their range (token ids below the vocabulary of the embedding
+that reads them, 0/1 masks). A model taking pixels in [0, 255] (a
+`Rescaling(1 / 255)` in front) fed [0, 1) sees one near-black image for every
+"random" input: a degenerate check, off the inputs the model is used on.
 
 Quantised formats (TFLite `float16`, `dynamic`, `int8`): outputs legitimately
 move, so the gate is the top-1 agreement (fraction of inputs where
@@ -212,6 +217,65 @@ def _varies(data, spec):
     )
 
 
+def _is_integer(dtype):
+    return np.issubdtype(np.dtype(dtype), np.integer) or np.dtype(dtype) == bool
+
+
+def _model_data(spec, real_inputs, calibration_inputs):
+    """The data the model is used on, when given: held-out, else calibration.
+
+    Only data with a float input that varies says where the model's inputs
+    lie; without it (or for integer-only models) None.
+    """
+    floats = [i for i, d in enumerate(spec.dtypes) if not _is_integer(d)]
+    for data in (real_inputs, calibration_inputs):
+        if data is None or not floats:
+            continue
+        arrays = list(spec.as_dict(data).values())
+        if any(float(np.max(arrays[i])) != float(np.min(arrays[i])) for i in floats):
+            return data
+    return None
+
+
+def random_batch(spec, batch_size, rng, like=None, seed=0):
+    """Fresh random inputs for the float-format parity check.
+
+    Args:
+        spec: The model's `export.inputs.InputSpec`.
+        batch_size: Number of examples.
+        rng: `np.random.Generator` of the uniform draw (used without `like`).
+        like: The model's own data (held-out or calibration inputs), or None.
+        seed: Seed of the draw like `like`.
+
+    Returns:
+        Without `like`, `spec.random`: floats uniform in [0, 1), integers in
+        their range. With it, float inputs are drawn like that data
+        (`inputs.held_out_like`: per element its mean and spread, clipped to
+        its range), so a model whose inputs are e.g. pixels in [0, 255] is
+        checked on that range, not on a near-constant sliver of it; integer
+        inputs as `spec.random`.
+    """
+    if like is None:
+        return spec.random(batch_size, rng)
+    return inputs.held_out_like(like, batch_size, seed, spec)
+
+
+def _random_distribution(spec, like):
+    floats_only = all(not _is_integer(d) for d in spec.dtypes)
+    floats = (
+        "floats drawn like the model's held-out (else calibration) data: per "
+        "element its mean and standard deviation, clipped to its range"
+        if like is not None
+        else "floats uniform[0, 1)"
+    )
+    if floats_only:
+        return floats if like is not None else "uniform[0, 1)"
+    return (
+        f"{floats}; integers uniform in their range (token ids below the "
+        "embedding's vocabulary; 0/1 masks, first position 1)"
+    )
+
+
 # -------------------------------------------------------------------- verify
 
 
@@ -285,10 +349,15 @@ def verify_artifact(
 
     quantized = quantize != "none"
     rng = np.random.default_rng(seed)
+    if labelled is not None and real_inputs is None:
+        real_inputs, real_inputs_source = labelled[0], "labelled data"
+    if real_inputs is not None:
+        real_inputs = spec.check(real_inputs, "real inputs")
+    like = _model_data(spec, real_inputs, calibration_inputs)
 
     per_output, abs_errors, agreements = [], [], []
-    for batch_size in batch_sizes:
-        x = spec.random(batch_size, rng)
+    for index, batch_size in enumerate(batch_sizes):
+        x = random_batch(spec, batch_size, rng, like, seed + index)
         expected = _reference_outputs(reference, x, "random inputs", spec)
         try:
             actual = exported(x)
@@ -306,15 +375,11 @@ def verify_artifact(
         if expected[0].ndim == 2:
             agreements.append(top1_agreement(actual[0], expected[0]))
     errors = [max(row) for row in per_output]
-    floats_only = all(not np.issubdtype(np.dtype(d), np.integer) for d in spec.dtypes)
     report = {
         "format": fmt,
         "quantize": quantize,
         "random_inputs": {
-            "distribution": "uniform[0, 1)"
-            if floats_only
-            else "floats uniform[0, 1); integers uniform in their range (token "
-            "ids below the embedding's vocabulary; 0/1 masks, first position 1)",
+            "distribution": _random_distribution(spec, like),
             "seed": seed,
             "batch_sizes": list(batch_sizes),
             "count": int(sum(batch_sizes)),
@@ -345,8 +410,6 @@ def verify_artifact(
             "Keras on random inputs"
         )
 
-    if labelled is not None and real_inputs is None:
-        real_inputs, real_inputs_source = labelled[0], "labelled data"
     if quantized:
         if real_inputs is None:
             real_inputs = inputs.default_real_inputs(spec)
@@ -369,7 +432,6 @@ def verify_artifact(
                 f"with quantize={quantize}: held-out inputs are needed for the "
                 "top-1 agreement check. Received: neither"
             )
-        real_inputs = spec.check(real_inputs, "real inputs")
         if not _varies(real_inputs, spec):
             raise ValueError(
                 "`real_inputs` must vary (a constant batch cannot show a "

@@ -38,8 +38,8 @@ def run_zoo(names, work_dir=None, epochs=steps.EPOCHS, log=print, on_row=None):
             result so far (to write the matrix as it grows).
 
     Returns:
-        `{"rows": {name: {"cells": {step: cell}, "notes": [...],
-        "accuracy": {"teacher": a, "student": b}, "seconds": s}}}`.
+        `{"epochs": epochs, "rows": {name: {"cells": {step: cell}, "notes":
+        [...], "accuracy": {"teacher": a, "student": b}, "seconds": s}}}`.
     """
     names = check_models(names)
     owned = work_dir is None
@@ -69,15 +69,22 @@ def run_zoo(names, work_dir=None, epochs=steps.EPOCHS, log=print, on_row=None):
             for step, reason in failed.items():
                 log(f"[zoo]   {step}: {reason}")
             if on_row is not None:
-                on_row({"rows": dict(rows)})
+                on_row({"epochs": epochs, "rows": dict(rows)})
     finally:
         if owned:
             shutil.rmtree(work_dir, ignore_errors=True)
-    return {"rows": rows}
+    return {"epochs": epochs, "rows": rows}
 
 
 def render_matrix(result, command):
-    """The matrix, its notes and legend as Markdown (the BENCHMARKS.md section)."""
+    """The matrix, its notes and legend as Markdown (the BENCHMARKS.md section).
+
+    Args:
+        result: `run_zoo`'s result; its `"epochs"` (default `steps.EPOCHS`)
+            are the epochs the text states.
+        command: The command line that made it.
+    """
+    epochs = result.get("epochs", steps.EPOCHS)
     headers = ["architecture", *steps.STEPS]
     lines = [
         f"| {' | '.join(headers)} |",
@@ -114,7 +121,7 @@ def render_matrix(result, command):
             f"{architectures.IMAGE_SHAPE[1]}x{architectures.IMAGE_SHAPE[2]} images "
             f"(BERT: {architectures.SEQUENCE_LENGTH} tokens), "
             f"{architectures.CLASSES} classes, logits, weights=None, trained "
-            f"{steps.EPOCHS} epochs{_longer_rows()} on "
+            f"{epochs} epochs{_longer_rows(result['rows'], epochs)} on "
             f"{steps.TRAIN_EXAMPLES} synthetic learnable examples; `distil` fits a fresh student (BERT: the 1-layer config) "
             "with `kdkeras.Distiller` from it; the exports take the distilled "
             f"student, verified against Keras on {steps.TEST_EXAMPLES} held-out "
@@ -172,11 +179,11 @@ def write_section(path, section):
         raise
 
 
-def _longer_rows():
-    """` (bert_4to1: 6)`: the rows that train for more than the run's epochs."""
+def _longer_rows(names, epochs):
+    """` (bert_4to1: 6)`: the rows of `names` that train for more than `epochs`."""
     longer = [
-        f"{a.name}: {a.epochs_multiplier * steps.EPOCHS}"
-        for a in architectures.ARCHITECTURES.values()
-        if a.epochs_multiplier != 1
+        f"{name}: {architectures.ARCHITECTURES[name].epochs_multiplier * epochs}"
+        for name in names
+        if architectures.ARCHITECTURES[name].epochs_multiplier != 1
     ]
     return f" ({', '.join(longer)})" if longer else ""

@@ -123,14 +123,16 @@ def export_verified(
         quantize: `none`, or a TFLite mode (`float16`, `dynamic`, `int8`), or `int8`
             for ONNX (`export.quantize_onnx`).
         representative: Calibration inputs (int8): an array, or a dict by input name.
-        labelled: Optional `(x, y)` held-out data, passed to the converter as
-            `labelled_data`: its accuracy gate and, for quantised modes, the real
-            inputs of the top-1 agreement check (never the calibration data).
+        labelled: Optional `(x, y)` held-out data, passed to every converter
+            as `labelled_data`: its accuracy gate, the range the float parity
+            check's random inputs are drawn in (`export.verify.random_batch`)
+            and, for quantised modes, the real inputs of the top-1 agreement
+            check (never the calibration data).
     """
     if fmt == "savedmodel":
         from export.to_savedmodel import export_savedmodel
 
-        result = export_savedmodel(model, path, overwrite=True)
+        result = export_savedmodel(model, path, overwrite=True, labelled_data=labelled)
     elif fmt == "tflite":
         from export.to_tflite import export_tflite
 
@@ -140,7 +142,7 @@ def export_verified(
             quantize=quantize,
             overwrite=True,
             representative_data=representative if quantize == "int8" else None,
-            labelled_data=labelled if quantize != "none" else None,
+            labelled_data=labelled,
         )
     elif fmt == "onnx" and quantize == "int8":
         from export.quantize_onnx import export_onnx_int8
@@ -151,7 +153,7 @@ def export_verified(
     elif fmt == "onnx":
         from export.to_onnx import export_onnx
 
-        result = export_onnx(model, path, overwrite=True)
+        result = export_onnx(model, path, overwrite=True, labelled_data=labelled)
     else:  # pragma: no cover - guarded by the caller
         raise ValueError(f"cannot export format {fmt!r}")
     return {

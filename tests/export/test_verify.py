@@ -307,3 +307,60 @@ def test_quantised_check_without_any_held_out_inputs_is_bad_input():
 def test_constant_representative_data_refused():
     with pytest.raises(ValueError, match="`--representative-data` must vary"):
         verify.load_representative(np.ones((40, 28, 28, 1)), (None, 28, 28, 1))
+
+
+def _pixel_model():
+    """A small model taking pixels in [0, 255], as keras.applications do."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+@pytest.mark.parametrize("given", ["labelled", "calibration_inputs"])
+def test_random_inputs_lie_where_the_models_data_lies(given):
+    """Pixels in [0, 255]: [0, 1) would be one near-black image every time."""
+    model = _pixel_model()
+    rng = np.random.default_rng(5)
+    x = (255 * rng.random((64, 8, 8, 3))).astype(np.float32)
+    data = {"labelled": (x, rng.integers(0, 3, 64))}
+    if given == "calibration_inputs":
+        data = {"calibration_inputs": x}
+    reference = runtimes.KerasRuntime(model).predict
+    fed = []
+
+    def run(batch):
+        fed.append(batch)
+        return reference(batch)
+
+    report = verify.verify_artifact(model, None, "onnx", runner=run, **data)
+    random_batches = fed[: len(verify.DEFAULT_BATCH_SIZES)]
+    assert [len(b) for b in random_batches] == list(verify.DEFAULT_BATCH_SIZES)
+    random_x = np.concatenate(random_batches)
+    assert random_x.min() >= 0 and random_x.max() <= 255
+    assert random_x.max() > 200 and random_x.std() > 0.5 * x.std()
+    # The random inputs are fresh, not rows of the given data.
+    assert not any(np.array_equal(row, d) for row in random_x[:4] for d in x)
+    # The model's outputs vary over the random inputs as over its data.
+    spread = reference(random_x).std(axis=0).mean()
+    assert spread > 0.3 * reference(x).std(axis=0).mean()
+    assert "like the model's" in report["random_inputs"]["distribution"]
+
+
+def test_random_inputs_without_data_stay_uniform_0_1():
+    model = _pixel_model()
+    reference = runtimes.KerasRuntime(model).predict
+    fed = []
+
+    def run(batch):
+        fed.append(batch)
+        return reference(batch)
+
+    report = verify.verify_artifact(model, None, "onnx", runner=run)
+    random_x = np.concatenate(fed)
+    assert 0 <= random_x.min() and random_x.max() < 1 and random_x.std() > 0.2
+    assert report["random_inputs"]["distribution"] == "uniform[0, 1)"
