@@ -81,9 +81,9 @@ def main(argv):
     )
     print(write(result))
     failed = any(
-        not steps.is_allowed(cell, row["cells"])
-        for row in result["rows"].values()
-        for cell in row["cells"].values()
+        not steps.is_allowed(cell, row["cells"], name, step)
+        for name, row in result["rows"].items()
+        for step, cell in row["cells"].items()
     )
     sys.exit(1 if failed else 0)
 

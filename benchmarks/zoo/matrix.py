@@ -102,9 +102,10 @@ def render_matrix(result, command):
         f"- {name}: {architectures.ARCHITECTURES[name].description}"
         for name in result["rows"]
     ]
-    refusals = [f"- `{key}`: {why}" for key, why in steps.ALLOWED_REFUSALS.items()] or [
-        "- none"
-    ]
+    refusals = [
+        f"- {name}, {step} (`{start}...`): {why}"
+        for (name, step), (start, why) in steps.ALLOWED_REFUSALS.items()
+    ] or ["- none"]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [

@@ -64,8 +64,16 @@ REFUSAL = "ValueError: an upstream limitation (see its issue)"
     ],
 )
 def test_allowed_cells(cells, allowed, monkeypatch):
-    monkeypatch.setitem(zoo.ALLOWED_REFUSALS, "an upstream limitation", "why")
-    assert all(zoo.is_allowed(c, cells) for c in cells.values()) is allowed
+    monkeypatch.setitem(zoo.ALLOWED_REFUSALS, ("row", "a"), (REFUSAL[:30], "why"))
+    judged = [zoo.is_allowed(c, cells, "row", step) for step, c in cells.items()]
+    assert all(judged) is allowed
+
+
+def test_a_documented_refusal_covers_its_own_cell_only(monkeypatch):
+    monkeypatch.setitem(zoo.ALLOWED_REFUSALS, ("row", "a"), (REFUSAL[:30], "why"))
+    assert zoo.is_allowed(REFUSAL, None, "row", "a")
+    assert not zoo.is_allowed(REFUSAL, None, "other_row", "a")
+    assert not zoo.is_allowed(REFUSAL, None, "row", "b")
 
 
 def test_section_replaces_its_own_and_keeps_the_rest(tmp_path):
@@ -130,7 +138,7 @@ def test_ci_subset_every_cell_is_ok_or_a_documented_refusal(tmp_path):
         (name, step): cell
         for name, row in result["rows"].items()
         for step, cell in row["cells"].items()
-        if not zoo.is_allowed(cell, row["cells"])
+        if not zoo.is_allowed(cell, row["cells"], name, step)
     }
     assert not bad, bad
     assert completed.returncode == 0, completed.stderr[-2000:]

@@ -51,5 +51,7 @@ def test_float16_refusal_accepts_only_errors_within_twice_the_gate(error, allowe
         "ParityError: tflite quantize=float16 parity failed: relative error "
         f"{error} >= 0.01 against Keras on 256 held-out inputs (labelled data)"
     )
-    assert steps.is_allowed(cell) is allowed
-    assert not steps.is_allowed(cell.replace("float16", "dynamic"))
+    assert steps.is_allowed(cell, None, "efficientnet_b0", "tflite_float16") is allowed
+    assert not steps.is_allowed(cell, None, "mobilenet_a025", "tflite_float16")
+    dynamic = cell.replace("float16", "dynamic")
+    assert not steps.is_allowed(dynamic, None, "efficientnet_b0", "tflite_dynamic")

@@ -364,3 +364,29 @@ def test_random_inputs_without_data_stay_uniform_0_1():
     random_x = np.concatenate(fed)
     assert 0 <= random_x.min() and random_x.max() < 1 and random_x.std() > 0.2
     assert report["random_inputs"]["distribution"] == "uniform[0, 1)"
+
+
+def test_quantised_formats_keep_the_uniform_random_inputs():
+    """Their relative-error guard measures what it did; the data is for agreement."""
+    model = _pixel_model()
+    rng = np.random.default_rng(6)
+    x = (255 * rng.random((64, 8, 8, 3))).astype(np.float32)
+    reference = runtimes.KerasRuntime(model).predict
+    fed = []
+
+    def run(batch):
+        fed.append(batch)
+        return reference(batch)
+
+    report = verify.verify_artifact(
+        model,
+        None,
+        "tflite",
+        quantize="float16",
+        runner=run,
+        labelled=(x, rng.integers(0, 3, 64)),
+    )
+    random_x = np.concatenate(fed[: len(verify.DEFAULT_BATCH_SIZES)])
+    assert 0 <= random_x.min() and random_x.max() < 1
+    assert report["random_inputs"]["distribution"] == "uniform[0, 1)"
+    assert report["real_inputs_count"] == 64
