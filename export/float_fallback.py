@@ -3,8 +3,11 @@
 When a model's full int8 conversion fails its agreement check, LiteRT can keep
 chosen ops in float (`denylisted_nodes`) and quantise the rest. Which ones? The
 per-layer quantisation errors of `export.report.layer_errors` (LiteRT's
-`QuantizationDebugger`: RMSE of each quantised op's output against its float
-value, in units of its scale) rank the layers, worst first; the search keeps
+`QuantizationDebugger`: each quantised op's output against its float value)
+rank the layers, worst first (`CalibratedInt8.ranking`: the layers whose range
+is so stretched that int8 sends their values to zero, e.g. an attention mask's,
+with the layers reading them; then the rest by RMSE in units of the scale);
+the search keeps
 the shortest prefix of that ranking in float that passes the same checks as
 any int8 export (`export.verify.verify_artifact`: top-1 agreement with Keras on
 held-out inputs, relative error, accuracy drop with labelled data).
@@ -41,8 +44,9 @@ from export import verify
 FLOAT_FALLBACKS = ("none", "auto")
 SEARCH = (
     "galloping then bisection over the prefix length of the layers sorted by "
-    "quantisation error (rmse_over_scale, worst first), then each kept layer, "
-    "least error first, back to int8 if the model still passes"
+    "quantisation error (collapsed ranges and their readers first, then "
+    "rmse_over_scale, worst first), then each kept layer, least error first, "
+    "back to int8 if the model still passes"
 )
 LATENCY_RUNS = 30
 MAX_PRUNE_TRIES = 24
@@ -171,10 +175,7 @@ def search(
         verify.MIN_TOP1_AGREEMENT["int8"] if min_agreement is None else min_agreement
     )
     calibrated = layer_errors.CalibratedInt8(model, calibration_inputs)
-    ranking = []
-    for row in calibrated.layer_errors():
-        if row["layer"] not in ranking:
-            ranking.append(row["layer"])
+    ranking, _ = calibrated.ranking()
     tries, files = [], {}
     with tempfile.TemporaryDirectory(prefix="kdkeras-fallback-") as scratch:
 

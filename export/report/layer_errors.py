@@ -6,7 +6,14 @@ the int8 variant was calibrated on: every quantised op's output is compared
 with its float value, and each layer gets the RMSE of that difference divided
 by its quantisation scale (`rmse_over_scale`: about 0.29 for a layer whose
 only error is rounding, larger when the range is poorly covered), as in the
-TensorFlow guide to the debugger.
+TensorFlow guide to the debugger, and the fraction of its nonzero values that
+int8 rounds to zero (`zero_collapsed`: a range stretched by a mask's -1e9 or
+an outlier sends every ordinary value to the zero point, an error that looks
+like rounding in units of so coarse a scale). Layers are ranked worst first:
+those that collapse at least `COLLAPSE_LIMIT` of their values, then the rest
+by `rmse_over_scale`. The debugger's interpreter keeps every tensor
+(`CalibratedInt8._preserve_all_tensors`), so each op is compared on its own
+values.
 
 `export_selective_int8` converts again with the worst layers kept in float
 (`denylisted_nodes`) and writes the result through the same verified path as
@@ -44,6 +51,9 @@ def debugger_warnings_silenced():
     """The debugger runs `tf.lite.Interpreter`, which warns it is deprecated."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        warnings.filterwarnings(
+            "ignore", message=".*experimental_preserve_all_tensors.*debugging"
+        )
         yield
 
 
@@ -62,6 +72,25 @@ def rmse_over_scale(float_values, quantized_values, scale, zero_point):
     with np.errstate(all="ignore"):
         error = np.sqrt(np.mean((float_values - dequantized) ** 2)) / scale
     return _finite_or_inf(error)
+
+
+def zero_collapsed(float_values, quantized_values, scale, zero_point):
+    """Fraction of the tensor's nonzero float values that int8 rounds to zero.
+
+    A range stretched by a few huge values (an attention mask's -1e9 or
+    float32's lowest, an outlier) gives a scale so coarse that the ordinary
+    values all land on the zero point: the information is gone although the
+    error, in units of that scale, looks like rounding (`rmse_over_scale` near
+    0). About 1% for a tensor whose range its values fill.
+    """
+    del scale  # The zero point is the level of 0.0.
+    float_values = np.asarray(float_values)
+    nonzero = float_values != 0
+    count = int(np.count_nonzero(nonzero))
+    if not count:
+        return 0.0
+    lost = nonzero & (np.asarray(quantized_values) == zero_point)
+    return np.count_nonzero(lost) / count
 
 
 def _finite_or_inf(value):
@@ -97,6 +126,22 @@ LAYER_DEBUG_METRICS = {
     "max_abs_error": _difference_metric(lambda d: np.max(np.abs(d))),
     "mean_squared_error": _difference_metric(lambda d: np.mean(d**2)),
 }
+
+
+# Metrics of each op's float and quantised output values, read together.
+DIRECT_COMPARE_METRICS = {
+    "rmse_over_scale": rmse_over_scale,
+    "zero_collapsed": zero_collapsed,
+}
+# A layer whose nonzero values int8 sends to zero this often (averaged over
+# the samples) ranks, with the layers reading it, before every layer that
+# keeps its values apart. Above the heavy tail of a LayerNormalization's
+# squared differences (0.25-0.45 of them round to zero), below a mask's
+# stretched range (all of them).
+COLLAPSE_LIMIT = 0.5
+# How many times `CalibratedInt8.ranking` measures again with the collapsed
+# layers found so far in float.
+MAX_COLLAPSE_ROUNDS = 4
 
 
 def _calibration(inputs, limit=None):
@@ -174,31 +219,73 @@ class CalibratedInt8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = self.dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        options = tf.lite.experimental.QuantizationDebugOptions(
-            layer_debug_metrics=LAYER_DEBUG_METRICS,
-            layer_direct_compare_metrics={"rmse_over_scale": rmse_over_scale},
-        )
         with debugger_warnings_silenced():
             self.debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter,
                 debug_dataset=self.debug_dataset,
-                debug_options=options,
+                debug_options=self._options(()),
             )
+        self._float_layers = ()
         if isinstance(self.inputs, dict):
             self.debug_dataset.order = _interpreter_input_order(
                 self.debugger.quant_model
             )
 
-    def layer_errors(self, samples=MAX_DEBUG_SAMPLES):
-        """Per-layer errors on the first `samples` inputs, worst first.
+    @staticmethod
+    def _options(float_layers):
+        import tensorflow as tf
+
+        return tf.lite.experimental.QuantizationDebugOptions(
+            layer_debug_metrics=LAYER_DEBUG_METRICS,
+            layer_direct_compare_metrics=DIRECT_COMPARE_METRICS,
+            denylisted_nodes=list(float_layers),
+        )
+
+    def _use(self, float_layers):
+        """Re-quantises the calibrated model with `float_layers` in float.
 
         Returns:
-            The rows of `layer_quantization_errors`.
+            Whether some op is still quantised (and so has errors to measure).
         """
+        float_layers = tuple(float_layers)
+        if float_layers == self._float_layers:
+            return self._measurable
+        options = self._options(float_layers)
+        with debugger_warnings_silenced():
+            try:
+                self.debugger.options = options
+                self._measurable = True
+            except ValueError:
+                # With every quantised op in float, the debug model has nothing
+                # to verify and the setter refuses to rebuild its statistics,
+                # after having taken the options (all the quantisation needs).
+                if self.debugger.options is not options:
+                    raise
+                self._measurable = False
+        self._float_layers = float_layers
+        return self._measurable
+
+    _measurable = True
+
+    def layer_errors(self, samples=MAX_DEBUG_SAMPLES, float_layers=()):
+        """Per-layer errors on the first `samples` inputs, worst first.
+
+        Args:
+            samples: How many of the calibration inputs to run.
+            float_layers: Layers (tensor names) kept in float meanwhile: the
+                others are measured with these computed in float.
+
+        Returns:
+            The rows of `layer_quantization_errors` (none when every layer is
+            in float).
+        """
+        if not self._use(float_layers):
+            return []
         self.debug_dataset.limit = samples
+        self._preserve_all_tensors()
         try:
             # Every metric is computed non-finite-safe (`LAYER_DEBUG_METRICS`,
-            # `rmse_over_scale`): nothing left here for NumPy to warn about.
+            # `DIRECT_COMPARE_METRICS`): nothing left for NumPy to warn about.
             with debugger_warnings_silenced(), np.errstate(all="ignore"):
                 self.debugger.run()
         finally:
@@ -207,23 +294,128 @@ class CalibratedInt8:
         self.debugger.layer_statistics_dump(dump)
         return _rows(dump.getvalue())
 
-    def quantize(self, float_layers=()):
-        """The int8 `.tflite` bytes with `float_layers` (tensor names) in float."""
+    def ranking(self, samples=MAX_DEBUG_SAMPLES, max_rounds=MAX_COLLAPSE_ROUNDS):
+        """Every quantised layer, the one to keep in float first.
+
+        A collapsed layer hides the next: the op reading a collapsed tensor is
+        compared with a float value computed from the collapsed input, so its
+        own collapse (e.g. the select after an attention mask's multiply, on
+        the same stretched range) shows only once its input is in float. The
+        layers that collapse (`COLLAPSE_LIMIT`) are therefore measured again
+        with those found so far in float, until no new one collapses (at most
+        `max_rounds` times); then come the quantised layers reading them
+        (`_collapsed_readers`), then the others, by `rmse_over_scale`.
+
+        Returns:
+            `(names, rows)`: tensor names, worst first, and the rows of the
+            first measurement (every layer quantised).
+        """
+        rows = self.layer_errors(samples)
+        readers = _readers(self.debugger)
+        found = []
+        measured = rows
+        for _ in range(max_rounds + 1):
+            new = [
+                row["layer"]
+                for row in measured
+                if row["zero_collapsed"] >= COLLAPSE_LIMIT and row["layer"] not in found
+            ]
+            if not new:
+                break
+            found += new
+            measured = self.layer_errors(samples, float_layers=found)
+        found += _collapsed_readers(found, readers, rows)
+        names = list(dict.fromkeys(found + [row["layer"] for row in rows]))
+        return names, rows
+
+    def _preserve_all_tensors(self):
+        """Gives the debugger an interpreter that keeps every tensor's value.
+
+        The float reference of each op (`rmse_over_scale`) and the
+        NumericVerify differences are intermediate tensors, read after the
+        whole model ran. LiteRT's debugger builds its interpreter with
+        `experimental_preserve_all_tensors` only when it is given a model file,
+        not a converter (`_init_from_converter`, also on every `options`
+        change): the arena then reuses those tensors' memory, and the values
+        read are another op's (garbage, up to 1e44, and inf). The same model,
+        interpreted with every tensor preserved (which also applies no default
+        delegate), gives each op's own values.
+        """
         import tensorflow as tf
 
-        options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=list(float_layers)
-        )
         with debugger_warnings_silenced():
-            try:
-                self.debugger.options = options
-            except ValueError:
-                # With every quantised op in float, the debug model has nothing
-                # to verify and the setter refuses to rebuild its statistics,
-                # after having taken the options (all the quantisation needs).
-                if self.debugger.options is not options:
-                    raise
+            self.debugger._quant_interpreter = tf.lite.Interpreter(
+                model_content=self.debugger.quant_model,
+                experimental_op_resolver_type=(
+                    tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+                ),
+                experimental_preserve_all_tensors=True,
+            )
+
+    def quantize(self, float_layers=()):
+        """The int8 `.tflite` bytes with `float_layers` (tensor names) in float."""
+        self._use(float_layers)
+        with debugger_warnings_silenced():
             return self.debugger.get_nondebug_quantized_model()
+
+
+def _collapsed_readers(collapsed, readers, rows):
+    """The quantised layers that read a collapsed tensor, in the order found.
+
+    A quantised op reading a collapsed tensor requantises it on the same
+    stretched range (its input collapses, though its output may look sound:
+    the softmax after a masked select). A reader whose own output keeps that
+    range (a scale at least half its input's) passes it on to its readers.
+    """
+    scale = {row["layer"]: row["scale"] for row in rows}
+    found, frontier = [], list(collapsed)
+    while frontier:
+        name = frontier.pop(0)
+        for reader in readers.get(name, ()):
+            if reader not in scale or reader in collapsed or reader in found:
+                continue
+            found.append(reader)
+            if scale[reader] >= 0.5 * scale.get(name, math.inf):
+                frontier.append(reader)
+    return found
+
+
+def _readers(debugger):
+    """`{layer: the layers whose quantised ops read its output}`, by tensor name.
+
+    Read from the debug model, where each quantised op's output is compared by
+    a NumericVerify op (which names the layer) with its float counterpart's;
+    the float side (Dequantize and what reads it) is not a reader, and a
+    Quantize op (a change of scale) is looked through.
+    """
+    interpreter = debugger._quant_interpreter
+    ops = [op for op in interpreter._get_ops_details() if op["op_name"] != "DELEGATE"]
+    layer_of = {}
+    for op in ops:
+        if op["op_name"] == "NumericVerify":
+            output = interpreter._get_tensor_details(op["outputs"][0], subgraph_index=0)
+            layer_of[op["inputs"][0]] = debugger._get_operand_name_and_index(
+                output["name"]
+            )[0]
+    read_by = {}
+    for op in ops:
+        if op["op_name"] in ("NumericVerify", "DEQUANTIZE"):
+            continue
+        for index in op["inputs"]:
+            read_by.setdefault(index, []).append(op)
+
+    def readers(index, seen):
+        for op in read_by.get(index, ()):
+            for output in op["outputs"]:
+                if output in seen:
+                    continue
+                seen.add(output)
+                if op["op_name"] == "QUANTIZE":
+                    yield from readers(output, seen)
+                elif output in layer_of:
+                    yield layer_of[output]
+
+    return {layer: list(readers(index, set())) for index, layer in layer_of.items()}
 
 
 def layer_quantization_errors(model, inputs):
@@ -235,8 +427,9 @@ def layer_quantization_errors(model, inputs):
 
     Returns:
         A list of `{"layer": output tensor name, "op", "rmse_over_scale",
-        "max_abs_error", "mean_squared_error", "scale"}`, sorted by
-        `rmse_over_scale`, largest first.
+        "max_abs_error", "mean_squared_error", "zero_collapsed", "scale"}`,
+        worst first: layers collapsing at least `COLLAPSE_LIMIT` of their
+        values (most first), then by `rmse_over_scale`, largest first.
     """
     return CalibratedInt8(model, _calibration(inputs, MAX_DEBUG_SAMPLES)).layer_errors()
 
@@ -255,13 +448,22 @@ def _rows(dump):
                 "layer": record["tensor_name"],
                 "op": record["op_name"],
                 "rmse_over_scale": _statistic(record, "rmse_over_scale"),
+                "zero_collapsed": _statistic(record, "zero_collapsed"),
                 "max_abs_error": _statistic(record, "max_abs_error"),
                 "mean_squared_error": _statistic(record, "mean_squared_error"),
                 "scale": float(record.get("scale") or math.nan),
             }
         )
-    rows.sort(key=lambda r: -r["rmse_over_scale"])
+    rows.sort(key=_worst_first)
     return rows
+
+
+def _worst_first(row):
+    """Sort key: collapsed layers (most first), then by `rmse_over_scale`."""
+    collapsed = row["zero_collapsed"]
+    if collapsed >= COLLAPSE_LIMIT:
+        return (0, -collapsed, -row["rmse_over_scale"])
+    return (1, 0.0, -row["rmse_over_scale"])
 
 
 def _statistic(record, name):

@@ -202,3 +202,126 @@ def test_a_layer_whose_statistics_are_not_finite_ranks_as_worst():
     assert [row["layer"] for row in rows][2:] == ["add", "conv"]
     assert {row["layer"] for row in rows[:2]} == {"mean", "mul"}
     assert all(row["rmse_over_scale"] == np.inf for row in rows[:2])
+
+
+def _branching_model():
+    """Branches, a residual Add, BatchNorm and LayerNorm: tensors the arena reuses."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    y = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    y = keras.layers.BatchNormalization()(y)
+    x = keras.layers.Add()([x, keras.layers.Activation("swish")(y)])
+    x = keras.layers.Conv2D(16, 1, activation="relu")(x)
+    x = keras.layers.LayerNormalization()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(5)(x))
+
+
+def test_each_layer_error_is_measured_on_its_own_tensors():
+    """Equal to LiteRT's debugger run on the debug model's file, which keeps them.
+
+    Built from a converter, the debugger's interpreter lets the arena reuse
+    intermediate tensors: read after the run, most layers' float references
+    were another op's values (errors of 100-20,000 scales, and inf). The
+    reference here is the debugger built from the model's bytes (LiteRT then
+    preserves every tensor), run with the builtin kernels as the code under
+    test is (XNNPACK would leave the tensors inside its partitions unwritten).
+    """
+    import io
+
+    import tensorflow as tf
+
+    model = _branching_model()
+    inputs = np.random.default_rng(0).random((48, 16, 16, 3), dtype=np.float32)
+    calibrated = layer_errors.CalibratedInt8(model, inputs)
+    rows = {row["layer"]: row for row in calibrated.layer_errors()}
+
+    dataset = layer_errors._Samples(calibrated.inputs)
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_debug_metrics=layer_errors.LAYER_DEBUG_METRICS,
+        layer_direct_compare_metrics=layer_errors.DIRECT_COMPARE_METRICS,
+    )
+    with layer_errors.debugger_warnings_silenced():
+        reference = tf.lite.experimental.QuantizationDebugger(
+            quant_debug_model_content=calibrated.debugger.quant_model,
+            debug_dataset=dataset,
+            debug_options=options,
+        )
+        reference._quant_interpreter = tf.lite.Interpreter(
+            model_content=calibrated.debugger.quant_model,
+            experimental_op_resolver_type=(
+                tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            ),
+            experimental_preserve_all_tensors=True,
+        )
+        reference.run()
+    dump = io.StringIO()
+    reference.layer_statistics_dump(dump)
+    expected = {row["layer"]: row for row in layer_errors._rows(dump.getvalue())}
+    assert sorted(rows) == sorted(expected) and len(rows) >= 10
+    for name, row in rows.items():
+        for metric in ("rmse_over_scale", "max_abs_error", "zero_collapsed"):
+            np.testing.assert_allclose(
+                row[metric], expected[name][metric], rtol=1e-6, err_msg=name
+            )
+    # Rounding alone is about 0.29 of a scale; nothing here collapses.
+    assert all(row["rmse_over_scale"] < 2 for row in rows.values())
+    assert all(
+        row["zero_collapsed"] < layer_errors.COLLAPSE_LIMIT for row in rows.values()
+    )
+
+
+def test_a_masked_attention_ranks_its_mask_chain_first():
+    """Keras' attention mask fills with float32's lowest: one scale for all.
+
+    The scores then all round to the zero point (`zero_collapsed` 1.0) while
+    their error in units of that scale is about 0: ranked by
+    `rmse_over_scale` alone the mask's ops came last. The softmax reading
+    them collapses at its input, though its own output looks sound.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((8, 8), name="x")
+    mask = keras.Input((8,), name="mask", dtype="int32")
+    attended = keras.layers.MultiHeadAttention(2, 4)(
+        tokens, tokens, attention_mask=keras.ops.cast(mask[:, None, :], "bool")
+    )
+    pooled = keras.layers.GlobalAveragePooling1D()(attended)
+    model = keras.Model({"x": tokens, "mask": mask}, keras.layers.Dense(3)(pooled))
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 9, 64)
+    calibration = {
+        "x": rng.normal(size=(64, 8, 8)).astype("float32"),
+        "mask": (np.arange(8)[None] < lengths[:, None]).astype("int32"),
+    }
+    names, rows = layer_errors.CalibratedInt8(model, calibration).ranking()
+    by_name = {row["layer"]: row for row in rows}
+    assert sorted(names) == sorted(by_name)
+    first = by_name[names[0]]
+    assert first["zero_collapsed"] >= layer_errors.COLLAPSE_LIMIT
+    assert first["rmse_over_scale"] < 0.01 and first["scale"] > 1e6
+    ops = [by_name[name]["op"] for name in names]
+    softmax = ops.index("SOFTMAX")
+    assert ops[softmax - 1] == "SELECT_V2" and softmax < 6
+    assert softmax < ops.index("FULLY_CONNECTED")
+
+
+@pytest.mark.parametrize(
+    "float_values, quantized, expected",
+    [
+        ([0.0, 0.0, 0.0], [5, 5, 5], 0.0),  # exact zeros are not lost
+        ([1e-9, 2.0, -3.0, 0.0], [5, 9, 1, 5], 1 / 3),
+        ([1.0, -2.0, 1e30], [5, 5, 127], 2 / 3),
+    ],
+)
+def test_zero_collapsed_counts_nonzero_values_sent_to_the_zero_point(
+    float_values, quantized, expected
+):
+    got = layer_errors.zero_collapsed(
+        np.array(float_values), np.array(quantized), 0.1, 5
+    )
+    assert got == pytest.approx(expected)
