@@ -137,6 +137,7 @@ def variant_tables(report):
                 row["layer"],
                 row["op"],
                 format_number(row["rmse_over_scale"]),
+                format_number(row.get("zero_collapsed")),
                 format_number(row["max_abs_error"], 5),
             ]
             for rank, row in enumerate(r["layer_errors"], start=1)
@@ -150,12 +151,14 @@ def variant_tables(report):
                     "layer (output tensor)",
                     "op",
                     "RMSE / scale",
+                    "values sent to zero",
                     "max abs error",
                 ],
                 rows,
                 "LiteRT's QuantizationDebugger on the calibration inputs: each quantised op's "
                 "output against its float value; RMSE in units of the quantisation scale (about "
-                "0.29 is rounding alone). The variant `tflite_int8_selective` keeps the fewest "
+                "0.29 is rounding alone); the fraction of its nonzero values int8 sends to zero "
+                "(near 1 when a mask or an outlier stretches the range; those layers rank first). The variant `tflite_int8_selective` keeps the fewest "
                 "layers in float that pass (export.float_fallback) and is measured with the "
                 "others.",
             )
