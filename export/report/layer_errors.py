@@ -225,7 +225,7 @@ class CalibratedInt8:
                 debug_dataset=self.debug_dataset,
                 debug_options=self._options(()),
             )
-        self._float_layers = ()
+        self._float_layers, self._measurable = (), True
         if isinstance(self.inputs, dict):
             self.debug_dataset.order = _interpreter_input_order(
                 self.debugger.quant_model
@@ -264,8 +264,6 @@ class CalibratedInt8:
                 self._measurable = False
         self._float_layers = float_layers
         return self._measurable
-
-    _measurable = True
 
     def layer_errors(self, samples=MAX_DEBUG_SAMPLES, float_layers=()):
         """Per-layer errors on the first `samples` inputs, worst first.
@@ -338,8 +336,9 @@ class CalibratedInt8:
         not a converter (`_init_from_converter`, also on every `options`
         change): the arena then reuses those tensors' memory, and the values
         read are another op's (garbage, up to 1e44, and inf). The same model,
-        interpreted with every tensor preserved (which also applies no default
-        delegate), gives each op's own values.
+        interpreted with every tensor preserved and the builtin kernels only
+        (a delegate such as XNNPACK would leave the tensors inside its
+        partitions unwritten), gives each op's own values.
         """
         import tensorflow as tf
 
