@@ -19,11 +19,14 @@ more of the worst layers in float never hurts (monotone), and needs about
 `2 log2(k)` conversions for `k` layers instead of `k` for a greedy one-by-one
 search. The ranking is a heuristic (an op's error is measured on its own
 quantised inputs, so the damage of a badly quantised tensor can show in the op
-that reads it), so the prefix found is then pruned: each of its layers, least
-error first, goes back to int8 if the model still passes without it in float
-(the `MAX_PRUNE_TRIES` least-error layers of the prefix are tried). When all
-are tried, no single layer of the result can be quantised again without
-failing. The model is calibrated once; each try
+that reads it, and the model's output is measured as a copy of its producer),
+so the prefix found is then shrunk (`fewest_needed`, delta debugging): chunks
+of its layers, least error first, go back to int8 while the model still
+passes, halves first, then quarters, down to single layers; a prefix that
+needed one low-ranked layer thus shrinks to the few layers that matter in
+about `2 n log2(k)` conversions for `n` of them, at most `MAX_PRUNE_TRIES`.
+When single layers have all been tried, no layer of the result can be
+quantised again alone without failing. The model is calibrated once; each try
 re-quantises the calibrated model (`layer_errors.CalibratedInt8.quantize`).
 
 The result records what the fallback costs against the full int8 model: its
@@ -45,11 +48,12 @@ FLOAT_FALLBACKS = ("none", "auto")
 SEARCH = (
     "galloping then bisection over the prefix length of the layers sorted by "
     "quantisation error (collapsed ranges and their readers first, then "
-    "rmse_over_scale, worst first), then each kept layer, least error first, "
-    "back to int8 if the model still passes"
+    "rmse_over_scale, worst first), then chunks of the kept layers (halves "
+    "down to single layers, least error first) back to int8 while the model "
+    "still passes"
 )
 LATENCY_RUNS = 30
-MAX_PRUNE_TRIES = 24
+MAX_PRUNE_TRIES = 64
 
 
 def check_float_fallback(float_fallback, quantize, int8_io=False):
@@ -112,6 +116,46 @@ def smallest_passing_prefix(count, passes):
         else:
             failing = middle
     return passing, tried
+
+
+def fewest_needed(chosen, passes, max_tries=MAX_PRUNE_TRIES):
+    """Shrinks a passing set of float layers by delta debugging.
+
+    Args:
+        chosen: Layer names kept in float (worst first) with which the model
+            passes.
+        passes: `names -> bool`: whether the model passes with `names` in
+            float.
+        max_tries: Most calls of `passes`.
+
+    Returns:
+        A sublist of `chosen` with which the model passes: chunks of it, least
+        error (last) first, went back to int8 while it still passed, in halves,
+        then quarters, down to single layers. When single layers were all
+        tried (`max_tries` allowing), none can go back alone.
+
+    Example:
+
+    >>> fewest_needed(list("abcdefgh"), lambda names: {"b", "g"} <= set(names))
+    ['b', 'g']
+    """
+    chosen, parts, tries = list(chosen), 2, 0
+    while len(chosen) > 1 and tries < max_tries:
+        size = -(-len(chosen) // parts)
+        chunks = [chosen[i : i + size] for i in range(0, len(chosen), size)]
+        for chunk in reversed(chunks):
+            rest = [name for name in chosen if name not in chunk]
+            if not rest or tries >= max_tries:
+                continue
+            tries += 1
+            if passes(rest):
+                chosen, parts = rest, max(parts - 1, 2)
+                break
+        else:
+            if size == 1:
+                break
+            parts = min(len(chosen), 2 * parts)
+    return chosen
 
 
 def median_latency_ms(paths, example, runs=LATENCY_RUNS):
@@ -222,13 +266,9 @@ def search(
                     f"tflite quantize=int8 fails even with all {len(ranking)} "
                     f"quantised layers kept in float: {tries[-1].get('reason')}"
                 )
-            chosen = ranking[:length]
-            for layer in reversed(ranking[:length][-MAX_PRUNE_TRIES:]):
-                if len(chosen) == 1:
-                    break
-                fewer = [name for name in chosen if name != layer]
-                if attempt(fewer, "prune"):
-                    chosen = fewer
+            chosen = fewest_needed(
+                ranking[:length], lambda names: attempt(names, "prune")
+            )
         with open(files[tuple(chosen)], "rb") as handle:
             flatbuffer = handle.read()
         example = (

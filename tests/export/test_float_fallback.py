@@ -138,6 +138,46 @@ def test_smallest_passing_prefix_matches_a_linear_scan(count):
 
 
 @pytest.mark.parametrize(
+    "count, needed",
+    [
+        (1, {0}),
+        (8, {7}),  # the least-error layer alone: one-by-one would try them all
+        (30, {0, 29}),
+        (106, {3, 50, 105}),
+        (106, set(range(106))),
+    ],
+)
+def test_fewest_needed_keeps_just_the_layers_that_matter(count, needed):
+    names = [f"layer_{i}" for i in range(count)]
+    wanted = {names[i] for i in needed}
+    calls = []
+
+    def passes(kept):
+        calls.append(kept)
+        return wanted <= set(kept)
+
+    kept = float_fallback.fewest_needed(names, passes, max_tries=200)
+    assert set(kept) == wanted
+    assert kept == [name for name in names if name in wanted]  # order kept
+    # About 2 k log2(n) tries for k of n layers, not n (one at a time).
+    bits = int(np.ceil(np.log2(count + 1)))
+    assert len(calls) <= (3 * len(wanted) * bits if len(wanted) < count else 3 * count)
+
+
+def test_fewest_needed_stops_at_its_budget_with_a_passing_set():
+    names = [f"layer_{i}" for i in range(64)]
+    calls = []
+
+    def passes(kept):
+        calls.append(kept)
+        return "layer_5" in kept
+
+    kept = float_fallback.fewest_needed(names, passes, max_tries=3)
+    assert len(calls) == 3
+    assert kept == [f"layer_{i}" for i in range(8)]  # 64 -> 32 -> 16 -> 8
+
+
+@pytest.mark.parametrize(
     "arguments, match",
     [
         ({"quantize": "int8", "float_fallback": "always"}, "--float-fallback"),
