@@ -26,9 +26,12 @@ are uniform in their range (token ids below the vocabulary of the embedding
 that reads them, 0/1 masks). A model taking pixels in [0, 255] (a
 `Rescaling(1 / 255)` in front) fed [0, 1) sees one near-black image for every
 "random" input: a degenerate check, off the inputs the model is used on.
-Quantised formats keep the uniform draw for their random inputs (their
-relative-error bound is a guard against a broken conversion; their real check
-is the held-out agreement below), so their gates measure what they always did.
+The same holds for the formats whose activation ranges were calibrated on the
+data (`int8`, and `qat`'s learned ranges: `DATA_RANGED`): off that range int8
+saturates, by design. float16 and dynamic-range files have no activation
+ranges and keep the uniform draw for their random inputs (a guard against a
+broken conversion; their real check is the held-out agreement below), so their
+gates measure what they always did.
 
 Quantised formats (TFLite `float16`, `dynamic`, `int8`): outputs legitimately
 move, so the gate is the top-1 agreement (fraction of inputs where
@@ -89,6 +92,9 @@ MAX_QUANTIZED_RELATIVE_ERROR = {
     "qat": 1.0,
 }
 DEFAULT_BATCH_SIZES = (1, 16)
+# Modes whose random parity inputs are drawn like the model's data when it is
+# given: float, and those whose activation ranges come from the data.
+DATA_RANGED = ("none", "int8", "qat")
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 
 
@@ -356,9 +362,13 @@ def verify_artifact(
         real_inputs, real_inputs_source = labelled[0], "labelled data"
     if real_inputs is not None:
         real_inputs = spec.check(real_inputs, "real inputs")
-    # Float formats are checked where the model's data lies; quantised ones on
-    # the uniform draw, as before (their gate is the held-out agreement).
-    like = None if quantized else _model_data(spec, real_inputs, calibration_inputs)
+    # Float and calibrated formats are checked where the model's data lies;
+    # float16 and dynamic on the uniform draw (their gate is the agreement).
+    like = (
+        _model_data(spec, real_inputs, calibration_inputs)
+        if quantize in DATA_RANGED
+        else None
+    )
 
     per_output, abs_errors, agreements = [], [], []
     for index, batch_size in enumerate(batch_sizes):
