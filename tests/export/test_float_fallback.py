@@ -247,25 +247,3 @@ def test_fallback_takes_a_model_with_several_inputs(tmp_path):
     actual = runtimes.TFLiteRuntime(result.path).predict(x)
     expected = model(x, training=False).numpy()
     assert verify.top1_agreement(actual, expected) >= verify.MIN_TOP1_AGREEMENT["int8"]
-
-
-def test_a_try_whose_file_is_not_what_it_claims_does_not_pass(
-    model, calibration, fallback, monkeypatch
-):
-    """A set of float layers whose file holds other float ops too is rejected."""
-    from export import pipeline
-
-    needed = len(fallback.sidecar["options"]["float_fallback"]["float_layers"])
-    real = to_tflite.check_tensor_types
-
-    def strict(path, quantize, int8_io=False, float_ops=0):
-        if 0 < float_ops <= needed:
-            raise pipeline.ConversionError(
-                "the TFLite file does not hold quantize=int8 tensor types (test)"
-            )
-        return real(path, quantize, int8_io, float_ops)
-
-    monkeypatch.setattr(to_tflite, "check_tensor_types", strict)
-    _, record = float_fallback.search(model, calibration)
-    assert len(record["float_layers"]) > needed
-    assert any("tensor types" in t.get("reason", "") for t in record["tries"])
