@@ -87,6 +87,11 @@ def test_kept_layers_are_float_and_the_rest_int8(fallback):
         assert dtypes[layer] == "float32"
     ops, _ = to_tflite.tensor_types(fallback.path)
     assert sum(op["kernel"] == "int8" for op in ops) >= 1
+    # The sidecar counts the weighted ops the file holds in float, read back.
+    types = fallback.sidecar["options"]["tensor_types"]
+    in_float = sum(op["kernel"] != "int8" or op["activation"] != "int8" for op in ops)
+    assert types["float_weighted_ops"] == in_float
+    assert types["kernels"] == {"int8": len(ops) - in_float}
 
 
 def test_fewest_layers_no_single_kept_layer_can_go_back_to_int8(
