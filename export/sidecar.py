@@ -200,15 +200,12 @@ def _tflite_discrepancies(path, options, quantize):
     if quantize not in to_tflite.QUANTIZE_MODES:
         return [f"quantize {_short(quantize)} is not a TFLite mode"]
     found = []
-    if options.get("selective"):
-        # Selective int8 keeps its worst layers in float: some kernels only.
-        ops, _ = to_tflite.tensor_types(path)
-        if quantize != "int8" or not any(op["kernel"] == "int8" for op in ops):
-            found.append(f"quantize {_short(quantize)} (selective) but no int8 kernel")
-        return found
+    # int8 with layers kept in float (the report's selective variant, any
+    # `--float-fallback=auto` file): some weighted ops in float, one in int8.
+    fallback = bool(options.get("selective")) or "float_fallback" in options
     try:
         types = to_tflite.check_tensor_types(
-            path, quantize, bool(options.get("int8_io"))
+            path, quantize, bool(options.get("int8_io")), float_allowed=fallback
         )
     except pipeline.ConversionError as error:
         found.append(f"quantize {_short(quantize)} but {str(error).split('; ')[0]}")

@@ -252,20 +252,23 @@ def tensor_types(path):
     return found, io
 
 
-def check_tensor_types(path, quantize, int8_io=False, float_ops=0):
+def check_tensor_types(path, quantize, int8_io=False, float_allowed=False):
     """Raises `ConversionError` unless the file's tensor types match `quantize`.
 
     Args:
         path: The written `.tflite` file.
         quantize: The mode claimed (one of `QUANTIZE_MODES`).
         int8_io: Whether int8 input and output tensors are claimed.
-        float_ops: With `int8`, how many weighted ops may be left in float
-            (the layers an int8 float fallback keeps in float); at least one
-            must hold int8.
+        float_allowed: With `int8`, weighted ops may be left in float (an int8
+            float fallback's: keeping a layer in float can leave a weighted
+            neighbour in float too, e.g. a convolution reading a float
+            BatchNorm); at least one must hold int8.
 
     Returns:
         A summary for the sidecar: `{"kernels": {dtype: count},
-        "activations": {dtype: count}}` over the weighted ops.
+        "activations": {dtype: count}}` over the int8 weighted ops, and with
+        `float_allowed` `"float_weighted_ops"`, how many the file holds in
+        float.
 
     Example: see `export_tflite` (one conversion serves both examples).
     """
@@ -283,14 +286,13 @@ def check_tensor_types(path, quantize, int8_io=False, float_ops=0):
         "qat": "int8",
     }[quantize]
     wrong = []
-    if quantize == "int8" and float_ops:
-        kept = [
-            i
-            for i, op in enumerate(ops)
-            if op["kernel"] != "int8" or op["activation"] != "int8"
-        ][:float_ops]
-        if len(kept) < len(ops):
-            ops = [op for i, op in enumerate(ops) if i not in kept]
+    in_float = 0
+    if quantize == "int8" and float_allowed:
+        quantised = [
+            op for op in ops if op["kernel"] == "int8" and op["activation"] == "int8"
+        ]
+        if quantised:
+            in_float, ops = len(ops) - len(quantised), quantised
     for op in ops:
         kernel_ok = op["kernel"] == expected_kernel or (
             quantize == "dynamic"
@@ -329,7 +331,10 @@ def check_tensor_types(path, quantize, int8_io=False, float_ops=0):
             counts[op[key]] = counts.get(op[key], 0) + 1
         return counts
 
-    return {"kernels": count("kernel"), "activations": count("activation")}
+    summary = {"kernels": count("kernel"), "activations": count("activation")}
+    if quantize == "int8" and float_allowed:
+        summary["float_weighted_ops"] = in_float
+    return summary
 
 
 def is_quantization_aware(model):

@@ -1,5 +1,6 @@
 """export.float_fallback: int8 with the fewest layers in float, via export.to_tflite."""
 
+import json
 import os
 
 import keras
@@ -92,6 +93,16 @@ def test_kept_layers_are_float_and_the_rest_int8(fallback):
     in_float = sum(op["kernel"] != "int8" or op["activation"] != "int8" for op in ops)
     assert types["float_weighted_ops"] == in_float
     assert types["kernels"] == {"int8": len(ops) - in_float}
+
+
+def test_the_sidecar_of_a_fallback_file_is_what_the_file_bears(fallback):
+    content = fallback.sidecar
+    assert sidecar.artifact_discrepancies(content, fallback.path) == []
+    tampered = json.loads(json.dumps(content))
+    tampered["options"]["tensor_types"]["float_weighted_ops"] += 1
+    assert sidecar.artifact_discrepancies(tampered, fallback.path) == [
+        "tensor_types differ from the file's"
+    ]
 
 
 def test_fewest_layers_no_single_kept_layer_can_go_back_to_int8(
